@@ -1,0 +1,46 @@
+# harbormaster — see README.md. `make demo` and `make test` are the two commands.
+GO ?= go
+BIN := bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: all build test unit lab-test demo bench proto deps vet fmt clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/harbormaster ./cmd/harbormaster
+
+# deps installs what the tests need and is missing (Debian packages).
+deps:
+	@scripts/deps.sh
+
+test: deps build vet
+	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+
+demo: build
+	@scripts/demo.sh
+
+bench: build
+	$(GO) run ./chaos/cmd/bench-leader --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
+
+# proto regenerates proto/harbormaster/v1/*.pb.go with pinned generators.
+proto:
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+	GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(GOBIN_DIR):$$PATH protoc --proto_path=proto \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/harbormaster/v1/admin.proto
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

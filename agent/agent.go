@@ -1,0 +1,308 @@
+// Package agent is the composition root of one harbormaster node: it wires
+// the config, the Raft node (transport, bolt stores, snapshots), the fsm, the
+// leader-only coordinator, the gRPC admin server, the node's own loops (lease
+// renewal, registration, releases, joining) and its lifecycle (sd_notify,
+// graceful stop).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/hashicorp/raft"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/coordinator"
+	"github.com/harbormaster/harbormaster/fsm"
+)
+
+// Version is the agent's version, set at build time with -ldflags.
+var Version = "dev"
+
+// Options change how an agent is built; the zero value is production.
+// Tests use them to run agents in process on an in-memory transport.
+type Options struct {
+	// Transport replaces the TCP transport on cfg.RaftAddr.
+	Transport raft.Transport
+	// InmemStore keeps the log, stable store and snapshots in memory.
+	InmemStore bool
+	// APIListener replaces listening on cfg.APIAddr; its address is the one
+	// registered for the node.
+	APIListener net.Listener
+	// Logger receives the agent's logs (slog.Default when nil).
+	Logger *slog.Logger
+	// RaftLogOutput receives hashicorp/raft's own log (stderr when nil).
+	RaftLogOutput io.Writer
+	// SnapshotThreshold and TrailingLogs override Raft's defaults (tests use
+	// small values to force snapshots and install-snapshot catch-up).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
+func (o Options) raftLogOutput() io.Writer {
+	if o.RaftLogOutput != nil {
+		return o.RaftLogOutput
+	}
+	return os.Stderr
+}
+
+// raftLogLevel keeps hashicorp/raft's chatty info logs out unless debugging.
+func (o Options) raftLogLevel(level string) string {
+	if level == "debug" {
+		return "debug"
+	}
+	return "warn"
+}
+
+// Agent is one running node. Build it with New, run it with Run. Its methods
+// are safe for concurrent use once Run has opened Raft.
+type Agent struct {
+	cfg    *config.Config
+	opts   Options
+	timing config.Timing
+	log    *slog.Logger
+
+	fsm      *fsm.FSM
+	raft     *raft.Raft
+	raftAddr string
+	apiAddr  string
+	leaderCh chan bool
+	live     *coordinator.Liveness
+	closers  []io.Closer
+	health   *health.Server
+
+	conns    sync.Mutex
+	connPool map[string]*grpc.ClientConn
+
+	// leaseUntil is this node's own view of its lease end (unix nanos of
+	// the monotonic-backed local clock); see renewLoop.
+	leaseUntil atomic.Int64
+	stopping   atomic.Bool // set when a graceful stop begins
+	ready      chan struct{}
+	readyOnce  sync.Once
+}
+
+// New checks the config and prepares an agent. It starts nothing.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t, err := cfg.TimingProfile()
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{
+		cfg: cfg, opts: opts, timing: t,
+		log:      log.With("node", cfg.NodeID),
+		fsm:      fsm.New(),
+		leaderCh: make(chan bool, 1),
+		live:     coordinator.NewLiveness(0.1),
+		connPool: map[string]*grpc.ClientConn{},
+		ready:    make(chan struct{}),
+	}, nil
+}
+
+// NodeID returns the node's id.
+func (a *Agent) NodeID() string { return a.cfg.NodeID }
+
+// APIAddr returns the address the admin API listens on (valid once Run has
+// started listening, i.e. after Ready is closed).
+func (a *Agent) APIAddr() string { return a.apiAddr }
+
+// Ready is closed once the agent has registered and caught up with the log.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// State returns the node's current replicated state.
+func (a *Agent) State() *fsm.State { st, _ := a.fsm.State(); return st }
+
+// Raft exposes the Raft node to in-process tests and the admin server.
+func (a *Agent) Raft() *raft.Raft { return a.raft }
+
+// Run runs the agent until ctx ends, then stops gracefully: STOPPING, release
+// held roles, hand leadership over if it leads, stop the API, shut Raft
+// down last. It returns an error if the agent could not start.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("starting", "version", Version, "profile", a.cfg.Profile, "timing", a.timing.String())
+	lis := a.opts.APIListener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", a.cfg.APIAddr); err != nil {
+			return fmt.Errorf("listen on api_addr %s: %w", a.cfg.APIAddr, err)
+		}
+	}
+	a.apiAddr = lis.Addr().String()
+	if err := a.openRaft(); err != nil {
+		lis.Close()
+		a.closeAll()
+		return err
+	}
+
+	srv := grpc.NewServer()
+	a.registerServices(srv)
+	var metricsSrv *http.Server
+	if a.cfg.MetricsAddr != "" {
+		mlis, err := net.Listen("tcp", a.cfg.MetricsAddr)
+		if err != nil {
+			lis.Close()
+			a.raft.Shutdown().Error()
+			a.closeAll()
+			return fmt.Errorf("listen on metrics_addr %s: %w", a.cfg.MetricsAddr, err)
+		}
+		metricsSrv = &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go metricsSrv.Serve(mlis)
+	}
+
+	work, stopWork := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(work)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+
+	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease, Seed: a.cfg.Spec,
+		Log: a.log}, raftNode{a}, a.fsm.State, a.live)
+	g.Go(func() error { return coord.Run(gctx, a.leaderCh) })
+	g.Go(func() error { a.observeLoop(gctx); return nil })
+	g.Go(func() error { a.joinLoop(gctx); return nil })
+	g.Go(func() error { a.registerLoop(gctx); return nil })
+	g.Go(func() error { a.renewLoop(gctx); return nil })
+	g.Go(func() error { a.releaseLoop(gctx); return nil })
+	g.Go(func() error { a.readyLoop(gctx); return nil })
+	g.Go(func() error { a.watchdogLoop(gctx); return nil })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("admin API stopped: %w", err)
+	}
+
+	a.log.Info("stopping")
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	a.stopping.Store(true)
+	a.health.Shutdown()
+	a.gracefulRelease()
+	a.handOverLeadership()
+	stopWork()
+	_ = g.Wait()
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		srv.Stop()
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Close()
+	}
+	if err := a.raft.Shutdown().Error(); err != nil {
+		a.log.Warn("raft shutdown", "err", err)
+	}
+	a.closeConns()
+	a.closeAll()
+	a.log.Info("stopped")
+	return runErr
+}
+
+func (a *Agent) closeAll() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i].Close()
+	}
+	a.closers = nil
+}
+
+// gracefulRelease marks the node as leaving (so no role is given back to it)
+// and commits a release of every role it holds, so the next holder takes
+// over at once instead of waiting for the lease to run out (DESIGN.md §4,
+// graceful paths).
+func (a *Agent) gracefulRelease() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := a.Propose(ctx, &fsm.Leave{Node: a.cfg.NodeID, Reason: "agent shutdown", Time: time.Now().UnixMilli()})
+	cancel()
+	if err != nil {
+		var rej *fsm.RejectedError
+		if !errors.As(err, &rej) {
+			a.log.Warn("could not announce shutdown; roles move when the lease runs out", "err", err)
+			return
+		}
+	}
+	st := a.State()
+	for _, as := range st.HeldBy(a.cfg.NodeID) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := a.Propose(ctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
+			Reason: "agent shutdown", Time: time.Now().UnixMilli()})
+		cancel()
+		if err != nil {
+			a.log.Warn("release on shutdown failed; the role moves when the lease runs out", "role", as.Role, "epoch", as.Epoch, "err", err)
+			continue
+		}
+		a.log.Info("released role on shutdown", "role", as.Role, "epoch", as.Epoch)
+	}
+}
+
+// handOverLeadership transfers leadership away before shutting down, so the
+// cluster does not wait an election timeout.
+func (a *Agent) handOverLeadership() {
+	if a.raft.State() != raft.Leader {
+		return
+	}
+	if err := a.raft.LeadershipTransfer().Error(); err != nil {
+		a.log.Warn("leadership transfer on shutdown failed", "err", err)
+		return
+	}
+	a.log.Info("handed leadership over on shutdown")
+}
+
+// conn returns a pooled client connection to another agent's API.
+func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
+	a.conns.Lock()
+	defer a.conns.Unlock()
+	if c, ok := a.connPool[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	a.connPool[addr] = c
+	return c, nil
+}
+
+func (a *Agent) closeConns() {
+	a.conns.Lock()
+	defer a.conns.Unlock()
+	for k, c := range a.connPool {
+		_ = c.Close()
+		delete(a.connPool, k)
+	}
+}
+
+func (a *Agent) markReady() {
+	a.readyOnce.Do(func() {
+		close(a.ready)
+		a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+			a.log.Warn("sd_notify READY", "err", err)
+		} else if ok {
+			a.log.Info("notified systemd: READY")
+		}
+		a.log.Info("ready", "api", a.apiAddr, "raft", a.raftAddr)
+	})
+}

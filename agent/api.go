@@ -1,0 +1,475 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/harbormaster/harbormaster/fsm"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// forwardedKey marks a request already forwarded once, so two nodes that
+// disagree about the leader never bounce a request between them.
+const forwardedKey = "x-harbormaster-forwarded"
+
+// server implements the admin and cluster services. It is the only place
+// where proto types meet domain types.
+type server struct {
+	hmv1.UnimplementedAdminServer
+	hmv1.UnimplementedClusterServer
+	a *Agent
+}
+
+func (a *Agent) registerServices(s *grpc.Server) {
+	srv := &server{a: a}
+	hmv1.RegisterAdminServer(s, srv)
+	hmv1.RegisterClusterServer(s, srv)
+	a.health = health.NewServer()
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s, a.health)
+	reflection.Register(s)
+}
+
+// grpcErr maps domain errors to gRPC status codes (STYLE.md, admin handler).
+func grpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var (
+		fe  *spec.FieldError
+		rej *fsm.RejectedError
+		nl  *NotLeaderError
+		unk *fsm.UnknownCommandError
+	)
+	switch {
+	case errors.As(err, &fe), errors.As(err, &unk):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.As(err, &rej):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.As(err, &nl):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, raft.ErrEnqueueTimeout):
+		return status.Error(codes.Unavailable, "timed out waiting for the cluster: "+err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return status.Error(codes.Unavailable, "the agent is shutting down")
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func forwarded(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get(forwardedKey)) > 0
+}
+
+// onLeader runs fn against the leader's admin API when this node is not the
+// leader, and reports whether it did. A request forwarded once is not
+// forwarded again.
+func (s *server) onLeader(ctx context.Context, fn func(ctx context.Context, c hmv1.AdminClient) error) (bool, error) {
+	if s.a.raft.State() == raft.Leader {
+		return false, nil
+	}
+	if forwarded(ctx) {
+		return true, grpcErr(s.a.notLeader())
+	}
+	addr, err := s.a.leaderAPI()
+	if err != nil {
+		return true, grpcErr(err)
+	}
+	c, err := s.a.conn(addr)
+	if err != nil {
+		return true, status.Error(codes.Unavailable, err.Error())
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, s.a.cfg.NodeID)
+	return true, fn(ctx, hmv1.NewAdminClient(c))
+}
+
+// forwardPropose sends an encoded command to the leader's Cluster service.
+func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
+	addr, err := a.leaderAPI()
+	if err != nil {
+		return 0, err
+	}
+	c, err := a.conn(addr)
+	if err != nil {
+		return 0, err
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, a.cfg.NodeID)
+	resp, err := hmv1.NewClusterClient(c).Propose(ctx, &hmv1.ProposeRequest{Command: b})
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			return 0, &fsm.RejectedError{Command: "forwarded", Reason: st.Message()}
+		}
+		return 0, err
+	}
+	return resp.Index, nil
+}
+
+// Propose implements the Cluster service: the leader validates a forwarded
+// command by decoding it (unknown versions and fields are refused here, at
+// the edge, never in the log) and proposes it.
+func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.ProposeResponse, error) {
+	cmd, err := fsm.Decode(req.Command)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := cmd.Validate(); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if s.a.raft.State() != raft.Leader {
+		if forwarded(ctx) {
+			return nil, grpcErr(s.a.notLeader())
+		}
+	}
+	idx, err := s.a.proposeBytes(ctx, req.Command)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &hmv1.ProposeResponse{Index: idx}, nil
+}
+
+func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.StatusResponse, error) {
+	a := s.a
+	leaderAddr, leaderID := a.raft.LeaderWithID()
+	st := a.State()
+	lc := int64(-1)
+	if a.raft.State() == raft.Leader {
+		lc = 0
+	} else if t := a.raft.LastContact(); !t.IsZero() {
+		lc = time.Since(t).Milliseconds()
+	}
+	members, err := s.members(st)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &hmv1.StatusResponse{
+		Node: a.cfg.NodeID, Leader: string(leaderID), LeaderAddress: string(leaderAddr),
+		IsLeader: a.raft.State() == raft.Leader, Term: a.raft.CurrentTerm(), RaftState: a.raft.State().String(),
+		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
+		SpecVersion: st.SpecVersion, Members: members, RaftAddress: a.raftAddr, ApiAddress: a.apiAddr,
+		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: Version,
+	}, nil
+}
+
+// members merges the Raft configuration (the truth about membership) with
+// registrations and this node's view of the leases.
+func (s *server) members(st *fsm.State) ([]*hmv1.Member, error) {
+	a := s.a
+	f := a.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("read raft configuration: %w", err)
+	}
+	_, leaderID := a.raft.LeaderWithID()
+	now := time.Now()
+	live := a.live.Live(st, now)
+	held := map[string][]string{}
+	for _, as := range st.Assignments {
+		if as.Holder != "" {
+			held[as.Holder] = append(held[as.Holder], as.Role)
+		}
+	}
+	byID := map[string]*hmv1.Member{}
+	for _, srv := range f.Configuration().Servers {
+		byID[string(srv.ID)] = &hmv1.Member{Id: string(srv.ID), Address: string(srv.Address),
+			Voter: srv.Suffrage == raft.Voter, InRaft: true, Leader: srv.ID == leaderID}
+	}
+	for id, n := range st.Nodes {
+		m, ok := byID[id]
+		if !ok {
+			m = &hmv1.Member{Id: id, Address: n.RaftAddr}
+			byID[id] = m
+		}
+		m.ApiAddress = n.APIAddr
+		m.Witness = n.Witness
+		m.Alive = live[id]
+	}
+	out := make([]*hmv1.Member, 0, len(byID))
+	for id, m := range byID {
+		m.LeaseAgeMs = -1
+		if age, ok := a.live.Age(id, now); ok {
+			m.LeaseAgeMs = age.Milliseconds()
+		}
+		m.Roles = held[id]
+		sort.Strings(m.Roles)
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out, nil
+}
+
+func (s *server) Members(ctx context.Context, _ *hmv1.MembersRequest) (*hmv1.MembersResponse, error) {
+	ms, err := s.members(s.a.State())
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &hmv1.MembersResponse{Node: s.a.cfg.NodeID, IsLeader: s.a.raft.State() == raft.Leader, Members: ms}, nil
+}
+
+func actor(ctx context.Context, given string) string {
+	if given != "" {
+		return given
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		return "api@" + p.Addr.String()
+	}
+	return "api"
+}
+
+func (s *server) record(ctx context.Context, e fsm.Event) {
+	e.Time = time.Now().UnixMilli()
+	if _, err := s.a.Propose(ctx, &fsm.RecordEvent{Event: e}); err != nil {
+		s.a.log.Warn("record event", "kind", e.Kind, "err", err)
+	}
+}
+
+func (s *server) Join(ctx context.Context, req *hmv1.JoinRequest) (*hmv1.JoinResponse, error) {
+	if !spec.ValidName(req.Id) {
+		return nil, status.Errorf(codes.InvalidArgument, "id: %q is not a valid node id (1-63 lower-case letters, digits, inner hyphens)", req.Id)
+	}
+	if req.RaftAddress == "" {
+		return nil, status.Error(codes.InvalidArgument, "raft_address: is empty; give the joining node's raft_addr")
+	}
+	var resp *hmv1.JoinResponse
+	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
+		resp, err = c.Join(ctx, req)
+		return err
+	}); done {
+		return resp, err
+	}
+	r := s.a.raft
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, grpcErr(err)
+	}
+	for _, srv := range f.Configuration().Servers {
+		sameID := srv.ID == raft.ServerID(req.Id)
+		sameAddr := srv.Address == raft.ServerAddress(req.RaftAddress)
+		if sameID && sameAddr && (srv.Suffrage == raft.Voter) == req.Voter {
+			return &hmv1.JoinResponse{Already: true}, nil
+		}
+		if sameAddr && !sameID {
+			return nil, status.Errorf(codes.FailedPrecondition, "raft_address: %s is already used by member %s; remove it first", req.RaftAddress, srv.ID)
+		}
+	}
+	var fut raft.IndexFuture
+	if req.Voter {
+		fut = r.AddVoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress), 0, 10*time.Second)
+	} else {
+		fut = r.AddNonvoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress), 0, 10*time.Second)
+	}
+	if err := fut.Error(); err != nil {
+		return nil, grpcErr(err)
+	}
+	kind := "voter"
+	if !req.Voter {
+		kind = "non-voter"
+	}
+	s.record(ctx, fsm.Event{Kind: fsm.EventMember, Node: req.Id, Actor: actor(ctx, ""), New: kind + " " + req.RaftAddress, Message: "joined"})
+	s.a.log.Info("member added", "member", req.Id, "raft", req.RaftAddress, "voter", req.Voter)
+	return &hmv1.JoinResponse{Index: fut.Index()}, nil
+}
+
+func (s *server) Remove(ctx context.Context, req *hmv1.RemoveRequest) (*hmv1.RemoveResponse, error) {
+	if !spec.ValidName(req.Id) {
+		return nil, status.Errorf(codes.InvalidArgument, "id: %q is not a valid node id", req.Id)
+	}
+	var resp *hmv1.RemoveResponse
+	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
+		resp, err = c.Remove(ctx, req)
+		return err
+	}); done {
+		return resp, err
+	}
+	r := s.a.raft
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, grpcErr(err)
+	}
+	inRaft := false
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(req.Id) {
+			inRaft = true
+		}
+	}
+	_, registered := s.a.State().Nodes[req.Id]
+	if !inRaft && !registered {
+		return nil, status.Errorf(codes.NotFound, "id: %s is not a member; `harbormaster members` lists them", req.Id)
+	}
+	// Forget the registration first: once the leader removes itself it can
+	// no longer commit anything.
+	act := actor(ctx, "")
+	var idx uint64
+	if registered {
+		i, err := s.a.Propose(ctx, &fsm.RemoveNode{Node: req.Id, Actor: act, Time: time.Now().UnixMilli()})
+		if err != nil {
+			return nil, grpcErr(err)
+		}
+		idx = i
+	}
+	if inRaft {
+		fut := r.RemoveServer(raft.ServerID(req.Id), 0, 10*time.Second)
+		if err := fut.Error(); err != nil {
+			return nil, grpcErr(err)
+		}
+		idx = fut.Index()
+	}
+	s.a.log.Info("member removed", "member", req.Id, "actor", act)
+	return &hmv1.RemoveResponse{Index: idx}, nil
+}
+
+func (s *server) TransferLeadership(ctx context.Context, req *hmv1.TransferLeadershipRequest) (*hmv1.TransferLeadershipResponse, error) {
+	var resp *hmv1.TransferLeadershipResponse
+	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
+		resp, err = c.TransferLeadership(ctx, req)
+		return err
+	}); done {
+		return resp, err
+	}
+	r := s.a.raft
+	old := s.a.cfg.NodeID
+	var fut raft.Future
+	if req.Target == "" {
+		fut = r.LeadershipTransfer()
+	} else {
+		if req.Target == old {
+			return &hmv1.TransferLeadershipResponse{OldLeader: old, NewLeader: old}, nil
+		}
+		var addr raft.ServerAddress
+		f := r.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return nil, grpcErr(err)
+		}
+		for _, srv := range f.Configuration().Servers {
+			if srv.ID == raft.ServerID(req.Target) {
+				if srv.Suffrage != raft.Voter {
+					return nil, status.Errorf(codes.FailedPrecondition, "target: %s is a non-voter and cannot lead", req.Target)
+				}
+				addr = srv.Address
+			}
+		}
+		if addr == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "target: %s is not a member; `harbormaster members` lists them", req.Target)
+		}
+		fut = r.LeadershipTransferToServer(raft.ServerID(req.Target), addr)
+	}
+	// Record the intent while this node can still commit.
+	s.record(ctx, fsm.Event{Kind: fsm.EventOperator, Node: old, Actor: actor(ctx, ""), Old: old, New: req.Target,
+		Message: "leadership transfer requested"})
+	if err := fut.Error(); err != nil {
+		return nil, status.Errorf(codes.Aborted, "leadership transfer: %v", err)
+	}
+	// Wait briefly for the new leader to be known.
+	deadline := time.Now().Add(timeoutOf(ctx, 3*time.Second))
+	var newID raft.ServerID
+	for time.Now().Before(deadline) {
+		if _, newID = r.LeaderWithID(); newID != "" && string(newID) != old {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &hmv1.TransferLeadershipResponse{OldLeader: old, NewLeader: string(newID)}, nil
+}
+
+func (s *server) GetSpec(ctx context.Context, _ *hmv1.GetSpecRequest) (*hmv1.GetSpecResponse, error) {
+	st := s.a.State()
+	return &hmv1.GetSpecResponse{Version: st.SpecVersion, Document: string(st.Spec.YAML()), Node: s.a.cfg.NodeID}, nil
+}
+
+func (s *server) ApplySpec(ctx context.Context, req *hmv1.ApplySpecRequest) (*hmv1.ApplySpecResponse, error) {
+	sp, err := spec.Parse([]byte(req.Document))
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	idx, err := s.a.Propose(ctx, &fsm.ApplySpec{Spec: sp, ExpectedVersion: req.ExpectedVersion,
+		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli()})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	// The command is applied on the leader; wait until this node has it too
+	// so that a read right after the write sees it.
+	s.a.waitApplied(ctx, idx)
+	return &hmv1.ApplySpecResponse{Version: s.a.State().SpecVersion, Index: idx}, nil
+}
+
+// waitApplied waits until the local state has applied index (bounded by ctx).
+func (a *Agent) waitApplied(ctx context.Context, index uint64) {
+	for {
+		st, changed := a.fsm.State()
+		if st.Index >= index {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1.ListRolesResponse, error) {
+	st := s.a.State()
+	resp := &hmv1.ListRolesResponse{Node: s.a.cfg.NodeID, IsLeader: s.a.raft.State() == raft.Leader, SpecVersion: st.SpecVersion}
+	seen := map[string]bool{}
+	for _, r := range st.Spec.Roles {
+		a := st.Assignment(r.Name)
+		var cands []string
+		for _, c := range r.Candidates {
+			cands = append(cands, c.Node)
+		}
+		resp.Roles = append(resp.Roles, &hmv1.Role{Name: r.Name, Type: r.Type, Holder: a.Holder, Epoch: a.Epoch,
+			SinceUnixMs: a.Since, Releasing: a.Releasing, InSpec: true, Candidates: cands})
+		seen[r.Name] = true
+	}
+	for name, a := range st.Assignments {
+		if !seen[name] && a.Holder != "" {
+			resp.Roles = append(resp.Roles, &hmv1.Role{Name: name, Holder: a.Holder, Epoch: a.Epoch,
+				SinceUnixMs: a.Since, Releasing: a.Releasing})
+		}
+	}
+	sort.Slice(resp.Roles, func(i, j int) bool { return resp.Roles[i].Name < resp.Roles[j].Name })
+	return resp, nil
+}
+
+func eventToProto(e fsm.Event) *hmv1.Event {
+	return &hmv1.Event{Seq: e.Seq, Index: e.Index, TimeUnixMs: e.Time, Kind: e.Kind, Node: e.Node, Actor: e.Actor,
+		Role: e.Role, Old: e.Old, New: e.New, Epoch: e.Epoch, Message: e.Message}
+}
+
+func (s *server) WatchEvents(req *hmv1.WatchEventsRequest, stream hmv1.Admin_WatchEventsServer) error {
+	last := req.Since
+	for {
+		st, changed := s.a.fsm.State()
+		for _, e := range st.EventsSince(last) {
+			if err := stream.Send(eventToProto(e)); err != nil {
+				return err
+			}
+			last = e.Seq
+		}
+		if !req.Follow {
+			return nil
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		}
+	}
+}

@@ -1,0 +1,340 @@
+// Package config loads and validates a node's own configuration file: its
+// identity, addresses, data dir, bootstrap peers and timing profile. The
+// cluster-wide spec lives in the replicated state; only the path of the spec
+// that seeds it at bootstrap is here.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// Config is one node's configuration.
+type Config struct {
+	// NodeID names the node: a DNS label, unique in the cluster.
+	NodeID string `yaml:"node_id"`
+	// RaftAddr is the host:port the Raft transport listens on and other nodes
+	// dial; it must be reachable by them (not 0.0.0.0).
+	RaftAddr string `yaml:"raft_addr"`
+	// APIAddr is the host:port of the gRPC admin API.
+	APIAddr string `yaml:"api_addr"`
+	// MetricsAddr is the host:port of the Prometheus endpoint; empty disables it.
+	MetricsAddr string `yaml:"metrics_addr,omitempty"`
+	// DataDir holds the Raft log, stable store and snapshots.
+	DataDir string `yaml:"data_dir"`
+	// Profile names the timing profile: lan (default), fast or wan.
+	Profile string `yaml:"profile,omitempty"`
+	// Timing overrides single values of the profile.
+	Timing TimingOverrides `yaml:"timing,omitempty"`
+	// Voter says whether the node votes (default true). Non-voters must join.
+	Voter *bool `yaml:"voter,omitempty"`
+	// Witness nodes vote but never hold a role: the third voter of a two-node site.
+	Witness bool `yaml:"witness,omitempty"`
+	// Bootstrap is the static list of the cluster's initial voters, this node
+	// included. Bootstrapping is idempotent: a node that already has state
+	// ignores it.
+	Bootstrap []Peer `yaml:"bootstrap,omitempty"`
+	// Join lists API addresses of existing members this node asks to be
+	// added through, at every start, until one accepts.
+	Join []string `yaml:"join,omitempty"`
+	// SpecFile seeds the cluster spec at bootstrap; relative to the config
+	// file. Ignored once the cluster has a spec.
+	SpecFile string `yaml:"spec_file,omitempty"`
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string `yaml:"log_level,omitempty"`
+
+	// Spec is the parsed SpecFile (nil when none), filled by Load.
+	Spec *spec.Spec `yaml:"-"`
+	// Path is the file the config was loaded from.
+	Path string `yaml:"-"`
+}
+
+// Peer is one initial voter.
+type Peer struct {
+	ID       string `yaml:"id"`
+	RaftAddr string `yaml:"raft_addr"`
+}
+
+// TimingOverrides replaces single values of the timing profile.
+type TimingOverrides struct {
+	Heartbeat   Duration `yaml:"heartbeat,omitempty"`
+	Election    Duration `yaml:"election,omitempty"`
+	LeaderLease Duration `yaml:"leader_lease,omitempty"`
+	Lease       Duration `yaml:"lease,omitempty"`
+	Renew       Duration `yaml:"renew,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("250ms").
+type Duration time.Duration
+
+// UnmarshalYAML accepts only Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration string such as \"250ms\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration; write it like \"250ms\" or \"1s\"", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Error is a configuration problem: it names the field and the fix. The CLI
+// exits with code 2 on it.
+type Error struct {
+	Path  string // config file, may be empty
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	p := ""
+	if e.Path != "" {
+		p = e.Path + ": "
+	}
+	if e.Field == "" {
+		return p + e.Msg
+	}
+	return p + e.Field + ": " + e.Msg
+}
+
+// IsVoter reports whether the node votes.
+func (c *Config) IsVoter() bool { return c.Voter == nil || *c.Voter }
+
+// Load reads, decodes strictly, applies defaults and overrides (such as the
+// --data-dir flag), validates a config file, then loads and parses its spec
+// file. Every failure is an *Error.
+func Load(path string, overrides ...func(*Config)) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read the config file: %v", err)}
+	}
+	c, err := Parse(b, overrides...)
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.Path = path
+		}
+		return nil, err
+	}
+	c.Path = path
+	if c.SpecFile != "" {
+		sp := c.SpecFile
+		if !filepath.IsAbs(sp) {
+			sp = filepath.Join(filepath.Dir(path), sp)
+		}
+		doc, err := os.ReadFile(sp)
+		if err != nil {
+			return nil, &Error{Path: path, Field: "spec_file", Msg: fmt.Sprintf("cannot read %s: %v; fix the path (relative paths start at the config file's folder)", sp, err)}
+		}
+		s, err := spec.Parse(doc)
+		if err != nil {
+			return nil, &Error{Path: path, Field: "spec_file", Msg: fmt.Sprintf("%s: %v", sp, err)}
+		}
+		c.SpecFile = sp
+		c.Spec = s
+	}
+	return c, nil
+}
+
+// Parse decodes a config document, applies defaults and overrides, and
+// validates it (no spec file loading).
+func Parse(doc []byte, overrides ...func(*Config)) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Msg: "the config file is empty; it needs at least node_id, raft_addr, api_addr and data_dir"}
+		}
+		return nil, &Error{Msg: yamlMsg(err)}
+	}
+	c.applyDefaults()
+	for _, o := range overrides {
+		o(&c)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// yamlMsg makes yaml.v3's strict-decoding errors name the fix.
+func yamlMsg(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	if strings.Contains(msg, "not found in type") {
+		// "line 3: field nodeid not found in type config.Config"
+		msg = msg[:strings.Index(msg, " not found in type")]
+		return msg + " is not a known field; check its spelling against docs/configuration.md"
+	}
+	return msg
+}
+
+func (c *Config) applyDefaults() {
+	if c.Profile == "" {
+		c.Profile = "lan"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks every field and returns the first problem as an *Error.
+func (c *Config) Validate() error {
+	if c.NodeID == "" {
+		return fieldErr("node_id", "is missing; name the node, e.g. node_id: n1")
+	}
+	if !spec.ValidName(c.NodeID) {
+		return fieldErr("node_id", "%q is not valid; use 1-63 lower-case letters, digits and inner hyphens, e.g. n1", c.NodeID)
+	}
+	if err := checkAddr("raft_addr", c.RaftAddr, true); err != nil {
+		return err
+	}
+	if err := checkAddr("api_addr", c.APIAddr, false); err != nil {
+		return err
+	}
+	if c.MetricsAddr != "" {
+		if err := checkAddr("metrics_addr", c.MetricsAddr, false); err != nil {
+			return err
+		}
+	}
+	if c.APIAddr == c.RaftAddr {
+		return fieldErr("api_addr", "is the same as raft_addr (%s); give the API its own port", c.APIAddr)
+	}
+	if c.MetricsAddr != "" && (c.MetricsAddr == c.APIAddr || c.MetricsAddr == c.RaftAddr) {
+		return fieldErr("metrics_addr", "%s is already used by raft_addr or api_addr; give metrics its own port", c.MetricsAddr)
+	}
+	if c.DataDir == "" {
+		return fieldErr("data_dir", "is missing; set it in the file or pass --data-dir DIR")
+	}
+	if _, err := c.TimingProfile(); err != nil {
+		return err
+	}
+	if c.Witness && !c.IsVoter() {
+		return fieldErr("witness", "a witness exists to vote; remove voter: false or witness: true")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log_level", "%q is not a level; use debug, info, warn or error", c.LogLevel)
+	}
+	if err := c.validatePeers(); err != nil {
+		return err
+	}
+	for i, a := range c.Join {
+		if err := checkAddr(fmt.Sprintf("join[%d]", i), a, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validatePeers() error {
+	if len(c.Bootstrap) == 0 {
+		return nil
+	}
+	if !c.IsVoter() {
+		return fieldErr("bootstrap", "a non-voter cannot bootstrap the cluster; remove bootstrap and list existing members under join")
+	}
+	ids := map[string]int{}
+	addrs := map[string]int{}
+	self := false
+	for i, p := range c.Bootstrap {
+		f := fmt.Sprintf("bootstrap[%d]", i)
+		if !spec.ValidName(p.ID) {
+			return fieldErr(f+".id", "%q is not a valid node id; use the node_id of that node's config", p.ID)
+		}
+		if j, dup := ids[p.ID]; dup {
+			return fieldErr(f+".id", "%q is listed twice (also bootstrap[%d]); list each node once", p.ID, j)
+		}
+		ids[p.ID] = i
+		if err := checkAddr(f+".raft_addr", p.RaftAddr, true); err != nil {
+			return err
+		}
+		if j, dup := addrs[p.RaftAddr]; dup {
+			return fieldErr(f+".raft_addr", "%s is also the address of bootstrap[%d]; every node needs its own", p.RaftAddr, j)
+		}
+		addrs[p.RaftAddr] = i
+		if p.ID == c.NodeID {
+			self = true
+			if p.RaftAddr != c.RaftAddr {
+				return fieldErr(f+".raft_addr", "is %s but this node's raft_addr is %s; make them the same", p.RaftAddr, c.RaftAddr)
+			}
+		}
+	}
+	if !self {
+		return fieldErr("bootstrap", "does not list this node (%s); add {id: %s, raft_addr: %s} or remove bootstrap and use join", c.NodeID, c.NodeID, c.RaftAddr)
+	}
+	if len(c.Bootstrap)%2 == 0 {
+		return fieldErr("bootstrap", "lists %d voters; use an odd number (3, 5 or 7), adding a witness node for a two-node site", len(c.Bootstrap))
+	}
+	return nil
+}
+
+// checkAddr validates a host:port. dialable refuses unspecified hosts
+// (0.0.0.0, ::), which other nodes cannot dial.
+func checkAddr(field, addr string, dialable bool) error {
+	if addr == "" {
+		return fieldErr(field, "is missing; write host:port, e.g. 127.0.0.1:7101")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fieldErr(field, "%q is not host:port (%v); write it like 127.0.0.1:7101 or [fd00::1]:7101", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fieldErr(field, "port %q in %q is not a number from 1 to 65535", port, addr)
+	}
+	if host == "" {
+		if dialable {
+			return fieldErr(field, "%q has no host; other nodes must be able to dial it, so give the node's address", addr)
+		}
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if dialable && ip.IsUnspecified() {
+			return fieldErr(field, "%q is not an address other nodes can dial; give the node's own address", addr)
+		}
+		return nil
+	}
+	if !validHostname(host) {
+		return fieldErr(field, "host %q in %q is neither an IP address nor a valid host name", host, addr)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Timing holds the Raft and lease durations a node runs with.
+type Timing struct {
+	// Heartbeat, Election and LeaderLease go to raft.Config.
+	Heartbeat   time.Duration
+	Election    time.Duration
+	LeaderLease time.Duration
+	// Lease is the node lease: how long a node may act for its roles
+	// without a committed renewal.
+	Lease time.Duration
+	// Renew is how often a node renews its lease through the log.
+	Renew time.Duration
+}
+
+// Profiles are the named timing profiles. lan follows DESIGN.md §4; fast
+// halves the detection time for a quiet, low-latency network; wan tolerates
+// links with tens of milliseconds of latency and loss.
+var Profiles = map[string]Timing{
+	"lan":  {Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 125 * time.Millisecond, Lease: time.Second, Renew: 200 * time.Millisecond},
+	"fast": {Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, LeaderLease: 50 * time.Millisecond, Lease: 500 * time.Millisecond, Renew: 100 * time.Millisecond},
+	"wan":  {Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Lease: 5 * time.Second, Renew: time.Second},
+}
+
+// ProfileNames returns the profile names, sorted.
+func ProfileNames() []string {
+	var n []string
+	for k := range Profiles {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// TimingProfile returns the profile named by c.Profile with c.Timing's
+// overrides applied, after checking the values fit together.
+func (c *Config) TimingProfile() (Timing, error) {
+	t, ok := Profiles[c.Profile]
+	if !ok {
+		return Timing{}, fieldErr("profile", "%q is not a profile; use one of %s", c.Profile, strings.Join(ProfileNames(), ", "))
+	}
+	o := c.Timing
+	for _, v := range []struct {
+		field string
+		val   Duration
+		dst   *time.Duration
+	}{
+		{"timing.heartbeat", o.Heartbeat, &t.Heartbeat},
+		{"timing.election", o.Election, &t.Election},
+		{"timing.leader_lease", o.LeaderLease, &t.LeaderLease},
+		{"timing.lease", o.Lease, &t.Lease},
+		{"timing.renew", o.Renew, &t.Renew},
+	} {
+		if v.val < 0 || (v.val > 0 && time.Duration(v.val) < 5*time.Millisecond) {
+			return Timing{}, fieldErr(v.field, "%s is too short; use at least 5ms", time.Duration(v.val))
+		}
+		if v.val > 0 {
+			*v.dst = time.Duration(v.val)
+		}
+	}
+	switch {
+	case t.LeaderLease > t.Heartbeat:
+		return Timing{}, fieldErr("timing.leader_lease", "%s exceeds the heartbeat %s; Raft needs leader_lease <= heartbeat", t.LeaderLease, t.Heartbeat)
+	case t.Election < t.Heartbeat:
+		return Timing{}, fieldErr("timing.election", "%s is below the heartbeat %s; Raft needs election >= heartbeat", t.Election, t.Heartbeat)
+	case t.Renew*3 > t.Lease:
+		return Timing{}, fieldErr("timing.renew", "%s leaves fewer than 3 renewals per lease of %s; lower renew or raise lease", t.Renew, t.Lease)
+	case t.Election*2 > t.Lease:
+		return Timing{}, fieldErr("timing.lease", "%s is shorter than two election timeouts (%s); a leader election would drop healthy holders: raise lease", t.Lease, 2*t.Election)
+	}
+	return t, nil
+}
+
+// String renders the timing for logs.
+func (t Timing) String() string {
+	return fmt.Sprintf("heartbeat=%s election=%s leader_lease=%s lease=%s renew=%s", t.Heartbeat, t.Election, t.LeaderLease, t.Lease, t.Renew)
+}

@@ -1,0 +1,237 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/hashicorp/raft"
+
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+
+	"github.com/harbormaster/harbormaster/fsm"
+)
+
+// observeLoop feeds every applied state to the liveness tracker, so that
+// lease ages are measured from the moment this node saw each renewal.
+func (a *Agent) observeLoop(ctx context.Context) {
+	for {
+		st, changed := a.fsm.State()
+		a.live.Observe(st, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// inConfig reports whether this node is in the Raft configuration.
+func (a *Agent) inConfig() bool {
+	f := a.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(a.cfg.NodeID) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinLoop asks the members listed under `join` to add this node, until one
+// does. A node that is already a member (bootstrapped, or joined before a
+// restart) skips it.
+func (a *Agent) joinLoop(ctx context.Context) {
+	if len(a.cfg.Join) == 0 {
+		return
+	}
+	backoff := 500 * time.Millisecond
+	warned := false
+	for {
+		if a.inConfig() {
+			return
+		}
+		for _, addr := range a.cfg.Join {
+			err := a.joinVia(ctx, addr)
+			if err == nil {
+				a.log.Info("joined the cluster", "via", addr)
+				return
+			}
+			if !warned {
+				a.log.Warn("join failed; retrying", "via", addr, "err", err)
+				warned = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (a *Agent) joinVia(ctx context.Context, addr string) error {
+	c, err := a.conn(addr)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = hmv1.NewAdminClient(c).Join(cctx, &hmv1.JoinRequest{Id: a.cfg.NodeID, RaftAddress: a.raftAddr,
+		ApiAddress: a.apiAddr, Voter: a.cfg.IsVoter()})
+	return err
+}
+
+// registerLoop keeps this node's registration in the state current: at
+// start, after a removal and re-join, or when an address changed.
+func (a *Agent) registerLoop(ctx context.Context) {
+	failing := false
+	for {
+		st, changed := a.fsm.State()
+		n, ok := st.Nodes[a.cfg.NodeID]
+		want := !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
+			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving
+		want = want && !a.stopping.Load()
+		if want && a.inConfig() {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr,
+				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
+				Time: time.Now().UnixMilli()})
+			cancel()
+			switch {
+			case err == nil:
+				a.log.Info("registered")
+				failing = false
+				continue
+			case !failing && ctx.Err() == nil:
+				a.log.Info("registration waits for a leader", "err", err)
+				failing = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(a.timing.Renew):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(5 * time.Second): // re-check membership now and then
+		}
+	}
+}
+
+// renewLoop renews this node's lease through the log every Renew interval.
+// The node's own view of its lease runs from the moment a renewal was sent,
+// so it always ends before any observer's view, which starts at apply time.
+func (a *Agent) renewLoop(ctx context.Context) {
+	tick := time.NewTicker(a.timing.Renew)
+	defer tick.Stop()
+	var seq uint64
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st := a.State()
+		n, ok := st.Nodes[a.cfg.NodeID]
+		if !ok {
+			continue // not registered yet
+		}
+		seq = max(seq, n.LeaseSeq) + 1
+		sent := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, a.timing.Renew*2)
+		_, err := a.Propose(pctx, &fsm.RenewLease{Node: a.cfg.NodeID, Seq: seq})
+		cancel()
+		if err != nil {
+			if !failing && ctx.Err() == nil {
+				a.log.Warn("lease renewal failing", "err", err)
+				failing = true
+			}
+			continue
+		}
+		if failing {
+			a.log.Info("lease renewal recovered")
+			failing = false
+		}
+		a.leaseUntil.Store(sent.Add(a.timing.Lease).UnixNano())
+	}
+}
+
+// releaseLoop answers release requests: when the coordinator asks this
+// node to let a role go, it stops acting for it (no actuator yet) and
+// commits the release.
+func (a *Agent) releaseLoop(ctx context.Context) {
+	for {
+		st, changed := a.fsm.State()
+		for _, as := range st.HeldBy(a.cfg.NodeID) {
+			if !as.Releasing {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
+				Reason: "release requested", Time: time.Now().UnixMilli()})
+			cancel()
+			var rej *fsm.RejectedError
+			if err != nil && !errors.As(err, &rej) && ctx.Err() == nil {
+				a.log.Warn("release failed; retrying", "role", as.Role, "epoch", as.Epoch, "err", err)
+			} else if err == nil {
+				a.log.Info("released role", "role", as.Role, "epoch", as.Epoch)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(a.timing.Renew):
+		}
+	}
+}
+
+// readyLoop declares the agent ready once it is registered and has applied
+// the log up to the commit index seen at that moment.
+func (a *Agent) readyLoop(ctx context.Context) {
+	for {
+		st, changed := a.fsm.State()
+		if _, ok := st.Nodes[a.cfg.NodeID]; ok && a.raft.AppliedIndex() >= a.raft.CommitIndex() {
+			a.markReady()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// watchdogLoop pings systemd's watchdog at half its interval when
+// WatchdogSec is set, as long as the agent's state machine keeps applying
+// (a wedged agent stops pinging and systemd restarts it).
+func (a *Agent) watchdogLoop(ctx context.Context) {
+	iv, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || iv <= 0 {
+		return
+	}
+	tick := time.NewTicker(iv / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if a.raft.State() != raft.Shutdown {
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
+		}
+	}
+}

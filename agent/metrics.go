@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// collector renders the agent's state as Prometheus metrics at scrape time,
+// so the figures are never stale and nothing is updated on hot paths.
+type collector struct {
+	a          *Agent
+	leader     *prometheus.Desc
+	term       *prometheus.Desc
+	applied    *prometheus.Desc
+	commit     *prometheus.Desc
+	holder     *prometheus.Desc
+	epoch      *prometheus.Desc
+	alive      *prometheus.Desc
+	leaseAge   *prometheus.Desc
+	leaseLeft  *prometheus.Desc
+	specVer    *prometheus.Desc
+	eventsSeen *prometheus.Desc
+}
+
+func newCollector(a *Agent) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("harbormaster_"+name, help, labels, prometheus.Labels{"node": a.cfg.NodeID})
+	}
+	return &collector{a: a,
+		leader:     d("raft_leader", "1 if this node is the Raft leader."),
+		term:       d("raft_term", "Current Raft term."),
+		applied:    d("raft_applied_index", "Last log index applied to the state."),
+		commit:     d("raft_commit_index", "Last committed log index known here."),
+		holder:     d("role_holder", "1 for the node holding each role, per this node's state.", "role", "holder"),
+		epoch:      d("role_epoch", "Fencing epoch of each role.", "role"),
+		alive:      d("member_alive", "1 if the member's lease is live, as seen by this node.", "member"),
+		leaseAge:   d("member_lease_age_seconds", "Time since this node saw the member's lease renewed.", "member"),
+		leaseLeft:  d("lease_remaining_seconds", "This node's own lease remaining, by its own clock."),
+		specVer:    d("spec_version", "Version of the cluster spec."),
+		eventsSeen: d("events_total", "Events recorded in the state since the cluster began."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
+		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	st := a.State()
+	now := time.Now()
+	g := prometheus.GaugeValue
+	ch <- prometheus.MustNewConstMetric(c.leader, g, b2f(a.raft.State() == raft.Leader))
+	ch <- prometheus.MustNewConstMetric(c.term, g, float64(a.raft.CurrentTerm()))
+	ch <- prometheus.MustNewConstMetric(c.applied, g, float64(a.raft.AppliedIndex()))
+	ch <- prometheus.MustNewConstMetric(c.commit, g, float64(a.raft.CommitIndex()))
+	ch <- prometheus.MustNewConstMetric(c.specVer, g, float64(st.SpecVersion))
+	ch <- prometheus.MustNewConstMetric(c.eventsSeen, prometheus.CounterValue, float64(st.EventSeq))
+	for name, as := range st.Assignments {
+		ch <- prometheus.MustNewConstMetric(c.epoch, g, float64(as.Epoch), name)
+		if as.Holder != "" {
+			ch <- prometheus.MustNewConstMetric(c.holder, g, 1, name, as.Holder)
+		}
+	}
+	live := a.live.Live(st, now)
+	for id := range st.Nodes {
+		ch <- prometheus.MustNewConstMetric(c.alive, g, b2f(live[id]), id)
+		if age, ok := a.live.Age(id, now); ok {
+			ch <- prometheus.MustNewConstMetric(c.leaseAge, g, age.Seconds(), id)
+		}
+	}
+	left := time.Until(time.Unix(0, a.leaseUntil.Load()))
+	ch <- prometheus.MustNewConstMetric(c.leaseLeft, g, max(left.Seconds(), 0))
+}
+
+func (a *Agent) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(a), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-a.ready:
+			w.Write([]byte("ok\n"))
+		default:
+			http.Error(w, "starting: "+strconv.Quote(a.raft.State().String()), http.StatusServiceUnavailable)
+		}
+	})
+	return mux
+}

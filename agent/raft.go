@@ -1,0 +1,228 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/harbormaster/harbormaster/fsm"
+)
+
+// NotLeaderError says a write needs the leader and this node is not it.
+// LeaderID is empty while there is no known leader.
+type NotLeaderError struct {
+	LeaderID   string
+	LeaderAddr string // the leader's API address, when known
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderID == "" {
+		return "no leader is known; the cluster may be electing one or have lost its quorum"
+	}
+	return fmt.Sprintf("not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
+}
+
+// openRaft builds the Raft node: stores under the data dir (or in memory),
+// the transport, and bootstrap from the static peer list when this node has
+// no state yet.
+func (a *Agent) openRaft() error {
+	cfg := a.cfg
+	t := a.timing
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(a.opts.raftLogLevel(cfg.LogLevel)),
+		Output: a.opts.raftLogOutput()})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = t.Heartbeat
+	rc.ElectionTimeout = t.Election
+	rc.LeaderLeaseTimeout = t.LeaderLease
+	rc.CommitTimeout = min(50*time.Millisecond, t.Heartbeat/5)
+	rc.Logger = logger
+	rc.NotifyCh = a.leaderCh
+	if a.opts.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = a.opts.SnapshotThreshold
+		rc.SnapshotInterval = 50 * time.Millisecond
+	}
+	if a.opts.TrailingLogs > 0 {
+		rc.TrailingLogs = a.opts.TrailingLogs
+	}
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if a.opts.InmemStore {
+		s := raft.NewInmemStore()
+		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+		}
+		path := filepath.Join(cfg.DataDir, "raft.db")
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
+		if err != nil {
+			if errors.Is(err, bbolt.ErrTimeout) {
+				return fmt.Errorf("open %s: the data dir is in use by another agent", path)
+			}
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+		a.closers = append(a.closers, bolt)
+		cache, err := raft.NewLogCache(512, bolt)
+		if err != nil {
+			return err
+		}
+		logs, stable = cache, bolt
+		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, logger)
+		if err != nil {
+			return fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
+		}
+		snaps = fss
+	}
+
+	trans := a.opts.Transport
+	if trans == nil {
+		adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+		if err != nil {
+			return fmt.Errorf("resolve raft_addr %s: %w", cfg.RaftAddr, err)
+		}
+		nt, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+			MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
+		}
+		a.closers = append(a.closers, nt)
+		trans = nt
+	}
+	a.raftAddr = string(trans.LocalAddr())
+
+	if len(cfg.Bootstrap) > 0 {
+		has, err := raft.HasExistingState(logs, stable, snaps)
+		if err != nil {
+			return fmt.Errorf("read raft state: %w", err)
+		}
+		if !has {
+			var conf raft.Configuration
+			for _, p := range cfg.Bootstrap {
+				addr := raft.ServerAddress(p.RaftAddr)
+				if p.ID == cfg.NodeID {
+					addr = trans.LocalAddr()
+				}
+				conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: addr, Suffrage: raft.Voter})
+			}
+			if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, conf); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				return fmt.Errorf("bootstrap: %w", err)
+			}
+			a.log.Info("bootstrapped a new cluster", "peers", len(conf.Servers))
+		}
+	}
+
+	r, err := raft.NewRaft(rc, a.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	a.raft = r
+	return nil
+}
+
+// raftNode adapts the agent to coordinator.Raft.
+type raftNode struct{ a *Agent }
+
+func (n raftNode) Barrier(ctx context.Context) error {
+	return n.a.raft.Barrier(timeoutOf(ctx, 5*time.Second)).Error()
+}
+
+func (n raftNode) Propose(ctx context.Context, cmd fsm.Command) (uint64, error) {
+	return n.a.Propose(ctx, cmd)
+}
+
+func (n raftNode) Term() uint64 { return n.a.raft.CurrentTerm() }
+
+func (n raftNode) Members() ([]string, error) {
+	f := n.a.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range f.Configuration().Servers {
+		ids = append(ids, string(s.ID))
+	}
+	return ids, nil
+}
+
+func timeoutOf(ctx context.Context, def time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		if t := time.Until(d); t > 0 {
+			return t
+		}
+		return time.Millisecond
+	}
+	return def
+}
+
+// Propose puts a command through the log and returns its index once it is
+// applied here. On a follower it forwards the command to the leader. It
+// returns a *fsm.RejectedError when the state refused the command, a
+// *NotLeaderError when no leader could take it, and a validation error
+// (naming the field) before anything is sent.
+func (a *Agent) Propose(ctx context.Context, cmd fsm.Command) (uint64, error) {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return 0, err
+	}
+	return a.proposeBytes(ctx, b)
+}
+
+func (a *Agent) proposeBytes(ctx context.Context, b []byte) (uint64, error) {
+	if a.raft.State() != raft.Leader {
+		return a.forwardPropose(ctx, b)
+	}
+	f := a.raft.Apply(b, timeoutOf(ctx, 5*time.Second))
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return 0, a.notLeader()
+		}
+		return 0, fmt.Errorf("raft apply: %w", err)
+	}
+	if err, ok := f.Response().(error); ok && err != nil {
+		return f.Index(), err
+	}
+	return f.Index(), nil
+}
+
+func (a *Agent) notLeader() *NotLeaderError {
+	_, id := a.raft.LeaderWithID()
+	e := &NotLeaderError{LeaderID: string(id)}
+	if id != "" {
+		st, _ := a.fsm.State()
+		if n, ok := st.Nodes[string(id)]; ok {
+			e.LeaderAddr = n.APIAddr
+		}
+	}
+	return e
+}
+
+// leaderAPI returns the leader's API address, or a *NotLeaderError when it is
+// unknown (no leader, or the leader has not registered yet).
+func (a *Agent) leaderAPI() (string, error) {
+	e := a.notLeader()
+	if e.LeaderAddr == "" {
+		if e.LeaderID != "" {
+			return "", fmt.Errorf("leader %s has not registered its API address yet: %w", e.LeaderID, &NotLeaderError{})
+		}
+		return "", e
+	}
+	return e.LeaderAddr, nil
+}
+
+var _ io.Closer = (*raftboltdb.BoltStore)(nil)

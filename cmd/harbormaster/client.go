@@ -1,0 +1,478 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+)
+
+const defaultAddr = "127.0.0.1:7201"
+
+// globals are the flags every client command shares.
+type globals struct {
+	addr    string
+	json    bool
+	timeout time.Duration
+}
+
+func (g *globals) register(root *cobra.Command) {
+	def := os.Getenv("HARBORMASTER_ADDR")
+	if def == "" {
+		def = defaultAddr
+	}
+	root.PersistentFlags().StringVar(&g.addr, "addr", def, "agent API address (env HARBORMASTER_ADDR)")
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON instead of tables")
+	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "request timeout")
+}
+
+// dial connects to addr; the call fails fast (exit 3) if nothing answers.
+func (g *globals) dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func (g *globals) client() (hmv1.AdminClient, func(), error) {
+	c, err := g.dial(g.addr)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("--addr %q: %w", g.addr, err)}
+	}
+	return hmv1.NewAdminClient(c), func() { c.Close() }, nil
+}
+
+func (g *globals) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.timeout)
+}
+
+// call runs fn against the agent at --addr with the request timeout.
+func (g *globals) call(fn func(ctx context.Context, c hmv1.AdminClient) error) error {
+	c, closeFn, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := g.ctx()
+	defer cancel()
+	return fn(ctx, c)
+}
+
+// toJSON renders a proto message with snake_case names, every field
+// present, and 64-bit integers as JSON numbers (protojson would quote them).
+func toJSON(m proto.Message) any {
+	return msgValue(m.ProtoReflect())
+}
+
+func msgValue(m protoreflect.Message) map[string]any {
+	out := map[string]any{}
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		v := m.Get(f)
+		switch {
+		case f.IsList():
+			l := v.List()
+			arr := make([]any, 0, l.Len())
+			for j := 0; j < l.Len(); j++ {
+				arr = append(arr, scalar(f, l.Get(j)))
+			}
+			out[string(f.Name())] = arr
+		default:
+			out[string(f.Name())] = scalar(f, v)
+		}
+	}
+	return out
+}
+
+func scalar(f protoreflect.FieldDescriptor, v protoreflect.Value) any {
+	switch f.Kind() {
+	case protoreflect.MessageKind:
+		return msgValue(v.Message())
+	case protoreflect.BytesKind:
+		return v.Bytes()
+	default:
+		return v.Interface()
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ms(d int64) string {
+	if d < 0 {
+		return "-"
+	}
+	return (time.Duration(d) * time.Millisecond).String()
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the answering node's view: leader, term, members",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.Status(ctx, &hmv1.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if g.json {
+					return printJSON(w, toJSON(r))
+				}
+				t := table(w)
+				fmt.Fprintf(t, "Node\t%s (%s)\n", r.Node, r.RaftState)
+				fmt.Fprintf(t, "Leader\t%s\n", orDash(r.Leader))
+				fmt.Fprintf(t, "Term\t%d\n", r.Term)
+				fmt.Fprintf(t, "Commit/applied\t%d/%d\n", r.CommitIndex, r.AppliedIndex)
+				fmt.Fprintf(t, "Last contact\t%s\n", ms(r.LastContactMs))
+				fmt.Fprintf(t, "Spec version\t%d\n", r.SpecVersion)
+				fmt.Fprintf(t, "Profile\t%s\n", r.Profile)
+				t.Flush()
+				fmt.Fprintln(w)
+				printMembers(w, r.Members)
+				return nil
+			})
+		},
+	}
+}
+
+func printMembers(w io.Writer, ms []*hmv1.Member) {
+	t := table(w)
+	fmt.Fprintln(t, "ID\tRAFT ADDRESS\tAPI ADDRESS\tVOTER\tALIVE\tLEADER\tLEASE AGE\tROLES")
+	for _, m := range ms {
+		voter := yesno(m.Voter)
+		if m.Witness {
+			voter = "witness"
+		}
+		if !m.InRaft {
+			voter = "removed"
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Id, m.Address, orDash(m.ApiAddress), voter,
+			yesno(m.Alive), yesno(m.Leader), msAge(m.LeaseAgeMs), orDash(strings.Join(m.Roles, ",")))
+	}
+	t.Flush()
+}
+
+func msAge(v int64) string {
+	if v < 0 {
+		return "-"
+	}
+	return ms(v)
+}
+
+func membersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the cluster members",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.Members(ctx, &hmv1.MembersRequest{})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), toJSON(r))
+				}
+				printMembers(cmd.OutOrStdout(), r.Members)
+				return nil
+			})
+		},
+	}
+}
+
+func rolesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "roles",
+		Short: "List the roles, their holders and epochs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.ListRoles(ctx, &hmv1.ListRolesRequest{})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), toJSON(r))
+				}
+				t := table(cmd.OutOrStdout())
+				fmt.Fprintln(t, "ROLE\tTYPE\tHOLDER\tEPOCH\tSINCE\tSTATE")
+				for _, x := range r.Roles {
+					state := "held"
+					switch {
+					case !x.InSpec:
+						state = "removed from spec"
+					case x.Releasing:
+						state = "releasing"
+					case x.Holder == "":
+						state = "unassigned"
+					}
+					since := "-"
+					if x.SinceUnixMs > 0 {
+						since = time.UnixMilli(x.SinceUnixMs).Format(time.RFC3339)
+					}
+					fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\n", x.Name, orDash(x.Type), orDash(x.Holder), x.Epoch, since, state)
+				}
+				return t.Flush()
+			})
+		},
+	}
+}
+
+func specCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "spec", Short: "Show or apply the cluster spec"}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the cluster spec (YAML)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.GetSpec(ctx, &hmv1.GetSpecRequest{})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), toJSON(r))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "# spec version %d\n%s", r.Version, r.Document)
+				return nil
+			})
+		},
+	}
+	var expected uint64
+	apply := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Validate and apply a spec file (use - for standard input)",
+		Args:  exactArgs(1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var doc []byte
+			var err error
+			if args[0] == "-" {
+				doc, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				doc, err = os.ReadFile(args[0])
+			}
+			if err != nil {
+				return usageError{fmt.Errorf("read spec: %w", err)}
+			}
+			actor := "cli"
+			if u := os.Getenv("USER"); u != "" {
+				actor = "cli:" + u
+			}
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.ApplySpec(ctx, &hmv1.ApplySpecRequest{Document: string(doc), ExpectedVersion: expected, Actor: actor})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), toJSON(r))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "spec applied: version %d (log index %d)\n", r.Version, r.Index)
+				return nil
+			})
+		},
+	}
+	apply.Flags().Uint64Var(&expected, "expected-version", 0, "apply only if the current spec version is this one")
+	cmd.AddCommand(show, apply)
+	return cmd
+}
+
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %s; see %s --help", cmd.CommandPath(), names, cmd.CommandPath())}
+		}
+		return nil
+	}
+}
+
+func joinCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "join ADDR",
+		Short: "Add the node at --addr to the cluster that the member at ADDR (an API address) belongs to",
+		Args:  exactArgs(1, "ADDR, the API address of an existing member"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var self *hmv1.StatusResponse
+			if err := g.call(func(ctx context.Context, c hmv1.AdminClient) (err error) {
+				self, err = c.Status(ctx, &hmv1.StatusRequest{})
+				return err
+			}); err != nil {
+				return err
+			}
+			conn, err := g.dial(args[0])
+			if err != nil {
+				return usageError{fmt.Errorf("ADDR %q: %w", args[0], err)}
+			}
+			defer conn.Close()
+			ctx, cancel := g.ctx()
+			defer cancel()
+			r, err := hmv1.NewAdminClient(conn).Join(ctx, &hmv1.JoinRequest{Id: self.Node, RaftAddress: self.RaftAddress,
+				ApiAddress: self.ApiAddress, Voter: self.Voter})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), toJSON(r))
+			}
+			if r.Already {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is already a member\n", self.Node)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s joined via %s (log index %d)\n", self.Node, args[0], r.Index)
+			}
+			return nil
+		},
+	}
+}
+
+func removeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NODE",
+		Short: "Remove a node from the cluster",
+		Args:  exactArgs(1, "NODE, a node id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.Remove(ctx, &hmv1.RemoveRequest{Id: args[0]})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), toJSON(r))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s removed (log index %d)\n", args[0], r.Index)
+				return nil
+			})
+		},
+	}
+}
+
+func transferLeaderCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "transfer-leader [NODE]",
+		Short: "Move Raft leadership to NODE (or to the most up-to-date voter)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError{fmt.Errorf("transfer-leader takes at most one NODE")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := ""
+			if len(args) == 1 {
+				target = args[0]
+			}
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.TransferLeadership(ctx, &hmv1.TransferLeadershipRequest{Target: target})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), toJSON(r))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "leadership: %s -> %s\n", r.OldLeader, orDash(r.NewLeader))
+				return nil
+			})
+		},
+	}
+}
+
+func eventsCmd(g *globals) *cobra.Command {
+	var follow bool
+	var since uint64
+	cmd := &cobra.Command{
+		Use:   "events [--follow]",
+		Short: "Print the event log (role changes, membership, operator actions)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, closeFn, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if !follow {
+				ctx, cancel = context.WithTimeout(ctx, g.timeout)
+				defer cancel()
+			}
+			stream, err := c.WatchEvents(ctx, &hmv1.WatchEventsRequest{Since: since, Follow: follow})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			for {
+				e, err := stream.Recv()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if g.json {
+					b, _ := json.Marshal(toJSON(e))
+					fmt.Fprintln(w, string(b))
+					continue
+				}
+				fmt.Fprintln(w, formatEvent(e))
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep printing new events")
+	cmd.Flags().Uint64Var(&since, "since", 0, "only events after this sequence number")
+	return cmd
+}
+
+func formatEvent(e *hmv1.Event) string {
+	var b strings.Builder
+	b.WriteString(time.UnixMilli(e.TimeUnixMs).UTC().Format("2006-01-02T15:04:05.000Z"))
+	b.WriteString("  #" + strconv.FormatUint(e.Seq, 10) + "  " + e.Kind)
+	if e.Role != "" {
+		b.WriteString("  role=" + e.Role)
+	}
+	if e.Node != "" {
+		b.WriteString("  node=" + e.Node)
+	}
+	if e.Old != "" || e.New != "" {
+		fmt.Fprintf(&b, "  %s -> %s", orDash(e.Old), orDash(e.New))
+	}
+	if e.Epoch != 0 {
+		fmt.Fprintf(&b, "  epoch=%d", e.Epoch)
+	}
+	if e.Message != "" {
+		b.WriteString("  (" + e.Message + ")")
+	}
+	if e.Actor != "" {
+		b.WriteString("  by " + e.Actor)
+	}
+	return b.String()
+}

@@ -1,0 +1,221 @@
+// Package coordinator decides, on the Raft leader only, which node holds each
+// role. It reads the replicated state and proposes commands; it never touches
+// the node. The policy is the pure function Plan; this file is the leadership
+// monitor and the reconcile loop around it (Consul's and Nomad's
+// establish/revoke leadership shape).
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// Raft is what the coordinator needs of the local Raft node.
+type Raft interface {
+	// Barrier returns once every entry committed before the call is applied
+	// to the local state, or ctx ends.
+	Barrier(ctx context.Context) error
+	// Propose applies a command through the log on this (leader) node and
+	// returns its index, or the fsm's rejection.
+	Propose(ctx context.Context, cmd fsm.Command) (uint64, error)
+	// Term is the current Raft term.
+	Term() uint64
+	// Members returns the ids in the Raft configuration.
+	Members() ([]string, error)
+}
+
+// Config configures a Coordinator.
+type Config struct {
+	// NodeID is this node's id, the actor of the coordinator's commands.
+	NodeID string
+	// Interval is the reconcile tick; lease expiry is noticed within it.
+	Interval time.Duration
+	// Settle bounds how long a new leader waits for unregistered members
+	// before placing unassigned roles (one lease is the natural value).
+	Settle time.Duration
+	// Seed is the spec applied when the cluster has none (may be nil).
+	Seed *spec.Spec
+	Log  *slog.Logger
+	// Now is the clock (time.Now when nil); tests inject their own.
+	Now func() time.Time
+}
+
+// Coordinator runs the leader-only reconcile loop. Construct it with New and
+// start it with Run; it starts nothing before.
+type Coordinator struct {
+	cfg    Config
+	raft   Raft
+	states func() (*fsm.State, <-chan struct{})
+	live   *Liveness
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a coordinator; states returns the current state and a channel
+// closed at its next change (fsm.FSM.State).
+func New(cfg Config, r Raft, states func() (*fsm.State, <-chan struct{}), live *Liveness) *Coordinator {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Coordinator{cfg: cfg, raft: r, states: states, live: live, log: log.With("component", "coordinator"), now: now}
+}
+
+// Run follows leadership changes from notify (raft.Config.NotifyCh, which is
+// buffered and never lossy for the last value) until ctx ends. Each term of
+// leadership runs in its own goroutine, cancelled and awaited when the
+// leadership is lost; Run returns after the last term has stopped.
+func (c *Coordinator) Run(ctx context.Context, notify <-chan bool) error {
+	type termRun struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var cur *termRun
+	stop := func() {
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+			cur = nil
+		}
+	}
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case leader := <-notify:
+			if !leader {
+				if cur != nil {
+					c.log.Info("leadership lost")
+				}
+				stop()
+				continue
+			}
+			if cur != nil {
+				continue
+			}
+			tctx, cancel := context.WithCancel(ctx)
+			cur = &termRun{cancel: cancel, done: make(chan struct{})}
+			go func(d chan struct{}) {
+				defer close(d)
+				c.lead(tctx)
+			}(cur.done)
+		}
+	}
+}
+
+// lead runs one term: barrier, establish, then reconcile on every state
+// change and every tick until ctx ends.
+func (c *Coordinator) lead(ctx context.Context) {
+	term := c.raft.Term()
+	log := c.log.With("term", term)
+	for {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.raft.Barrier(bctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("barrier failed; retrying", "err", err)
+	}
+	// The old leader's lease timers are gone with it: every node gets a full
+	// lease from now.
+	established := c.now()
+	c.live.Reset(established)
+	log.Info("leadership established")
+	c.establish(ctx, term)
+
+	tick := time.NewTicker(c.cfg.Interval)
+	defer tick.Stop()
+	for {
+		_, changed := c.states()
+		if err := c.reconcile(ctx, established); err != nil && ctx.Err() == nil {
+			log.Warn("reconcile failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-changed:
+		}
+	}
+}
+
+func (c *Coordinator) establish(ctx context.Context, term uint64) {
+	now := c.now()
+	ev := &fsm.RecordEvent{Event: fsm.Event{Time: now.UnixMilli(), Kind: fsm.EventLeadership, Node: c.cfg.NodeID,
+		Actor: c.cfg.NodeID, New: c.cfg.NodeID, Message: fmt.Sprintf("became leader in term %d", term)}}
+	if _, err := c.raft.Propose(ctx, ev); err != nil {
+		c.log.Warn("record leadership event", "err", err)
+	}
+	st, _ := c.states()
+	if c.cfg.Seed != nil && st.SpecVersion == 0 {
+		_, err := c.raft.Propose(ctx, &fsm.ApplySpec{Spec: c.cfg.Seed, Seed: true, Actor: "seed:" + c.cfg.NodeID, Time: now.UnixMilli()})
+		var rej *fsm.RejectedError
+		switch {
+		case err == nil:
+			c.log.Info("seeded the cluster spec", "spec", c.cfg.Seed.String())
+		case errors.As(err, &rej):
+		default:
+			c.log.Warn("seed spec", "err", err)
+		}
+	}
+}
+
+// reconcile runs Plan on the current state and proposes its commands in
+// order. A rejected command is logged and skipped: the next pass plans again
+// from the state that rejected it.
+func (c *Coordinator) reconcile(ctx context.Context, established time.Time) error {
+	st, _ := c.states()
+	now := c.now()
+	c.live.Observe(st, now)
+	settling := false
+	if now.Sub(established) < c.cfg.Settle {
+		ids, err := c.raft.Members()
+		if err != nil {
+			return fmt.Errorf("read members: %w", err)
+		}
+		for _, id := range ids {
+			if _, ok := st.Nodes[id]; !ok {
+				settling = true
+			}
+		}
+	}
+	cmds := Plan(Input{State: st, Live: c.live.Live(st, now), Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
+	for _, cmd := range cmds {
+		if _, err := c.raft.Propose(ctx, cmd); err != nil {
+			var rej *fsm.RejectedError
+			if errors.As(err, &rej) {
+				c.log.Debug("plan command rejected", "cmd", cmd.Type().String(), "err", err)
+				continue
+			}
+			return fmt.Errorf("propose %s: %w", cmd.Type(), err)
+		}
+		c.logCommand(cmd)
+	}
+	return nil
+}
+
+func (c *Coordinator) logCommand(cmd fsm.Command) {
+	switch x := cmd.(type) {
+	case *fsm.Assign:
+		c.log.Info("role assigned", "role", x.Role, "holder", x.Node, "epoch", x.Epoch, "prev", x.PrevHolder, "reason", x.Reason)
+	case *fsm.RequestRelease:
+		c.log.Info("release requested", "role", x.Role, "epoch", x.Epoch, "reason", x.Reason)
+	case *fsm.Release:
+		c.log.Info("role released for an expired holder", "role", x.Role, "holder", x.Node, "epoch", x.Epoch)
+	}
+}

@@ -1,0 +1,204 @@
+package fsm
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// RejectedError is a domain rejection: the command was well formed but does
+// not fit the state (stale epoch, unknown role, failed compare-and-set). The
+// state is unchanged. Proposers turn it into an error for their caller.
+type RejectedError struct {
+	Command string
+	Reason  string
+}
+
+func (e *RejectedError) Error() string { return e.Command + " rejected: " + e.Reason }
+
+func reject(c Command, format string, args ...any) error {
+	return &RejectedError{Command: c.Type().String(), Reason: fmt.Sprintf(format, args...)}
+}
+
+// Apply returns the state after applying cmd at the given log index. It never
+// modifies st. On a rejection it returns st itself (with Index advanced) and
+// a *RejectedError. Apply is deterministic: it reads no clock.
+func Apply(st *State, index uint64, cmd Command) (*State, error) {
+	next := st.shallow()
+	next.Index = index
+	if err := cmd.Validate(); err != nil {
+		return next, reject(cmd, "%v", err)
+	}
+	var err error
+	switch c := cmd.(type) {
+	case *RegisterNode:
+		err = applyRegisterNode(next, index, c)
+	case *RemoveNode:
+		err = applyRemoveNode(next, index, c)
+	case *RenewLease:
+		err = applyRenewLease(next, c)
+	case *ApplySpec:
+		err = applyApplySpec(next, index, c)
+	case *Assign:
+		err = applyAssign(next, index, c)
+	case *RequestRelease:
+		err = applyRequestRelease(next, index, c)
+	case *Release:
+		err = applyRelease(next, index, c)
+	case *Leave:
+		err = applyLeave(next, index, c)
+	case *RecordEvent:
+		next.addEvent(index, c.Event)
+	default:
+		err = reject(cmd, "no apply function for this command")
+	}
+	if err != nil {
+		// Nothing of a rejected command is kept but the index.
+		keep := st.shallow()
+		keep.Index = index
+		return keep, err
+	}
+	return next, nil
+}
+
+func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
+	old, known := s.Nodes[c.Node]
+	n := &Node{
+		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness,
+		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time,
+	}
+	if known {
+		n.LeaseSeq = old.LeaseSeq
+		n.Drained = old.Drained
+	}
+	s.setNode(n)
+	desc := fmt.Sprintf("raft=%s api=%s voter=%t witness=%t", c.RaftAddr, c.APIAddr, c.Voter, c.Witness)
+	if !known {
+		s.addEvent(index, Event{Time: c.Time, Kind: EventNodeRegistered, Node: c.Node, Actor: c.Node, New: desc})
+		return nil
+	}
+	oldDesc := fmt.Sprintf("raft=%s api=%s voter=%t witness=%t", old.RaftAddr, old.APIAddr, old.Voter, old.Witness)
+	if oldDesc != desc {
+		s.addEvent(index, Event{Time: c.Time, Kind: EventNodeRegistered, Node: c.Node, Actor: c.Node, Old: oldDesc, New: desc})
+	}
+	return nil
+}
+
+func applyLeave(s *State, index uint64, c *Leave) error {
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	if n.Leaving {
+		return nil
+	}
+	nn := *n
+	nn.Leaving = true
+	s.setNode(&nn)
+	s.addEvent(index, Event{Time: c.Time, Kind: EventNodeLeaving, Node: c.Node, Actor: c.Node, Message: c.Reason})
+	return nil
+}
+
+func applyRemoveNode(s *State, index uint64, c *RemoveNode) error {
+	if _, ok := s.Nodes[c.Node]; !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	s.deleteNode(c.Node)
+	s.addEvent(index, Event{Time: c.Time, Kind: EventNodeRemoved, Node: c.Node, Actor: c.Actor})
+	return nil
+}
+
+func applyRenewLease(s *State, c *RenewLease) error {
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	if c.Seq <= n.LeaseSeq {
+		return reject(c, "stale renewal %d for node %q (have %d)", c.Seq, c.Node, n.LeaseSeq)
+	}
+	nn := *n
+	nn.LeaseSeq = c.Seq
+	s.setNode(&nn)
+	return nil
+}
+
+func applyApplySpec(s *State, index uint64, c *ApplySpec) error {
+	if c.Seed && s.SpecVersion != 0 {
+		return reject(c, "the cluster already has a spec (version %d); the seed is not applied", s.SpecVersion)
+	}
+	if c.ExpectedVersion != 0 && c.ExpectedVersion != s.SpecVersion {
+		return reject(c, "spec is at version %d, not the expected %d; fetch it again and retry", s.SpecVersion, c.ExpectedVersion)
+	}
+	old := s.SpecVersion
+	s.Spec = c.Spec.Clone()
+	s.SpecVersion++
+	s.addEvent(index, Event{Time: c.Time, Kind: EventSpecApplied, Actor: c.Actor,
+		Old: strconv.FormatUint(old, 10), New: strconv.FormatUint(s.SpecVersion, 10), Message: s.Spec.String()})
+	return nil
+}
+
+func applyAssign(s *State, index uint64, c *Assign) error {
+	r, ok := s.Spec.Role(c.Role)
+	if !ok {
+		return reject(c, "role %q is not in the spec", c.Role)
+	}
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	if n.Witness {
+		return reject(c, "node %q is a witness and holds no roles", c.Node)
+	}
+	if n.Leaving {
+		return reject(c, "node %q is shutting down", c.Node)
+	}
+	if _, ok := r.Candidate(c.Node); !ok {
+		return reject(c, "node %q is not a candidate for role %q", c.Node, c.Role)
+	}
+	cur := s.Assignment(c.Role)
+	if cur.Holder != c.PrevHolder {
+		return reject(c, "role %q is held by %q, not %q", c.Role, cur.Holder, c.PrevHolder)
+	}
+	if c.Epoch != cur.Epoch+1 {
+		return reject(c, "epoch %d for role %q must be %d", c.Epoch, c.Role, cur.Epoch+1)
+	}
+	if cur.Holder == c.Node {
+		return reject(c, "node %q already holds role %q", c.Node, c.Role)
+	}
+	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, Epoch: c.Epoch, Since: c.Time})
+	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
+		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
+	return nil
+}
+
+func applyRequestRelease(s *State, index uint64, c *RequestRelease) error {
+	cur, ok := s.Assignments[c.Role]
+	if !ok || cur.Holder == "" {
+		return reject(c, "role %q has no holder", c.Role)
+	}
+	if cur.Epoch != c.Epoch {
+		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
+	}
+	if cur.Releasing {
+		return nil // already asked: idempotent
+	}
+	a := *cur
+	a.Releasing = true
+	s.setAssignment(&a)
+	s.addEvent(index, Event{Time: c.Time, Kind: EventReleaseRequested, Node: cur.Holder, Actor: c.Actor, Role: c.Role,
+		Old: cur.Holder, Epoch: cur.Epoch, Message: c.Reason})
+	return nil
+}
+
+func applyRelease(s *State, index uint64, c *Release) error {
+	cur, ok := s.Assignments[c.Role]
+	if !ok || cur.Holder != c.Node {
+		return reject(c, "node %q does not hold role %q", c.Node, c.Role)
+	}
+	if cur.Epoch != c.Epoch {
+		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
+	}
+	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time})
+	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleReleased, Node: c.Node, Actor: c.Node, Role: c.Role,
+		Old: c.Node, Epoch: cur.Epoch, Message: c.Reason})
+	return nil
+}

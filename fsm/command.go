@@ -1,0 +1,345 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// CommandType identifies a command in the log. The enum is append-only: a
+// value, once released, keeps its meaning forever.
+type CommandType uint8
+
+// IgnoreUnknownFlag is set on the type byte of commands that an older agent,
+// which does not know the type, may skip without diverging (Consul's habit
+// for rolling upgrades). Commands without it stop an agent that does not know
+// them.
+const IgnoreUnknownFlag CommandType = 0x80
+
+// Command types.
+const (
+	TypeRegisterNode   CommandType = 1
+	TypeRemoveNode     CommandType = 2
+	TypeRenewLease     CommandType = 3
+	TypeApplySpec      CommandType = 4
+	TypeAssign         CommandType = 5
+	TypeRequestRelease CommandType = 6
+	TypeRelease        CommandType = 7
+	TypeRecordEvent    CommandType = 8
+	TypeLeave          CommandType = 9
+)
+
+// MaxCommandSize bounds an encoded command; Propose refuses larger ones.
+const MaxCommandSize = 512 << 10
+
+// Command is one typed change to the State. Implementations are plain values.
+type Command interface {
+	// Type is the command's log type.
+	Type() CommandType
+	// Validate checks the command on its own, without the state: it is the
+	// edge check run before a command is proposed.
+	Validate() error
+}
+
+type cmdInfo struct {
+	name      string
+	version   uint8 // the version this build writes and the only one it reads
+	ignorable bool
+	new       func() Command
+}
+
+var registry = map[CommandType]cmdInfo{
+	TypeRegisterNode:   {"register-node", 1, false, func() Command { return &RegisterNode{} }},
+	TypeRemoveNode:     {"remove-node", 1, false, func() Command { return &RemoveNode{} }},
+	TypeRenewLease:     {"renew-lease", 1, false, func() Command { return &RenewLease{} }},
+	TypeApplySpec:      {"apply-spec", 1, false, func() Command { return &ApplySpec{} }},
+	TypeAssign:         {"assign", 1, false, func() Command { return &Assign{} }},
+	TypeRequestRelease: {"request-release", 1, false, func() Command { return &RequestRelease{} }},
+	TypeRelease:        {"release", 1, false, func() Command { return &Release{} }},
+	TypeRecordEvent:    {"record-event", 1, true, func() Command { return &RecordEvent{} }},
+	TypeLeave:          {"leave", 1, false, func() Command { return &Leave{} }},
+}
+
+func (t CommandType) String() string {
+	if i, ok := registry[t&^IgnoreUnknownFlag]; ok {
+		return i.name
+	}
+	return fmt.Sprintf("type-%d", uint8(t))
+}
+
+// RegisterNode records an agent's identity and addresses. Agents send it at
+// every start; it is idempotent.
+type RegisterNode struct {
+	Node           string `json:"node"`
+	RaftAddr       string `json:"raft_addr"`
+	APIAddr        string `json:"api_addr"`
+	Voter          bool   `json:"voter"`
+	Witness        bool   `json:"witness"`
+	LeaseTTLMillis int64  `json:"lease_ttl_ms"`
+	Time           int64  `json:"time"`
+}
+
+// RemoveNode forgets a node's registration and check results. Role
+// assignments stay until the coordinator moves them (the node may still be
+// running until its lease is gone).
+type RemoveNode struct {
+	Node  string `json:"node"`
+	Actor string `json:"actor"`
+	Time  int64  `json:"time"`
+}
+
+// RenewLease renews a node's lease. Seq must exceed the stored one, so a
+// renewal delayed in the network can never extend a lease after a newer one.
+type RenewLease struct {
+	Node string `json:"node"`
+	Seq  uint64 `json:"seq"`
+}
+
+// ApplySpec replaces the spec. ExpectedVersion, when non-zero, makes it a
+// compare-and-set against State.SpecVersion. Seed applies the spec only if
+// none was ever applied (the bootstrap seed from a node's spec_file).
+type ApplySpec struct {
+	Spec            *spec.Spec `json:"spec"`
+	ExpectedVersion uint64     `json:"expected_version,omitempty"`
+	Seed            bool       `json:"seed,omitempty"`
+	Actor           string     `json:"actor"`
+	Time            int64      `json:"time"`
+}
+
+// Assign gives a role to a node. It is a compare-and-set: PrevHolder and
+// Epoch-1 must match the current assignment, so a decision taken on a stale
+// view never applies.
+type Assign struct {
+	Role       string `json:"role"`
+	Node       string `json:"node"`
+	PrevHolder string `json:"prev_holder,omitempty"`
+	Epoch      uint64 `json:"epoch"`
+	Reason     string `json:"reason"`
+	Actor      string `json:"actor"`
+	Time       int64  `json:"time"`
+}
+
+// RequestRelease asks the holder of a role (at Epoch) to let it go.
+type RequestRelease struct {
+	Role   string `json:"role"`
+	Epoch  uint64 `json:"epoch"`
+	Reason string `json:"reason"`
+	Actor  string `json:"actor"`
+	Time   int64  `json:"time"`
+}
+
+// Release is sent by the holder once it has stopped acting for the role.
+type Release struct {
+	Role   string `json:"role"`
+	Node   string `json:"node"`
+	Epoch  uint64 `json:"epoch"`
+	Reason string `json:"reason"`
+	Time   int64  `json:"time"`
+}
+
+// RecordEvent appends an operator or membership event that has no other
+// command of its own (leadership transfer, Raft membership changes).
+type RecordEvent struct {
+	Event Event `json:"event"`
+}
+
+// Leave marks a node as shutting down: it stays a member but is given no
+// role until it registers again (at its next start). Sent before the node
+// releases its roles on a graceful stop, so they are not given back to it.
+type Leave struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
+	Time   int64  `json:"time"`
+}
+
+func (*Leave) Type() CommandType          { return TypeLeave }
+func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }
+func (*RemoveNode) Type() CommandType     { return TypeRemoveNode }
+func (*RenewLease) Type() CommandType     { return TypeRenewLease }
+func (*ApplySpec) Type() CommandType      { return TypeApplySpec }
+func (*Assign) Type() CommandType         { return TypeAssign }
+func (*RequestRelease) Type() CommandType { return TypeRequestRelease }
+func (*Release) Type() CommandType        { return TypeRelease }
+func (*RecordEvent) Type() CommandType    { return TypeRecordEvent }
+
+func badField(field, msg string) error { return &spec.FieldError{Field: field, Msg: msg} }
+
+func checkNode(field, id string) error {
+	if !spec.ValidName(id) {
+		return badField(field, fmt.Sprintf("%q is not a valid node id (1-63 lower-case letters, digits, inner hyphens)", id))
+	}
+	return nil
+}
+
+func checkRole(field, name string) error {
+	if !spec.ValidName(name) {
+		return badField(field, fmt.Sprintf("%q is not a valid role name (1-63 lower-case letters, digits, inner hyphens)", name))
+	}
+	return nil
+}
+
+// Validate implements Command.
+func (c *RegisterNode) Validate() error {
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	if c.RaftAddr == "" {
+		return badField("raft_addr", "is empty")
+	}
+	if c.APIAddr == "" {
+		return badField("api_addr", "is empty")
+	}
+	if c.LeaseTTLMillis <= 0 {
+		return badField("lease_ttl_ms", "must be positive")
+	}
+	return nil
+}
+
+// Validate implements Command.
+func (c *Leave) Validate() error { return checkNode("node", c.Node) }
+
+// Validate implements Command.
+func (c *RemoveNode) Validate() error { return checkNode("node", c.Node) }
+
+// Validate implements Command.
+func (c *RenewLease) Validate() error {
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	if c.Seq == 0 {
+		return badField("seq", "must be positive")
+	}
+	return nil
+}
+
+// Validate implements Command.
+func (c *ApplySpec) Validate() error {
+	if c.Spec == nil {
+		return badField("spec", "is missing")
+	}
+	return c.Spec.Validate()
+}
+
+// Validate implements Command.
+func (c *Assign) Validate() error {
+	if err := checkRole("role", c.Role); err != nil {
+		return err
+	}
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	if c.Epoch == 0 {
+		return badField("epoch", "must be positive")
+	}
+	return nil
+}
+
+// Validate implements Command.
+func (c *RequestRelease) Validate() error {
+	if err := checkRole("role", c.Role); err != nil {
+		return err
+	}
+	if c.Epoch == 0 {
+		return badField("epoch", "must be positive")
+	}
+	return nil
+}
+
+// Validate implements Command.
+func (c *Release) Validate() error {
+	if err := checkRole("role", c.Role); err != nil {
+		return err
+	}
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	if c.Epoch == 0 {
+		return badField("epoch", "must be positive")
+	}
+	return nil
+}
+
+// Validate implements Command.
+func (c *RecordEvent) Validate() error {
+	if c.Event.Kind == "" {
+		return badField("event.kind", "is empty")
+	}
+	return nil
+}
+
+// Encode renders a command for the log: one type byte (with
+// IgnoreUnknownFlag where the type allows), one version byte, then the JSON
+// payload. It validates the command first and refuses oversized ones.
+func Encode(c Command) ([]byte, error) {
+	info, ok := registry[c.Type()]
+	if !ok {
+		return nil, fmt.Errorf("encode: unknown command type %d", c.Type())
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", info.name, err)
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", info.name, err)
+	}
+	t := c.Type()
+	if info.ignorable {
+		t |= IgnoreUnknownFlag
+	}
+	if len(payload)+2 > MaxCommandSize {
+		return nil, fmt.Errorf("encode %s: %d bytes exceeds the %d-byte command limit", info.name, len(payload)+2, MaxCommandSize)
+	}
+	return append([]byte{byte(t), info.version}, payload...), nil
+}
+
+// ErrUnknownIgnorable is returned by Decode for a command type this build does
+// not know but that carries IgnoreUnknownFlag: skip it.
+var ErrUnknownIgnorable = errors.New("unknown command type marked ignorable")
+
+// UnknownCommandError is returned by Decode for a command this build cannot
+// read: an unknown type without IgnoreUnknownFlag, or an unknown version.
+type UnknownCommandError struct {
+	Type    CommandType
+	Version uint8
+	Reason  string
+}
+
+func (e *UnknownCommandError) Error() string {
+	return fmt.Sprintf("command %s version %d: %s", e.Type, e.Version, e.Reason)
+}
+
+// Decode parses a command written by Encode. The payload is decoded strictly:
+// an unknown field is an error, so a command is never half understood.
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return nil, errors.New("decode: command shorter than its 2-byte header")
+	}
+	t, v := CommandType(b[0]), b[1]
+	info, ok := registry[t&^IgnoreUnknownFlag]
+	if !ok {
+		if t&IgnoreUnknownFlag != 0 {
+			return nil, ErrUnknownIgnorable
+		}
+		return nil, &UnknownCommandError{Type: t, Version: v, Reason: "unknown command type; upgrade this agent"}
+	}
+	if v != info.version {
+		return nil, &UnknownCommandError{Type: t &^ IgnoreUnknownFlag, Version: v,
+			Reason: fmt.Sprintf("this agent reads version %d only; upgrade it", info.version)}
+	}
+	c := info.new()
+	dec := json.NewDecoder(bytes.NewReader(b[2:]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", info.name, err)
+	}
+	// dec.More() would miss a stray '}' or ']': only the end of input may
+	// follow the payload.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("decode %s: trailing data after the payload", info.name)
+	}
+	return c, nil
+}

@@ -1,0 +1,152 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// SnapshotFormat is the version of the snapshot encoding this build writes
+// and reads.
+const SnapshotFormat = 1
+
+// FSM adapts State to raft.FSM and lets readers watch for changes.
+//
+// Apply, Snapshot and Restore are called by Raft from its FSM goroutine; State
+// may be called from any goroutine.
+type FSM struct {
+	mu      sync.Mutex
+	st      *State
+	changed chan struct{} // closed and replaced on every change
+}
+
+// New returns an FSM holding the empty state.
+func New() *FSM {
+	return &FSM{st: NewState(), changed: make(chan struct{})}
+}
+
+// State returns the current state and a channel that is closed at the next
+// change. The state must not be modified.
+func (f *FSM) State() (*State, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st, f.changed
+}
+
+func (f *FSM) publish(st *State) {
+	f.mu.Lock()
+	f.st = st
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// Apply implements raft.FSM. It returns nil on success, a *RejectedError when
+// the command does not fit the state, and a decode error for a command this
+// build cannot read; in every failure the state is unchanged but for its
+// index.
+func (f *FSM) Apply(l *raft.Log) any {
+	st, _ := f.State()
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		next := st.shallow()
+		next.Index = l.Index
+		f.publish(next)
+		if errors.Is(err, ErrUnknownIgnorable) {
+			return nil
+		}
+		return err
+	}
+	next, err := Apply(st, l.Index, cmd)
+	f.publish(next)
+	return err
+}
+
+type snapshotDoc struct {
+	Format int    `json:"format"`
+	State  *State `json:"state"`
+}
+
+// Snapshot implements raft.FSM: it captures the current immutable state; the
+// encoding happens in Persist.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	st, _ := f.State()
+	return &snapshot{st: st}, nil
+}
+
+// Restore implements raft.FSM: it replaces the whole state with the
+// snapshot's.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := ReadSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.publish(st)
+	return nil
+}
+
+// WriteSnapshot encodes st in the snapshot format.
+func WriteSnapshot(w io.Writer, st *State) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(snapshotDoc{Format: SnapshotFormat, State: st})
+}
+
+// ReadSnapshot decodes a snapshot written by WriteSnapshot, strictly.
+func ReadSnapshot(r io.Reader) (*State, error) {
+	var doc snapshotDoc
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("restore snapshot: %w", err)
+	}
+	if doc.Format != SnapshotFormat {
+		return nil, fmt.Errorf("restore snapshot: format %d, this agent reads %d; upgrade it", doc.Format, SnapshotFormat)
+	}
+	if doc.State == nil {
+		return nil, errors.New("restore snapshot: no state")
+	}
+	doc.State.normalize()
+	return doc.State, nil
+}
+
+// normalize gives a decoded state the same shape as one built by Apply.
+func (s *State) normalize() {
+	if s.Spec == nil {
+		s.Spec = NewState().Spec
+	}
+	if len(s.Spec.Roles) == 0 {
+		s.Spec.Roles = nil
+	}
+	if s.Nodes == nil {
+		s.Nodes = map[string]*Node{}
+	}
+	if s.Checks == nil {
+		s.Checks = map[string]map[string]CheckResult{}
+	}
+	if s.Assignments == nil {
+		s.Assignments = map[string]*Assignment{}
+	}
+	if len(s.Events) == 0 {
+		s.Events = nil
+	}
+}
+
+type snapshot struct{ st *State }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshot(sink, s.st); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

@@ -1,0 +1,220 @@
+// Package fsm is harbormaster's replicated state machine: the typed, versioned
+// commands that go through the Raft log, the immutable State they produce, and
+// snapshot/restore.
+//
+// The package is pure: no clocks, no randomness, no I/O, no goroutines. Every
+// time in a command is stamped by its proposer, so applying the same log gives
+// the same State on every node.
+package fsm
+
+import (
+	"sort"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// MaxEvents bounds the event log kept in the state; older events are dropped
+// first. Snapshots carry the same bound.
+const MaxEvents = 1024
+
+// State is the replicated state after applying a prefix of the log. A *State
+// is immutable once published: Apply returns a new value and shares the parts
+// it did not change. Readers may keep a *State as long as they like.
+type State struct {
+	// Index is the Raft index of the last command applied.
+	Index uint64 `json:"index"`
+	// SpecVersion counts spec changes; 0 means no spec was ever applied.
+	SpecVersion uint64     `json:"spec_version"`
+	Spec        *spec.Spec `json:"spec"`
+	// Nodes are the agents that registered, by id.
+	Nodes map[string]*Node `json:"nodes"`
+	// Checks holds each node's check results, by node then check name.
+	Checks map[string]map[string]CheckResult `json:"checks"`
+	// Assignments holds, by role name, who holds each role and at which
+	// epoch. A record outlives its role in the spec so that epochs never
+	// repeat if the role comes back.
+	Assignments map[string]*Assignment `json:"assignments"`
+	// Events is the bounded event log, oldest first.
+	Events []Event `json:"events,omitempty"`
+	// EventSeq is the sequence number of the last event ever recorded.
+	EventSeq uint64 `json:"event_seq"`
+}
+
+// Node is an agent's registration and its node lease counter.
+type Node struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	// Voter is the node's intent (the Raft configuration is the truth).
+	Voter bool `json:"voter"`
+	// Witness nodes vote but never hold roles.
+	Witness bool `json:"witness"`
+	// LeaseTTLMillis is the node lease length the node runs with.
+	LeaseTTLMillis int64 `json:"lease_ttl_ms"`
+	// LeaseSeq increases with every committed lease renewal. Observers time
+	// the lease by their own clock from the moment they see it increase.
+	LeaseSeq uint64 `json:"lease_seq"`
+	// Registered is when the node last registered (unix ms, proposer's clock).
+	Registered int64 `json:"registered"`
+	// Drained nodes are never given a role (reserved for the drain command).
+	Drained bool `json:"drained,omitempty"`
+	// Leaving is set by a graceful shutdown and cleared by the next
+	// registration; a leaving node is given no role.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// CheckResult is the last known state of one health check on one node.
+type CheckResult struct {
+	Passing bool   `json:"passing"`
+	Since   int64  `json:"since"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Assignment says which node holds a role.
+type Assignment struct {
+	Role string `json:"role"`
+	// Holder is the node id, or "" while the role is unassigned.
+	Holder string `json:"holder,omitempty"`
+	// Epoch is the role's fencing token: it increases on every change of
+	// holder and never repeats.
+	Epoch uint64 `json:"epoch"`
+	// Since is when the current holder was assigned or the role released
+	// (unix ms, proposer's clock).
+	Since int64 `json:"since"`
+	// Releasing is set when the coordinator asked the holder to let go; the
+	// holder answers with a Release command once it has stopped acting.
+	Releasing bool `json:"releasing,omitempty"`
+}
+
+// Event is one entry of the audit trail: a role change, a membership change,
+// an operator action.
+type Event struct {
+	Seq     uint64 `json:"seq"`
+	Index   uint64 `json:"index"`
+	Time    int64  `json:"time"` // unix ms, proposer's clock
+	Kind    string `json:"kind"`
+	Node    string `json:"node,omitempty"`
+	Actor   string `json:"actor,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Old     string `json:"old,omitempty"`
+	New     string `json:"new,omitempty"`
+	Epoch   uint64 `json:"epoch,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Event kinds.
+const (
+	EventNodeRegistered   = "node-registered"
+	EventNodeRemoved      = "node-removed"
+	EventNodeLeaving      = "node-leaving"
+	EventSpecApplied      = "spec-applied"
+	EventRoleAssigned     = "role-assigned"
+	EventReleaseRequested = "release-requested"
+	EventRoleReleased     = "role-released"
+	EventMember           = "member"
+	EventLeadership       = "leadership"
+	EventOperator         = "operator"
+)
+
+// NewState returns the empty state every node starts from.
+func NewState() *State {
+	return &State{
+		Spec:        &spec.Spec{},
+		Nodes:       map[string]*Node{},
+		Checks:      map[string]map[string]CheckResult{},
+		Assignments: map[string]*Assignment{},
+	}
+}
+
+// NodeIDs returns the registered node ids, sorted.
+func (s *State) NodeIDs() []string {
+	ids := make([]string, 0, len(s.Nodes))
+	for id := range s.Nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Assignment returns the assignment of a role; an unknown role yields a zero
+// assignment with that name.
+func (s *State) Assignment(role string) Assignment {
+	if a, ok := s.Assignments[role]; ok {
+		return *a
+	}
+	return Assignment{Role: role}
+}
+
+// HeldBy returns the roles node holds, sorted.
+func (s *State) HeldBy(node string) []Assignment {
+	var out []Assignment
+	for _, a := range s.Assignments {
+		if a.Holder == node {
+			out = append(out, *a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Role < out[j].Role })
+	return out
+}
+
+// EventsSince returns the events with Seq > seq, oldest first.
+func (s *State) EventsSince(seq uint64) []Event {
+	i := sort.Search(len(s.Events), func(i int) bool { return s.Events[i].Seq > seq })
+	return s.Events[i:]
+}
+
+// shallow copies the struct so a command can replace the parts it changes.
+func (s *State) shallow() *State {
+	c := *s
+	return &c
+}
+
+func (s *State) setNode(n *Node) {
+	m := make(map[string]*Node, len(s.Nodes)+1)
+	for k, v := range s.Nodes {
+		m[k] = v
+	}
+	m[n.ID] = n
+	s.Nodes = m
+}
+
+func (s *State) deleteNode(id string) {
+	m := make(map[string]*Node, len(s.Nodes))
+	for k, v := range s.Nodes {
+		if k != id {
+			m[k] = v
+		}
+	}
+	s.Nodes = m
+	if _, ok := s.Checks[id]; ok {
+		c := make(map[string]map[string]CheckResult, len(s.Checks))
+		for k, v := range s.Checks {
+			if k != id {
+				c[k] = v
+			}
+		}
+		s.Checks = c
+	}
+}
+
+func (s *State) setAssignment(a *Assignment) {
+	m := make(map[string]*Assignment, len(s.Assignments)+1)
+	for k, v := range s.Assignments {
+		m[k] = v
+	}
+	m[a.Role] = a
+	s.Assignments = m
+}
+
+func (s *State) addEvent(index uint64, e Event) {
+	s.EventSeq++
+	e.Seq = s.EventSeq
+	e.Index = index
+	keep := s.Events
+	if len(keep) >= MaxEvents {
+		keep = keep[len(keep)-MaxEvents+1:]
+	}
+	ev := make([]Event, 0, len(keep)+1)
+	ev = append(ev, keep...)
+	s.Events = append(ev, e)
+}

@@ -1,0 +1,202 @@
+// Package spec defines the cluster-wide specification of roles and placement
+// policy: the document an operator writes, seeds at bootstrap and changes with
+// `harbormaster spec apply`. It is a leaf package: pure types, strict parsing
+// and validation, no I/O beyond the bytes handed to it.
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role types. Only TypeService is placed by this version; the others are
+// reserved names that Validate rejects with a clear message until their
+// actuators exist.
+const (
+	TypeService     = "service"
+	TypeVIP         = "vip"
+	TypeRedisMaster = "redis-master"
+)
+
+// Spec is the cluster-wide definition of roles. The zero value is an empty,
+// valid spec. A Spec held by the replicated state is never mutated: callers
+// that want to change it build a new one.
+type Spec struct {
+	Roles []Role `yaml:"roles" json:"roles"`
+}
+
+// Role is something exactly one node may hold.
+type Role struct {
+	// Name identifies the role in commands, events and the CLI.
+	Name string `yaml:"name" json:"name"`
+	// Type selects the actuator: service, vip or redis-master.
+	Type string `yaml:"type" json:"type"`
+	// Candidates lists the nodes allowed to hold the role, with their
+	// priority. Empty means every non-witness node, all at priority 0.
+	Candidates []Candidate `yaml:"candidates,omitempty" json:"candidates,omitempty"`
+}
+
+// Candidate is a node allowed to hold a role. A higher Priority wins; ties go
+// to the lower node id so placement is deterministic.
+type Candidate struct {
+	Node     string `yaml:"node" json:"node"`
+	Priority int    `yaml:"priority,omitempty" json:"priority,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether s is a valid role or node name: 1 to 63
+// characters of lower-case letters, digits and inner hyphens (a DNS label).
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// FieldError is a validation failure that names the offending field and says
+// how to fix it.
+type FieldError struct {
+	Field string // path, e.g. roles[1].candidates[0].node
+	Msg   string // what is wrong and what to do
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Parse decodes a YAML (or JSON) spec document strictly: an unknown field is
+// an error naming it. It then validates the spec.
+func Parse(doc []byte) (*Spec, error) {
+	var s Spec
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		if errors.Is(err, io.EOF) { // an empty document is an empty spec
+			return &Spec{}, nil
+		}
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	// Clone normalises empty lists ("roles: []", "candidates: []") to nil so
+	// a parsed spec equals the one it was rendered from.
+	return s.Clone(), nil
+}
+
+// Validate checks the spec on its own (without knowing the cluster's nodes):
+// names, types, duplicates. It returns the first problem as a *FieldError.
+func (s *Spec) Validate() error {
+	seen := map[string]int{}
+	for i, r := range s.Roles {
+		f := fmt.Sprintf("roles[%d]", i)
+		if r.Name == "" {
+			return &FieldError{f + ".name", "is empty; give every role a name such as \"notary\""}
+		}
+		if !ValidName(r.Name) {
+			return &FieldError{f + ".name", fmt.Sprintf("%q is not a valid name; use 1-63 lower-case letters, digits and inner hyphens", r.Name)}
+		}
+		if j, dup := seen[r.Name]; dup {
+			return &FieldError{f + ".name", fmt.Sprintf("%q is already used by roles[%d]; role names must be unique", r.Name, j)}
+		}
+		seen[r.Name] = i
+		switch r.Type {
+		case TypeService:
+		case TypeVIP, TypeRedisMaster:
+			return &FieldError{f + ".type", fmt.Sprintf("%q is not supported by this version of harbormaster; use %q", r.Type, TypeService)}
+		case "":
+			return &FieldError{f + ".type", fmt.Sprintf("is empty; set it to %q", TypeService)}
+		default:
+			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q", r.Type, TypeService)}
+		}
+		nodes := map[string]int{}
+		for k, c := range r.Candidates {
+			cf := fmt.Sprintf("%s.candidates[%d]", f, k)
+			if !ValidName(c.Node) {
+				return &FieldError{cf + ".node", fmt.Sprintf("%q is not a valid node id; use the node_id of a node's config", c.Node)}
+			}
+			if j, dup := nodes[c.Node]; dup {
+				return &FieldError{cf + ".node", fmt.Sprintf("%q is already listed at candidates[%d]; list each node once", c.Node, j)}
+			}
+			nodes[c.Node] = k
+		}
+	}
+	return nil
+}
+
+// Role returns the role with the given name, or false.
+func (s *Spec) Role(name string) (Role, bool) {
+	if s == nil {
+		return Role{}, false
+	}
+	for _, r := range s.Roles {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Role{}, false
+}
+
+// Candidate reports whether node may hold r and at which priority. An empty
+// candidate list admits every node at priority 0.
+func (r Role) Candidate(node string) (priority int, ok bool) {
+	if len(r.Candidates) == 0 {
+		return 0, true
+	}
+	for _, c := range r.Candidates {
+		if c.Node == node {
+			return c.Priority, true
+		}
+	}
+	return 0, false
+}
+
+// Clone returns a deep copy.
+func (s *Spec) Clone() *Spec {
+	if s == nil {
+		return &Spec{}
+	}
+	out := &Spec{Roles: make([]Role, len(s.Roles))}
+	for i, r := range s.Roles {
+		r.Candidates = append([]Candidate(nil), r.Candidates...)
+		out.Roles[i] = r
+	}
+	if len(s.Roles) == 0 {
+		out.Roles = nil
+	}
+	return out
+}
+
+// YAML renders the spec as a YAML document, roles sorted as given.
+func (s *Spec) YAML() []byte {
+	if s == nil || len(s.Roles) == 0 {
+		return []byte("roles: []\n")
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	_ = enc.Encode(s)
+	return b.Bytes()
+}
+
+// RoleNames returns the role names, sorted.
+func (s *Spec) RoleNames() []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, 0, len(s.Roles))
+	for _, r := range s.Roles {
+		out = append(out, r.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// String is a one-line summary for logs and events.
+func (s *Spec) String() string {
+	if s == nil {
+		return "roles=[]"
+	}
+	return "roles=[" + strings.Join(s.RoleNames(), ",") + "]"
+}
