@@ -1,0 +1,784 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+func reg(node string, witness bool) *RegisterNode {
+	return &RegisterNode{Node: node, RaftAddr: node + ":7000", APIAddr: node + ":7001", Voter: true, Witness: witness, LeaseTTLMillis: 3000, Time: t0}
+}
+
+var testSpec = &spec.Spec{Roles: []spec.Role{
+	{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
+	{Name: "db", Type: spec.TypeService},
+}}
+
+// baseState: n1, n2, n3 and witness w1 registered; n1's lease at seq 5; spec
+// version 1 with web (candidates n1, n2) and db (open); web held by n1 at
+// epoch 1; db never assigned.
+func baseState(t testing.TB) *State {
+	t.Helper()
+	return mustApply(t, NewState(),
+		reg("n1", false), reg("n2", false), reg("n3", false), reg("w1", true),
+		&RenewLease{Node: "n1", Seq: 5},
+		&ApplySpec{Spec: testSpec, Actor: "operator", Time: t0},
+		&Assign{Role: "web", Node: "n1", Epoch: 1, Actor: "n1", Time: t0 + 10},
+	)
+}
+
+// releasedState: baseState after web was released at epoch 1.
+func releasedState(t testing.TB) *State {
+	return mustApply(t, baseState(t), &Release{Role: "web", Node: "n1", Epoch: 1, Time: t0 + 20})
+}
+
+// releasingState: baseState after the holder of web was asked to let go.
+func releasingState(t testing.TB) *State {
+	return mustApply(t, baseState(t), &RequestRelease{Role: "web", Epoch: 1, Actor: "n2", Time: t0 + 20})
+}
+
+// checkRejected applies cmd to st and checks it is a rejection that changes
+// nothing but the index, and leaves st itself untouched.
+func checkRejected(t *testing.T, st *State, cmd Command) {
+	t.Helper()
+	before := deepCopy(t, st)
+	if !sameState(before, st) {
+		t.Fatalf("snapshot copy of the input differs from it:\n got %+v\nwant %+v", before, st)
+	}
+	index := st.Index + 7
+	got, err := Apply(st, index, cmd)
+	var rej *RejectedError
+	if !errors.As(err, &rej) {
+		t.Fatalf("Apply(%T %+v): got error %T %v, want *RejectedError", cmd, cmd, err, err)
+	}
+	if rej.Command != cmd.Type().String() || rej.Reason == "" {
+		t.Fatalf("RejectedError: got Command %q Reason %q, want Command %q and a reason", rej.Command, rej.Reason, cmd.Type())
+	}
+	if got == nil {
+		t.Fatalf("Apply: got nil state on rejection")
+	}
+	if got == st {
+		t.Fatalf("Apply: returned the input state itself; its Index would have changed under readers")
+	}
+	want := *st
+	want.Index = index
+	if !reflect.DeepEqual(got, &want) {
+		t.Fatalf("rejected Apply changed the state:\n got %+v\nwant %+v", got, &want)
+	}
+	if !sameState(st, before) {
+		t.Fatalf("Apply mutated its input state:\n got %+v\nwant %+v", st, before)
+	}
+}
+
+func TestApplyRejections(t *testing.T) {
+	tests := []struct {
+		name  string
+		state func(testing.TB) *State
+		cmd   Command
+		why   string // a word the reason must contain
+	}{
+		// Invalid commands that reach Apply (e.g. written by hand) are rejected too.
+		{"register invalid", baseState, &RegisterNode{Node: "n5", RaftAddr: "x:1"}, "api_addr"},
+		{"record-event no kind", baseState, &RecordEvent{Event: Event{Message: "m"}}, "event.kind"},
+
+		{"remove unknown node", baseState, &RemoveNode{Node: "n9", Actor: "operator"}, "n9"},
+		{"remove already removed", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &RemoveNode{Node: "n3"})
+		}, &RemoveNode{Node: "n3"}, "not registered"},
+
+		{"leave unknown node", baseState, &Leave{Node: "n9"}, "not registered"},
+		{"leave invalid node", baseState, &Leave{Node: "N9"}, "node"},
+		{"leave removed node", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &RemoveNode{Node: "n2"})
+		}, &Leave{Node: "n2"}, "not registered"},
+
+		{"renew unknown node", baseState, &RenewLease{Node: "n9", Seq: 1}, "not registered"},
+		{"renew stale equal seq", baseState, &RenewLease{Node: "n1", Seq: 5}, "stale"},
+		{"renew stale lower seq", baseState, &RenewLease{Node: "n1", Seq: 4}, "stale"},
+		{"renew zero seq", baseState, &RenewLease{Node: "n2", Seq: 0}, "seq"},
+
+		{"spec cas mismatch higher", baseState, &ApplySpec{Spec: &spec.Spec{}, ExpectedVersion: 2}, "version"},
+		{"spec cas mismatch lower", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &ApplySpec{Spec: testSpec, ExpectedVersion: 1})
+		}, &ApplySpec{Spec: &spec.Spec{}, ExpectedVersion: 1}, "version"},
+		{"spec cas on fresh state", NewStateTB, &ApplySpec{Spec: &spec.Spec{}, ExpectedVersion: 1}, "version"},
+		{"spec nil", baseState, &ApplySpec{}, "spec"},
+		{"spec seed after spec", baseState, &ApplySpec{Spec: &spec.Spec{}, Seed: true}, "seed"},
+		{"spec seed after empty spec", func(t testing.TB) *State {
+			return mustApply(t, NewState(), &ApplySpec{Spec: &spec.Spec{}})
+		}, &ApplySpec{Spec: testSpec, Seed: true}, "seed"},
+		{"spec invalid", baseState, &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "vip"}}}}, "roles[0].type"},
+
+		{"assign role not in spec", baseState, &Assign{Role: "cache", Node: "n1", Epoch: 1}, "not in the spec"},
+		{"assign role removed from spec", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "db", Type: spec.TypeService}}}})
+		}, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2}, "not in the spec"},
+		{"assign on empty spec", func(t testing.TB) *State {
+			return mustApply(t, NewState(), reg("n1", false))
+		}, &Assign{Role: "web", Node: "n1", Epoch: 1}, "not in the spec"},
+		{"assign unregistered node", baseState, &Assign{Role: "db", Node: "n9", Epoch: 1}, "not registered"},
+		{"assign removed node", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &RemoveNode{Node: "n2"})
+		}, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2}, "not registered"},
+		{"assign witness", baseState, &Assign{Role: "db", Node: "w1", Epoch: 1}, "witness"},
+		{"assign leaving node", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &Leave{Node: "n2"})
+		}, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2}, "shutting down"},
+		{"assign non-candidate", baseState, &Assign{Role: "web", Node: "n3", PrevHolder: "n1", Epoch: 2}, "not a candidate"},
+		{"assign prev holder empty but held", baseState, &Assign{Role: "web", Node: "n2", Epoch: 2}, "held by"},
+		{"assign prev holder wrong node", baseState, &Assign{Role: "web", Node: "n2", PrevHolder: "n3", Epoch: 2}, "held by"},
+		{"assign prev holder set but free", baseState, &Assign{Role: "db", Node: "n2", PrevHolder: "n1", Epoch: 1}, "held by"},
+		{"assign prev holder after release", releasedState, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2}, "held by"},
+		{"assign same epoch", baseState, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 1}, "epoch"},
+		{"assign skipped epoch", baseState, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 3}, "epoch"},
+		{"assign fresh role epoch 2", baseState, &Assign{Role: "db", Node: "n2", Epoch: 2}, "epoch"},
+		{"assign after release reusing epoch", releasedState, &Assign{Role: "web", Node: "n2", Epoch: 1}, "epoch"},
+		{"assign zero epoch", baseState, &Assign{Role: "db", Node: "n2"}, "epoch"},
+		{"assign same holder", baseState, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", Epoch: 2}, "already holds"},
+
+		{"request-release wrong epoch", baseState, &RequestRelease{Role: "web", Epoch: 2}, "epoch"},
+		{"request-release old epoch", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2})
+		}, &RequestRelease{Role: "web", Epoch: 1}, "epoch"},
+		{"request-release never assigned", baseState, &RequestRelease{Role: "db", Epoch: 1}, "no holder"},
+		{"request-release unknown role", baseState, &RequestRelease{Role: "cache", Epoch: 1}, "no holder"},
+		{"request-release after release", releasedState, &RequestRelease{Role: "web", Epoch: 1}, "no holder"},
+		{"request-release releasing wrong epoch", releasingState, &RequestRelease{Role: "web", Epoch: 3}, "epoch"},
+
+		{"release by non-holder", baseState, &Release{Role: "web", Node: "n2", Epoch: 1}, "does not hold"},
+		{"release wrong epoch", baseState, &Release{Role: "web", Node: "n1", Epoch: 2}, "epoch"},
+		{"release releasing wrong epoch", releasingState, &Release{Role: "web", Node: "n1", Epoch: 7}, "epoch"},
+		{"release never assigned", baseState, &Release{Role: "db", Node: "n1", Epoch: 1}, "does not hold"},
+		{"release twice", releasedState, &Release{Role: "web", Node: "n1", Epoch: 1}, "does not hold"},
+		{"release by old holder", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2})
+		}, &Release{Role: "web", Node: "n1", Epoch: 1}, "does not hold"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.state(t)
+			checkRejected(t, st, tt.cmd)
+			_, err := Apply(st, st.Index+1, tt.cmd)
+			if !strings.Contains(err.Error(), tt.why) {
+				t.Fatalf("rejection reason: got %q, want it to mention %q", err, tt.why)
+			}
+			if !strings.HasPrefix(err.Error(), tt.cmd.Type().String()+" rejected: ") {
+				t.Fatalf("rejection: got %q, want it prefixed %q", err, tt.cmd.Type().String()+" rejected: ")
+			}
+		})
+	}
+}
+
+// NewStateTB adapts NewState to the table's state constructors.
+func NewStateTB(testing.TB) *State { return NewState() }
+
+// applyOK applies cmd to st at st.Index+1, checks it succeeds without touching
+// st, and returns the new state.
+func applyOK(t *testing.T, st *State, cmd Command) *State {
+	t.Helper()
+	before := deepCopy(t, st)
+	got, err := Apply(st, st.Index+1, cmd)
+	if err != nil {
+		t.Fatalf("Apply(%T %+v): got error %v, want nil", cmd, cmd, err)
+	}
+	if got == st {
+		t.Fatalf("Apply returned its input state")
+	}
+	if got.Index != st.Index+1 {
+		t.Fatalf("Index: got %d, want %d", got.Index, st.Index+1)
+	}
+	if !sameState(st, before) {
+		t.Fatalf("Apply mutated its input state:\n got %+v\nwant %+v", st, before)
+	}
+	if again, _ := Apply(before, st.Index+1, cmd); !sameState(again, got) {
+		t.Fatalf("Apply is not deterministic:\n got %+v\nwant %+v", again, got)
+	}
+	return got
+}
+
+// lastEvent returns the newest event, failing if there is none.
+func lastEvent(t *testing.T, st *State) Event {
+	t.Helper()
+	if len(st.Events) == 0 {
+		t.Fatalf("no events")
+	}
+	return st.Events[len(st.Events)-1]
+}
+
+func checkEvent(t *testing.T, got, want Event) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("event:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestApplyRegisterNode(t *testing.T) {
+	st := NewState()
+	st = applyOK(t, st, &RegisterNode{Node: "n1", RaftAddr: "r1", APIAddr: "a1", Voter: true, LeaseTTLMillis: 3000, Time: t0})
+	want := &Node{ID: "n1", RaftAddr: "r1", APIAddr: "a1", Voter: true, LeaseTTLMillis: 3000, Registered: t0}
+	if got := st.Nodes["n1"]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("node: got %+v, want %+v", got, want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: 1, Index: 1, Time: t0, Kind: EventNodeRegistered, Node: "n1", Actor: "n1",
+		New: "raft=r1 api=a1 voter=true witness=false"})
+
+	st = applyOK(t, st, &RenewLease{Node: "n1", Seq: 4})
+
+	// Re-registering with the same addresses keeps the lease, adds no event.
+	st = applyOK(t, st, &RegisterNode{Node: "n1", RaftAddr: "r1", APIAddr: "a1", Voter: true, LeaseTTLMillis: 5000, Time: t0 + 9})
+	want = &Node{ID: "n1", RaftAddr: "r1", APIAddr: "a1", Voter: true, LeaseTTLMillis: 5000, LeaseSeq: 4, Registered: t0 + 9}
+	if got := st.Nodes["n1"]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("re-registered node: got %+v, want %+v", got, want)
+	}
+	if len(st.Events) != 1 || st.EventSeq != 1 {
+		t.Fatalf("identical re-registration: got %d events (seq %d), want 1 (seq 1)", len(st.Events), st.EventSeq)
+	}
+
+	// A changed address is recorded with old and new.
+	st = applyOK(t, st, &RegisterNode{Node: "n1", RaftAddr: "r2", APIAddr: "a1", Witness: true, LeaseTTLMillis: 5000, Time: t0 + 10})
+	if got := st.Nodes["n1"].LeaseSeq; got != 4 {
+		t.Fatalf("LeaseSeq after re-registration: got %d, want 4", got)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: 2, Index: 4, Time: t0 + 10, Kind: EventNodeRegistered, Node: "n1", Actor: "n1",
+		Old: "raft=r1 api=a1 voter=true witness=false", New: "raft=r2 api=a1 voter=false witness=true"})
+	if got, want := st.NodeIDs(), []string{"n1"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("NodeIDs: got %v, want %v", got, want)
+	}
+}
+
+func TestApplyRemoveNode(t *testing.T) {
+	st := applyOK(t, baseState(t), &RemoveNode{Node: "n1", Actor: "operator", Time: t0 + 50})
+	if _, ok := st.Nodes["n1"]; ok {
+		t.Fatalf("removed node n1 is still registered")
+	}
+	if got, want := st.NodeIDs(), []string{"n2", "n3", "w1"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("NodeIDs: got %v, want %v", got, want)
+	}
+	// The assignment stays until the coordinator moves it.
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n1", Epoch: 1, Since: t0 + 10}); got != want {
+		t.Fatalf("assignment after removal: got %+v, want %+v", got, want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.EventSeq, Index: st.Index, Time: t0 + 50, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"})
+
+	// Re-registration starts a fresh lease counter.
+	st = applyOK(t, st, reg("n1", false))
+	if got := st.Nodes["n1"].LeaseSeq; got != 0 {
+		t.Fatalf("LeaseSeq after remove and register: got %d, want 0", got)
+	}
+}
+
+func TestApplyRenewLease(t *testing.T) {
+	base := baseState(t)
+	st := applyOK(t, base, &RenewLease{Node: "n1", Seq: 6})
+	if got := st.Nodes["n1"].LeaseSeq; got != 6 {
+		t.Fatalf("LeaseSeq: got %d, want 6", got)
+	}
+	if base.Nodes["n1"].LeaseSeq != 5 {
+		t.Fatalf("renewal changed the node in the input state")
+	}
+	st = applyOK(t, st, &RenewLease{Node: "n2", Seq: 1000})
+	if got := st.Nodes["n2"].LeaseSeq; got != 1000 {
+		t.Fatalf("LeaseSeq of n2: got %d, want 1000 (gaps are allowed)", got)
+	}
+	if st.EventSeq != base.EventSeq || len(st.Events) != len(base.Events) {
+		t.Fatalf("renewals recorded events: got seq %d, want %d", st.EventSeq, base.EventSeq)
+	}
+	// Everything but the node is shared, unchanged.
+	want := *base
+	want.Index = st.Index
+	want.Nodes = st.Nodes
+	if !reflect.DeepEqual(st, &want) {
+		t.Fatalf("renewal changed more than the node:\n got %+v\nwant %+v", st, &want)
+	}
+}
+
+func TestApplySpec(t *testing.T) {
+	st := NewState()
+	if st.SpecVersion != 0 {
+		t.Fatalf("fresh SpecVersion: got %d, want 0", st.SpecVersion)
+	}
+	in := testSpec.Clone()
+	st = applyOK(t, st, &ApplySpec{Spec: in, Actor: "alice", Time: t0})
+	if st.SpecVersion != 1 {
+		t.Fatalf("SpecVersion: got %d, want 1", st.SpecVersion)
+	}
+	if !reflect.DeepEqual(st.Spec, testSpec) {
+		t.Fatalf("Spec: got %+v, want %+v", st.Spec, testSpec)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: 1, Index: 1, Time: t0, Kind: EventSpecApplied, Actor: "alice", Old: "0", New: "1", Message: "roles=[db,web]"})
+
+	// The state does not alias the command's spec.
+	in.Roles[0].Candidates[0].Node = "zz"
+	in.Roles[1].Name = "changed"
+	if !reflect.DeepEqual(st.Spec, testSpec) {
+		t.Fatalf("changing the command's spec changed the state: got %+v", st.Spec)
+	}
+
+	// Compare-and-set with the right version.
+	st = applyOK(t, st, &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{}}, ExpectedVersion: 1, Actor: "bob", Time: t0 + 1})
+	if st.SpecVersion != 2 {
+		t.Fatalf("SpecVersion: got %d, want 2", st.SpecVersion)
+	}
+	if !reflect.DeepEqual(st.Spec, &spec.Spec{}) {
+		t.Fatalf("Spec: got %#v, want empty spec", st.Spec)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: 2, Index: 2, Time: t0 + 1, Kind: EventSpecApplied, Actor: "bob", Old: "1", New: "2", Message: "roles=[]"})
+
+	// ExpectedVersion 0 is unconditional.
+	st = applyOK(t, st, &ApplySpec{Spec: testSpec})
+	if st.SpecVersion != 3 {
+		t.Fatalf("SpecVersion: got %d, want 3", st.SpecVersion)
+	}
+}
+
+func TestApplySpecSeed(t *testing.T) {
+	// A seed applies only while no spec was ever applied.
+	st := applyOK(t, NewState(), &ApplySpec{Spec: testSpec, Seed: true, Actor: "n1", Time: t0})
+	if st.SpecVersion != 1 || !reflect.DeepEqual(st.Spec, testSpec) {
+		t.Fatalf("seeded spec: got version %d %+v, want version 1 %+v", st.SpecVersion, st.Spec, testSpec)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: 1, Index: 1, Time: t0, Kind: EventSpecApplied, Actor: "n1", Old: "0", New: "1", Message: "roles=[db,web]"})
+	// A second node's seed is rejected and changes nothing.
+	checkRejected(t, st, &ApplySpec{Spec: &spec.Spec{}, Seed: true, Actor: "n2"})
+}
+
+func TestApplyLeave(t *testing.T) {
+	base := baseState(t)
+	st := applyOK(t, base, &Leave{Node: "n1", Reason: "shutting down", Time: t0 + 80})
+	if !st.Nodes["n1"].Leaving {
+		t.Fatalf("node n1 after Leave: got %+v, want Leaving", st.Nodes["n1"])
+	}
+	if base.Nodes["n1"].Leaving {
+		t.Fatalf("Leave changed the node in the input state")
+	}
+	want := *base.Nodes["n1"]
+	want.Leaving = true
+	if got := st.Nodes["n1"]; !reflect.DeepEqual(got, &want) {
+		t.Fatalf("node after Leave: got %+v, want %+v", got, &want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.EventSeq, Index: st.Index, Time: t0 + 80, Kind: EventNodeLeaving, Node: "n1", Actor: "n1", Message: "shutting down"})
+	// Roles stay with the leaving node until it releases them.
+	if got := st.Assignment("web"); got.Holder != "n1" || got.Epoch != 1 {
+		t.Fatalf("assignment after Leave: got %+v, want n1 at epoch 1", got)
+	}
+	st = applyOK(t, st, &Release{Role: "web", Node: "n1", Epoch: 1})
+
+	// Leaving again is idempotent: success, only the index moves.
+	again, err := Apply(st, st.Index+1, &Leave{Node: "n1", Reason: "again"})
+	if err != nil {
+		t.Fatalf("repeated Leave: got error %v, want nil", err)
+	}
+	w := *st
+	w.Index = st.Index + 1
+	if !reflect.DeepEqual(again, &w) {
+		t.Fatalf("repeated Leave changed the state:\n got %+v\nwant %+v", again, &w)
+	}
+
+	// The leaving node is given no role ...
+	checkRejected(t, st, &Assign{Role: "web", Node: "n1", Epoch: 2})
+	// ... until it registers again, which keeps its lease counter.
+	st = applyOK(t, st, reg("n1", false))
+	if n := st.Nodes["n1"]; n.Leaving || n.LeaseSeq != 5 {
+		t.Fatalf("node after re-registration: got %+v, want not leaving, LeaseSeq 5", n)
+	}
+	st = applyOK(t, st, &Assign{Role: "web", Node: "n1", Epoch: 2})
+	if got := st.Assignment("web"); got.Holder != "n1" || got.Epoch != 2 {
+		t.Fatalf("assignment after re-registration: got %+v, want n1 at epoch 2", got)
+	}
+}
+
+func TestApplyAssign(t *testing.T) {
+	base := baseState(t)
+	if got, want := base.Assignment("web"), (Assignment{Role: "web", Holder: "n1", Epoch: 1, Since: t0 + 10}); got != want {
+		t.Fatalf("initial assignment: got %+v, want %+v", got, want)
+	}
+
+	// Handover between candidates.
+	st := applyOK(t, base, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2, Reason: "n1 down", Actor: "n3", Time: t0 + 30})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 30}); got != want {
+		t.Fatalf("assignment: got %+v, want %+v", got, want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.EventSeq, Index: st.Index, Time: t0 + 30, Kind: EventRoleAssigned, Node: "n2", Actor: "n3",
+		Role: "web", Old: "n1", New: "n2", Epoch: 2, Message: "n1 down"})
+	if base.Assignment("web").Holder != "n1" {
+		t.Fatalf("Assign changed the input state's assignment")
+	}
+
+	// An open role admits any non-witness node.
+	st = applyOK(t, st, &Assign{Role: "db", Node: "n3", Epoch: 1, Time: t0 + 31})
+	if got, want := st.Assignment("db"), (Assignment{Role: "db", Holder: "n3", Epoch: 1, Since: t0 + 31}); got != want {
+		t.Fatalf("db assignment: got %+v, want %+v", got, want)
+	}
+	if got, want := st.HeldBy("n3"), []Assignment{{Role: "db", Holder: "n3", Epoch: 1, Since: t0 + 31}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("HeldBy(n3): got %+v, want %+v", got, want)
+	}
+
+	// Assign clears Releasing.
+	st = applyOK(t, releasingState(t), &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2})
+	if a := st.Assignment("web"); a.Releasing || a.Holder != "n2" {
+		t.Fatalf("assignment after handover from a releasing holder: got %+v, want n2 not releasing", a)
+	}
+
+	// A role unknown to the state reads as a zero assignment.
+	if got, want := base.Assignment("cache"), (Assignment{Role: "cache"}); got != want {
+		t.Fatalf("Assignment(cache): got %+v, want %+v", got, want)
+	}
+}
+
+func TestApplyRequestRelease(t *testing.T) {
+	base := baseState(t)
+	st := applyOK(t, base, &RequestRelease{Role: "web", Epoch: 1, Reason: "rebalance", Actor: "n2", Time: t0 + 40})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n1", Epoch: 1, Since: t0 + 10, Releasing: true}); got != want {
+		t.Fatalf("assignment: got %+v, want %+v", got, want)
+	}
+	if base.Assignment("web").Releasing {
+		t.Fatalf("RequestRelease changed the input state's assignment")
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.EventSeq, Index: st.Index, Time: t0 + 40, Kind: EventReleaseRequested, Node: "n1", Actor: "n2",
+		Role: "web", Old: "n1", Epoch: 1, Message: "rebalance"})
+
+	// Asking again is idempotent: success, nothing but the index changes.
+	again, err := Apply(st, st.Index+1, &RequestRelease{Role: "web", Epoch: 1, Reason: "again", Time: t0 + 41})
+	if err != nil {
+		t.Fatalf("repeated RequestRelease: got error %v, want nil", err)
+	}
+	want := *st
+	want.Index = st.Index + 1
+	if !reflect.DeepEqual(again, &want) {
+		t.Fatalf("repeated RequestRelease changed the state:\n got %+v\nwant %+v", again, &want)
+	}
+}
+
+func TestApplyRelease(t *testing.T) {
+	for name, from := range map[string]func(testing.TB) *State{"held": baseState, "releasing": releasingState} {
+		t.Run(name, func(t *testing.T) {
+			st := applyOK(t, from(t), &Release{Role: "web", Node: "n1", Epoch: 1, Reason: "stopped", Time: t0 + 60})
+			if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 1, Since: t0 + 60}); got != want {
+				t.Fatalf("assignment: got %+v, want %+v", got, want)
+			}
+			if got := st.HeldBy("n1"); len(got) != 0 {
+				t.Fatalf("HeldBy(n1) after release: got %+v, want none", got)
+			}
+			checkEvent(t, lastEvent(t, st), Event{Seq: st.EventSeq, Index: st.Index, Time: t0 + 60, Kind: EventRoleReleased, Node: "n1", Actor: "n1",
+				Role: "web", Old: "n1", Epoch: 1, Message: "stopped"})
+		})
+	}
+}
+
+func TestApplyRecordEvent(t *testing.T) {
+	base := baseState(t)
+	in := Event{Seq: 999, Index: 999, Time: t0 + 70, Kind: EventMember, Node: "n4", Actor: "n1", Message: "added voter"}
+	st := applyOK(t, base, &RecordEvent{Event: in})
+	want := in
+	want.Seq = base.EventSeq + 1 // Seq and Index are the state's, not the proposer's
+	want.Index = st.Index
+	checkEvent(t, lastEvent(t, st), want)
+	if st.EventSeq != base.EventSeq+1 || len(st.Events) != len(base.Events)+1 {
+		t.Fatalf("events: got %d (seq %d), want %d (seq %d)", len(st.Events), st.EventSeq, len(base.Events)+1, base.EventSeq+1)
+	}
+	if len(base.Events) != int(base.EventSeq) {
+		t.Fatalf("RecordEvent changed the input state's events")
+	}
+}
+
+func TestEpochsStrictlyIncrease(t *testing.T) {
+	st := mustApply(t, NewState(), reg("n1", false), reg("n2", false), &ApplySpec{Spec: testSpec})
+	steps := []Command{
+		&Assign{Role: "web", Node: "n1", Epoch: 1},
+		&Release{Role: "web", Node: "n1", Epoch: 1},
+		&Assign{Role: "web", Node: "n2", Epoch: 2},
+		&RequestRelease{Role: "web", Epoch: 2},
+		&Release{Role: "web", Node: "n2", Epoch: 2},
+		&Assign{Role: "web", Node: "n1", Epoch: 3},
+		&Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 4},
+		// The role leaves the spec and comes back: its epoch carries on.
+		&ApplySpec{Spec: &spec.Spec{}},
+		&Release{Role: "web", Node: "n2", Epoch: 4},
+		&ApplySpec{Spec: testSpec},
+		&Assign{Role: "web", Node: "n1", Epoch: 5},
+	}
+	var last uint64
+	holder := ""
+	for i, c := range steps {
+		st = applyOK(t, st, c)
+		a := st.Assignment("web")
+		if a.Epoch < last {
+			t.Fatalf("step %d (%T): epoch went back from %d to %d", i, c, last, a.Epoch)
+		}
+		if a.Holder != holder && a.Holder != "" && a.Epoch <= last {
+			t.Fatalf("step %d (%T): holder %q -> %q at epoch %d, want an epoch above %d", i, c, holder, a.Holder, a.Epoch, last)
+		}
+		last, holder = a.Epoch, a.Holder
+	}
+	if last != 5 || holder != "n1" {
+		t.Fatalf("final assignment: got %q at epoch %d, want n1 at 5", holder, last)
+	}
+	// A stale epoch from before the spec change cannot be reused.
+	checkRejected(t, st, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 5})
+}
+
+func TestEventsBounded(t *testing.T) {
+	st := NewState()
+	const n = MaxEvents + 10
+	for i := 1; i <= n; i++ {
+		next, err := Apply(st, uint64(i), &RecordEvent{Event: Event{Kind: EventOperator, Time: int64(i)}})
+		if err != nil {
+			t.Fatalf("RecordEvent %d: %v", i, err)
+		}
+		if len(next.Events) > MaxEvents {
+			t.Fatalf("after %d events: got %d kept, want at most %d", i, len(next.Events), MaxEvents)
+		}
+		if i <= MaxEvents && len(next.Events) != i {
+			t.Fatalf("after %d events: got %d kept, want %d", i, len(next.Events), i)
+		}
+		if prev := len(st.Events); prev > 0 && st.Events[prev-1].Seq != uint64(i-1) {
+			t.Fatalf("event %d: input state's last event changed to seq %d", i, st.Events[prev-1].Seq)
+		}
+		st = next
+	}
+	if len(st.Events) != MaxEvents {
+		t.Fatalf("events kept: got %d, want %d", len(st.Events), MaxEvents)
+	}
+	if st.EventSeq != n {
+		t.Fatalf("EventSeq: got %d, want %d", st.EventSeq, n)
+	}
+	if got, want := st.Events[0].Seq, uint64(n-MaxEvents+1); got != want {
+		t.Fatalf("oldest kept event: got seq %d, want %d (oldest dropped first)", got, want)
+	}
+	for i, e := range st.Events {
+		want := uint64(n-MaxEvents+1) + uint64(i)
+		if e.Seq != want || e.Index != want || e.Time != int64(want) {
+			t.Fatalf("Events[%d]: got seq %d index %d time %d, want all %d", i, e.Seq, e.Index, e.Time, want)
+		}
+	}
+	if got := st.EventsSince(n - 3); len(got) != 3 || got[0].Seq != n-2 {
+		t.Fatalf("EventsSince(%d): got %d events starting at %v, want 3 starting at %d", n-3, len(got), got, n-2)
+	}
+	if got := st.EventsSince(0); len(got) != MaxEvents {
+		t.Fatalf("EventsSince(0): got %d events, want %d", len(got), MaxEvents)
+	}
+	if got := st.EventsSince(n); len(got) != 0 {
+		t.Fatalf("EventsSince(last): got %d events, want 0", len(got))
+	}
+	// The bounded log survives a snapshot.
+	if c := deepCopy(t, st); !sameState(c, st) {
+		t.Fatalf("snapshot of a full event log differs")
+	}
+}
+
+func TestFSMApply(t *testing.T) {
+	f := New()
+	var idx uint64
+	for _, c := range sampleCommands() {
+		idx++
+		if res := applyLog(f, idx, mustEncode(t, c)); res != nil {
+			t.Fatalf("FSM.Apply(%T): got %v, want nil", c, res)
+		}
+	}
+	st, _ := f.State()
+	want := mustApply(t, NewState(), sampleCommands()...)
+	if !sameState(st, want) {
+		t.Fatalf("FSM state differs from Apply's:\n got %+v\nwant %+v", st, want)
+	}
+
+	// A rejection is returned as the log's response.
+	idx++
+	res := applyLog(f, idx, mustEncode(t, &RenewLease{Node: "n9", Seq: 1}))
+	var rej *RejectedError
+	if err, _ := res.(error); !errors.As(err, &rej) {
+		t.Fatalf("FSM.Apply of a rejected command: got %T %v, want *RejectedError", res, res)
+	}
+	if st, _ := f.State(); st.Index != idx {
+		t.Fatalf("Index after rejection: got %d, want %d", st.Index, idx)
+	}
+}
+
+func TestFSMApplyUnreadable(t *testing.T) {
+	good := mustEncode(t, &Assign{Role: "db", Node: "n2", Epoch: 1})
+	tests := []struct {
+		name    string
+		data    []byte
+		wantErr bool
+		check   func(*testing.T, error)
+	}{
+		{"unknown version", append([]byte{good[0], 2}, good[2:]...), true, wantUnknown(TypeAssign, 2)},
+		{"unknown type", append([]byte{42, 1}, good[2:]...), true, wantUnknown(42, 1)},
+		{"unknown field", append([]byte{good[0], 1}, `{"role":"db","node":"n2","epoch":1,"force":true}`...), true, wantContains("force")},
+		{"short", []byte{5}, true, nil},
+		{"unknown ignorable type", append([]byte{42 | 0x80, 1}, good[2:]...), false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := New()
+			for i, c := range []Command{reg("n2", false), &ApplySpec{Spec: testSpec}} {
+				applyLog(f, uint64(i+1), mustEncode(t, c))
+			}
+			before, changed := f.State()
+			snap := deepCopy(t, before)
+			res := applyLog(f, 3, tt.data)
+			err, _ := res.(error)
+			if tt.wantErr != (err != nil) || (res != nil && err == nil) {
+				t.Fatalf("FSM.Apply: got %T %v, want error=%t", res, res, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, err)
+			}
+			after, _ := f.State()
+			want := *before
+			want.Index = 3
+			if !reflect.DeepEqual(after, &want) {
+				t.Fatalf("an unreadable command was half-applied:\n got %+v\nwant %+v", after, &want)
+			}
+			if !sameState(before, snap) {
+				t.Fatalf("FSM.Apply mutated the published state")
+			}
+			select {
+			case <-changed:
+			default:
+				t.Fatalf("State channel not closed after an Apply that advanced the index")
+			}
+			// The same bytes are still unreadable: the assignment was not made.
+			if a := after.Assignment("db"); a.Holder != "" {
+				t.Fatalf("assignment: got %+v, want none", a)
+			}
+		})
+	}
+}
+
+func TestFSMApplyNonCommandLog(t *testing.T) {
+	f := New()
+	applyLog(f, 1, mustEncode(t, reg("n1", false)))
+	before, _ := f.State()
+	for _, typ := range []raft.LogType{raft.LogNoop, raft.LogConfiguration, raft.LogBarrier} {
+		if res := f.Apply(&raft.Log{Type: typ, Index: 2, Data: []byte("junk")}); res != nil {
+			t.Fatalf("FSM.Apply(%v): got %v, want nil", typ, res)
+		}
+	}
+	if after, _ := f.State(); after != before {
+		t.Fatalf("non-command log changed the state: got %+v, want %+v", after, before)
+	}
+}
+
+func TestFSMStateChannel(t *testing.T) {
+	f := New()
+	st0, ch0 := f.State()
+	if !sameState(st0, NewState()) {
+		t.Fatalf("New().State(): got %+v, want NewState()", st0)
+	}
+	select {
+	case <-ch0:
+		t.Fatalf("State channel closed before any Apply")
+	default:
+	}
+	applyLog(f, 1, mustEncode(t, reg("n1", false)))
+	select {
+	case <-ch0:
+	default:
+		t.Fatalf("State channel not closed after Apply")
+	}
+	st1, ch1 := f.State()
+	if st1 == st0 || st1.Index != 1 {
+		t.Fatalf("State after Apply: got index %d (same pointer %t), want a new state at index 1", st1.Index, st1 == st0)
+	}
+	select {
+	case <-ch1:
+		t.Fatalf("new State channel already closed")
+	default:
+	}
+	// A rejected command still publishes (the index moved).
+	applyLog(f, 2, mustEncode(t, &RemoveNode{Node: "n9"}))
+	select {
+	case <-ch1:
+	default:
+		t.Fatalf("State channel not closed after a rejected Apply")
+	}
+	// Restore publishes too.
+	_, ch2 := f.State()
+	var b bytes.Buffer
+	if err := WriteSnapshot(&b, NewState()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restore(readCloser{&b}); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	select {
+	case <-ch2:
+	default:
+		t.Fatalf("State channel not closed after Restore")
+	}
+}
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	f := New()
+	for i, c := range sampleCommands() {
+		applyLog(f, uint64(i+1), mustEncode(t, c))
+	}
+	applyLog(f, uint64(len(sampleCommands())+1), mustEncode(t, reg("n2", false)))
+	want, _ := f.State()
+	if got := snapshotRestore(t, f); !sameState(got, want) {
+		t.Fatalf("restored state:\n got %+v\nwant %+v", got, want)
+	}
+
+	// Persist cancels the sink when writing fails.
+	snap, _ := f.Snapshot()
+	sink := &memSink{failWrite: true}
+	if err := snap.Persist(sink); err == nil {
+		t.Fatalf("Persist to a failing sink: got nil, want an error")
+	}
+	if !sink.cancelled || sink.closed {
+		t.Fatalf("Persist to a failing sink: cancelled=%t closed=%t, want cancelled only", sink.cancelled, sink.closed)
+	}
+}
+
+func TestRestoreRejectsBadSnapshots(t *testing.T) {
+	tests := map[string]string{
+		"empty":          ``,
+		"not json":       `snapshot`,
+		"future format":  `{"format":2,"state":{"index":1}}`,
+		"no format":      `{"state":{"index":1}}`,
+		"no state":       `{"format":1}`,
+		"null state":     `{"format":1,"state":null}`,
+		"unknown field":  `{"format":1,"state":{"index":1,"leader":"n1"}}`,
+		"unknown top":    `{"format":1,"state":{"index":1},"extra":true}`,
+		"unknown nested": `{"format":1,"state":{"index":1,"nodes":{"n1":{"id":"n1","zone":"a"}}}}`,
+	}
+	for name, doc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := New()
+			applyLog(f, 1, mustEncode(t, reg("n1", false)))
+			before, _ := f.State()
+			if err := f.Restore(readCloser{bytes.NewBufferString(doc)}); err == nil {
+				t.Fatalf("Restore(%q): got nil, want an error", doc)
+			}
+			if after, _ := f.State(); after != before {
+				t.Fatalf("failed Restore replaced the state")
+			}
+		})
+	}
+}
+
+func TestReadSnapshotNormalizes(t *testing.T) {
+	st, err := ReadSnapshot(strings.NewReader(`{"format":1,"state":{"index":4,"spec_version":0,"spec":null,"nodes":null,"checks":null,"assignments":null,"events":[],"event_seq":0}}`))
+	if err != nil {
+		t.Fatalf("ReadSnapshot: %v", err)
+	}
+	want := NewState()
+	want.Index = 4
+	if !sameState(st, want) {
+		t.Fatalf("normalized state:\n got %#v\nwant %#v", st, want)
+	}
+	st, err = ReadSnapshot(strings.NewReader(`{"format":1,"state":{"index":4,"spec":{"roles":[]}}}`))
+	if err != nil {
+		t.Fatalf("ReadSnapshot: %v", err)
+	}
+	if !sameState(st, want) {
+		t.Fatalf("normalized state with empty roles:\n got %#v\nwant %#v", st, want)
+	}
+}

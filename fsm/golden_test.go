@@ -1,0 +1,249 @@
+// Golden files pin the log and snapshot formats, which outlive any one build:
+// agents of different versions read each other's logs and snapshots. A test
+// here fails when encoding the same commands or state no longer gives the
+// bytes on file. If the change is intended (a new command type, a new
+// version), regenerate the files and review the diff:
+//
+//	go test ./fsm -run Golden -update
+//
+// A change to an existing command's payload needs a new version byte, not
+// just new golden files.
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+var (
+	goldenCommandsFile = filepath.Join("..", "testdata", "golden", "commands-v1.jsonl")
+	goldenSnapshotFile = filepath.Join("..", "testdata", "golden", "snapshot-v1.json")
+)
+
+// goldenLine is one line of commands-v1.jsonl: the encoded command's header
+// bytes and its JSON payload, verbatim.
+type goldenLine struct {
+	Type    uint8           `json:"type"`
+	Version uint8           `json:"version"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+func writeGolden(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
+
+func readGolden(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./fsm -run Golden -update` to create it)", err)
+	}
+	return b
+}
+
+// goldenCommandsState is the state after applying sampleCommands to NewState
+// at indexes 1..9, written out by hand.
+func goldenCommandsState() *State {
+	webDB := &spec.Spec{Roles: []spec.Role{
+		{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
+		{Name: "db", Type: spec.TypeService},
+	}}
+	return &State{
+		Index:       9,
+		SpecVersion: 1,
+		Spec:        webDB,
+		Nodes:       map[string]*Node{},
+		Checks:      map[string]map[string]CheckResult{},
+		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4}},
+		Events: []Event{
+			{Seq: 1, Index: 1, Time: t0, Kind: EventNodeRegistered, Node: "n1", Actor: "n1", New: "raft=10.0.0.1:7000 api=10.0.0.1:7001 voter=true witness=false"},
+			{Seq: 2, Index: 3, Time: t0 + 1, Kind: EventSpecApplied, Actor: "operator", Old: "0", New: "1", Message: "roles=[db,web]"},
+			{Seq: 3, Index: 4, Time: t0 + 2, Kind: EventRoleAssigned, Node: "n1", Actor: "n1", Role: "web", New: "n1", Epoch: 1, Message: "initial placement"},
+			{Seq: 4, Index: 5, Time: t0 + 3, Kind: EventReleaseRequested, Node: "n1", Actor: "n1", Role: "web", Old: "n1", Epoch: 1, Message: "rebalance"},
+			{Seq: 5, Index: 6, Time: t0 + 4, Kind: EventRoleReleased, Node: "n1", Actor: "n1", Role: "web", Old: "n1", Epoch: 1, Message: "asked to"},
+			{Seq: 6, Index: 7, Time: t0 + 5, Kind: EventNodeLeaving, Node: "n1", Actor: "n1", Message: "shutting down"},
+			{Seq: 7, Index: 8, Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"},
+			{Seq: 8, Index: 9, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
+		},
+		EventSeq: 8,
+	}
+}
+
+func TestGoldenCommands(t *testing.T) {
+	cmds := sampleCommands()
+	var encoded [][]byte
+	var want bytes.Buffer
+	for _, c := range cmds {
+		b := mustEncode(t, c)
+		encoded = append(encoded, b)
+		line, err := json.Marshal(goldenLine{Type: b[0], Version: b[1], Payload: b[2:]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Write(line)
+		want.WriteByte('\n')
+	}
+	if *update {
+		writeGolden(t, goldenCommandsFile, want.Bytes())
+	}
+
+	// Every golden line is what this build encodes for the same command.
+	golden := readGolden(t, goldenCommandsFile)
+	var logData [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(golden))
+	sc.Buffer(nil, 2*MaxCommandSize)
+	for n := 1; sc.Scan(); n++ {
+		var gl goldenLine
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&gl); err != nil {
+			t.Fatalf("%s:%d: %v", goldenCommandsFile, n, err)
+		}
+		logData = append(logData, append([]byte{gl.Type, gl.Version}, gl.Payload...))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(logData) != len(encoded) {
+		t.Fatalf("%s: got %d commands, want %d (one per sample command); regenerate with -update if a command was added",
+			goldenCommandsFile, len(logData), len(encoded))
+	}
+	for i := range encoded {
+		if !bytes.Equal(encoded[i], logData[i]) {
+			t.Errorf("%s:%d: the encoding of %T changed:\n got %q\nwant %q\n"+
+				"old agents could not read it: bump the command's version, then run `go test ./fsm -run Golden -update`",
+				goldenCommandsFile, i+1, cmds[i], encoded[i], logData[i])
+		}
+	}
+
+	// Every command type is on file.
+	onFile := map[CommandType]bool{}
+	for _, b := range logData {
+		onFile[CommandType(b[0])&^IgnoreUnknownFlag] = true
+	}
+	for typ := range registry {
+		if !onFile[typ] {
+			t.Errorf("%s: no %s command; add one to sampleCommands and regenerate", goldenCommandsFile, typ)
+		}
+	}
+
+	// The golden bytes decode to the same commands and apply, in order, to
+	// the expected state.
+	f := New()
+	for i, b := range logData {
+		c, err := Decode(b)
+		if err != nil {
+			t.Fatalf("%s:%d: Decode: %v", goldenCommandsFile, i+1, err)
+		}
+		if i < len(cmds) && !reflect.DeepEqual(c, cmds[i]) {
+			t.Errorf("%s:%d: decoded\n got %#v\nwant %#v", goldenCommandsFile, i+1, c, cmds[i])
+		}
+		if res := f.Apply(&raft.Log{Type: raft.LogCommand, Index: uint64(i + 1), Data: b}); res != nil {
+			t.Fatalf("%s:%d: Apply: got %v, want nil", goldenCommandsFile, i+1, res)
+		}
+	}
+	got, _ := f.State()
+	if want := goldenCommandsState(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state after the golden commands:\n got %s\nwant %s", stateString(t, got), stateString(t, want))
+	}
+}
+
+// snapshotCommands builds the golden snapshot's state: the sample commands,
+// then two nodes back in and both roles placed.
+func snapshotCommands() []Command {
+	return append(sampleCommands(),
+		&RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0 + 10},
+		&RegisterNode{Node: "w1", RaftAddr: "10.0.0.9:7000", APIAddr: "10.0.0.9:7001", Voter: true, Witness: true, LeaseTTLMillis: 3000, Time: t0 + 11},
+		&RenewLease{Node: "n2", Seq: 7},
+		&Assign{Role: "web", Node: "n2", Epoch: 2, Reason: "n1 removed", Actor: "n2", Time: t0 + 12},
+		&Assign{Role: "db", Node: "n2", Epoch: 1, Reason: "initial placement", Actor: "n2", Time: t0 + 13},
+		&RequestRelease{Role: "db", Epoch: 1, Reason: "drain", Actor: "operator", Time: t0 + 14},
+	)
+}
+
+func TestGoldenSnapshot(t *testing.T) {
+	st := mustApply(t, NewState(), snapshotCommands()...)
+	var want bytes.Buffer
+	if err := WriteSnapshot(&want, st); err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		writeGolden(t, goldenSnapshotFile, want.Bytes())
+	}
+
+	golden := readGolden(t, goldenSnapshotFile)
+	if !bytes.Equal(want.Bytes(), golden) {
+		t.Errorf("%s: the snapshot encoding changed:\n got %s\nwant %s\n"+
+			"old agents could not restore it: bump SnapshotFormat, then run `go test ./fsm -run Golden -update`",
+			goldenSnapshotFile, want.Bytes(), golden)
+	}
+
+	// The golden snapshot restores to the state the commands build.
+	f := New()
+	if err := f.Restore(readCloser{bytes.NewBuffer(golden)}); err != nil {
+		t.Fatalf("Restore(%s): %v", goldenSnapshotFile, err)
+	}
+	got, _ := f.State()
+	if !reflect.DeepEqual(got, st) {
+		t.Fatalf("restored golden snapshot:\n got %s\nwant %s", stateString(t, got), stateString(t, st))
+	}
+
+	// And that state is what it should be, by hand.
+	n := len(snapshotCommands())
+	if got.Index != uint64(n) || got.SpecVersion != 1 || got.EventSeq != 13 || len(got.Events) != 13 {
+		t.Errorf("restored: got index %d spec version %d event seq %d (%d events), want %d, 1, 13 (13)",
+			got.Index, got.SpecVersion, got.EventSeq, len(got.Events), n)
+	}
+	if ids := got.NodeIDs(); !reflect.DeepEqual(ids, []string{"n2", "w1"}) {
+		t.Errorf("restored nodes: got %v, want [n2 w1]", ids)
+	}
+	if n2 := got.Nodes["n2"]; n2.LeaseSeq != 7 || n2.Witness || n2.Leaving {
+		t.Errorf("restored n2: got %+v, want lease seq 7, not witness, not leaving", n2)
+	}
+	if w1 := got.Nodes["w1"]; !w1.Witness {
+		t.Errorf("restored w1: got %+v, want a witness", w1)
+	}
+	wantAssign := map[string]*Assignment{
+		"web": {Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 12},
+		"db":  {Role: "db", Holder: "n2", Epoch: 1, Since: t0 + 13, Releasing: true},
+	}
+	if !reflect.DeepEqual(got.Assignments, wantAssign) {
+		t.Errorf("restored assignments: got %v, want %v", got.Assignments, wantAssign)
+	}
+
+	// Applying more commands to the restored state works as on the original.
+	next := &Release{Role: "db", Node: "n2", Epoch: 1, Time: t0 + 15}
+	a, errA := Apply(got, got.Index+1, next)
+	b, errB := Apply(st, st.Index+1, next)
+	if errA != nil || errB != nil || !reflect.DeepEqual(a, b) {
+		t.Fatalf("Apply after restore: got (%v, %v), want equal states and no errors", errA, errB)
+	}
+}
+
+func stateString(t *testing.T, st *State) string {
+	t.Helper()
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,380 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/bits"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"pgregory.net/rapid"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+var (
+	propNodes = []string{"n1", "n2", "n3", "n4"}
+	propRoles = []string{"web", "db", "cache"}
+)
+
+// entry is one generated log entry: a command and the bytes proposed for it.
+// Cmd is nil for hand-made bytes (unknown types and versions, garbage).
+type entry struct {
+	Cmd     Command
+	Data    []byte
+	Encoded bool // Data came from Encode
+}
+
+func (e entry) String() string {
+	if e.Cmd != nil {
+		return fmt.Sprintf("%T%+v", e.Cmd, e.Cmd)
+	}
+	return fmt.Sprintf("raw %q", e.Data)
+}
+
+// uniform draws an int in [0, n) from unbiased bits. rapid's integer and
+// SampledFrom draws favour small values, which would make the first command
+// kinds and the first node swamp the others; uniform still shrinks to 0.
+func uniform(t *rapid.T, label string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	b := bits.Len(uint(n-1)) + 2 // spare bits keep the scaling even
+	v := 0
+	for i := 0; i < b; i++ {
+		v <<= 1
+		if rapid.Bool().Draw(t, label) {
+			v |= 1
+		}
+	}
+	return v * n >> b
+}
+
+func pick[E any](t *rapid.T, label string, from []E) E { return from[uniform(t, label, len(from))] }
+
+// specGen draws a valid spec of 0-3 service roles.
+func specGen() *rapid.Generator[*spec.Spec] {
+	return rapid.Custom(func(t *rapid.T) *spec.Spec {
+		names := rapid.Permutation(propRoles).Draw(t, "roles")[:uniform(t, "nroles", 4)]
+		s := &spec.Spec{}
+		for _, n := range names {
+			r := spec.Role{Name: n, Type: spec.TypeService}
+			cands := rapid.Permutation(propNodes).Draw(t, "candidates")[:uniform(t, "ncandidates", 4)]
+			for _, c := range cands {
+				r.Candidates = append(r.Candidates, spec.Candidate{Node: c, Priority: rapid.IntRange(-1, 5).Draw(t, "priority")})
+			}
+			s.Roles = append(s.Roles, r)
+		}
+		return s
+	})
+}
+
+// commandGen draws a command of any type. It looks at st so that many
+// commands are plausible (the right epoch, the current holder, a fresh lease
+// seq) and apply, while others are stale or wrong and are rejected.
+func commandGen(st *State) *rapid.Generator[entry] {
+	return rapid.Custom(func(t *rapid.T) entry {
+		node := pick(t, "node", propNodes)
+		role := pick(t, "role", propRoles)
+		plausible := uniform(t, "plausible", 4) > 0 // 3 in 4
+		time := rapid.Int64Range(t0, t0+1000).Draw(t, "time")
+		var held []string
+		for _, r := range propRoles {
+			if st.Assignment(r).Holder != "" {
+				held = append(held, r)
+			}
+		}
+		kind := uniform(t, "kind", 100)
+		switch {
+		case plausible && kind >= 33 && kind < 55 && len(st.Spec.Roles) > 0: // assign
+			role = pick(t, "spec_role", st.Spec.Roles).Name
+		case plausible && kind >= 55 && kind < 75 && len(held) > 0: // (request-)release
+			role = pick(t, "held_role", held)
+		}
+		cur := st.Assignment(role)
+		anyEpoch := func() uint64 { return rapid.Uint64Range(1, 6).Draw(t, "epoch") }
+
+		var c Command
+		switch {
+		case kind < 12:
+			c = &RegisterNode{
+				Node:           node,
+				RaftAddr:       rapid.SampledFrom([]string{"10.0.0.1:7000", "10.0.0.2:7000"}).Draw(t, "raft_addr"),
+				APIAddr:        node + ":7001",
+				Voter:          rapid.Bool().Draw(t, "voter"),
+				Witness:        node == "n4" && rapid.Bool().Draw(t, "witness"),
+				LeaseTTLMillis: rapid.Int64Range(500, 5000).Draw(t, "ttl"),
+				Time:           time,
+			}
+		case kind < 15:
+			c = &RemoveNode{Node: node, Actor: "operator", Time: time}
+		case kind < 25:
+			seq := rapid.Uint64Range(1, 8).Draw(t, "seq")
+			if n, ok := st.Nodes[node]; ok && plausible {
+				seq = n.LeaseSeq + rapid.Uint64Range(1, 3).Draw(t, "seq_step")
+			}
+			c = &RenewLease{Node: node, Seq: seq}
+		case kind < 33:
+			ev := rapid.SampledFrom([]uint64{0, 0, st.SpecVersion, st.SpecVersion + 1, 1}).Draw(t, "expected_version")
+			c = &ApplySpec{Spec: specGen().Draw(t, "spec"), ExpectedVersion: ev,
+				Seed: rapid.IntRange(0, 5).Draw(t, "seed") == 0, Actor: "operator", Time: time}
+		case kind < 55:
+			a := &Assign{Role: role, Node: node, PrevHolder: cur.Holder, Epoch: cur.Epoch + 1,
+				Reason: "placement", Actor: "n1", Time: time}
+			if r, ok := st.Spec.Role(role); ok && plausible {
+				var eligible []string
+				for _, id := range st.NodeIDs() {
+					n := st.Nodes[id]
+					if _, cand := r.Candidate(id); cand && !n.Witness && !n.Leaving && id != cur.Holder {
+						eligible = append(eligible, id)
+					}
+				}
+				if len(eligible) > 0 {
+					a.Node = pick(t, "eligible", eligible)
+				}
+			}
+			if !plausible {
+				a.PrevHolder = rapid.SampledFrom(append([]string{""}, propNodes...)).Draw(t, "prev_holder")
+				a.Epoch = anyEpoch()
+			}
+			c = a
+		case kind < 63:
+			e := cur.Epoch
+			if !plausible || e == 0 {
+				e = anyEpoch()
+			}
+			c = &RequestRelease{Role: role, Epoch: e, Reason: "rebalance", Actor: "n1", Time: time}
+		case kind < 75:
+			r := &Release{Role: role, Node: node, Epoch: cur.Epoch, Reason: "stopped", Time: time}
+			if plausible && cur.Holder != "" {
+				r.Node = cur.Holder
+			}
+			if !plausible || r.Epoch == 0 {
+				r.Epoch = anyEpoch()
+			}
+			c = r
+		case kind < 81:
+			c = &RecordEvent{Event: Event{
+				Time: time,
+				Kind: rapid.SampledFrom([]string{EventMember, EventLeadership, EventOperator}).Draw(t, "event_kind"),
+				Node: node, Actor: "n1", Message: rapid.SampledFrom([]string{"", "promoted", "leader changed"}).Draw(t, "message"),
+			}}
+		case kind < 87:
+			c = &Leave{Node: node, Reason: "shutdown", Time: time}
+		case kind < 91:
+			// A well-formed command that fails Validate, written by hand.
+			bad := rapid.SampledFrom([]Command{
+				&RenewLease{Node: node},
+				&RegisterNode{Node: node, RaftAddr: "10.0.0.1:7000"},
+				&Leave{Node: "N1"},
+				&RemoveNode{},
+				&Assign{Role: role, Node: node},
+				&RecordEvent{},
+				&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: role, Type: spec.TypeVIP}}}},
+				&Release{Role: role, Epoch: 1},
+			}).Draw(t, "invalid")
+			p, _ := json.Marshal(bad)
+			return entry{Cmd: bad, Data: append([]byte{byte(bad.Type()), 1}, p...)}
+		default:
+			good, _ := Encode(&Assign{Role: role, Node: node, PrevHolder: cur.Holder, Epoch: cur.Epoch + 1})
+			raw := rapid.SampledFrom([][]byte{
+				append([]byte{good[0], 2}, good[2:]...),          // unknown version
+				append([]byte{0x7e, 1}, good[2:]...),             // unknown type
+				append([]byte{0xfe, 1}, good[2:]...),             // unknown type, ignorable
+				append(append([]byte{}, good...), '}'),           // trailing data
+				{good[0]},                                        // short
+				append([]byte{good[0], 1}, `{"role":"web"`...),   // truncated
+				append([]byte{good[0], 1}, `{"bogus":true}`...),  // unknown field
+				append([]byte{byte(TypeRelease), 1}, `null`...),  // decodes, fails Validate
+				append([]byte{byte(TypeAssign), 1}, good[2:]...), // the plausible assign itself
+			}).Draw(t, "raw")
+			return entry{Data: raw}
+		}
+		b, err := Encode(c)
+		if err != nil {
+			// Plausible choices can still be invalid (e.g. no holder to
+			// release for); propose them anyway, by hand.
+			p, _ := json.Marshal(c)
+			return entry{Cmd: c, Data: append([]byte{byte(c.Type()), 1}, p...)}
+		}
+		return entry{Cmd: c, Data: b, Encoded: true}
+	})
+}
+
+func stateJSON(t *rapid.T, st *State) []byte {
+	var b bytes.Buffer
+	if err := WriteSnapshot(&b, st); err != nil {
+		t.Fatalf("WriteSnapshot: %v", err)
+	}
+	return b.Bytes()
+}
+
+func TestPropertyReplaySnapshotEpochs(t *testing.T) {
+	// Across all runs, how many entries of each type applied and failed:
+	// the generator must exercise both paths of every command.
+	okByType := map[CommandType]int{}
+	failByType := map[CommandType]int{}
+	total := 0
+	defer func() {
+		t.Logf("%d entries; applied by type %v; failed by type %v", total, okByType, failByType)
+		if total < 1000 || t.Failed() {
+			return // too few runs (-rapid.checks) to judge the mix
+		}
+		for typ := range registry {
+			if okByType[typ] == 0 || failByType[typ] == 0 {
+				t.Errorf("%s: %d applied, %d failed; the generator must produce both", typ, okByType[typ], failByType[typ])
+			}
+		}
+	}()
+	rapid.Check(t, func(t *rapid.T) {
+		drv := New()
+		var log []*raft.Log
+		var index uint64
+		applied, rejected := 0, 0
+
+		epoch := map[string]uint64{}  // last seen epoch per role
+		holder := map[string]string{} // last seen holder per role
+
+		n := 1 + uniform(t, "len", 80)
+		for i := 0; i < n; i++ {
+			before, _ := drv.State()
+			beforeJSON := stateJSON(t, before)
+			e := commandGen(before).Draw(t, fmt.Sprintf("cmd%d", i))
+			index += rapid.Uint64Range(1, 3).Draw(t, "index_step")
+			l := &raft.Log{Type: raft.LogCommand, Index: index, Data: e.Data}
+			log = append(log, l)
+
+			res := drv.Apply(l)
+			total++
+			if res == nil {
+				applied++
+			} else {
+				rejected++
+			}
+			if e.Cmd != nil {
+				if res == nil {
+					okByType[e.Cmd.Type()]++
+				} else {
+					failByType[e.Cmd.Type()]++
+				}
+			}
+			if e.Encoded {
+				// Whatever Encode wrote decodes: only domain rejections.
+				var rej *RejectedError
+				if err, _ := res.(error); res != nil && !errors.As(err, &rej) {
+					t.Fatalf("entry %d (%v): got %T %v, want nil or *RejectedError", i, e, res, res)
+				}
+			}
+			after, _ := drv.State()
+
+			// Published states are immutable.
+			if got := stateJSON(t, before); !bytes.Equal(got, beforeJSON) {
+				t.Fatalf("entry %d (%v) mutated the previous state:\n got %s\nwant %s", i, e, got, beforeJSON)
+			}
+			// (d) Index is the last applied index.
+			if after.Index != index {
+				t.Fatalf("entry %d: Index got %d, want %d", i, after.Index, index)
+			}
+			// A failed entry changes nothing but the index.
+			if res != nil {
+				want := *before
+				want.Index = index
+				if !reflect.DeepEqual(after, &want) {
+					t.Fatalf("entry %d (%v) failed with %v but changed the state:\n got %+v\nwant %+v", i, e, res, after, &want)
+				}
+			}
+			// (c) Epochs never go back; a new holder comes with a new epoch.
+			for role, prev := range epoch {
+				if _, ok := after.Assignments[role]; !ok {
+					t.Fatalf("entry %d (%v): assignment record of %q disappeared (was at epoch %d)", i, e, role, prev)
+				}
+			}
+			for role, a := range after.Assignments {
+				if a.Role != role {
+					t.Fatalf("entry %d: Assignments[%q].Role = %q", i, role, a.Role)
+				}
+				if a.Epoch < epoch[role] {
+					t.Fatalf("entry %d (%v): role %q epoch went back from %d to %d", i, e, role, epoch[role], a.Epoch)
+				}
+				if a.Holder != holder[role] && a.Holder != "" && a.Epoch <= epoch[role] {
+					t.Fatalf("entry %d (%v): role %q moved %q -> %q at epoch %d, want an epoch above %d",
+						i, e, role, holder[role], a.Holder, a.Epoch, epoch[role])
+				}
+				if a.Holder == "" && a.Releasing {
+					t.Fatalf("entry %d (%v): role %q has no holder but is releasing", i, e, role)
+				}
+				epoch[role], holder[role] = a.Epoch, a.Holder
+			}
+			// Events are bounded, continuous and end at EventSeq.
+			if len(after.Events) > MaxEvents {
+				t.Fatalf("entry %d: %d events, want at most %d", i, len(after.Events), MaxEvents)
+			}
+			for k, ev := range after.Events {
+				if want := after.EventSeq - uint64(len(after.Events)-1-k); ev.Seq != want {
+					t.Fatalf("entry %d: Events[%d].Seq = %d, want %d", i, k, ev.Seq, want)
+				}
+			}
+		}
+		t.Logf("%d entries: %d applied, %d failed", n, applied, rejected)
+		final, _ := drv.State()
+
+		// (a) Snapshot and restore give the same state.
+		if got := snapshotRestore(t, drv); !reflect.DeepEqual(got, final) {
+			t.Fatalf("restored state differs:\n got %+v\nwant %+v", got, final)
+		}
+		var b bytes.Buffer
+		if err := WriteSnapshot(&b, final); err != nil {
+			t.Fatal(err)
+		}
+		restored, err := ReadSnapshot(bytes.NewReader(b.Bytes()))
+		if err != nil {
+			t.Fatalf("ReadSnapshot: %v", err)
+		}
+		if again := stateJSON(t, restored); !bytes.Equal(again, b.Bytes()) {
+			t.Fatalf("snapshot of a restored state differs:\n got %s\nwant %s", again, b.Bytes())
+		}
+
+		// (b) Determinism: the same log gives the same state, every time.
+		f1, f2 := New(), New()
+		for _, l := range log {
+			r1, r2 := f1.Apply(l), f2.Apply(l)
+			if fmt.Sprint(r1) != fmt.Sprint(r2) {
+				t.Fatalf("index %d: replicas answered %v and %v", l.Index, r1, r2)
+			}
+		}
+		s1, _ := f1.State()
+		s2, _ := f2.State()
+		if !reflect.DeepEqual(s1, s2) {
+			t.Fatalf("two replicas of the same log differ:\n got %+v\nwant %+v", s1, s2)
+		}
+		if !reflect.DeepEqual(s1, final) {
+			t.Fatalf("replica differs from the proposer's FSM:\n got %+v\nwant %+v", s1, final)
+		}
+
+		// Restoring a snapshot and applying the rest of the log is the same
+		// as applying the whole log.
+		cut := rapid.IntRange(0, len(log)).Draw(t, "cut")
+		f3 := New()
+		for _, l := range log[:cut] {
+			f3.Apply(l)
+		}
+		f4 := New()
+		if err := f4.Restore(readCloser{bytes.NewBuffer(stateJSON(t, mustState(f3)))}); err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+		for _, l := range log[cut:] {
+			f4.Apply(l)
+		}
+		if got := mustState(f4); !reflect.DeepEqual(got, final) {
+			t.Fatalf("restore at entry %d then replay differs:\n got %+v\nwant %+v", cut, got, final)
+		}
+	})
+}
+
+func mustState(f *FSM) *State {
+	st, _ := f.State()
+	return st
+}

@@ -1,0 +1,315 @@
+package spec
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const validDoc = `
+roles:
+  - name: notary
+    type: service
+    candidates:
+      - node: n1
+        priority: 10
+      - node: n2
+        priority: 5
+      - node: n3
+  - name: web
+    type: service
+`
+
+func validSpec() *Spec {
+	return &Spec{Roles: []Role{
+		{Name: "notary", Type: TypeService, Candidates: []Candidate{
+			{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}, {Node: "n3"},
+		}},
+		{Name: "web", Type: TypeService},
+	}}
+}
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want *Spec
+	}{
+		{"yaml", validDoc, validSpec()},
+		{"json", `{"roles":[{"name":"notary","type":"service","candidates":[{"node":"n1","priority":10},{"node":"n2","priority":5},{"node":"n3"}]},{"name":"web","type":"service"}]}`, validSpec()},
+		{"empty document", "", &Spec{}},
+		{"whitespace only", "\n  \n", &Spec{}},
+		{"comment only", "# nothing yet\n", &Spec{}},
+		{"empty role list", "roles: []\n", &Spec{}},
+		{"null role list", "roles:\n", &Spec{}},
+		{"empty candidate list", "roles:\n  - name: web\n    type: service\n    candidates: []\n",
+			&Spec{Roles: []Role{{Name: "web", Type: TypeService}}}},
+		{"max length name", "roles:\n  - name: " + strings.Repeat("a", 63) + "\n    type: service\n",
+			&Spec{Roles: []Role{{Name: strings.Repeat("a", 63), Type: TypeService}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse([]byte(tt.doc))
+			if err != nil {
+				t.Fatalf("Parse: got error %v, want nil", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Parse:\n got %#v\nwant %#v", got, tt.want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Fatalf("Validate of parsed spec: got %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestParseUnknownField(t *testing.T) {
+	tests := []struct {
+		name, doc, field string
+	}{
+		{"top level", "roles: []\nrolez: []\n", "rolez"},
+		{"in role", "roles:\n  - name: web\n    type: service\n    colour: red\n", "colour"},
+		{"in candidate", "roles:\n  - name: web\n    type: service\n    candidates:\n      - node: n1\n        weight: 3\n", "weight"},
+		{"json", `{"roles":[{"name":"web","type":"service","replicas":2}]}`, "replicas"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse([]byte(tt.doc))
+			if err == nil {
+				t.Fatalf("Parse: got spec %#v and nil error, want an error naming %q", got, tt.field)
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("Parse: got error %q, want it to name the field %q", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestParseMalformed(t *testing.T) {
+	for _, doc := range []string{"roles: [", "roles: 3\n", "roles:\n  - name: [a\n", "- just\n- a list\n"} {
+		if got, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("Parse(%q): got %#v, nil error; want an error", doc, got)
+		}
+	}
+}
+
+func TestFieldErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		doc   string
+		field string
+	}{
+		{"empty name", "roles:\n  - type: service\n", "roles[0].name"},
+		{"empty name second role", "roles:\n  - name: a\n    type: service\n  - name: \"\"\n    type: service\n", "roles[1].name"},
+		{"invalid name upper case", "roles:\n  - name: Web\n    type: service\n", "roles[0].name"},
+		{"invalid name leading hyphen", "roles:\n  - name: a\n    type: service\n  - name: -web\n    type: service\n", "roles[1].name"},
+		{"invalid name trailing hyphen", "roles:\n  - name: web-\n    type: service\n", "roles[0].name"},
+		{"invalid name underscore", "roles:\n  - name: my_web\n    type: service\n", "roles[0].name"},
+		{"invalid name too long", "roles:\n  - name: " + strings.Repeat("a", 64) + "\n    type: service\n", "roles[0].name"},
+		{"duplicate name", "roles:\n  - name: web\n    type: service\n  - name: web\n    type: service\n", "roles[1].name"},
+		{"duplicate name later", "roles:\n  - name: a\n    type: service\n  - name: b\n    type: service\n  - name: a\n    type: service\n", "roles[2].name"},
+		{"empty type", "roles:\n  - name: web\n", "roles[0].type"},
+		{"unknown type", "roles:\n  - name: a\n    type: service\n  - name: web\n    type: daemon\n", "roles[1].type"},
+		{"vip not supported", "roles:\n  - name: ip\n    type: vip\n", "roles[0].type"},
+		{"redis-master not supported", "roles:\n  - name: cache\n    type: redis-master\n", "roles[0].type"},
+		{"empty candidate node", "roles:\n  - name: web\n    type: service\n    candidates:\n      - priority: 3\n", "roles[0].candidates[0].node"},
+		{"invalid candidate node", "roles:\n  - name: a\n    type: service\n  - name: web\n    type: service\n    candidates:\n      - node: N1\n", "roles[1].candidates[0].node"},
+		{"invalid second candidate node", "roles:\n  - name: web\n    type: service\n    candidates:\n      - node: n1\n      - node: n_2\n", "roles[0].candidates[1].node"},
+		{"duplicate candidate", "roles:\n  - name: web\n    type: service\n    candidates:\n      - node: n1\n      - node: n2\n      - node: n1\n        priority: 4\n", "roles[0].candidates[2].node"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse([]byte(tt.doc))
+			if err == nil {
+				t.Fatalf("Parse: got %#v, nil error; want a FieldError at %q", got, tt.field)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Parse: got error %T %q, want *FieldError", err, err)
+			}
+			if fe.Field != tt.field {
+				t.Fatalf("FieldError.Field: got %q, want %q (error %q)", fe.Field, tt.field, err)
+			}
+			if strings.TrimSpace(fe.Msg) == "" {
+				t.Fatalf("FieldError.Msg: got empty message for %q", fe.Field)
+			}
+			if want := fe.Field + ": " + fe.Msg; err.Error() != want {
+				t.Fatalf("Error(): got %q, want %q", err.Error(), want)
+			}
+		})
+	}
+}
+
+func TestValidateStruct(t *testing.T) {
+	var zero Spec
+	if err := zero.Validate(); err != nil {
+		t.Fatalf("zero Spec Validate: got %v, want nil", err)
+	}
+	if err := validSpec().Validate(); err != nil {
+		t.Fatalf("valid Spec Validate: got %v, want nil", err)
+	}
+	// The first problem is reported, in document order.
+	s := &Spec{Roles: []Role{
+		{Name: "ok", Type: TypeService},
+		{Name: "bad", Type: TypeService, Candidates: []Candidate{{Node: "n1"}, {Node: "n1"}}},
+		{Name: "", Type: ""},
+	}}
+	var fe *FieldError
+	if err := s.Validate(); !errors.As(err, &fe) || fe.Field != "roles[1].candidates[1].node" {
+		t.Fatalf("Validate: got %v, want FieldError at roles[1].candidates[1].node", err)
+	}
+}
+
+func TestValidName(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"a", true}, {"0", true}, {"n1", true}, {"web-1", true}, {"a-b-c", true},
+		{strings.Repeat("x", 63), true}, {strings.Repeat("x", 64), false},
+		{"", false}, {"-a", false}, {"a-", false}, {"A", false}, {"a.b", false}, {"a b", false}, {"a_b", false},
+	}
+	for _, tt := range tests {
+		if got := ValidName(tt.in); got != tt.want {
+			t.Errorf("ValidName(%q): got %t, want %t", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestRoleLookup(t *testing.T) {
+	s := validSpec()
+	r, ok := s.Role("web")
+	if !ok || r.Name != "web" {
+		t.Fatalf("Role(web): got %#v, %t; want web, true", r, ok)
+	}
+	if r, ok := s.Role("db"); ok || !reflect.DeepEqual(r, Role{}) {
+		t.Fatalf("Role(db): got %#v, %t; want zero, false", r, ok)
+	}
+	var nilSpec *Spec
+	if r, ok := nilSpec.Role("web"); ok || !reflect.DeepEqual(r, Role{}) {
+		t.Fatalf("nil Spec Role(web): got %#v, %t; want zero, false", r, ok)
+	}
+}
+
+func TestRoleCandidate(t *testing.T) {
+	open := Role{Name: "web", Type: TypeService}
+	listed := validSpec().Roles[0] // n1:10, n2:5, n3:0
+	tests := []struct {
+		name     string
+		role     Role
+		node     string
+		wantPrio int
+		wantOK   bool
+	}{
+		{"empty list admits n1", open, "n1", 0, true},
+		{"empty list admits any node", open, "zz-9", 0, true},
+		{"empty non-nil list admits all", Role{Name: "x", Type: TypeService, Candidates: []Candidate{}}, "n7", 0, true},
+		{"listed with priority", listed, "n1", 10, true},
+		{"listed lower priority", listed, "n2", 5, true},
+		{"listed default priority", listed, "n3", 0, true},
+		{"not listed", listed, "n4", 0, false},
+		{"negative priority", Role{Candidates: []Candidate{{Node: "n1", Priority: -2}}}, "n1", -2, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prio, ok := tt.role.Candidate(tt.node)
+			if prio != tt.wantPrio || ok != tt.wantOK {
+				t.Fatalf("Candidate(%q): got (%d, %t), want (%d, %t)", tt.node, prio, ok, tt.wantPrio, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestCloneIsDeep(t *testing.T) {
+	orig := validSpec()
+	want := validSpec()
+	c := orig.Clone()
+	if !reflect.DeepEqual(c, orig) {
+		t.Fatalf("Clone: got %#v, want %#v", c, orig)
+	}
+	c.Roles[0].Name = "changed"
+	c.Roles[0].Candidates[0].Node = "n9"
+	c.Roles[0].Candidates[1].Priority = 99
+	c.Roles[0].Candidates = append(c.Roles[0].Candidates, Candidate{Node: "n8"})
+	c.Roles[1].Candidates = append(c.Roles[1].Candidates, Candidate{Node: "n7"})
+	c.Roles = append(c.Roles, Role{Name: "extra", Type: TypeService})
+	if !reflect.DeepEqual(orig, want) {
+		t.Fatalf("mutating the clone changed the original:\n got %#v\nwant %#v", orig, want)
+	}
+
+	// And the other way round: the clone does not see later changes to the
+	// original.
+	c2 := orig.Clone()
+	orig.Roles[0].Candidates[0].Priority = -1
+	if got := c2.Roles[0].Candidates[0].Priority; got != 10 {
+		t.Fatalf("clone saw a change to the original: priority got %d, want 10", got)
+	}
+}
+
+func TestCloneEmpty(t *testing.T) {
+	var nilSpec *Spec
+	for name, s := range map[string]*Spec{"nil": nilSpec, "zero": {}, "empty roles": {Roles: []Role{}}} {
+		if got := s.Clone(); !reflect.DeepEqual(got, &Spec{}) {
+			t.Errorf("Clone(%s): got %#v, want %#v", name, got, &Spec{})
+		}
+	}
+	s := &Spec{Roles: []Role{{Name: "a", Type: TypeService, Candidates: []Candidate{}}}}
+	if got := s.Clone().Roles[0].Candidates; got != nil {
+		t.Errorf("Clone of empty candidates: got %#v, want nil", got)
+	}
+}
+
+func TestYAMLRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		spec *Spec
+	}{
+		{"valid", validSpec()},
+		{"empty", &Spec{}},
+		{"single open role", &Spec{Roles: []Role{{Name: "web", Type: TypeService}}}},
+		{"negative and zero priorities", &Spec{Roles: []Role{{Name: "db", Type: TypeService, Candidates: []Candidate{{Node: "n2", Priority: -3}, {Node: "n1"}}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := tt.spec.YAML()
+			got, err := Parse(doc)
+			if err != nil {
+				t.Fatalf("Parse(YAML()): got error %v for document\n%s", err, doc)
+			}
+			if !reflect.DeepEqual(got, tt.spec) {
+				t.Fatalf("Parse(YAML()):\n got %#v\nwant %#v\ndocument:\n%s", got, tt.spec, doc)
+			}
+			if again := got.YAML(); string(again) != string(doc) {
+				t.Fatalf("YAML() not stable:\n got %s\nwant %s", again, doc)
+			}
+		})
+	}
+	var nilSpec *Spec
+	if got, want := string(nilSpec.YAML()), "roles: []\n"; got != want {
+		t.Fatalf("nil Spec YAML(): got %q, want %q", got, want)
+	}
+}
+
+func TestRoleNamesAndString(t *testing.T) {
+	s := &Spec{Roles: []Role{{Name: "web", Type: TypeService}, {Name: "cache", Type: TypeService}, {Name: "db", Type: TypeService}}}
+	if got, want := s.RoleNames(), []string{"cache", "db", "web"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("RoleNames: got %v, want %v", got, want)
+	}
+	if got, want := s.Roles[0].Name, "web"; got != want {
+		t.Fatalf("RoleNames reordered the spec: Roles[0] got %q, want %q", got, want)
+	}
+	if got, want := s.String(), "roles=[cache,db,web]"; got != want {
+		t.Fatalf("String: got %q, want %q", got, want)
+	}
+	var nilSpec *Spec
+	if got := nilSpec.RoleNames(); got != nil {
+		t.Fatalf("nil RoleNames: got %v, want nil", got)
+	}
+	if got, want := nilSpec.String(), "roles=[]"; got != want {
+		t.Fatalf("nil String: got %q, want %q", got, want)
+	}
+	if got, want := (&Spec{}).String(), "roles=[]"; got != want {
+		t.Fatalf("empty String: got %q, want %q", got, want)
+	}
+}
