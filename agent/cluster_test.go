@@ -1,0 +1,223 @@
+package agent_test
+
+// In-process clusters: real agents (Raft, fsm, coordinator, gRPC API on
+// loopback) with Raft on InmemTransport, so partitions and crashes are cut
+// and healed in the transport.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/harbormaster/harbormaster/agent"
+	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/fsm"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+type tnode struct {
+	id     string
+	agent  *agent.Agent
+	trans  *raft.InmemTransport
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type cluster struct {
+	t     *testing.T
+	nodes []*tnode
+}
+
+// tlogWriter routes logs to t.Log until the test ends.
+type tlogWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *tlogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}
+
+type clusterOpts struct {
+	snapshotThreshold, trailingLogs uint64
+	spec                            string
+}
+
+func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
+	t.Helper()
+	c := &cluster{t: t}
+	lw := &tlogWriter{t: t}
+	t.Cleanup(func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() })
+	var peers []config.Peer
+	for i := 1; i <= n; i++ {
+		peers = append(peers, config.Peer{ID: "n" + strconv.Itoa(i), RaftAddr: fmt.Sprintf("127.0.0.1:%d", 9100+i)})
+	}
+	if o.spec == "" {
+		o.spec = "roles:\n  - {name: notary, type: service}\n  - {name: clair, type: service}\n"
+	}
+	sp, err := spec.Parse([]byte(o.spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(p.RaftAddr))
+		cfg := &config.Config{NodeID: p.ID, RaftAddr: p.RaftAddr, APIAddr: "127.0.0.1:1", DataDir: t.TempDir(),
+			Profile: "lan", LogLevel: "info", Bootstrap: peers, Spec: sp}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: true, APIListener: lis,
+			Logger:        slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name()),
+			RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, &tnode{id: p.ID, agent: a, trans: trans})
+	}
+	c.heal()
+	for _, nd := range c.nodes {
+		ctx, cancel := context.WithCancel(context.Background())
+		nd.cancel, nd.done = cancel, make(chan error, 1)
+		go func(nd *tnode) { nd.done <- nd.agent.Run(ctx) }(nd)
+	}
+	t.Cleanup(func() {
+		for i := len(c.nodes) - 1; i >= 0; i-- {
+			c.nodes[i].cancel()
+		}
+		for _, nd := range c.nodes {
+			select {
+			case <-nd.done:
+			case <-time.After(15 * time.Second):
+				t.Errorf("%s did not stop", nd.id)
+			}
+		}
+	})
+	for _, nd := range c.nodes {
+		select {
+		case <-nd.agent.Ready():
+		case err := <-nd.done:
+			t.Fatalf("%s stopped: %v", nd.id, err)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s not ready", nd.id)
+		}
+	}
+	return c
+}
+
+func (c *cluster) node(id string) *tnode {
+	for _, n := range c.nodes {
+		if n.id == id {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %s", id)
+	return nil
+}
+
+// isolate cuts every Raft link of the given nodes.
+func (c *cluster) isolate(ids ...string) {
+	cut := map[string]bool{}
+	for _, id := range ids {
+		cut[id] = true
+	}
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b && (cut[a.id] || cut[b.id]) {
+				a.trans.Disconnect(b.trans.LocalAddr())
+			}
+		}
+	}
+}
+
+// heal connects every pair.
+func (c *cluster) heal() {
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b {
+				a.trans.Connect(b.trans.LocalAddr(), b.trans)
+			}
+		}
+	}
+}
+
+// waitFor polls cond every 10 ms until it holds or the deadline passes.
+func (c *cluster) waitFor(what string, d time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leader returns the node that is leader, among the given ones (all if none).
+func (c *cluster) leader(among ...string) *tnode {
+	set := map[string]bool{}
+	for _, id := range among {
+		set[id] = true
+	}
+	for _, n := range c.nodes {
+		if (len(set) == 0 || set[n.id]) && n.agent.Raft().State() == raft.Leader {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *cluster) others(id string) []string {
+	var out []string
+	for _, n := range c.nodes {
+		if n.id != id {
+			out = append(out, n.id)
+		}
+	}
+	return out
+}
+
+func (c *cluster) admin(n *tnode) hmv1.AdminClient {
+	conn, err := grpc.NewClient(n.agent.APIAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return hmv1.NewAdminClient(conn)
+}
+
+// allHeld reports whether every role in the spec has a live holder in st.
+func allHeld(st *fsm.State) bool {
+	if st.SpecVersion == 0 {
+		return false
+	}
+	for _, r := range st.Spec.Roles {
+		if st.Assignment(r.Name).Holder == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
