@@ -345,14 +345,11 @@ func (s *server) TransferLeadership(ctx context.Context, req *hmv1.TransferLeade
 	}
 	r := s.a.raft
 	old := s.a.cfg.NodeID
-	var fut raft.Future
-	if req.Target == "" {
-		fut = r.LeadershipTransfer()
-	} else {
+	var addr raft.ServerAddress
+	if req.Target != "" {
 		if req.Target == old {
 			return &hmv1.TransferLeadershipResponse{OldLeader: old, NewLeader: old}, nil
 		}
-		var addr raft.ServerAddress
 		f := r.GetConfiguration()
 		if err := f.Error(); err != nil {
 			return nil, grpcErr(err)
@@ -368,11 +365,17 @@ func (s *server) TransferLeadership(ctx context.Context, req *hmv1.TransferLeade
 		if addr == "" {
 			return nil, status.Errorf(codes.InvalidArgument, "target: %s is not a member; `harbormaster members` lists them", req.Target)
 		}
-		fut = r.LeadershipTransferToServer(raft.ServerID(req.Target), addr)
 	}
-	// Record the intent while this node can still commit.
+	// Record the intent first: once the transfer starts, this node accepts
+	// no more commands.
 	s.record(ctx, fsm.Event{Kind: fsm.EventOperator, Node: old, Actor: actor(ctx, ""), Old: old, New: req.Target,
 		Message: "leadership transfer requested"})
+	var fut raft.Future
+	if req.Target == "" {
+		fut = r.LeadershipTransfer()
+	} else {
+		fut = r.LeadershipTransferToServer(raft.ServerID(req.Target), addr)
+	}
 	if err := fut.Error(); err != nil {
 		return nil, status.Errorf(codes.Aborted, "leadership transfer: %v", err)
 	}

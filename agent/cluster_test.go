@@ -37,6 +37,7 @@ type tnode struct {
 type cluster struct {
 	t     *testing.T
 	nodes []*tnode
+	lw    *tlogWriter
 }
 
 // tlogWriter routes logs to t.Log until the test ends.
@@ -62,8 +63,8 @@ type clusterOpts struct {
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
 	lw := &tlogWriter{t: t}
+	c := &cluster{t: t, lw: lw}
 	t.Cleanup(func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() })
 	var peers []config.Peer
 	for i := 1; i <= n; i++ {
@@ -77,26 +78,13 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		_, trans := raft.NewInmemTransport(raft.ServerAddress(p.RaftAddr))
 		cfg := &config.Config{NodeID: p.ID, RaftAddr: p.RaftAddr, APIAddr: "127.0.0.1:1", DataDir: t.TempDir(),
 			Profile: "lan", LogLevel: "info", Bootstrap: peers, Spec: sp}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: true, APIListener: lis,
-			Logger:        slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name()),
-			RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes = append(c.nodes, &tnode{id: p.ID, agent: a, trans: trans})
+		c.nodes = append(c.nodes, c.build(cfg, o))
 	}
 	c.heal()
 	for _, nd := range c.nodes {
-		ctx, cancel := context.WithCancel(context.Background())
-		nd.cancel, nd.done = cancel, make(chan error, 1)
-		go func(nd *tnode) { nd.done <- nd.agent.Run(ctx) }(nd)
+		c.start(nd)
 	}
 	t.Cleanup(func() {
 		for i := len(c.nodes) - 1; i >= 0; i-- {
@@ -120,6 +108,29 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 		}
 	}
 	return c
+}
+
+// build makes an agent on an in-memory transport and store.
+func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
+	c.t.Helper()
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.RaftAddr))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: true, APIListener: lis,
+		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
+		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return &tnode{id: cfg.NodeID, agent: a, trans: trans}
+}
+
+func (c *cluster) start(nd *tnode) {
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.cancel, nd.done = cancel, make(chan error, 1)
+	go func() { nd.done <- nd.agent.Run(ctx) }()
 }
 
 func (c *cluster) node(id string) *tnode {
