@@ -326,6 +326,9 @@ func Decode(b []byte) (Command, error) {
 		}
 		return nil, &UnknownCommandError{Type: t, Version: v, Reason: "unknown command type; upgrade this agent"}
 	}
+	if t&IgnoreUnknownFlag != 0 && !info.ignorable {
+		return nil, &UnknownCommandError{Type: t &^ IgnoreUnknownFlag, Version: v, Reason: "the ignore-if-unknown flag is set on a type that may not be skipped"}
+	}
 	if v != info.version {
 		return nil, &UnknownCommandError{Type: t &^ IgnoreUnknownFlag, Version: v,
 			Reason: fmt.Sprintf("this agent reads version %d only; upgrade it", info.version)}

@@ -335,3 +335,16 @@ func TestEncodeSizeLimit(t *testing.T) {
 		t.Fatalf("Encode of a %d-role spec: got %d bytes, nil error; want a size error", len(big.Roles), len(b))
 	}
 }
+
+func TestDecodeRejectsIgnoreFlagOnMandatoryType(t *testing.T) {
+	b, err := Encode(&RenewLease{Node: "n1", Seq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] |= byte(IgnoreUnknownFlag)
+	_, err = Decode(b)
+	var unk *UnknownCommandError
+	if !errors.As(err, &unk) {
+		t.Fatalf("Decode of renew-lease with the ignore flag: err = %v, want *UnknownCommandError", err)
+	}
+}

@@ -77,6 +77,10 @@ func Parse(doc []byte) (*Spec, error) {
 		}
 		return nil, fmt.Errorf("spec: %w", err)
 	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("spec: the file holds more than one YAML document; put every role under one roles: list")
+	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}

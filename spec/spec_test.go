@@ -313,3 +313,10 @@ func TestRoleNamesAndString(t *testing.T) {
 		t.Fatalf("empty String: got %q, want %q", got, want)
 	}
 }
+
+func TestParseRejectsSecondDocument(t *testing.T) {
+	_, err := Parse([]byte("roles: [{name: a, type: service}]\n---\nroles: [{name: b, type: service}]\n"))
+	if err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
+		t.Fatalf("Parse of two documents: err = %v, want a 'more than one YAML document' error", err)
+	}
+}

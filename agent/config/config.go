@@ -163,6 +163,10 @@ func Parse(doc []byte, overrides ...func(*Config)) (*Config, error) {
 		}
 		return nil, &Error{Msg: yamlMsg(err)}
 	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Error{Msg: "the file holds more than one YAML document (a second ---); keep one"}
+	}
 	c.applyDefaults()
 	for _, o := range overrides {
 		o(&c)
