@@ -130,6 +130,11 @@ func (c *Coordinator) lead(ctx context.Context) {
 			return
 		}
 		log.Warn("barrier failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.cfg.Interval):
+		}
 	}
 	// The old leader's lease timers are gone with it: every node gets a full
 	// lease from now.

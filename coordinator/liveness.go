@@ -25,6 +25,7 @@ type Liveness struct {
 type seen struct {
 	seq uint64
 	at  time.Time
+	ttl time.Duration // the node's lease TTL when last observed
 }
 
 // NewLiveness returns a tracker that adds marginFrac of each TTL (e.g. 0.1)
@@ -41,8 +42,10 @@ func (l *Liveness) Observe(st *fsm.State, now time.Time) {
 	for id, n := range st.Nodes {
 		s, ok := l.seen[id]
 		if !ok || s.seq != n.LeaseSeq {
-			l.seen[id] = seen{seq: n.LeaseSeq, at: now}
+			s = seen{seq: n.LeaseSeq, at: now}
 		}
+		s.ttl = time.Duration(n.LeaseTTLMillis) * time.Millisecond
+		l.seen[id] = s
 	}
 }
 
@@ -73,20 +76,40 @@ func (l *Liveness) Age(node string, now time.Time) (time.Duration, bool) {
 
 // Live returns the nodes of st whose lease (TTL plus drift margin) has not
 // run out at now, as seen from here. A node never seen is live until a full
-// lease after the last Reset (or not live if there was none): a holder that
-// is missing from the node table is still given its lease.
+// lease after the last Reset (or not live if there was none). A holder that
+// is missing from the node table (removed, but maybe still running) is still
+// given its lease: the one last seen here, or else a full lease after the
+// last Reset, as long as the longest of the registered nodes' leases.
 func (l *Liveness) Live(st *fsm.State, now time.Time) map[string]bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]bool{}
+	var longest time.Duration
 	for id, n := range st.Nodes {
 		ttl := time.Duration(n.LeaseTTLMillis) * time.Millisecond
-		ttl += time.Duration(float64(ttl) * l.marginFrac)
+		longest = max(longest, ttl)
 		at := l.resetT
 		if s, ok := l.seen[id]; ok {
 			at = s.at
 		}
-		out[id] = !at.IsZero() && now.Sub(at) < ttl
+		out[id] = l.alive(at, ttl, now)
+	}
+	for _, a := range st.Assignments {
+		if _, done := out[a.Holder]; a.Holder == "" || done {
+			continue
+		}
+		s, ok := l.seen[a.Holder]
+		if !ok {
+			s = seen{at: l.resetT, ttl: longest}
+		}
+		out[a.Holder] = l.alive(s.at, s.ttl, now)
 	}
 	return out
+}
+
+// alive reports whether a lease of ttl (plus the margin) renewed at at is
+// still running at now. The zero time was never renewed.
+func (l *Liveness) alive(at time.Time, ttl time.Duration, now time.Time) bool {
+	ttl += time.Duration(float64(ttl) * l.marginFrac)
+	return !at.IsZero() && now.Sub(at) < ttl
 }

@@ -77,8 +77,7 @@ func Parse(doc []byte) (*Spec, error) {
 		}
 		return nil, fmt.Errorf("spec: %w", err)
 	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+	if extraDocument(dec) {
 		return nil, errors.New("spec: the file holds more than one YAML document; put every role under one roles: list")
 	}
 	if err := s.Validate(); err != nil {
@@ -203,4 +202,33 @@ func (s *Spec) String() string {
 		return "roles=[]"
 	}
 	return "roles=[" + strings.Join(s.RoleNames(), ",") + "]"
+}
+
+// extraDocument reports whether a second, non-empty YAML document follows.
+func extraDocument(dec *yaml.Decoder) bool {
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		if err != nil || !emptyDoc(&n) {
+			return true
+		}
+	}
+}
+
+func emptyDoc(n *yaml.Node) bool {
+	if n.Kind == 0 {
+		return true
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			if !(c.Kind == yaml.ScalarNode && c.Tag == "!!null") {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }

@@ -175,6 +175,7 @@ func TestValidationErrors(t *testing.T) {
 		{"join entry without host", doc(del("bootstrap"), set("join", `[":7202"]`)), "join[0]", []string{"has no host"}},
 		{"duration written as a number", doc(set("timing", "{heartbeat: 250}")), "", []string{`"250" is not a duration`, `write it like "250ms"`, "line 7"}},
 		{"duration written as a map", doc(set("timing", "{heartbeat: {ms: 250}}")), "", []string{"want a duration string", `"250ms"`}},
+		{"two YAML documents", doc() + "---\nnode_id: n2\n", "", []string{"more than one YAML document", "keep one"}},
 		{"duration without unit", doc(set("timing", "{lease: \"2\"}")), "", []string{`"2" is not a duration`}},
 	}
 	for _, tc := range tests {
@@ -218,6 +219,8 @@ func TestValidVariants(t *testing.T) {
 		check func(t *testing.T, c *config.Config)
 	}{
 		{"no metrics_addr", doc(del("metrics_addr")), nil},
+		{"leading document marker", "---\n" + doc(), nil},
+		{"document end marker", doc() + "...\n", nil},
 		{"api_addr on all interfaces", doc(set("api_addr", "0.0.0.0:7201")), nil},
 		{"api_addr without host", doc(set("api_addr", `":7201"`)), nil},
 		{"host names", doc(set("raft_addr", "node-1.example.com:7101"), set("bootstrap", "[{id: n1, raft_addr: node-1.example.com:7101}]")), nil},

@@ -1,0 +1,143 @@
+package coordinator
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// t0 is the proposer time stamped in test commands (unix ms).
+const t0 int64 = 1_700_000_000_000
+
+// tb is the part of testing.TB the helpers use; *rapid.T has it too.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// mustApply applies cmds in order from st, at indexes st.Index+1, ..., and
+// fails the test on any error.
+func mustApply(t tb, st *fsm.State, cmds ...fsm.Command) *fsm.State {
+	t.Helper()
+	for _, c := range cmds {
+		next, err := fsm.Apply(st, st.Index+1, c)
+		if err != nil {
+			t.Fatalf("Apply(%s): got error %v, want nil", describe(c), err)
+		}
+		st = next
+	}
+	return st
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// reg registers a regular node with a 1s lease.
+func reg(id string) *fsm.RegisterNode {
+	return &fsm.RegisterNode{Node: id, RaftAddr: id + ":7000", APIAddr: id + ":7001", Voter: true, LeaseTTLMillis: 1000, Time: t0}
+}
+
+// regWitness registers a witness node.
+func regWitness(id string) *fsm.RegisterNode {
+	r := reg(id)
+	r.Witness = true
+	return r
+}
+
+func leave(id string) *fsm.Leave { return &fsm.Leave{Node: id, Reason: "test", Time: t0} }
+
+// role is a service role; cands are "node:priority" or "node".
+func role(name string, cands ...string) spec.Role {
+	r := spec.Role{Name: name, Type: spec.TypeService}
+	for _, c := range cands {
+		node, prio, ok := strings.Cut(c, ":")
+		cd := spec.Candidate{Node: node}
+		if ok {
+			p, err := strconv.Atoi(prio)
+			if err != nil {
+				panic(fmt.Sprintf("bad candidate %q", c))
+			}
+			cd.Priority = p
+		}
+		r.Candidates = append(r.Candidates, cd)
+	}
+	return r
+}
+
+func applySpec(roles ...spec.Role) *fsm.ApplySpec {
+	return &fsm.ApplySpec{Spec: &spec.Spec{Roles: roles}, Actor: "operator", Time: t0}
+}
+
+func assign(r, node, prev string, epoch uint64) *fsm.Assign {
+	return &fsm.Assign{Role: r, Node: node, PrevHolder: prev, Epoch: epoch, Reason: "test", Actor: "test", Time: t0}
+}
+
+func liveSet(ids ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
+
+// describe renders the deciding fields of a command for comparisons:
+// "assign web n2 prev=n1 epoch=2", "request-release web epoch=1",
+// "release web n1 epoch=1".
+func describe(c fsm.Command) string {
+	switch x := c.(type) {
+	case *fsm.Assign:
+		return fmt.Sprintf("assign %s %s prev=%s epoch=%d", x.Role, x.Node, x.PrevHolder, x.Epoch)
+	case *fsm.RequestRelease:
+		return fmt.Sprintf("request-release %s epoch=%d", x.Role, x.Epoch)
+	case *fsm.Release:
+		return fmt.Sprintf("release %s %s epoch=%d", x.Role, x.Node, x.Epoch)
+	default:
+		return fmt.Sprintf("%s %+v", c.Type(), c)
+	}
+}
+
+func describeAll(cs []fsm.Command) []string {
+	out := []string{}
+	for _, c := range cs {
+		out = append(out, describe(c))
+	}
+	return out
+}
+
+// snapshotBytes renders st in the snapshot format, to check it is unchanged.
+func snapshotBytes(t tb, st *fsm.State) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := fsm.WriteSnapshot(&b, st); err != nil {
+		t.Fatalf("WriteSnapshot: %v", err)
+	}
+	return b.Bytes()
+}
+
+// drain returns a copy of st in which the nodes are drained. No command sets
+// Drained yet (it is reserved for the drain command), so tests set it by hand
+// on a copy, leaving st untouched.
+func drain(st *fsm.State, ids ...string) *fsm.State {
+	c := *st
+	c.Nodes = make(map[string]*fsm.Node, len(st.Nodes))
+	for k, v := range st.Nodes {
+		c.Nodes[k] = v
+	}
+	for _, id := range ids {
+		n := *st.Nodes[id]
+		n.Drained = true
+		c.Nodes[id] = &n
+	}
+	return &c
+}
