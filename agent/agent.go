@@ -131,6 +131,15 @@ func (a *Agent) APIAddr() string { return a.apiAddr }
 // Ready is closed once the agent has registered and caught up with the log.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
+func (a *Agent) isReady() bool {
+	select {
+	case <-a.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // State returns the node's current replicated state.
 func (a *Agent) State() *fsm.State { st, _ := a.fsm.State(); return st }
 

@@ -165,7 +165,7 @@ func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.Statu
 		IsLeader: a.raft.State() == raft.Leader, Term: a.raft.CurrentTerm(), RaftState: a.raft.State().String(),
 		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
 		SpecVersion: st.SpecVersion, Members: members, RaftAddress: a.raftAddr, ApiAddress: a.apiAddr,
-		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: Version,
+		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: Version, Ready: a.isReady(),
 	}, nil
 }
 

@@ -23,9 +23,14 @@ import (
 type NotLeaderError struct {
 	LeaderID   string
 	LeaderAddr string // the leader's API address, when known
+	// Transferring is set on a leader that is handing leadership over.
+	Transferring bool
 }
 
 func (e *NotLeaderError) Error() string {
+	if e.Transferring {
+		return "leadership is being handed over; retry in a moment"
+	}
 	if e.LeaderID == "" {
 		return "no leader is known; the cluster may be electing one or have lost its quorum"
 	}
@@ -202,6 +207,9 @@ func (a *Agent) proposeBytes(ctx context.Context, b []byte) (uint64, error) {
 
 func (a *Agent) notLeader() *NotLeaderError {
 	_, id := a.raft.LeaderWithID()
+	if string(id) == a.cfg.NodeID {
+		return &NotLeaderError{Transferring: true}
+	}
 	e := &NotLeaderError{LeaderID: string(id)}
 	if id != "" {
 		st, _ := a.fsm.State()

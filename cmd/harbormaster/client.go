@@ -152,6 +152,11 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				t := table(w)
 				fmt.Fprintf(t, "Node\t%s (%s)\n", r.Node, r.RaftState)
+				if r.Ready {
+					fmt.Fprintf(t, "Ready\tyes\n")
+				} else {
+					fmt.Fprintf(t, "Ready\tno (registering or catching up with the log)\n")
+				}
 				fmt.Fprintf(t, "Leader\t%s\n", orDash(r.Leader))
 				fmt.Fprintf(t, "Term\t%d\n", r.Term)
 				fmt.Fprintf(t, "Commit/applied\t%d/%d\n", r.CommitIndex, r.AppliedIndex)

@@ -84,11 +84,15 @@ type StatusResponse struct {
 	SpecVersion   uint64    `protobuf:"varint,10,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
 	Members       []*Member `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
 	// The answering node's own identity, for `harbormaster join`.
-	RaftAddress   string `protobuf:"bytes,12,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	ApiAddress    string `protobuf:"bytes,13,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
-	Voter         bool   `protobuf:"varint,14,opt,name=voter,proto3" json:"voter,omitempty"`
-	Profile       string `protobuf:"bytes,15,opt,name=profile,proto3" json:"profile,omitempty"`
-	Version       string `protobuf:"bytes,16,opt,name=version,proto3" json:"version,omitempty"`
+	RaftAddress string `protobuf:"bytes,12,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	ApiAddress  string `protobuf:"bytes,13,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	Voter       bool   `protobuf:"varint,14,opt,name=voter,proto3" json:"voter,omitempty"`
+	Profile     string `protobuf:"bytes,15,opt,name=profile,proto3" json:"profile,omitempty"`
+	Version     string `protobuf:"bytes,16,opt,name=version,proto3" json:"version,omitempty"`
+	// ready is true once this node has registered and applied the log up to
+	// the commit index (systemd's READY). A follower restarted after a long
+	// outage can take up to ~10 s to catch up (Raft's replication backoff).
+	Ready         bool `protobuf:"varint,17,opt,name=ready,proto3" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +237,13 @@ func (x *StatusResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
 }
 
 type Member struct {
@@ -1453,7 +1464,7 @@ var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1bharbormaster/v1/admin.proto\x12\x0fharbormaster.v1\"\x0f\n" +
-	"\rStatusRequest\"\x87\x04\n" +
+	"\rStatusRequest\"\x9d\x04\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12%\n" +
@@ -1473,7 +1484,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"apiAddress\x12\x14\n" +
 	"\x05voter\x18\x0e \x01(\bR\x05voter\x12\x18\n" +
 	"\aprofile\x18\x0f \x01(\tR\aprofile\x12\x18\n" +
-	"\aversion\x18\x10 \x01(\tR\aversion\"\x82\x02\n" +
+	"\aversion\x18\x10 \x01(\tR\aversion\x12\x14\n" +
+	"\x05ready\x18\x11 \x01(\bR\x05ready\"\x82\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +

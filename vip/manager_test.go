@@ -1,0 +1,222 @@
+package vip_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/harbormaster/harbormaster/vip"
+	"github.com/harbormaster/harbormaster/vip/viptest"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type rig struct {
+	clk    *clock
+	kernel *viptest.Kernel
+	ann    *viptest.Announcer
+	m      *vip.Manager
+	mu     sync.Mutex
+	events []vip.Event
+}
+
+var addr = vip.Address{Prefix: netip.MustParsePrefix("198.18.0.100/24"), Iface: "eth0"}
+
+func newRig(t *testing.T, cfg vip.Config) *rig {
+	r := &rig{clk: &clock{t: time.Unix(1_000_000, 0)}}
+	r.kernel = viptest.NewKernel(r.clk.Now)
+	r.ann = &viptest.Announcer{Now: r.clk.Now}
+	cfg.Now = r.clk.Now
+	cfg.OnEvent = func(e vip.Event) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
+	r.m = vip.NewManager(cfg, r.kernel, r.ann)
+	return r
+}
+
+func (r *rig) kinds() []vip.EventKind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var k []vip.EventKind
+	for _, e := range r.events {
+		k = append(k, e.Kind)
+	}
+	return k
+}
+
+func (r *rig) want(until time.Duration, epoch uint64) {
+	r.m.Update([]vip.Address{addr}, []vip.Desired{{Address: addr, Until: r.clk.Now().Add(until), Epoch: epoch}})
+}
+
+func equalKinds(a, b []vip.EventKind) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAcquireProbesAddsWithLeaseLifetimeAndAnnounces(t *testing.T) {
+	r := newRig(t, vip.Config{GARPRepeat: 3, GARPInterval: 100 * time.Millisecond})
+	r.want(1500*time.Millisecond, 1)
+	next := r.m.Sync(context.Background())
+	exp, ok := r.kernel.Expiry(addr)
+	if !ok {
+		t.Fatal("address not added")
+	}
+	// 1.5 s of lease is rounded up to the kernel's whole seconds.
+	if got := exp.Sub(r.clk.Now()); got != 2*time.Second {
+		t.Errorf("kernel lifetime = %s, want 2s", got)
+	}
+	if r.ann.Probes != 1 {
+		t.Errorf("probes = %d, want 1", r.ann.Probes)
+	}
+	if n := r.ann.Count(addr); n != 1 {
+		t.Errorf("announcements right after the add = %d, want 1", n)
+	}
+	if got, want := r.kinds(), []vip.EventKind{vip.EventAdded, vip.EventAnnounced}; !equalKinds(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+	if d := next.Sub(r.clk.Now()); d != 100*time.Millisecond {
+		t.Errorf("next pass in %s, want 100ms (the next announcement)", d)
+	}
+	for i := 0; i < 5; i++ {
+		r.clk.Add(100 * time.Millisecond)
+		r.m.Sync(context.Background())
+	}
+	if n := r.ann.Count(addr); n != 3 {
+		t.Errorf("announcements of the burst = %d, want 3", n)
+	}
+	if r.kernel.Adds != 1 {
+		t.Errorf("kernel adds = %d, want 1", r.kernel.Adds)
+	}
+}
+
+func TestRenewalExtendsLifetimeAndLeaseEndFences(t *testing.T) {
+	r := newRig(t, vip.Config{FenceGuard: 20 * time.Millisecond})
+	r.want(time.Second, 1)
+	r.m.Sync(context.Background())
+	r.clk.Add(400 * time.Millisecond)
+	r.want(time.Second, 1) // a renewal
+	r.m.Sync(context.Background())
+	exp, _ := r.kernel.Expiry(addr)
+	if got := exp.Sub(r.clk.Now()); got != time.Second {
+		t.Fatalf("lifetime after renewal = %s, want 1s", got)
+	}
+	// No renewal: the manager removes the address before its lease ends.
+	next := r.m.Sync(context.Background())
+	if d := next.Sub(r.clk.Now()); d > 980*time.Millisecond {
+		t.Fatalf("next pass in %s, want by the lease end minus the guard (980ms)", d)
+	}
+	r.clk.Add(980 * time.Millisecond)
+	r.m.Sync(context.Background())
+	if _, ok := r.kernel.Expiry(addr); ok {
+		t.Fatal("address still configured at the lease end minus the guard")
+	}
+	k := r.kinds()
+	if k[len(k)-1] != vip.EventFenced {
+		t.Fatalf("last event %v, want fenced", k[len(k)-1])
+	}
+}
+
+func TestReleaseRemoves(t *testing.T) {
+	r := newRig(t, vip.Config{})
+	r.want(time.Second, 1)
+	r.m.Sync(context.Background())
+	r.m.Update([]vip.Address{addr}, nil)
+	r.m.Sync(context.Background())
+	if _, ok := r.kernel.Expiry(addr); ok {
+		t.Fatal("address still configured after release")
+	}
+	if len(r.m.Held()) != 0 {
+		t.Fatalf("held = %v after release", r.m.Held())
+	}
+	k := r.kinds()
+	if k[len(k)-1] != vip.EventRemoved {
+		t.Fatalf("last event %v, want removed", k[len(k)-1])
+	}
+}
+
+func TestConflictRefusesToAdd(t *testing.T) {
+	r := newRig(t, vip.Config{})
+	r.ann.Answer = net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	r.want(time.Second, 1)
+	r.m.Sync(context.Background())
+	if _, ok := r.kernel.Expiry(addr); ok {
+		t.Fatal("address added while another host answers for it")
+	}
+	if got := r.kinds(); len(got) != 1 || got[0] != vip.EventConflict {
+		t.Fatalf("events %v, want [conflict]", got)
+	}
+	// Once nobody answers, the next pass takes it.
+	r.ann.Answer = nil
+	r.m.Sync(context.Background())
+	if _, ok := r.kernel.Expiry(addr); !ok {
+		t.Fatal("address not added after the conflict cleared")
+	}
+}
+
+func TestDriftRepairAndStaleRemoval(t *testing.T) {
+	r := newRig(t, vip.Config{})
+	r.want(time.Second, 1)
+	r.m.Sync(context.Background())
+	r.kernel.DeleteBehindBack(addr)
+	r.m.Sync(context.Background())
+	if _, ok := r.kernel.Expiry(addr); !ok {
+		t.Fatal("address removed behind the manager's back was not re-added")
+	}
+	k := r.kinds()
+	if k[len(k)-1] != vip.EventAnnounced || k[len(k)-2] != vip.EventRepaired {
+		t.Fatalf("events %v, want ... repaired, announced", k)
+	}
+	if r.ann.Probes != 1 {
+		t.Fatalf("probes = %d: a repair of our own address must not probe again", r.ann.Probes)
+	}
+
+	// An address configured without a lease (a leftover) is removed.
+	other := vip.Address{Prefix: netip.MustParsePrefix("198.18.0.101/24"), Iface: "eth0"}
+	r.kernel.AddBehindBack(other)
+	r.m.Update([]vip.Address{addr, other}, []vip.Desired{{Address: addr, Until: r.clk.Now().Add(time.Second), Epoch: 1}})
+	r.m.Sync(context.Background())
+	if _, ok := r.kernel.Expiry(other); ok {
+		t.Fatal("managed address without a lease was left configured")
+	}
+}
+
+func TestRunDropsEverythingOnStop(t *testing.T) {
+	kernel := viptest.NewKernel(time.Now)
+	ann := &viptest.Announcer{Now: time.Now}
+	m := vip.NewManager(vip.Config{}, kernel, ann)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	m.Update(nil, []vip.Desired{{Address: addr, Until: time.Now().Add(10 * time.Second), Epoch: 1}})
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, ok := kernel.Expiry(addr); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not add the address")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kernel.Expiry(addr); ok {
+		t.Fatal("address left configured after Run returned")
+	}
+}

@@ -1,0 +1,76 @@
+// Package vip holds virtual IP addresses on Linux interfaces: it adds an
+// address with kernel lifetimes tied to the holder's lease (so the kernel
+// removes it by itself if the agent dies), renews and removes it, announces
+// it with gratuitous ARP or unsolicited neighbour advertisements, and probes
+// for anyone else answering for it. It knows nothing of Raft: a Manager
+// drives the node towards the set of addresses it is told to hold.
+package vip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Address is one virtual IP (with its prefix length) on one interface.
+type Address struct {
+	Prefix netip.Prefix
+	Iface  string
+}
+
+func (a Address) String() string { return a.Prefix.String() + "@" + a.Iface }
+
+// IP returns the address without its prefix length.
+func (a Address) IP() netip.Addr { return a.Prefix.Addr() }
+
+// Kernel changes and reads the interface addresses of this node (netlink in
+// production, a fake in tests). Implementations are safe for concurrent use.
+type Kernel interface {
+	// Ensure adds the address, or replaces it to renew its lifetime: the
+	// kernel removes it by itself after lifetime (whole seconds, rounded
+	// up). added is true if the address was not present before.
+	Ensure(a Address, lifetime time.Duration) (added bool, err error)
+	// Remove deletes the address; removed is false if it was not present.
+	Remove(a Address) (removed bool, err error)
+	// Present reports whether the address is configured on its interface.
+	Present(a Address) (bool, error)
+	// HardwareAddr returns the interface's MAC address.
+	HardwareAddr(iface string) (net.HardwareAddr, error)
+	// Watch returns a channel that receives a value (coalesced) whenever
+	// an address or link changes, until ctx ends.
+	Watch(ctx context.Context) (<-chan struct{}, error)
+}
+
+// Announcer speaks ARP (IPv4) and NDP (IPv6) for an address.
+type Announcer interface {
+	// Announce tells the segment that this node now answers for a: a
+	// gratuitous ARP sent as both request and reply (some switches learn
+	// only from one), or an unsolicited neighbour advertisement.
+	Announce(a Address) error
+	// Probe asks who answers for a (an RFC 5227 ARP probe, or a neighbour
+	// solicitation) and waits up to wait for answers other than from
+	// exclude. It returns the hardware address of the first other answer,
+	// or nil if nobody else answered.
+	Probe(ctx context.Context, a Address, exclude net.HardwareAddr, wait time.Duration) (net.HardwareAddr, error)
+}
+
+// lifetimeSeconds rounds a lease remainder up to the kernel's whole seconds
+// (at least 1).
+func lifetimeSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+// ParseAddress parses "198.18.0.100/24" or "fd00::100/64" on an interface.
+func ParseAddress(prefix, iface string) (Address, error) {
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return Address{}, fmt.Errorf("address %q: %w", prefix, err)
+	}
+	if iface == "" {
+		return Address{}, fmt.Errorf("address %s: no interface", prefix)
+	}
+	return Address{Prefix: p, Iface: iface}, nil
+}

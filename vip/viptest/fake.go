@@ -1,0 +1,172 @@
+// Package viptest has fakes of vip.Kernel and vip.Announcer for tests of
+// code that holds addresses, without root or a network namespace.
+package viptest
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/harbormaster/harbormaster/vip"
+)
+
+// Kernel is an in-memory vip.Kernel. Addresses expire like the real
+// kernel's when their lifetime (whole seconds) runs out by Now.
+type Kernel struct {
+	mu      sync.Mutex
+	Now     func() time.Time
+	addrs   map[vip.Address]time.Time // expiry
+	watch   chan struct{}
+	MAC     net.HardwareAddr
+	Adds    int
+	Removes int
+	// Fail, when set, is returned by every operation.
+	Fail error
+}
+
+// NewKernel returns an empty fake kernel on clock now.
+func NewKernel(now func() time.Time) *Kernel {
+	return &Kernel{Now: now, addrs: map[vip.Address]time.Time{}, watch: make(chan struct{}, 1),
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+}
+
+func (k *Kernel) expire() {
+	now := k.Now()
+	for a, exp := range k.addrs {
+		if !now.Before(exp) {
+			delete(k.addrs, a)
+		}
+	}
+}
+
+// Ensure implements vip.Kernel.
+func (k *Kernel) Ensure(a vip.Address, lifetime time.Duration) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.Fail != nil {
+		return false, k.Fail
+	}
+	k.expire()
+	_, present := k.addrs[a]
+	secs := (lifetime + time.Second - 1) / time.Second
+	if secs < 1 {
+		secs = 1
+	}
+	k.addrs[a] = k.Now().Add(secs * time.Second)
+	if !present {
+		k.Adds++
+	}
+	return !present, nil
+}
+
+// Remove implements vip.Kernel.
+func (k *Kernel) Remove(a vip.Address) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.Fail != nil {
+		return false, k.Fail
+	}
+	k.expire()
+	_, present := k.addrs[a]
+	delete(k.addrs, a)
+	if present {
+		k.Removes++
+	}
+	return present, nil
+}
+
+// Present implements vip.Kernel.
+func (k *Kernel) Present(a vip.Address) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.Fail != nil {
+		return false, k.Fail
+	}
+	k.expire()
+	_, ok := k.addrs[a]
+	return ok, nil
+}
+
+// Expiry returns when the kernel would drop a, and whether it is present.
+func (k *Kernel) Expiry(a vip.Address) (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.expire()
+	t, ok := k.addrs[a]
+	return t, ok
+}
+
+// HardwareAddr implements vip.Kernel.
+func (k *Kernel) HardwareAddr(string) (net.HardwareAddr, error) { return k.MAC, nil }
+
+// Watch implements vip.Kernel.
+func (k *Kernel) Watch(context.Context) (<-chan struct{}, error) { return k.watch, nil }
+
+// DeleteBehindBack removes a as an operator or networkd would, and sends
+// the change notification.
+func (k *Kernel) DeleteBehindBack(a vip.Address) {
+	k.mu.Lock()
+	delete(k.addrs, a)
+	k.mu.Unlock()
+	select {
+	case k.watch <- struct{}{}:
+	default:
+	}
+}
+
+// AddBehindBack configures a without a lease, as a stale or manual address.
+func (k *Kernel) AddBehindBack(a vip.Address) {
+	k.mu.Lock()
+	k.addrs[a] = k.Now().Add(time.Hour)
+	k.mu.Unlock()
+	select {
+	case k.watch <- struct{}{}:
+	default:
+	}
+}
+
+// Announcer is a recording vip.Announcer.
+type Announcer struct {
+	mu        sync.Mutex
+	Now       func() time.Time
+	Announced []Announcement
+	// Answer, when set, is returned by Probe as the MAC of another host.
+	Answer net.HardwareAddr
+	Probes int
+}
+
+// Announcement is one recorded Announce call.
+type Announcement struct {
+	Address vip.Address
+	At      time.Time
+}
+
+// Announce implements vip.Announcer.
+func (a *Announcer) Announce(addr vip.Address) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Announced = append(a.Announced, Announcement{addr, a.Now()})
+	return nil
+}
+
+// Probe implements vip.Announcer.
+func (a *Announcer) Probe(_ context.Context, _ vip.Address, _ net.HardwareAddr, _ time.Duration) (net.HardwareAddr, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Probes++
+	return a.Answer, nil
+}
+
+// Count returns how many announcements were sent for addr.
+func (a *Announcer) Count(addr vip.Address) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, x := range a.Announced {
+		if x.Address == addr {
+			n++
+		}
+	}
+	return n
+}
