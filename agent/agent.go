@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -29,6 +30,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/lease"
 )
 
 // Version is the agent's version, set at build time with -ldflags.
@@ -48,6 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// RaftLogOutput receives hashicorp/raft's own log (stderr when nil).
 	RaftLogOutput io.Writer
+	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
+	// renewals, forwarding); tests use it to cut links.
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 	// SnapshotThreshold and TrailingLogs override Raft's defaults (tests use
 	// small values to force snapshots and install-snapshot catch-up).
 	SnapshotThreshold uint64
@@ -82,16 +87,15 @@ type Agent struct {
 	raftAddr string
 	apiAddr  string
 	leaderCh chan bool
-	live     *coordinator.Liveness
+	grants   *lease.Grants // the leases this node granted (every node grants)
+	holder   *lease.Holder // this node's own quorum lease
+	roleWake chan struct{} // pokes the role loops when the lease changes
 	closers  []io.Closer
 	health   *health.Server
 
 	conns    sync.Mutex
 	connPool map[string]*grpc.ClientConn
 
-	// leaseUntil is this node's own view of its lease end (unix nanos of
-	// the monotonic-backed local clock); see renewLoop.
-	leaseUntil atomic.Int64
 	stopping   atomic.Bool // set when a graceful stop begins
 	ready      chan struct{}
 	readyOnce  sync.Once
@@ -115,7 +119,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		log:      log.With("node", cfg.NodeID),
 		fsm:      fsm.New(),
 		leaderCh: make(chan bool, 1),
-		live:     coordinator.NewLiveness(0.1),
+		holder:   lease.NewHolder(t.Lease),
+		roleWake: make(chan struct{}, 1),
 		connPool: map[string]*grpc.ClientConn{},
 		ready:    make(chan struct{}),
 	}, nil
@@ -143,6 +148,14 @@ func (a *Agent) isReady() bool {
 // State returns the node's current replicated state.
 func (a *Agent) State() *fsm.State { st, _ := a.fsm.State(); return st }
 
+// Lease returns this node's quorum lease: its generation, and whether it
+// is valid now with the end by this node's clock.
+func (a *Agent) Lease() (gen uint64, valid bool, until time.Time) {
+	gen, until = a.holder.Current()
+	_, valid = a.holder.Valid(time.Now())
+	return gen, valid, until
+}
+
 // Raft exposes the Raft node to in-process tests and the admin server.
 func (a *Agent) Raft() *raft.Raft { return a.raft }
 
@@ -159,6 +172,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.apiAddr = lis.Addr().String()
+	// A restarted node may have granted leases it no longer remembers: its
+	// table says "not ended" to everything for one stretched lease.
+	a.grants = lease.NewGrants(time.Now(), leaseMargin, a.timing.Lease+time.Duration(float64(a.timing.Lease)*leaseMargin))
 	if err := a.openRaft(); err != nil {
 		lis.Close()
 		a.closeAll()
@@ -186,9 +202,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { serveErr <- srv.Serve(lis) }()
 
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease, Seed: a.cfg.Spec,
-		Log: a.log}, raftNode{a}, a.fsm.State, a.live)
+		Log: a.log}, raftNode{a}, a.fsm.State, a)
 	g.Go(func() error { return coord.Run(gctx, a.leaderCh) })
-	g.Go(func() error { a.observeLoop(gctx); return nil })
 	g.Go(func() error { a.joinLoop(gctx); return nil })
 	g.Go(func() error { a.registerLoop(gctx); return nil })
 	g.Go(func() error { a.renewLoop(gctx); return nil })
@@ -286,7 +301,15 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := a.connPool[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// gRPC's default reconnect backoff grows to 120 s: after a partition
+		// heals, lease renewals would stay cut for minutes. Retry fast.
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second, Backoff: backoff.Config{
+			BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}})}
+	if a.opts.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(a.opts.Dialer))
+	}
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -300,6 +323,14 @@ func (a *Agent) closeConns() {
 	for k, c := range a.connPool {
 		_ = c.Close()
 		delete(a.connPool, k)
+	}
+}
+
+// roleTrigger wakes the loops that act on roles (lease gained or lost).
+func (a *Agent) roleTrigger() {
+	select {
+	case a.roleWake <- struct{}{}:
+	default:
 	}
 }
 

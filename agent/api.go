@@ -160,7 +160,12 @@ func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.Statu
 	if err != nil {
 		return nil, grpcErr(err)
 	}
-	return &hmv1.StatusResponse{
+	gen, valid, until := a.Lease()
+	var left int64
+	if valid {
+		left = time.Until(until).Milliseconds()
+	}
+	return &hmv1.StatusResponse{LeaseGen: gen, LeaseRemainingMs: left,
 		Node: a.cfg.NodeID, Leader: string(leaderID), LeaderAddress: string(leaderAddr),
 		IsLeader: a.raft.State() == raft.Leader, Term: a.raft.CurrentTerm(), RaftState: a.raft.State().String(),
 		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
@@ -178,8 +183,7 @@ func (s *server) members(st *fsm.State) ([]*hmv1.Member, error) {
 		return nil, fmt.Errorf("read raft configuration: %w", err)
 	}
 	_, leaderID := a.raft.LeaderWithID()
-	now := time.Now()
-	live := a.live.Live(st, now)
+	view := a.grants.Snapshot(time.Now())
 	held := map[string][]string{}
 	for _, as := range st.Assignments {
 		if as.Holder != "" {
@@ -199,13 +203,14 @@ func (s *server) members(st *fsm.State) ([]*hmv1.Member, error) {
 		}
 		m.ApiAddress = n.APIAddr
 		m.Witness = n.Witness
-		m.Alive = live[id]
 	}
 	out := make([]*hmv1.Member, 0, len(byID))
 	for id, m := range byID {
-		m.LeaseAgeMs = -1
-		if age, ok := a.live.Age(id, now); ok {
-			m.LeaseAgeMs = age.Milliseconds()
+		_, m.Alive = view.Live(id)
+		m.LeaseRemainingMs = -1
+		if g, ok := view.Nodes[id]; ok {
+			m.LeaseRemainingMs = max(g.Remaining.Milliseconds(), 0)
+			m.LeaseGen = g.Gen
 		}
 		m.Roles = held[id]
 		sort.Strings(m.Roles)

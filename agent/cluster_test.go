@@ -6,6 +6,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,6 +39,58 @@ type cluster struct {
 	t     *testing.T
 	nodes []*tnode
 	lw    *tlogWriter
+	cut   *netcut
+}
+
+// netcut cuts the agents' gRPC links (lease renewals, forwarding) the way
+// isolate cuts Raft: a dialer refuses, and open connections fail on their
+// next read or write.
+type netcut struct {
+	mu       sync.Mutex
+	isolated map[string]bool
+	owner    map[string]string // API address -> node id
+}
+
+var errCut = errors.New("link cut by the test")
+
+func (n *netcut) blocked(from, addr string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.isolated[from] || n.isolated[n.owner[addr]]
+}
+
+func (n *netcut) dialer(from string) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if n.blocked(from, addr) {
+			return nil, errCut
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &cutConn{Conn: c, cut: func() bool { return n.blocked(from, addr) }}, nil
+	}
+}
+
+type cutConn struct {
+	net.Conn
+	cut func() bool
+}
+
+func (c *cutConn) Read(b []byte) (int, error) {
+	if c.cut() {
+		c.Conn.Close()
+		return 0, errCut
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	if c.cut() {
+		c.Conn.Close()
+		return 0, errCut
+	}
+	return c.Conn.Write(b)
 }
 
 // tlogWriter routes logs to t.Log until the test ends.
@@ -64,7 +117,7 @@ type clusterOpts struct {
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 	t.Helper()
 	lw := &tlogWriter{t: t}
-	c := &cluster{t: t, lw: lw}
+	c := &cluster{t: t, lw: lw, cut: &netcut{isolated: map[string]bool{}, owner: map[string]string{}}}
 	t.Cleanup(func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() })
 	var peers []config.Peer
 	for i := 1; i <= n; i++ {
@@ -118,7 +171,10 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: true, APIListener: lis,
+	c.cut.mu.Lock()
+	c.cut.owner[lis.Addr().String()] = cfg.NodeID
+	c.cut.mu.Unlock()
+	a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: true, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
@@ -143,12 +199,15 @@ func (c *cluster) node(id string) *tnode {
 	return nil
 }
 
-// isolate cuts every Raft link of the given nodes.
+// isolate cuts every link (Raft and the agents' gRPC) of the given nodes.
 func (c *cluster) isolate(ids ...string) {
 	cut := map[string]bool{}
+	c.cut.mu.Lock()
 	for _, id := range ids {
 		cut[id] = true
+		c.cut.isolated[id] = true
 	}
+	c.cut.mu.Unlock()
 	for _, a := range c.nodes {
 		for _, b := range c.nodes {
 			if a != b && (cut[a.id] || cut[b.id]) {
@@ -160,6 +219,9 @@ func (c *cluster) isolate(ids ...string) {
 
 // heal connects every pair.
 func (c *cluster) heal() {
+	c.cut.mu.Lock()
+	c.cut.isolated = map[string]bool{}
+	c.cut.mu.Unlock()
 	for _, a := range c.nodes {
 		for _, b := range c.nodes {
 			if a != b {

@@ -13,20 +13,6 @@ import (
 	"github.com/harbormaster/harbormaster/fsm"
 )
 
-// observeLoop feeds every applied state to the liveness tracker, so that
-// lease ages are measured from the moment this node saw each renewal.
-func (a *Agent) observeLoop(ctx context.Context) {
-	for {
-		st, changed := a.fsm.State()
-		a.live.Observe(st, time.Now())
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		}
-	}
-}
-
 // inConfig reports whether this node is in the Raft configuration.
 func (a *Agent) inConfig() bool {
 	f := a.raft.GetConfiguration()
@@ -127,45 +113,6 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	}
 }
 
-// renewLoop renews this node's lease through the log every Renew interval.
-// The node's own view of its lease runs from the moment a renewal was sent,
-// so it always ends before any observer's view, which starts at apply time.
-func (a *Agent) renewLoop(ctx context.Context) {
-	tick := time.NewTicker(a.timing.Renew)
-	defer tick.Stop()
-	var seq uint64
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		st := a.State()
-		n, ok := st.Nodes[a.cfg.NodeID]
-		if !ok {
-			continue // not registered yet
-		}
-		seq = max(seq, n.LeaseSeq) + 1
-		sent := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, a.timing.Renew*2)
-		_, err := a.Propose(pctx, &fsm.RenewLease{Node: a.cfg.NodeID, Seq: seq})
-		cancel()
-		if err != nil {
-			if !failing && ctx.Err() == nil {
-				a.log.Warn("lease renewal failing", "err", err)
-				failing = true
-			}
-			continue
-		}
-		if failing {
-			a.log.Info("lease renewal recovered")
-			failing = false
-		}
-		a.leaseUntil.Store(sent.Add(a.timing.Lease).UnixNano())
-	}
-}
-
 // releaseLoop answers release requests: when the coordinator asks this
 // node to let a role go, it stops acting for it (no actuator yet) and
 // commits the release.
@@ -191,6 +138,7 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-a.roleWake:
 		case <-time.After(a.timing.Renew):
 		}
 	}

@@ -40,8 +40,8 @@ func newCollector(a *Agent) *collector {
 		holder:     d("role_holder", "1 for the node holding each role, per this node's state.", "role", "holder"),
 		epoch:      d("role_epoch", "Fencing epoch of each role.", "role"),
 		alive:      d("member_alive", "1 if the member's lease is live, as seen by this node.", "member"),
-		leaseAge:   d("member_lease_age_seconds", "Time since this node saw the member's lease renewed.", "member"),
-		leaseLeft:  d("lease_remaining_seconds", "This node's own lease remaining, by its own clock."),
+		leaseAge:   d("member_lease_granted_seconds", "How long this node's grant of the member's lease still runs.", "member"),
+		leaseLeft:  d("lease_remaining_seconds", "This node's own quorum lease remaining, by its own clock."),
 		specVer:    d("spec_version", "Version of the cluster spec."),
 		eventsSeen: d("events_total", "Events recorded in the state since the cluster began."),
 	}
@@ -78,15 +78,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.holder, g, 1, name, as.Holder)
 		}
 	}
-	live := a.live.Live(st, now)
+	view := a.grants.Snapshot(now)
 	for id := range st.Nodes {
-		ch <- prometheus.MustNewConstMetric(c.alive, g, b2f(live[id]), id)
-		if age, ok := a.live.Age(id, now); ok {
-			ch <- prometheus.MustNewConstMetric(c.leaseAge, g, age.Seconds(), id)
+		_, live := view.Live(id)
+		ch <- prometheus.MustNewConstMetric(c.alive, g, b2f(live), id)
+		if gv, ok := view.Nodes[id]; ok {
+			ch <- prometheus.MustNewConstMetric(c.leaseAge, g, max(gv.Remaining.Seconds(), 0), id)
 		}
 	}
-	left := time.Until(time.Unix(0, a.leaseUntil.Load()))
-	ch <- prometheus.MustNewConstMetric(c.leaseLeft, g, max(left.Seconds(), 0))
+	left := 0.0
+	if _, until := a.holder.Current(); !until.IsZero() {
+		left = max(until.Sub(now).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(c.leaseLeft, g, left)
 }
 
 func (a *Agent) metricsHandler() http.Handler {

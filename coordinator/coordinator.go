@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/lease"
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -30,11 +31,18 @@ type Raft interface {
 	Members() ([]string, error)
 }
 
+// Leases gives the coordinator the voters' verdicts on node leases.
+type Leases interface {
+	// Majority asks every voter for its grant table (this node's own
+	// included) and returns the answers that came back in time.
+	Majority(ctx context.Context) (lease.Majority, error)
+}
+
 // Config configures a Coordinator.
 type Config struct {
 	// NodeID is this node's id, the actor of the coordinator's commands.
 	NodeID string
-	// Interval is the reconcile tick; lease expiry is noticed within it.
+	// Interval is the reconcile tick; the end of a lease is noticed within it.
 	Interval time.Duration
 	// Settle bounds how long a new leader waits for unregistered members
 	// before placing unassigned roles (one lease is the natural value).
@@ -52,14 +60,14 @@ type Coordinator struct {
 	cfg    Config
 	raft   Raft
 	states func() (*fsm.State, <-chan struct{})
-	live   *Liveness
+	leases Leases
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // New returns a coordinator; states returns the current state and a channel
 // closed at its next change (fsm.FSM.State).
-func New(cfg Config, r Raft, states func() (*fsm.State, <-chan struct{}), live *Liveness) *Coordinator {
+func New(cfg Config, r Raft, states func() (*fsm.State, <-chan struct{}), leases Leases) *Coordinator {
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -68,7 +76,7 @@ func New(cfg Config, r Raft, states func() (*fsm.State, <-chan struct{}), live *
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Coordinator{cfg: cfg, raft: r, states: states, live: live, log: log.With("component", "coordinator"), now: now}
+	return &Coordinator{cfg: cfg, raft: r, states: states, leases: leases, log: log.With("component", "coordinator"), now: now}
 }
 
 // Run follows leadership changes from notify (raft.Config.NotifyCh, which is
@@ -136,10 +144,9 @@ func (c *Coordinator) lead(ctx context.Context) {
 		case <-time.After(c.cfg.Interval):
 		}
 	}
-	// The old leader's lease timers are gone with it: every node gets a full
-	// lease from now.
+	// Leases are granted by the voters, not the leader: a new leader has no
+	// timers to restart, it asks the voters.
 	established := c.now()
-	c.live.Reset(established)
 	log.Info("leadership established")
 	c.establish(ctx, term)
 
@@ -186,7 +193,10 @@ func (c *Coordinator) establish(ctx context.Context, term uint64) {
 func (c *Coordinator) reconcile(ctx context.Context, established time.Time) error {
 	st, _ := c.states()
 	now := c.now()
-	c.live.Observe(st, now)
+	maj, err := c.leases.Majority(ctx)
+	if err != nil {
+		return fmt.Errorf("ask the voters for leases: %w", err)
+	}
 	settling := false
 	if now.Sub(established) < c.cfg.Settle {
 		ids, err := c.raft.Members()
@@ -199,7 +209,7 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Time) erro
 			}
 		}
 	}
-	cmds := Plan(Input{State: st, Live: c.live.Live(st, now), Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
+	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.Ended, Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
 	for _, cmd := range cmds {
 		if _, err := c.raft.Propose(ctx, cmd); err != nil {
 			var rej *fsm.RejectedError
@@ -217,7 +227,7 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Time) erro
 func (c *Coordinator) logCommand(cmd fsm.Command) {
 	switch x := cmd.(type) {
 	case *fsm.Assign:
-		c.log.Info("role assigned", "role", x.Role, "holder", x.Node, "epoch", x.Epoch, "prev", x.PrevHolder, "reason", x.Reason)
+		c.log.Info("role assigned", "role", x.Role, "holder", x.Node, "gen", x.HolderGen, "epoch", x.Epoch, "prev", x.PrevHolder, "reason", x.Reason)
 	case *fsm.RequestRelease:
 		c.log.Info("release requested", "role", x.Role, "epoch", x.Epoch, "reason", x.Reason)
 	case *fsm.Release:

@@ -8,12 +8,16 @@ import (
 	"github.com/harbormaster/harbormaster/spec"
 )
 
-// Input is everything Plan looks at: the replicated state, the leader's view
-// of which leases are live, and the stamps to put on commands.
+// Input is everything Plan looks at: the replicated state, the voters'
+// verdicts on leases, and the stamps to put on commands.
 type Input struct {
 	State *fsm.State
-	// Live holds the nodes whose lease has not run out (see Liveness).
-	Live map[string]bool
+	// Live maps each node that a majority of voters see with a running
+	// lease to that lease's generation (lease.Majority.Live).
+	Live map[string]uint64
+	// Ended reports whether a majority of voters say every grant to node
+	// at generation gen has ended (lease.Majority.Ended). Nil means never.
+	Ended func(node string, gen uint64) bool
 	// Now is the proposer's wall clock in unix ms, stamped on commands.
 	Now int64
 	// Actor is the deciding node, for the event log.
@@ -30,17 +34,25 @@ type Input struct {
 // change. At most one command is returned per role.
 //
 // Rules:
-//   - a role whose holder is live and still eligible stays where it is;
-//   - a live holder that is no longer eligible (not a candidate, drained,
-//     witness, leaving) or whose role left the spec is asked to release, and the role
-//     moves only once it did;
-//   - a holder whose lease ran out loses the role to the best eligible live
-//     node at the next epoch, in one compare-and-set command (S4: the lease
-//     expired by the leader's clock, which starts after the holder's);
+//   - a role whose holder is live on the lease generation the role is bound
+//     to, and still eligible, stays where it is;
+//   - such a holder that is no longer eligible (not a candidate, drained,
+//     witness, leaving) or whose role left the spec is asked to release, and
+//     the role moves only once it did;
+//   - once a majority of voters say the holder's lease of that generation
+//     has ended, the role goes to the best eligible live node (the same node
+//     if it started a new generation and is still the best) at the next
+//     epoch, in one compare-and-set command (S4);
+//   - while neither (the holder's generation is not live but has not
+//     surely ended), nothing moves;
 //   - an unassigned role goes to the best eligible live node: highest
 //     priority, then fewest roles held, then lowest node id.
 func Plan(in Input) []fsm.Command {
 	st := in.State
+	ended := in.Ended
+	if ended == nil {
+		ended = func(string, uint64) bool { return false }
+	}
 	var out []fsm.Command
 	load := map[string]int{}
 	for _, a := range st.Assignments {
@@ -54,31 +66,41 @@ func Plan(in Input) []fsm.Command {
 	for _, r := range roles {
 		inSpec[r.Name] = true
 		a := st.Assignment(r.Name)
-		if a.Holder != "" && in.Live[a.Holder] {
-			if eligible(st, r, a.Holder) {
+		if a.Holder != "" {
+			if gen, ok := in.Live[a.Holder]; ok && gen == a.HolderGen {
+				if eligible(st, r, a.Holder) {
+					continue
+				}
+				if !a.Releasing {
+					out = append(out, &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
+						Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder)})
+				}
 				continue
 			}
-			if !a.Releasing {
-				out = append(out, &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
-					Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder)})
+			if !ended(a.Holder, a.HolderGen) {
+				continue // the holder may still act: wait (S4)
 			}
-			continue
 		}
 		if a.Holder == "" && in.Settling {
 			continue
 		}
+		if a.Holder != "" {
+			load[a.Holder]--
+		}
 		best := pick(st, r, in.Live, load)
 		if best == "" {
+			if a.Holder != "" {
+				load[a.Holder]++
+			}
 			continue
 		}
 		reason := "role unassigned"
 		if a.Holder != "" {
-			reason = fmt.Sprintf("lease of %s expired", a.Holder)
-			load[a.Holder]--
+			reason = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen)
 		}
 		load[best]++
-		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, Epoch: a.Epoch + 1,
-			Reason: reason, Actor: in.Actor, Time: in.Now})
+		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],
+			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now})
 	}
 	// Roles that left the spec: their holders let go.
 	var gone []string
@@ -90,10 +112,13 @@ func Plan(in Input) []fsm.Command {
 	sort.Strings(gone)
 	for _, name := range gone {
 		a := st.Assignments[name]
+		gen, live := in.Live[a.Holder]
 		switch {
-		case !in.Live[a.Holder]:
+		case (!live || gen != a.HolderGen) && ended(a.Holder, a.HolderGen):
 			out = append(out, &fsm.Release{Role: name, Node: a.Holder, Epoch: a.Epoch, Time: in.Now,
-				Reason: "role removed from the spec; holder lease expired"})
+				Reason: "role removed from the spec; holder lease ended"})
+		case !live || gen != a.HolderGen:
+			// The holder may still act and cannot answer: wait.
 		case !a.Releasing:
 			out = append(out, &fsm.RequestRelease{Role: name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
 				Reason: "role removed from the spec"})
@@ -112,14 +137,14 @@ func eligible(st *fsm.State, r spec.Role, node string) bool {
 	return ok
 }
 
-func pick(st *fsm.State, r spec.Role, live map[string]bool, load map[string]int) string {
+func pick(st *fsm.State, r spec.Role, live map[string]uint64, load map[string]int) string {
 	type cand struct {
 		id       string
 		priority int
 	}
 	var cs []cand
 	for _, id := range st.NodeIDs() {
-		if !live[id] || !eligible(st, r, id) {
+		if _, ok := live[id]; !ok || !eligible(st, r, id) {
 			continue
 		}
 		p, _ := r.Candidate(id)

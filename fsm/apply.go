@@ -161,10 +161,10 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if c.Epoch != cur.Epoch+1 {
 		return reject(c, "epoch %d for role %q must be %d", c.Epoch, c.Role, cur.Epoch+1)
 	}
-	if cur.Holder == c.Node {
-		return reject(c, "node %q already holds role %q", c.Node, c.Role)
+	if cur.Holder == c.Node && cur.HolderGen == c.HolderGen {
+		return reject(c, "node %q already holds role %q at lease generation %d", c.Node, c.Role, c.HolderGen)
 	}
-	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, Epoch: c.Epoch, Since: c.Time})
+	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
 	return nil

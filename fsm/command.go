@@ -92,8 +92,10 @@ type RemoveNode struct {
 	Time  int64  `json:"time"`
 }
 
-// RenewLease renews a node's lease. Seq must exceed the stored one, so a
-// renewal delayed in the network can never extend a lease after a newer one.
+// RenewLease renews a node's lease through the log. Deprecated: node
+// leases are quorum leases renewed with the voters directly since issue 3
+// (docs/design-quorum-lease.md); the type stays so that logs written by
+// earlier builds replay. Seq must exceed the stored one.
 type RenewLease struct {
 	Node string `json:"node"`
 	Seq  uint64 `json:"seq"`
@@ -112,11 +114,17 @@ type ApplySpec struct {
 
 // Assign gives a role to a node. It is a compare-and-set: PrevHolder and
 // Epoch-1 must match the current assignment, so a decision taken on a stale
-// view never applies.
+// view never applies. Assigning a role to its current holder is allowed only
+// with a new lease generation (the holder's lease lapsed and it started over).
 type Assign struct {
 	Role       string `json:"role"`
 	Node       string `json:"node"`
 	PrevHolder string `json:"prev_holder,omitempty"`
+	// HolderGen is the lease generation of Node the role is bound to: the
+	// node acts for the role only while its lease of this generation is
+	// valid (docs/design-quorum-lease.md). 0 for assignments written before
+	// quorum leases.
+	HolderGen uint64 `json:"holder_gen,omitempty"`
 	Epoch      uint64 `json:"epoch"`
 	Reason     string `json:"reason"`
 	Actor      string `json:"actor"`

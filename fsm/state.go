@@ -75,6 +75,8 @@ type Assignment struct {
 	Role string `json:"role"`
 	// Holder is the node id, or "" while the role is unassigned.
 	Holder string `json:"holder,omitempty"`
+	// HolderGen is the holder's lease generation the role is bound to.
+	HolderGen uint64 `json:"holder_gen,omitempty"`
 	// Epoch is the role's fencing token: it increases on every change of
 	// holder and never repeats.
 	Epoch uint64 `json:"epoch"`

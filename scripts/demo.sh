@@ -73,7 +73,7 @@ while "$HM" roles --addr "$(api $survivor)" | awk 'NR>1 {print $3}' | grep -qx "
   [ $(( $(now_ms) - t0 )) -gt 15000 ] && { echo "demo: roles did not move" >&2; exit 1; }
   sleep 0.05
 done
-echo "roles of $leader moved after $(( $(now_ms) - t0 )) ms (its 1 s node lease had to run out first)"
+echo "roles of $leader moved after $(( $(now_ms) - t0 )) ms (a majority of voters saw its 500 ms lease end, and a new leader had to be elected)"
 "$HM" roles --addr "$(api $survivor)"
 
 say "Restart $leader: it rejoins with all committed state"

@@ -147,7 +147,6 @@ func TestValidationErrors(t *testing.T) {
 		{"timing override too short", doc(set("timing", "{heartbeat: 1ms}")), "timing.heartbeat", []string{"1ms is too short", "at least 5ms"}},
 		{"timing override negative", doc(set("timing", "{lease: -1s}")), "timing.lease", []string{"too short", "at least 5ms"}},
 		{"timing.renew too slow for the lease", doc(set("timing", "{renew: 400ms}")), "timing.renew", []string{"fewer than 3 renewals", "lower renew or raise lease"}},
-		{"timing.lease shorter than two elections", doc(set("timing", "{lease: 450ms, renew: 100ms}")), "timing.lease", []string{"two election timeouts", "raise lease"}},
 		{"timing.leader_lease above heartbeat", doc(set("timing", "{leader_lease: 300ms}")), "timing.leader_lease", []string{"exceeds the heartbeat", "leader_lease <= heartbeat"}},
 		{"timing.election below heartbeat", doc(set("timing", "{election: 100ms}")), "timing.election", []string{"below the heartbeat", "election >= heartbeat"}},
 		{"witness with voter false", doc(set("witness", "true"), set("voter", "false")), "witness", []string{"remove voter: false or witness: true"}},

@@ -159,6 +159,11 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(t, "Leader\t%s\n", orDash(r.Leader))
 				fmt.Fprintf(t, "Term\t%d\n", r.Term)
+				if r.LeaseRemainingMs > 0 {
+					fmt.Fprintf(t, "Own lease\tgeneration %d, %s left\n", r.LeaseGen, ms(r.LeaseRemainingMs))
+				} else {
+					fmt.Fprintf(t, "Own lease\tnot held (no majority of voters granted it)\n")
+				}
 				fmt.Fprintf(t, "Commit/applied\t%d/%d\n", r.CommitIndex, r.AppliedIndex)
 				fmt.Fprintf(t, "Last contact\t%s\n", ms(r.LastContactMs))
 				fmt.Fprintf(t, "Spec version\t%d\n", r.SpecVersion)
@@ -174,7 +179,7 @@ func statusCmd(g *globals) *cobra.Command {
 
 func printMembers(w io.Writer, ms []*hmv1.Member) {
 	t := table(w)
-	fmt.Fprintln(t, "ID\tRAFT ADDRESS\tAPI ADDRESS\tVOTER\tALIVE\tLEADER\tLEASE AGE\tROLES")
+	fmt.Fprintln(t, "ID\tRAFT ADDRESS\tAPI ADDRESS\tVOTER\tALIVE\tLEADER\tLEASE LEFT\tROLES")
 	for _, m := range ms {
 		voter := yesno(m.Voter)
 		if m.Witness {
@@ -184,7 +189,7 @@ func printMembers(w io.Writer, ms []*hmv1.Member) {
 			voter = "removed"
 		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Id, m.Address, orDash(m.ApiAddress), voter,
-			yesno(m.Alive), yesno(m.Leader), msAge(m.LeaseAgeMs), orDash(strings.Join(m.Roles, ",")))
+			yesno(m.Alive), yesno(m.Leader), msAge(m.LeaseRemainingMs), orDash(strings.Join(m.Roles, ",")))
 	}
 	t.Flush()
 }

@@ -92,9 +92,13 @@ type StatusResponse struct {
 	// ready is true once this node has registered and applied the log up to
 	// the commit index (systemd's READY). A follower restarted after a long
 	// outage can take up to ~10 s to catch up (Raft's replication backoff).
-	Ready         bool `protobuf:"varint,17,opt,name=ready,proto3" json:"ready,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ready bool `protobuf:"varint,17,opt,name=ready,proto3" json:"ready,omitempty"`
+	// The answering node's own quorum lease: its generation and how long it
+	// remains valid by the node's own clock (0 when not held).
+	LeaseGen         uint64 `protobuf:"varint,18,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
+	LeaseRemainingMs int64  `protobuf:"varint,19,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -246,6 +250,20 @@ func (x *StatusResponse) GetReady() bool {
 	return false
 }
 
+func (x *StatusResponse) GetLeaseGen() uint64 {
+	if x != nil {
+		return x.LeaseGen
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLeaseRemainingMs() int64 {
+	if x != nil {
+		return x.LeaseRemainingMs
+	}
+	return 0
+}
+
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -253,18 +271,20 @@ type Member struct {
 	Address    string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	ApiAddress string `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
 	Voter      bool   `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
-	// alive: the node's lease was renewed within its TTL, as seen by the
-	// answering node.
+	// alive: the answering node's grant of the member's quorum lease is
+	// running (the member renewed it within its lease).
 	Alive   bool `protobuf:"varint,5,opt,name=alive,proto3" json:"alive,omitempty"`
 	Leader  bool `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
 	Witness bool `protobuf:"varint,7,opt,name=witness,proto3" json:"witness,omitempty"`
 	// in_raft is false for a node that registered but is no longer in the
 	// Raft configuration.
 	InRaft bool `protobuf:"varint,8,opt,name=in_raft,json=inRaft,proto3" json:"in_raft,omitempty"`
-	// lease_age_ms is the time since the answering node saw the node's lease
-	// renewed (-1 if never seen).
-	LeaseAgeMs    int64    `protobuf:"varint,9,opt,name=lease_age_ms,json=leaseAgeMs,proto3" json:"lease_age_ms,omitempty"`
-	Roles         []string `protobuf:"bytes,10,rep,name=roles,proto3" json:"roles,omitempty"`
+	// lease_remaining_ms is how long the answering node's grant to the
+	// member still runs (0: ended; -1: never granted since it started).
+	LeaseRemainingMs int64    `protobuf:"varint,9,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
+	Roles            []string `protobuf:"bytes,10,rep,name=roles,proto3" json:"roles,omitempty"`
+	// lease_gen is the member's lease generation known to the answering node.
+	LeaseGen      uint64 `protobuf:"varint,11,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,9 +375,9 @@ func (x *Member) GetInRaft() bool {
 	return false
 }
 
-func (x *Member) GetLeaseAgeMs() int64 {
+func (x *Member) GetLeaseRemainingMs() int64 {
 	if x != nil {
-		return x.LeaseAgeMs
+		return x.LeaseRemainingMs
 	}
 	return 0
 }
@@ -367,6 +387,13 @@ func (x *Member) GetRoles() []string {
 		return x.Roles
 	}
 	return nil
+}
+
+func (x *Member) GetLeaseGen() uint64 {
+	if x != nil {
+		return x.LeaseGen
+	}
+	return 0
 }
 
 type MembersRequest struct {
@@ -1459,12 +1486,302 @@ func (x *ProposeResponse) GetIndex() uint64 {
 	return 0
 }
 
+type RenewRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Gen           uint64                 `protobuf:"varint,2,opt,name=gen,proto3" json:"gen,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RenewRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RenewRequest) GetGen() uint64 {
+	if x != nil {
+		return x.Gen
+	}
+	return 0
+}
+
+func (x *RenewRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type RenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// verdict is granted, lapsed or stale.
+	Verdict string `protobuf:"bytes,1,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// gen is the generation this node holds for the caller afterwards.
+	Gen           uint64 `protobuf:"varint,2,opt,name=gen,proto3" json:"gen,omitempty"`
+	Granter       string `protobuf:"bytes,3,opt,name=granter,proto3" json:"granter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RenewResponse) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *RenewResponse) GetGen() uint64 {
+	if x != nil {
+		return x.Gen
+	}
+	return 0
+}
+
+func (x *RenewResponse) GetGranter() string {
+	if x != nil {
+		return x.Granter
+	}
+	return ""
+}
+
+type LeasesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasesRequest) Reset() {
+	*x = LeasesRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasesRequest) ProtoMessage() {}
+
+func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasesRequest.ProtoReflect.Descriptor instead.
+func (*LeasesRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+type LeaseGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Gen   uint64                 `protobuf:"varint,2,opt,name=gen,proto3" json:"gen,omitempty"`
+	// remaining_us: how long the current generation's grant still runs
+	// (<= 0: ended); superseded_remaining_us: the same for older generations.
+	RemainingUs           int64 `protobuf:"varint,3,opt,name=remaining_us,json=remainingUs,proto3" json:"remaining_us,omitempty"`
+	SupersededRemainingUs int64 `protobuf:"varint,4,opt,name=superseded_remaining_us,json=supersededRemainingUs,proto3" json:"superseded_remaining_us,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *LeaseGrant) Reset() {
+	*x = LeaseGrant{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrant) ProtoMessage() {}
+
+func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
+func (*LeaseGrant) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LeaseGrant) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *LeaseGrant) GetGen() uint64 {
+	if x != nil {
+		return x.Gen
+	}
+	return 0
+}
+
+func (x *LeaseGrant) GetRemainingUs() int64 {
+	if x != nil {
+		return x.RemainingUs
+	}
+	return 0
+}
+
+func (x *LeaseGrant) GetSupersededRemainingUs() int64 {
+	if x != nil {
+		return x.SupersededRemainingUs
+	}
+	return 0
+}
+
+type LeasesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Granter string                 `protobuf:"bytes,1,opt,name=granter,proto3" json:"granter,omitempty"`
+	// guarded: the granter restarted less than a lease ago and may have
+	// granted leases it no longer remembers: treat nothing as ended.
+	Guarded       bool          `protobuf:"varint,2,opt,name=guarded,proto3" json:"guarded,omitempty"`
+	Grants        []*LeaseGrant `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasesResponse) Reset() {
+	*x = LeasesResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasesResponse) ProtoMessage() {}
+
+func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
+func (*LeasesResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LeasesResponse) GetGranter() string {
+	if x != nil {
+		return x.Granter
+	}
+	return ""
+}
+
+func (x *LeasesResponse) GetGuarded() bool {
+	if x != nil {
+		return x.Guarded
+	}
+	return false
+}
+
+func (x *LeasesResponse) GetGrants() []*LeaseGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1bharbormaster/v1/admin.proto\x12\x0fharbormaster.v1\"\x0f\n" +
-	"\rStatusRequest\"\x9d\x04\n" +
+	"\rStatusRequest\"\xe8\x04\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12%\n" +
@@ -1485,7 +1802,9 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x05voter\x18\x0e \x01(\bR\x05voter\x12\x18\n" +
 	"\aprofile\x18\x0f \x01(\tR\aprofile\x12\x18\n" +
 	"\aversion\x18\x10 \x01(\tR\aversion\x12\x14\n" +
-	"\x05ready\x18\x11 \x01(\bR\x05ready\"\x82\x02\n" +
+	"\x05ready\x18\x11 \x01(\bR\x05ready\x12\x1b\n" +
+	"\tlease_gen\x18\x12 \x01(\x04R\bleaseGen\x12,\n" +
+	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\"\xab\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -1495,11 +1814,11 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x05alive\x18\x05 \x01(\bR\x05alive\x12\x16\n" +
 	"\x06leader\x18\x06 \x01(\bR\x06leader\x12\x18\n" +
 	"\awitness\x18\a \x01(\bR\awitness\x12\x17\n" +
-	"\ain_raft\x18\b \x01(\bR\x06inRaft\x12 \n" +
-	"\flease_age_ms\x18\t \x01(\x03R\n" +
-	"leaseAgeMs\x12\x14\n" +
+	"\ain_raft\x18\b \x01(\bR\x06inRaft\x12,\n" +
+	"\x12lease_remaining_ms\x18\t \x01(\x03R\x10leaseRemainingMs\x12\x14\n" +
 	"\x05roles\x18\n" +
-	" \x03(\tR\x05roles\"\x10\n" +
+	" \x03(\tR\x05roles\x12\x1b\n" +
+	"\tlease_gen\x18\v \x01(\x04R\bleaseGen\"\x10\n" +
 	"\x0eMembersRequest\"u\n" +
 	"\x0fMembersResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
@@ -1574,7 +1893,26 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xe3\x05\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"K\n" +
+	"\fRenewRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
+	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"U\n" +
+	"\rRenewResponse\x12\x18\n" +
+	"\averdict\x18\x01 \x01(\tR\averdict\x12\x10\n" +
+	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x18\n" +
+	"\agranter\x18\x03 \x01(\tR\agranter\"\x0f\n" +
+	"\rLeasesRequest\"\x8d\x01\n" +
+	"\n" +
+	"LeaseGrant\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
+	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12!\n" +
+	"\fremaining_us\x18\x03 \x01(\x03R\vremainingUs\x126\n" +
+	"\x17superseded_remaining_us\x18\x04 \x01(\x03R\x15supersededRemainingUs\"y\n" +
+	"\x0eLeasesResponse\x12\x18\n" +
+	"\agranter\x18\x01 \x01(\tR\agranter\x12\x18\n" +
+	"\aguarded\x18\x02 \x01(\bR\aguarded\x123\n" +
+	"\x06grants\x18\x03 \x03(\v2\x1b.harbormaster.v1.LeaseGrantR\x06grants2\xe3\x05\n" +
 	"\x05Admin\x12I\n" +
 	"\x06Status\x12\x1e.harbormaster.v1.StatusRequest\x1a\x1f.harbormaster.v1.StatusResponse\x12L\n" +
 	"\aMembers\x12\x1f.harbormaster.v1.MembersRequest\x1a .harbormaster.v1.MembersResponse\x12C\n" +
@@ -1584,9 +1922,11 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\aGetSpec\x12\x1f.harbormaster.v1.GetSpecRequest\x1a .harbormaster.v1.GetSpecResponse\x12R\n" +
 	"\tApplySpec\x12!.harbormaster.v1.ApplySpecRequest\x1a\".harbormaster.v1.ApplySpecResponse\x12R\n" +
 	"\tListRoles\x12!.harbormaster.v1.ListRolesRequest\x1a\".harbormaster.v1.ListRolesResponse\x12L\n" +
-	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x012W\n" +
+	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x012\xea\x01\n" +
 	"\aCluster\x12L\n" +
-	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponseBAZ?github.com/harbormaster/harbormaster/proto/harbormaster/v1;hmv1b\x06proto3"
+	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12F\n" +
+	"\x05Renew\x12\x1d.harbormaster.v1.RenewRequest\x1a\x1e.harbormaster.v1.RenewResponse\x12I\n" +
+	"\x06Leases\x12\x1e.harbormaster.v1.LeasesRequest\x1a\x1f.harbormaster.v1.LeasesResponseBAZ?github.com/harbormaster/harbormaster/proto/harbormaster/v1;hmv1b\x06proto3"
 
 var (
 	file_harbormaster_v1_admin_proto_rawDescOnce sync.Once
@@ -1600,7 +1940,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -1624,36 +1964,46 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*Event)(nil),                      // 19: harbormaster.v1.Event
 	(*ProposeRequest)(nil),             // 20: harbormaster.v1.ProposeRequest
 	(*ProposeResponse)(nil),            // 21: harbormaster.v1.ProposeResponse
+	(*RenewRequest)(nil),               // 22: harbormaster.v1.RenewRequest
+	(*RenewResponse)(nil),              // 23: harbormaster.v1.RenewResponse
+	(*LeasesRequest)(nil),              // 24: harbormaster.v1.LeasesRequest
+	(*LeaseGrant)(nil),                 // 25: harbormaster.v1.LeaseGrant
+	(*LeasesResponse)(nil),             // 26: harbormaster.v1.LeasesResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
 	2,  // 1: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
 	16, // 2: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
-	0,  // 3: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
-	3,  // 4: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
-	5,  // 5: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
-	7,  // 6: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
-	9,  // 7: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
-	11, // 8: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
-	13, // 9: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
-	15, // 10: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	18, // 11: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	20, // 12: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	1,  // 13: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	4,  // 14: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	6,  // 15: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	8,  // 16: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	10, // 17: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	12, // 18: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	14, // 19: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	17, // 20: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	19, // 21: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	21, // 22: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	13, // [13:23] is the sub-list for method output_type
-	3,  // [3:13] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	25, // 3: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
+	0,  // 4: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
+	3,  // 5: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
+	5,  // 6: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
+	7,  // 7: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
+	9,  // 8: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
+	11, // 9: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
+	13, // 10: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
+	15, // 11: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
+	18, // 12: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
+	20, // 13: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	22, // 14: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
+	24, // 15: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 16: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	4,  // 17: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	6,  // 18: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	8,  // 19: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	10, // 20: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	12, // 21: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	14, // 22: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	17, // 23: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	19, // 24: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	21, // 25: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	23, // 26: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
+	26, // 27: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	16, // [16:28] is the sub-list for method output_type
+	4,  // [4:16] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_harbormaster_v1_admin_proto_init() }
@@ -1667,7 +2017,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

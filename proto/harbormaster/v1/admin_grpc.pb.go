@@ -458,6 +458,8 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Cluster_Propose_FullMethodName = "/harbormaster.v1.Cluster/Propose"
+	Cluster_Renew_FullMethodName   = "/harbormaster.v1.Cluster/Renew"
+	Cluster_Leases_FullMethodName  = "/harbormaster.v1.Cluster/Leases"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -470,6 +472,11 @@ const (
 // before it is proposed; admin API messages never enter the log.
 type ClusterClient interface {
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// Renew asks this node to grant (renew) the caller's quorum lease
+	// (docs/design-quorum-lease.md).
+	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
+	// Leases returns this node's grant table, for the leader's verdicts.
+	Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error)
 }
 
 type clusterClient struct {
@@ -490,6 +497,26 @@ func (c *clusterClient) Propose(ctx context.Context, in *ProposeRequest, opts ..
 	return out, nil
 }
 
+func (c *clusterClient) Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewResponse)
+	err := c.cc.Invoke(ctx, Cluster_Renew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeasesResponse)
+	err := c.cc.Invoke(ctx, Cluster_Leases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -500,6 +527,11 @@ func (c *clusterClient) Propose(ctx context.Context, in *ProposeRequest, opts ..
 // before it is proposed; admin API messages never enter the log.
 type ClusterServer interface {
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// Renew asks this node to grant (renew) the caller's quorum lease
+	// (docs/design-quorum-lease.md).
+	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
+	// Leases returns this node's grant table, for the leader's verdicts.
+	Leases(context.Context, *LeasesRequest) (*LeasesResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -512,6 +544,12 @@ type UnimplementedClusterServer struct{}
 
 func (UnimplementedClusterServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedClusterServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
+}
+func (UnimplementedClusterServer) Leases(context.Context, *LeasesRequest) (*LeasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leases not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -552,6 +590,42 @@ func _Cluster_Propose_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Renew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Renew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Renew(ctx, req.(*RenewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_Leases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Leases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Leases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Leases(ctx, req.(*LeasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -562,6 +636,14 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _Cluster_Propose_Handler,
+		},
+		{
+			MethodName: "Renew",
+			Handler:    _Cluster_Renew_Handler,
+		},
+		{
+			MethodName: "Leases",
+			Handler:    _Cluster_Leases_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,321 @@
+// Package lease implements quorum leases (docs/design-quorum-lease.md): the
+// grant table every node keeps of the leases it granted, the holder's side
+// that counts a majority of grants, and the majority verdict the leader needs
+// before it moves a role. It is pure: every time is passed in, and times
+// must carry a monotonic reading (time.Now) so that wall-clock steps do not
+// matter.
+package lease
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Verdict is a grant table's answer to a renewal.
+type Verdict int
+
+// Verdicts.
+const (
+	// Granted: the lease runs until the receive time plus TTL plus margin.
+	Granted Verdict = iota
+	// Lapsed: the generation's grant had already ended; a lease is never
+	// extended across a gap. The holder must start a new generation.
+	Lapsed
+	// Stale: a newer generation of this node is known; the holder must
+	// start one above it.
+	Stale
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Granted:
+		return "granted"
+	case Lapsed:
+		return "lapsed"
+	case Stale:
+		return "stale"
+	}
+	return "unknown"
+}
+
+type grant struct {
+	gen uint64
+	end time.Time
+	// supersededEnd is the latest end of any grant of an older generation.
+	supersededEnd time.Time
+}
+
+// Grants is the table of leases one node granted to the others (and to
+// itself). Safe for concurrent use.
+type Grants struct {
+	mu      sync.Mutex
+	margin  float64
+	started time.Time
+	guard   time.Duration
+	nodes   map[string]*grant
+}
+
+// NewGrants returns an empty table. margin (e.g. 0.1) stretches every grant
+// to cover clock-rate drift between holder and granter. guard is how long
+// after started the table answers "not ended" for everything, because a
+// restarted node may have granted leases it no longer remembers: the longest
+// lease times (1 + margin).
+func NewGrants(started time.Time, margin float64, guard time.Duration) *Grants {
+	return &Grants{margin: margin, started: started, guard: guard, nodes: map[string]*grant{}}
+}
+
+// Renew handles a renewal of node's lease at generation gen with length
+// ttl, received at now. It returns the verdict and the generation the table
+// holds for the node afterwards.
+func (g *Grants) Renew(node string, gen uint64, ttl time.Duration, now time.Time) (Verdict, uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	end := now.Add(ttl + time.Duration(float64(ttl)*g.margin))
+	cur, ok := g.nodes[node]
+	switch {
+	case !ok:
+		g.nodes[node] = &grant{gen: gen, end: end}
+		return Granted, gen
+	case gen > cur.gen:
+		if cur.end.After(cur.supersededEnd) {
+			cur.supersededEnd = cur.end
+		}
+		cur.gen, cur.end = gen, end
+		return Granted, gen
+	case gen < cur.gen:
+		return Stale, cur.gen
+	case !now.Before(cur.end):
+		return Lapsed, cur.gen
+	default:
+		if end.After(cur.end) {
+			cur.end = end
+		}
+		return Granted, gen
+	}
+}
+
+// Ended reports whether every lease this table granted to node at
+// generation gen has ended at now. Ended answers are stable: once true for
+// (node, gen) they stay true, because a generation is never renewed across
+// a gap and older generations are never granted again.
+func (g *Grants) Ended(node string, gen uint64, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.view(now).Ended(node, gen)
+}
+
+// Guarded reports whether the restart guard is still on at now.
+func (g *Grants) Guarded(now time.Time) bool {
+	return now.Before(g.started.Add(g.guard))
+}
+
+// View is a snapshot of a grant table at one instant, as one node reports
+// it to the leader.
+type View struct {
+	// Guarded: the table was restarted less than a lease ago and answers
+	// "not ended" for everything.
+	Guarded bool
+	Nodes   map[string]GrantView
+}
+
+// GrantView is one node's current grant.
+type GrantView struct {
+	Gen uint64
+	// Remaining is how long the current generation's grant still runs
+	// (<= 0: ended).
+	Remaining time.Duration
+	// SupersededRemaining is how long the latest grant of an older
+	// generation still runs (<= 0: all ended).
+	SupersededRemaining time.Duration
+}
+
+// Snapshot returns the table's view at now.
+func (g *Grants) Snapshot(now time.Time) View {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.view(now)
+}
+
+func (g *Grants) view(now time.Time) View {
+	v := View{Guarded: now.Before(g.started.Add(g.guard)), Nodes: make(map[string]GrantView, len(g.nodes))}
+	for id, gr := range g.nodes {
+		v.Nodes[id] = GrantView{Gen: gr.gen, Remaining: gr.end.Sub(now), SupersededRemaining: gr.supersededEnd.Sub(now)}
+	}
+	return v
+}
+
+// Ended reports whether, in this view, every grant to node at gen has ended.
+func (v View) Ended(node string, gen uint64) bool {
+	if v.Guarded {
+		return false
+	}
+	gv, ok := v.Nodes[node]
+	switch {
+	case !ok:
+		return true // never granted since this table started
+	case gen == gv.Gen:
+		return gv.Remaining <= 0
+	case gen < gv.Gen:
+		return gv.SupersededRemaining <= 0
+	default:
+		return true // a generation this table never granted
+	}
+}
+
+// Live returns the node's current generation if its grant is running.
+func (v View) Live(node string) (uint64, bool) {
+	gv, ok := v.Nodes[node]
+	if !ok || gv.Remaining <= 0 {
+		return 0, false
+	}
+	return gv.Gen, true
+}
+
+// Quorum is the majority size of n voters.
+func Quorum(n int) int { return n/2 + 1 }
+
+// Majority combines the views of the voters (one per voter that answered;
+// missing voters count against every verdict).
+type Majority struct {
+	Voters int
+	Views  []View
+}
+
+// Ended reports whether a majority of voters say every grant to node at gen
+// has ended. Any majority intersects the majority that granted the holder's
+// last renewal, so this is never true while the holder may still act.
+func (m Majority) Ended(node string, gen uint64) bool {
+	n := 0
+	for _, v := range m.Views {
+		if v.Ended(node, gen) {
+			n++
+		}
+	}
+	return n >= Quorum(m.Voters)
+}
+
+// Live returns, for every node that a majority of voters see with a running
+// grant of the same generation, that generation.
+func (m Majority) Live() map[string]uint64 {
+	count := map[string]map[uint64]int{}
+	for _, v := range m.Views {
+		for id := range v.Nodes {
+			if gen, ok := v.Live(id); ok {
+				if count[id] == nil {
+					count[id] = map[uint64]int{}
+				}
+				count[id][gen]++
+			}
+		}
+	}
+	out := map[string]uint64{}
+	q := Quorum(m.Voters)
+	for id, gens := range count {
+		best, bestN := uint64(0), 0
+		for gen, n := range gens {
+			if n > bestN || (n == bestN && gen > best) {
+				best, bestN = gen, n
+			}
+		}
+		if bestN >= q {
+			out[id] = best
+		}
+	}
+	return out
+}
+
+// Holder is a node's own side of its lease: its generation and how long it
+// may act, by its own clock. Safe for concurrent use.
+type Holder struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	gen     uint64
+	until   time.Time
+	newGen  bool   // a refusal or a lapse asks for a new generation
+	minNext uint64 // the next generation must be at least this
+}
+
+// NewHolder returns a holder of leases of length ttl.
+func NewHolder(ttl time.Duration) *Holder { return &Holder{ttl: ttl, newGen: true} }
+
+// Begin returns the generation to renew at now. A lapse (the lease was held
+// and ran out) or a refusal starts a new generation, strictly above every
+// earlier one and at least wallNanos, so a restarted node does not reuse a
+// generation it had before.
+func (h *Holder) Begin(now time.Time, wallNanos uint64) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.until.IsZero() && !now.Before(h.until) {
+		h.newGen = true
+	}
+	if h.newGen {
+		h.gen = max(h.gen+1, wallNanos, h.minNext)
+		h.until = time.Time{}
+		h.newGen = false
+	}
+	return h.gen
+}
+
+// Result records the answers to a renewal of gen sent at sentAt: granted
+// is how many voters granted it, quorum the majority size, and refusals the
+// other verdicts with the generation each voter holds. A renewal granted by
+// a majority extends the lease to sentAt + TTL; one refused without a
+// majority of grants ends the generation.
+func (h *Holder) Result(gen uint64, sentAt time.Time, granted, quorum int, refusals []Refusal) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if gen != h.gen {
+		return // a renewal of a generation already abandoned
+	}
+	for _, r := range refusals {
+		if r.Verdict == Stale && r.Gen+1 > h.minNext {
+			h.minNext = r.Gen + 1
+		}
+	}
+	if granted >= quorum {
+		// A minority that refused (one that was cut off and saw a gap)
+		// does not matter: any majority deciding the lease ended
+		// intersects the majority that just granted it.
+		if end := sentAt.Add(h.ttl); end.After(h.until) {
+			h.until = end
+		}
+		return
+	}
+	if len(refusals) > 0 {
+		// This generation cannot reach a majority any more: start anew.
+		h.newGen = true
+		h.until = time.Time{}
+	}
+}
+
+// Refusal is one voter's non-grant.
+type Refusal struct {
+	Verdict Verdict
+	Gen     uint64
+}
+
+// Current returns the generation and the end of the lease by the holder's
+// clock; until is zero when no lease is held.
+func (h *Holder) Current() (gen uint64, until time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gen, h.until
+}
+
+// Valid reports whether the holder may act at now, and at which generation.
+func (h *Holder) Valid(now time.Time) (uint64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gen, !h.until.IsZero() && now.Before(h.until)
+}
+
+// SortedIDs returns the keys of a view, sorted (for stable output).
+func SortedIDs(v View) []string {
+	ids := make([]string, 0, len(v.Nodes))
+	for id := range v.Nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

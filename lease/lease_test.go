@@ -1,0 +1,148 @@
+package lease
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Unix(1_000_000, 0)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+const ttl = 500 * time.Millisecond
+
+func TestGrantsRenewRules(t *testing.T) {
+	g := NewGrants(at(-10_000), 0.1, 550*time.Millisecond)
+	if v, gen := g.Renew("n1", 5, ttl, at(0)); v != Granted || gen != 5 {
+		t.Fatalf("first renewal: %v %d", v, gen)
+	}
+	// Extends within the grant: end = 300 + 550.
+	if v, _ := g.Renew("n1", 5, ttl, at(300)); v != Granted {
+		t.Fatalf("renewal within the grant: %v", v)
+	}
+	if g.Ended("n1", 5, at(849)) {
+		t.Fatal("ended 1 ms before 300+550")
+	}
+	if !g.Ended("n1", 5, at(850)) {
+		t.Fatal("not ended at 300+550")
+	}
+	// No extension across a gap, and the verdict stays stable.
+	if v, gen := g.Renew("n1", 5, ttl, at(900)); v != Lapsed || gen != 5 {
+		t.Fatalf("renewal after a gap: %v %d, want lapsed 5", v, gen)
+	}
+	if !g.Ended("n1", 5, at(901)) {
+		t.Fatal("a lapsed generation came back")
+	}
+	// Older generations are refused as stale.
+	if v, gen := g.Renew("n1", 4, ttl, at(910)); v != Stale || gen != 5 {
+		t.Fatalf("older generation: %v %d, want stale 5", v, gen)
+	}
+	// A newer generation supersedes; the older ones end when their last
+	// grant ends.
+	g.Renew("n2", 1, ttl, at(1000)) // ends 1550
+	if v, _ := g.Renew("n2", 2, ttl, at(1100)); v != Granted {
+		t.Fatalf("newer generation: %v", v)
+	}
+	if g.Ended("n2", 1, at(1549)) {
+		t.Fatal("superseded generation ended before its grant")
+	}
+	if !g.Ended("n2", 1, at(1550)) {
+		t.Fatal("superseded generation not ended after its grant")
+	}
+	if g.Ended("n2", 2, at(1600)) {
+		t.Fatal("current generation ended early (1100+550)")
+	}
+	if !g.Ended("n2", 3, at(1600)) || !g.Ended("n9", 1, at(1600)) {
+		t.Fatal("never-granted generation or node not ended")
+	}
+}
+
+func TestGrantsRestartGuard(t *testing.T) {
+	g := NewGrants(at(0), 0.1, 550*time.Millisecond)
+	if g.Ended("n1", 7, at(549)) {
+		t.Fatal("a restarted table said ended during its guard")
+	}
+	if !g.Ended("n1", 7, at(550)) {
+		t.Fatal("guard did not end")
+	}
+	if !g.Snapshot(at(100)).Guarded || g.Snapshot(at(600)).Guarded {
+		t.Fatal("Snapshot.Guarded wrong")
+	}
+}
+
+func TestMajority(t *testing.T) {
+	mk := func(rem map[string]int) View {
+		v := View{Nodes: map[string]GrantView{}}
+		for id, ms := range rem {
+			v.Nodes[id] = GrantView{Gen: 3, Remaining: time.Duration(ms) * time.Millisecond}
+		}
+		return v
+	}
+	m := Majority{Voters: 3, Views: []View{mk(map[string]int{"n1": 0}), mk(map[string]int{"n1": 10})}}
+	if m.Ended("n1", 3) {
+		t.Fatal("1 of 3 ended is not a majority")
+	}
+	m.Views = append(m.Views, mk(map[string]int{"n1": -1}))
+	if !m.Ended("n1", 3) {
+		t.Fatal("2 of 3 ended is a majority")
+	}
+	// Missing voters count against "ended".
+	m = Majority{Voters: 5, Views: []View{mk(map[string]int{}), mk(map[string]int{})}}
+	if m.Ended("n1", 3) {
+		t.Fatal("2 answers of 5 voters decided")
+	}
+	// A guarded view never says ended.
+	g := mk(map[string]int{})
+	g.Guarded = true
+	m = Majority{Voters: 3, Views: []View{g, g, mk(map[string]int{})}}
+	if m.Ended("n1", 3) {
+		t.Fatal("guarded views counted as ended")
+	}
+	live := Majority{Voters: 3, Views: []View{mk(map[string]int{"n1": 100, "n2": 100}), mk(map[string]int{"n1": 5, "n2": 0}), mk(map[string]int{"n2": 10})}}.Live()
+	if live["n1"] != 3 || live["n2"] != 3 || len(live) != 2 {
+		t.Fatalf("live = %v", live)
+	}
+	if live := (Majority{Voters: 3, Views: []View{mk(map[string]int{"n1": 100})}}).Live(); len(live) != 0 {
+		t.Fatalf("1 of 3 voters made a node live: %v", live)
+	}
+}
+
+func TestHolder(t *testing.T) {
+	h := NewHolder(ttl)
+	gen := h.Begin(at(0), 100)
+	if gen != 100 {
+		t.Fatalf("first generation %d, want the wall clock 100", gen)
+	}
+	if _, ok := h.Valid(at(0)); ok {
+		t.Fatal("valid before any grant")
+	}
+	h.Result(gen, at(0), 1, 2, nil)
+	if _, ok := h.Valid(at(1)); ok {
+		t.Fatal("valid with 1 of 2 needed grants")
+	}
+	if g := h.Begin(at(100), 200); g != gen {
+		t.Fatalf("generation changed without a lapse: %d", g)
+	}
+	h.Result(gen, at(100), 2, 2, []Refusal{{Lapsed, gen}})
+	if g, ok := h.Valid(at(599)); !ok || g != gen {
+		t.Fatal("a majority grant sent at 100 must hold until 600, a minority refusal notwithstanding")
+	}
+	if _, ok := h.Valid(at(600)); ok {
+		t.Fatal("valid at sentAt+TTL")
+	}
+	// A lapse starts a new generation above every earlier one.
+	g2 := h.Begin(at(600), 50)
+	if g2 <= gen {
+		t.Fatalf("new generation %d not above %d", g2, gen)
+	}
+	// A late result of the old generation is ignored.
+	h.Result(gen, at(550), 3, 2, nil)
+	if _, ok := h.Valid(at(601)); ok {
+		t.Fatal("a result of an abandoned generation made the lease valid")
+	}
+	// Refusals without a majority end the generation; stale sets a floor.
+	h.Result(g2, at(610), 1, 2, []Refusal{{Stale, 10_000}})
+	if g3 := h.Begin(at(620), 0); g3 != 10_001 {
+		t.Fatalf("after a stale refusal the generation is %d, want 10001", g3)
+	}
+}
