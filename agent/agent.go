@@ -96,9 +96,11 @@ type Agent struct {
 	conns    sync.Mutex
 	connPool map[string]*grpc.ClientConn
 
-	stopping   atomic.Bool // set when a graceful stop begins
-	ready      chan struct{}
-	readyOnce  sync.Once
+	stopping  atomic.Bool   // set when a graceful stop begins
+	stopped   chan struct{} // closed when a graceful stop begins
+	lastRenew atomic.Int64  // unix nanos of the renew loop's last pass (watchdog)
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // New checks the config and prepares an agent. It starts nothing.
@@ -123,14 +125,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		roleWake: make(chan struct{}, 1),
 		connPool: map[string]*grpc.ClientConn{},
 		ready:    make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}, nil
 }
 
 // NodeID returns the node's id.
 func (a *Agent) NodeID() string { return a.cfg.NodeID }
 
-// APIAddr returns the address the admin API listens on (valid once Run has
-// started listening, i.e. after Ready is closed).
+// APIAddr returns the address other nodes reach the admin API at: the
+// advertised one, or the one it listens on (valid once Run has started
+// listening, i.e. after Ready is closed).
 func (a *Agent) APIAddr() string { return a.apiAddr }
 
 // Ready is closed once the agent has registered and caught up with the log.
@@ -172,6 +176,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.apiAddr = lis.Addr().String()
+	if a.cfg.AdvertiseAPIAddr != "" {
+		a.apiAddr = a.cfg.AdvertiseAPIAddr
+	}
 	// A restarted node may have granted leases it no longer remembers: its
 	// table says "not ended" to everything for one stretched lease.
 	a.grants = lease.NewGrants(time.Now(), leaseMargin, a.timing.Lease+time.Duration(float64(a.timing.Lease)*leaseMargin))
@@ -221,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("stopping")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	a.stopping.Store(true)
+	close(a.stopped)
 	a.health.Shutdown()
 	a.gracefulRelease()
 	a.handOverLeadership()

@@ -126,13 +126,31 @@ func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
 // Propose implements the Cluster service: the leader validates a forwarded
 // command by decoding it (unknown versions and fields are refused here, at
 // the edge, never in the log) and proposes it.
+//
+// Only the commands that agents forward are accepted: a node's own
+// registration, leave and releases, events, and spec changes from a
+// follower's admin API. Placement (assign, request-release) is the leader's
+// own and never arrives from outside. Callers are not authenticated yet
+// (the API has no TLS); the API must stay on a trusted network.
 func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.ProposeResponse, error) {
+	if len(req.Command) > fsm.MaxCommandSize {
+		return nil, status.Errorf(codes.InvalidArgument, "command: %d bytes exceeds the %d-byte limit", len(req.Command), fsm.MaxCommandSize)
+	}
 	cmd, err := fsm.Decode(req.Command)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := cmd.Validate(); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	switch c := cmd.(type) {
+	case *fsm.RegisterNode:
+		if !s.isMember(c.Node) {
+			return nil, status.Errorf(codes.FailedPrecondition, "node: %s is not a member of the Raft configuration; join it first", c.Node)
+		}
+	case *fsm.Leave, *fsm.Release, *fsm.RecordEvent, *fsm.ApplySpec:
+	default:
+		return nil, status.Errorf(codes.PermissionDenied, "command %s is not accepted from other nodes", cmd.Type())
 	}
 	if s.a.raft.State() != raft.Leader {
 		if forwarded(ctx) {
@@ -144,6 +162,19 @@ func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.P
 		return nil, grpcErr(err)
 	}
 	return &hmv1.ProposeResponse{Index: idx}, nil
+}
+
+func (s *server) isMember(id string) bool {
+	f := s.a.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.StatusResponse, error) {
@@ -318,23 +349,38 @@ func (s *server) Remove(ctx context.Context, req *hmv1.RemoveRequest) (*hmv1.Rem
 	if !inRaft && !registered {
 		return nil, status.Errorf(codes.NotFound, "id: %s is not a member; `harbormaster members` lists them", req.Id)
 	}
-	// Forget the registration first: once the leader removes itself it can
-	// no longer commit anything.
+	// Take the node out of the Raft configuration first, so it cannot
+	// register again in between; but a leader removing itself forgets the
+	// registration first, because it can commit nothing once removed.
 	act := actor(ctx, "")
 	var idx uint64
-	if registered {
+	forget := func() error {
+		if !registered {
+			return nil
+		}
 		i, err := s.a.Propose(ctx, &fsm.RemoveNode{Node: req.Id, Actor: act, Time: time.Now().UnixMilli()})
-		if err != nil {
+		if err == nil {
+			idx = max(idx, i)
+		}
+		return err
+	}
+	self := req.Id == s.a.cfg.NodeID
+	if self {
+		if err := forget(); err != nil {
 			return nil, grpcErr(err)
 		}
-		idx = i
 	}
 	if inRaft {
 		fut := r.RemoveServer(raft.ServerID(req.Id), 0, 10*time.Second)
 		if err := fut.Error(); err != nil {
 			return nil, grpcErr(err)
 		}
-		idx = fut.Index()
+		idx = max(idx, fut.Index())
+	}
+	if !self {
+		if err := forget(); err != nil {
+			return nil, grpcErr(err)
+		}
 	}
 	s.a.log.Info("member removed", "member", req.Id, "actor", act)
 	return &hmv1.RemoveResponse{Index: idx}, nil
@@ -477,6 +523,8 @@ func (s *server) WatchEvents(req *hmv1.WatchEventsRequest, stream hmv1.Admin_Wat
 		select {
 		case <-stream.Context().Done():
 			return nil
+		case <-s.a.stopped:
+			return status.Error(codes.Unavailable, "the agent is shutting down")
 		case <-changed:
 		}
 	}

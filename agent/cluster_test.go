@@ -29,6 +29,8 @@ import (
 
 type tnode struct {
 	id     string
+	cfg    *config.Config
+	opts   clusterOpts
 	agent  *agent.Agent
 	trans  *raft.InmemTransport
 	cancel context.CancelFunc
@@ -112,6 +114,9 @@ func (w *tlogWriter) Write(p []byte) (int, error) {
 type clusterOpts struct {
 	snapshotThreshold, trailingLogs uint64
 	spec                            string
+	// disk keeps the Raft log, stable store and snapshots in bolt and files
+	// under each node's data dir (as in production), so nodes can restart.
+	disk bool
 }
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
@@ -174,13 +179,34 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 	c.cut.mu.Lock()
 	c.cut.owner[lis.Addr().String()] = cfg.NodeID
 	c.cut.mu.Unlock()
-	a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: true, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+	a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return &tnode{id: cfg.NodeID, agent: a, trans: trans}
+	return &tnode{id: cfg.NodeID, cfg: cfg, opts: o, agent: a, trans: trans}
+}
+
+// stop stops a node's agent (gracefully, as SIGTERM would) and waits.
+func (c *cluster) stop(nd *tnode) {
+	c.t.Helper()
+	nd.cancel()
+	select {
+	case <-nd.done:
+	case <-time.After(15 * time.Second):
+		c.t.Fatalf("%s did not stop", nd.id)
+	}
+}
+
+// restart builds a new agent for a stopped node on the same config and data
+// dir (a process restart) and starts it.
+func (c *cluster) restart(nd *tnode) {
+	c.t.Helper()
+	fresh := c.build(nd.cfg, nd.opts)
+	nd.agent, nd.trans = fresh.agent, fresh.trans
+	c.heal()
+	c.start(nd)
 }
 
 func (c *cluster) start(nd *tnode) {

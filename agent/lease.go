@@ -56,6 +56,7 @@ func (a *Agent) renewLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		a.lastRenew.Store(time.Now().UnixNano())
 		ms, err := a.raftMembers()
 		if err != nil || len(ms) == 0 {
 			continue

@@ -84,7 +84,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		want = want && !a.stopping.Load()
 		if want && a.inConfig() {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr,
+			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr,
 				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
 				Time: time.Now().UnixMilli()})
 			cancel()
@@ -92,6 +92,9 @@ func (a *Agent) registerLoop(ctx context.Context) {
 			case err == nil:
 				a.log.Info("registered")
 				failing = false
+				wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				a.waitApplied(wctx, idx) // do not register twice while it travels
+				cancel()
 				continue
 			case !failing && ctx.Err() == nil:
 				a.log.Info("registration waits for a leader", "err", err)
@@ -145,11 +148,24 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 }
 
 // readyLoop declares the agent ready once it is registered and has applied
-// the log up to the commit index seen at that moment.
+// the log at least up to a command it committed through the leader after it
+// started (a node-started event): after a restart the local commit index
+// says nothing until the leader has been heard from.
 func (a *Agent) readyLoop(ctx context.Context) {
+	var started uint64
 	for {
 		st, changed := a.fsm.State()
-		if _, ok := st.Nodes[a.cfg.NodeID]; ok && a.raft.AppliedIndex() >= a.raft.CommitIndex() {
+		_, registered := st.Nodes[a.cfg.NodeID]
+		if registered && started == 0 {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			idx, err := a.Propose(pctx, &fsm.RecordEvent{Event: fsm.Event{Time: time.Now().UnixMilli(),
+				Kind: fsm.EventNodeStarted, Node: a.cfg.NodeID, Actor: a.cfg.NodeID, New: Version}})
+			cancel()
+			if err == nil {
+				started = idx
+			}
+		}
+		if registered && started != 0 && st.Index >= started {
 			a.markReady()
 			return
 		}
@@ -163,8 +179,9 @@ func (a *Agent) readyLoop(ctx context.Context) {
 }
 
 // watchdogLoop pings systemd's watchdog at half its interval when
-// WatchdogSec is set, as long as the agent's state machine keeps applying
-// (a wedged agent stops pinging and systemd restarts it).
+// WatchdogSec is set, as long as Raft runs and the lease loop made a pass
+// within three renew intervals (a wedged agent stops pinging and systemd
+// restarts it).
 func (a *Agent) watchdogLoop(ctx context.Context) {
 	iv, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || iv <= 0 {
@@ -177,7 +194,8 @@ func (a *Agent) watchdogLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if a.raft.State() != raft.Shutdown {
+			last := time.Unix(0, a.lastRenew.Load())
+			if a.raft.State() != raft.Shutdown && time.Since(last) < 3*a.timing.Renew+iv/2 {
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			}
 		}

@@ -147,8 +147,18 @@ func (n raftNode) Barrier(ctx context.Context) error {
 	return n.a.raft.Barrier(timeoutOf(ctx, 5*time.Second)).Error()
 }
 
+// Propose applies the coordinator's commands on this node only: a node that
+// lost leadership must not have its plan, made on its view of the state,
+// committed by the next leader.
 func (n raftNode) Propose(ctx context.Context, cmd fsm.Command) (uint64, error) {
-	return n.a.Propose(ctx, cmd)
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return 0, err
+	}
+	if n.a.raft.State() != raft.Leader {
+		return 0, n.a.notLeader()
+	}
+	return n.a.proposeBytes(ctx, b)
 }
 
 func (n raftNode) Term() uint64 { return n.a.raft.CurrentTerm() }

@@ -21,11 +21,13 @@ func reject(c Command, format string, args ...any) error {
 
 // Apply returns the state after applying cmd at the given log index. It never
 // modifies st. On a rejection it returns st itself (with Index advanced) and
-// a *RejectedError. Apply is deterministic: it reads no clock.
+// a *RejectedError. Apply is deterministic: it reads no clock, and it runs
+// no check that a newer build could answer differently (command validation,
+// such as which role types exist, happens before a command is proposed).
 func Apply(st *State, index uint64, cmd Command) (*State, error) {
 	next := st.shallow()
 	next.Index = index
-	if err := cmd.Validate(); err != nil {
+	if err := validateForApply(cmd); err != nil {
 		return next, reject(cmd, "%v", err)
 	}
 	var err error
@@ -58,6 +60,20 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		return keep, err
 	}
 	return next, nil
+}
+
+// validateForApply is the part of a command's validation that every build
+// answers alike: the structure of the command. What a newer build may accept
+// differently (the spec's role types and fields) is checked only at the edge,
+// before proposing.
+func validateForApply(cmd Command) error {
+	if c, ok := cmd.(*ApplySpec); ok {
+		if c.Spec == nil {
+			return badField("spec", "is missing")
+		}
+		return nil
+	}
+	return cmd.Validate()
 }
 
 func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {

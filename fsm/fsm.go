@@ -45,10 +45,17 @@ func (f *FSM) publish(st *State) {
 	f.mu.Unlock()
 }
 
-// Apply implements raft.FSM. It returns nil on success, a *RejectedError when
-// the command does not fit the state, and a decode error for a command this
-// build cannot read; in every failure the state is unchanged but for its
-// index.
+// Apply implements raft.FSM. It returns nil on success and a
+// *RejectedError when the command does not fit the state (the state is then
+// unchanged but for its index). A command marked ignorable that this build
+// does not know is skipped.
+//
+// A committed command this build cannot read (an unknown type without the
+// ignore flag, an unknown version, a payload that does not decode strictly)
+// stops the agent with a panic: applying it differently from the other
+// nodes would make the replicated state diverge for good. Commands are
+// validated before they are proposed, so only a newer agent can write one;
+// the remedy is to upgrade this one.
 func (f *FSM) Apply(l *raft.Log) any {
 	st, _ := f.State()
 	if l.Type != raft.LogCommand {
@@ -56,13 +63,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	cmd, err := Decode(l.Data)
 	if err != nil {
-		next := st.shallow()
-		next.Index = l.Index
-		f.publish(next)
 		if errors.Is(err, ErrUnknownIgnorable) {
+			next := st.shallow()
+			next.Index = l.Index
+			f.publish(next)
 			return nil
 		}
-		return err
+		panic(fmt.Sprintf("harbormaster: committed log entry %d cannot be read by this agent (%v); "+
+			"upgrade the agent to the version of the cluster's leader and start it again", l.Index, err))
 	}
 	next, err := Apply(st, l.Index, cmd)
 	f.publish(next)

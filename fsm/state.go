@@ -36,7 +36,7 @@ type State struct {
 	Assignments map[string]*Assignment `json:"assignments"`
 	// Events is the bounded event log, oldest first.
 	Events []Event `json:"events,omitempty"`
-	// EventSeq is the sequence number of the last event ever recorded.
+	// EventSeq is the sequence number (log index) of the last event recorded.
 	EventSeq uint64 `json:"event_seq"`
 }
 
@@ -109,6 +109,7 @@ const (
 	EventNodeRegistered   = "node-registered"
 	EventNodeRemoved      = "node-removed"
 	EventNodeLeaving      = "node-leaving"
+	EventNodeStarted      = "node-started"
 	EventSpecApplied      = "spec-applied"
 	EventRoleAssigned     = "role-assigned"
 	EventReleaseRequested = "release-requested"
@@ -208,9 +209,13 @@ func (s *State) setAssignment(a *Assignment) {
 	s.Assignments = m
 }
 
+// addEvent appends an event. An event's sequence number is the log index of
+// the command that made it (a command makes at most one event), so nodes
+// that skip an ignorable command they do not know still number every other
+// event alike.
 func (s *State) addEvent(index uint64, e Event) {
-	s.EventSeq++
-	e.Seq = s.EventSeq
+	s.EventSeq = index
+	e.Seq = index
 	e.Index = index
 	keep := s.Events
 	if len(keep) >= MaxEvents {

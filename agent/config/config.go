@@ -28,8 +28,12 @@ type Config struct {
 	// RaftAddr is the host:port the Raft transport listens on and other nodes
 	// dial; it must be reachable by them (not 0.0.0.0).
 	RaftAddr string `yaml:"raft_addr"`
-	// APIAddr is the host:port of the gRPC admin API.
+	// APIAddr is the host:port of the gRPC admin API. It may be a wildcard
+	// (0.0.0.0:7201) when AdvertiseAPIAddr says how others reach it.
 	APIAddr string `yaml:"api_addr"`
+	// AdvertiseAPIAddr is the API address other nodes dial (forwarding,
+	// lease renewals); default APIAddr. Required when APIAddr is a wildcard.
+	AdvertiseAPIAddr string `yaml:"advertise_api_addr,omitempty"`
 	// MetricsAddr is the host:port of the Prometheus endpoint; empty disables it.
 	MetricsAddr string `yaml:"metrics_addr,omitempty"`
 	// DataDir holds the Raft log, stable store and snapshots.
@@ -215,6 +219,17 @@ func (c *Config) Validate() error {
 	if err := checkAddr("api_addr", c.APIAddr, false); err != nil {
 		return err
 	}
+	if c.AdvertiseAPIAddr != "" {
+		if err := checkAddr("advertise_api_addr", c.AdvertiseAPIAddr, true); err != nil {
+			return err
+		}
+	} else if err := checkAddr("api_addr", c.APIAddr, true); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.Msg += "; or keep it and set advertise_api_addr to the address other nodes dial"
+		}
+		return err
+	}
 	if c.MetricsAddr != "" {
 		if err := checkAddr("metrics_addr", c.MetricsAddr, false); err != nil {
 			return err
@@ -252,6 +267,9 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validatePeers() error {
+	if len(c.Bootstrap) > 0 && len(c.Join) > 0 {
+		return fieldErr("join", "is set together with bootstrap; list bootstrap on the initial voters only and join on nodes added later")
+	}
 	if len(c.Bootstrap) == 0 {
 		return nil
 	}
