@@ -31,6 +31,7 @@ import (
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/lease"
+	"github.com/harbormaster/harbormaster/vip"
 )
 
 // Version is the agent's version, set at build time with -ldflags.
@@ -53,6 +54,10 @@ type Options struct {
 	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
 	// renewals, forwarding); tests use it to cut links.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// VIPKernel and VIPAnnouncer replace netlink and the raw sockets of the
+	// VIP manager (tests use vip/viptest fakes).
+	VIPKernel    vip.Kernel
+	VIPAnnouncer vip.Announcer
 	// SnapshotThreshold and TrailingLogs override Raft's defaults (tests use
 	// small values to force snapshots and install-snapshot catch-up).
 	SnapshotThreshold uint64
@@ -89,7 +94,9 @@ type Agent struct {
 	leaderCh chan bool
 	grants   *lease.Grants // the leases this node granted (every node grants)
 	holder   *lease.Holder // this node's own quorum lease
-	roleWake chan struct{} // pokes the role loops when the lease changes
+	roleWake chan struct{} // pokes the release loop when the lease changes
+	vipWake  chan struct{} // pokes the VIP loop when the lease changes
+	vips     *vip.Manager  // nil without a vip_interface
 	closers  []io.Closer
 	health   *health.Server
 
@@ -123,6 +130,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		leaderCh: make(chan bool, 1),
 		holder:   lease.NewHolder(t.Lease),
 		roleWake: make(chan struct{}, 1),
+		vipWake:  make(chan struct{}, 1),
 		connPool: map[string]*grpc.ClientConn{},
 		ready:    make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -188,6 +196,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	vips, vipCleanup, err := a.newVIPManager()
+	if err != nil {
+		lis.Close()
+		a.raft.Shutdown().Error()
+		a.closeAll()
+		return fmt.Errorf("vip_interface %s: %w", a.cfg.VIPInterface, err)
+	}
+	defer vipCleanup()
+	a.vips = vips
 	srv := grpc.NewServer()
 	a.registerServices(srv)
 	var metricsSrv *http.Server
@@ -217,6 +234,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { a.releaseLoop(gctx); return nil })
 	g.Go(func() error { a.readyLoop(gctx); return nil })
 	g.Go(func() error { a.watchdogLoop(gctx); return nil })
+	g.Go(func() error { a.vipLoop(gctx); return nil })
+	vipCtx, stopVIPs := context.WithCancel(context.Background())
+	vipDone := make(chan struct{})
+	go func() {
+		defer close(vipDone)
+		if a.vips != nil {
+			_ = a.vips.Run(vipCtx) // removes every held address when it returns
+		}
+	}()
 
 	var runErr error
 	select {
@@ -234,6 +260,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.handOverLeadership()
 	stopWork()
 	_ = g.Wait()
+	stopVIPs()
+	<-vipDone
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
@@ -275,6 +303,11 @@ func (a *Agent) gracefulRelease() {
 			return
 		}
 	}
+	// Stop acting first (stopping is set): the addresses go before the
+	// releases that let another node take them.
+	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	a.dropVIPs(dctx)
+	dcancel()
 	st := a.State()
 	for _, as := range st.HeldBy(a.cfg.NodeID) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -336,9 +369,11 @@ func (a *Agent) closeConns() {
 
 // roleTrigger wakes the loops that act on roles (lease gained or lost).
 func (a *Agent) roleTrigger() {
-	select {
-	case a.roleWake <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{a.roleWake, a.vipWake} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

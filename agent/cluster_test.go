@@ -25,10 +25,13 @@ import (
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
+	"github.com/harbormaster/harbormaster/vip"
+	"github.com/harbormaster/harbormaster/vip/viptest"
 )
 
 type tnode struct {
 	id     string
+	kernel *viptest.Kernel // the node's fake kernel, when the cluster has VIPs
 	cfg    *config.Config
 	opts   clusterOpts
 	agent  *agent.Agent
@@ -117,6 +120,8 @@ type clusterOpts struct {
 	// disk keeps the Raft log, stable store and snapshots in bolt and files
 	// under each node's data dir (as in production), so nodes can restart.
 	disk bool
+	// vip gives every node a vip_interface backed by a fake kernel.
+	vip bool
 }
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
@@ -138,6 +143,9 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 	for _, p := range peers {
 		cfg := &config.Config{NodeID: p.ID, RaftAddr: p.RaftAddr, APIAddr: "127.0.0.1:1", DataDir: t.TempDir(),
 			Profile: "lan", LogLevel: "info", Bootstrap: peers, Spec: sp}
+		if o.vip {
+			cfg.VIPInterface = "eth0"
+		}
 		c.nodes = append(c.nodes, c.build(cfg, o))
 	}
 	c.heal()
@@ -179,13 +187,20 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 	c.cut.mu.Lock()
 	c.cut.owner[lis.Addr().String()] = cfg.NodeID
 	c.cut.mu.Unlock()
-	a, err := agent.New(cfg, agent.Options{Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+	var kernel *viptest.Kernel
+	var vk vip.Kernel
+	var va vip.Announcer
+	if o.vip {
+		kernel = viptest.NewKernel(time.Now)
+		vk, va = kernel, &viptest.Announcer{Now: time.Now}
+	}
+	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va,Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return &tnode{id: cfg.NodeID, cfg: cfg, opts: o, agent: a, trans: trans}
+	return &tnode{id: cfg.NodeID, cfg: cfg, opts: o, agent: a, trans: trans, kernel: kernel}
 }
 
 // stop stops a node's agent (gracefully, as SIGTERM would) and waits.
@@ -204,7 +219,7 @@ func (c *cluster) stop(nd *tnode) {
 func (c *cluster) restart(nd *tnode) {
 	c.t.Helper()
 	fresh := c.build(nd.cfg, nd.opts)
-	nd.agent, nd.trans = fresh.agent, fresh.trans
+	nd.agent, nd.trans, nd.kernel = fresh.agent, fresh.trans, fresh.kernel
 	c.heal()
 	c.start(nd)
 }

@@ -80,11 +80,12 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		st, changed := a.fsm.State()
 		n, ok := st.Nodes[a.cfg.NodeID]
 		want := !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
-			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving
+			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving ||
+			n.VIP != (a.cfg.VIPInterface != "")
 		want = want && !a.stopping.Load()
 		if want && a.inConfig() {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr,
+			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr, VIP: a.cfg.VIPInterface != "",
 				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
 				Time: time.Now().UnixMilli()})
 			cancel()
@@ -126,6 +127,7 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 			if !as.Releasing {
 				continue
 			}
+			a.dropVIPs(ctx) // the address goes before the release is committed
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
 				Reason: "release requested", Time: time.Now().UnixMilli()})

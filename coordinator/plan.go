@@ -133,6 +133,9 @@ func eligible(st *fsm.State, r spec.Role, node string) bool {
 	if !ok || n.Witness || n.Drained || n.Leaving {
 		return false
 	}
+	if r.Type == spec.TypeVIP && !n.VIP {
+		return false
+	}
 	_, ok = r.Candidate(node)
 	return ok
 }

@@ -3,6 +3,8 @@ package fsm
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/harbormaster/harbormaster/spec"
 )
 
 // RejectedError is a domain rejection: the command was well formed but does
@@ -79,7 +81,7 @@ func validateForApply(cmd Command) error {
 func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	old, known := s.Nodes[c.Node]
 	n := &Node{
-		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness,
+		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness, VIP: c.VIP,
 		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time,
 	}
 	if known {
@@ -88,11 +90,17 @@ func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	}
 	s.setNode(n)
 	desc := fmt.Sprintf("raft=%s api=%s voter=%t witness=%t", c.RaftAddr, c.APIAddr, c.Voter, c.Witness)
+	if c.VIP {
+		desc += " vip=true"
+	}
 	if !known {
 		s.addEvent(index, Event{Time: c.Time, Kind: EventNodeRegistered, Node: c.Node, Actor: c.Node, New: desc})
 		return nil
 	}
 	oldDesc := fmt.Sprintf("raft=%s api=%s voter=%t witness=%t", old.RaftAddr, old.APIAddr, old.Voter, old.Witness)
+	if old.VIP {
+		oldDesc += " vip=true"
+	}
 	if oldDesc != desc {
 		s.addEvent(index, Event{Time: c.Time, Kind: EventNodeRegistered, Node: c.Node, Actor: c.Node, Old: oldDesc, New: desc})
 	}
@@ -169,6 +177,9 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	}
 	if _, ok := r.Candidate(c.Node); !ok {
 		return reject(c, "node %q is not a candidate for role %q", c.Node, c.Role)
+	}
+	if r.Type == spec.TypeVIP && !n.VIP {
+		return reject(c, "node %q has no vip_interface for role %q", c.Node, c.Role)
 	}
 	cur := s.Assignment(c.Role)
 	if cur.Holder != c.PrevHolder {

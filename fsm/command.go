@@ -81,6 +81,8 @@ type RegisterNode struct {
 	Witness        bool   `json:"witness"`
 	LeaseTTLMillis int64  `json:"lease_ttl_ms"`
 	Time           int64  `json:"time"`
+	// VIP says the node has an interface for virtual IPs (vip_interface).
+	VIP bool `json:"vip,omitempty"`
 }
 
 // RemoveNode forgets a node's registration and check results. Role
@@ -125,10 +127,10 @@ type Assign struct {
 	// valid (docs/design-quorum-lease.md). 0 for assignments written before
 	// quorum leases.
 	HolderGen uint64 `json:"holder_gen,omitempty"`
-	Epoch      uint64 `json:"epoch"`
-	Reason     string `json:"reason"`
-	Actor      string `json:"actor"`
-	Time       int64  `json:"time"`
+	Epoch     uint64 `json:"epoch"`
+	Reason    string `json:"reason"`
+	Actor     string `json:"actor"`
+	Time      int64  `json:"time"`
 }
 
 // RequestRelease asks the holder of a role (at Epoch) to let it go.

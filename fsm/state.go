@@ -49,6 +49,8 @@ type Node struct {
 	Voter bool `json:"voter"`
 	// Witness nodes vote but never hold roles.
 	Witness bool `json:"witness"`
+	// VIP nodes have an interface for virtual IPs; only they get vip roles.
+	VIP bool `json:"vip,omitempty"`
 	// LeaseTTLMillis is the node lease length the node runs with.
 	LeaseTTLMillis int64 `json:"lease_ttl_ms"`
 	// LeaseSeq increases with every committed lease renewal. Observers time

@@ -7,6 +7,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have ip || need+=(iproute2)
 have pgrep || need+=(procps)
+have nft || need+=(nftables)
 
 if [ "${#need[@]}" -eq 0 ]; then
   exit 0

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
@@ -16,9 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Role types. Only TypeService is placed by this version; the others are
-// reserved names that Validate rejects with a clear message until their
-// actuators exist.
+// Role types. TypeRedisMaster is a reserved name that Validate rejects with
+// a clear message until its actuator exists.
 const (
 	TypeService     = "service"
 	TypeVIP         = "vip"
@@ -41,6 +41,10 @@ type Role struct {
 	// Candidates lists the nodes allowed to hold the role, with their
 	// priority. Empty means every non-witness node, all at priority 0.
 	Candidates []Candidate `yaml:"candidates,omitempty" json:"candidates,omitempty"`
+	// Address is a vip role's address with its prefix length
+	// ("198.18.0.200/24", "fd00::200/64"). The interface is each node's own
+	// (vip_interface in the node config).
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
 }
 
 // Candidate is a node allowed to hold a role. A higher Priority wins; ties go
@@ -92,6 +96,7 @@ func Parse(doc []byte) (*Spec, error) {
 // names, types, duplicates. It returns the first problem as a *FieldError.
 func (s *Spec) Validate() error {
 	seen := map[string]int{}
+	addrs := map[netip.Addr]int{}
 	for i, r := range s.Roles {
 		f := fmt.Sprintf("roles[%d]", i)
 		if r.Name == "" {
@@ -106,12 +111,27 @@ func (s *Spec) Validate() error {
 		seen[r.Name] = i
 		switch r.Type {
 		case TypeService:
-		case TypeVIP, TypeRedisMaster:
-			return &FieldError{f + ".type", fmt.Sprintf("%q is not supported by this version of harbormaster; use %q", r.Type, TypeService)}
+			if r.Address != "" {
+				return &FieldError{f + ".address", "is set on a service role; only vip roles have an address"}
+			}
+		case TypeVIP:
+			p, err := netip.ParsePrefix(r.Address)
+			if err != nil {
+				return &FieldError{f + ".address", fmt.Sprintf("%q is not an address with a prefix length; write it like 198.18.0.200/24 or fd00::200/64", r.Address)}
+			}
+			if p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast() || p.Addr().IsLinkLocalUnicast() {
+				return &FieldError{f + ".address", fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", p.Addr())}
+			}
+			if j, dup := addrs[p.Addr()]; dup {
+				return &FieldError{f + ".address", fmt.Sprintf("%s is already the address of roles[%d]; every vip needs its own", p.Addr(), j)}
+			}
+			addrs[p.Addr()] = i
+		case TypeRedisMaster:
+			return &FieldError{f + ".type", fmt.Sprintf("%q is not supported by this version of harbormaster; use %q or %q", r.Type, TypeService, TypeVIP)}
 		case "":
-			return &FieldError{f + ".type", fmt.Sprintf("is empty; set it to %q", TypeService)}
+			return &FieldError{f + ".type", fmt.Sprintf("is empty; set it to %q or %q", TypeService, TypeVIP)}
 		default:
-			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q", r.Type, TypeService)}
+			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q or %q", r.Type, TypeService, TypeVIP)}
 		}
 		nodes := map[string]int{}
 		for k, c := range r.Candidates {

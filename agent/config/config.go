@@ -56,6 +56,12 @@ type Config struct {
 	// SpecFile seeds the cluster spec at bootstrap; relative to the config
 	// file. Ignored once the cluster has a spec.
 	SpecFile string `yaml:"spec_file,omitempty"`
+	// VIPInterface is the interface this node puts virtual IPs on. A node
+	// without one is never given a vip role.
+	VIPInterface string `yaml:"vip_interface,omitempty"`
+	// GARP tunes the announcements of an acquired VIP (keepalived's
+	// garp_master_repeat, the interval between them, garp_master_refresh).
+	GARP GARPConfig `yaml:"garp,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level,omitempty"`
 
@@ -63,6 +69,13 @@ type Config struct {
 	Spec *spec.Spec `yaml:"-"`
 	// Path is the file the config was loaded from.
 	Path string `yaml:"-"`
+}
+
+// GARPConfig tunes gratuitous ARP / unsolicited NA announcements.
+type GARPConfig struct {
+	Repeat   int      `yaml:"repeat,omitempty"`   // announcements per acquisition (default 3)
+	Interval Duration `yaml:"interval,omitempty"` // between them (default 100ms)
+	Refresh  Duration `yaml:"refresh,omitempty"`  // re-announce period while held (default off)
 }
 
 // Peer is one initial voter.
@@ -250,6 +263,18 @@ func (c *Config) Validate() error {
 	if c.Witness && !c.IsVoter() {
 		return fieldErr("witness", "a witness exists to vote; remove voter: false or witness: true")
 	}
+	if c.VIPInterface != "" && !validIfname(c.VIPInterface) {
+		return fieldErr("vip_interface", "%q is not an interface name (1-15 characters, no '/', ':' or spaces)", c.VIPInterface)
+	}
+	if c.GARP.Repeat < 0 || c.GARP.Repeat > 100 {
+		return fieldErr("garp.repeat", "%d is out of range; use 1 to 100", c.GARP.Repeat)
+	}
+	if c.GARP.Interval < 0 || (c.GARP.Interval > 0 && time.Duration(c.GARP.Interval) < time.Millisecond) {
+		return fieldErr("garp.interval", "%s is too short; use at least 1ms", time.Duration(c.GARP.Interval))
+	}
+	if c.GARP.Refresh < 0 || (c.GARP.Refresh > 0 && time.Duration(c.GARP.Refresh) < 100*time.Millisecond) {
+		return fieldErr("garp.refresh", "%s is too short; use at least 100ms, or leave it out to turn refreshes off", time.Duration(c.GARP.Refresh))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -341,6 +366,13 @@ func checkAddr(field, addr string, dialable bool) error {
 		return fieldErr(field, "host %q in %q is neither an IP address nor a valid host name", host, addr)
 	}
 	return nil
+}
+
+func validIfname(n string) bool {
+	if len(n) == 0 || len(n) > 15 || n == "." || n == ".." {
+		return false
+	}
+	return !strings.ContainsAny(n, "/: \t\n")
 }
 
 func validHostname(h string) bool {

@@ -1,0 +1,134 @@
+package agent_test
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/harbormaster/harbormaster/vip"
+)
+
+const vipSpec = "roles:\n  - {name: registry-vip, type: vip, address: 198.18.0.200/24}\n"
+
+var registryVIP = vip.Address{Prefix: netip.MustParsePrefix("198.18.0.200/24"), Iface: "eth0"}
+
+// s1Sampler polls every node's (fake) kernel and records the longest time
+// two or more nodes had the address at once.
+type s1Sampler struct {
+	c       *cluster
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	dual    time.Duration
+	samples int
+}
+
+func startS1(c *cluster) *s1Sampler {
+	s := &s1Sampler{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		var since time.Time
+		for {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			n := 0
+			for _, nd := range c.nodes {
+				if _, ok := nd.kernel.Expiry(registryVIP); ok {
+					n++
+				}
+			}
+			now := time.Now()
+			s.mu.Lock()
+			s.samples++
+			if n >= 2 {
+				if since.IsZero() {
+					since = now
+				}
+				s.dual = max(s.dual, now.Sub(since)+time.Nanosecond)
+			} else {
+				since = time.Time{}
+			}
+			s.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return s
+}
+
+func (s *s1Sampler) finish(t *testing.T) {
+	t.Helper()
+	close(s.stop)
+	<-s.done
+	if s.dual > 0 {
+		t.Fatalf("S1 violated: two nodes held %s for %s", registryVIP, s.dual)
+	}
+	if s.samples < 100 {
+		t.Fatalf("the S1 sampler took only %d samples", s.samples)
+	}
+}
+
+func vipHolder(c *cluster) *tnode {
+	var h *tnode
+	for _, nd := range c.nodes {
+		if _, ok := nd.kernel.Expiry(registryVIP); ok {
+			if h != nil {
+				return nil
+			}
+			h = nd
+		}
+	}
+	return h
+}
+
+// The VIP is on exactly one node; when that node is cut off it removes the
+// address before its lease ends, and another node adds it only after: at no
+// sample do two kernels hold it.
+func TestVIPMovesOnCutOffWithoutDualHolder(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{vip: true, spec: vipSpec})
+	var h *tnode
+	c.waitFor("the VIP on one node", 10*time.Second, func() bool { h = vipHolder(c); return h != nil })
+	s1 := startS1(c)
+	cut := time.Now()
+	c.isolate(h.id)
+	var nh *tnode
+	c.waitFor("the VIP on another node", 3*time.Second, func() bool {
+		nh = vipHolder(c)
+		return nh != nil && nh != h
+	})
+	moved := time.Since(cut)
+	time.Sleep(300 * time.Millisecond)
+	s1.finish(t)
+	if _, ok := h.kernel.Expiry(registryVIP); ok {
+		t.Fatalf("the cut-off node %s still has the VIP", h.id)
+	}
+	t.Logf("VIP moved from %s to %s %s after the cut", h.id, nh.id, moved)
+	c.heal()
+}
+
+// A graceful stop removes the VIP and releases the role: the next node adds
+// it without waiting for a lease to end.
+func TestVIPGracefulStopHandsOverAtOnce(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{vip: true, spec: vipSpec})
+	var h *tnode
+	c.waitFor("the VIP on one node", 10*time.Second, func() bool { h = vipHolder(c); return h != nil })
+	s1 := startS1(c)
+	stopAt := time.Now()
+	go h.cancel()
+	var nh *tnode
+	c.waitFor("the VIP on another node", 3*time.Second, func() bool {
+		nh = vipHolder(c)
+		return nh != nil && nh != h
+	})
+	took := time.Since(stopAt)
+	time.Sleep(300 * time.Millisecond)
+	s1.finish(t)
+	t.Logf("graceful hand-over from %s to %s took %s", h.id, nh.id, took)
+	// Well under the 500 ms lease: nobody waited for it to end.
+	if took > 300*time.Millisecond {
+		t.Fatalf("graceful hand-over took %s, want < 300ms (no lease wait)", took)
+	}
+}

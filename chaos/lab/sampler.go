@@ -1,0 +1,277 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// DefaultSampleEvery is the Sampler's period when none is given: the S1
+// invariant is checked at 10 ms or finer (DESIGN.md §4).
+const DefaultSampleEvery = 10 * time.Millisecond
+
+// Sample is one pass of a Sampler over every node.
+type Sample struct {
+	// At is when the pass started; it carries a monotonic reading, so
+	// differences between samples are immune to wall-clock steps.
+	At time.Time
+	// Holders are the names of the nodes on which the address was
+	// configured during the pass, sorted.
+	Holders []string
+}
+
+// Sampler reads, periodically and straight from each node's kernel, which
+// nodes have an address configured. Create it with StartSampler; Stop it
+// exactly once.
+type Sampler struct {
+	addr    netip.Addr
+	names   []string
+	handles []*netlink.Handle
+	stop    chan struct{}
+	done    chan struct{}
+
+	mu      sync.Mutex
+	samples []Sample
+	err     error
+}
+
+// StartSampler starts sampling, every `every` (DefaultSampleEvery if <= 0),
+// which nodes (not clients) have prefix.Addr() configured on any interface;
+// the prefix length is ignored, so a VIP added as /24 or /32 counts alike.
+// It opens one netlink handle per node namespace, once, and runs one
+// goroutine until Stop. The first pass happens before StartSampler returns.
+func (l *Lab) StartSampler(prefix netip.Prefix, every time.Duration) (*Sampler, error) {
+	if every <= 0 {
+		every = DefaultSampleEvery
+	}
+	if !prefix.IsValid() {
+		return nil, fmt.Errorf("lab sampler: invalid prefix %v", prefix)
+	}
+	s := &Sampler{addr: prefix.Addr().Unmap(), stop: make(chan struct{}), done: make(chan struct{})}
+	for _, n := range l.nodes {
+		var h *netlink.Handle
+		err := l.use(func() error {
+			return inNS(n.NS, func() (err error) {
+				h, err = newRouteHandle()
+				return err
+			})
+		})
+		if err != nil {
+			s.closeHandles()
+			return nil, fmt.Errorf("lab sampler on %s: %w", n.Name, err)
+		}
+		s.names = append(s.names, n.Name)
+		s.handles = append(s.handles, h)
+	}
+	s.pass()
+	go s.run(every)
+	return s, nil
+}
+
+func (s *Sampler) closeHandles() {
+	for _, h := range s.handles {
+		h.Close()
+	}
+}
+
+func (s *Sampler) run(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.pass()
+		}
+	}
+}
+
+// pass reads every node once and appends a sample; a pass in which a node
+// could not be read is dropped and its error kept for Err.
+func (s *Sampler) pass() {
+	smp := Sample{At: time.Now()}
+	for i, h := range s.handles {
+		held, err := holds(h, s.addr)
+		if err != nil {
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("lab sampler: read %s: %w", s.names[i], err)
+			}
+			s.mu.Unlock()
+			return
+		}
+		if held {
+			smp.Holders = append(smp.Holders, s.names[i])
+		}
+	}
+	slices.Sort(smp.Holders)
+	s.mu.Lock()
+	s.samples = append(s.samples, smp)
+	s.mu.Unlock()
+}
+
+// holds reports whether addr is configured in the handle's namespace,
+// retrying a dump the kernel interrupted because addresses changed under it.
+func holds(h *netlink.Handle, addr netip.Addr) (bool, error) {
+	var (
+		addrs []netlink.Addr
+		err   error
+	)
+	for try := 0; try < 5; try++ {
+		addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, a := range addrs {
+		if a.IPNet == nil {
+			continue
+		}
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == addr {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Stop stops sampling, closes the sampler's handles and returns every
+// sample taken, oldest first. Call it once.
+func (s *Sampler) Stop() []Sample {
+	close(s.stop)
+	<-s.done
+	s.closeHandles()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.samples)
+}
+
+// Last returns the most recent sample, and false before the first one. Safe
+// to call at any time, e.g. to wait until the sampler sees a change.
+func (s *Sampler) Last() (Sample, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) == 0 {
+		return Sample{}, false
+	}
+	return s.samples[len(s.samples)-1], true
+}
+
+// Err returns the first read error, if any. Passes that failed are missing
+// from the samples, so a caller asserting S1 should treat an error as a
+// failed run. Safe to call at any time.
+func (s *Sampler) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Interval is a run of consecutive samples in which two or more nodes held
+// the address.
+type Interval struct {
+	// Start and End are the times of the first and last sample of the
+	// run; End-Start is a lower bound of the overlap (the true overlap may
+	// extend up to one period on either side).
+	Start, End time.Time
+	// Samples is the number of samples in the run.
+	Samples int
+	// Holders is the union of the holders seen during the run, sorted.
+	Holders []string
+}
+
+// Duration returns End - Start (monotonic).
+func (iv Interval) Duration() time.Duration { return iv.End.Sub(iv.Start) }
+
+// DualHolder finds every run of consecutive samples showing two or more
+// holders and returns the longest run's duration with all the runs, in
+// order. An empty result means S1 held at every sample. A run of a single
+// sample has duration 0 but is still returned, so check len(intervals) to
+// detect any violation. samples must be in time order, as Stop returns them.
+func DualHolder(samples []Sample) (longest time.Duration, intervals []Interval) {
+	var cur *Interval
+	for _, s := range samples {
+		if len(s.Holders) < 2 {
+			cur = nil
+			continue
+		}
+		if cur == nil {
+			intervals = append(intervals, Interval{Start: s.At})
+			cur = &intervals[len(intervals)-1]
+		}
+		cur.End = s.At
+		cur.Samples++
+		for _, h := range s.Holders {
+			if !slices.Contains(cur.Holders, h) {
+				cur.Holders = append(cur.Holders, h)
+			}
+		}
+		slices.Sort(cur.Holders)
+	}
+	for _, iv := range intervals {
+		longest = max(longest, iv.Duration())
+	}
+	return longest, intervals
+}
+
+// HolderChange is one step of the holder timeline: from At on, Holders held
+// the address (nil: nobody).
+type HolderChange struct {
+	At      time.Time
+	Holders []string
+}
+
+// Holders compresses samples into the holder timeline: the first sample and
+// then every sample whose holder set differs from the previous one.
+func Holders(samples []Sample) []HolderChange {
+	var out []HolderChange
+	for i, s := range samples {
+		if i > 0 && slices.Equal(s.Holders, samples[i-1].Holders) {
+			continue
+		}
+		out = append(out, HolderChange{At: s.At, Holders: slices.Clone(s.Holders)})
+	}
+	return out
+}
+
+// ARPCache returns the MAC address the host's neighbour table holds for ip
+// on its lab interface, and false when there is no usable entry (none,
+// incomplete or failed) or the table could not be read. Entries for the
+// fixed addresses of other hosts are permanent (see New); VIP entries are
+// learnt from ARP.
+func (l *Lab) ARPCache(name string, ip netip.Addr) (net.HardwareAddr, bool) {
+	var mac net.HardwareAddr
+	err := l.use(func() error {
+		h, err := l.lookup(name)
+		if err != nil {
+			return err
+		}
+		link, err := h.h.LinkByName(h.Iface)
+		if err != nil {
+			return err
+		}
+		neighs, err := h.h.NeighList(link.Attrs().Index, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		const unusable = netlink.NUD_INCOMPLETE | netlink.NUD_FAILED
+		for _, n := range neighs {
+			got, ok := netip.AddrFromSlice(n.IP)
+			if !ok || got.Unmap() != ip.Unmap() || n.State == netlink.NUD_NONE || n.State&unusable != 0 || len(n.HardwareAddr) == 0 {
+				continue
+			}
+			mac = slices.Clone(n.HardwareAddr)
+		}
+		return nil
+	})
+	return mac, err == nil && mac != nil
+}
