@@ -190,7 +190,7 @@ func bench(ctx context.Context, c *proccluster.Cluster, o options) (*result, err
 	}
 	res := &result{
 		Note:    note,
-		Cluster: "3 agents from testdata/loopback on 127.0.0.1, profile lan (heartbeat 250ms, election 250ms, node lease 1s); each trial SIGKILLs the leader (moved first to a role holder if it held none)",
+		Cluster: "3 agents from testdata/loopback on 127.0.0.1, profile lan (heartbeat 250ms, election 250ms, quorum node lease 500ms, renew 100ms); each trial SIGKILLs the leader (moved first to a role holder if it held none)",
 		Trials:  o.trials,
 		Metrics: []metric{summarize("leader_failover", leaderMs), summarize("role_failover", roleMs)},
 	}
