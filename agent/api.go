@@ -234,6 +234,7 @@ func (s *server) members(st *fsm.State) ([]*hmv1.Member, error) {
 		}
 		m.ApiAddress = n.APIAddr
 		m.Witness = n.Witness
+		m.Drained = n.Drained
 	}
 	out := make([]*hmv1.Member, 0, len(byID))
 	for id, m := range byID {
@@ -528,4 +529,85 @@ func (s *server) WatchEvents(req *hmv1.WatchEventsRequest, stream hmv1.Admin_Wat
 		case <-changed:
 		}
 	}
+}
+
+// Move implements the admin service: an operator's planned move.
+func (s *server) Move(ctx context.Context, req *hmv1.MoveRequest) (*hmv1.MoveResponse, error) {
+	if !spec.ValidName(req.Role) {
+		return nil, status.Errorf(codes.InvalidArgument, "role: %q is not a valid role name", req.Role)
+	}
+	if !spec.ValidName(req.Node) {
+		return nil, status.Errorf(codes.InvalidArgument, "node: %q is not a valid node id", req.Node)
+	}
+	var resp *hmv1.MoveResponse
+	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
+		resp, err = c.Move(ctx, req)
+		return err
+	}); done {
+		return resp, err
+	}
+	st := s.a.State()
+	r, ok := st.Spec.Role(req.Role)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "role: %s is not in the spec; `harbormaster roles` lists them", req.Role)
+	}
+	if why := moveBlocker(st, r, req.Node); why != "" {
+		return nil, status.Errorf(codes.FailedPrecondition, "node: %s cannot hold %s: %s", req.Node, req.Role, why)
+	}
+	as := st.Assignment(req.Role)
+	switch {
+	case as.Holder == req.Node:
+		return &hmv1.MoveResponse{Already: true}, nil
+	case as.Holder == "":
+		return nil, status.Errorf(codes.FailedPrecondition, "role: %s has no holder to move it from; the coordinator places it", req.Role)
+	}
+	idx, err := s.a.Propose(ctx, &fsm.RequestRelease{Role: req.Role, Epoch: as.Epoch, Target: req.Node,
+		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli(), Reason: "moved by an operator to " + req.Node})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &hmv1.MoveResponse{Index: idx}, nil
+}
+
+// moveBlocker says why node may not hold r, or "".
+func moveBlocker(st *fsm.State, r spec.Role, node string) string {
+	n, ok := st.Nodes[node]
+	switch {
+	case !ok:
+		return "it is not a registered member"
+	case n.Witness:
+		return "it is a witness"
+	case n.Drained:
+		return "it is drained (undrain it first)"
+	case n.Leaving:
+		return "it is shutting down"
+	case r.Type == spec.TypeVIP && !n.VIP:
+		return "it has no vip_interface"
+	}
+	if _, ok := r.Candidate(node); !ok {
+		return "it is not among the role's candidates"
+	}
+	return ""
+}
+
+// Drain implements the admin service.
+func (s *server) Drain(ctx context.Context, req *hmv1.DrainRequest) (*hmv1.DrainResponse, error) {
+	if !spec.ValidName(req.Node) {
+		return nil, status.Errorf(codes.InvalidArgument, "node: %q is not a valid node id", req.Node)
+	}
+	var resp *hmv1.DrainResponse
+	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
+		resp, err = c.Drain(ctx, req)
+		return err
+	}); done {
+		return resp, err
+	}
+	if _, ok := s.a.State().Nodes[req.Node]; !ok {
+		return nil, status.Errorf(codes.NotFound, "node: %s is not a registered member; `harbormaster members` lists them", req.Node)
+	}
+	idx, err := s.a.Propose(ctx, &fsm.SetDrain{Node: req.Node, Drained: req.Drained, Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli()})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &hmv1.DrainResponse{Index: idx}, nil
 }

@@ -66,7 +66,7 @@ func (a *Agent) vipTargets(st *fsm.State) (managed []vip.Address, want []vip.Des
 		if as.Holder != a.cfg.NodeID || as.HolderGen != gen || !valid || as.Releasing || a.stopping.Load() {
 			continue
 		}
-		want = append(want, vip.Desired{Address: addr, Until: until, Epoch: as.Epoch})
+		want = append(want, vip.Desired{Address: addr, Until: until, Epoch: as.Epoch, NoProbe: as.AfterRelease})
 	}
 	return managed, want
 }

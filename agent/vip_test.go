@@ -2,10 +2,15 @@ package agent_test
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/vip"
 )
 
@@ -131,4 +136,55 @@ func TestVIPGracefulStopHandsOverAtOnce(t *testing.T) {
 	if took > 300*time.Millisecond {
 		t.Fatalf("graceful hand-over took %s, want < 300ms (no lease wait)", took)
 	}
+}
+
+// A planned move hands the VIP over at once: the holder removes it and
+// commits its release, the target adds it without probing; a drain moves
+// every role off a node and keeps it role-less until undrained.
+func TestVIPMoveAndDrain(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{vip: true, spec: vipSpec})
+	var h *tnode
+	c.waitFor("the VIP on one node", 10*time.Second, func() bool { h = vipHolder(c); return h != nil })
+	target := c.node(c.others(h.id)[0])
+	before := c.leader().agent.State().Assignment("registry-vip")
+	s1 := startS1(c)
+	start := time.Now()
+	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "registry-vip", Node: target.id}); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	c.waitFor("the VIP on the target", 3*time.Second, func() bool { return vipHolder(c) == target })
+	t.Logf("move %s -> %s: VIP on the target %s after the request", h.id, target.id, time.Since(start))
+	time.Sleep(200 * time.Millisecond)
+	after := c.leader().agent.State().Assignment("registry-vip")
+	if after.Holder != target.id || after.Epoch <= before.Epoch || !after.AfterRelease {
+		t.Fatalf("after the move: %+v (before %+v), want the target at a greater epoch, after a release", after, before)
+	}
+
+	// Moving to a node that cannot hold it is refused with the reason.
+	_, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "registry-vip", Node: "n9"})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("move to a stranger: %v, want FailedPrecondition", err)
+	}
+
+	// Drain the holder: the VIP leaves it and does not come back.
+	if _, err := c.admin(c.nodes[0]).Drain(ctxT(t, 5*time.Second), &hmv1.DrainRequest{Node: target.id, Drained: true}); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	c.waitFor("the VIP off the drained node", 3*time.Second, func() bool {
+		nh := vipHolder(c)
+		return nh != nil && nh != target
+	})
+	_, err = c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "registry-vip", Node: target.id})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "drained") {
+		t.Fatalf("move to a drained node: %v, want FailedPrecondition naming the drain", err)
+	}
+	if _, err := c.admin(c.nodes[0]).Drain(ctxT(t, 5*time.Second), &hmv1.DrainRequest{Node: target.id, Drained: false}); err != nil {
+		t.Fatalf("undrain: %v", err)
+	}
+	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "registry-vip", Node: target.id}); err != nil {
+		t.Fatalf("move after undrain: %v", err)
+	}
+	c.waitFor("the VIP back on the undrained node", 3*time.Second, func() bool { return vipHolder(c) == target })
+	time.Sleep(200 * time.Millisecond)
+	s1.finish(t)
 }

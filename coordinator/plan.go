@@ -88,6 +88,11 @@ func Plan(in Input) []fsm.Command {
 			load[a.Holder]--
 		}
 		best := pick(st, r, in.Live, load)
+		if to := a.MoveTo; to != "" && a.Holder == "" {
+			if _, live := in.Live[to]; live && eligible(st, r, to) {
+				best = to // an operator's move
+			}
+		}
 		if best == "" {
 			if a.Holder != "" {
 				load[a.Holder]++
@@ -95,6 +100,9 @@ func Plan(in Input) []fsm.Command {
 			continue
 		}
 		reason := "role unassigned"
+		if a.MoveTo == best && a.Holder == "" {
+			reason = "moved by an operator"
+		}
 		if a.Holder != "" {
 			reason = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen)
 		}

@@ -50,6 +50,8 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		err = applyRelease(next, index, c)
 	case *Leave:
 		err = applyLeave(next, index, c)
+	case *SetDrain:
+		err = applySetDrain(next, index, c)
 	case *RecordEvent:
 		next.addEvent(index, c.Event)
 	default:
@@ -122,6 +124,22 @@ func applyLeave(s *State, index uint64, c *Leave) error {
 	return nil
 }
 
+func applySetDrain(s *State, index uint64, c *SetDrain) error {
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	if n.Drained == c.Drained {
+		return nil
+	}
+	nn := *n
+	nn.Drained = c.Drained
+	s.setNode(&nn)
+	s.addEvent(index, Event{Time: c.Time, Kind: EventNodeDrained, Node: c.Node, Actor: c.Actor,
+		Old: strconv.FormatBool(n.Drained), New: strconv.FormatBool(c.Drained)})
+	return nil
+}
+
 func applyRemoveNode(s *State, index uint64, c *RemoveNode) error {
 	if _, ok := s.Nodes[c.Node]; !ok {
 		return reject(c, "node %q is not registered", c.Node)
@@ -191,7 +209,8 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if cur.Holder == c.Node && cur.HolderGen == c.HolderGen {
 		return reject(c, "node %q already holds role %q at lease generation %d", c.Node, c.Role, c.HolderGen)
 	}
-	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time})
+	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time,
+		AfterRelease: cur.Holder == "" && cur.Epoch > 0})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
 	return nil
@@ -205,11 +224,12 @@ func applyRequestRelease(s *State, index uint64, c *RequestRelease) error {
 	if cur.Epoch != c.Epoch {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
-	if cur.Releasing {
+	if cur.Releasing && cur.MoveTo == c.Target {
 		return nil // already asked: idempotent
 	}
 	a := *cur
 	a.Releasing = true
+	a.MoveTo = c.Target
 	s.setAssignment(&a)
 	s.addEvent(index, Event{Time: c.Time, Kind: EventReleaseRequested, Node: cur.Holder, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, Epoch: cur.Epoch, Message: c.Reason})
@@ -224,7 +244,7 @@ func applyRelease(s *State, index uint64, c *Release) error {
 	if cur.Epoch != c.Epoch {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
-	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time})
+	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time, MoveTo: cur.MoveTo})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleReleased, Node: c.Node, Actor: c.Node, Role: c.Role,
 		Old: c.Node, Epoch: cur.Epoch, Message: c.Reason})
 	return nil

@@ -31,6 +31,7 @@ const (
 	TypeRelease        CommandType = 7
 	TypeRecordEvent    CommandType = 8
 	TypeLeave          CommandType = 9
+	TypeSetDrain       CommandType = 10
 )
 
 // MaxCommandSize bounds an encoded command; Propose refuses larger ones.
@@ -62,6 +63,7 @@ var registry = map[CommandType]cmdInfo{
 	TypeRelease:        {"release", 1, false, func() Command { return &Release{} }},
 	TypeRecordEvent:    {"record-event", 1, true, func() Command { return &RecordEvent{} }},
 	TypeLeave:          {"leave", 1, false, func() Command { return &Leave{} }},
+	TypeSetDrain:       {"set-drain", 1, false, func() Command { return &SetDrain{} }},
 }
 
 func (t CommandType) String() string {
@@ -133,10 +135,13 @@ type Assign struct {
 	Time      int64  `json:"time"`
 }
 
-// RequestRelease asks the holder of a role (at Epoch) to let it go.
+// RequestRelease asks the holder of a role (at Epoch) to let it go. Target,
+// when set, is where an operator moves it (`harbormaster move`): the
+// coordinator gives the role to Target once released, if it is eligible.
 type RequestRelease struct {
 	Role   string `json:"role"`
 	Epoch  uint64 `json:"epoch"`
+	Target string `json:"target,omitempty"`
 	Reason string `json:"reason"`
 	Actor  string `json:"actor"`
 	Time   int64  `json:"time"`
@@ -166,7 +171,20 @@ type Leave struct {
 	Time   int64  `json:"time"`
 }
 
-func (*Leave) Type() CommandType          { return TypeLeave }
+func (*Leave) Type() CommandType    { return TypeLeave }
+func (*SetDrain) Type() CommandType { return TypeSetDrain }
+
+// SetDrain drains a node (it is given no role, and the roles it holds are
+// released and placed elsewhere) or undrains it.
+type SetDrain struct {
+	Node    string `json:"node"`
+	Drained bool   `json:"drained"`
+	Actor   string `json:"actor"`
+	Time    int64  `json:"time"`
+}
+
+// Validate implements Command.
+func (c *SetDrain) Validate() error       { return checkNode("node", c.Node) }
 func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (*RemoveNode) Type() CommandType     { return TypeRemoveNode }
 func (*RenewLease) Type() CommandType     { return TypeRenewLease }
@@ -252,6 +270,11 @@ func (c *Assign) Validate() error {
 func (c *RequestRelease) Validate() error {
 	if err := checkRole("role", c.Role); err != nil {
 		return err
+	}
+	if c.Target != "" {
+		if err := checkNode("target", c.Target); err != nil {
+			return err
+		}
 	}
 	if c.Epoch == 0 {
 		return badField("epoch", "must be positive")

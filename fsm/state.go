@@ -88,6 +88,13 @@ type Assignment struct {
 	// Releasing is set when the coordinator asked the holder to let go; the
 	// holder answers with a Release command once it has stopped acting.
 	Releasing bool `json:"releasing,omitempty"`
+	// MoveTo is the node an operator moves the role to; cleared by the next
+	// assignment.
+	MoveTo string `json:"move_to,omitempty"`
+	// AfterRelease is set on an assignment that followed a committed
+	// release: the previous holder had stopped acting before, so the new
+	// holder need not probe for it.
+	AfterRelease bool `json:"after_release,omitempty"`
 }
 
 // Event is one entry of the audit trail: a role change, a membership change,
@@ -112,6 +119,7 @@ const (
 	EventNodeRemoved      = "node-removed"
 	EventNodeLeaving      = "node-leaving"
 	EventNodeStarted      = "node-started"
+	EventNodeDrained      = "node-drained"
 	EventSpecApplied      = "spec-applied"
 	EventRoleAssigned     = "role-assigned"
 	EventReleaseRequested = "release-requested"

@@ -66,6 +66,9 @@ type Desired struct {
 	Address Address
 	Until   time.Time
 	Epoch   uint64
+	// NoProbe skips the probe before adding: the previous holder committed
+	// its release after removing the address (a planned move).
+	NoProbe bool
 }
 
 // EventKind names what happened to an address.
@@ -353,7 +356,7 @@ func (m *Manager) hold(ctx context.Context, a Address, d Desired, now time.Time)
 	if present && !newEpoch && h.until.Equal(d.Until) {
 		return // nothing to renew
 	}
-	if !present && newEpoch && m.cfg.ProbeWait > 0 {
+	if !present && newEpoch && m.cfg.ProbeWait > 0 && !d.NoProbe {
 		peer, err := m.ann.Probe(ctx, a, m.mac(a.Iface), m.cfg.ProbeWait)
 		if err != nil {
 			m.cfg.Log.Warn("probe failed; not adding", "vip", a.String(), "err", err)

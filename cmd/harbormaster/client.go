@@ -188,6 +188,9 @@ func printMembers(w io.Writer, ms []*hmv1.Member) {
 		if !m.InRaft {
 			voter = "removed"
 		}
+		if m.Drained {
+			voter += " (drained)"
+		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Id, m.Address, orDash(m.ApiAddress), voter,
 			yesno(m.Alive), yesno(m.Leader), msAge(m.LeaseRemainingMs), orDash(strings.Join(m.Roles, ",")))
 	}
@@ -296,10 +299,7 @@ func specCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("read spec: %w", err)}
 			}
-			actor := "cli"
-			if u := os.Getenv("USER"); u != "" {
-				actor = "cli:" + u
-			}
+			actor := cliActor()
 			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
 				r, err := c.ApplySpec(ctx, &hmv1.ApplySpecRequest{Document: string(doc), ExpectedVersion: expected, Actor: actor})
 				if err != nil {

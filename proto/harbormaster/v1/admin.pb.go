@@ -284,7 +284,9 @@ type Member struct {
 	LeaseRemainingMs int64    `protobuf:"varint,9,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
 	Roles            []string `protobuf:"bytes,10,rep,name=roles,proto3" json:"roles,omitempty"`
 	// lease_gen is the member's lease generation known to the answering node.
-	LeaseGen      uint64 `protobuf:"varint,11,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
+	LeaseGen uint64 `protobuf:"varint,11,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
+	// drained members are given no role (`harbormaster drain`).
+	Drained       bool `protobuf:"varint,12,opt,name=drained,proto3" json:"drained,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -394,6 +396,13 @@ func (x *Member) GetLeaseGen() uint64 {
 		return x.LeaseGen
 	}
 	return 0
+}
+
+func (x *Member) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
 }
 
 type MembersRequest struct {
@@ -1776,6 +1785,223 @@ func (x *LeasesResponse) GetGrants() []*LeaseGrant {
 	return nil
 }
 
+type MoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveRequest) Reset() {
+	*x = MoveRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveRequest) ProtoMessage() {}
+
+func (x *MoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
+func (*MoveRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MoveRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *MoveRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *MoveRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+type MoveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// already is true when the node holds the role already.
+	Already       bool   `protobuf:"varint,1,opt,name=already,proto3" json:"already,omitempty"`
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveResponse) Reset() {
+	*x = MoveResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveResponse) ProtoMessage() {}
+
+func (x *MoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
+func (*MoveResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MoveResponse) GetAlready() bool {
+	if x != nil {
+		return x.Already
+	}
+	return false
+}
+
+func (x *MoveResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Drained       bool                   `protobuf:"varint,2,opt,name=drained,proto3" json:"drained,omitempty"`
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DrainRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
+}
+
+func (x *DrainRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+type DrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DrainResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
@@ -1804,7 +2030,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x10 \x01(\tR\aversion\x12\x14\n" +
 	"\x05ready\x18\x11 \x01(\bR\x05ready\x12\x1b\n" +
 	"\tlease_gen\x18\x12 \x01(\x04R\bleaseGen\x12,\n" +
-	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\"\xab\x02\n" +
+	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\"\xc5\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -1818,7 +2044,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x12lease_remaining_ms\x18\t \x01(\x03R\x10leaseRemainingMs\x12\x14\n" +
 	"\x05roles\x18\n" +
 	" \x03(\tR\x05roles\x12\x1b\n" +
-	"\tlease_gen\x18\v \x01(\x04R\bleaseGen\"\x10\n" +
+	"\tlease_gen\x18\v \x01(\x04R\bleaseGen\x12\x18\n" +
+	"\adrained\x18\f \x01(\bR\adrained\"\x10\n" +
 	"\x0eMembersRequest\"u\n" +
 	"\x0fMembersResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
@@ -1912,7 +2139,20 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x0eLeasesResponse\x12\x18\n" +
 	"\agranter\x18\x01 \x01(\tR\agranter\x12\x18\n" +
 	"\aguarded\x18\x02 \x01(\bR\aguarded\x123\n" +
-	"\x06grants\x18\x03 \x03(\v2\x1b.harbormaster.v1.LeaseGrantR\x06grants2\xe3\x05\n" +
+	"\x06grants\x18\x03 \x03(\v2\x1b.harbormaster.v1.LeaseGrantR\x06grants\"K\n" +
+	"\vMoveRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\">\n" +
+	"\fMoveResponse\x12\x18\n" +
+	"\aalready\x18\x01 \x01(\bR\aalready\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"R\n" +
+	"\fDrainRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\adrained\x18\x02 \x01(\bR\adrained\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\"%\n" +
+	"\rDrainResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xf0\x06\n" +
 	"\x05Admin\x12I\n" +
 	"\x06Status\x12\x1e.harbormaster.v1.StatusRequest\x1a\x1f.harbormaster.v1.StatusResponse\x12L\n" +
 	"\aMembers\x12\x1f.harbormaster.v1.MembersRequest\x1a .harbormaster.v1.MembersResponse\x12C\n" +
@@ -1921,7 +2161,9 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12*.harbormaster.v1.TransferLeadershipRequest\x1a+.harbormaster.v1.TransferLeadershipResponse\x12L\n" +
 	"\aGetSpec\x12\x1f.harbormaster.v1.GetSpecRequest\x1a .harbormaster.v1.GetSpecResponse\x12R\n" +
 	"\tApplySpec\x12!.harbormaster.v1.ApplySpecRequest\x1a\".harbormaster.v1.ApplySpecResponse\x12R\n" +
-	"\tListRoles\x12!.harbormaster.v1.ListRolesRequest\x1a\".harbormaster.v1.ListRolesResponse\x12L\n" +
+	"\tListRoles\x12!.harbormaster.v1.ListRolesRequest\x1a\".harbormaster.v1.ListRolesResponse\x12C\n" +
+	"\x04Move\x12\x1c.harbormaster.v1.MoveRequest\x1a\x1d.harbormaster.v1.MoveResponse\x12F\n" +
+	"\x05Drain\x12\x1d.harbormaster.v1.DrainRequest\x1a\x1e.harbormaster.v1.DrainResponse\x12L\n" +
 	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x012\xea\x01\n" +
 	"\aCluster\x12L\n" +
 	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12F\n" +
@@ -1940,7 +2182,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -1969,6 +2211,10 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*LeasesRequest)(nil),              // 24: harbormaster.v1.LeasesRequest
 	(*LeaseGrant)(nil),                 // 25: harbormaster.v1.LeaseGrant
 	(*LeasesResponse)(nil),             // 26: harbormaster.v1.LeasesResponse
+	(*MoveRequest)(nil),                // 27: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 28: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 29: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 30: harbormaster.v1.DrainResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
@@ -1983,24 +2229,28 @@ var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	11, // 9: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
 	13, // 10: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
 	15, // 11: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	18, // 12: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	20, // 13: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	22, // 14: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
-	24, // 15: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 16: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	4,  // 17: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	6,  // 18: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	8,  // 19: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	10, // 20: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	12, // 21: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	14, // 22: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	17, // 23: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	19, // 24: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	21, // 25: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	23, // 26: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
-	26, // 27: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	16, // [16:28] is the sub-list for method output_type
-	4,  // [4:16] is the sub-list for method input_type
+	27, // 12: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	29, // 13: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	18, // 14: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
+	20, // 15: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	22, // 16: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
+	24, // 17: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 18: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	4,  // 19: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	6,  // 20: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	8,  // 21: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	10, // 22: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	12, // 23: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	14, // 24: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	17, // 25: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	28, // 26: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	30, // 27: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	19, // 28: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	21, // 29: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	23, // 30: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
+	26, // 31: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	18, // [18:32] is the sub-list for method output_type
+	4,  // [4:18] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -2017,7 +2267,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -35,6 +35,8 @@ const (
 	Admin_GetSpec_FullMethodName            = "/harbormaster.v1.Admin/GetSpec"
 	Admin_ApplySpec_FullMethodName          = "/harbormaster.v1.Admin/ApplySpec"
 	Admin_ListRoles_FullMethodName          = "/harbormaster.v1.Admin/ListRoles"
+	Admin_Move_FullMethodName               = "/harbormaster.v1.Admin/Move"
+	Admin_Drain_FullMethodName              = "/harbormaster.v1.Admin/Drain"
 	Admin_WatchEvents_FullMethodName        = "/harbormaster.v1.Admin/WatchEvents"
 )
 
@@ -58,6 +60,12 @@ type AdminClient interface {
 	ApplySpec(ctx context.Context, in *ApplySpecRequest, opts ...grpc.CallOption) (*ApplySpecResponse, error)
 	// ListRoles lists every role with its holder and epoch.
 	ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error)
+	// Move hands a role over to a node: the holder releases it (for a VIP:
+	// removes the address first) and the node takes it at once.
+	Move(ctx context.Context, in *MoveRequest, opts ...grpc.CallOption) (*MoveResponse, error)
+	// Drain moves every role off a node and keeps it role-less (drained
+	// false: undrain).
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 	// WatchEvents streams the event log from a sequence number, then (with
 	// follow) every new event as it is committed.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
@@ -151,6 +159,26 @@ func (c *adminClient) ListRoles(ctx context.Context, in *ListRolesRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) Move(ctx context.Context, in *MoveRequest, opts ...grpc.CallOption) (*MoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveResponse)
+	err := c.cc.Invoke(ctx, Admin_Move_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_WatchEvents_FullMethodName, cOpts...)
@@ -190,6 +218,12 @@ type AdminServer interface {
 	ApplySpec(context.Context, *ApplySpecRequest) (*ApplySpecResponse, error)
 	// ListRoles lists every role with its holder and epoch.
 	ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error)
+	// Move hands a role over to a node: the holder releases it (for a VIP:
+	// removes the address first) and the node takes it at once.
+	Move(context.Context, *MoveRequest) (*MoveResponse, error)
+	// Drain moves every role off a node and keeps it role-less (drained
+	// false: undrain).
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	// WatchEvents streams the event log from a sequence number, then (with
 	// follow) every new event as it is committed.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error
@@ -226,6 +260,12 @@ func (UnimplementedAdminServer) ApplySpec(context.Context, *ApplySpecRequest) (*
 }
 func (UnimplementedAdminServer) ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRoles not implemented")
+}
+func (UnimplementedAdminServer) Move(context.Context, *MoveRequest) (*MoveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Move not implemented")
+}
+func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedAdminServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
@@ -395,6 +435,42 @@ func _Admin_ListRoles_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Move_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Move(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Move_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Move(ctx, req.(*MoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchEventsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -444,6 +520,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRoles",
 			Handler:    _Admin_ListRoles_Handler,
+		},
+		{
+			MethodName: "Move",
+			Handler:    _Admin_Move_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Admin_Drain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
