@@ -194,7 +194,7 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 		kernel = viptest.NewKernel(time.Now)
 		vk, va = kernel, &viptest.Announcer{Now: time.Now}
 	}
-	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va,Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
