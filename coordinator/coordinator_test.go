@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/lease"
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -28,7 +30,7 @@ type fakeRaft struct {
 
 	mu        sync.Mutex
 	index     uint64
-	calls     []string // "barrier", "members", "propose <type> <role>"
+	calls     []string // "barrier", "members", "majority", "propose <type> <role>"
 	proposals []fsm.Command
 	members   []string
 	barrier   func(ctx context.Context) error                 // nil: succeed at once
@@ -133,16 +135,43 @@ func (r *fakeRaft) count(call string) int {
 	return n
 }
 
+// proposeCalls is the list of calls without the reads (majority, members).
+func (r *fakeRaft) proposeCalls() []string {
+	var out []string
+	for _, c := range r.callList() {
+		if c != "majority" && c != "members" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func (r *fakeRaft) proposed() []fsm.Command {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]fsm.Command(nil), r.proposals...)
 }
 
+func (r *fakeRaft) assigns() []*fsm.Assign {
+	var out []*fsm.Assign
+	for _, p := range r.proposed() {
+		if a, ok := p.(*fsm.Assign); ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func (r *fakeRaft) freeze() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.frozen = true
+}
+
+func (r *fakeRaft) lateCalls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.late)
 }
 
 func (r *fakeRaft) thaw() []string {
@@ -152,6 +181,110 @@ func (r *fakeRaft) thaw() []string {
 	late := r.late
 	r.late = nil
 	return late
+}
+
+// fakeLeases answers Majority with a lease.Majority the test sets, and
+// records each call as "majority" in the fake Raft's call list (one per
+// reconcile pass).
+type fakeLeases struct {
+	r *fakeRaft
+
+	mu   sync.Mutex
+	maj  lease.Majority
+	err  error
+	hook func(ctx context.Context) error // called first, outside the lock, when set; its error is returned
+}
+
+func newFakeLeases(r *fakeRaft, m lease.Majority) *fakeLeases { return &fakeLeases{r: r, maj: m} }
+
+func (l *fakeLeases) Majority(ctx context.Context) (lease.Majority, error) {
+	l.r.record("majority")
+	l.mu.Lock()
+	hook := l.hook
+	l.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx); err != nil {
+			return lease.Majority{}, err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return lease.Majority{}, l.err
+	}
+	return l.maj, nil
+}
+
+// set replaces the verdicts; a Majority value is never changed in place.
+func (l *fakeLeases) set(m lease.Majority) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maj, l.err = m, nil
+}
+
+func (l *fakeLeases) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.err = err
+}
+
+func (l *fakeLeases) setHook(h func(ctx context.Context) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hook = h
+}
+
+// grantRunning is a grant still running on a voter; grantOver one that
+// ended there.
+func grantRunning(gen uint64) lease.GrantView {
+	return lease.GrantView{Gen: gen, Remaining: time.Second}
+}
+
+func grantOver(gen uint64) lease.GrantView {
+	return lease.GrantView{Gen: gen, Remaining: -time.Millisecond}
+}
+
+// voterView is one voter's grant table with the given grants.
+func voterView(grants map[string]lease.GrantView) lease.View {
+	v := lease.View{Nodes: map[string]lease.GrantView{}}
+	for id, g := range grants {
+		v.Nodes[id] = g
+	}
+	return v
+}
+
+// threeVoters is the verdict of three voters, of which those in views
+// answered.
+func threeVoters(views ...lease.View) lease.Majority {
+	return lease.Majority{Voters: 3, Views: views}
+}
+
+// allRunning is three voters that all see each node running the generation
+// given.
+func allRunning(gens map[string]uint64) lease.Majority {
+	grants := map[string]lease.GrantView{}
+	for id, g := range gens {
+		grants[id] = grantRunning(g)
+	}
+	return threeVoters(voterView(grants), voterView(grants), voterView(grants))
+}
+
+// checkMajority checks a hand-built Majority says what a test means it to.
+func checkMajority(t *testing.T, m lease.Majority, live map[string]uint64, ended map[string]uint64, notEnded map[string]uint64) {
+	t.Helper()
+	if got := m.Live(); !reflect.DeepEqual(got, live) {
+		t.Fatalf("test setup: Majority.Live() = %v, want %v", got, live)
+	}
+	for id, g := range ended {
+		if !m.Ended(id, g) {
+			t.Fatalf("test setup: Majority.Ended(%s, %d) = false, want true", id, g)
+		}
+	}
+	for id, g := range notEnded {
+		if m.Ended(id, g) {
+			t.Fatalf("test setup: Majority.Ended(%s, %d) = true, want false", id, g)
+		}
+	}
 }
 
 // fakeClock is a settable clock for Config.Now.
@@ -172,32 +305,54 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// regTTL registers a node with the given lease.
-func regTTL(id string, ttl time.Duration) *fsm.RegisterNode {
-	r := reg(id)
-	r.LeaseTTLMillis = ttl.Milliseconds()
-	return r
-}
-
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// waitFor polls cond until it holds or two seconds have passed.
+// syncBuffer is a log sink safe to read while the coordinator writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const waitLimit = 5 * time.Second
+
+// waitFor polls cond until it holds or waitLimit has passed.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", waitLimit, what)
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
-// holds reports whether role is held by node at epoch in r's state.
-func holds(r *fakeRaft, role, node string, epoch uint64) func() bool {
+// passes waits until the coordinator has started n more reconcile passes
+// (each asks the voters once).
+func passes(t *testing.T, r *fakeRaft, n int) {
+	t.Helper()
+	c0 := r.count("majority")
+	waitFor(t, fmt.Sprintf("%d more reconcile passes", n), func() bool { return r.count("majority") >= c0+n })
+}
+
+// holds reports whether role is held by node, bound to gen, at epoch in r's
+// state.
+func holds(r *fakeRaft, role, node string, gen, epoch uint64) func() bool {
 	return func() bool {
 		a := r.state().Assignment(role)
-		return a.Holder == node && a.Epoch == epoch
+		return a.Holder == node && a.HolderGen == gen && a.Epoch == epoch
 	}
 }
 
@@ -219,9 +374,12 @@ func start(t *testing.T, c *Coordinator) *running {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-rn.done:
-		case <-time.After(2 * time.Second):
-			t.Errorf("Run did not return within 2s of the cancellation")
+		case err := <-rn.done:
+			if err != nil {
+				t.Errorf("Run: got %v, want nil after the cancellation", err)
+			}
+		case <-time.After(waitLimit):
+			t.Errorf("Run did not return within %v of the cancellation", waitLimit)
 		}
 	})
 	return rn
@@ -231,36 +389,35 @@ func (rn *running) send(t *testing.T, v bool) {
 	t.Helper()
 	select {
 	case rn.notify <- v:
-	case <-time.After(2 * time.Second):
-		t.Fatalf("Run did not take notify <- %t within 2s", v)
+	case <-time.After(waitLimit):
+		t.Fatalf("Run did not take notify <- %t within %v", v, waitLimit)
 	}
 }
 
-func newCoordinator(r *fakeRaft, cfg Config) *Coordinator {
-	return newCoordinatorWith(r, cfg, NewLiveness(0.1))
-}
-
-func newCoordinatorWith(r *fakeRaft, cfg Config, live *Liveness) *Coordinator {
+func newCoordinator(r *fakeRaft, l *fakeLeases, cfg Config) *Coordinator {
 	cfg.NodeID = "n1"
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Millisecond
 	}
-	cfg.Log = quietLog()
-	return New(cfg, r, r.f.State, live)
+	if cfg.Log == nil {
+		cfg.Log = quietLog()
+	}
+	return New(cfg, r, r.f.State, l)
 }
 
 func TestRunEstablishesLeadershipAndSeeds(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), regTTL("n2", time.Minute), regTTL("n3", time.Minute))
+	r := newFakeRaft(t, reg("n1"), reg("n2"), reg("n3"))
 	r.members = []string{"n1", "n2", "n3"}
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21, "n3": 31}))
 	seed := &spec.Spec{Roles: []spec.Role{role("web", "n2:10", "n1"), role("db")}}
-	c := newCoordinator(r, Config{Seed: seed, Settle: time.Minute})
+	c := newCoordinator(r, l, Config{Seed: seed, Settle: time.Minute})
 	rn := start(t, c)
 	rn.send(t, true)
 
-	waitFor(t, "web on n2 and db on n1", func() bool { return holds(r, "web", "n2", 1)() && holds(r, "db", "n1", 1)() })
+	waitFor(t, "web on n2/21 and db on n1/11", func() bool { return holds(r, "web", "n2", 21, 1)() && holds(r, "db", "n1", 11, 1)() })
 
 	calls := r.callList()
-	wantPrefix := []string{"barrier", "propose record-event ", "propose apply-spec "}
+	wantPrefix := []string{"barrier", "propose record-event ", "propose apply-spec ", "majority"}
 	if len(calls) < len(wantPrefix) || !reflect.DeepEqual(calls[:len(wantPrefix)], wantPrefix) {
 		t.Fatalf("calls: got %q, want them to start with %q", calls, wantPrefix)
 	}
@@ -300,6 +457,9 @@ func TestRunEstablishesLeadershipAndSeeds(t *testing.T) {
 		if a.Actor != "n1" || a.Time == 0 {
 			t.Errorf("%s: got actor %q time %d, want n1 and a time", describe(a), a.Actor, a.Time)
 		}
+		if want := gen1(a.Node); a.HolderGen != want {
+			t.Errorf("%s: got HolderGen %d, want the live generation %d", describe(a), a.HolderGen, want)
+		}
 	}
 	if n := r.count("members"); n == 0 {
 		t.Errorf("Members calls: got 0, want the settle check to read the membership")
@@ -311,17 +471,20 @@ func TestRunEstablishesLeadershipAndSeeds(t *testing.T) {
 	if n := r.count("barrier"); n != 1 {
 		t.Errorf("barriers after repeated notify <- true: got %d, want 1", n)
 	}
+	if n := r.count("propose apply-spec "); n != 1 {
+		t.Errorf("seed proposals: got %d, want 1", n)
+	}
 }
 
 func TestRunDoesNotReseedAClusterWithASpec(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), regTTL("n2", time.Minute),
-		applySpec(role("old", "n2")))
+	r := newFakeRaft(t, reg("n1"), reg("n2"), applySpec(role("old", "n2")))
 	r.members = []string{"n1", "n2"}
-	c := newCoordinator(r, Config{Seed: &spec.Spec{Roles: []spec.Role{role("new")}}, Settle: time.Minute})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
+	c := newCoordinator(r, l, Config{Seed: &spec.Spec{Roles: []spec.Role{role("new")}}, Settle: time.Minute})
 	rn := start(t, c)
 	rn.send(t, true)
 
-	waitFor(t, "old on n2", holds(r, "old", "n2", 1))
+	waitFor(t, "old on n2", holds(r, "old", "n2", 21, 1))
 	for _, p := range r.proposed() {
 		if p.Type() == fsm.TypeApplySpec {
 			t.Errorf("proposals: got %s, want no seed for a cluster with a spec", describe(p))
@@ -337,13 +500,13 @@ func TestRunDoesNotReseedAClusterWithASpec(t *testing.T) {
 }
 
 func TestRunWithoutSeed(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute))
+	r := newFakeRaft(t, reg("n1"))
 	r.members = []string{"n1"}
-	c := newCoordinator(r, Config{Settle: time.Minute})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	c := newCoordinator(r, l, Config{Settle: time.Minute})
 	rn := start(t, c)
 	rn.send(t, true)
-	// Every reconcile pass reads the membership while settling may apply.
-	waitFor(t, "two reconcile passes", func() bool { return r.count("members") >= 2 })
+	waitFor(t, "two reconcile passes", func() bool { return r.count("majority") >= 2 && r.count("members") >= 2 })
 	ps := r.proposed()
 	if len(ps) != 1 || ps[0].Type() != fsm.TypeRecordEvent {
 		t.Errorf("proposals: got %q, want only the leadership event", describeAll(ps))
@@ -354,13 +517,14 @@ func TestRunWithoutSeed(t *testing.T) {
 }
 
 func TestRunStopsTermOnLeadershipLoss(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), regTTL("n2", time.Minute), regTTL("n3", time.Minute),
+	r := newFakeRaft(t, reg("n1"), reg("n2"), reg("n3"),
 		applySpec(role("web", "n1:10", "n2:5", "n3"), role("db", "n2:10", "n3")))
 	r.members = []string{"n1", "n2", "n3"}
-	c := newCoordinator(r, Config{})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21, "n3": 31}))
+	c := newCoordinator(r, l, Config{})
 	rn := start(t, c)
 	rn.send(t, true)
-	waitFor(t, "web on n1 and db on n2", func() bool { return holds(r, "web", "n1", 1)() && holds(r, "db", "n2", 1)() })
+	waitFor(t, "web on n1 and db on n2", func() bool { return holds(r, "web", "n1", 11, 1)() && holds(r, "db", "n2", 21, 1)() })
 
 	// While leading, a change in the state is acted on.
 	if err := r.apply(leave("n1")); err != nil {
@@ -376,32 +540,71 @@ func TestRunStopsTermOnLeadershipLoss(t *testing.T) {
 	if err := r.apply(leave("n2")); err != nil {
 		t.Fatalf("leave n2: %v", err)
 	}
-	// Give a wrongly running term many ticks to act on the change.
+	// The verdicts change too: n1's generation ended (a running term would
+	// move web at once); n2's is not live, but a voter that just restarted
+	// keeps it from being ended.
+	restarted := voterView(map[string]lease.GrantView{"n3": grantRunning(31)})
+	restarted.Guarded = true
+	changed := threeVoters(voterView(map[string]lease.GrantView{"n2": grantRunning(21), "n3": grantRunning(31)}),
+		restarted, voterView(map[string]lease.GrantView{"n3": grantRunning(31)}))
+	checkMajority(t, changed, map[string]uint64{"n3": 31}, map[string]uint64{"n1": 11}, map[string]uint64{"n2": 21})
+	l.set(changed)
+	// Give a wrongly running term many ticks to act on the changes.
 	deadline := time.Now().Add(100 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		r.mu.Lock()
-		late := len(r.late)
-		r.mu.Unlock()
-		if late > 0 {
-			break
-		}
+	for time.Now().Before(deadline) && r.lateCalls() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	if late := r.thaw(); len(late) != 0 {
-		t.Fatalf("calls after leadership was lost: got %q, want none", late)
+		t.Fatalf("calls after leadership was lost: got %q, want none (no barrier, majority or proposal)", late)
 	}
 	if r.state().Assignment("db").Releasing {
 		t.Fatalf("db: got a release request after leadership was lost, want none")
 	}
 
-	// Leading again starts a new term with a new barrier and event.
+	// Leading again starts a new term with a new barrier and event, and it
+	// acts on what changed meanwhile: web's holder n1 ended, db's holder n2
+	// is neither live nor ended, so db stays.
 	rn.send(t, true)
-	waitFor(t, "a release request for db in the new term", func() bool { return r.state().Assignment("db").Releasing })
+	waitFor(t, "web on n3 in the new term", holds(r, "web", "n3", 31, 2))
+	passes(t, r, 2)
+	if a := r.state().Assignment("db"); a.Holder != "n2" || a.Epoch != 1 || a.Releasing {
+		t.Errorf("db in the new term: got %+v, want n2 at epoch 1 (its generation neither live nor ended)", a)
+	}
 	if n := r.count("barrier"); n != 2 {
 		t.Errorf("barriers: got %d, want 2 (one per term)", n)
 	}
 	if n := r.count("propose record-event "); n != 2 {
 		t.Errorf("leadership events: got %d, want 2 (one per term)", n)
+	}
+}
+
+func TestRunLeadershipLossCancelsAPendingMajority(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), applySpec(role("web")))
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	entered := make(chan struct{})
+	var once sync.Once
+	var returned atomic.Bool
+	l.setHook(func(ctx context.Context) error {
+		once.Do(func() { close(entered) })
+		<-ctx.Done() // the voters never answer
+		returned.Store(true)
+		return ctx.Err()
+	})
+	c := newCoordinator(r, l, Config{})
+	rn := start(t, c)
+	rn.send(t, true)
+	select {
+	case <-entered:
+	case <-time.After(waitLimit):
+		t.Fatalf("the term did not ask the voters within %v", waitLimit)
+	}
+	rn.send(t, false)
+	rn.send(t, false) // taken only once the first was handled: the term has exited
+	if !returned.Load() {
+		t.Fatalf("leadership loss: Run went on before the term's Majority call returned")
+	}
+	if a := r.state().Assignment("web"); a.Holder != "" {
+		t.Errorf("web: got holder %q, want none (the voters never answered)", a.Holder)
 	}
 }
 
@@ -417,7 +620,7 @@ func TestRunReturnsAfterTheTermExits(t *testing.T) {
 		exited.Store(true)
 		return ctx.Err()
 	}
-	c := newCoordinator(r, Config{})
+	c := newCoordinator(r, newFakeLeases(r, lease.Majority{}), Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	notify := make(chan bool, 1)
@@ -426,8 +629,8 @@ func TestRunReturnsAfterTheTermExits(t *testing.T) {
 	notify <- true
 	select {
 	case <-entered:
-	case <-time.After(2 * time.Second):
-		t.Fatalf("the term did not reach its barrier within 2s")
+	case <-time.After(waitLimit):
+		t.Fatalf("the term did not reach its barrier within %v", waitLimit)
 	}
 
 	cancel()
@@ -445,17 +648,20 @@ func TestRunReturnsAfterTheTermExits(t *testing.T) {
 		if !exited.Load() {
 			t.Errorf("Run returned before the term goroutine exited")
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatalf("Run did not return within 2s of the term exiting")
+	case <-time.After(waitLimit):
+		t.Fatalf("Run did not return within %v of the term exiting", waitLimit)
 	}
 	if n := len(r.proposed()); n != 0 {
 		t.Errorf("proposals: got %d, want none (the barrier never succeeded)", n)
+	}
+	if n := r.count("majority"); n != 0 {
+		t.Errorf("Majority calls: got %d, want none (the barrier never succeeded)", n)
 	}
 }
 
 func TestRunReturnsWhenNotLeading(t *testing.T) {
 	r := newFakeRaft(t)
-	c := newCoordinator(r, Config{})
+	c := newCoordinator(r, newFakeLeases(r, lease.Majority{}), Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	notify := make(chan bool)
 	done := make(chan error, 1)
@@ -467,16 +673,47 @@ func TestRunReturnsWhenNotLeading(t *testing.T) {
 		if err != nil {
 			t.Errorf("Run: got %v, want nil", err)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatalf("Run did not return within 2s of the cancellation")
+	case <-time.After(waitLimit):
+		t.Fatalf("Run did not return within %v of the cancellation", waitLimit)
 	}
 	if calls := r.callList(); len(calls) != 0 {
 		t.Errorf("calls: got %q, want none without leadership", calls)
 	}
 }
 
+func TestRunReturnsAfterCancelWhileLeading(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), applySpec(role("web")))
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	c := newCoordinator(r, l, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	notify := make(chan bool, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, notify) }()
+	notify <- true
+	waitFor(t, "web on n1", holds(r, "web", "n1", 11, 1))
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: got %v, want nil", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("Run did not return within %v of the cancellation", waitLimit)
+	}
+	// Run returned after the term: nothing calls in any more.
+	n := len(r.callList())
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) && len(r.callList()) == n {
+		time.Sleep(time.Millisecond)
+	}
+	if calls := r.callList(); len(calls) != n {
+		t.Errorf("calls after Run returned: got %q, want none", calls[n:])
+	}
+}
+
 func TestRunRetriesAFailedBarrier(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), applySpec(role("web")))
+	r := newFakeRaft(t, reg("n1"), applySpec(role("web")))
 	var fails atomic.Int32
 	r.barrier = func(ctx context.Context) error {
 		if fails.Add(1) <= 2 {
@@ -484,10 +721,11 @@ func TestRunRetriesAFailedBarrier(t *testing.T) {
 		}
 		return nil
 	}
-	c := newCoordinator(r, Config{})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	c := newCoordinator(r, l, Config{})
 	rn := start(t, c)
 	rn.send(t, true)
-	waitFor(t, "web on n1", holds(r, "web", "n1", 1))
+	waitFor(t, "web on n1", holds(r, "web", "n1", 11, 1))
 	calls := r.callList()
 	want := []string{"barrier", "barrier", "barrier", "propose record-event "}
 	if len(calls) < len(want) || !reflect.DeepEqual(calls[:len(want)], want) {
@@ -495,61 +733,127 @@ func TestRunRetriesAFailedBarrier(t *testing.T) {
 	}
 }
 
-func TestRunMovesARoleOffAnExpiredHolder(t *testing.T) {
+func TestRunMovesARoleWhenTheHoldersGenerationEnds(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := newFakeRaft(t, regTTL("n1", time.Minute), regTTL("n2", time.Second), regTTL("n3", time.Minute),
+	r := newFakeRaft(t, reg("n1"), reg("n2"), reg("n3"),
 		applySpec(role("web", "n2:10", "n3:5", "n1")), assign("web", "n2", "", 1))
 	r.members = []string{"n1", "n2", "n3"}
-	// As a follower, this node saw n2's last renewal long ago (say it was
-	// cut off from the log for a while): by that old timestamp n2's lease is
-	// over. Taking office resets every lease, so n2 keeps web for now.
-	live := NewLiveness(0.1)
-	live.Observe(r.state(), clock.Now().Add(-10*time.Second))
-	// Settle is short but the clock stands still until advanced: every pass
-	// before that reads the membership, which counts the passes.
-	c := newCoordinatorWith(r, Config{Settle: time.Millisecond, Now: clock.Now}, live)
+	others := map[string]lease.GrantView{"n1": grantRunning(11), "n3": grantRunning(31)}
+	with := func(id string, g lease.GrantView) lease.View {
+		v := voterView(others)
+		v.Nodes[id] = g
+		return v
+	}
+	// n2's grant ended on one voter, runs on another, and the third just
+	// restarted and may have granted it: n2 is not live, and its
+	// generation has not surely ended.
+	restarted := voterView(others)
+	restarted.Guarded = true
+	limbo := threeVoters(with("n2", grantOver(21)), with("n2", grantRunning(21)), restarted)
+	checkMajority(t, limbo, map[string]uint64{"n1": 11, "n3": 31}, nil, map[string]uint64{"n2": 21})
+	l := newFakeLeases(r, limbo)
+	c := newCoordinator(r, l, Config{Now: clock.Now})
 	rn := start(t, c)
 	rn.send(t, true)
 
-	// The new leader gives n2 a full lease from the moment it took office.
-	waitFor(t, "three reconcile passes", func() bool { return r.count("members") >= 3 })
+	passes(t, r, 3)
 	if ps := r.proposed(); len(ps) != 1 {
-		t.Fatalf("proposals while n2's lease runs: got %q, want only the leadership event", describeAll(ps))
+		t.Fatalf("proposals while n2's generation may still run: got %q, want only the leadership event", describeAll(ps))
+	}
+	if a := r.state().Assignment("web"); a.Holder != "n2" || a.Epoch != 1 {
+		t.Fatalf("web while n2's generation may still run: got %+v, want n2 at epoch 1", a)
 	}
 
-	clock.Advance(5 * time.Second) // n2's 1s lease (+10%) is over; n1's and n3's minute is not
-	waitFor(t, "web on n3 at epoch 2", holds(r, "web", "n3", 2))
-	var moves []*fsm.Assign
-	for _, p := range r.proposed() {
-		if a, ok := p.(*fsm.Assign); ok {
-			moves = append(moves, a)
-		}
-	}
-	want := &fsm.Assign{Role: "web", Node: "n3", PrevHolder: "n2", Epoch: 2, Reason: "lease of n2 expired", Actor: "n1",
-		Time: clock.Now().UnixMilli()}
-	if len(moves) != 1 || !reflect.DeepEqual(moves[0], want) {
+	// The third voter's guard is over and it never granted n2: two of the
+	// three say generation 21 ended.
+	clock.Advance(5 * time.Second)
+	over := threeVoters(with("n2", grantOver(21)), with("n2", grantRunning(21)), voterView(others))
+	checkMajority(t, over, map[string]uint64{"n1": 11, "n3": 31}, map[string]uint64{"n2": 21}, nil)
+	l.set(over)
+	waitFor(t, "web on n3 at epoch 2", holds(r, "web", "n3", 31, 2))
+	want := &fsm.Assign{Role: "web", Node: "n3", PrevHolder: "n2", HolderGen: 31, Epoch: 2,
+		Reason: "lease of n2 (generation 21) ended", Actor: "n1", Time: clock.Now().UnixMilli()}
+	passes(t, r, 2)
+	if moves := r.assigns(); len(moves) != 1 || !reflect.DeepEqual(moves[0], want) {
 		t.Fatalf("assigns: got %+v, want exactly %+v", moves, want)
 	}
 }
 
+func TestRunRebindsAHolderThatStartedANewGeneration(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), reg("n2"),
+		applySpec(role("web", "n2:10", "n1")), assign("web", "n2", "", 1))
+	// n2 lapsed and renews at generation 22; the grants of 21 still run on
+	// every voter.
+	renewed := func(superseded time.Duration) lease.GrantView {
+		return lease.GrantView{Gen: 22, Remaining: time.Second, SupersededRemaining: superseded}
+	}
+	view := func(n2 lease.GrantView) lease.View {
+		return voterView(map[string]lease.GrantView{"n1": grantRunning(11), "n2": n2})
+	}
+	waiting := threeVoters(view(renewed(time.Millisecond)), view(renewed(time.Millisecond)), view(renewed(-time.Millisecond)))
+	checkMajority(t, waiting, map[string]uint64{"n1": 11, "n2": 22}, nil, map[string]uint64{"n2": 21})
+	l := newFakeLeases(r, waiting)
+	c := newCoordinator(r, l, Config{})
+	rn := start(t, c)
+	rn.send(t, true)
+
+	passes(t, r, 3)
+	if ps := r.proposed(); len(ps) != 1 {
+		t.Fatalf("proposals while generation 21 may still run: got %q, want only the leadership event", describeAll(ps))
+	}
+
+	done := threeVoters(view(renewed(time.Millisecond)), view(renewed(-time.Millisecond)), view(renewed(-time.Millisecond)))
+	checkMajority(t, done, map[string]uint64{"n1": 11, "n2": 22}, map[string]uint64{"n2": 21}, nil)
+	l.set(done)
+	waitFor(t, "web on n2 at generation 22, epoch 2", holds(r, "web", "n2", 22, 2))
+	passes(t, r, 2)
+	moves := r.assigns()
+	if len(moves) != 1 || moves[0].PrevHolder != "n2" || moves[0].Node != "n2" || moves[0].HolderGen != 22 {
+		t.Fatalf("assigns: got %q, want exactly one, n2 -> n2 at generation 22", describeAll(r.proposed()[1:]))
+	}
+}
+
+func TestRunMajorityErrorIsLoggedAndRetried(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), reg("n2"), applySpec(role("web", "n2")))
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
+	l.fail(errors.New("voters unreachable"))
+	var logs syncBuffer
+	c := newCoordinator(r, l, Config{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	rn := start(t, c)
+	rn.send(t, true)
+
+	passes(t, r, 3)
+	if ps := r.proposed(); len(ps) != 1 || ps[0].Type() != fsm.TypeRecordEvent {
+		t.Fatalf("proposals while the voters cannot be asked: got %q, want only the leadership event", describeAll(ps))
+	}
+	waitFor(t, "the failure in the log", func() bool {
+		s := logs.String()
+		return strings.Contains(s, "reconcile failed") && strings.Contains(s, "voters unreachable")
+	})
+
+	l.set(allRunning(map[string]uint64{"n1": 11, "n2": 21}))
+	waitFor(t, "web on n2 once the voters answer", holds(r, "web", "n2", 21, 1))
+}
+
 func TestRunSettlesBeforePlacing(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), regTTL("n2", time.Minute), applySpec(role("web", "n3:10", "n1", "n2")))
+	r := newFakeRaft(t, reg("n1"), reg("n2"), applySpec(role("web", "n3:10", "n1", "n2")))
 	r.members = []string{"n1", "n2", "n3"} // n3 has not registered yet
-	c := newCoordinator(r, Config{Settle: time.Minute})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21, "n3": 31}))
+	c := newCoordinator(r, l, Config{Settle: time.Minute})
 	rn := start(t, c)
 	rn.send(t, true)
 	waitFor(t, "three reconcile passes", func() bool { return r.count("members") >= 3 })
 	if a := r.state().Assignment("web"); a.Holder != "" {
 		t.Fatalf("web while n3 is unregistered: got holder %q, want none yet", a.Holder)
 	}
-	if err := r.apply(regTTL("n3", time.Minute)); err != nil {
+	if err := r.apply(reg("n3")); err != nil {
 		t.Fatalf("register n3: %v", err)
 	}
-	waitFor(t, "web on n3", holds(r, "web", "n3", 1))
+	waitFor(t, "web on n3", holds(r, "web", "n3", 31, 1))
 }
 
 func TestRunSkipsRejectedCommands(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), regTTL("n2", time.Minute), applySpec(role("a"), role("b")))
+	r := newFakeRaft(t, reg("n1"), reg("n2"), applySpec(role("a"), role("b")))
 	var rejected atomic.Int32
 	r.intercept = func(cmd fsm.Command) (bool, error) {
 		if a, ok := cmd.(*fsm.Assign); ok && a.Role == "a" && rejected.Add(1) == 1 {
@@ -557,99 +861,139 @@ func TestRunSkipsRejectedCommands(t *testing.T) {
 		}
 		return false, nil
 	}
-	c := newCoordinator(r, Config{})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
+	c := newCoordinator(r, l, Config{})
 	rn := start(t, c)
 	rn.send(t, true)
 	waitFor(t, "a and b placed", func() bool {
 		st := r.state()
 		return st.Assignment("a").Holder != "" && st.Assignment("b").Holder != ""
 	})
-	calls := r.callList()
+	calls := r.proposeCalls()
 	want := []string{"barrier", "propose record-event ", "propose assign a", "propose assign b"}
 	if len(calls) < len(want) || !reflect.DeepEqual(calls[:len(want)], want) {
 		t.Errorf("calls: got %q, want them to start with %q (b proposed after a's rejection)", calls, want)
 	}
 	// The first pass planned a on n1 and b on n2 and only b applied; the
 	// next pass gives a to n1, the node with fewer roles.
-	if a, b := r.state().Assignment("a"), r.state().Assignment("b"); a.Holder != "n1" || b.Holder != "n2" {
-		t.Errorf("holders: got a=%q b=%q, want a=n1 b=n2", a.Holder, b.Holder)
+	if a, b := r.state().Assignment("a"), r.state().Assignment("b"); a.Holder != "n1" || a.HolderGen != 11 || b.Holder != "n2" || b.HolderGen != 21 {
+		t.Errorf("holders: got a=%q/%d b=%q/%d, want a=n1/11 b=n2/21", a.Holder, a.HolderGen, b.Holder, b.HolderGen)
 	}
 }
 
 func TestRunReactsToStateChangesBetweenTicks(t *testing.T) {
-	r := newFakeRaft(t, regTTL("n1", time.Minute), applySpec(role("web", "n2")))
+	r := newFakeRaft(t, reg("n1"), applySpec(role("web", "n2")))
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
 	// The tick never comes during the test: only the state's change channel
 	// can wake the term.
-	c := newCoordinator(r, Config{Interval: time.Hour})
+	c := newCoordinator(r, l, Config{Interval: time.Hour})
 	rn := start(t, c)
 	rn.send(t, true)
-	waitFor(t, "the leadership event", func() bool { return r.count("propose record-event ") == 1 })
-	if err := r.apply(regTTL("n2", time.Minute)); err != nil {
+	waitFor(t, "the leadership event and a first pass", func() bool {
+		return r.count("propose record-event ") == 1 && r.count("majority") >= 1
+	})
+	if err := r.apply(reg("n2")); err != nil {
 		t.Fatalf("register n2: %v", err)
 	}
-	waitFor(t, "web on n2", holds(r, "web", "n2", 1))
+	waitFor(t, "web on n2", holds(r, "web", "n2", 21, 1))
 }
 
-func TestRunRenewalsKeepTheHolder(t *testing.T) {
+// A new leader has no lease timers to restart: it asks the voters, and
+// holders they see running keep their roles across leader changes, however
+// much time passes on the leader's clock.
+func TestRunLeaderChangeKeepsLiveHolders(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := newFakeRaft(t, regTTL("n1", time.Hour), regTTL("n2", time.Second),
-		applySpec(role("web", "n2:10", "n1")), assign("web", "n2", "", 1))
+	r := newFakeRaft(t, reg("n1"), reg("n2"),
+		applySpec(role("web", "n1:10", "n2")), assign("web", "n2", "", 1))
 	r.members = []string{"n1", "n2"}
-	// Settle outlasts the test, so every pass reads the membership and the
-	// passes can be counted; every member is registered, so nothing waits.
-	c := newCoordinator(r, Config{Settle: 2 * time.Hour, Now: clock.Now})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
+	c := newCoordinator(r, l, Config{Settle: time.Second, Now: clock.Now})
 	rn := start(t, c)
-	rn.send(t, true)
-	passes := func(n int) {
-		t.Helper()
-		c0 := r.count("members")
-		waitFor(t, fmt.Sprintf("%d more reconcile passes", n), func() bool { return r.count("members") >= c0+n })
+	for term := 0; term < 3; term++ {
+		rn.send(t, true)
+		passes(t, r, 3)
+		clock.Advance(time.Hour)
+		passes(t, r, 2)
+		rn.send(t, false)
 	}
-	passes(2)
-
-	// n2 renews every 900ms, within its 1.1s lease, for three periods: at
-	// the end, 2.7s after taking office, it still holds web.
-	for seq := uint64(1); seq <= 3; seq++ {
-		clock.Advance(900 * time.Millisecond)
-		if err := r.apply(&fsm.RenewLease{Node: "n2", Seq: seq}); err != nil {
-			t.Fatalf("renew n2: %v", err)
+	if a := r.state().Assignment("web"); a.Holder != "n2" || a.HolderGen != 21 || a.Epoch != 1 {
+		t.Fatalf("web after three terms: got %+v, want n2 at generation 21, epoch 1", a)
+	}
+	for _, p := range r.proposed() {
+		if p.Type() != fsm.TypeRecordEvent {
+			t.Errorf("proposals: got %s, want only leadership events", describe(p))
 		}
-		passes(2) // at least one whole pass saw the renewal
 	}
-	if a := r.state().Assignment("web"); a.Holder != "n2" || a.Epoch != 1 {
-		t.Fatalf("web while n2 renews: got %+v, want n2 at epoch 1", a)
+	if n := r.count("propose record-event "); n != 3 {
+		t.Errorf("leadership events: got %d, want 3", n)
 	}
-	// Then n2 stops renewing.
-	clock.Advance(1100 * time.Millisecond)
-	waitFor(t, "web on n1 at epoch 2", holds(r, "web", "n1", 2))
 }
 
-// operations.md: a removed node's roles move when its lease runs out (it
-// might still be running), not at once.
-func TestRunRemovedHolderKeepsItsRoleForItsLease(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := newFakeRaft(t, regTTL("n1", time.Hour), regTTL("n2", time.Second),
+// operations.md: a removed node's roles move when its lease ends (it might
+// still be running), not at once.
+func TestRunRemovedHolderKeepsItsRoleUntilItsGenerationEnds(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), reg("n2"),
 		applySpec(role("web", "n2:10", "n1")), assign("web", "n2", "", 1))
-	r.members = []string{"n1", "n2"}
-	c := newCoordinator(r, Config{Settle: 2 * time.Hour, Now: clock.Now})
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
+	c := newCoordinator(r, l, Config{})
 	rn := start(t, c)
 	rn.send(t, true)
-	passes := func(n int) {
-		t.Helper()
-		c0 := r.count("members")
-		waitFor(t, fmt.Sprintf("%d more reconcile passes", n), func() bool { return r.count("members") >= c0+n })
-	}
-	passes(2)
+	passes(t, r, 2)
 
-	clock.Advance(500 * time.Millisecond)
 	if err := r.apply(&fsm.RemoveNode{Node: "n2", Actor: "op", Time: t0}); err != nil {
 		t.Fatalf("remove n2: %v", err)
 	}
-	passes(2)
 	// n2 is asked to let go, in case it still runs, but keeps web.
+	waitFor(t, "a release request for web", func() bool { return r.state().Assignment("web").Releasing })
+	passes(t, r, 2)
 	if a := r.state().Assignment("web"); a.Holder != "n2" || a.Epoch != 1 || !a.Releasing {
-		t.Fatalf("web 0.5s after removing its holder: got %+v, want n2 at epoch 1, asked to release, until its lease runs out", a)
+		t.Fatalf("web after removing its holder: got %+v, want n2 at epoch 1, asked to release, while its lease runs", a)
 	}
-	clock.Advance(700 * time.Millisecond) // 1.2s since taking office: n2's 1.1s lease is over
-	waitFor(t, "web on n1 at epoch 2", holds(r, "web", "n1", 2))
+	// n2 stops renewing: first its grants are not live but not ended
+	// either (one voter did not answer), then a majority says they ended.
+	grants := func(n2 lease.GrantView) lease.View {
+		return voterView(map[string]lease.GrantView{"n1": grantRunning(11), "n2": n2})
+	}
+	limbo := threeVoters(grants(grantOver(21)), grants(grantRunning(21)))
+	checkMajority(t, limbo, map[string]uint64{"n1": 11}, nil, map[string]uint64{"n2": 21})
+	l.set(limbo)
+	passes(t, r, 3)
+	if a := r.state().Assignment("web"); a.Holder != "n2" || a.Epoch != 1 {
+		t.Fatalf("web while n2's generation may run: got %+v, want n2 at epoch 1", a)
+	}
+	over := threeVoters(grants(grantOver(21)), grants(grantRunning(21)), grants(grantOver(21)))
+	checkMajority(t, over, map[string]uint64{"n1": 11}, map[string]uint64{"n2": 21}, nil)
+	l.set(over)
+	waitFor(t, "web on n1 at epoch 2", holds(r, "web", "n1", 11, 2))
+}
+
+func TestRunReleasesARemovedRoleOnceItsHoldersGenerationEnded(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), reg("n2"),
+		applySpec(role("web"), role("db", "n1")), assign("web", "n2", "", 1), assign("db", "n1", "", 1), applySpec(role("db", "n1")))
+	// n2 is gone: not live, and the voters do not say it ended yet.
+	limbo := threeVoters(voterView(map[string]lease.GrantView{"n1": grantRunning(11), "n2": grantRunning(21)}),
+		voterView(map[string]lease.GrantView{"n1": grantRunning(11)}))
+	checkMajority(t, limbo, map[string]uint64{"n1": 11}, nil, map[string]uint64{"n2": 21})
+	l := newFakeLeases(r, limbo)
+	c := newCoordinator(r, l, Config{})
+	rn := start(t, c)
+	rn.send(t, true)
+	passes(t, r, 3)
+	if ps := r.proposed(); len(ps) != 1 {
+		t.Fatalf("proposals while n2 may still act: got %q, want only the leadership event", describeAll(ps))
+	}
+	over := threeVoters(voterView(map[string]lease.GrantView{"n1": grantRunning(11), "n2": grantRunning(21)}),
+		voterView(map[string]lease.GrantView{"n1": grantRunning(11)}), voterView(map[string]lease.GrantView{"n1": grantRunning(11)}))
+	checkMajority(t, over, map[string]uint64{"n1": 11}, map[string]uint64{"n2": 21}, nil)
+	l.set(over)
+	waitFor(t, "web released", func() bool { a := r.state().Assignment("web"); return a.Holder == "" && a.Epoch == 1 })
+	var rel *fsm.Release
+	for _, p := range r.proposed() {
+		if x, ok := p.(*fsm.Release); ok {
+			rel = x
+		}
+	}
+	if rel == nil || rel.Node != "n2" || rel.Role != "web" || rel.Epoch != 1 {
+		t.Fatalf("release: got %+v, want web released for n2 at epoch 1", rel)
+	}
 }

@@ -79,25 +79,56 @@ func applySpec(roles ...spec.Role) *fsm.ApplySpec {
 	return &fsm.ApplySpec{Spec: &spec.Spec{Roles: roles}, Actor: "operator", Time: t0}
 }
 
-func assign(r, node, prev string, epoch uint64) *fsm.Assign {
-	return &fsm.Assign{Role: r, Node: node, PrevHolder: prev, Epoch: epoch, Reason: "test", Actor: "test", Time: t0}
+// gen1 is node id's first lease generation in these tests: 10 times the
+// node's number plus one ("n1" -> 11, "n3" -> 31); gen2 is the generation it
+// starts after a lapse (12, 32). Distinct per node, so that a mix-up of
+// nodes' generations shows.
+func gen1(id string) uint64 {
+	n, err := strconv.Atoi(strings.TrimPrefix(id, "n"))
+	if err != nil || !strings.HasPrefix(id, "n") {
+		panic(fmt.Sprintf("gen1: node id %q is not nN", id))
+	}
+	return uint64(n)*10 + 1
 }
 
-func liveSet(ids ...string) map[string]bool {
-	m := map[string]bool{}
+func gen2(id string) uint64 { return gen1(id) + 1 }
+
+// assign gives r to node, bound to node's first generation gen1(node).
+func assign(r, node, prev string, epoch uint64) *fsm.Assign {
+	return assignGen(r, node, prev, gen1(node), epoch)
+}
+
+// assignGen gives r to node, bound to generation gen.
+func assignGen(r, node, prev string, gen, epoch uint64) *fsm.Assign {
+	return &fsm.Assign{Role: r, Node: node, PrevHolder: prev, HolderGen: gen, Epoch: epoch, Reason: "test", Actor: "test", Time: t0}
+}
+
+// liveOn returns a Live map in which each node runs its first generation.
+func liveOn(ids ...string) map[string]uint64 {
+	m := map[string]uint64{}
 	for _, id := range ids {
-		m[id] = true
+		m[id] = gen1(id)
 	}
 	return m
 }
 
+// endedUpTo returns an Input.Ended that says every grant to each node at a
+// generation up to and including gen1(node) has ended, and nothing else.
+func endedUpTo(ids ...string) func(string, uint64) bool {
+	set := map[string]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	return func(node string, gen uint64) bool { return set[node] && gen <= gen1(node) }
+}
+
 // describe renders the deciding fields of a command for comparisons:
-// "assign web n2 prev=n1 epoch=2", "request-release web epoch=1",
+// "assign web n2 gen=21 prev=n1 epoch=2", "request-release web epoch=1",
 // "release web n1 epoch=1".
 func describe(c fsm.Command) string {
 	switch x := c.(type) {
 	case *fsm.Assign:
-		return fmt.Sprintf("assign %s %s prev=%s epoch=%d", x.Role, x.Node, x.PrevHolder, x.Epoch)
+		return fmt.Sprintf("assign %s %s gen=%d prev=%s epoch=%d", x.Role, x.Node, x.HolderGen, x.PrevHolder, x.Epoch)
 	case *fsm.RequestRelease:
 		return fmt.Sprintf("request-release %s epoch=%d", x.Role, x.Epoch)
 	case *fsm.Release:
@@ -140,4 +171,17 @@ func drain(st *fsm.State, ids ...string) *fsm.State {
 		c.Nodes[id] = &n
 	}
 	return &c
+}
+
+// commandRole is the role a Plan command is about ("" for other commands).
+func commandRole(c fsm.Command) string {
+	switch x := c.(type) {
+	case *fsm.Assign:
+		return x.Role
+	case *fsm.RequestRelease:
+		return x.Role
+	case *fsm.Release:
+		return x.Role
+	}
+	return ""
 }
