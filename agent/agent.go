@@ -97,6 +97,7 @@ type Agent struct {
 	roleWake chan struct{} // pokes the release loop when the lease changes
 	vipWake  chan struct{} // pokes the VIP loop when the lease changes
 	vips     *vip.Manager  // nil without a vip_interface
+	phases   vipPhases     // failover phase times, for the failover event
 	closers  []io.Closer
 	health   *health.Server
 

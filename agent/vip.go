@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
@@ -37,8 +39,92 @@ func (a *Agent) newVIPManager() (*vip.Manager, func(), error) {
 	return m, cleanup, nil
 }
 
+// vipPhases dates, per VIP and epoch, when this node first saw it may hold
+// it and when the address went in, for the failover event.
+type vipPhases struct {
+	mu    sync.Mutex
+	seen  map[vipKey]time.Time
+	added map[vipKey]time.Time
+}
+
+type vipKey struct {
+	addr  vip.Address
+	epoch uint64
+}
+
+func (p *vipPhases) markSeen(k vipKey, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen == nil {
+		p.seen, p.added = map[vipKey]time.Time{}, map[vipKey]time.Time{}
+	}
+	if _, ok := p.seen[k]; !ok {
+		p.seen[k] = t
+	}
+	if len(p.seen) > 64 { // bounded: drop the oldest epochs' records
+		for old := range p.seen {
+			if old.epoch+8 < k.epoch {
+				delete(p.seen, old)
+				delete(p.added, old)
+			}
+		}
+	}
+}
+
+func (p *vipPhases) markAdded(k vipKey, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.added != nil {
+		p.added[k] = t
+	}
+}
+
+func (p *vipPhases) get(k vipKey) (seen, added time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[k], p.added[k]
+}
+
+// reportFailover records one event with the phases of an acquisition:
+// detected (the coordinator saw the old holder's lease end, or its
+// release), decided, seen here, address added, first announcement. Times
+// from different nodes' clocks: as good as their synchronisation.
+func (a *Agent) reportFailover(k vipKey, announced time.Time) {
+	st := a.State()
+	var role string
+	var as fsm.Assignment
+	for _, r := range st.Spec.Roles {
+		if r.Type == spec.TypeVIP && r.Address == k.addr.Prefix.String() {
+			role, as = r.Name, st.Assignment(r.Name)
+		}
+	}
+	if role == "" || as.Epoch != k.epoch || as.Detected == 0 {
+		return
+	}
+	seen, added := a.phases.get(k)
+	detected := time.UnixMilli(as.Detected)
+	ms := func(t time.Time) int64 { return t.Sub(detected).Milliseconds() }
+	msg := fmt.Sprintf("detected +0 ms, decided +%d ms, seen here +%d ms, address added +%d ms, first announcement +%d ms",
+		as.Since-as.Detected, ms(seen), ms(added), ms(announced))
+	if as.AfterRelease {
+		msg += " (after a release: no probe)"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := a.Propose(ctx, &fsm.RecordEvent{Event: fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventFailover,
+		Node: a.cfg.NodeID, Actor: a.cfg.NodeID, Role: role, Epoch: k.epoch, New: a.cfg.NodeID, Message: msg}})
+	if err != nil {
+		a.log.Debug("record failover phases", "role", role, "err", err)
+	}
+}
+
 func (a *Agent) onVIPEvent(e vip.Event) {
+	k := vipKey{e.Address, e.Epoch}
 	switch e.Kind {
+	case vip.EventAdded:
+		a.phases.markAdded(k, e.At)
+	case vip.EventAnnounced:
+		go a.reportFailover(k, e.At) // never block the manager's pass
 	case vip.EventConflict:
 		a.log.Warn("another host answers for a VIP", "vip", e.Address.String(), "peer", e.Peer.String(), "epoch", e.Epoch)
 	case vip.EventError:
@@ -67,6 +153,7 @@ func (a *Agent) vipTargets(st *fsm.State) (managed []vip.Address, want []vip.Des
 			continue
 		}
 		want = append(want, vip.Desired{Address: addr, Until: until, Epoch: as.Epoch, NoProbe: as.AfterRelease})
+		a.phases.markSeen(vipKey{addr, as.Epoch}, time.Now())
 	}
 	return managed, want
 }

@@ -111,6 +111,23 @@ func TestVIPMovesOnCutOffWithoutDualHolder(t *testing.T) {
 		t.Fatalf("the cut-off node %s still has the VIP", h.id)
 	}
 	t.Logf("VIP moved from %s to %s %s after the cut", h.id, nh.id, moved)
+	// The new holder records where the time went, as one event.
+	var phases string
+	c.waitFor("the failover event", 3*time.Second, func() bool {
+		for _, e := range nh.agent.State().Events {
+			if e.Kind == "failover" && e.Role == "registry-vip" && e.Node == nh.id {
+				phases = e.Message
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"detected +0 ms", "decided +", "seen here +", "address added +", "first announcement +"} {
+		if !strings.Contains(phases, want) {
+			t.Fatalf("failover event %q lacks %q", phases, want)
+		}
+	}
+	t.Logf("failover phases: %s", phases)
 	c.heal()
 }
 

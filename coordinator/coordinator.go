@@ -152,9 +152,10 @@ func (c *Coordinator) lead(ctx context.Context) {
 
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
+	detected := map[string]time.Time{}
 	for {
 		_, changed := c.states()
-		if err := c.reconcile(ctx, established); err != nil && ctx.Err() == nil {
+		if err := c.reconcile(ctx, established, detected); err != nil && ctx.Err() == nil {
 			log.Warn("reconcile failed", "err", err)
 		}
 		select {
@@ -190,7 +191,10 @@ func (c *Coordinator) establish(ctx context.Context, term uint64) {
 // reconcile runs Plan on the current state and proposes its commands in
 // order. A rejected command is logged and skipped: the next pass plans again
 // from the state that rejected it.
-func (c *Coordinator) reconcile(ctx context.Context, established time.Time) error {
+//
+// detected remembers, for the term, when each holder's lease generation was
+// first seen ended; it dates the start of a failover (fsm.Assign.Detected).
+func (c *Coordinator) reconcile(ctx context.Context, established time.Time, detected map[string]time.Time) error {
 	st, _ := c.states()
 	now := c.now()
 	maj, err := c.leases.Majority(ctx)
@@ -210,6 +214,25 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Time) erro
 		}
 	}
 	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.Ended, Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
+	for _, a := range st.Assignments {
+		key := fmt.Sprintf("%s/%d", a.Holder, a.HolderGen)
+		if _, seen := detected[key]; a.Holder != "" && !seen && maj.Ended(a.Holder, a.HolderGen) {
+			detected[key] = now
+		}
+	}
+	for _, cmd := range cmds {
+		if as, ok := cmd.(*fsm.Assign); ok {
+			cur := st.Assignment(as.Role)
+			switch t, seen := detected[fmt.Sprintf("%s/%d", cur.Holder, cur.HolderGen)]; {
+			case cur.Holder != "" && seen:
+				as.Detected = t.UnixMilli()
+			case cur.Holder == "" && cur.Since > 0:
+				as.Detected = min(cur.Since, now.UnixMilli()) // the release
+			default:
+				as.Detected = now.UnixMilli()
+			}
+		}
+	}
 	for _, cmd := range cmds {
 		if _, err := c.raft.Propose(ctx, cmd); err != nil {
 			var rej *fsm.RejectedError

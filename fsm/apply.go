@@ -210,7 +210,7 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 		return reject(c, "node %q already holds role %q at lease generation %d", c.Node, c.Role, c.HolderGen)
 	}
 	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time,
-		AfterRelease: cur.Holder == "" && cur.Epoch > 0})
+		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
 	return nil

@@ -133,6 +133,10 @@ type Assign struct {
 	Reason    string `json:"reason"`
 	Actor     string `json:"actor"`
 	Time      int64  `json:"time"`
+	// Detected is when the coordinator first saw the reason for this
+	// assignment (the old holder's lease ended, its release, the role
+	// appearing), unix ms on its clock: the start of the failover's phases.
+	Detected int64 `json:"detected,omitempty"`
 }
 
 // RequestRelease asks the holder of a role (at Epoch) to let it go. Target,

@@ -95,6 +95,8 @@ type Assignment struct {
 	// release: the previous holder had stopped acting before, so the new
 	// holder need not probe for it.
 	AfterRelease bool `json:"after_release,omitempty"`
+	// Detected is the assigning command's Detected (see fsm.Assign).
+	Detected int64 `json:"detected,omitempty"`
 }
 
 // Event is one entry of the audit trail: a role change, a membership change,
@@ -120,6 +122,7 @@ const (
 	EventNodeLeaving      = "node-leaving"
 	EventNodeStarted      = "node-started"
 	EventNodeDrained      = "node-drained"
+	EventFailover         = "failover"
 	EventSpecApplied      = "spec-applied"
 	EventRoleAssigned     = "role-assigned"
 	EventReleaseRequested = "release-requested"
