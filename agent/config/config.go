@@ -62,6 +62,9 @@ type Config struct {
 	// GARP tunes the announcements of an acquired VIP (keepalived's
 	// garp_master_repeat, the interval between them, garp_master_refresh).
 	GARP GARPConfig `yaml:"garp,omitempty"`
+	// Pprof serves Go's /debug/pprof/ profiles on metrics_addr (off by
+	// default: profiles reveal internals; keep metrics_addr private).
+	Pprof bool `yaml:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level,omitempty"`
 
@@ -262,6 +265,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Witness && !c.IsVoter() {
 		return fieldErr("witness", "a witness exists to vote; remove voter: false or witness: true")
+	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return fieldErr("pprof", "needs metrics_addr, where the profiles are served; set metrics_addr or remove pprof")
 	}
 	if c.VIPInterface != "" && !validIfname(c.VIPInterface) {
 		return fieldErr("vip_interface", "%q is not an interface name (1-15 characters, no '/', ':' or spaces)", c.VIPInterface)
