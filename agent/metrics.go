@@ -44,7 +44,7 @@ func newCollector(a *Agent) *collector {
 		leaseAge:   d("member_lease_granted_seconds", "How long this node's grant of the member's lease still runs.", "member"),
 		leaseLeft:  d("lease_remaining_seconds", "This node's own quorum lease remaining, by its own clock."),
 		specVer:    d("spec_version", "Version of the cluster spec."),
-		eventsSeen: d("events_total", "Events recorded in the state since the cluster began."),
+		eventsSeen: d("last_event_seq", "Sequence number (log index) of the last event recorded."),
 	}
 }
 
@@ -72,7 +72,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.applied, g, float64(a.raft.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(c.commit, g, float64(a.raft.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.specVer, g, float64(st.SpecVersion))
-	ch <- prometheus.MustNewConstMetric(c.eventsSeen, prometheus.CounterValue, float64(st.EventSeq))
+	ch <- prometheus.MustNewConstMetric(c.eventsSeen, g, float64(st.EventSeq))
 	for name, as := range st.Assignments {
 		ch <- prometheus.MustNewConstMetric(c.epoch, g, float64(as.Epoch), name)
 		if as.Holder != "" {

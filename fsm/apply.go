@@ -193,6 +193,9 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if n.Leaving {
 		return reject(c, "node %q is shutting down", c.Node)
 	}
+	if n.Drained {
+		return reject(c, "node %q is drained", c.Node)
+	}
 	if _, ok := r.Candidate(c.Node); !ok {
 		return reject(c, "node %q is not a candidate for role %q", c.Node, c.Role)
 	}
@@ -224,8 +227,8 @@ func applyRequestRelease(s *State, index uint64, c *RequestRelease) error {
 	if cur.Epoch != c.Epoch {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
-	if cur.Releasing && cur.MoveTo == c.Target {
-		return nil // already asked: idempotent
+	if cur.Releasing && (c.Target == "" || c.Target == cur.MoveTo) {
+		return nil // already asked (a plain request keeps an operator's move target)
 	}
 	a := *cur
 	a.Releasing = true

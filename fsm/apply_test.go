@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -37,6 +38,23 @@ func baseState(t testing.TB) *State {
 // releasedState: baseState after web was released at epoch 1.
 func releasedState(t testing.TB) *State {
 	return mustApply(t, baseState(t), &Release{Role: "web", Node: "n1", Epoch: 1, Time: t0 + 20})
+}
+
+// heldAtGen7: baseState after web was given back to n1 at lease generation
+// 7 (epoch 2).
+func heldAtGen7(t testing.TB) *State {
+	return mustApply(t, baseState(t), &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 7, Epoch: 2, Time: t0 + 15})
+}
+
+// vipState: baseState plus a vip role "ip" (open) and n3 registered again
+// with a vip interface.
+func vipState(t testing.TB) *State {
+	s := testSpec.Clone()
+	s.Roles = append(s.Roles, spec.Role{Name: "ip", Type: spec.TypeVIP, Address: "198.18.0.200/24"})
+	st := mustApply(t, baseState(t), &ApplySpec{Spec: s, ExpectedVersion: 1})
+	r := reg("n3", false)
+	r.VIP = true
+	return mustApply(t, st, r)
 }
 
 // releasingState: baseState after the holder of web was asked to let go.
@@ -114,7 +132,8 @@ func TestApplyRejections(t *testing.T) {
 		{"spec seed after empty spec", func(t testing.TB) *State {
 			return mustApply(t, NewState(), &ApplySpec{Spec: &spec.Spec{}})
 		}, &ApplySpec{Spec: testSpec, Seed: true}, "seed"},
-		{"spec invalid", baseState, &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "vip"}}}}, "roles[0].type"},
+		// An invalid spec is not rejected here: Apply checks only that there
+		// is one (see TestApplySpecValidatedAtTheEdgeOnly).
 
 		{"assign role not in spec", baseState, &Assign{Role: "cache", Node: "n1", Epoch: 1}, "not in the spec"},
 		{"assign role removed from spec", func(t testing.TB) *State {
@@ -142,6 +161,9 @@ func TestApplyRejections(t *testing.T) {
 		{"assign after release reusing epoch", releasedState, &Assign{Role: "web", Node: "n2", Epoch: 1}, "epoch"},
 		{"assign zero epoch", baseState, &Assign{Role: "db", Node: "n2"}, "epoch"},
 		{"assign same holder", baseState, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", Epoch: 2}, "already holds"},
+		{"assign same holder same generation", heldAtGen7, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 7, Epoch: 3}, "already holds"},
+		{"assign same holder new generation stale epoch", heldAtGen7, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 8, Epoch: 2}, "epoch"},
+		{"assign same holder new generation wrong prev holder", heldAtGen7, &Assign{Role: "web", Node: "n1", HolderGen: 8, Epoch: 3}, "held by"},
 
 		{"request-release wrong epoch", baseState, &RequestRelease{Role: "web", Epoch: 2}, "epoch"},
 		{"request-release old epoch", func(t testing.TB) *State {
@@ -151,6 +173,16 @@ func TestApplyRejections(t *testing.T) {
 		{"request-release unknown role", baseState, &RequestRelease{Role: "cache", Epoch: 1}, "no holder"},
 		{"request-release after release", releasedState, &RequestRelease{Role: "web", Epoch: 1}, "no holder"},
 		{"request-release releasing wrong epoch", releasingState, &RequestRelease{Role: "web", Epoch: 3}, "epoch"},
+		{"request-release invalid target", baseState, &RequestRelease{Role: "web", Epoch: 1, Target: "N2"}, "target"},
+		{"request-release move wrong epoch", baseState, &RequestRelease{Role: "web", Epoch: 2, Target: "n2"}, "epoch"},
+
+		{"set-drain unknown node", baseState, &SetDrain{Node: "n9", Drained: true}, "not registered"},
+		{"set-drain removed node", func(t testing.TB) *State {
+			return mustApply(t, baseState(t), &RemoveNode{Node: "n2"})
+		}, &SetDrain{Node: "n2", Drained: true}, "not registered"},
+		{"set-drain invalid node", baseState, &SetDrain{Node: "", Drained: true}, "node"},
+
+		{"assign vip to a node without vip", vipState, &Assign{Role: "ip", Node: "n1", Epoch: 1}, "vip_interface"},
 
 		{"release by non-holder", baseState, &Release{Role: "web", Node: "n2", Epoch: 1}, "does not hold"},
 		{"release wrong epoch", baseState, &Release{Role: "web", Node: "n1", Epoch: 2}, "epoch"},
@@ -246,8 +278,12 @@ func TestApplyRegisterNode(t *testing.T) {
 	if got := st.Nodes["n1"].LeaseSeq; got != 4 {
 		t.Fatalf("LeaseSeq after re-registration: got %d, want 4", got)
 	}
-	checkEvent(t, lastEvent(t, st), Event{Seq: 2, Index: 4, Time: t0 + 10, Kind: EventNodeRegistered, Node: "n1", Actor: "n1",
+	// Its Seq is its log index (4), not a count of events (it is the 2nd).
+	checkEvent(t, lastEvent(t, st), Event{Seq: 4, Index: 4, Time: t0 + 10, Kind: EventNodeRegistered, Node: "n1", Actor: "n1",
 		Old: "raft=r1 api=a1 voter=true witness=false", New: "raft=r2 api=a1 voter=false witness=true"})
+	if len(st.Events) != 2 || st.EventSeq != 4 {
+		t.Fatalf("changed re-registration: got %d events (seq %d), want 2 (seq 4)", len(st.Events), st.EventSeq)
+	}
 	if got, want := st.NodeIDs(), []string{"n1"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("NodeIDs: got %v, want %v", got, want)
 	}
@@ -432,6 +468,51 @@ func TestApplyAssign(t *testing.T) {
 	}
 }
 
+func TestApplyAssignHolderGen(t *testing.T) {
+	base := baseState(t)
+
+	// A handover records the new holder's lease generation.
+	st := applyOK(t, base, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", HolderGen: 5, Epoch: 2, Actor: "n3", Time: t0 + 30})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 5, Epoch: 2, Since: t0 + 30}); got != want {
+		t.Fatalf("assignment: got %+v, want %+v", got, want)
+	}
+
+	// The holder's new generation: the role is given back to it, with a new
+	// epoch, bound to the new generation.
+	st = applyOK(t, st, &Assign{Role: "web", Node: "n2", PrevHolder: "n2", HolderGen: 6, Epoch: 3, Reason: "new lease", Actor: "n3", Time: t0 + 31})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 6, Epoch: 3, Since: t0 + 31}); got != want {
+		t.Fatalf("assignment at the new generation: got %+v, want %+v", got, want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0 + 31, Kind: EventRoleAssigned, Node: "n2", Actor: "n3",
+		Role: "web", Old: "n2", New: "n2", Epoch: 3, Message: "new lease"})
+	if got, want := st.HeldBy("n2"), []Assignment{{Role: "web", Holder: "n2", HolderGen: 6, Epoch: 3, Since: t0 + 31}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("HeldBy(n2): got %+v, want %+v", got, want)
+	}
+
+	// The same generation again is rejected, whatever the epoch.
+	checkRejected(t, st, &Assign{Role: "web", Node: "n2", PrevHolder: "n2", HolderGen: 6, Epoch: 4})
+
+	// From generation 0 (an assignment written before quorum leases) to a
+	// real one is a new generation too.
+	st = applyOK(t, base, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 1, Epoch: 2})
+	if got := st.Assignment("web"); got.Holder != "n1" || got.HolderGen != 1 || got.Epoch != 2 {
+		t.Fatalf("assignment from generation 0: got %+v, want n1 at generation 1, epoch 2", got)
+	}
+
+	// A re-assignment to the holder while it is asked to release clears the
+	// request, like any assignment.
+	st = applyOK(t, releasingState(t), &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 3, Epoch: 2})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n1", HolderGen: 3, Epoch: 2}); got != want {
+		t.Fatalf("re-assignment of a releasing role: got %+v, want %+v", got, want)
+	}
+
+	// A release drops the generation with the holder.
+	st = applyOK(t, st, &Release{Role: "web", Node: "n1", Epoch: 2, Time: t0 + 40})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 2, Since: t0 + 40}); got != want {
+		t.Fatalf("assignment after release: got %+v, want %+v", got, want)
+	}
+}
+
 func TestApplyRequestRelease(t *testing.T) {
 	base := baseState(t)
 	st := applyOK(t, base, &RequestRelease{Role: "web", Epoch: 1, Reason: "rebalance", Actor: "n2", Time: t0 + 40})
@@ -456,6 +537,157 @@ func TestApplyRequestRelease(t *testing.T) {
 	}
 }
 
+func TestApplyRequestReleaseMove(t *testing.T) {
+	base := baseState(t)
+	st := applyOK(t, base, &RequestRelease{Role: "web", Epoch: 1, Target: "n2", Reason: "move", Actor: "operator", Time: t0 + 40})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n1", Epoch: 1, Since: t0 + 10, Releasing: true, MoveTo: "n2"}); got != want {
+		t.Fatalf("assignment: got %+v, want %+v", got, want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0 + 40, Kind: EventReleaseRequested, Node: "n1", Actor: "operator",
+		Role: "web", Old: "n1", Epoch: 1, Message: "move"})
+
+	// The same move again is idempotent: only the index moves.
+	again, err := Apply(st, st.Index+1, &RequestRelease{Role: "web", Epoch: 1, Target: "n2", Reason: "again"})
+	if err != nil {
+		t.Fatalf("repeated move: got error %v, want nil", err)
+	}
+	want := *st
+	want.Index = st.Index + 1
+	if !reflect.DeepEqual(again, &want) {
+		t.Fatalf("repeated move changed the state:\n got %+v\nwant %+v", again, &want)
+	}
+
+	// Another target replaces it, and is recorded.
+	st = applyOK(t, st, &RequestRelease{Role: "web", Epoch: 1, Target: "n3", Reason: "changed my mind", Time: t0 + 41})
+	if got := st.Assignment("web"); !got.Releasing || got.MoveTo != "n3" {
+		t.Fatalf("assignment after a move to n3: got %+v, want releasing, MoveTo n3", got)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0 + 41, Kind: EventReleaseRequested, Node: "n1",
+		Role: "web", Old: "n1", Epoch: 1, Message: "changed my mind"})
+
+	// The target outlives the release, until the next assignment.
+	st = applyOK(t, base, &RequestRelease{Role: "web", Epoch: 1, Target: "n2"})
+	st = applyOK(t, st, &Release{Role: "web", Node: "n1", Epoch: 1, Time: t0 + 50})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 1, Since: t0 + 50, MoveTo: "n2"}); got != want {
+		t.Fatalf("assignment after release: got %+v, want %+v", got, want)
+	}
+	st = applyOK(t, st, &Assign{Role: "web", Node: "n2", Epoch: 2, HolderGen: 3, Detected: t0 + 50, Time: t0 + 51})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 3, Epoch: 2, Since: t0 + 51, AfterRelease: true, Detected: t0 + 50}); got != want {
+		t.Fatalf("assignment after the move: got %+v, want %+v", got, want)
+	}
+}
+
+func TestApplyAssignAfterRelease(t *testing.T) {
+	// After a committed release the previous holder has stopped: the next
+	// assignment says so.
+	st := applyOK(t, releasedState(t), &Assign{Role: "web", Node: "n2", Epoch: 2, Detected: t0 + 20, Time: t0 + 25})
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 25, AfterRelease: true, Detected: t0 + 20}); got != want {
+		t.Fatalf("assignment after release: got %+v, want %+v", got, want)
+	}
+	// A handover from a live holder, a re-assignment to the holder and a
+	// first assignment do not.
+	for name, tc := range map[string]struct {
+		from func(testing.TB) *State
+		cmd  *Assign
+	}{
+		"handover":           {baseState, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2}},
+		"new generation":     {baseState, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 2, Epoch: 2}},
+		"first":              {baseState, &Assign{Role: "db", Node: "n2", Epoch: 1}},
+		"releasing handover": {releasingState, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2}},
+	} {
+		st := applyOK(t, tc.from(t), tc.cmd)
+		if got := st.Assignment(tc.cmd.Role); got.AfterRelease || got.Holder != tc.cmd.Node {
+			t.Errorf("%s: assignment got %+v, want %s holding, AfterRelease false", name, got, tc.cmd.Node)
+		}
+	}
+}
+
+func TestApplySetDrain(t *testing.T) {
+	base := baseState(t)
+	st := applyOK(t, base, &SetDrain{Node: "n2", Drained: true, Actor: "operator", Time: t0 + 90})
+	if !st.Nodes["n2"].Drained {
+		t.Fatalf("node n2 after drain: got %+v, want Drained", st.Nodes["n2"])
+	}
+	if base.Nodes["n2"].Drained {
+		t.Fatalf("SetDrain changed the node in the input state")
+	}
+	want := *base.Nodes["n2"]
+	want.Drained = true
+	if got := st.Nodes["n2"]; !reflect.DeepEqual(got, &want) {
+		t.Fatalf("node after drain: got %+v, want %+v", got, &want)
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0 + 90, Kind: EventNodeDrained, Node: "n2", Actor: "operator", Old: "false", New: "true"})
+
+	// Draining again is idempotent: success, only the index moves.
+	again, err := Apply(st, st.Index+1, &SetDrain{Node: "n2", Drained: true, Actor: "operator"})
+	if err != nil {
+		t.Fatalf("repeated drain: got error %v, want nil", err)
+	}
+	w := *st
+	w.Index = st.Index + 1
+	if !reflect.DeepEqual(again, &w) {
+		t.Fatalf("repeated drain changed the state:\n got %+v\nwant %+v", again, &w)
+	}
+
+	// Roles stay with a drained holder until it releases them.
+	st = applyOK(t, st, &SetDrain{Node: "n1", Drained: true, Actor: "operator", Time: t0 + 91})
+	if got := st.Assignment("web"); got.Holder != "n1" || got.Epoch != 1 {
+		t.Fatalf("assignment after drain: got %+v, want n1 at epoch 1", got)
+	}
+
+	// A drain survives re-registration (the node restarting).
+	st = applyOK(t, st, reg("n2", false))
+	if !st.Nodes["n2"].Drained {
+		t.Fatalf("node n2 after re-registration: got %+v, want still Drained", st.Nodes["n2"])
+	}
+
+	// Undrain.
+	st = applyOK(t, st, &SetDrain{Node: "n2", Actor: "operator", Time: t0 + 92})
+	if st.Nodes["n2"].Drained {
+		t.Fatalf("node n2 after undrain: got %+v, want not Drained", st.Nodes["n2"])
+	}
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0 + 92, Kind: EventNodeDrained, Node: "n2", Actor: "operator", Old: "true", New: "false"})
+	// Undraining a node that is not drained changes nothing but the index.
+	again, err = Apply(st, st.Index+1, &SetDrain{Node: "n3"})
+	if err != nil {
+		t.Fatalf("undrain of an undrained node: got error %v, want nil", err)
+	}
+	w = *st
+	w.Index = st.Index + 1
+	if !reflect.DeepEqual(again, &w) {
+		t.Fatalf("undrain of an undrained node changed the state:\n got %+v\nwant %+v", again, &w)
+	}
+}
+
+func TestApplyVIPNode(t *testing.T) {
+	st := vipState(t)
+	if n := st.Nodes["n3"]; !n.VIP {
+		t.Fatalf("node n3: got %+v, want VIP", n)
+	}
+	// Gaining a vip interface is a registration change, recorded.
+	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0, Kind: EventNodeRegistered, Node: "n3", Actor: "n3",
+		Old: "raft=n3:7000 api=n3:7001 voter=true witness=false", New: "raft=n3:7000 api=n3:7001 voter=true witness=false vip=true"})
+	// Only a node with a vip interface gets a vip role.
+	checkRejected(t, st, &Assign{Role: "ip", Node: "n2", Epoch: 1})
+	st = applyOK(t, st, &Assign{Role: "ip", Node: "n3", HolderGen: 1, Epoch: 1})
+	if got := st.Assignment("ip"); got.Holder != "n3" || got.Epoch != 1 {
+		t.Fatalf("ip assignment: got %+v, want n3 at epoch 1", got)
+	}
+	// Service roles do not care.
+	st = applyOK(t, st, &Assign{Role: "db", Node: "n2", Epoch: 1})
+	if got := st.Assignment("db"); got.Holder != "n2" {
+		t.Fatalf("db assignment: got %+v, want n2", got)
+	}
+	// Registering without the interface again is recorded too.
+	st = applyOK(t, st, reg("n3", false))
+	if n := st.Nodes["n3"]; n.VIP {
+		t.Fatalf("node n3 after re-registration without vip: got %+v, want not VIP", n)
+	}
+	if e := lastEvent(t, st); e.Old != "raft=n3:7000 api=n3:7001 voter=true witness=false vip=true" || e.New != "raft=n3:7000 api=n3:7001 voter=true witness=false" {
+		t.Fatalf("event: got %+v, want vip=true dropped", e)
+	}
+}
+
 func TestApplyRelease(t *testing.T) {
 	for name, from := range map[string]func(testing.TB) *State{"held": baseState, "releasing": releasingState} {
 		t.Run(name, func(t *testing.T) {
@@ -474,17 +706,128 @@ func TestApplyRelease(t *testing.T) {
 
 func TestApplyRecordEvent(t *testing.T) {
 	base := baseState(t)
+	// baseState's events are at indexes 1-4, 6 and 7 (the renewal at 5
+	// records none): 6 events, the last at seq 7.
+	if len(base.Events) != 6 || base.EventSeq != 7 {
+		t.Fatalf("baseState: got %d events (seq %d), want 6 (seq 7)", len(base.Events), base.EventSeq)
+	}
+	baseEvents := append([]Event(nil), base.Events...)
 	in := Event{Seq: 999, Index: 999, Time: t0 + 70, Kind: EventMember, Node: "n4", Actor: "n1", Message: "added voter"}
 	st := applyOK(t, base, &RecordEvent{Event: in})
 	want := in
-	want.Seq = base.EventSeq + 1 // Seq and Index are the state's, not the proposer's
+	want.Seq = st.Index // Seq and Index are the log's, not the proposer's
 	want.Index = st.Index
 	checkEvent(t, lastEvent(t, st), want)
-	if st.EventSeq != base.EventSeq+1 || len(st.Events) != len(base.Events)+1 {
-		t.Fatalf("events: got %d (seq %d), want %d (seq %d)", len(st.Events), st.EventSeq, len(base.Events)+1, base.EventSeq+1)
+	if st.EventSeq != st.Index || len(st.Events) != len(base.Events)+1 {
+		t.Fatalf("events: got %d (seq %d), want %d (seq %d)", len(st.Events), st.EventSeq, len(base.Events)+1, st.Index)
 	}
-	if len(base.Events) != int(base.EventSeq) {
-		t.Fatalf("RecordEvent changed the input state's events")
+	if base.EventSeq != 7 || !reflect.DeepEqual(base.Events, baseEvents) {
+		t.Fatalf("RecordEvent changed the input state's events: got %+v (seq %d), want %+v (seq 7)", base.Events, base.EventSeq, baseEvents)
+	}
+
+	// At a later index, with a gap in between, Seq follows the index.
+	next, err := Apply(st, st.Index+40, &RecordEvent{Event: in})
+	if err != nil {
+		t.Fatalf("RecordEvent at index %d: got error %v, want nil", st.Index+40, err)
+	}
+	want.Seq, want.Index = st.Index+40, st.Index+40
+	checkEvent(t, lastEvent(t, next), want)
+	if next.EventSeq != st.Index+40 {
+		t.Fatalf("EventSeq: got %d, want %d", next.EventSeq, st.Index+40)
+	}
+}
+
+// TestEventSeqIsLogIndex: an event's Seq is the log index of the command
+// that made it, whatever the gaps in the log and however many commands in
+// between made no event; EventSeq is the Seq of the last event.
+func TestEventSeqIsLogIndex(t *testing.T) {
+	steps := []struct {
+		index uint64
+		cmd   Command
+		event bool // the command records an event
+	}{
+		{3, reg("n1", false), true},
+		{4, reg("n2", false), true},
+		{9, &RenewLease{Node: "n1", Seq: 1}, false},
+		{10, reg("n1", false), false}, // identical re-registration
+		{12, &ApplySpec{Spec: testSpec, Actor: "operator"}, true},
+		{13, &RemoveNode{Node: "n9"}, false}, // rejected
+		{20, &Assign{Role: "web", Node: "n1", HolderGen: 1, Epoch: 1}, true},
+		{21, &RequestRelease{Role: "web", Epoch: 1}, true},
+		{22, &RequestRelease{Role: "web", Epoch: 1}, false}, // idempotent
+		{30, &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 2, Epoch: 2}, true},
+		{31, &Leave{Node: "n2"}, true},
+		{32, &Leave{Node: "n2"}, false}, // idempotent
+		{50, &RecordEvent{Event: Event{Kind: EventOperator}}, true},
+		{51, &RenewLease{Node: "n1", Seq: 1}, false}, // rejected: stale
+	}
+	st := NewState()
+	var wantSeqs []uint64
+	for _, s := range steps {
+		next, err := Apply(st, s.index, s.cmd)
+		var rej *RejectedError
+		if err != nil && !errors.As(err, &rej) {
+			t.Fatalf("index %d (%T): got error %T %v, want nil or *RejectedError", s.index, s.cmd, err, err)
+		}
+		if s.event {
+			if err != nil {
+				t.Fatalf("index %d (%T): got error %v, want nil", s.index, s.cmd, err)
+			}
+			wantSeqs = append(wantSeqs, s.index)
+		}
+		st = next
+		var gotSeqs []uint64
+		for _, e := range st.Events {
+			if e.Seq != e.Index {
+				t.Fatalf("index %d: event %+v: got seq %d, want its index %d", s.index, e, e.Seq, e.Index)
+			}
+			gotSeqs = append(gotSeqs, e.Seq)
+		}
+		if !reflect.DeepEqual(gotSeqs, wantSeqs) {
+			t.Fatalf("index %d (%T): got event seqs %v, want %v", s.index, s.cmd, gotSeqs, wantSeqs)
+		}
+		if want := wantSeqs[len(wantSeqs)-1]; st.EventSeq != want {
+			t.Fatalf("index %d (%T): EventSeq got %d, want %d", s.index, s.cmd, st.EventSeq, want)
+		}
+	}
+	if st.Index != 51 || st.EventSeq != 50 {
+		t.Fatalf("final: got index %d event seq %d, want 51 and 50", st.Index, st.EventSeq)
+	}
+
+	// EventsSince takes any cursor, an event's seq or not.
+	since := []struct {
+		seq  uint64
+		want []uint64
+	}{
+		{0, []uint64{3, 4, 12, 20, 21, 30, 31, 50}},
+		{3, []uint64{4, 12, 20, 21, 30, 31, 50}},
+		{4, []uint64{12, 20, 21, 30, 31, 50}},
+		{5, []uint64{12, 20, 21, 30, 31, 50}},
+		{11, []uint64{12, 20, 21, 30, 31, 50}},
+		{21, []uint64{30, 31, 50}},
+		{49, []uint64{50}},
+		{50, nil},
+		{51, nil},
+		{1 << 63, nil},
+	}
+	for _, tt := range since {
+		var got []uint64
+		for _, e := range st.EventsSince(tt.seq) {
+			got = append(got, e.Seq)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("EventsSince(%d): got seqs %v, want %v", tt.seq, got, tt.want)
+		}
+	}
+
+	// The numbering survives a snapshot, and the next event carries on.
+	c := deepCopy(t, st)
+	if !sameState(c, st) {
+		t.Fatalf("snapshot copy differs:\n got %+v\nwant %+v", c, st)
+	}
+	c = mustApply(t, c, &RecordEvent{Event: Event{Kind: EventOperator}})
+	if got := lastEvent(t, c); got.Seq != 52 || c.EventSeq != 52 {
+		t.Fatalf("event after restore: got seq %d (EventSeq %d), want 52", got.Seq, c.EventSeq)
 	}
 }
 
@@ -525,46 +868,64 @@ func TestEpochsStrictlyIncrease(t *testing.T) {
 }
 
 func TestEventsBounded(t *testing.T) {
+	// Event i is recorded at log index idx(i): strictly increasing, with
+	// gaps of 4 and 2, so Seq is not contiguous.
+	idx := func(i int) uint64 { return uint64(3*i - i%2) }
 	st := NewState()
 	const n = MaxEvents + 10
 	for i := 1; i <= n; i++ {
-		next, err := Apply(st, uint64(i), &RecordEvent{Event: Event{Kind: EventOperator, Time: int64(i)}})
+		next, err := Apply(st, idx(i), &RecordEvent{Event: Event{Kind: EventOperator, Time: int64(i)}})
 		if err != nil {
 			t.Fatalf("RecordEvent %d: %v", i, err)
 		}
 		if len(next.Events) > MaxEvents {
 			t.Fatalf("after %d events: got %d kept, want at most %d", i, len(next.Events), MaxEvents)
 		}
-		if i <= MaxEvents && len(next.Events) != i {
-			t.Fatalf("after %d events: got %d kept, want %d", i, len(next.Events), i)
+		if want := min(i, MaxEvents); len(next.Events) != want {
+			t.Fatalf("after %d events: got %d kept, want %d", i, len(next.Events), want)
 		}
-		if prev := len(st.Events); prev > 0 && st.Events[prev-1].Seq != uint64(i-1) {
-			t.Fatalf("event %d: input state's last event changed to seq %d", i, st.Events[prev-1].Seq)
+		if got, want := next.Events[0].Seq, idx(max(1, i-MaxEvents+1)); got != want {
+			t.Fatalf("after %d events: oldest kept has seq %d, want %d", i, got, want)
+		}
+		if prev := len(st.Events); prev > 0 && st.Events[prev-1].Seq != idx(i-1) {
+			t.Fatalf("event %d: input state's last event changed to seq %d, want %d", i, st.Events[prev-1].Seq, idx(i-1))
 		}
 		st = next
 	}
 	if len(st.Events) != MaxEvents {
 		t.Fatalf("events kept: got %d, want %d", len(st.Events), MaxEvents)
 	}
-	if st.EventSeq != n {
-		t.Fatalf("EventSeq: got %d, want %d", st.EventSeq, n)
+	if st.EventSeq != idx(n) {
+		t.Fatalf("EventSeq: got %d, want %d", st.EventSeq, idx(n))
 	}
-	if got, want := st.Events[0].Seq, uint64(n-MaxEvents+1); got != want {
+	if got, want := st.Events[0].Seq, idx(n-MaxEvents+1); got != want {
 		t.Fatalf("oldest kept event: got seq %d, want %d (oldest dropped first)", got, want)
 	}
-	for i, e := range st.Events {
-		want := uint64(n-MaxEvents+1) + uint64(i)
-		if e.Seq != want || e.Index != want || e.Time != int64(want) {
-			t.Fatalf("Events[%d]: got seq %d index %d time %d, want all %d", i, e.Seq, e.Index, e.Time, want)
+	for k, e := range st.Events {
+		i := n - MaxEvents + 1 + k // the event's number, stamped in Time
+		want := idx(i)
+		if e.Seq != want || e.Index != want || e.Time != int64(i) {
+			t.Fatalf("Events[%d]: got seq %d index %d time %d, want seq and index %d, time %d", k, e.Seq, e.Index, e.Time, want, i)
+		}
+		if k > 0 && e.Seq <= st.Events[k-1].Seq {
+			t.Fatalf("Events[%d]: seq %d does not follow %d", k, e.Seq, st.Events[k-1].Seq)
 		}
 	}
-	if got := st.EventsSince(n - 3); len(got) != 3 || got[0].Seq != n-2 {
-		t.Fatalf("EventsSince(%d): got %d events starting at %v, want 3 starting at %d", n-3, len(got), got, n-2)
+	if got := st.EventsSince(idx(n - 3)); len(got) != 3 || got[0].Seq != idx(n-2) {
+		t.Fatalf("EventsSince(%d): got %d events starting at %v, want 3 starting at %d", idx(n-3), len(got), got, idx(n-2))
+	}
+	// A cursor between two events' seqs gives the events after it.
+	if got := st.EventsSince(idx(n-3) + 1); len(got) != 3 || got[0].Seq != idx(n-2) {
+		t.Fatalf("EventsSince(%d): got %d events starting at %v, want 3 starting at %d", idx(n-3)+1, len(got), got, idx(n-2))
+	}
+	// A cursor older than the oldest kept event gives all that is kept.
+	if got := st.EventsSince(idx(n-MaxEvents+1) - 1); len(got) != MaxEvents {
+		t.Fatalf("EventsSince(before the oldest kept): got %d events, want %d", len(got), MaxEvents)
 	}
 	if got := st.EventsSince(0); len(got) != MaxEvents {
 		t.Fatalf("EventsSince(0): got %d events, want %d", len(got), MaxEvents)
 	}
-	if got := st.EventsSince(n); len(got) != 0 {
+	if got := st.EventsSince(idx(n)); len(got) != 0 {
 		t.Fatalf("EventsSince(last): got %d events, want 0", len(got))
 	}
 	// The bounded log survives a snapshot.
@@ -600,19 +961,26 @@ func TestFSMApply(t *testing.T) {
 	}
 }
 
+// unreadableIndex is the log index at which TestFSMApplyUnreadable feeds
+// its entries: distinctive enough to look for in a panic message.
+const unreadableIndex = 4711
+
 func TestFSMApplyUnreadable(t *testing.T) {
 	good := mustEncode(t, &Assign{Role: "db", Node: "n2", Epoch: 1})
 	tests := []struct {
-		name    string
-		data    []byte
-		wantErr bool
-		check   func(*testing.T, error)
+		name string
+		data []byte
+		why  string // what the panic message must also say
 	}{
-		{"unknown version", append([]byte{good[0], 2}, good[2:]...), true, wantUnknown(TypeAssign, 2)},
-		{"unknown type", append([]byte{42, 1}, good[2:]...), true, wantUnknown(42, 1)},
-		{"unknown field", append([]byte{good[0], 1}, `{"role":"db","node":"n2","epoch":1,"force":true}`...), true, wantContains("force")},
-		{"short", []byte{5}, true, nil},
-		{"unknown ignorable type", append([]byte{42 | 0x80, 1}, good[2:]...), false, nil},
+		{"unknown version", append([]byte{good[0], 2}, good[2:]...), "version 2"},
+		{"unknown type", append([]byte{42, 1}, good[2:]...), "type-42"},
+		{"unknown type unknown version", append([]byte{0x7f, 9}, good[2:]...), "unknown command type"},
+		{"ignore flag on a mandatory type", append([]byte{good[0] | 0x80, 1}, good[2:]...), "may not be skipped"},
+		{"unknown field", append([]byte{good[0], 1}, `{"role":"db","node":"n2","epoch":1,"force":true}`...), "force"},
+		{"trailing data", append(append([]byte{}, good...), '}'), "trailing"},
+		{"truncated", append([]byte{good[0], 1}, `{"role":"db"`...), "decode assign"},
+		{"short", []byte{5}, "2-byte header"},
+		{"empty", []byte{}, "2-byte header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -622,19 +990,71 @@ func TestFSMApplyUnreadable(t *testing.T) {
 			}
 			before, changed := f.State()
 			snap := deepCopy(t, before)
-			res := applyLog(f, 3, tt.data)
-			err, _ := res.(error)
-			if tt.wantErr != (err != nil) || (res != nil && err == nil) {
-				t.Fatalf("FSM.Apply: got %T %v, want error=%t", res, res, tt.wantErr)
+
+			var res any
+			recovered := func() (r any) {
+				defer func() { r = recover() }()
+				res = applyLog(f, unreadableIndex, tt.data)
+				return nil
+			}()
+			if recovered == nil {
+				t.Fatalf("FSM.Apply(%q): got %T %v, want a panic", tt.data, res, res)
 			}
-			if tt.check != nil {
-				tt.check(t, err)
+			msg := fmt.Sprint(recovered)
+			for _, want := range []string{"cannot be read", fmt.Sprintf("entry %d ", unreadableIndex), "upgrade", tt.why} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("panic message: got %q, want it to contain %q", msg, want)
+				}
+			}
+
+			// Nothing was published before the panic: not even the index.
+			after, _ := f.State()
+			if after != before {
+				t.Fatalf("FSM.Apply published a state before panicking:\n got %+v\nwant %+v", after, before)
+			}
+			if !sameState(before, snap) {
+				t.Fatalf("FSM.Apply mutated the published state:\n got %+v\nwant %+v", before, snap)
+			}
+			select {
+			case <-changed:
+				t.Fatalf("State channel closed by an Apply that panicked")
+			default:
+			}
+			if a := after.Assignment("db"); a.Holder != "" {
+				t.Fatalf("assignment: got %+v, want none", a)
+			}
+			// The FSM is not left locked: the same log, readable, still applies.
+			if res := applyLog(f, unreadableIndex, good); res != nil {
+				t.Fatalf("FSM.Apply of the readable command after the panic: got %v, want nil", res)
+			}
+			if a := mustState(f).Assignment("db"); a.Holder != "n2" || a.Epoch != 1 {
+				t.Fatalf("assignment after the readable command: got %+v, want n2 at epoch 1", a)
+			}
+		})
+	}
+}
+
+func TestFSMApplySkipsUnknownIgnorable(t *testing.T) {
+	good := mustEncode(t, &Assign{Role: "db", Node: "n2", Epoch: 1})
+	for name, data := range map[string][]byte{
+		"unknown ignorable type":             append([]byte{42 | 0x80, 1}, good[2:]...),
+		"unknown ignorable type any version": append([]byte{0xff, 200}, "not even json"...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := New()
+			for i, c := range []Command{reg("n2", false), &ApplySpec{Spec: testSpec}} {
+				applyLog(f, uint64(i+1), mustEncode(t, c))
+			}
+			before, changed := f.State()
+			snap := deepCopy(t, before)
+			if res := applyLog(f, 3, data); res != nil {
+				t.Fatalf("FSM.Apply: got %T %v, want nil", res, res)
 			}
 			after, _ := f.State()
 			want := *before
 			want.Index = 3
 			if !reflect.DeepEqual(after, &want) {
-				t.Fatalf("an unreadable command was half-applied:\n got %+v\nwant %+v", after, &want)
+				t.Fatalf("a skipped command changed more than the index:\n got %+v\nwant %+v", after, &want)
 			}
 			if !sameState(before, snap) {
 				t.Fatalf("FSM.Apply mutated the published state")
@@ -644,9 +1064,77 @@ func TestFSMApplyUnreadable(t *testing.T) {
 			default:
 				t.Fatalf("State channel not closed after an Apply that advanced the index")
 			}
-			// The same bytes are still unreadable: the assignment was not made.
 			if a := after.Assignment("db"); a.Holder != "" {
 				t.Fatalf("assignment: got %+v, want none", a)
+			}
+		})
+	}
+}
+
+// TestApplySpecValidatedAtTheEdgeOnly: Apply takes any spec (a newer build
+// may know role types this one does not); Encode, the edge, refuses invalid
+// ones and names the field.
+func TestApplySpecValidatedAtTheEdgeOnly(t *testing.T) {
+	tests := []struct {
+		name  string
+		spec  *spec.Spec
+		field string
+	}{
+		{"unsupported type", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster}}}, "roles[0].type"},
+		{"unsupported type after a valid role", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "cache", Type: spec.TypeRedisMaster}}}, "roles[1].type"},
+		{"unknown type", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "cron"}}}, "roles[0].type"},
+		{"empty type", &spec.Spec{Roles: []spec.Role{{Name: "x"}}}, "roles[0].type"},
+		{"empty name", &spec.Spec{Roles: []spec.Role{{Type: spec.TypeService}}}, "roles[0].name"},
+		{"invalid name", &spec.Spec{Roles: []spec.Role{{Name: "Web", Type: spec.TypeService}}}, "roles[0].name"},
+		{"duplicate name", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "web", Type: spec.TypeService}}}, "roles[1].name"},
+		{"invalid candidate", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "N1"}}}}}, "roles[0].candidates[0].node"},
+		{"duplicate candidate", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1"}, {Node: "n1"}}}}}, "roles[0].candidates[1].node"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := &ApplySpec{Spec: tt.spec, Actor: "operator", Time: t0 + 90}
+
+			// The edge refuses it.
+			b, err := Encode(cmd)
+			if err == nil {
+				t.Fatalf("Encode(%v): got %q, nil error; want an error naming %q", tt.spec, b, tt.field)
+			}
+			if b != nil {
+				t.Fatalf("Encode: got bytes %q alongside error %v, want nil", b, err)
+			}
+			var fe *spec.FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("Encode: got error %T %v, want a *spec.FieldError for %q", err, err, tt.field)
+			}
+			if !strings.HasPrefix(err.Error(), "apply-spec: ") {
+				t.Fatalf("Encode error: got %q, want it prefixed %q", err, "apply-spec: ")
+			}
+
+			// Apply takes it.
+			base := baseState(t)
+			st := applyOK(t, base, cmd)
+			if st.SpecVersion != base.SpecVersion+1 {
+				t.Fatalf("SpecVersion: got %d, want %d", st.SpecVersion, base.SpecVersion+1)
+			}
+			if !reflect.DeepEqual(st.Spec, tt.spec.Clone()) {
+				t.Fatalf("Spec: got %+v, want %+v", st.Spec, tt.spec)
+			}
+			if e := lastEvent(t, st); e.Kind != EventSpecApplied || e.Seq != st.Index {
+				t.Fatalf("event: got %+v, want %s at seq %d", e, EventSpecApplied, st.Index)
+			}
+
+			// And so does the FSM, from bytes a newer build wrote.
+			f := New()
+			applyLog(f, 1, mustEncode(t, reg("n1", false)))
+			if res := applyLog(f, 2, rawCommand(t, TypeApplySpec, 1, cmd)); res != nil {
+				t.Fatalf("FSM.Apply: got %v, want nil", res)
+			}
+			if got := mustState(f); got.SpecVersion != 1 || !reflect.DeepEqual(got.Spec, tt.spec.Clone()) {
+				t.Fatalf("FSM state: got spec version %d %+v, want version 1 %+v", got.SpecVersion, got.Spec, tt.spec)
+			}
+			// The state, invalid spec included, survives a snapshot.
+			if got := snapshotRestore(t, f); !sameState(got, mustState(f)) {
+				t.Fatalf("restored state:\n got %+v\nwant %+v", got, mustState(f))
 			}
 		})
 	}
@@ -780,5 +1268,24 @@ func TestReadSnapshotNormalizes(t *testing.T) {
 	}
 	if !sameState(st, want) {
 		t.Fatalf("normalized state with empty roles:\n got %#v\nwant %#v", st, want)
+	}
+}
+
+// A plain release request (the coordinator's) on a role an operator is
+// moving keeps the move's target; an assignment to a drained node is
+// refused even if it was planned before the drain committed.
+func TestApplyMoveSurvivesPlainRequestAndDrainedRefused(t *testing.T) {
+	base := baseState(t)
+	st := applyOK(t, base, &RequestRelease{Role: "web", Epoch: 1, Target: "n2", Reason: "move", Actor: "operator", Time: t0 + 40})
+	st = applyOK(t, st, &RequestRelease{Role: "web", Epoch: 1, Reason: "no longer eligible", Actor: "n1", Time: t0 + 41})
+	if got := st.Assignment("web"); !got.Releasing || got.MoveTo != "n2" {
+		t.Fatalf("after a plain request on a move: got %+v, want releasing with MoveTo n2", got)
+	}
+	st = applyOK(t, st, &Release{Role: "web", Node: "n1", Epoch: 1, Time: t0 + 42})
+	st = applyOK(t, st, &SetDrain{Node: "n2", Drained: true, Actor: "operator", Time: t0 + 43})
+	_, err := Apply(st, st.Index+1, &Assign{Role: "web", Node: "n2", Epoch: 2, Reason: "planned before the drain", Time: t0 + 44})
+	var rej *RejectedError
+	if !errors.As(err, &rej) || !strings.Contains(err.Error(), "drained") {
+		t.Fatalf("assign to a drained node: got %v, want a rejection naming the drain", err)
 	}
 }

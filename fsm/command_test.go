@@ -17,6 +17,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		wantType byte
 	}{
 		{"register-node", &RegisterNode{Node: "n1", RaftAddr: "10.0.0.1:7000", APIAddr: "10.0.0.1:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0}, 1},
+		{"register-node vip", &RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, VIP: true, LeaseTTLMillis: 3000, Time: t0}, 1},
 		{"register-node witness", &RegisterNode{Node: "w1", RaftAddr: "[::1]:7000", APIAddr: "[::1]:7001", Witness: true, LeaseTTLMillis: 1, Time: -1}, 1},
 		{"remove-node", &RemoveNode{Node: "n2", Actor: "operator", Time: t0}, 2},
 		{"remove-node minimal", &RemoveNode{Node: "n2"}, 2},
@@ -29,13 +30,18 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"apply-spec seed", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}}}, Seed: true, Actor: "n1", Time: t0}, 4},
 		{"assign", &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2, Reason: "n1 failed", Actor: "n3", Time: t0}, 5},
 		{"assign first", &Assign{Role: "web", Node: "n1", Epoch: 1}, 5},
+		{"assign detected", &Assign{Role: "ip", Node: "n2", PrevHolder: "n1", HolderGen: 7, Epoch: 5, Reason: "n1 lease ended", Actor: "n3", Time: t0 + 300, Detected: t0}, 5},
+		{"assign holder generation", &Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 1<<64 - 1, Epoch: 4, Reason: "new lease", Actor: "n1", Time: t0}, 5},
 		{"request-release", &RequestRelease{Role: "web", Epoch: 3, Reason: "drain", Actor: "operator", Time: t0}, 6},
+		{"request-release move", &RequestRelease{Role: "web", Epoch: 3, Target: "n2", Reason: "move", Actor: "operator", Time: t0}, 6},
 		{"release", &Release{Role: "web", Node: "n1", Epoch: 3, Reason: "stopped", Time: t0}, 7},
 		{"record-event", &RecordEvent{Event: Event{Seq: 9, Index: 8, Time: t0, Kind: EventMember, Node: "n4", Actor: "n1",
 			Role: "r", Old: "nonvoter", New: "voter", Epoch: 3, Message: "promoted \u00e9 \"quoted\""}}, 8 | 0x80},
 		{"record-event minimal", &RecordEvent{Event: Event{Kind: EventOperator}}, 8 | 0x80},
 		{"leave", &Leave{Node: "n1", Reason: "shutting down", Time: t0}, 9},
 		{"leave minimal", &Leave{Node: "n1"}, 9},
+		{"set-drain", &SetDrain{Node: "n1", Drained: true, Actor: "operator", Time: t0}, 10},
+		{"set-drain undrain minimal", &SetDrain{Node: "n1"}, 10},
 	}
 	seen := map[CommandType]bool{}
 	for _, tt := range tests {
@@ -95,6 +101,7 @@ func TestCommandTypeString(t *testing.T) {
 		{TypeRecordEvent, "record-event"},
 		{TypeRecordEvent | IgnoreUnknownFlag, "record-event"},
 		{TypeLeave, "leave"},
+		{TypeSetDrain, "set-drain"},
 		{0, "type-0"},
 		{42, "type-42"},
 		{42 | IgnoreUnknownFlag, "type-170"},
@@ -214,6 +221,36 @@ func wantContains(s string) func(*testing.T, error) {
 	}
 }
 
+// TestNewFieldsOmittedWhenZero: fields added to a command at the same
+// version are left out when zero, so a command that does not use them
+// encodes as before they existed and agents that predate them read it.
+func TestNewFieldsOmittedWhenZero(t *testing.T) {
+	tests := []struct {
+		cmd  Command
+		want string // payload without the new fields
+		with Command
+		key  string // the new field's key
+	}{
+		{&Assign{Role: "web", Node: "n1", Epoch: 1}, `{"role":"web","node":"n1","epoch":1,"reason":"","actor":"","time":0}`,
+			&Assign{Role: "web", Node: "n1", HolderGen: 9, Epoch: 1}, `"holder_gen":9`},
+		{&Assign{Role: "web", Node: "n1", Epoch: 1}, `{"role":"web","node":"n1","epoch":1,"reason":"","actor":"","time":0}`,
+			&Assign{Role: "web", Node: "n1", Epoch: 1, Detected: 5}, `"detected":5`},
+		{&RequestRelease{Role: "web", Epoch: 1}, `{"role":"web","epoch":1,"reason":"","actor":"","time":0}`,
+			&RequestRelease{Role: "web", Epoch: 1, Target: "n2"}, `"target":"n2"`},
+		{&RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 1},
+			`{"node":"n1","raft_addr":"a:1","api_addr":"a:2","voter":false,"witness":false,"lease_ttl_ms":1,"time":0}`,
+			&RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 1, VIP: true}, `"vip":true`},
+	}
+	for _, tt := range tests {
+		if b := mustEncode(t, tt.cmd); string(b[2:]) != tt.want {
+			t.Errorf("%s payload: got %s, want %s", tt.cmd.Type(), b[2:], tt.want)
+		}
+		if b := mustEncode(t, tt.with); !strings.Contains(string(b[2:]), tt.key) {
+			t.Errorf("%s payload: got %s, want it to carry %s", tt.with.Type(), b[2:], tt.key)
+		}
+	}
+}
+
 func TestDecodeAllowsTrailingWhitespace(t *testing.T) {
 	b := append(mustEncode(t, &RenewLease{Node: "n1", Seq: 2}), " \n\t"...)
 	got, err := Decode(b)
@@ -243,7 +280,11 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"renew empty node", &RenewLease{Seq: 1}, "node"},
 		{"renew zero seq", &RenewLease{Node: "n1"}, "seq"},
 		{"apply-spec nil spec", &ApplySpec{Actor: "operator"}, "spec"},
-		{"apply-spec invalid spec", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "ip", Type: spec.TypeVIP}}}}, "roles[1].type"},
+		{"apply-spec invalid spec", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "cache", Type: spec.TypeRedisMaster}}}}, "roles[1].type"},
+		// Moved from the Apply table: Apply no longer checks the spec itself.
+		{"apply-spec unsupported role type", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster}}}}, "roles[0].type"},
+		{"apply-spec unknown role type", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "cron"}}}}, "roles[0].type"},
+		{"apply-spec duplicate role", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "web", Type: spec.TypeService}}}}, "roles[1].name"},
 		{"apply-spec duplicate candidate", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1"}, {Node: "n1"}}}}}}, "roles[0].candidates[1].node"},
 		{"assign empty role", &Assign{Node: "n1", Epoch: 1}, "role"},
 		{"assign invalid role", &Assign{Role: "Web", Node: "n1", Epoch: 1}, "role"},
@@ -251,12 +292,15 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"assign zero epoch", &Assign{Role: "web", Node: "n1"}, "epoch"},
 		{"request-release empty role", &RequestRelease{Epoch: 1}, "role"},
 		{"request-release zero epoch", &RequestRelease{Role: "web"}, "epoch"},
+		{"request-release invalid target", &RequestRelease{Role: "web", Epoch: 1, Target: "N2"}, "target"},
 		{"release empty role", &Release{Node: "n1", Epoch: 1}, "role"},
 		{"release invalid node", &Release{Role: "web", Node: "n 1", Epoch: 1}, "node"},
 		{"release zero epoch", &Release{Role: "web", Node: "n1"}, "epoch"},
 		{"record-event empty kind", &RecordEvent{Event: Event{Message: "hello"}}, "event.kind"},
 		{"leave empty node", &Leave{Reason: "bye"}, "node"},
 		{"leave invalid node", &Leave{Node: "n1."}, "node"},
+		{"set-drain empty node", &SetDrain{Drained: true}, "node"},
+		{"set-drain invalid node", &SetDrain{Node: "n_1", Drained: true}, "node"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,30 +61,32 @@ func readGolden(t *testing.T, path string) []byte {
 }
 
 // goldenCommandsState is the state after applying sampleCommands to NewState
-// at indexes 1..9, written out by hand.
+// at indexes 1..10, written out by hand.
 func goldenCommandsState() *State {
 	webDB := &spec.Spec{Roles: []spec.Role{
 		{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
 		{Name: "db", Type: spec.TypeService},
 	}}
 	return &State{
-		Index:       9,
+		Index:       10,
 		SpecVersion: 1,
 		Spec:        webDB,
 		Nodes:       map[string]*Node{},
 		Checks:      map[string]map[string]CheckResult{},
-		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4}},
+		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4, MoveTo: "n2"}},
+		// An event's Seq is its log index; the renewal at 2 made none.
 		Events: []Event{
 			{Seq: 1, Index: 1, Time: t0, Kind: EventNodeRegistered, Node: "n1", Actor: "n1", New: "raft=10.0.0.1:7000 api=10.0.0.1:7001 voter=true witness=false"},
-			{Seq: 2, Index: 3, Time: t0 + 1, Kind: EventSpecApplied, Actor: "operator", Old: "0", New: "1", Message: "roles=[db,web]"},
-			{Seq: 3, Index: 4, Time: t0 + 2, Kind: EventRoleAssigned, Node: "n1", Actor: "n1", Role: "web", New: "n1", Epoch: 1, Message: "initial placement"},
-			{Seq: 4, Index: 5, Time: t0 + 3, Kind: EventReleaseRequested, Node: "n1", Actor: "n1", Role: "web", Old: "n1", Epoch: 1, Message: "rebalance"},
-			{Seq: 5, Index: 6, Time: t0 + 4, Kind: EventRoleReleased, Node: "n1", Actor: "n1", Role: "web", Old: "n1", Epoch: 1, Message: "asked to"},
-			{Seq: 6, Index: 7, Time: t0 + 5, Kind: EventNodeLeaving, Node: "n1", Actor: "n1", Message: "shutting down"},
-			{Seq: 7, Index: 8, Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"},
-			{Seq: 8, Index: 9, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
+			{Seq: 3, Index: 3, Time: t0 + 1, Kind: EventSpecApplied, Actor: "operator", Old: "0", New: "1", Message: "roles=[db,web]"},
+			{Seq: 4, Index: 4, Time: t0 + 2, Kind: EventRoleAssigned, Node: "n1", Actor: "n1", Role: "web", New: "n1", Epoch: 1, Message: "initial placement"},
+			{Seq: 5, Index: 5, Time: t0 + 3, Kind: EventReleaseRequested, Node: "n1", Actor: "n1", Role: "web", Old: "n1", Epoch: 1, Message: "rebalance"},
+			{Seq: 6, Index: 6, Time: t0 + 4, Kind: EventRoleReleased, Node: "n1", Actor: "n1", Role: "web", Old: "n1", Epoch: 1, Message: "asked to"},
+			{Seq: 7, Index: 7, Time: t0 + 5, Kind: EventNodeLeaving, Node: "n1", Actor: "n1", Message: "shutting down"},
+			{Seq: 8, Index: 8, Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"},
+			{Seq: 9, Index: 9, Time: t0 + 6, Kind: EventNodeDrained, Node: "n1", Actor: "operator", Old: "false", New: "true"},
+			{Seq: 10, Index: 10, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
 		},
-		EventSeq: 8,
+		EventSeq: 10,
 	}
 }
 
@@ -168,15 +170,17 @@ func TestGoldenCommands(t *testing.T) {
 }
 
 // snapshotCommands builds the golden snapshot's state: the sample commands,
-// then two nodes back in and both roles placed.
+// then two nodes back in, both roles placed, and web given back to its
+// holder at a new lease generation.
 func snapshotCommands() []Command {
 	return append(sampleCommands(),
-		&RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0 + 10},
+		&RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, VIP: true, LeaseTTLMillis: 3000, Time: t0 + 10},
 		&RegisterNode{Node: "w1", RaftAddr: "10.0.0.9:7000", APIAddr: "10.0.0.9:7001", Voter: true, Witness: true, LeaseTTLMillis: 3000, Time: t0 + 11},
 		&RenewLease{Node: "n2", Seq: 7},
-		&Assign{Role: "web", Node: "n2", Epoch: 2, Reason: "n1 removed", Actor: "n2", Time: t0 + 12},
-		&Assign{Role: "db", Node: "n2", Epoch: 1, Reason: "initial placement", Actor: "n2", Time: t0 + 13},
+		&Assign{Role: "web", Node: "n2", HolderGen: 41, Epoch: 2, Reason: "n1 removed", Actor: "n2", Time: t0 + 12},
+		&Assign{Role: "db", Node: "n2", HolderGen: 41, Epoch: 1, Reason: "initial placement", Actor: "n2", Time: t0 + 13},
 		&RequestRelease{Role: "db", Epoch: 1, Reason: "drain", Actor: "operator", Time: t0 + 14},
+		&Assign{Role: "web", Node: "n2", PrevHolder: "n2", HolderGen: 42, Epoch: 3, Reason: "new lease", Actor: "n2", Time: t0 + 15, Detected: t0 + 14},
 	)
 }
 
@@ -209,29 +213,36 @@ func TestGoldenSnapshot(t *testing.T) {
 
 	// And that state is what it should be, by hand.
 	n := len(snapshotCommands())
-	if got.Index != uint64(n) || got.SpecVersion != 1 || got.EventSeq != 13 || len(got.Events) != 13 {
-		t.Errorf("restored: got index %d spec version %d event seq %d (%d events), want %d, 1, 13 (13)",
-			got.Index, got.SpecVersion, got.EventSeq, len(got.Events), n)
+	// Two renewals (at 2 and 13) made no event; the last event is the
+	// last command's, so EventSeq is its index.
+	if got.Index != uint64(n) || got.SpecVersion != 1 || got.EventSeq != uint64(n) || len(got.Events) != n-2 {
+		t.Errorf("restored: got index %d spec version %d event seq %d (%d events), want %d, 1, %d (%d)",
+			got.Index, got.SpecVersion, got.EventSeq, len(got.Events), n, n, n-2)
+	}
+	for k, e := range got.Events {
+		if e.Seq != e.Index || (k > 0 && e.Seq <= got.Events[k-1].Seq) {
+			t.Errorf("restored Events[%d]: got seq %d index %d, want seq = index, above the previous seq", k, e.Seq, e.Index)
+		}
 	}
 	if ids := got.NodeIDs(); !reflect.DeepEqual(ids, []string{"n2", "w1"}) {
 		t.Errorf("restored nodes: got %v, want [n2 w1]", ids)
 	}
-	if n2 := got.Nodes["n2"]; n2.LeaseSeq != 7 || n2.Witness || n2.Leaving {
-		t.Errorf("restored n2: got %+v, want lease seq 7, not witness, not leaving", n2)
+	if n2 := got.Nodes["n2"]; n2.LeaseSeq != 7 || n2.Witness || n2.Leaving || !n2.VIP {
+		t.Errorf("restored n2: got %+v, want lease seq 7, vip, not witness, not leaving", n2)
 	}
 	if w1 := got.Nodes["w1"]; !w1.Witness {
 		t.Errorf("restored w1: got %+v, want a witness", w1)
 	}
 	wantAssign := map[string]*Assignment{
-		"web": {Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 12},
-		"db":  {Role: "db", Holder: "n2", Epoch: 1, Since: t0 + 13, Releasing: true},
+		"web": {Role: "web", Holder: "n2", HolderGen: 42, Epoch: 3, Since: t0 + 15, Detected: t0 + 14},
+		"db":  {Role: "db", Holder: "n2", HolderGen: 41, Epoch: 1, Since: t0 + 13, Releasing: true},
 	}
 	if !reflect.DeepEqual(got.Assignments, wantAssign) {
 		t.Errorf("restored assignments: got %v, want %v", got.Assignments, wantAssign)
 	}
 
 	// Applying more commands to the restored state works as on the original.
-	next := &Release{Role: "db", Node: "n2", Epoch: 1, Time: t0 + 15}
+	next := &Release{Role: "db", Node: "n2", Epoch: 1, Time: t0 + 16}
 	a, errA := Apply(got, got.Index+1, next)
 	b, errB := Apply(st, st.Index+1, next)
 	if errA != nil || errB != nil || !reflect.DeepEqual(a, b) {

@@ -24,11 +24,12 @@ func sampleCommands() []Command {
 			{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
 			{Name: "db", Type: spec.TypeService},
 		}}, Actor: "operator", Time: t0 + 1},
-		&Assign{Role: "web", Node: "n1", Epoch: 1, Reason: "initial placement", Actor: "n1", Time: t0 + 2},
-		&RequestRelease{Role: "web", Epoch: 1, Reason: "rebalance", Actor: "n1", Time: t0 + 3},
+		&Assign{Role: "web", Node: "n1", HolderGen: 1_700_000_000_000_000_001, Epoch: 1, Reason: "initial placement", Actor: "n1", Time: t0 + 2, Detected: t0 + 1},
+		&RequestRelease{Role: "web", Epoch: 1, Target: "n2", Reason: "rebalance", Actor: "n1", Time: t0 + 3},
 		&Release{Role: "web", Node: "n1", Epoch: 1, Reason: "asked to", Time: t0 + 4},
 		&Leave{Node: "n1", Reason: "shutting down", Time: t0 + 5},
 		&RecordEvent{Event: Event{Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"}},
+		&SetDrain{Node: "n1", Drained: true, Actor: "operator", Time: t0 + 6},
 		&RemoveNode{Node: "n1", Actor: "operator", Time: t0 + 7},
 	}
 }

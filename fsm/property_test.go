@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -26,6 +27,9 @@ type entry struct {
 	Cmd     Command
 	Data    []byte
 	Encoded bool // Data came from Encode
+	// Unreadable bytes stop the FSM with a panic: only a newer build could
+	// have written them, and this one must not apply them differently.
+	Unreadable bool
 }
 
 func (e entry) String() string {
@@ -146,7 +150,8 @@ func commandGen(st *State) *rapid.Generator[entry] {
 			if !plausible || e == 0 {
 				e = anyEpoch()
 			}
-			c = &RequestRelease{Role: role, Epoch: e, Reason: "rebalance", Actor: "n1", Time: time}
+			target := rapid.SampledFrom([]string{"", "", node}).Draw(t, "target") // an operator's move
+			c = &RequestRelease{Role: role, Epoch: e, Target: target, Reason: "rebalance", Actor: "n1", Time: time}
 		case kind < 75:
 			r := &Release{Role: role, Node: node, Epoch: cur.Epoch, Reason: "stopped", Time: time}
 			if plausible && cur.Holder != "" {
@@ -162,36 +167,46 @@ func commandGen(st *State) *rapid.Generator[entry] {
 				Kind: rapid.SampledFrom([]string{EventMember, EventLeadership, EventOperator}).Draw(t, "event_kind"),
 				Node: node, Actor: "n1", Message: rapid.SampledFrom([]string{"", "promoted", "leader changed"}).Draw(t, "message"),
 			}}
-		case kind < 87:
+		case kind < 84:
 			c = &Leave{Node: node, Reason: "shutdown", Time: time}
+		case kind < 88:
+			c = &SetDrain{Node: node, Drained: rapid.Bool().Draw(t, "drained"), Actor: "operator", Time: time}
 		case kind < 91:
 			// A well-formed command that fails Validate, written by hand.
+			// Apply rejects it, except an ApplySpec with an invalid spec:
+			// only its presence is checked in Apply.
 			bad := rapid.SampledFrom([]Command{
 				&RenewLease{Node: node},
 				&RegisterNode{Node: node, RaftAddr: "10.0.0.1:7000"},
 				&Leave{Node: "N1"},
+				&SetDrain{Node: "-", Drained: true},
 				&RemoveNode{},
 				&Assign{Role: role, Node: node},
 				&RecordEvent{},
-				&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: role, Type: spec.TypeVIP}}}},
+				&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: role, Type: spec.TypeRedisMaster}}}},
 				&Release{Role: role, Epoch: 1},
 			}).Draw(t, "invalid")
 			p, _ := json.Marshal(bad)
 			return entry{Cmd: bad, Data: append([]byte{byte(bad.Type()), 1}, p...)}
 		default:
 			good, _ := Encode(&Assign{Role: role, Node: node, PrevHolder: cur.Holder, Epoch: cur.Epoch + 1})
-			raw := rapid.SampledFrom([][]byte{
-				append([]byte{good[0], 2}, good[2:]...),          // unknown version
-				append([]byte{0x7e, 1}, good[2:]...),             // unknown type
-				append([]byte{0xfe, 1}, good[2:]...),             // unknown type, ignorable
-				append(append([]byte{}, good...), '}'),           // trailing data
-				{good[0]},                                        // short
-				append([]byte{good[0], 1}, `{"role":"web"`...),   // truncated
-				append([]byte{good[0], 1}, `{"bogus":true}`...),  // unknown field
-				append([]byte{byte(TypeRelease), 1}, `null`...),  // decodes, fails Validate
-				append([]byte{byte(TypeAssign), 1}, good[2:]...), // the plausible assign itself
+			type rawEntry struct {
+				data       []byte
+				unreadable bool
+			}
+			raw := rapid.SampledFrom([]rawEntry{
+				{append([]byte{good[0], 2}, good[2:]...), true},           // unknown version
+				{append([]byte{0x7e, 1}, good[2:]...), true},              // unknown type
+				{append([]byte{good[0] | 0x80, 1}, good[2:]...), true},    // ignore flag on a mandatory type
+				{append([]byte{0xfe, 1}, good[2:]...), false},             // unknown type, ignorable
+				{append(append([]byte{}, good...), '}'), true},            // trailing data
+				{[]byte{good[0]}, true},                                   // short
+				{append([]byte{good[0], 1}, `{"role":"web"`...), true},    // truncated
+				{append([]byte{good[0], 1}, `{"bogus":true}`...), true},   // unknown field
+				{append([]byte{byte(TypeRelease), 1}, `null`...), false},  // decodes, fails Validate
+				{append([]byte{byte(TypeAssign), 1}, good[2:]...), false}, // the plausible assign itself
 			}).Draw(t, "raw")
-			return entry{Data: raw}
+			return entry{Data: raw.data, Unreadable: raw.unreadable}
 		}
 		b, err := Encode(c)
 		if err != nil {
@@ -202,6 +217,13 @@ func commandGen(st *State) *rapid.Generator[entry] {
 		}
 		return entry{Cmd: c, Data: b, Encoded: true}
 	})
+}
+
+// applyCatch applies l to f and returns its result, or what it panicked
+// with.
+func applyCatch(f *FSM, l *raft.Log) (res, panicked any) {
+	defer func() { panicked = recover() }()
+	return f.Apply(l), nil
 }
 
 func stateJSON(t *rapid.T, st *State) []byte {
@@ -233,7 +255,7 @@ func TestPropertyReplaySnapshotEpochs(t *testing.T) {
 		drv := New()
 		var log []*raft.Log
 		var index uint64
-		applied, rejected := 0, 0
+		applied, rejected, unreadable := 0, 0, 0
 
 		epoch := map[string]uint64{}  // last seen epoch per role
 		holder := map[string]string{} // last seen holder per role
@@ -245,10 +267,30 @@ func TestPropertyReplaySnapshotEpochs(t *testing.T) {
 			e := commandGen(before).Draw(t, fmt.Sprintf("cmd%d", i))
 			index += rapid.Uint64Range(1, 3).Draw(t, "index_step")
 			l := &raft.Log{Type: raft.LogCommand, Index: index, Data: e.Data}
-			log = append(log, l)
 
-			res := drv.Apply(l)
+			res, panicked := applyCatch(drv, l)
 			total++
+			if e.Unreadable {
+				// The agent stops before anything is published. The entry
+				// is left out of the log the replicas replay, which then
+				// has a gap there (as if this build never saw it).
+				msg := fmt.Sprint(panicked)
+				if panicked == nil || !strings.Contains(msg, "cannot be read") || !strings.Contains(msg, fmt.Sprintf("entry %d ", index)) {
+					t.Fatalf("entry %d (%v): got result %v, panic %q; want a panic naming index %d", i, e, res, msg, index)
+				}
+				if after, _ := drv.State(); after != before {
+					t.Fatalf("entry %d (%v): state published before the panic:\n got %+v\nwant %+v", i, e, after, before)
+				}
+				if got := stateJSON(t, before); !bytes.Equal(got, beforeJSON) {
+					t.Fatalf("entry %d (%v) mutated the previous state:\n got %s\nwant %s", i, e, got, beforeJSON)
+				}
+				unreadable++
+				continue
+			}
+			if panicked != nil {
+				t.Fatalf("entry %d (%v): FSM.Apply panicked: %v", i, e, panicked)
+			}
+			log = append(log, l)
 			if res == nil {
 				applied++
 			} else {
@@ -308,17 +350,34 @@ func TestPropertyReplaySnapshotEpochs(t *testing.T) {
 				}
 				epoch[role], holder[role] = a.Epoch, a.Holder
 			}
-			// Events are bounded, continuous and end at EventSeq.
+			// Events are bounded; each one's Seq is its log index, strictly
+			// increasing; the last one's is EventSeq. A command makes at
+			// most one event, and only this one's can be new.
 			if len(after.Events) > MaxEvents {
 				t.Fatalf("entry %d: %d events, want at most %d", i, len(after.Events), MaxEvents)
 			}
 			for k, ev := range after.Events {
-				if want := after.EventSeq - uint64(len(after.Events)-1-k); ev.Seq != want {
-					t.Fatalf("entry %d: Events[%d].Seq = %d, want %d", i, k, ev.Seq, want)
+				if ev.Seq != ev.Index || ev.Seq > after.Index {
+					t.Fatalf("entry %d: Events[%d] seq %d index %d, want seq = index <= %d", i, k, ev.Seq, ev.Index, after.Index)
+				}
+				if k > 0 && ev.Seq <= after.Events[k-1].Seq {
+					t.Fatalf("entry %d: Events[%d].Seq = %d, want above %d", i, k, ev.Seq, after.Events[k-1].Seq)
 				}
 			}
+			if k := len(after.Events); k > 0 && after.Events[k-1].Seq != after.EventSeq {
+				t.Fatalf("entry %d: last event seq %d, EventSeq %d; want equal", i, after.Events[k-1].Seq, after.EventSeq)
+			}
+			switch added := after.EventsSince(before.EventSeq); {
+			case after.EventSeq == before.EventSeq:
+				if len(added) != 0 || len(after.Events) != len(before.Events) {
+					t.Fatalf("entry %d (%v): events changed but EventSeq stayed %d", i, e, after.EventSeq)
+				}
+			case len(added) != 1 || after.EventSeq != index || res != nil:
+				t.Fatalf("entry %d (%v, result %v): got %d new events, EventSeq %d -> %d; want one event at index %d from an applied command",
+					i, e, res, len(added), before.EventSeq, after.EventSeq, index)
+			}
 		}
-		t.Logf("%d entries: %d applied, %d failed", n, applied, rejected)
+		t.Logf("%d entries: %d applied, %d failed, %d unreadable (left out)", n, applied, rejected, unreadable)
 		final, _ := drv.State()
 
 		// (a) Snapshot and restore give the same state.
