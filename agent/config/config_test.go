@@ -390,14 +390,14 @@ func TestLoadMissingSpecFile(t *testing.T) {
 
 func TestLoadInvalidSpecFile(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "spec.yaml", "roles:\n  - name: web\n    type: vip\n")
+	writeFile(t, dir, "spec.yaml", "roles:\n  - name: web\n    type: redis-master\n")
 	p := writeFile(t, dir, "n1.yaml", doc(set("spec_file", "spec.yaml")))
 	_, err := config.Load(p)
 	ce := asConfigError(t, err)
 	if ce.Field != "spec_file" {
 		t.Errorf("Load: got Field %q (msg %q), want %q", ce.Field, ce.Msg, "spec_file")
 	}
-	for _, m := range []string{filepath.Join(dir, "spec.yaml"), "roles[0].type", `"vip" is not supported`} {
+	for _, m := range []string{filepath.Join(dir, "spec.yaml"), "roles[0].type", `"redis-master" is not supported`} {
 		if !strings.Contains(ce.Msg, m) {
 			t.Errorf("Load: got Msg %q, want it to contain %q", ce.Msg, m)
 		}
