@@ -12,6 +12,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/harbormaster ./cmd/harbormaster
+	$(GO) build -o $(BIN)/harbormaster-lab ./cmd/harbormaster-lab
 
 # deps installs what the tests need and is missing (Debian packages).
 deps:

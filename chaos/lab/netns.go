@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -270,6 +271,18 @@ func (l *Lab) InNamespace(host string, fn func() error) error {
 		return err
 	}
 	return inNS(h.NS, fn)
+}
+
+// InLabNamespace runs fn, like Lab.InNamespace, on a fresh OS thread that
+// has entered the named namespace, which must be a lab namespace
+// ("hmlab-<pid>-<hex>-..."; of this process or another one, as `ip netns
+// list` shows them). It is for tools that attach to a lab another process
+// built; fn should call GuardHere before it sends anything.
+func InLabNamespace(ns string, fn func() error) error {
+	if !labNameRE.MatchString(ns) || strings.ContainsRune(ns, '/') {
+		return fmt.Errorf("lab: %q is not a lab namespace", ns)
+	}
+	return inNS(ns, fn)
 }
 
 // isAlive reports whether pid names a live process (in our pid namespace).

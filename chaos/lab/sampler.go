@@ -156,6 +156,16 @@ func (s *Sampler) Stop() []Sample {
 	return slices.Clone(s.samples)
 }
 
+// SamplesSince returns the samples taken at or after t (all of them for
+// the zero time), oldest first, without stopping the sampler: a copy, safe
+// to call at any time (e.g. to check one trial of a longer run).
+func (s *Sampler) SamplesSince(t time.Time) []Sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(s.samples, t, func(x Sample, t time.Time) int { return x.At.Compare(t) })
+	return slices.Clone(s.samples[i:])
+}
+
 // Last returns the most recent sample, and false before the first one. Safe
 // to call at any time, e.g. to wait until the sampler sees a change.
 func (s *Sampler) Last() (Sample, bool) {

@@ -1,0 +1,391 @@
+// Package scenario runs the chaos scenarios of issue 3 against a real
+// 3-node harbormaster cluster inside a network-namespace lab (DESIGN.md §4,
+// §7): it injects one fault per trial (holder crash, agent kill -9, agent
+// SIGSTOP, partitions, heal, leader crash, packet loss), watches the VIP
+// from the kernels (lab.Sampler, every 10 ms) and from a client (TCP
+// connects through the VIP every 10 ms, plus the client's ARP entry), and
+// reports every invariant violation with timestamps and the client-visible
+// outage.
+//
+// Run builds a fresh lab and cluster, runs the trials of one scenario in
+// it, and tears everything down; cmd/harbormaster-lab is its command line.
+// Every program that sends lab traffic runs lab.GuardHere on the thread that
+// sends: the prober's workers and the admin client's dialer run on threads
+// locked into the client namespace.
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Options configures Run.
+type Options struct {
+	ClusterOptions
+	// Trials is the number of faults injected, one after the other in the
+	// same cluster, which must recover between them (default 1).
+	Trials int
+	// LossDuration is how long loss-30 keeps the loss on (default 20s).
+	LossDuration time.Duration
+	// LossPercent is the loss loss-30 sets with lab.Loss on every node,
+	// for frames in and, independently, out (default 30). Between two
+	// nodes a frame crosses two such filters: 30 % per node is 51 % per
+	// direction of a node-to-node path.
+	LossPercent int
+	// Settle is how long the cluster must be stable before a fault
+	// (default 1s).
+	Settle time.Duration
+	// StableTimeout bounds every wait for a stable cluster (default 60s).
+	StableTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Trials <= 0 {
+		o.Trials = 1
+	}
+	if o.LossDuration <= 0 {
+		o.LossDuration = 20 * time.Second
+	}
+	if o.LossPercent <= 0 {
+		o.LossPercent = 30
+	}
+	if o.Settle <= 0 {
+		o.Settle = time.Second
+	}
+	if o.StableTimeout <= 0 {
+		o.StableTimeout = 60 * time.Second
+	}
+	if o.Profile == "" {
+		o.Profile = "lan"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Trial is the record of one fault.
+type Trial struct {
+	N int `json:"n"`
+	// Holder and Leader are the VIP holder and the Raft leader before the
+	// fault; NewHolder the holder afterwards ("" if it did not change).
+	Holder    string `json:"holder"`
+	Leader    string `json:"leader"`
+	NewHolder string `json:"new_holder,omitempty"`
+	// Fault is when the fault was injected.
+	Fault time.Time `json:"fault"`
+	// OutageMS is the client-visible outage of the trial (see measureOutage).
+	OutageMS float64 `json:"outage_ms"`
+	// DualHolderMS is the longest time two nodes had the address (0: S1 held).
+	DualHolderMS float64 `json:"dual_holder_ms"`
+	// Figures are the scenario's own measurements, in ms unless named
+	// otherwise.
+	Figures    map[string]float64 `json:"figures,omitempty"`
+	Violations []string           `json:"violations,omitempty"`
+	Notes      []string           `json:"notes,omitempty"`
+}
+
+func (t *Trial) violate(format string, args ...any) {
+	t.Violations = append(t.Violations, fmt.Sprintf(format, args...))
+}
+
+func (t *Trial) note(format string, args ...any) {
+	t.Notes = append(t.Notes, fmt.Sprintf(format, args...))
+}
+
+func (t *Trial) figure(name string, v float64) {
+	if t.Figures == nil {
+		t.Figures = map[string]float64{}
+	}
+	t.Figures[name] = v
+}
+
+// Target is one performance target of DESIGN.md §5 checked against a run.
+// Missing a target is not an invariant violation (OK stays true); the tests
+// and the table report it.
+type Target struct {
+	What     string  `json:"what"`
+	Limit    float64 `json:"limit"`
+	Measured float64 `json:"measured"`
+	Met      bool    `json:"met"`
+}
+
+// Result is the outcome of a run of one scenario.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Profile  string `json:"profile"`
+	// Trials is the number of trials completed.
+	Trials int `json:"trials"`
+	// OK is true when every invariant held in every trial.
+	OK         bool     `json:"ok"`
+	Violations []string `json:"violations"`
+	// OutageMS summarises the trials' client-visible outages.
+	OutageMS Stats `json:"outage_ms"`
+	// DualHolderMS is the longest time, over the trials, that two nodes
+	// both had the address.
+	DualHolderMS float64          `json:"dual_holder_ms"`
+	Figures      map[string]Stats `json:"figures,omitempty"`
+	Targets      []Target         `json:"targets,omitempty"`
+	// Skipped says why the scenario did not run.
+	Skipped  string  `json:"skipped,omitempty"`
+	PerTrial []Trial `json:"per_trial"`
+	// Dir is the work dir with the agents' logs, when kept.
+	Dir string `json:"dir,omitempty"`
+}
+
+// TargetsMet reports whether every target was met.
+func (r *Result) TargetsMet() bool {
+	for _, t := range r.Targets {
+		if !t.Met {
+			return false
+		}
+	}
+	return true
+}
+
+// scenario is one entry of the catalogue.
+type scenario struct {
+	name  string
+	about string
+	// skip, when set, says why the scenario cannot run yet.
+	skip string
+	run  func(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error
+	// targets returns the §5 targets of a finished run for a profile.
+	targets func(r *Result) []Target
+}
+
+func catalogue() []scenario {
+	return []scenario{
+		{name: "crash-holder", about: "lab.Crash of the VIP holder (port down, everything killed); restore and restart it afterwards",
+			run: crashHolder, targets: outageTarget(map[string]float64{"lan": 1000, "fast": 400}, true)},
+		{name: "kill-agent", about: "SIGKILL of the holder's agent only: the kernel drops the address within its lifetime, no one adds it before",
+			run: killAgent},
+		{name: "pause-agent", about: "SIGSTOP of the holder's agent for 3 s, then SIGCONT: the address goes with its lifetime, is not re-added while another node holds it",
+			run: pauseAgent},
+		{name: "partition-holder", about: "the holder cut from the other nodes (the client reaches everyone): it drops the VIP within its lease, the majority takes it",
+			run: partitionHolder, targets: outageTarget(map[string]float64{"lan": 1500}, false)},
+		{name: "oneway-partition", about: "every frame from the holder to the other nodes dropped (they still reach it)",
+			run: onewayPartition, targets: outageTarget(map[string]float64{"lan": 1500}, false)},
+		{name: "heal", about: "partition-holder, then heal: within 1 s the client reaches the current holder (no blackhole)",
+			run: heal},
+		{name: "heal-client", about: "heal with the client on the holder's side of the partition: its ARP entry points at the old holder until the new one is announced; reached within 1 s of the heal",
+			run: healClient},
+		{name: "crash-leader", about: "lab.Crash of the Raft leader when it is not the VIP holder: the VIP stays, client outage <= 100 ms",
+			run: crashLeader},
+		{name: "move", about: "planned move of the VIP to another node (`harbormaster move`): outage p99 <= 50 ms",
+			run: move, targets: outageTarget(map[string]float64{"lan": 50, "fast": 50}, true)},
+		{name: "drain", about: "drain of the holder (`harbormaster drain`), then undrain: outage p99 <= 50 ms",
+			run: drain, targets: outageTarget(map[string]float64{"lan": 50, "fast": 50}, true)},
+		{name: "stop-agent", about: "SIGTERM of the holder's agent (graceful stop releases at once), then restart: outage p99 <= 50 ms",
+			run: stopAgent, targets: outageTarget(map[string]float64{"lan": 50, "fast": 50}, true)},
+		{name: "loss-30", about: "30% loss (in and out) on every node for 20 s: no S1 violation, no needless VIP move or drop",
+			run: loss30, targets: func(r *Result) []Target {
+				m, d := r.Figures["vip_moves"].Max, r.Figures["vip_drops"].Max
+				return []Target{{What: "vip_moves (needless) max == 0", Limit: 0, Measured: m, Met: m == 0},
+					{What: "vip_drops (needless) max == 0", Limit: 0, Measured: d, Met: d == 0}}
+			}},
+	}
+}
+
+// outageTarget checks outage_ms.p99 against a per-profile limit (no
+// target for profiles not listed): below it, or at most it with orEqual.
+func outageTarget(limit map[string]float64, orEqual bool) func(r *Result) []Target {
+	return func(r *Result) []Target {
+		l, ok := limit[r.Profile]
+		if !ok {
+			return nil
+		}
+		p := r.OutageMS.P99
+		if orEqual {
+			return []Target{{What: fmt.Sprintf("outage_ms.p99 <= %.0f", l), Limit: l, Measured: p, Met: p <= l}}
+		}
+		return []Target{{What: fmt.Sprintf("outage_ms.p99 < %.0f", l), Limit: l, Measured: p, Met: p < l}}
+	}
+}
+
+// Names returns the names of every scenario, skipped ones included, in
+// the catalogue's order.
+func Names() []string {
+	var out []string
+	for _, s := range catalogue() {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+// About returns a one-line description of the scenario ("" if unknown).
+func About(name string) string {
+	for _, s := range catalogue() {
+		if s.name == name {
+			if s.skip != "" {
+				return "skipped: " + s.skip
+			}
+			return s.about
+		}
+	}
+	return ""
+}
+
+// Run builds a fresh lab with a 3-node cluster, runs the scenario's trials
+// in it and tears it down (also when ctx ends: SIGINT/SIGTERM). It returns
+// an error when the lab or the cluster could not be built, or ctx ended;
+// everything the product did wrong is in the Result's violations.
+func Run(ctx context.Context, name string, o Options) (Result, error) {
+	o.defaults()
+	res := Result{Scenario: name, Profile: o.Profile, Violations: []string{}, PerTrial: []Trial{}}
+	idx := slices.IndexFunc(catalogue(), func(s scenario) bool { return s.name == name })
+	if idx < 0 {
+		return res, fmt.Errorf("unknown scenario %q; scenarios: %s", name, strings.Join(Names(), ", "))
+	}
+	sc := catalogue()[idx]
+	if sc.skip != "" {
+		res.Skipped = sc.skip
+		res.OK = true
+		return res, nil
+	}
+	c, err := StartCluster(ctx, o.ClusterOptions)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			o.Log.Warn("teardown", "err", err)
+		}
+	}()
+	if o.Dir != "" {
+		res.Dir = o.Dir
+	}
+	o.Log.Info("cluster starting", "scenario", name, "profile", o.Profile, "lab", c.Lab.Prefix())
+	v, err := c.WaitStable(ctx, o.Settle, o.StableTimeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Violations = append(res.Violations, fmt.Sprintf("%s: the cluster never became stable: %v", stamp(time.Now()), err))
+		return finish(res, sc), nil
+	}
+	for i := 1; i <= o.Trials; i++ {
+		start := time.Now()
+		tr := Trial{N: i, Holder: v.Holder, Leader: v.Leader}
+		o.Log.Info("trial", "scenario", name, "n", i, "holder", v.Holder, "leader", v.Leader, "epoch", v.Epoch)
+		if err := sc.run(ctx, c, v, &tr, o); err != nil {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			return res, fmt.Errorf("%s trial %d: %w", name, i, err)
+		}
+		// Recovery is part of the trial: restarted nodes rejoining must
+		// not break S1 either.
+		var rerr error
+		v, rerr = c.WaitStable(ctx, o.Settle, o.StableTimeout)
+		if rerr != nil && ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		if rerr != nil {
+			tr.violate("%s: the cluster did not recover after the fault: %v", stamp(time.Now()), rerr)
+		}
+		for _, e := range c.UnexpectedExits() {
+			tr.violate("%s", e)
+		}
+		samples := c.SamplesSince(start)
+		longest, vs := dualHolders(samples, samplePeriod)
+		tr.DualHolderMS = msf(longest)
+		tr.Violations = append(vs, tr.Violations...)
+		if err := c.Sampler.Err(); err != nil {
+			tr.violate("%s: sampler: %v (samples are missing; S1 unproven)", stamp(time.Now()), err)
+		}
+		o.Log.Info("trial done", "scenario", name, "n", i, "outage_ms", tr.OutageMS, "dual_holder_ms", tr.DualHolderMS,
+			"violations", len(tr.Violations), "figures", tr.Figures)
+		res.PerTrial = append(res.PerTrial, tr)
+		res.Trials = i
+		if rerr != nil {
+			break
+		}
+	}
+	return finish(res, sc), nil
+}
+
+// finish aggregates the trials.
+func finish(res Result, sc scenario) Result {
+	var outages []float64
+	figs := map[string][]float64{}
+	for _, tr := range res.PerTrial {
+		outages = append(outages, tr.OutageMS)
+		res.DualHolderMS = max(res.DualHolderMS, tr.DualHolderMS)
+		for _, v := range tr.Violations {
+			res.Violations = append(res.Violations, fmt.Sprintf("trial %d: %s", tr.N, v))
+		}
+		for k, v := range tr.Figures {
+			figs[k] = append(figs[k], v)
+		}
+	}
+	res.OutageMS = summarize(outages)
+	if len(figs) > 0 {
+		res.Figures = map[string]Stats{}
+		for k, v := range figs {
+			res.Figures[k] = summarize(v)
+		}
+	}
+	res.OK = len(res.Violations) == 0
+	if sc.targets != nil && res.Trials > 0 {
+		res.Targets = sc.targets(&res)
+	}
+	return res
+}
+
+// FigureNames returns the result's figure names, sorted.
+func (r *Result) FigureNames() []string {
+	var out []string
+	for k := range r.Figures {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// poll evaluates cond every 5 ms until it holds (returning true) or
+// timeout passes or ctx ends (false).
+func poll(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	return pollEvery(ctx, 5*time.Millisecond, timeout, cond)
+}
+
+// pollEvery is poll with another period (for conditions that cost the
+// agents something, such as admin calls).
+func pollEvery(ctx context.Context, every, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) || sleep(ctx, every) != nil {
+			return false
+		}
+	}
+}
+
+// logCount counts the lines containing s in the node's agent log from byte
+// offset from on; it returns the count and the current size.
+func (c *Cluster) logCount(node, s string, from int64) (int, int64) {
+	b, err := os.ReadFile(c.LogPath(node))
+	if err != nil || int64(len(b)) < from {
+		return 0, int64(len(b))
+	}
+	return strings.Count(string(b[from:]), s), int64(len(b))
+}

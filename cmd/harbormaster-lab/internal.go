@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/chaos/scenario"
+)
+
+// serveCmd is the stand-in service behind the VIP, for labs built by other
+// tools: run it in a node namespace (`ip netns exec NS harbormaster-lab
+// serve --node n1`). The scenarios run the same server in-process.
+func serveCmd() *cobra.Command {
+	var (
+		port int
+		node string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --node NAME [--port 80]",
+		Short: "Internal: answer every TCP connection on 0.0.0.0:PORT with the node name (run inside a node namespace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if node == "" {
+				return exitError{2, fmt.Errorf("--node is required")}
+			}
+			// Answers are lab traffic too: refuse outside a lab namespace.
+			if err := lab.GuardHere(); err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+			if err != nil {
+				return err
+			}
+			go func() {
+				<-cmd.Context().Done()
+				ln.Close()
+			}()
+			return scenario.Serve(ln, node)
+		},
+	}
+	cmd.Flags().IntVar(&port, "port", 80, "TCP port")
+	cmd.Flags().StringVar(&node, "node", "", "the name to answer with")
+	return cmd
+}
+
+// probeCmd is the client prober as a process: run it in the client
+// namespace (`ip netns exec NS harbormaster-lab probe --target
+// 198.18.0.200:80`). It refuses to run outside a lab namespace.
+func probeCmd() *cobra.Command {
+	var (
+		target   string
+		every    time.Duration
+		timeout  time.Duration
+		duration time.Duration
+		asJSON   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "probe --target ADDR:PORT",
+		Short: "Internal: connect through the VIP every 10 ms and report who answers (run inside the client namespace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ap, err := netip.ParseAddrPort(target)
+			if err != nil {
+				return exitError{2, fmt.Errorf("--target %q: %w", target, err)}
+			}
+			ctx := cmd.Context()
+			if duration > 0 {
+				var cancel func()
+				ctx, cancel = contextWithTimeout(ctx, duration)
+				defer cancel()
+			}
+			var (
+				mu       sync.Mutex
+				enc      = json.NewEncoder(os.Stdout)
+				lastNode = "?"
+				lastOK   time.Time
+				ok, fail int
+			)
+			report := func(a scenario.Attempt) {
+				mu.Lock()
+				defer mu.Unlock()
+				if a.OK {
+					ok++
+				} else {
+					fail++
+				}
+				if asJSON {
+					_ = enc.Encode(a)
+					return
+				}
+				switch {
+				case a.OK && a.Node != lastNode:
+					gap := ""
+					if !lastOK.IsZero() {
+						gap = fmt.Sprintf(" (%s since the last answer)", a.Start.Sub(lastOK).Round(time.Millisecond))
+					}
+					fmt.Printf("%s  answered by %s%s\n", a.Start.Format("15:04:05.000"), a.Node, gap)
+					lastNode = a.Node
+				case !a.OK && lastNode != "":
+					fmt.Printf("%s  no answer: %s\n", a.Start.Format("15:04:05.000"), a.Err)
+					lastNode = ""
+				}
+				if a.OK && a.Start.After(lastOK) {
+					lastOK = a.Start
+				}
+			}
+			err = scenario.RunProbe(ctx, scenario.ProbeConfig{Target: ap, Every: every, Timeout: timeout}, report)
+			if err != nil {
+				return err
+			}
+			if !asJSON {
+				fmt.Printf("%d answered, %d failed\n", ok, fail)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&target, "target", "198.18.0.200:80", "address and port to connect to (in 198.18.0.0/15)")
+	cmd.Flags().DurationVar(&every, "every", 10*time.Millisecond, "period between connects")
+	cmd.Flags().DurationVar(&timeout, "timeout", 50*time.Millisecond, "timeout of one connect and answer")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print every attempt as one JSON line")
+	return cmd
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
