@@ -54,6 +54,9 @@ type Options struct {
 	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
 	// renewals, forwarding); tests use it to cut links.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// LeaseFilter, when set, drops lease datagrams from one node to another
+	// when it returns true (tests use it to cut links).
+	LeaseFilter func(from, to string) bool
 	// VIPKernel and VIPAnnouncer replace netlink and the raw sockets of the
 	// VIP manager (tests use vip/viptest fakes).
 	VIPKernel    vip.Kernel
@@ -98,8 +101,12 @@ type Agent struct {
 	vipWake  chan struct{} // pokes the VIP loop when the lease changes
 	vips     *vip.Manager  // nil without a vip_interface
 	phases   vipPhases     // failover phase times, for the failover event
-	closers  []io.Closer
-	health   *health.Server
+
+	leaseNet  *leaseNet
+	peersMu   sync.Mutex
+	peersDown map[string]bool // members that did not answer the last renewal
+	closers   []io.Closer
+	health    *health.Server
 
 	conns    sync.Mutex
 	connPool map[string]*grpc.ClientConn
@@ -191,6 +198,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	// A restarted node may have granted leases it no longer remembers: its
 	// table says "not ended" to everything for one stretched lease.
 	a.grants = lease.NewGrants(time.Now(), leaseMargin, a.timing.Lease+time.Duration(float64(a.timing.Lease)*leaseMargin))
+	ln, err := a.openLeaseNet(lis.Addr().String())
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("listen for lease renewals on udp %s: %w", lis.Addr(), err)
+	}
+	a.leaseNet = ln
+	go ln.serve()
+	a.closers = append(a.closers, ln.conn)
 	if err := a.openRaft(); err != nil {
 		lis.Close()
 		a.closeAll()
@@ -257,8 +272,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.stopping.Store(true)
 	close(a.stopped)
 	a.health.Shutdown()
-	a.gracefulRelease()
+	// Leadership first (issue 3): the releases below then go to a leader
+	// that is not shutting down, which places the roles at once.
 	a.handOverLeadership()
+	a.gracefulRelease()
 	stopWork()
 	_ = g.Wait()
 	stopVIPs()

@@ -58,6 +58,13 @@ type netcut struct {
 
 var errCut = errors.New("link cut by the test")
 
+// leaseDropped cuts lease datagrams from or to an isolated node.
+func (n *netcut) leaseDropped(from, to string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.isolated[from] || n.isolated[to]
+}
+
 func (n *netcut) blocked(from, addr string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -194,7 +201,7 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 		kernel = viptest.NewKernel(time.Now)
 		vk, va = kernel, &viptest.Announcer{Now: time.Now}
 	}
-	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {

@@ -82,6 +82,8 @@ func (a *Agent) renewLoop(ctx context.Context) {
 func (a *Agent) renewOnce(ctx context.Context, ms []member, gen uint64, sent time.Time) (granted, voters int, refusals []lease.Refusal) {
 	ctx, cancel := context.WithTimeout(ctx, a.timing.Renew)
 	defer cancel()
+	answered := map[string]bool{a.cfg.NodeID: true}
+	var answeredMu sync.Mutex
 	type answer struct {
 		voter bool
 		v     lease.Verdict
@@ -89,6 +91,7 @@ func (a *Agent) renewOnce(ctx context.Context, ms []member, gen uint64, sent tim
 		err   error
 	}
 	answers := make(chan answer, len(ms))
+	defer func() { a.notePeers(ms, answered) }()
 	var wg sync.WaitGroup
 	ttl := a.timing.Lease
 	for _, m := range ms {
@@ -106,17 +109,15 @@ func (a *Agent) renewOnce(ctx context.Context, ms []member, gen uint64, sent tim
 		wg.Add(1)
 		go func(m member) {
 			defer wg.Done()
-			c, err := a.conn(m.apiAddr)
+			r, err := a.leaseNet.renew(ctx, m, gen, ttl, a.timing.Renew/4)
 			if err != nil {
 				answers <- answer{err: err}
 				return
 			}
-			r, err := hmv1.NewClusterClient(c).Renew(ctx, &hmv1.RenewRequest{Node: a.cfg.NodeID, Gen: gen, TtlMs: ttl.Milliseconds()})
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			answers <- answer{voter: m.voter, v: verdictOf(r.Verdict), gen: r.Gen}
+			answeredMu.Lock()
+			answered[m.id] = true
+			answeredMu.Unlock()
+			answers <- answer{voter: m.voter, v: r.Verdict, gen: r.Gen}
 		}(m)
 	}
 	wg.Wait()
@@ -132,6 +133,31 @@ func (a *Agent) renewOnce(ctx context.Context, ms []member, gen uint64, sent tim
 		}
 	}
 	return granted, voters, refusals
+}
+
+// notePeers re-announces the VIPs this node holds when a member that did not
+// answer the previous renewal answers again: a partition healed, and hosts
+// on the other side may still have the old holder's MAC for the address
+// (the announcements made during the partition did not reach them).
+func (a *Agent) notePeers(ms []member, answered map[string]bool) {
+	a.peersMu.Lock()
+	back := false
+	for _, m := range ms {
+		if answered[m.id] && a.peersDown[m.id] {
+			back = true
+		}
+	}
+	a.peersDown = map[string]bool{}
+	for _, m := range ms {
+		if !answered[m.id] && m.apiAddr != "" {
+			a.peersDown[m.id] = true
+		}
+	}
+	a.peersMu.Unlock()
+	if back && a.vips != nil {
+		a.log.Info("a peer answers again; re-announcing held VIPs")
+		a.vips.Reannounce()
+	}
 }
 
 func verdictOf(s string) lease.Verdict {

@@ -158,7 +158,16 @@ func (n raftNode) Propose(ctx context.Context, cmd fsm.Command) (uint64, error) 
 	if n.a.raft.State() != raft.Leader {
 		return 0, n.a.notLeader()
 	}
-	return n.a.proposeBytes(ctx, b)
+	idx, err := n.a.proposeBytes(ctx, b)
+	if err == nil {
+		// Followers learn that an entry committed only with the next
+		// AppendEntries, which hashicorp/raft sends after CommitTimeout
+		// (50-100 ms) when the log is idle. A barrier entry right behind a
+		// placement decision carries its commit index to the new holder at
+		// once; nothing waits for the barrier itself.
+		n.a.raft.Barrier(time.Second)
+	}
+	return idx, err
 }
 
 func (n raftNode) Term() uint64 { return n.a.raft.CurrentTerm() }
