@@ -311,9 +311,22 @@ func (a *Agent) closeAll() {
 // over at once instead of waiting for the lease to run out (DESIGN.md §4,
 // graceful paths).
 func (a *Agent) gracefulRelease() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_, err := a.Propose(ctx, &fsm.Leave{Node: a.cfg.NodeID, Reason: "agent shutdown", Time: time.Now().UnixMilli()})
-	cancel()
+	deadline := time.Now().Add(3 * time.Second)
+	// propose retries while no leader is known: right after a leadership
+	// hand-over the cluster takes an election's time to name the new one.
+	propose := func(cmd fsm.Command) error {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
+			_, err := a.Propose(ctx, cmd)
+			cancel()
+			var nl *NotLeaderError
+			if err == nil || !errors.As(err, &nl) || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	err := propose(&fsm.Leave{Node: a.cfg.NodeID, Reason: "agent shutdown", Time: time.Now().UnixMilli()})
 	if err != nil {
 		var rej *fsm.RejectedError
 		if !errors.As(err, &rej) {
@@ -328,10 +341,8 @@ func (a *Agent) gracefulRelease() {
 	dcancel()
 	st := a.State()
 	for _, as := range st.HeldBy(a.cfg.NodeID) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := a.Propose(ctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
+		err := propose(&fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
 			Reason: "agent shutdown", Time: time.Now().UnixMilli()})
-		cancel()
 		if err != nil {
 			a.log.Warn("release on shutdown failed; the role moves when the lease runs out", "role", as.Role, "epoch", as.Epoch, "err", err)
 			continue
