@@ -5,7 +5,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test unit lab-test demo bench proto deps vet fmt clean
+.PHONY: all build test demo demo-loopback bench proto deps vet fmt clean
 
 all: build
 
@@ -24,7 +24,12 @@ test: deps build vet
 vet:
 	$(GO) vet ./...
 
-demo: build
+# demo: a VIP failover live in network namespaces (root). demo-loopback: the
+# Raft-only demo on 127.0.0.1 (no root needed).
+demo: deps build
+	@$(BIN)/harbormaster-lab demo --bin $(CURDIR)/$(BIN)/harbormaster
+
+demo-loopback: build
 	@scripts/demo.sh
 
 bench: build
