@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 )
 
 // Role types. TypeRedisMaster is a reserved name that Validate rejects with
@@ -81,7 +83,7 @@ func Parse(doc []byte) (*Spec, error) {
 		}
 		return nil, fmt.Errorf("spec: %w", err)
 	}
-	if extraDocument(dec) {
+	if yamlstrict.ExtraDocument(dec) {
 		return nil, errors.New("spec: the file holds more than one YAML document; put every role under one roles: list")
 	}
 	if err := s.Validate(); err != nil {
@@ -222,33 +224,4 @@ func (s *Spec) String() string {
 		return "roles=[]"
 	}
 	return "roles=[" + strings.Join(s.RoleNames(), ",") + "]"
-}
-
-// extraDocument reports whether a second, non-empty YAML document follows.
-func extraDocument(dec *yaml.Decoder) bool {
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return false
-		}
-		if err != nil || !emptyDoc(&n) {
-			return true
-		}
-	}
-}
-
-func emptyDoc(n *yaml.Node) bool {
-	if n.Kind == 0 {
-		return true
-	}
-	if n.Kind == yaml.DocumentNode {
-		for _, c := range n.Content {
-			if !(c.Kind == yaml.ScalarNode && c.Tag == "!!null") {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }

@@ -6,11 +6,10 @@ package vip_test
 import (
 	"bytes"
 	"context"
+	"github.com/harbormaster/harbormaster/chaos/labtest"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,25 +19,7 @@ import (
 	"github.com/harbormaster/harbormaster/vip"
 )
 
-func requireLab(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("HM_REQUIRE_LAB") == "1" {
-		t.Fatalf("lab needs %s (HM_REQUIRE_LAB=1)", strings.Join(missing, ", "))
-	}
-	t.Skipf("lab needs %s", strings.Join(missing, ", "))
-}
+func requireLab(t *testing.T) { t.Helper(); labtest.Require(t) }
 
 func newLab(t *testing.T) *lab.Lab {
 	t.Helper()

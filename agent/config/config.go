@@ -18,6 +18,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/harbormaster/harbormaster/internal/yamlstrict"
+
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -183,7 +185,7 @@ func Parse(doc []byte, overrides ...func(*Config)) (*Config, error) {
 		}
 		return nil, &Error{Msg: yamlMsg(err)}
 	}
-	if extraDocument(dec) {
+	if yamlstrict.ExtraDocument(dec) {
 		return nil, &Error{Msg: "the file holds more than one YAML document (a second ---); keep one"}
 	}
 	c.applyDefaults()
@@ -396,33 +398,4 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
-}
-
-// extraDocument reports whether a second, non-empty YAML document follows.
-func extraDocument(dec *yaml.Decoder) bool {
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return false
-		}
-		if err != nil || !emptyDoc(&n) {
-			return true
-		}
-	}
-}
-
-func emptyDoc(n *yaml.Node) bool {
-	if n.Kind == 0 {
-		return true
-	}
-	if n.Kind == yaml.DocumentNode {
-		for _, c := range n.Content {
-			if !(c.Kind == yaml.ScalarNode && c.Tag == "!!null") {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }

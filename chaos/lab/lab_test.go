@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/harbormaster/harbormaster/chaos/labtest"
 	"net"
 	"net/netip"
 	"os"
@@ -20,25 +21,7 @@ import (
 // requireLab skips the test unless it can build a lab (root, ip and nft
 // present); with HM_REQUIRE_LAB=1 it fails instead of skipping, so CI cannot
 // pass by silently skipping the lab.
-func requireLab(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("HM_REQUIRE_LAB") == "1" {
-		t.Fatalf("lab needs %s (HM_REQUIRE_LAB=1)", strings.Join(missing, ", "))
-	}
-	t.Skipf("lab needs %s", strings.Join(missing, ", "))
-}
+func requireLab(t *testing.T) { t.Helper(); labtest.Require(t) }
 
 // newLab builds a lab closed by t.Cleanup, which also checks that none of
 // its namespaces is left.

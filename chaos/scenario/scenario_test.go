@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/harbormaster/harbormaster/chaos/labtest"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -67,25 +68,7 @@ func TestMain(m *testing.M) {
 
 // requireLab skips the test unless it can build a lab (root, ip and nft);
 // with HM_REQUIRE_LAB=1 it fails instead, so CI cannot pass by skipping.
-func requireLab(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("HM_REQUIRE_LAB") == "1" {
-		t.Fatalf("lab needs %s (HM_REQUIRE_LAB=1)", strings.Join(missing, ", "))
-	}
-	t.Skipf("lab needs %s", strings.Join(missing, ", "))
-}
+func requireLab(t *testing.T) { t.Helper(); labtest.Require(t) }
 
 // harbormasterBin returns HM_BIN (set by the Makefile) or the binary
 // TestMain built.

@@ -1,0 +1,31 @@
+// Package labtest has the helper every lab test starts with.
+package labtest
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Require skips the test unless it can build labs (root, ip, nft); with
+// HM_REQUIRE_LAB=1 (CI) it fails instead of skipping.
+func Require(t testing.TB) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("HM_REQUIRE_LAB") == "1" {
+		t.Fatalf("lab needs %s (HM_REQUIRE_LAB=1)", strings.Join(missing, ", "))
+	}
+	t.Skipf("lab needs %s", strings.Join(missing, ", "))
+}
