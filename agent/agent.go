@@ -311,7 +311,9 @@ func (a *Agent) closeAll() {
 // over at once instead of waiting for the lease to run out (DESIGN.md §4,
 // graceful paths).
 func (a *Agent) gracefulRelease() {
-	deadline := time.Now().Add(3 * time.Second)
+	// Long enough for an election after a hand-over, short enough that a
+	// whole cluster stopped at once does not hang its shutdown.
+	deadline := time.Now().Add(4 * a.timing.Election)
 	// propose retries while no leader is known: right after a leadership
 	// hand-over the cluster takes an election's time to name the new one.
 	propose := func(cmd fsm.Command) error {
