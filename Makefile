@@ -32,8 +32,12 @@ demo: deps build
 demo-loopback: build
 	@scripts/demo.sh
 
-bench: build
+# bench: Raft leader failover on loopback, then the VIP table against
+# keepalived in the namespace lab (root; about 30 minutes). docs/bench-*.md
+# hold the committed runs.
+bench: deps build
 	$(GO) run ./chaos/cmd/bench-leader --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
+	$(GO) run ./chaos/cmd/bench-vip --bin $(CURDIR)/$(BIN)/harbormaster --trials 20 --timeout 45m
 
 # proto regenerates proto/harbormaster/v1/*.pb.go with pinned generators.
 proto:

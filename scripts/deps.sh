@@ -8,6 +8,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have ip || need+=(iproute2)
 have pgrep || need+=(procps)
 have nft || need+=(nftables)
+have keepalived || need+=(keepalived) # the peer of make bench
 
 if [ "${#need[@]}" -eq 0 ]; then
   exit 0
