@@ -46,7 +46,10 @@ type Input struct {
 //   - while neither (the holder's generation is not live but has not
 //     surely ended), nothing moves;
 //   - an unassigned role goes to the best eligible live node: highest
-//     priority, then fewest roles held, then lowest node id.
+//     priority, then fewest roles held, then lowest node id;
+//   - a role with preempt moves (a planned hand-over) from a holder that has
+//     kept it for preempt_delay to a live eligible candidate of strictly
+//     higher priority.
 func Plan(in Input) []fsm.Command {
 	st := in.State
 	ended := in.Ended
@@ -69,6 +72,9 @@ func Plan(in Input) []fsm.Command {
 		if a.Holder != "" {
 			if gen, ok := in.Live[a.Holder]; ok && gen == a.HolderGen {
 				if eligible(st, r, a.Holder) {
+					if cmd := preempt(in, r, a, load); cmd != nil {
+						out = append(out, cmd)
+					}
 					continue
 				}
 				if !a.Releasing {
@@ -133,6 +139,26 @@ func Plan(in Input) []fsm.Command {
 		}
 	}
 	return out
+}
+
+// preempt returns a planned move of r to a live, eligible candidate of
+// strictly higher priority than its holder, when the role preempts and the
+// holder has kept it for the preempt delay; nil otherwise.
+func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.Command {
+	if !r.Preempt || a.Releasing || in.Now-a.Since < r.PreemptAfter().Milliseconds() {
+		return nil
+	}
+	best := pick(in.State, r, in.Live, load)
+	if best == "" || best == a.Holder {
+		return nil
+	}
+	bp, _ := r.Candidate(best)
+	hp, _ := r.Candidate(a.Holder)
+	if bp <= hp {
+		return nil
+	}
+	return &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Target: best, Actor: in.Actor, Time: in.Now,
+		Reason: fmt.Sprintf("preempted by %s (priority %d over %d)", best, bp, hp)}
 }
 
 // eligible reports whether node may hold r, liveness aside.

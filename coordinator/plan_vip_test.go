@@ -84,3 +84,37 @@ func TestPlanDrain(t *testing.T) {
 		t.Fatalf("plan after the release: %v, want svc to n2 (n1 is drained)", describeAll(cmds))
 	}
 }
+
+// Preemption: off by default (nopreempt); with preempt, a live candidate of
+// strictly higher priority takes the role back as a planned move once the
+// holder has kept it for preempt_delay.
+func TestPlanPreempt(t *testing.T) {
+	r := role("svc", "n1:30", "n2:20")
+	build := func(r spec.Role) *fsm.State {
+		return mustApply(t, fsm.NewState(), reg("n1"), reg("n2"), applySpec(r), assign("svc", "n2", "", 1))
+	}
+	st := build(r)
+	if cmds := Plan(Input{State: st, Live: liveOn("n1", "n2"), Now: t0 + 60_000}); len(cmds) != 0 {
+		t.Fatalf("without preempt: %v, want the holder to keep the role", describeAll(cmds))
+	}
+	r.Preempt, r.PreemptDelay = true, "30s"
+	st = build(r)
+	if cmds := Plan(Input{State: st, Live: liveOn("n1", "n2"), Now: t0 + 29_999}); len(cmds) != 0 {
+		t.Fatalf("within preempt_delay: %v, want nothing", describeAll(cmds))
+	}
+	cmds := Plan(Input{State: st, Live: liveOn("n1", "n2"), Now: t0 + 30_000, Actor: "n1"})
+	if len(cmds) != 1 {
+		t.Fatalf("after preempt_delay: %v, want one release request", describeAll(cmds))
+	}
+	rr, ok := cmds[0].(*fsm.RequestRelease)
+	if !ok || rr.Target != "n1" || rr.Epoch != 1 {
+		t.Fatalf("after preempt_delay: %s, want a move of svc to n1", describe(cmds[0]))
+	}
+	mustApply(t, st, rr)
+	// A candidate of equal priority never preempts.
+	r = role("svc", "n1:20", "n2:20")
+	r.Preempt = true
+	if cmds := Plan(Input{State: build(r), Live: liveOn("n1", "n2"), Now: t0 + 60_000}); len(cmds) != 0 {
+		t.Fatalf("equal priority: %v, want nothing", describeAll(cmds))
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -43,6 +44,13 @@ type Role struct {
 	// Candidates lists the nodes allowed to hold the role, with their
 	// priority. Empty means every non-witness node, all at priority 0.
 	Candidates []Candidate `yaml:"candidates,omitempty" json:"candidates,omitempty"`
+	// Preempt lets a live, eligible candidate of strictly higher priority
+	// take the role back from its holder (keepalived's preempt; default
+	// off, as "nopreempt"): the move is a planned hand-over.
+	Preempt bool `yaml:"preempt,omitempty" json:"preempt,omitempty"`
+	// PreemptDelay is how long a holder keeps the role before it may be
+	// preempted (a hold-down against flapping), a Go duration string.
+	PreemptDelay string `yaml:"preempt_delay,omitempty" json:"preempt_delay,omitempty"`
 	// Address is a vip role's address with its prefix length
 	// ("198.18.0.200/24", "fd00::200/64"). The interface is each node's own
 	// (vip_interface in the node config).
@@ -135,6 +143,15 @@ func (s *Spec) Validate() error {
 		default:
 			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q or %q", r.Type, TypeService, TypeVIP)}
 		}
+		if r.PreemptDelay != "" {
+			d, err := time.ParseDuration(r.PreemptDelay)
+			switch {
+			case err != nil || d < 0:
+				return &FieldError{f + ".preempt_delay", fmt.Sprintf("%q is not a duration; write it like \"30s\"", r.PreemptDelay)}
+			case !r.Preempt:
+				return &FieldError{f + ".preempt_delay", "is set without preempt: true; set preempt or remove the delay"}
+			}
+		}
 		nodes := map[string]int{}
 		for k, c := range r.Candidates {
 			cf := fmt.Sprintf("%s.candidates[%d]", f, k)
@@ -161,6 +178,13 @@ func (s *Spec) Role(name string) (Role, bool) {
 		}
 	}
 	return Role{}, false
+}
+
+// PreemptAfter returns the role's preempt delay (0 when unset or invalid;
+// Validate rejects invalid ones).
+func (r Role) PreemptAfter() time.Duration {
+	d, _ := time.ParseDuration(r.PreemptDelay)
+	return max(d, 0)
 }
 
 // Candidate reports whether node may hold r and at which priority. An empty

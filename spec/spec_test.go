@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const validDoc = `
@@ -322,5 +323,25 @@ func TestParseRejectsSecondDocument(t *testing.T) {
 	_, err := Parse([]byte("roles: [{name: a, type: service}]\n---\nroles: [{name: b, type: service}]\n"))
 	if err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
 		t.Fatalf("Parse of two documents: err = %v, want a 'more than one YAML document' error", err)
+	}
+}
+
+func TestPreemptFields(t *testing.T) {
+	s, err := Parse([]byte("roles:\n  - {name: a, type: service, preempt: true, preempt_delay: 30s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Roles[0]; !r.Preempt || r.PreemptAfter() != 30*time.Second {
+		t.Fatalf("preempt fields: %+v", r)
+	}
+	for doc, field := range map[string]string{
+		"roles:\n  - {name: a, type: service, preempt: true, preempt_delay: soon}\n": "roles[0].preempt_delay",
+		"roles:\n  - {name: a, type: service, preempt_delay: 5s}\n":                  "roles[0].preempt_delay",
+	} {
+		_, err := Parse([]byte(doc))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("Parse(%q): err %v, want a FieldError on %s", doc, err, field)
+		}
 	}
 }
