@@ -90,17 +90,20 @@ type Agent struct {
 	timing config.Timing
 	log    *slog.Logger
 
-	fsm      *fsm.FSM
-	raft     *raft.Raft
-	raftAddr string
-	apiAddr  string
-	leaderCh chan bool
-	grants   *lease.Grants // the leases this node granted (every node grants)
-	holder   *lease.Holder // this node's own quorum lease
-	roleWake chan struct{} // pokes the release loop when the lease changes
-	vipWake  chan struct{} // pokes the VIP loop when the lease changes
-	vips     *vip.Manager  // nil without a vip_interface
-	phases   vipPhases     // failover phase times, for the failover event
+	fsm          *fsm.FSM
+	raft         *raft.Raft
+	raftAddr     string
+	apiAddr      string
+	leaderCh     chan bool
+	grants       *lease.Grants // the leases this node granted (every node grants)
+	holder       *lease.Holder // this node's own quorum lease
+	roleWake     chan struct{} // pokes the release loop when the lease changes
+	vipWake      chan struct{} // pokes the VIP loop when the lease changes
+	vips         *vip.Manager  // nil without a vip_interface
+	phases       vipPhases     // failover phase times, for the failover event
+	vipAnn       vip.Announcer // for the non-holders' conflict probes
+	vipMAC       string        // this node's vip_interface MAC
+	vipConflicts atomic.Int64  // foreign answers seen by conflictLoop
 
 	leaseNet  *leaseNet
 	peersMu   sync.Mutex
@@ -251,6 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { a.readyLoop(gctx); return nil })
 	g.Go(func() error { a.watchdogLoop(gctx); return nil })
 	g.Go(func() error { a.vipLoop(gctx); return nil })
+	g.Go(func() error { a.conflictLoop(gctx); return nil })
 	vipCtx, stopVIPs := context.WithCancel(context.Background())
 	vipDone := make(chan struct{})
 	go func() {

@@ -31,7 +31,8 @@ import (
 
 type tnode struct {
 	id     string
-	kernel *viptest.Kernel // the node's fake kernel, when the cluster has VIPs
+	kernel *viptest.Kernel    // the node's fake kernel, when the cluster has VIPs
+	ann    *viptest.Announcer // and its fake announcer
 	cfg    *config.Config
 	opts   clusterOpts
 	agent  *agent.Agent
@@ -195,11 +196,13 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 	c.cut.owner[lis.Addr().String()] = cfg.NodeID
 	c.cut.mu.Unlock()
 	var kernel *viptest.Kernel
+	var ann *viptest.Announcer
 	var vk vip.Kernel
 	var va vip.Announcer
 	if o.vip {
 		kernel = viptest.NewKernel(time.Now)
-		vk, va = kernel, &viptest.Announcer{Now: time.Now}
+		ann = &viptest.Announcer{Now: time.Now}
+		vk, va = kernel, ann
 	}
 	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
@@ -207,7 +210,7 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return &tnode{id: cfg.NodeID, cfg: cfg, opts: o, agent: a, trans: trans, kernel: kernel}
+	return &tnode{id: cfg.NodeID, cfg: cfg, opts: o, agent: a, trans: trans, kernel: kernel, ann: ann}
 }
 
 // stop stops a node's agent (gracefully, as SIGTERM would) and waits.
@@ -226,7 +229,7 @@ func (c *cluster) stop(nd *tnode) {
 func (c *cluster) restart(nd *tnode) {
 	c.t.Helper()
 	fresh := c.build(nd.cfg, nd.opts)
-	nd.agent, nd.trans, nd.kernel = fresh.agent, fresh.trans, fresh.kernel
+	nd.agent, nd.trans, nd.kernel, nd.ann = fresh.agent, fresh.trans, fresh.kernel, fresh.ann
 	c.heal()
 	c.start(nd)
 }

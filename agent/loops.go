@@ -81,11 +81,11 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		n, ok := st.Nodes[a.cfg.NodeID]
 		want := !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
 			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving ||
-			n.VIP != (a.cfg.VIPInterface != "")
+			n.VIP != (a.cfg.VIPInterface != "") || n.MAC != a.vipMAC
 		want = want && !a.stopping.Load()
 		if want && a.inConfig() {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr, VIP: a.cfg.VIPInterface != "",
+			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr, VIP: a.cfg.VIPInterface != "", MAC: a.vipMAC,
 				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
 				Time: time.Now().UnixMilli()})
 			cancel()

@@ -26,6 +26,7 @@ type collector struct {
 	leaseAge   *prometheus.Desc
 	leaseLeft  *prometheus.Desc
 	specVer    *prometheus.Desc
+	conflicts  *prometheus.Desc
 	eventsSeen *prometheus.Desc
 }
 
@@ -44,13 +45,14 @@ func newCollector(a *Agent) *collector {
 		leaseAge:   d("member_lease_granted_seconds", "How long this node's grant of the member's lease still runs.", "member"),
 		leaseLeft:  d("lease_remaining_seconds", "This node's own quorum lease remaining, by its own clock."),
 		specVer:    d("spec_version", "Version of the cluster spec."),
+		conflicts:  d("vip_conflicts_total", "Probes of a VIP held elsewhere that a MAC other than the holder's answered."),
 		eventsSeen: d("last_event_seq", "Sequence number (log index) of the last event recorded."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
-		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen} {
+		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts} {
 		ch <- d
 	}
 }
@@ -73,6 +75,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.commit, g, float64(a.raft.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.specVer, g, float64(st.SpecVersion))
 	ch <- prometheus.MustNewConstMetric(c.eventsSeen, g, float64(st.EventSeq))
+	ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(a.vipConflicts.Load()))
 	for name, as := range st.Assignments {
 		ch <- prometheus.MustNewConstMetric(c.epoch, g, float64(as.Epoch), name)
 		if as.Holder != "" {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -33,6 +34,10 @@ func (a *Agent) newVIPManager() (*vip.Manager, func(), error) {
 		prev := cleanup
 		cleanup = func() { w.Close(); prev() }
 	}
+	if hw, err := k.HardwareAddr(a.cfg.VIPInterface); err == nil {
+		a.vipMAC = hw.String()
+	}
+	a.vipAnn = ann
 	g := a.cfg.GARP
 	m := vip.NewManager(vip.Config{GARPRepeat: g.Repeat, GARPInterval: time.Duration(g.Interval),
 		GARPRefresh: time.Duration(g.Refresh), Log: a.log, OnEvent: a.onVIPEvent}, k, ann)
@@ -194,4 +199,64 @@ func (a *Agent) dropVIPs(ctx context.Context) {
 	}
 	a.vips.Update(a.vipTargets(a.State()))
 	a.vips.Sync(ctx)
+}
+
+// conflictLoop is the non-holders' watch for foreign answers (issue 3):
+// every conflictEvery, a node with a vip_interface probes each VIP it does
+// not hold and, if a MAC other than the holder's registered one answers,
+// logs it, counts it (harbormaster_vip_conflicts_total) and records a
+// vip-conflict event (at most one per role and MAC a minute).
+func (a *Agent) conflictLoop(ctx context.Context) {
+	if a.vips == nil || a.vipAnn == nil {
+		return
+	}
+	const every = 5 * time.Second
+	reported := map[string]time.Time{}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st := a.State()
+		for _, r := range st.Spec.Roles {
+			if r.Type != spec.TypeVIP {
+				continue
+			}
+			as := st.Assignment(r.Name)
+			holder, ok := st.Nodes[as.Holder]
+			if as.Holder == "" || as.Holder == a.cfg.NodeID || !ok || holder.MAC == "" || as.Releasing {
+				continue
+			}
+			addr, err := vip.ParseAddress(r.Address, a.cfg.VIPInterface)
+			if err != nil {
+				continue
+			}
+			hw, err := net.ParseMAC(holder.MAC)
+			if err != nil {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			foreign, err := a.vipAnn.Probe(pctx, addr, hw, 100*time.Millisecond)
+			cancel()
+			if err != nil || foreign == nil || foreign.String() == a.vipMAC {
+				continue
+			}
+			a.vipConflicts.Add(1)
+			key := r.Name + "/" + foreign.String()
+			if time.Since(reported[key]) < time.Minute {
+				continue
+			}
+			reported[key] = time.Now()
+			a.log.Warn("a host other than the holder answers for a VIP", "role", r.Name, "vip", addr.String(),
+				"holder", as.Holder, "holder_mac", holder.MAC, "answer_mac", foreign.String())
+			ectx, ecancel := context.WithTimeout(ctx, 2*time.Second)
+			_, _ = a.Propose(ectx, &fsm.RecordEvent{Event: fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventVIPConflict,
+				Node: a.cfg.NodeID, Actor: a.cfg.NodeID, Role: r.Name, Old: as.Holder + " " + holder.MAC, New: foreign.String(),
+				Epoch: as.Epoch, Message: "a MAC other than the holder's answers for " + r.Address}})
+			ecancel()
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -204,4 +205,26 @@ func TestVIPMoveAndDrain(t *testing.T) {
 	c.waitFor("the VIP back on the undrained node", 3*time.Second, func() bool { return vipHolder(c) == target })
 	time.Sleep(200 * time.Millisecond)
 	s1.finish(t)
+}
+
+// A non-holder that hears a MAC other than the holder's answer for the VIP
+// records a vip-conflict event naming both.
+func TestVIPConflictSeenByNonHolder(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{vip: true, spec: vipSpec})
+	var h *tnode
+	c.waitFor("the VIP on one node", 10*time.Second, func() bool { h = vipHolder(c); return h != nil })
+	other := c.node(c.others(h.id)[0])
+	rogue := net.HardwareAddr{0x02, 0xee, 0, 0, 0, 0x99}
+	other.ann.SetAnswer(rogue)
+	c.waitFor("a vip-conflict event", 15*time.Second, func() bool {
+		for _, e := range c.leader().agent.State().Events {
+			if e.Kind == "vip-conflict" && e.Node == other.id && e.New == rogue.String() && strings.HasPrefix(e.Old, h.id+" ") {
+				return true
+			}
+		}
+		return false
+	})
+	if vipHolder(c) != h {
+		t.Fatalf("the VIP moved because of a foreign answer seen by a non-holder")
+	}
 }

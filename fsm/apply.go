@@ -83,7 +83,7 @@ func validateForApply(cmd Command) error {
 func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	old, known := s.Nodes[c.Node]
 	n := &Node{
-		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness, VIP: c.VIP,
+		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness, VIP: c.VIP, MAC: c.MAC,
 		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time,
 	}
 	if known {

@@ -85,6 +85,9 @@ type RegisterNode struct {
 	Time           int64  `json:"time"`
 	// VIP says the node has an interface for virtual IPs (vip_interface).
 	VIP bool `json:"vip,omitempty"`
+	// MAC is that interface's hardware address: the one that should answer
+	// for a VIP this node holds.
+	MAC string `json:"mac,omitempty"`
 }
 
 // RemoveNode forgets a node's registration and check results. Role

@@ -51,6 +51,8 @@ type Node struct {
 	Witness bool `json:"witness"`
 	// VIP nodes have an interface for virtual IPs; only they get vip roles.
 	VIP bool `json:"vip,omitempty"`
+	// MAC is the hardware address of the node's vip_interface.
+	MAC string `json:"mac,omitempty"`
 	// LeaseTTLMillis is the node lease length the node runs with.
 	LeaseTTLMillis int64 `json:"lease_ttl_ms"`
 	// LeaseSeq increases with every committed lease renewal. Observers time
@@ -123,6 +125,7 @@ const (
 	EventNodeStarted      = "node-started"
 	EventNodeDrained      = "node-drained"
 	EventFailover         = "failover"
+	EventVIPConflict      = "vip-conflict"
 	EventSpecApplied      = "spec-applied"
 	EventRoleAssigned     = "role-assigned"
 	EventReleaseRequested = "release-requested"

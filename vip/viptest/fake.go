@@ -142,6 +142,13 @@ type Announcement struct {
 	At      time.Time
 }
 
+// SetAnswer makes Probe report mac as another host answering (nil: none).
+func (a *Announcer) SetAnswer(mac net.HardwareAddr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Answer = mac
+}
+
 // Announce implements vip.Announcer.
 func (a *Announcer) Announce(addr vip.Address) error {
 	a.mu.Lock()
