@@ -276,10 +276,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.stopping.Store(true)
 	close(a.stopped)
 	a.health.Shutdown()
-	// Leadership first (issue 3): the releases below then go to a leader
-	// that is not shutting down, which places the roles at once.
-	a.handOverLeadership()
-	a.gracefulRelease()
+	// A leader releases its roles while it still leads, so that its own
+	// coordinator places them at once, then hands leadership over; handing
+	// over first would leave the roles waiting for an election.
+	if a.raft.State() == raft.Leader {
+		held := a.State().HeldBy(a.cfg.NodeID)
+		a.gracefulRelease()
+		a.waitPlaced(held, 4*a.timing.Election)
+		a.handOverLeadership()
+	} else {
+		a.gracefulRelease()
+	}
 	stopWork()
 	_ = g.Wait()
 	stopVIPs()
@@ -354,6 +361,29 @@ func (a *Agent) gracefulRelease() {
 			continue
 		}
 		a.log.Info("released role on shutdown", "role", as.Role, "epoch", as.Epoch)
+	}
+}
+
+// waitPlaced waits (bounded) until each of the roles this node released has
+// another holder, or can have none (no candidate).
+func (a *Agent) waitPlaced(released []fsm.Assignment, limit time.Duration) {
+	deadline := time.After(limit)
+	for {
+		st, changed := a.fsm.State()
+		done := true
+		for _, r := range released {
+			if cur := st.Assignment(r.Role); cur.Holder == "" || cur.Holder == a.cfg.NodeID {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		select {
+		case <-deadline:
+			return
+		case <-changed:
+		}
 	}
 }
 
