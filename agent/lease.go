@@ -109,7 +109,7 @@ func (a *Agent) renewOnce(ctx context.Context, ms []member, gen uint64, sent tim
 		wg.Add(1)
 		go func(m member) {
 			defer wg.Done()
-			r, err := a.leaseNet.renew(ctx, m, gen, ttl, a.timing.Renew/4)
+			r, err := a.leaseNet.renew(ctx, m, gen, ttl, a.timing.Renew/8)
 			if err != nil {
 				answers <- answer{err: err}
 				return
