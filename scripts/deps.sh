@@ -9,6 +9,9 @@ have ip || need+=(iproute2)
 have pgrep || need+=(procps)
 have nft || need+=(nftables)
 have keepalived || need+=(keepalived) # the peer of make bench
+have redis-server || need+=(redis-server) # check tests, Redis roles
+have redis-cli || need+=(redis-tools)
+have docker-registry || need+=(docker-registry) # registry-pull check tests
 
 if [ "${#need[@]}" -eq 0 ]; then
   exit 0

@@ -29,3 +29,23 @@ func Require(t testing.TB) {
 	}
 	t.Skipf("lab needs %s", strings.Join(missing, ", "))
 }
+
+// RequireBin skips the test unless every named program is on PATH (a
+// Debian package scripts/deps.sh installs: redis-server, docker-registry);
+// with HM_REQUIRE_LAB=1 (CI) it fails instead of skipping.
+func RequireBin(t testing.TB, bins ...string) {
+	t.Helper()
+	var missing []string
+	for _, bin := range bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("HM_REQUIRE_LAB") == "1" {
+		t.Fatalf("test needs %s on PATH (HM_REQUIRE_LAB=1); run scripts/deps.sh", strings.Join(missing, ", "))
+	}
+	t.Skipf("test needs %s on PATH; run scripts/deps.sh", strings.Join(missing, ", "))
+}
