@@ -52,6 +52,8 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		err = applyLeave(next, index, c)
 	case *SetDrain:
 		err = applySetDrain(next, index, c)
+	case *CheckUpdate:
+		err = applyCheckUpdate(next, index, c)
 	case *RecordEvent:
 		next.addEvent(index, c.Event)
 	default:
@@ -84,13 +86,26 @@ func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	old, known := s.Nodes[c.Node]
 	n := &Node{
 		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness, VIP: c.VIP, MAC: c.MAC,
-		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time,
+		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time, Services: append([]string(nil), c.Services...),
+	}
+	if len(n.Services) == 0 {
+		n.Services = nil
 	}
 	if known {
 		n.LeaseSeq = old.LeaseSeq
 		n.Drained = old.Drained
 	}
 	s.setNode(n)
+	var checks map[string]CheckResult
+	if len(c.Checks) > 0 {
+		checks = make(map[string]CheckResult, len(c.Checks))
+		for _, name := range c.Checks {
+			checks[name] = CheckResult{Since: c.Time}
+		}
+	}
+	if checks != nil || s.Checks[c.Node] != nil {
+		s.setChecks(c.Node, checks)
+	}
 	desc := fmt.Sprintf("raft=%s api=%s voter=%t witness=%t", c.RaftAddr, c.APIAddr, c.Voter, c.Witness)
 	if c.VIP {
 		desc += " vip=true"
@@ -202,6 +217,14 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if r.Type == spec.TypeVIP && !n.VIP {
 		return reject(c, "node %q has no vip_interface for role %q", c.Node, c.Role)
 	}
+	if r.Type == spec.TypeService && !n.RunsService(c.Role) {
+		return reject(c, "node %q has no actuator for service role %q", c.Node, c.Role)
+	}
+	for _, chk := range r.Requires {
+		if !s.CheckPassing(c.Node, chk) {
+			return reject(c, "check %q is not passing on node %q (role %q requires it)", chk, c.Node, c.Role)
+		}
+	}
 	cur := s.Assignment(c.Role)
 	if cur.Holder != c.PrevHolder {
 		return reject(c, "role %q is held by %q, not %q", c.Role, cur.Holder, c.PrevHolder)
@@ -212,8 +235,12 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if cur.Holder == c.Node && cur.HolderGen == c.HolderGen {
 		return reject(c, "node %q already holds role %q at lease generation %d", c.Node, c.Role, c.HolderGen)
 	}
+	lostBy, lostAt := cur.LostBy, cur.LostAt
+	if cur.Holder != "" && cur.Holder != c.Node {
+		lostBy, lostAt = cur.Holder, c.Time
+	}
 	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time,
-		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected})
+		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected, LostBy: lostBy, LostAt: lostAt})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
 	return nil
@@ -247,8 +274,47 @@ func applyRelease(s *State, index uint64, c *Release) error {
 	if cur.Epoch != c.Epoch {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
-	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time, MoveTo: cur.MoveTo})
+	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time, MoveTo: cur.MoveTo,
+		LostBy: c.Node, LostAt: c.Time})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleReleased, Node: c.Node, Actor: c.Node, Role: c.Role,
 		Old: c.Node, Epoch: cur.Epoch, Message: c.Reason})
+	return nil
+}
+
+func applyCheckUpdate(s *State, index uint64, c *CheckUpdate) error {
+	if _, ok := s.Nodes[c.Node]; !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	cur, ok := s.Checks[c.Node][c.Check]
+	if !ok {
+		return reject(c, "node %q did not register a check named %q", c.Node, c.Check)
+	}
+	next := CheckResult{Known: true, Passing: c.Passing, Since: c.Time, Error: c.Error, Output: c.Output}
+	if cur.Known && cur.Passing == c.Passing {
+		next.Since = cur.Since // not a transition: refresh the texts only
+	}
+	m := make(map[string]CheckResult, len(s.Checks[c.Node]))
+	for k, v := range s.Checks[c.Node] {
+		m[k] = v
+	}
+	m[c.Check] = next
+	s.setChecks(c.Node, m)
+	if cur.Known && cur.Passing == c.Passing {
+		return nil
+	}
+	word := func(r CheckResult) string {
+		switch {
+		case !r.Known:
+			return "unknown"
+		case r.Passing:
+			return "passing"
+		}
+		return "failing"
+	}
+	msg := c.Check + " " + word(next)
+	if c.Error != "" {
+		msg += ": " + c.Error
+	}
+	s.addEvent(index, Event{Time: c.Time, Kind: EventCheck, Node: c.Node, Actor: c.Node, Old: word(cur), New: word(next), Message: msg})
 	return nil
 }

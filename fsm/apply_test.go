@@ -235,6 +235,20 @@ func applyOK(t *testing.T, st *State, cmd Command) *State {
 	return got
 }
 
+// applyErr applies cmd to st and checks it is rejected with a
+// *RejectedError, leaving everything but the index as it was.
+func applyErr(t *testing.T, st *State, cmd Command) {
+	t.Helper()
+	got, err := Apply(st, st.Index+1, cmd)
+	var rej *RejectedError
+	if !errors.As(err, &rej) {
+		t.Fatalf("Apply(%T %+v): got error %v, want a rejection", cmd, cmd, err)
+	}
+	if len(got.Events) != len(st.Events) || !reflect.DeepEqual(got.Assignments, st.Assignments) || !reflect.DeepEqual(got.Checks, st.Checks) {
+		t.Fatalf("rejected %T changed the state", cmd)
+	}
+}
+
 // lastEvent returns the newest event, failing if there is none.
 func lastEvent(t *testing.T, st *State) Event {
 	t.Helper()
@@ -438,7 +452,7 @@ func TestApplyAssign(t *testing.T) {
 
 	// Handover between candidates.
 	st := applyOK(t, base, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 2, Reason: "n1 down", Actor: "n3", Time: t0 + 30})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 30}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 30, LostBy: "n1", LostAt: t0 + 30}); got != want {
 		t.Fatalf("assignment: got %+v, want %+v", got, want)
 	}
 	checkEvent(t, lastEvent(t, st), Event{Seq: st.EventSeq, Index: st.Index, Time: t0 + 30, Kind: EventRoleAssigned, Node: "n2", Actor: "n3",
@@ -473,19 +487,19 @@ func TestApplyAssignHolderGen(t *testing.T) {
 
 	// A handover records the new holder's lease generation.
 	st := applyOK(t, base, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", HolderGen: 5, Epoch: 2, Actor: "n3", Time: t0 + 30})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 5, Epoch: 2, Since: t0 + 30}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 5, Epoch: 2, Since: t0 + 30, LostBy: "n1", LostAt: t0 + 30}); got != want {
 		t.Fatalf("assignment: got %+v, want %+v", got, want)
 	}
 
 	// The holder's new generation: the role is given back to it, with a new
 	// epoch, bound to the new generation.
 	st = applyOK(t, st, &Assign{Role: "web", Node: "n2", PrevHolder: "n2", HolderGen: 6, Epoch: 3, Reason: "new lease", Actor: "n3", Time: t0 + 31})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 6, Epoch: 3, Since: t0 + 31}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 6, Epoch: 3, Since: t0 + 31, LostBy: "n1", LostAt: t0 + 30}); got != want {
 		t.Fatalf("assignment at the new generation: got %+v, want %+v", got, want)
 	}
 	checkEvent(t, lastEvent(t, st), Event{Seq: st.Index, Index: st.Index, Time: t0 + 31, Kind: EventRoleAssigned, Node: "n2", Actor: "n3",
 		Role: "web", Old: "n2", New: "n2", Epoch: 3, Message: "new lease"})
-	if got, want := st.HeldBy("n2"), []Assignment{{Role: "web", Holder: "n2", HolderGen: 6, Epoch: 3, Since: t0 + 31}}; !reflect.DeepEqual(got, want) {
+	if got, want := st.HeldBy("n2"), []Assignment{{Role: "web", Holder: "n2", HolderGen: 6, Epoch: 3, Since: t0 + 31, LostBy: "n1", LostAt: t0 + 30}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("HeldBy(n2): got %+v, want %+v", got, want)
 	}
 
@@ -568,11 +582,11 @@ func TestApplyRequestReleaseMove(t *testing.T) {
 	// The target outlives the release, until the next assignment.
 	st = applyOK(t, base, &RequestRelease{Role: "web", Epoch: 1, Target: "n2"})
 	st = applyOK(t, st, &Release{Role: "web", Node: "n1", Epoch: 1, Time: t0 + 50})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 1, Since: t0 + 50, MoveTo: "n2"}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 1, Since: t0 + 50, MoveTo: "n2", LostBy: "n1", LostAt: t0 + 50}); got != want {
 		t.Fatalf("assignment after release: got %+v, want %+v", got, want)
 	}
 	st = applyOK(t, st, &Assign{Role: "web", Node: "n2", Epoch: 2, HolderGen: 3, Detected: t0 + 50, Time: t0 + 51})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 3, Epoch: 2, Since: t0 + 51, AfterRelease: true, Detected: t0 + 50}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", HolderGen: 3, Epoch: 2, Since: t0 + 51, AfterRelease: true, Detected: t0 + 50, LostBy: "n1", LostAt: t0 + 50}); got != want {
 		t.Fatalf("assignment after the move: got %+v, want %+v", got, want)
 	}
 }
@@ -581,7 +595,7 @@ func TestApplyAssignAfterRelease(t *testing.T) {
 	// After a committed release the previous holder has stopped: the next
 	// assignment says so.
 	st := applyOK(t, releasedState(t), &Assign{Role: "web", Node: "n2", Epoch: 2, Detected: t0 + 20, Time: t0 + 25})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 25, AfterRelease: true, Detected: t0 + 20}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Holder: "n2", Epoch: 2, Since: t0 + 25, AfterRelease: true, Detected: t0 + 20, LostBy: "n1", LostAt: t0 + 20}); got != want {
 		t.Fatalf("assignment after release: got %+v, want %+v", got, want)
 	}
 	// A handover from a live holder, a re-assignment to the holder and a
@@ -692,7 +706,7 @@ func TestApplyRelease(t *testing.T) {
 	for name, from := range map[string]func(testing.TB) *State{"held": baseState, "releasing": releasingState} {
 		t.Run(name, func(t *testing.T) {
 			st := applyOK(t, from(t), &Release{Role: "web", Node: "n1", Epoch: 1, Reason: "stopped", Time: t0 + 60})
-			if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 1, Since: t0 + 60}); got != want {
+			if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 1, Since: t0 + 60, LostBy: "n1", LostAt: t0 + 60}); got != want {
 				t.Fatalf("assignment: got %+v, want %+v", got, want)
 			}
 			if got := st.HeldBy("n1"); len(got) != 0 {
@@ -1288,4 +1302,86 @@ func TestApplyMoveSurvivesPlainRequestAndDrainedRefused(t *testing.T) {
 	if !errors.As(err, &rej) || !strings.Contains(err.Error(), "drained") {
 		t.Fatalf("assign to a drained node: got %v, want a rejection naming the drain", err)
 	}
+}
+
+func TestApplyChecks(t *testing.T) {
+	r := reg("n1", false)
+	r.Checks = []string{"pull", "http"}
+	st := mustApply(t, NewState(), r)
+	want := map[string]CheckResult{"pull": {Since: t0}, "http": {Since: t0}}
+	if got := st.Checks["n1"]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("checks after register: got %+v, want %+v (unknown)", got, want)
+	}
+	if st.CheckPassing("n1", "pull") {
+		t.Fatalf("CheckPassing(unknown) = true, want false")
+	}
+
+	// First verdict: a transition from unknown, with an event.
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: true, Output: "pulled", Time: t0 + 10})
+	if got := st.Checks["n1"]["pull"]; got != (CheckResult{Known: true, Passing: true, Since: t0 + 10, Output: "pulled"}) {
+		t.Fatalf("pull after first verdict: got %+v", got)
+	}
+	if !st.CheckPassing("n1", "pull") || st.CheckPassing("n1", "http") || st.CheckPassing("n2", "pull") {
+		t.Fatalf("CheckPassing: pull %v http %v n2 %v, want true false false",
+			st.CheckPassing("n1", "pull"), st.CheckPassing("n1", "http"), st.CheckPassing("n2", "pull"))
+	}
+	e := st.Events[len(st.Events)-1]
+	if e.Kind != EventCheck || e.Old != "unknown" || e.New != "passing" || e.Node != "n1" || e.Message != "pull passing" {
+		t.Fatalf("event: got %+v, want check unknown -> passing", e)
+	}
+
+	// The same verdict again refreshes the texts, keeps Since, adds no event.
+	n := len(st.Events)
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: true, Output: "pulled again", Time: t0 + 20})
+	if got := st.Checks["n1"]["pull"]; got.Since != t0+10 || got.Output != "pulled again" {
+		t.Fatalf("pull after same verdict: got %+v, want since t0+10 and the new output", got)
+	}
+	if len(st.Events) != n {
+		t.Fatalf("same verdict added an event: %+v", st.Events[n:])
+	}
+
+	// Failing: a transition with the error in the event.
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Error: "manifest: 404", Time: t0 + 30})
+	e = st.Events[len(st.Events)-1]
+	if e.Old != "passing" || e.New != "failing" || e.Message != "pull failing: manifest: 404" {
+		t.Fatalf("event: got %+v, want passing -> failing with the error", e)
+	}
+
+	// Unknown check and unknown node are refused.
+	applyErr(t, st, &CheckUpdate{Node: "n1", Check: "tcp", Passing: true})
+	applyErr(t, st, &CheckUpdate{Node: "n9", Check: "pull", Passing: true})
+
+	// Re-registration resets the checks to unknown and drops undeclared ones.
+	r2 := reg("n1", false)
+	r2.Checks = []string{"pull"}
+	r2.Time = t0 + 40
+	st = applyOK(t, st, r2)
+	if got, want := st.Checks["n1"], (map[string]CheckResult{"pull": {Since: t0 + 40}}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("checks after re-register: got %+v, want %+v", got, want)
+	}
+	// And registering without checks forgets them.
+	st = applyOK(t, st, reg("n1", false))
+	if _, ok := st.Checks["n1"]; ok {
+		t.Fatalf("checks after register without checks: got %+v, want none", st.Checks["n1"])
+	}
+}
+
+func TestApplyAssignRequiresChecksAndActuator(t *testing.T) {
+	sp := &spec.Spec{Roles: []spec.Role{
+		{Name: "ip", Type: spec.TypeService, Requires: []string{"pull"}},
+		{Name: "notary", Type: spec.TypeService},
+	}}
+	r1 := reg("n1", false)
+	r1.Checks, r1.Services = []string{"pull"}, []string{"ip"}
+	r2 := reg("n2", false) // no checks, no declared services
+	st := mustApply(t, NewState(), r1, r2, &ApplySpec{Spec: sp, Actor: "operator", Time: t0})
+
+	applyErr(t, st, &Assign{Role: "ip", Node: "n1", Epoch: 1, Time: t0})     // pull unknown
+	applyErr(t, st, &Assign{Role: "ip", Node: "n2", Epoch: 1, Time: t0})     // n2 does not run pull
+	applyErr(t, st, &Assign{Role: "notary", Node: "n1", Epoch: 1, Time: t0}) // n1 runs only ip
+	applyOK(t, st, &Assign{Role: "notary", Node: "n2", Epoch: 1, Time: t0})  // n2 declares none: marker
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: true, Time: t0})
+	applyOK(t, st, &Assign{Role: "ip", Node: "n1", Epoch: 1, Time: t0})
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: false, Time: t0})
+	applyErr(t, st, &Assign{Role: "ip", Node: "n1", Epoch: 1, Time: t0})
 }

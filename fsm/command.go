@@ -32,6 +32,7 @@ const (
 	TypeRecordEvent    CommandType = 8
 	TypeLeave          CommandType = 9
 	TypeSetDrain       CommandType = 10
+	TypeCheckUpdate    CommandType = 11
 )
 
 // MaxCommandSize bounds an encoded command; Propose refuses larger ones.
@@ -64,6 +65,7 @@ var registry = map[CommandType]cmdInfo{
 	TypeRecordEvent:    {"record-event", 1, true, func() Command { return &RecordEvent{} }},
 	TypeLeave:          {"leave", 1, false, func() Command { return &Leave{} }},
 	TypeSetDrain:       {"set-drain", 1, false, func() Command { return &SetDrain{} }},
+	TypeCheckUpdate:    {"check-update", 1, false, func() Command { return &CheckUpdate{} }},
 }
 
 func (t CommandType) String() string {
@@ -88,6 +90,14 @@ type RegisterNode struct {
 	// MAC is that interface's hardware address: the one that should answer
 	// for a VIP this node holds.
 	MAC string `json:"mac,omitempty"`
+	// Checks names the health checks the node runs. Registration resets
+	// their results to unknown: a restarted agent reports them afresh.
+	Checks []string `json:"checks,omitempty"`
+	// Services names the service roles the node has an actuator for. A
+	// node that names none may hold any service role without acting for
+	// it (marker roles other tooling watches); one that names some may
+	// hold only those.
+	Services []string `json:"services,omitempty"`
 }
 
 // RemoveNode forgets a node's registration and check results. Role
@@ -191,7 +201,46 @@ type SetDrain struct {
 }
 
 // Validate implements Command.
-func (c *SetDrain) Validate() error       { return checkNode("node", c.Node) }
+func (c *SetDrain) Validate() error { return checkNode("node", c.Node) }
+
+// Bounds of a check result's texts in the state.
+const (
+	MaxCheckError  = 512
+	MaxCheckOutput = 1024
+)
+
+// CheckUpdate records a transition of one of a node's health checks. Agents
+// send it only when a check changes state (keepalived's fall/rise already
+// applied), never per probe.
+type CheckUpdate struct {
+	Node    string `json:"node"`
+	Check   string `json:"check"`
+	Passing bool   `json:"passing"`
+	// Error is the last probe error, Output its last output (bounded).
+	Error  string `json:"error,omitempty"`
+	Output string `json:"output,omitempty"`
+	// Time is when the agent saw the transition (unix ms, its clock).
+	Time int64 `json:"time"`
+}
+
+// Validate implements Command.
+func (c *CheckUpdate) Validate() error {
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	if !spec.ValidName(c.Check) {
+		return badField("check", fmt.Sprintf("%q is not a valid check name (1-63 lower-case letters, digits, inner hyphens)", c.Check))
+	}
+	if len(c.Error) > MaxCheckError {
+		return badField("error", fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(c.Error), MaxCheckError))
+	}
+	if len(c.Output) > MaxCheckOutput {
+		return badField("output", fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(c.Output), MaxCheckOutput))
+	}
+	return nil
+}
+
+func (*CheckUpdate) Type() CommandType { return TypeCheckUpdate }
 func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (*RemoveNode) Type() CommandType     { return TypeRemoveNode }
 func (*RenewLease) Type() CommandType     { return TypeRenewLease }
@@ -230,6 +279,24 @@ func (c *RegisterNode) Validate() error {
 	}
 	if c.LeaseTTLMillis <= 0 {
 		return badField("lease_ttl_ms", "must be positive")
+	}
+	if err := uniqueNames("checks", "check", c.Checks); err != nil {
+		return err
+	}
+	return uniqueNames("services", "role", c.Services)
+}
+
+func uniqueNames(field, what string, names []string) error {
+	seen := map[string]bool{}
+	for i, n := range names {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !spec.ValidName(n) {
+			return badField(f, fmt.Sprintf("%q is not a valid %s name (1-63 lower-case letters, digits, inner hyphens)", n, what))
+		}
+		if seen[n] {
+			return badField(f, fmt.Sprintf("%q is listed twice", n))
+		}
+		seen[n] = true
 	}
 	return nil
 }

@@ -42,6 +42,10 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"leave minimal", &Leave{Node: "n1"}, 9},
 		{"set-drain", &SetDrain{Node: "n1", Drained: true, Actor: "operator", Time: t0}, 10},
 		{"set-drain undrain minimal", &SetDrain{Node: "n1"}, 10},
+		{"register-node checks and services", &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 500,
+			Checks: []string{"registry-pull", "http"}, Services: []string{"notary"}}, 1},
+		{"check-update", &CheckUpdate{Node: "n1", Check: "registry-pull", Passing: false, Error: "manifest: 404", Output: "x", Time: t0}, 11},
+		{"check-update minimal", &CheckUpdate{Node: "n1", Check: "tcp"}, 11},
 	}
 	seen := map[CommandType]bool{}
 	for _, tt := range tests {
@@ -276,6 +280,14 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"register empty api addr", reg(func(c *RegisterNode) { c.APIAddr = "" }), "api_addr"},
 		{"register zero ttl", reg(func(c *RegisterNode) { c.LeaseTTLMillis = 0 }), "lease_ttl_ms"},
 		{"register negative ttl", reg(func(c *RegisterNode) { c.LeaseTTLMillis = -5 }), "lease_ttl_ms"},
+		{"register invalid check", reg(func(c *RegisterNode) { c.Checks = []string{"pull", "Pull"} }), "checks[1]"},
+		{"register duplicate check", reg(func(c *RegisterNode) { c.Checks = []string{"pull", "pull"} }), "checks[1]"},
+		{"register invalid service", reg(func(c *RegisterNode) { c.Services = []string{"no_tary"} }), "services[0]"},
+		{"register duplicate service", reg(func(c *RegisterNode) { c.Services = []string{"a", "b", "a"} }), "services[2]"},
+		{"check-update invalid node", &CheckUpdate{Node: "N1", Check: "pull"}, "node"},
+		{"check-update empty check", &CheckUpdate{Node: "n1"}, "check"},
+		{"check-update long error", &CheckUpdate{Node: "n1", Check: "pull", Error: strings.Repeat("e", MaxCheckError+1)}, "error"},
+		{"check-update long output", &CheckUpdate{Node: "n1", Check: "pull", Output: strings.Repeat("o", MaxCheckOutput+1)}, "output"},
 		{"remove invalid node", &RemoveNode{Node: "-n1"}, "node"},
 		{"renew empty node", &RenewLease{Seq: 1}, "node"},
 		{"renew zero seq", &RenewLease{Node: "n1"}, "seq"},

@@ -68,12 +68,12 @@ func goldenCommandsState() *State {
 		{Name: "db", Type: spec.TypeService},
 	}}
 	return &State{
-		Index:       10,
+		Index:       11,
 		SpecVersion: 1,
 		Spec:        webDB,
 		Nodes:       map[string]*Node{},
 		Checks:      map[string]map[string]CheckResult{},
-		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4, MoveTo: "n2"}},
+		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4, MoveTo: "n2", LostBy: "n1", LostAt: t0 + 4}},
 		// An event's Seq is its log index; the renewal at 2 made none.
 		Events: []Event{
 			{Seq: 1, Index: 1, Time: t0, Kind: EventNodeRegistered, Node: "n1", Actor: "n1", New: "raft=10.0.0.1:7000 api=10.0.0.1:7001 voter=true witness=false"},
@@ -84,9 +84,10 @@ func goldenCommandsState() *State {
 			{Seq: 7, Index: 7, Time: t0 + 5, Kind: EventNodeLeaving, Node: "n1", Actor: "n1", Message: "shutting down"},
 			{Seq: 8, Index: 8, Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"},
 			{Seq: 9, Index: 9, Time: t0 + 6, Kind: EventNodeDrained, Node: "n1", Actor: "operator", Old: "false", New: "true"},
-			{Seq: 10, Index: 10, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
+			{Seq: 10, Index: 10, Time: t0 + 7, Kind: EventCheck, Node: "n1", Actor: "n1", Old: "unknown", New: "passing", Message: "registry-pull passing"},
+			{Seq: 11, Index: 11, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
 		},
-		EventSeq: 10,
+		EventSeq: 11,
 	}
 }
 
@@ -234,7 +235,7 @@ func TestGoldenSnapshot(t *testing.T) {
 		t.Errorf("restored w1: got %+v, want a witness", w1)
 	}
 	wantAssign := map[string]*Assignment{
-		"web": {Role: "web", Holder: "n2", HolderGen: 42, Epoch: 3, Since: t0 + 15, Detected: t0 + 14},
+		"web": {Role: "web", Holder: "n2", HolderGen: 42, Epoch: 3, Since: t0 + 15, Detected: t0 + 14, LostBy: "n1", LostAt: t0 + 4},
 		"db":  {Role: "db", Holder: "n2", HolderGen: 41, Epoch: 1, Since: t0 + 13, Releasing: true},
 	}
 	if !reflect.DeepEqual(got.Assignments, wantAssign) {

@@ -18,7 +18,8 @@ const t0 int64 = 1_700_000_000_000
 // they all apply to NewState at consecutive indexes.
 func sampleCommands() []Command {
 	return []Command{
-		&RegisterNode{Node: "n1", RaftAddr: "10.0.0.1:7000", APIAddr: "10.0.0.1:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0},
+		&RegisterNode{Node: "n1", RaftAddr: "10.0.0.1:7000", APIAddr: "10.0.0.1:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0,
+			Checks: []string{"registry-pull"}, Services: []string{"web", "db"}},
 		&RenewLease{Node: "n1", Seq: 1},
 		&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{
 			{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
@@ -30,6 +31,7 @@ func sampleCommands() []Command {
 		&Leave{Node: "n1", Reason: "shutting down", Time: t0 + 5},
 		&RecordEvent{Event: Event{Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"}},
 		&SetDrain{Node: "n1", Drained: true, Actor: "operator", Time: t0 + 6},
+		&CheckUpdate{Node: "n1", Check: "registry-pull", Passing: true, Output: "pulled library/hello:latest", Time: t0 + 7},
 		&RemoveNode{Node: "n1", Actor: "operator", Time: t0 + 7},
 	}
 }

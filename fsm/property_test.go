@@ -112,6 +112,8 @@ func commandGen(st *State) *rapid.Generator[entry] {
 				Witness:        node == "n4" && rapid.Bool().Draw(t, "witness"),
 				LeaseTTLMillis: rapid.Int64Range(500, 5000).Draw(t, "ttl"),
 				Time:           time,
+				Checks:         rapid.SampledFrom([][]string{nil, {"pull"}, {"pull", "http"}}).Draw(t, "checks"),
+				Services:       rapid.SampledFrom([][]string{nil, nil, propRoles[:1]}).Draw(t, "services"),
 			}
 		case kind < 15:
 			c = &RemoveNode{Node: node, Actor: "operator", Time: time}
@@ -161,6 +163,10 @@ func commandGen(st *State) *rapid.Generator[entry] {
 				r.Epoch = anyEpoch()
 			}
 			c = r
+		case kind < 78:
+			check := rapid.SampledFrom([]string{"pull", "http", "redis"}).Draw(t, "check")
+			c = &CheckUpdate{Node: node, Check: check, Passing: rapid.Bool().Draw(t, "passing"),
+				Error: rapid.SampledFrom([]string{"", "timed out"}).Draw(t, "check_error"), Time: time}
 		case kind < 81:
 			c = &RecordEvent{Event: Event{
 				Time: time,

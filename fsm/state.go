@@ -65,13 +65,42 @@ type Node struct {
 	// Leaving is set by a graceful shutdown and cleared by the next
 	// registration; a leaving node is given no role.
 	Leaving bool `json:"leaving,omitempty"`
+	// Services are the service roles the node has an actuator for (see
+	// RegisterNode.Services).
+	Services []string `json:"services,omitempty"`
+}
+
+// RunsService reports whether the node may hold the service role: it has
+// an actuator for it, or it declares no service actuator at all.
+func (n *Node) RunsService(role string) bool {
+	if len(n.Services) == 0 {
+		return true
+	}
+	for _, s := range n.Services {
+		if s == role {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckResult is the last known state of one health check on one node.
+// Only transitions are recorded, so the state is the current verdict and
+// Since the time of the last transition.
 type CheckResult struct {
+	// Known is false until the node reported a first verdict since it
+	// registered; an unknown check is not passing.
+	Known   bool   `json:"known"`
 	Passing bool   `json:"passing"`
 	Since   int64  `json:"since"`
 	Error   string `json:"error,omitempty"`
+	Output  string `json:"output,omitempty"`
+}
+
+// CheckPassing reports whether node's check has a known, passing verdict.
+func (s *State) CheckPassing(node, check string) bool {
+	r, ok := s.Checks[node][check]
+	return ok && r.Known && r.Passing
 }
 
 // Assignment says which node holds a role.
@@ -99,6 +128,11 @@ type Assignment struct {
 	AfterRelease bool `json:"after_release,omitempty"`
 	// Detected is the assigning command's Detected (see fsm.Assign).
 	Detected int64 `json:"detected,omitempty"`
+	// LostBy is the last node that stopped holding the role (moved away,
+	// released, lease ended) and LostAt when (unix ms, proposer's clock):
+	// the hold-down's memory.
+	LostBy string `json:"lost_by,omitempty"`
+	LostAt int64  `json:"lost_at,omitempty"`
 }
 
 // Event is one entry of the audit trail: a role change, a membership change,
@@ -133,6 +167,8 @@ const (
 	EventMember           = "member"
 	EventLeadership       = "leadership"
 	EventOperator         = "operator"
+	EventCheck            = "check"
+	EventService          = "service"
 )
 
 // NewState returns the empty state every node starts from.
@@ -214,6 +250,19 @@ func (s *State) deleteNode(id string) {
 		}
 		s.Checks = c
 	}
+}
+
+func (s *State) setChecks(node string, checks map[string]CheckResult) {
+	m := make(map[string]map[string]CheckResult, len(s.Checks)+1)
+	for k, v := range s.Checks {
+		m[k] = v
+	}
+	if checks == nil {
+		delete(m, node)
+	} else {
+		m[node] = checks
+	}
+	s.Checks = m
 }
 
 func (s *State) setAssignment(a *Assignment) {

@@ -55,7 +55,31 @@ type Role struct {
 	// ("198.18.0.200/24", "fd00::200/64"). The interface is each node's own
 	// (vip_interface in the node config).
 	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Requires names checks (from the nodes' configs) that must be passing
+	// on the holder. A holder whose required check fails is asked to
+	// release; a node that does not run a required check never qualifies.
+	Requires []string `yaml:"requires,omitempty" json:"requires,omitempty"`
+	// Follow names a role this one is colocated with: it may only be held
+	// by that role's holder (the Redis VIP follows the Redis master).
+	Follow string `yaml:"follow,omitempty" json:"follow,omitempty"`
+	// Avoid names roles this one prefers not to share a node with: among
+	// the eligible nodes, one holding none of them is chosen when one
+	// exists. It ranks above priority; it never moves a holder by itself.
+	Avoid []string `yaml:"avoid,omitempty" json:"avoid,omitempty"`
+	// HoldDown keeps a node that lost the role (moved away, released,
+	// lease ended) from getting it back for this long, unless no other
+	// node qualifies: a damper against flapping (Go duration; default 0).
+	HoldDown string `yaml:"hold_down,omitempty" json:"hold_down,omitempty"`
+	// StopTimeout bounds a service role's stop hook. When a holder is lost
+	// without a release (crash, partition), the role waits this long after
+	// the holder's lease surely ended before another node starts the
+	// service: the time the old holder has to stop it (S3, S4). Go
+	// duration; default 10s; service roles only.
+	StopTimeout string `yaml:"stop_timeout,omitempty" json:"stop_timeout,omitempty"`
 }
+
+// DefaultStopTimeout is a service role's stop timeout when the spec sets none.
+const DefaultStopTimeout = 10 * time.Second
 
 // Candidate is a node allowed to hold a role. A higher Priority wins; ties go
 // to the lower node id so placement is deterministic.
@@ -152,6 +176,48 @@ func (s *Spec) Validate() error {
 				return &FieldError{f + ".preempt_delay", "is set without preempt: true; set preempt or remove the delay"}
 			}
 		}
+		if err := validateDuration(f+".hold_down", r.HoldDown); err != nil {
+			return err
+		}
+		if r.StopTimeout != "" {
+			if r.Type != TypeService {
+				return &FieldError{f + ".stop_timeout", "is set on a " + r.Type + " role; only service roles have a stop timeout"}
+			}
+			if err := validateDuration(f+".stop_timeout", r.StopTimeout); err != nil {
+				return err
+			}
+			if d, _ := time.ParseDuration(r.StopTimeout); d <= 0 {
+				return &FieldError{f + ".stop_timeout", "must be positive; write it like \"10s\""}
+			}
+		}
+		checks := map[string]int{}
+		for k, c := range r.Requires {
+			cf := fmt.Sprintf("%s.requires[%d]", f, k)
+			if !ValidName(c) {
+				return &FieldError{cf, fmt.Sprintf("%q is not a valid check name; use the name of a check in the nodes' configs", c)}
+			}
+			if j, dup := checks[c]; dup {
+				return &FieldError{cf, fmt.Sprintf("%q is already listed at requires[%d]; list each check once", c, j)}
+			}
+			checks[c] = k
+		}
+		avoid := map[string]int{}
+		for k, o := range r.Avoid {
+			af := fmt.Sprintf("%s.avoid[%d]", f, k)
+			if o == r.Name {
+				return &FieldError{af, "names the role itself; list other roles"}
+			}
+			if j, dup := avoid[o]; dup {
+				return &FieldError{af, fmt.Sprintf("%q is already listed at avoid[%d]; list each role once", o, j)}
+			}
+			avoid[o] = k
+		}
+		if r.Follow == r.Name && r.Follow != "" {
+			return &FieldError{f + ".follow", "names the role itself; name the role to colocate with"}
+		}
+		if _, both := avoid[r.Follow]; both && r.Follow != "" {
+			return &FieldError{f + ".follow", fmt.Sprintf("%q is both followed and avoided; keep one", r.Follow)}
+		}
 		nodes := map[string]int{}
 		for k, c := range r.Candidates {
 			cf := fmt.Sprintf("%s.candidates[%d]", f, k)
@@ -164,7 +230,63 @@ func (s *Spec) Validate() error {
 			nodes[c.Node] = k
 		}
 	}
+	return s.validateRefs(seen)
+}
+
+// validateRefs checks the references between roles: follow and avoid name
+// roles of the spec, and follow chains end (no cycle).
+func (s *Spec) validateRefs(index map[string]int) error {
+	for i, r := range s.Roles {
+		f := fmt.Sprintf("roles[%d]", i)
+		if r.Follow != "" {
+			if _, ok := index[r.Follow]; !ok {
+				return &FieldError{f + ".follow", fmt.Sprintf("%q is not a role of this spec; name a role defined under roles", r.Follow)}
+			}
+		}
+		for k, o := range r.Avoid {
+			if _, ok := index[o]; !ok {
+				return &FieldError{fmt.Sprintf("%s.avoid[%d]", f, k), fmt.Sprintf("%q is not a role of this spec; name a role defined under roles", o)}
+			}
+		}
+		// Walk the follow chain: it must end within len(roles) steps.
+		cur, steps := r, 0
+		for cur.Follow != "" {
+			if steps++; steps > len(s.Roles) {
+				return &FieldError{f + ".follow", fmt.Sprintf("follow chain from %q loops; a role cannot (indirectly) follow itself", r.Name)}
+			}
+			cur = s.Roles[index[cur.Follow]]
+		}
+	}
 	return nil
+}
+
+func validateDuration(field, v string) error {
+	if v == "" {
+		return nil
+	}
+	if d, err := time.ParseDuration(v); err != nil || d < 0 {
+		return &FieldError{field, fmt.Sprintf("%q is not a duration; write it like \"30s\"", v)}
+	}
+	return nil
+}
+
+// HoldDownFor returns the role's hold-down (0 when unset).
+func (r Role) HoldDownFor() time.Duration {
+	d, _ := time.ParseDuration(r.HoldDown)
+	return max(d, 0)
+}
+
+// StopGrace returns how long a service role waits, after its holder's lease
+// surely ended, before another node may start it: the stop timeout. Other
+// role types act in the kernel or in Redis within the lease and wait 0.
+func (r Role) StopGrace() time.Duration {
+	if r.Type != TypeService {
+		return 0
+	}
+	if d, err := time.ParseDuration(r.StopTimeout); err == nil && d > 0 {
+		return d
+	}
+	return DefaultStopTimeout
 }
 
 // Role returns the role with the given name, or false.
@@ -209,6 +331,8 @@ func (s *Spec) Clone() *Spec {
 	out := &Spec{Roles: make([]Role, len(s.Roles))}
 	for i, r := range s.Roles {
 		r.Candidates = append([]Candidate(nil), r.Candidates...)
+		r.Requires = append([]string(nil), r.Requires...)
+		r.Avoid = append([]string(nil), r.Avoid...)
 		out.Roles[i] = r
 	}
 	if len(s.Roles) == 0 {

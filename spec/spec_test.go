@@ -122,6 +122,20 @@ func TestFieldErrors(t *testing.T) {
 		{"invalid candidate node", "roles:\n  - name: a\n    type: service\n  - name: web\n    type: service\n    candidates:\n      - node: N1\n", "roles[1].candidates[0].node"},
 		{"invalid second candidate node", "roles:\n  - name: web\n    type: service\n    candidates:\n      - node: n1\n      - node: n_2\n", "roles[0].candidates[1].node"},
 		{"duplicate candidate", "roles:\n  - name: web\n    type: service\n    candidates:\n      - node: n1\n      - node: n2\n      - node: n1\n        priority: 4\n", "roles[0].candidates[2].node"},
+		{"bad required check name", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, requires: [Pull]}\n", "roles[0].requires[0]"},
+		{"duplicate required check", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, requires: [pull, http, pull]}\n", "roles[0].requires[2]"},
+		{"follow unknown role", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, follow: redis}\n", "roles[0].follow"},
+		{"follow itself", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, follow: ip}\n", "roles[0].follow"},
+		{"follow cycle", "roles:\n  - {name: a, type: service, follow: b}\n  - {name: b, type: service, follow: c}\n  - {name: c, type: service, follow: a}\n", "roles[0].follow"},
+		{"follow and avoid the same role", "roles:\n  - {name: a, type: service}\n  - {name: b, type: service, follow: a, avoid: [a]}\n", "roles[1].follow"},
+		{"avoid unknown role", "roles:\n  - {name: a, type: service, avoid: [notary]}\n", "roles[0].avoid[0]"},
+		{"avoid itself", "roles:\n  - {name: a, type: service, avoid: [a]}\n", "roles[0].avoid[0]"},
+		{"avoid twice", "roles:\n  - {name: a, type: service}\n  - {name: b, type: service, avoid: [a, a]}\n", "roles[1].avoid[1]"},
+		{"hold_down not a duration", "roles:\n  - {name: a, type: service, hold_down: long}\n", "roles[0].hold_down"},
+		{"hold_down negative", "roles:\n  - {name: a, type: service, hold_down: -1s}\n", "roles[0].hold_down"},
+		{"stop_timeout on a vip", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, stop_timeout: 5s}\n", "roles[0].stop_timeout"},
+		{"stop_timeout zero", "roles:\n  - {name: a, type: service, stop_timeout: 0s}\n", "roles[0].stop_timeout"},
+		{"stop_timeout not a duration", "roles:\n  - {name: a, type: service, stop_timeout: 5}\n", "roles[0].stop_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,5 +357,53 @@ func TestPreemptFields(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != field {
 			t.Errorf("Parse(%q): err %v, want a FieldError on %s", doc, err, field)
 		}
+	}
+}
+
+func TestPlacementFields(t *testing.T) {
+	doc := `roles:
+  - {name: notary, type: service, stop_timeout: 20s}
+  - {name: clair, type: service, avoid: [notary], hold_down: 1m}
+  - {name: registry, type: vip, address: 198.18.0.200/24, requires: [registry-pull, http]}
+  - {name: redis-ip, type: vip, address: 198.18.0.201/24, follow: registry}
+`
+	s, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := &Spec{Roles: []Role{
+		{Name: "notary", Type: TypeService, StopTimeout: "20s"},
+		{Name: "clair", Type: TypeService, Avoid: []string{"notary"}, HoldDown: "1m"},
+		{Name: "registry", Type: TypeVIP, Address: "198.18.0.200/24", Requires: []string{"registry-pull", "http"}},
+		{Name: "redis-ip", Type: TypeVIP, Address: "198.18.0.201/24", Follow: "registry"},
+	}}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("Parse: got %#v\nwant %#v", s, want)
+	}
+	back, err := Parse(s.YAML())
+	if err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("YAML round trip: got %#v, %v; want %#v", back, err, s)
+	}
+	for _, tc := range []struct {
+		role            string
+		grace, holdDown time.Duration
+	}{
+		{"notary", 20 * time.Second, 0},
+		{"clair", DefaultStopTimeout, time.Minute},
+		{"registry", 0, 0},
+	} {
+		r, _ := s.Role(tc.role)
+		if got := r.StopGrace(); got != tc.grace {
+			t.Errorf("%s.StopGrace() = %v, want %v", tc.role, got, tc.grace)
+		}
+		if got := r.HoldDownFor(); got != tc.holdDown {
+			t.Errorf("%s.HoldDownFor() = %v, want %v", tc.role, got, tc.holdDown)
+		}
+	}
+	c := s.Clone()
+	c.Roles[1].Avoid[0] = "x"
+	c.Roles[2].Requires[0] = "y"
+	if s.Roles[1].Avoid[0] != "notary" || s.Roles[2].Requires[0] != "registry-pull" {
+		t.Fatalf("Clone shares Avoid/Requires with the original")
 	}
 }
