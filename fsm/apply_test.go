@@ -522,7 +522,7 @@ func TestApplyAssignHolderGen(t *testing.T) {
 
 	// A release drops the generation with the holder.
 	st = applyOK(t, st, &Release{Role: "web", Node: "n1", Epoch: 2, Time: t0 + 40})
-	if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 2, Since: t0 + 40}); got != want {
+	if got, want := st.Assignment("web"), (Assignment{Role: "web", Epoch: 2, Since: t0 + 40, LostBy: "n1", LostAt: t0 + 40}); got != want {
 		t.Fatalf("assignment after release: got %+v, want %+v", got, want)
 	}
 }
