@@ -211,7 +211,8 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
 			if err != nil {
 				return
 			}
-			v := lease.View{Guarded: r.Guarded, Nodes: make(map[string]lease.GrantView, len(r.Grants))}
+			v := lease.View{Guarded: r.Guarded, SinceGuard: time.Duration(r.SinceGuardUs) * time.Microsecond,
+				Nodes: make(map[string]lease.GrantView, len(r.Grants))}
 			for _, g := range r.Grants {
 				v.Nodes[g.Node] = lease.GrantView{Gen: g.Gen, Remaining: time.Duration(g.RemainingUs) * time.Microsecond,
 					SupersededRemaining: time.Duration(g.SupersededRemainingUs) * time.Microsecond}
@@ -240,7 +241,7 @@ func (s *server) Renew(ctx context.Context, req *hmv1.RenewRequest) (*hmv1.Renew
 // Leases implements the Cluster service.
 func (s *server) Leases(ctx context.Context, _ *hmv1.LeasesRequest) (*hmv1.LeasesResponse, error) {
 	v := s.a.grants.Snapshot(time.Now())
-	resp := &hmv1.LeasesResponse{Granter: s.a.cfg.NodeID, Guarded: v.Guarded}
+	resp := &hmv1.LeasesResponse{Granter: s.a.cfg.NodeID, Guarded: v.Guarded, SinceGuardUs: v.SinceGuard.Microseconds()}
 	for _, id := range lease.SortedIDs(v) {
 		g := v.Nodes[id]
 		resp.Grants = append(resp.Grants, &hmv1.LeaseGrant{Node: id, Gen: g.Gen, RemainingUs: g.Remaining.Microseconds(),

@@ -213,7 +213,7 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Time, dete
 			}
 		}
 	}
-	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.Ended, Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
+	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.EndedFor, Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
 	for _, a := range st.Assignments {
 		key := fmt.Sprintf("%s/%d", a.Holder, a.HolderGen)
 		if _, seen := detected[key]; a.Holder != "" && !seen && maj.Ended(a.Holder, a.HolderGen) {

@@ -240,13 +240,14 @@ func grantRunning(gen uint64) lease.GrantView {
 	return lease.GrantView{Gen: gen, Remaining: time.Second}
 }
 
+// grantOver ended an hour ago: longer than any stop timeout.
 func grantOver(gen uint64) lease.GrantView {
-	return lease.GrantView{Gen: gen, Remaining: -time.Millisecond}
+	return lease.GrantView{Gen: gen, Remaining: -time.Hour}
 }
 
 // voterView is one voter's grant table with the given grants.
 func voterView(grants map[string]lease.GrantView) lease.View {
-	v := lease.View{Nodes: map[string]lease.GrantView{}}
+	v := lease.View{SinceGuard: time.Hour, Nodes: map[string]lease.GrantView{}}
 	for id, g := range grants {
 		v.Nodes[id] = g
 	}
@@ -804,7 +805,7 @@ func TestRunRebindsAHolderThatStartedANewGeneration(t *testing.T) {
 		t.Fatalf("proposals while generation 21 may still run: got %q, want only the leadership event", describeAll(ps))
 	}
 
-	done := threeVoters(view(renewed(time.Millisecond)), view(renewed(-time.Millisecond)), view(renewed(-time.Millisecond)))
+	done := threeVoters(view(renewed(time.Millisecond)), view(renewed(-time.Hour)), view(renewed(-time.Hour)))
 	checkMajority(t, done, map[string]uint64{"n1": 11, "n2": 22}, map[string]uint64{"n2": 21}, nil)
 	l.set(done)
 	waitFor(t, "web on n2 at generation 22, epoch 2", holds(r, "web", "n2", 22, 2))

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/spec"
@@ -114,12 +115,12 @@ func liveOn(ids ...string) map[string]uint64 {
 
 // endedUpTo returns an Input.Ended that says every grant to each node at a
 // generation up to and including gen1(node) has ended, and nothing else.
-func endedUpTo(ids ...string) func(string, uint64) bool {
+func endedUpTo(ids ...string) func(string, uint64, time.Duration) bool {
 	set := map[string]bool{}
 	for _, id := range ids {
 		set[id] = true
 	}
-	return func(node string, gen uint64) bool { return set[node] && gen <= gen1(node) }
+	return func(node string, gen uint64, _ time.Duration) bool { return set[node] && gen <= gen1(node) }
 }
 
 // describe renders the deciding fields of a command for comparisons:

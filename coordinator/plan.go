@@ -3,6 +3,8 @@ package coordinator
 import (
 	"fmt"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/spec"
@@ -16,8 +18,10 @@ type Input struct {
 	// lease to that lease's generation (lease.Majority.Live).
 	Live map[string]uint64
 	// Ended reports whether a majority of voters say every grant to node
-	// at generation gen has ended (lease.Majority.Ended). Nil means never.
-	Ended func(node string, gen uint64) bool
+	// at generation gen ended at least grace ago (lease.Majority.EndedFor;
+	// grace is a service role's stop timeout, 0 for other roles). Nil means
+	// never.
+	Ended func(node string, gen uint64, grace time.Duration) bool
 	// Now is the proposer's wall clock in unix ms, stamped on commands.
 	Now int64
 	// Actor is the deciding node, for the event log.
@@ -49,13 +53,24 @@ type Input struct {
 //     priority, then fewest roles held, then lowest node id;
 //   - a role with preempt moves (a planned hand-over) from a holder that has
 //     kept it for preempt_delay to a live eligible candidate of strictly
-//     higher priority.
+//     higher priority;
+//   - a service role whose holder was lost without a release also waits
+//     its stop timeout after the lease surely ended (the time the old
+//     holder has to stop the service).
+//
+// A node is eligible for a role when it is registered, not a witness, not
+// drained or leaving, a candidate, has a vip_interface (vip roles) or the
+// service's actuator (service roles), passes every required check, and
+// holds the followed role (follow). Among the live eligible nodes the
+// order is: not held down, fewest avoided roles held, highest priority,
+// fewest roles held, lowest id (rank).
 func Plan(in Input) []fsm.Command {
 	st := in.State
 	ended := in.Ended
 	if ended == nil {
-		ended = func(string, uint64) bool { return false }
+		ended = func(string, uint64, time.Duration) bool { return false }
 	}
+	in.Ended = ended
 	var out []fsm.Command
 	load := map[string]int{}
 	for _, a := range st.Assignments {
@@ -83,7 +98,7 @@ func Plan(in Input) []fsm.Command {
 				}
 				continue
 			}
-			if !ended(a.Holder, a.HolderGen) {
+			if !ended(a.Holder, a.HolderGen, r.StopGrace()) {
 				continue // the holder may still act: wait (S4)
 			}
 		}
@@ -93,7 +108,7 @@ func Plan(in Input) []fsm.Command {
 		if a.Holder != "" {
 			load[a.Holder]--
 		}
-		best := pick(st, r, in.Live, load)
+		best := pick(in, r, a, load)
 		if to := a.MoveTo; to != "" && a.Holder == "" {
 			if _, live := in.Live[to]; live && eligible(st, r, to) {
 				best = to // an operator's move
@@ -128,7 +143,7 @@ func Plan(in Input) []fsm.Command {
 		a := st.Assignments[name]
 		gen, live := in.Live[a.Holder]
 		switch {
-		case (!live || gen != a.HolderGen) && ended(a.Holder, a.HolderGen):
+		case (!live || gen != a.HolderGen) && ended(a.Holder, a.HolderGen, 0):
 			out = append(out, &fsm.Release{Role: name, Node: a.Holder, Epoch: a.Epoch, Time: in.Now,
 				Reason: "role removed from the spec; holder lease ended"})
 		case !live || gen != a.HolderGen:
@@ -148,7 +163,7 @@ func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.C
 	if !r.Preempt || a.Releasing || in.Now-a.Since < r.PreemptAfter().Milliseconds() {
 		return nil
 	}
-	best := pick(in.State, r, in.Live, load)
+	best := pick(in, r, a, load)
 	if best == "" || best == a.Holder {
 		return nil
 	}
@@ -163,41 +178,126 @@ func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.C
 
 // eligible reports whether node may hold r, liveness aside.
 func eligible(st *fsm.State, r spec.Role, node string) bool {
-	n, ok := st.Nodes[node]
-	if !ok || n.Witness || n.Drained || n.Leaving {
-		return false
-	}
-	if r.Type == spec.TypeVIP && !n.VIP {
-		return false
-	}
-	_, ok = r.Candidate(node)
-	return ok
+	return len(disqualify(st, r, node)) == 0
 }
 
-func pick(st *fsm.State, r spec.Role, live map[string]uint64, load map[string]int) string {
-	type cand struct {
-		id       string
-		priority int
+// disqualify lists why node may not hold r, liveness aside (nil: it may).
+func disqualify(st *fsm.State, r spec.Role, node string) []string {
+	n, ok := st.Nodes[node]
+	if !ok {
+		return []string{"not registered"}
 	}
-	var cs []cand
+	var why []string
+	if n.Witness {
+		why = append(why, "witness: holds no roles")
+	}
+	if n.Drained {
+		why = append(why, "drained")
+	}
+	if n.Leaving {
+		why = append(why, "shutting down")
+	}
+	if _, ok := r.Candidate(node); !ok {
+		why = append(why, "not a candidate")
+	}
+	switch r.Type {
+	case spec.TypeVIP:
+		if !n.VIP {
+			why = append(why, "no vip_interface")
+		}
+	case spec.TypeService:
+		if !n.RunsService(r.Name) {
+			why = append(why, "no actuator for this service (services in its config: "+strings.Join(n.Services, ", ")+")")
+		}
+	}
+	for _, c := range r.Requires {
+		res, ok := st.Checks[node][c]
+		switch {
+		case !ok:
+			why = append(why, "required check "+c+" is not run on this node")
+		case !res.Known:
+			why = append(why, "required check "+c+" has no verdict yet")
+		case !res.Passing:
+			msg := "required check " + c + " is failing"
+			if res.Error != "" {
+				msg += ": " + res.Error
+			}
+			why = append(why, msg)
+		}
+	}
+	if r.Follow != "" {
+		f := st.Assignment(r.Follow)
+		switch {
+		case f.Holder == "":
+			why = append(why, "follows "+r.Follow+", which is unassigned")
+		case f.Holder != node:
+			why = append(why, "follows "+r.Follow+", held by "+f.Holder)
+		case f.Releasing:
+			why = append(why, "follows "+r.Follow+", which is being released")
+		}
+	}
+	return why
+}
+
+// ranked is a live eligible node with its sort keys.
+type ranked struct {
+	id       string
+	priority int
+	heldDown bool
+	avoided  []string
+	load     int
+}
+
+// rank orders the live eligible nodes for r: not held down first, then
+// fewest avoided roles held, highest priority, fewest roles held, lowest id.
+func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked {
+	st := in.State
+	var cs []ranked
 	for _, id := range st.NodeIDs() {
-		if _, ok := live[id]; !ok || !eligible(st, r, id) {
+		if _, ok := in.Live[id]; !ok || !eligible(st, r, id) {
 			continue
 		}
 		p, _ := r.Candidate(id)
-		cs = append(cs, cand{id, p})
+		cs = append(cs, ranked{id: id, priority: p, heldDown: heldDown(in, r, a, id), avoided: avoidedHeld(st, r, id), load: load[id]})
 	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		x, y := cs[i], cs[j]
+		switch {
+		case x.heldDown != y.heldDown:
+			return !x.heldDown
+		case len(x.avoided) != len(y.avoided):
+			return len(x.avoided) < len(y.avoided)
+		case x.priority != y.priority:
+			return x.priority > y.priority
+		case x.load != y.load:
+			return x.load < y.load
+		}
+		return x.id < y.id
+	})
+	return cs
+}
+
+func pick(in Input, r spec.Role, a fsm.Assignment, load map[string]int) string {
+	cs := rank(in, r, a, load)
 	if len(cs) == 0 {
 		return ""
 	}
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].priority != cs[j].priority {
-			return cs[i].priority > cs[j].priority
-		}
-		if load[cs[i].id] != load[cs[j].id] {
-			return load[cs[i].id] < load[cs[j].id]
-		}
-		return cs[i].id < cs[j].id
-	})
 	return cs[0].id
+}
+
+// heldDown reports whether node lost r less than the role's hold_down ago.
+func heldDown(in Input, r spec.Role, a fsm.Assignment, node string) bool {
+	hd := r.HoldDownFor()
+	return hd > 0 && a.LostBy == node && node != a.Holder && in.Now-a.LostAt < hd.Milliseconds()
+}
+
+// avoidedHeld lists the roles r avoids that node holds.
+func avoidedHeld(st *fsm.State, r spec.Role, node string) []string {
+	var out []string
+	for _, o := range r.Avoid {
+		if st.Assignment(o).Holder == node {
+			out = append(out, o)
+		}
+	}
+	return out
 }

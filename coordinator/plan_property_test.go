@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 
@@ -28,7 +29,7 @@ func genSpec(t *rapid.T, label string) *spec.Spec {
 	n := rapid.IntRange(1, len(propRoles)).Draw(t, label+"_nroles")
 	names := rapid.Permutation(propRoles).Draw(t, label+"_roles")[:n]
 	s := &spec.Spec{}
-	for _, name := range names {
+	for i, name := range names {
 		r := spec.Role{Name: name, Type: spec.TypeService}
 		if !rapid.Bool().Draw(t, label+"_anyone") {
 			k := rapid.IntRange(1, len(propNodes)).Draw(t, label+"_ncands")
@@ -36,9 +37,43 @@ func genSpec(t *rapid.T, label string) *spec.Spec {
 				r.Candidates = append(r.Candidates, spec.Candidate{Node: c, Priority: rapid.IntRange(-2, 3).Draw(t, label+"_prio")})
 			}
 		}
+		// Placement policy: required checks, hold-down, and references to
+		// earlier roles only (no follow cycles; never follow and avoid
+		// the same role).
+		switch rapid.IntRange(0, 3).Draw(t, label+"_requires") {
+		case 0:
+			r.Requires = []string{"c1"}
+		case 1:
+			r.Requires = []string{"c1", "c2"}
+		}
+		if rapid.IntRange(0, 3).Draw(t, label+"_holddown") == 0 {
+			r.HoldDown = "1m"
+		}
+		if i > 0 {
+			switch rapid.IntRange(0, 4).Draw(t, label+"_ref") {
+			case 0:
+				r.Follow = names[rapid.IntRange(0, i-1).Draw(t, label+"_follow")]
+			case 1:
+				r.Avoid = []string{names[rapid.IntRange(0, i-1).Draw(t, label+"_avoid")]}
+			}
+		}
 		s.Roles = append(s.Roles, r)
 	}
 	return s
+}
+
+// genRegister draws a registration of id: sometimes a witness, running a
+// random subset of the checks c1, c2, with actuators for all services
+// (nil) or for some.
+func genRegister(t *rapid.T, id string) *fsm.RegisterNode {
+	r := reg(id)
+	r.Witness = rapid.IntRange(0, 5).Draw(t, "witness") == 0
+	r.Checks = rapid.SampledFrom([][]string{nil, {"c1"}, {"c1", "c2"}, {"c2"}}).Draw(t, "checks")
+	if rapid.IntRange(0, 3).Draw(t, "declares_services") == 0 {
+		k := rapid.IntRange(1, len(propRoles)).Draw(t, "nservices")
+		r.Services = rapid.Permutation(propRoles).Draw(t, "services")[:k]
+	}
+	return r
 }
 
 // applyAny applies cmd, keeping the state a rejection leaves (only the
@@ -63,9 +98,12 @@ func genState(t *rapid.T) *fsm.State {
 		if rapid.IntRange(0, 5).Draw(t, "unregistered") == 0 {
 			continue
 		}
-		r := reg(id)
-		r.Witness = rapid.IntRange(0, 5).Draw(t, "witness") == 0
-		st = applyAny(t, st, r)
+		st = applyAny(t, st, genRegister(t, id))
+		for _, c := range []string{"c1", "c2"} {
+			if rapid.IntRange(0, 3).Draw(t, "first_verdict") > 0 {
+				st = applyAny(t, st, check(id, c, rapid.IntRange(0, 3).Draw(t, "passing") > 0))
+			}
+		}
 	}
 	st = applyAny(t, st, applySpec(genSpec(t, "spec0").Roles...))
 	steps := rapid.IntRange(0, 30).Draw(t, "steps")
@@ -74,7 +112,7 @@ func genState(t *rapid.T) *fsm.State {
 		roleName := rapid.SampledFrom(propRoles).Draw(t, "role")
 		cur := st.Assignment(roleName)
 		var cmd fsm.Command
-		switch k := rapid.IntRange(0, 9).Draw(t, "kind"); {
+		switch k := rapid.IntRange(0, 11).Draw(t, "kind"); {
 		case k < 4:
 			if len(st.Spec.Roles) > 0 {
 				roleName = rapid.SampledFrom(st.Spec.Roles).Draw(t, "spec_role").Name
@@ -92,9 +130,12 @@ func genState(t *rapid.T) *fsm.State {
 		case k == 6:
 			cmd = leave(node)
 		case k == 7:
-			r := reg(node)
-			r.Witness = rapid.IntRange(0, 5).Draw(t, "rewitness") == 0
-			cmd = r
+			cmd = genRegister(t, node)
+		case k >= 10:
+			cmd = check(node, rapid.SampledFrom([]string{"c1", "c2"}).Draw(t, "check"), rapid.Bool().Draw(t, "passing"))
+		case k == 9 && rapid.IntRange(0, 2).Draw(t, "hold_down_release") == 0:
+			// A release stamped just now, so hold-downs are often running.
+			cmd = &fsm.Release{Role: roleName, Node: orElse(cur.Holder, node), Epoch: max(cur.Epoch, 1), Reason: "history", Time: planNow - 1000}
 		case k == 8:
 			cmd = &fsm.RemoveNode{Node: node, Actor: "test", Time: t0}
 		default:
@@ -132,7 +173,7 @@ func orElse(a, b string) string {
 // (or none), and for each node the generations up to which its grants have
 // ended. A generation a node is live on is never ended (two majorities
 // intersect). The Ended function is nil now and then.
-func genVerdicts(t *rapid.T) (map[string]uint64, func(string, uint64) bool) {
+func genVerdicts(t *rapid.T) (map[string]uint64, func(string, uint64, time.Duration) bool) {
 	live := map[string]uint64{}
 	upTo := map[string]int{}
 	for _, id := range propNodes {
@@ -144,7 +185,7 @@ func genVerdicts(t *rapid.T) (map[string]uint64, func(string, uint64) bool) {
 	if rapid.IntRange(0, 5).Draw(t, "nil_ended") == 0 {
 		return live, nil
 	}
-	return live, func(node string, gen uint64) bool {
+	return live, func(node string, gen uint64, _ time.Duration) bool {
 		if g, ok := live[node]; ok && g == gen {
 			return false
 		}
@@ -155,10 +196,10 @@ func genVerdicts(t *rapid.T) (map[string]uint64, func(string, uint64) bool) {
 // expectedKind is the kind of command Plan must return for a role, from
 // the rules in Plan's doc comment ("" for none). canPlace tells whether any
 // live eligible node exists for the role.
-func expectedKind(st *fsm.State, r spec.Role, inSpec bool, a fsm.Assignment, live map[string]uint64, ended func(string, uint64) bool, settling bool) string {
+func expectedKind(st *fsm.State, r spec.Role, inSpec bool, a fsm.Assignment, live map[string]uint64, ended func(string, uint64, time.Duration) bool, settling bool) string {
 	gen, isLive := live[a.Holder]
 	onGen := a.Holder != "" && isLive && gen == a.HolderGen
-	hasEnded := a.Holder != "" && !onGen && ended != nil && ended(a.Holder, a.HolderGen)
+	hasEnded := a.Holder != "" && !onGen && ended != nil && ended(a.Holder, a.HolderGen, 0)
 	if !inSpec {
 		switch {
 		case a.Holder == "":
@@ -207,9 +248,9 @@ func TestPlanProperties(t *testing.T) {
 		var asked []string
 		in := Input{State: st, Live: live, Now: planNow, Actor: planActor, Settling: settling}
 		if endedFn != nil {
-			in.Ended = func(node string, gen uint64) bool {
+			in.Ended = func(node string, gen uint64, _ time.Duration) bool {
 				asked = append(asked, fmt.Sprintf("%s/%d", node, gen))
-				return endedFn(node, gen)
+				return endedFn(node, gen, 0)
 			}
 		}
 		before := snapshotBytes(t, st)
@@ -281,15 +322,40 @@ func TestPlanProperties(t *testing.T) {
 					t.Fatalf("%s: want prev=%s epoch=%d from the assignment %+v", describe(c), a.Holder, a.Epoch+1, a)
 				case a.Holder != "" && live[a.Holder] == a.HolderGen && hasKey(live, a.Holder):
 					t.Fatalf("%s: the holder %s is live on generation %d; a live holder is asked to release, never replaced", describe(c), a.Holder, a.HolderGen)
-				case a.Holder != "" && (in.Ended == nil || !endedFn(a.Holder, a.HolderGen)):
+				case a.Holder != "" && (in.Ended == nil || !endedFn(a.Holder, a.HolderGen, 0)):
 					t.Fatalf("%s: the holder %s's generation %d has not ended (S4)", describe(c), a.Holder, a.HolderGen)
 				case a.Holder == "" && settling:
 					t.Fatalf("%s: an unassigned role was placed while settling", describe(c))
 				}
-				// The best priority among the live eligible candidates.
+				// The policy: every required check passing, the service's
+				// actuator present, on the followed role's holder.
+				for _, chk := range rs.Requires {
+					if !st.CheckPassing(x.Node, chk) {
+						t.Fatalf("%s: required check %s is not passing there (%+v)", describe(c), chk, st.Checks[x.Node])
+					}
+				}
+				if !n.RunsService(r) {
+					t.Fatalf("%s: node has no actuator for the service (%v)", describe(c), n.Services)
+				}
+				if f := rs.Follow; f != "" && (st.Assignment(f).Holder != x.Node || st.Assignment(f).Releasing) {
+					t.Fatalf("%s: role follows %s, held by %q", describe(c), f, st.Assignment(f).Holder)
+				}
+				// The rank: no live eligible node beats the chosen one on
+				// hold-down, then avoided roles, then priority.
 				p, _ := rs.Candidate(x.Node)
+				hd, av := heldDown(in, rs, a, x.Node), len(avoidedHeld(st, rs, x.Node))
 				for _, id := range st.NodeIDs() {
-					if q, _ := rs.Candidate(id); hasKey(live, id) && eligible(st, rs, id) && q > p {
+					if !hasKey(live, id) || !eligible(st, rs, id) {
+						continue
+					}
+					q, _ := rs.Candidate(id)
+					hd2, av2 := heldDown(in, rs, a, id), len(avoidedHeld(st, rs, id))
+					switch {
+					case hd && !hd2:
+						t.Fatalf("%s: chosen node is held down, %s is not", describe(c), id)
+					case hd == hd2 && av2 < av:
+						t.Fatalf("%s: %s holds fewer avoided roles (%d < %d)", describe(c), id, av2, av)
+					case hd == hd2 && av2 == av && q > p:
 						t.Fatalf("%s: live eligible %s has priority %d > %d", describe(c), id, q, p)
 					}
 				}
@@ -303,7 +369,7 @@ func TestPlanProperties(t *testing.T) {
 				}
 			case *fsm.Release:
 				gen, isLive := live[a.Holder]
-				if inSpec || x.Node != a.Holder || x.Epoch != a.Epoch || (isLive && gen == a.HolderGen) || endedFn == nil || !endedFn(a.Holder, a.HolderGen) {
+				if inSpec || x.Node != a.Holder || x.Epoch != a.Epoch || (isLive && gen == a.HolderGen) || endedFn == nil || !endedFn(a.Holder, a.HolderGen, 0) {
 					t.Fatalf("%s: role in spec %t, assignment %+v live %t on %d; want a removed role whose holder's generation ended", describe(c), inSpec, a, isLive, gen)
 				}
 			}
@@ -404,7 +470,7 @@ func TestPlanPropertiesCoverage(t *testing.T) {
 				}
 			}
 			for _, a := range st.Assignments {
-				if a.Holder == "" || (ended != nil && ended(a.Holder, a.HolderGen)) {
+				if a.Holder == "" || (ended != nil && ended(a.Holder, a.HolderGen, 0)) {
 					continue
 				}
 				switch g, ok := live[a.Holder]; {

@@ -571,7 +571,7 @@ func TestPlanMoveOffEndedHolder(t *testing.T) {
 	st := mustApply(t, fsm.NewState(), reg("n1"), reg("n2"), reg("n3"),
 		applySpec(role("web", "n1:10", "n2:5", "n3:5")), assign("web", "n1", "", 1))
 	var asked []string
-	ended := func(node string, gen uint64) bool {
+	ended := func(node string, gen uint64, _ time.Duration) bool {
 		asked = append(asked, fmt.Sprintf("%s/%d", node, gen))
 		return node == "n1" && gen == 11
 	}
@@ -617,10 +617,10 @@ func TestPlanRebindsTheSameNodeAtItsNewGeneration(t *testing.T) {
 
 	// While the majority does not say generation 11 ended, n1 may still be
 	// acting on it: nothing.
-	if got := Plan(Input{State: st, Live: live, Ended: func(string, uint64) bool { return false }, Now: planNow, Actor: planActor}); len(got) != 0 {
+	if got := Plan(Input{State: st, Live: live, Ended: func(string, uint64, time.Duration) bool { return false }, Now: planNow, Actor: planActor}); len(got) != 0 {
 		t.Fatalf("Plan before generation 11 ended: got %q, want nothing", describeAll(got))
 	}
-	ended := func(node string, gen uint64) bool { return node == "n1" && gen == 11 }
+	ended := func(node string, gen uint64, _ time.Duration) bool { return node == "n1" && gen == 11 }
 	got := Plan(Input{State: st, Live: live, Ended: ended, Now: planNow, Actor: planActor})
 	want := []fsm.Command{&fsm.Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 500, Epoch: 2,
 		Reason: "lease of n1 (generation 11) ended", Actor: planActor, Time: planNow}}
@@ -676,8 +676,10 @@ func TestPlanStampsAndReasons(t *testing.T) {
 // TestPlanWithMajorityVerdicts feeds Plan the verdicts of real
 // lease.Majority values, the way the coordinator does.
 func TestPlanWithMajorityVerdicts(t *testing.T) {
+	web := role("web", "n1:10", "n2:5", "n3")
+	web.StopTimeout = "1ms" // the grace is tested in TestPlanServiceStopGrace
 	st := mustApply(t, fsm.NewState(), reg("n1"), reg("n2"), reg("n3"),
-		applySpec(role("web", "n1:10", "n2:5", "n3")), assign("web", "n1", "", 1))
+		applySpec(web), assign("web", "n1", "", 1))
 	run := func(gen uint64) lease.GrantView { return lease.GrantView{Gen: gen, Remaining: time.Second} }
 	over := func(gen uint64) lease.GrantView { return lease.GrantView{Gen: gen, Remaining: -time.Millisecond} }
 	others := func(v lease.View) lease.View {
@@ -686,7 +688,7 @@ func TestPlanWithMajorityVerdicts(t *testing.T) {
 		return v
 	}
 	view := func(n1 *lease.GrantView) lease.View {
-		v := lease.View{Nodes: map[string]lease.GrantView{}}
+		v := lease.View{SinceGuard: time.Hour, Nodes: map[string]lease.GrantView{}}
 		if n1 != nil {
 			v.Nodes["n1"] = *n1
 		}
@@ -714,13 +716,13 @@ func TestPlanWithMajorityVerdicts(t *testing.T) {
 			[]lease.View{
 				view(&lease.GrantView{Gen: 12, Remaining: time.Second, SupersededRemaining: time.Millisecond}),
 				view(&lease.GrantView{Gen: 12, Remaining: time.Second, SupersededRemaining: -time.Millisecond}),
-				view(&lease.GrantView{Gen: 12, Remaining: time.Second}),
+				view(&lease.GrantView{Gen: 12, Remaining: time.Second, SupersededRemaining: -time.Hour}),
 			}, []string{"assign web n1 gen=12 prev=n1 epoch=2"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := lease.Majority{Voters: 3, Views: tc.views}
-			got := Plan(Input{State: st, Live: m.Live(), Ended: m.Ended, Now: planNow, Actor: planActor})
+			got := Plan(Input{State: st, Live: m.Live(), Ended: m.EndedFor, Now: planNow, Actor: planActor})
 			if g := describeAll(got); len(g) != len(tc.want) || (len(g) > 0 && !reflect.DeepEqual(g, tc.want)) {
 				t.Fatalf("Plan (live %v): got %q, want %q", m.Live(), g, tc.want)
 			}
@@ -755,7 +757,7 @@ type verdicts struct {
 	endedFor []string
 }
 
-func (v verdicts) ended() func(string, uint64) bool {
+func (v verdicts) ended() func(string, uint64, time.Duration) bool {
 	if v.endedFor == nil {
 		return nil
 	}
@@ -808,7 +810,7 @@ func TestPlanRichState(t *testing.T) {
 	tests := []struct {
 		name  string
 		live  map[string]uint64
-		ended func(string, uint64) bool
+		ended func(string, uint64, time.Duration) bool
 		want  []string
 	}{
 		{

@@ -116,7 +116,11 @@ type View struct {
 	// Guarded: the table was restarted less than a lease ago and answers
 	// "not ended" for everything.
 	Guarded bool
-	Nodes   map[string]GrantView
+	// SinceGuard is how long ago the guard ended (negative while guarded;
+	// 0 from a granter that does not say): any generation the table holds
+	// no grant for ended at least that long ago.
+	SinceGuard time.Duration
+	Nodes      map[string]GrantView
 }
 
 // GrantView is one node's current grant.
@@ -138,11 +142,33 @@ func (g *Grants) Snapshot(now time.Time) View {
 }
 
 func (g *Grants) view(now time.Time) View {
-	v := View{Guarded: now.Before(g.started.Add(g.guard)), Nodes: make(map[string]GrantView, len(g.nodes))}
+	v := View{Guarded: now.Before(g.started.Add(g.guard)), SinceGuard: now.Sub(g.started.Add(g.guard)),
+		Nodes: make(map[string]GrantView, len(g.nodes))}
 	for id, gr := range g.nodes {
 		v.Nodes[id] = GrantView{Gen: gr.gen, Remaining: gr.end.Sub(now), SupersededRemaining: gr.supersededEnd.Sub(now)}
 	}
 	return v
+}
+
+// EndedFor reports whether, in this view, every grant to node at gen ended
+// at least grace ago. A generation the table holds no grant for counts from
+// the end of the guard.
+func (v View) EndedFor(node string, gen uint64, grace time.Duration) bool {
+	if grace <= 0 {
+		return v.Ended(node, gen)
+	}
+	if v.Guarded {
+		return false
+	}
+	gv, ok := v.Nodes[node]
+	switch {
+	case ok && gen == gv.Gen:
+		return gv.Remaining <= -grace
+	case ok && gen < gv.Gen:
+		return gv.SupersededRemaining <= -grace
+	default:
+		return v.SinceGuard >= grace
+	}
 }
 
 // Ended reports whether, in this view, every grant to node at gen has ended.
@@ -180,6 +206,19 @@ func Quorum(n int) int { return n/2 + 1 }
 type Majority struct {
 	Voters int
 	Views  []View
+}
+
+// EndedFor reports whether a majority of voters say every grant to node at
+// gen ended at least grace ago: a service role's stop timeout runs after
+// the holder's lease (View.EndedFor).
+func (m Majority) EndedFor(node string, gen uint64, grace time.Duration) bool {
+	n := 0
+	for _, v := range m.Views {
+		if v.EndedFor(node, gen, grace) {
+			n++
+		}
+	}
+	return n >= Quorum(m.Voters)
 }
 
 // Ended reports whether a majority of voters say every grant to node at gen

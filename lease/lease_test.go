@@ -146,3 +146,44 @@ func TestHolder(t *testing.T) {
 		t.Fatalf("after a stale refusal the generation is %d, want 10001", g3)
 	}
 }
+
+func TestEndedForGrace(t *testing.T) {
+	g := NewGrants(at(0), 0.1, 550*time.Millisecond)
+	g.Renew("n1", 5, ttl, at(1000)) // ends 1550
+	g.Renew("n2", 1, ttl, at(1000)) // ends 1550, superseded at 1100
+	g.Renew("n2", 2, ttl, at(1100)) // ends 1650
+	grace := 2 * time.Second
+	for _, tc := range []struct {
+		node string
+		gen  uint64
+		now  int
+		want bool
+	}{
+		{"n1", 5, 1550, false}, // ended, grace not run
+		{"n1", 5, 3549, false},
+		{"n1", 5, 3550, true},
+		{"n2", 1, 3549, false}, // superseded grant ended at 1550
+		{"n2", 1, 3550, true},
+		{"n9", 1, 2549, false}, // never granted: counts from the guard's end (550)
+		{"n9", 1, 2550, true},
+		{"n1", 6, 2550, true}, // a generation this table never granted
+		{"n1", 5, 100, false}, // guarded
+	} {
+		v := g.Snapshot(at(tc.now))
+		if got := v.EndedFor(tc.node, tc.gen, grace); got != tc.want {
+			t.Errorf("EndedFor(%s, %d, 2s) at %d = %v, want %v", tc.node, tc.gen, tc.now, got, tc.want)
+		}
+		if v.EndedFor(tc.node, tc.gen, 0) != v.Ended(tc.node, tc.gen) {
+			t.Errorf("EndedFor(%s, %d, 0) at %d differs from Ended", tc.node, tc.gen, tc.now)
+		}
+	}
+	// A majority needs two of three views.
+	late := g.Snapshot(at(3600))
+	early := g.Snapshot(at(2000))
+	if (Majority{Voters: 3, Views: []View{late, early, early}}).EndedFor("n1", 5, grace) {
+		t.Error("one view of three said ended-for-grace: majority true")
+	}
+	if !(Majority{Voters: 3, Views: []View{late, late, early}}).EndedFor("n1", 5, grace) {
+		t.Error("two views of three said ended-for-grace: majority false")
+	}
+}

@@ -286,7 +286,13 @@ type Member struct {
 	// lease_gen is the member's lease generation known to the answering node.
 	LeaseGen uint64 `protobuf:"varint,11,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
 	// drained members are given no role (`harbormaster drain`).
-	Drained       bool `protobuf:"varint,12,opt,name=drained,proto3" json:"drained,omitempty"`
+	Drained bool `protobuf:"varint,12,opt,name=drained,proto3" json:"drained,omitempty"`
+	// checks are the member's health checks as the replicated state has them
+	// (transitions only).
+	Checks []*Check `protobuf:"bytes,13,rep,name=checks,proto3" json:"checks,omitempty"`
+	// services are the service roles the member has an actuator for (empty:
+	// it may hold any service role without acting for it).
+	Services      []string `protobuf:"bytes,14,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +411,100 @@ func (x *Member) GetDrained() bool {
 	return false
 }
 
+func (x *Member) GetChecks() []*Check {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *Member) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type Check struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// state is unknown (no verdict since the node registered), passing or
+	// failing.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// since_unix_ms is the time of the last transition.
+	SinceUnixMs int64 `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	// error is the last probe error; output the last probe output.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Output        string `protobuf:"bytes,5,opt,name=output,proto3" json:"output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Check) Reset() {
+	*x = Check{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Check) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Check) ProtoMessage() {}
+
+func (x *Check) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Check.ProtoReflect.Descriptor instead.
+func (*Check) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Check) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Check) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Check) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *Check) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Check) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
 type MembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -413,7 +513,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[3]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +525,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[3]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +538,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 type MembersResponse struct {
@@ -452,7 +552,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[4]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +564,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[4]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +577,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MembersResponse) GetNode() string {
@@ -514,7 +614,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[5]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +626,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[5]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +639,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -582,7 +682,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[6]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +694,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[6]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +707,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinResponse) GetIndex() uint64 {
@@ -633,7 +733,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[7]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +745,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[7]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +758,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -677,7 +777,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[8]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +789,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[8]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +802,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveResponse) GetIndex() uint64 {
@@ -722,7 +822,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[9]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +834,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[9]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +847,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransferLeadershipRequest) GetTarget() string {
@@ -767,7 +867,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[10]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +879,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[10]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +892,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TransferLeadershipResponse) GetOldLeader() string {
@@ -817,7 +917,7 @@ type GetSpecRequest struct {
 
 func (x *GetSpecRequest) Reset() {
 	*x = GetSpecRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[11]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +929,7 @@ func (x *GetSpecRequest) String() string {
 func (*GetSpecRequest) ProtoMessage() {}
 
 func (x *GetSpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[11]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +942,7 @@ func (x *GetSpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSpecRequest.ProtoReflect.Descriptor instead.
 func (*GetSpecRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type GetSpecResponse struct {
@@ -857,7 +957,7 @@ type GetSpecResponse struct {
 
 func (x *GetSpecResponse) Reset() {
 	*x = GetSpecResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[12]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +969,7 @@ func (x *GetSpecResponse) String() string {
 func (*GetSpecResponse) ProtoMessage() {}
 
 func (x *GetSpecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[12]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +982,7 @@ func (x *GetSpecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSpecResponse.ProtoReflect.Descriptor instead.
 func (*GetSpecResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSpecResponse) GetVersion() uint64 {
@@ -921,7 +1021,7 @@ type ApplySpecRequest struct {
 
 func (x *ApplySpecRequest) Reset() {
 	*x = ApplySpecRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[13]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1033,7 @@ func (x *ApplySpecRequest) String() string {
 func (*ApplySpecRequest) ProtoMessage() {}
 
 func (x *ApplySpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[13]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1046,7 @@ func (x *ApplySpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplySpecRequest.ProtoReflect.Descriptor instead.
 func (*ApplySpecRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApplySpecRequest) GetDocument() string {
@@ -980,7 +1080,7 @@ type ApplySpecResponse struct {
 
 func (x *ApplySpecResponse) Reset() {
 	*x = ApplySpecResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[14]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1092,7 @@ func (x *ApplySpecResponse) String() string {
 func (*ApplySpecResponse) ProtoMessage() {}
 
 func (x *ApplySpecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[14]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1105,7 @@ func (x *ApplySpecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplySpecResponse.ProtoReflect.Descriptor instead.
 func (*ApplySpecResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplySpecResponse) GetVersion() uint64 {
@@ -1030,7 +1130,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[15]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1142,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[15]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1155,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 type Role struct {
@@ -1069,15 +1169,20 @@ type Role struct {
 	SinceUnixMs int64 `protobuf:"varint,5,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
 	Releasing   bool  `protobuf:"varint,6,opt,name=releasing,proto3" json:"releasing,omitempty"`
 	// in_spec is false for a role removed from the spec whose record remains.
-	InSpec        bool     `protobuf:"varint,7,opt,name=in_spec,json=inSpec,proto3" json:"in_spec,omitempty"`
-	Candidates    []string `protobuf:"bytes,8,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	InSpec     bool     `protobuf:"varint,7,opt,name=in_spec,json=inSpec,proto3" json:"in_spec,omitempty"`
+	Candidates []string `protobuf:"bytes,8,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	Requires   []string `protobuf:"bytes,9,rep,name=requires,proto3" json:"requires,omitempty"`
+	Follow     string   `protobuf:"bytes,10,opt,name=follow,proto3" json:"follow,omitempty"`
+	Avoid      []string `protobuf:"bytes,11,rep,name=avoid,proto3" json:"avoid,omitempty"`
+	// address is a vip role's address.
+	Address       string `protobuf:"bytes,12,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1194,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1207,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Role) GetName() string {
@@ -1161,6 +1266,34 @@ func (x *Role) GetCandidates() []string {
 	return nil
 }
 
+func (x *Role) GetRequires() []string {
+	if x != nil {
+		return x.Requires
+	}
+	return nil
+}
+
+func (x *Role) GetFollow() string {
+	if x != nil {
+		return x.Follow
+	}
+	return ""
+}
+
+func (x *Role) GetAvoid() []string {
+	if x != nil {
+		return x.Avoid
+	}
+	return nil
+}
+
+func (x *Role) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type ListRolesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1173,7 +1306,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1318,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1331,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRolesResponse) GetNode() string {
@@ -1241,7 +1374,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1386,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1399,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchEventsRequest) GetSince() uint64 {
@@ -1302,7 +1435,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1447,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1460,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -1416,7 +1549,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1561,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1574,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -1460,7 +1593,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1605,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1618,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1506,7 +1639,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1651,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1664,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RenewRequest) GetNode() string {
@@ -1568,7 +1701,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1713,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1726,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RenewResponse) GetVerdict() string {
@@ -1625,7 +1758,7 @@ type LeasesRequest struct {
 
 func (x *LeasesRequest) Reset() {
 	*x = LeasesRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1770,7 @@ func (x *LeasesRequest) String() string {
 func (*LeasesRequest) ProtoMessage() {}
 
 func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1783,7 @@ func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesRequest.ProtoReflect.Descriptor instead.
 func (*LeasesRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type LeaseGrant struct {
@@ -1667,7 +1800,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1812,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1825,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseGrant) GetNode() string {
@@ -1728,15 +1861,18 @@ type LeasesResponse struct {
 	Granter string                 `protobuf:"bytes,1,opt,name=granter,proto3" json:"granter,omitempty"`
 	// guarded: the granter restarted less than a lease ago and may have
 	// granted leases it no longer remembers: treat nothing as ended.
-	Guarded       bool          `protobuf:"varint,2,opt,name=guarded,proto3" json:"guarded,omitempty"`
-	Grants        []*LeaseGrant `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"`
+	Guarded bool          `protobuf:"varint,2,opt,name=guarded,proto3" json:"guarded,omitempty"`
+	Grants  []*LeaseGrant `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"`
+	// since_guard_us is how long ago the guard ended (negative while
+	// guarded): a generation the granter never saw ended at least that long ago.
+	SinceGuardUs  int64 `protobuf:"varint,4,opt,name=since_guard_us,json=sinceGuardUs,proto3" json:"since_guard_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeasesResponse) Reset() {
 	*x = LeasesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1884,7 @@ func (x *LeasesResponse) String() string {
 func (*LeasesResponse) ProtoMessage() {}
 
 func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1897,7 @@ func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
 func (*LeasesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeasesResponse) GetGranter() string {
@@ -1785,6 +1921,288 @@ func (x *LeasesResponse) GetGrants() []*LeaseGrant {
 	return nil
 }
 
+func (x *LeasesResponse) GetSinceGuardUs() int64 {
+	if x != nil {
+		return x.SinceGuardUs
+	}
+	return 0
+}
+
+type ExplainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ExplainRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type ExplainResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Node     string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	IsLeader bool                   `protobuf:"varint,2,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	Role     string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	Type     string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	Holder   string                 `protobuf:"bytes,5,opt,name=holder,proto3" json:"holder,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// decision says what the coordinator does with the role now, in words
+	// ("stays on n1", "assign to n2: role unassigned", "waits: ...").
+	Decision string `protobuf:"bytes,7,opt,name=decision,proto3" json:"decision,omitempty"`
+	// chosen is the node the placement would pick now (empty: none qualifies).
+	Chosen        string       `protobuf:"bytes,8,opt,name=chosen,proto3" json:"chosen,omitempty"`
+	Nodes         []*Candidacy `protobuf:"bytes,9,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ExplainResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ExplainResponse) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetChosen() string {
+	if x != nil {
+		return x.Chosen
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetNodes() []*Candidacy {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type Candidacy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// eligible: the node may hold the role now (liveness included).
+	Eligible bool `protobuf:"varint,2,opt,name=eligible,proto3" json:"eligible,omitempty"`
+	// reasons lists why it may not, or what ranks it down.
+	Reasons   []string `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	Priority  int32    `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	Candidate bool     `protobuf:"varint,5,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// rank is the node's place in the placement order among eligible nodes
+	// (1 = first); 0 when not eligible.
+	Rank             int32    `protobuf:"varint,6,opt,name=rank,proto3" json:"rank,omitempty"`
+	Holder           bool     `protobuf:"varint,7,opt,name=holder,proto3" json:"holder,omitempty"`
+	HeldDown         bool     `protobuf:"varint,8,opt,name=held_down,json=heldDown,proto3" json:"held_down,omitempty"`
+	AvoidedRolesHeld []string `protobuf:"bytes,9,rep,name=avoided_roles_held,json=avoidedRolesHeld,proto3" json:"avoided_roles_held,omitempty"`
+	RolesHeld        int32    `protobuf:"varint,10,opt,name=roles_held,json=rolesHeld,proto3" json:"roles_held,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Candidacy) Reset() {
+	*x = Candidacy{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Candidacy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Candidacy) ProtoMessage() {}
+
+func (x *Candidacy) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Candidacy.ProtoReflect.Descriptor instead.
+func (*Candidacy) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Candidacy) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Candidacy) GetEligible() bool {
+	if x != nil {
+		return x.Eligible
+	}
+	return false
+}
+
+func (x *Candidacy) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *Candidacy) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Candidacy) GetCandidate() bool {
+	if x != nil {
+		return x.Candidate
+	}
+	return false
+}
+
+func (x *Candidacy) GetRank() int32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *Candidacy) GetHolder() bool {
+	if x != nil {
+		return x.Holder
+	}
+	return false
+}
+
+func (x *Candidacy) GetHeldDown() bool {
+	if x != nil {
+		return x.HeldDown
+	}
+	return false
+}
+
+func (x *Candidacy) GetAvoidedRolesHeld() []string {
+	if x != nil {
+		return x.AvoidedRolesHeld
+	}
+	return nil
+}
+
+func (x *Candidacy) GetRolesHeld() int32 {
+	if x != nil {
+		return x.RolesHeld
+	}
+	return 0
+}
+
 type MoveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
@@ -1796,7 +2214,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2226,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2239,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MoveRequest) GetRole() string {
@@ -1856,7 +2274,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2286,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2299,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MoveResponse) GetAlready() bool {
@@ -1909,7 +2327,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2339,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2352,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -1967,7 +2385,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2397,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2410,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DrainResponse) GetIndex() uint64 {
@@ -2030,7 +2448,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x10 \x01(\tR\aversion\x12\x14\n" +
 	"\x05ready\x18\x11 \x01(\bR\x05ready\x12\x1b\n" +
 	"\tlease_gen\x18\x12 \x01(\x04R\bleaseGen\x12,\n" +
-	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\"\xc5\x02\n" +
+	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\"\x91\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -2045,7 +2463,15 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x05roles\x18\n" +
 	" \x03(\tR\x05roles\x12\x1b\n" +
 	"\tlease_gen\x18\v \x01(\x04R\bleaseGen\x12\x18\n" +
-	"\adrained\x18\f \x01(\bR\adrained\"\x10\n" +
+	"\adrained\x18\f \x01(\bR\adrained\x12.\n" +
+	"\x06checks\x18\r \x03(\v2\x16.harbormaster.v1.CheckR\x06checks\x12\x1a\n" +
+	"\bservices\x18\x0e \x03(\tR\bservices\"\x83\x01\n" +
+	"\x05Check\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\"\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x16\n" +
+	"\x06output\x18\x05 \x01(\tR\x06output\"\x10\n" +
 	"\x0eMembersRequest\"u\n" +
 	"\x0fMembersResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
@@ -2083,7 +2509,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x11ApplySpecResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
-	"\x10ListRolesRequest\"\xd7\x01\n" +
+	"\x10ListRolesRequest\"\xbb\x02\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -2094,7 +2520,12 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\ain_spec\x18\a \x01(\bR\x06inSpec\x12\x1e\n" +
 	"\n" +
 	"candidates\x18\b \x03(\tR\n" +
-	"candidates\"\x94\x01\n" +
+	"candidates\x12\x1a\n" +
+	"\brequires\x18\t \x03(\tR\brequires\x12\x16\n" +
+	"\x06follow\x18\n" +
+	" \x01(\tR\x06follow\x12\x14\n" +
+	"\x05avoid\x18\v \x03(\tR\x05avoid\x12\x18\n" +
+	"\aaddress\x18\f \x01(\tR\aaddress\"\x94\x01\n" +
 	"\x11ListRolesResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
 	"\tis_leader\x18\x02 \x01(\bR\bisLeader\x12+\n" +
@@ -2135,11 +2566,37 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
 	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12!\n" +
 	"\fremaining_us\x18\x03 \x01(\x03R\vremainingUs\x126\n" +
-	"\x17superseded_remaining_us\x18\x04 \x01(\x03R\x15supersededRemainingUs\"y\n" +
+	"\x17superseded_remaining_us\x18\x04 \x01(\x03R\x15supersededRemainingUs\"\x9f\x01\n" +
 	"\x0eLeasesResponse\x12\x18\n" +
 	"\agranter\x18\x01 \x01(\tR\agranter\x12\x18\n" +
 	"\aguarded\x18\x02 \x01(\bR\aguarded\x123\n" +
-	"\x06grants\x18\x03 \x03(\v2\x1b.harbormaster.v1.LeaseGrantR\x06grants\"K\n" +
+	"\x06grants\x18\x03 \x03(\v2\x1b.harbormaster.v1.LeaseGrantR\x06grants\x12$\n" +
+	"\x0esince_guard_us\x18\x04 \x01(\x03R\fsinceGuardUs\"$\n" +
+	"\x0eExplainRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\"\xfe\x01\n" +
+	"\x0fExplainResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\tis_leader\x18\x02 \x01(\bR\bisLeader\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x16\n" +
+	"\x06holder\x18\x05 \x01(\tR\x06holder\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x1a\n" +
+	"\bdecision\x18\a \x01(\tR\bdecision\x12\x16\n" +
+	"\x06chosen\x18\b \x01(\tR\x06chosen\x120\n" +
+	"\x05nodes\x18\t \x03(\v2\x1a.harbormaster.v1.CandidacyR\x05nodes\"\xa5\x02\n" +
+	"\tCandidacy\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1a\n" +
+	"\beligible\x18\x02 \x01(\bR\beligible\x12\x18\n" +
+	"\areasons\x18\x03 \x03(\tR\areasons\x12\x1a\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x1c\n" +
+	"\tcandidate\x18\x05 \x01(\bR\tcandidate\x12\x12\n" +
+	"\x04rank\x18\x06 \x01(\x05R\x04rank\x12\x16\n" +
+	"\x06holder\x18\a \x01(\bR\x06holder\x12\x1b\n" +
+	"\theld_down\x18\b \x01(\bR\bheldDown\x12,\n" +
+	"\x12avoided_roles_held\x18\t \x03(\tR\x10avoidedRolesHeld\x12\x1d\n" +
+	"\n" +
+	"roles_held\x18\n" +
+	" \x01(\x05R\trolesHeld\"K\n" +
 	"\vMoveRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x14\n" +
@@ -2152,7 +2609,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\adrained\x18\x02 \x01(\bR\adrained\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\"%\n" +
 	"\rDrainResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xf0\x06\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xbe\a\n" +
 	"\x05Admin\x12I\n" +
 	"\x06Status\x12\x1e.harbormaster.v1.StatusRequest\x1a\x1f.harbormaster.v1.StatusResponse\x12L\n" +
 	"\aMembers\x12\x1f.harbormaster.v1.MembersRequest\x1a .harbormaster.v1.MembersResponse\x12C\n" +
@@ -2164,7 +2621,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\tListRoles\x12!.harbormaster.v1.ListRolesRequest\x1a\".harbormaster.v1.ListRolesResponse\x12C\n" +
 	"\x04Move\x12\x1c.harbormaster.v1.MoveRequest\x1a\x1d.harbormaster.v1.MoveResponse\x12F\n" +
 	"\x05Drain\x12\x1d.harbormaster.v1.DrainRequest\x1a\x1e.harbormaster.v1.DrainResponse\x12L\n" +
-	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x012\xea\x01\n" +
+	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x01\x12L\n" +
+	"\aExplain\x12\x1f.harbormaster.v1.ExplainRequest\x1a .harbormaster.v1.ExplainResponse2\xea\x01\n" +
 	"\aCluster\x12L\n" +
 	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12F\n" +
 	"\x05Renew\x12\x1d.harbormaster.v1.RenewRequest\x1a\x1e.harbormaster.v1.RenewResponse\x12I\n" +
@@ -2182,78 +2640,86 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
 	(*Member)(nil),                     // 2: harbormaster.v1.Member
-	(*MembersRequest)(nil),             // 3: harbormaster.v1.MembersRequest
-	(*MembersResponse)(nil),            // 4: harbormaster.v1.MembersResponse
-	(*JoinRequest)(nil),                // 5: harbormaster.v1.JoinRequest
-	(*JoinResponse)(nil),               // 6: harbormaster.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 7: harbormaster.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 8: harbormaster.v1.RemoveResponse
-	(*TransferLeadershipRequest)(nil),  // 9: harbormaster.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 10: harbormaster.v1.TransferLeadershipResponse
-	(*GetSpecRequest)(nil),             // 11: harbormaster.v1.GetSpecRequest
-	(*GetSpecResponse)(nil),            // 12: harbormaster.v1.GetSpecResponse
-	(*ApplySpecRequest)(nil),           // 13: harbormaster.v1.ApplySpecRequest
-	(*ApplySpecResponse)(nil),          // 14: harbormaster.v1.ApplySpecResponse
-	(*ListRolesRequest)(nil),           // 15: harbormaster.v1.ListRolesRequest
-	(*Role)(nil),                       // 16: harbormaster.v1.Role
-	(*ListRolesResponse)(nil),          // 17: harbormaster.v1.ListRolesResponse
-	(*WatchEventsRequest)(nil),         // 18: harbormaster.v1.WatchEventsRequest
-	(*Event)(nil),                      // 19: harbormaster.v1.Event
-	(*ProposeRequest)(nil),             // 20: harbormaster.v1.ProposeRequest
-	(*ProposeResponse)(nil),            // 21: harbormaster.v1.ProposeResponse
-	(*RenewRequest)(nil),               // 22: harbormaster.v1.RenewRequest
-	(*RenewResponse)(nil),              // 23: harbormaster.v1.RenewResponse
-	(*LeasesRequest)(nil),              // 24: harbormaster.v1.LeasesRequest
-	(*LeaseGrant)(nil),                 // 25: harbormaster.v1.LeaseGrant
-	(*LeasesResponse)(nil),             // 26: harbormaster.v1.LeasesResponse
-	(*MoveRequest)(nil),                // 27: harbormaster.v1.MoveRequest
-	(*MoveResponse)(nil),               // 28: harbormaster.v1.MoveResponse
-	(*DrainRequest)(nil),               // 29: harbormaster.v1.DrainRequest
-	(*DrainResponse)(nil),              // 30: harbormaster.v1.DrainResponse
+	(*Check)(nil),                      // 3: harbormaster.v1.Check
+	(*MembersRequest)(nil),             // 4: harbormaster.v1.MembersRequest
+	(*MembersResponse)(nil),            // 5: harbormaster.v1.MembersResponse
+	(*JoinRequest)(nil),                // 6: harbormaster.v1.JoinRequest
+	(*JoinResponse)(nil),               // 7: harbormaster.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 8: harbormaster.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 9: harbormaster.v1.RemoveResponse
+	(*TransferLeadershipRequest)(nil),  // 10: harbormaster.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 11: harbormaster.v1.TransferLeadershipResponse
+	(*GetSpecRequest)(nil),             // 12: harbormaster.v1.GetSpecRequest
+	(*GetSpecResponse)(nil),            // 13: harbormaster.v1.GetSpecResponse
+	(*ApplySpecRequest)(nil),           // 14: harbormaster.v1.ApplySpecRequest
+	(*ApplySpecResponse)(nil),          // 15: harbormaster.v1.ApplySpecResponse
+	(*ListRolesRequest)(nil),           // 16: harbormaster.v1.ListRolesRequest
+	(*Role)(nil),                       // 17: harbormaster.v1.Role
+	(*ListRolesResponse)(nil),          // 18: harbormaster.v1.ListRolesResponse
+	(*WatchEventsRequest)(nil),         // 19: harbormaster.v1.WatchEventsRequest
+	(*Event)(nil),                      // 20: harbormaster.v1.Event
+	(*ProposeRequest)(nil),             // 21: harbormaster.v1.ProposeRequest
+	(*ProposeResponse)(nil),            // 22: harbormaster.v1.ProposeResponse
+	(*RenewRequest)(nil),               // 23: harbormaster.v1.RenewRequest
+	(*RenewResponse)(nil),              // 24: harbormaster.v1.RenewResponse
+	(*LeasesRequest)(nil),              // 25: harbormaster.v1.LeasesRequest
+	(*LeaseGrant)(nil),                 // 26: harbormaster.v1.LeaseGrant
+	(*LeasesResponse)(nil),             // 27: harbormaster.v1.LeasesResponse
+	(*ExplainRequest)(nil),             // 28: harbormaster.v1.ExplainRequest
+	(*ExplainResponse)(nil),            // 29: harbormaster.v1.ExplainResponse
+	(*Candidacy)(nil),                  // 30: harbormaster.v1.Candidacy
+	(*MoveRequest)(nil),                // 31: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 32: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 33: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 34: harbormaster.v1.DrainResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
-	2,  // 1: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
-	16, // 2: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
-	25, // 3: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
-	0,  // 4: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
-	3,  // 5: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
-	5,  // 6: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
-	7,  // 7: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
-	9,  // 8: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
-	11, // 9: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
-	13, // 10: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
-	15, // 11: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	27, // 12: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
-	29, // 13: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
-	18, // 14: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	20, // 15: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	22, // 16: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
-	24, // 17: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 18: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	4,  // 19: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	6,  // 20: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	8,  // 21: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	10, // 22: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	12, // 23: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	14, // 24: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	17, // 25: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	28, // 26: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	30, // 27: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	19, // 28: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	21, // 29: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	23, // 30: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
-	26, // 31: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	18, // [18:32] is the sub-list for method output_type
-	4,  // [4:18] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	3,  // 1: harbormaster.v1.Member.checks:type_name -> harbormaster.v1.Check
+	2,  // 2: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
+	17, // 3: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
+	26, // 4: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
+	30, // 5: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
+	0,  // 6: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
+	4,  // 7: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
+	6,  // 8: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
+	8,  // 9: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
+	10, // 10: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
+	12, // 11: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
+	14, // 12: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
+	16, // 13: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
+	31, // 14: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	33, // 15: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	19, // 16: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
+	28, // 17: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
+	21, // 18: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	23, // 19: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
+	25, // 20: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 21: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 22: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 23: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 24: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 25: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 26: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 27: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	18, // 28: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	32, // 29: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	34, // 30: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	20, // 31: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	29, // 32: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	22, // 33: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	24, // 34: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
+	27, // 35: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	21, // [21:36] is the sub-list for method output_type
+	6,  // [6:21] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_harbormaster_v1_admin_proto_init() }
@@ -2267,7 +2733,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

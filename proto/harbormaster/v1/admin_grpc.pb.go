@@ -38,6 +38,7 @@ const (
 	Admin_Move_FullMethodName               = "/harbormaster.v1.Admin/Move"
 	Admin_Drain_FullMethodName              = "/harbormaster.v1.Admin/Drain"
 	Admin_WatchEvents_FullMethodName        = "/harbormaster.v1.Admin/WatchEvents"
+	Admin_Explain_FullMethodName            = "/harbormaster.v1.Admin/Explain"
 )
 
 // AdminClient is the client API for Admin service.
@@ -69,6 +70,10 @@ type AdminClient interface {
 	// WatchEvents streams the event log from a sequence number, then (with
 	// follow) every new event as it is committed.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// Explain dry-runs the placement of one role on the answering node's
+	// state: per node, whether it qualifies and why, and which node the
+	// coordinator would choose.
+	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
 }
 
 type adminClient struct {
@@ -198,6 +203,16 @@ func (c *adminClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, o
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_WatchEventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *adminClient) Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainResponse)
+	err := c.cc.Invoke(ctx, Admin_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -227,6 +242,10 @@ type AdminServer interface {
 	// WatchEvents streams the event log from a sequence number, then (with
 	// follow) every new event as it is committed.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error
+	// Explain dry-runs the placement of one role on the answering node's
+	// state: per node, whether it qualifies and why, and which node the
+	// coordinator would choose.
+	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -269,6 +288,9 @@ func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainRes
 }
 func (UnimplementedAdminServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedAdminServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -482,6 +504,24 @@ func _Admin_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_WatchEventsServer = grpc.ServerStreamingServer[Event]
 
+func _Admin_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Explain(ctx, req.(*ExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -528,6 +568,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _Admin_Drain_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _Admin_Explain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
