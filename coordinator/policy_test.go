@@ -27,10 +27,10 @@ func check(node, name string, passing bool) *fsm.CheckUpdate {
 }
 
 func withRequires(r spec.Role, checks ...string) spec.Role { r.Requires = checks; return r }
-func withFollow(r spec.Role, f string) spec.Role          { r.Follow = f; return r }
-func withAvoid(r spec.Role, o ...string) spec.Role        { r.Avoid = o; return r }
-func withHoldDown(r spec.Role, d string) spec.Role        { r.HoldDown = d; return r }
-func withPreempt(r spec.Role) spec.Role                   { r.Preempt = true; return r }
+func withFollow(r spec.Role, f string) spec.Role           { r.Follow = f; return r }
+func withAvoid(r spec.Role, o ...string) spec.Role         { r.Avoid = o; return r }
+func withHoldDown(r spec.Role, d string) spec.Role         { r.HoldDown = d; return r }
+func withPreempt(r spec.Role) spec.Role                    { r.Preempt = true; return r }
 
 // release releases role r held by node at epoch, at time at.
 func releaseAt(r, node string, epoch uint64, at int64) *fsm.Release {

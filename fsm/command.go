@@ -240,7 +240,7 @@ func (c *CheckUpdate) Validate() error {
 	return nil
 }
 
-func (*CheckUpdate) Type() CommandType { return TypeCheckUpdate }
+func (*CheckUpdate) Type() CommandType    { return TypeCheckUpdate }
 func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (*RemoveNode) Type() CommandType     { return TypeRemoveNode }
 func (*RenewLease) Type() CommandType     { return TypeRenewLease }
