@@ -27,7 +27,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/lease"
@@ -61,6 +63,8 @@ type Options struct {
 	// VIP manager (tests use vip/viptest fakes).
 	VIPKernel    vip.Kernel
 	VIPAnnouncer vip.Announcer
+	// ServiceActuator replaces agent/service's actuators (tests).
+	ServiceActuator func(role string, c service.Config) (service.Actuator, error)
 	// SnapshotThreshold and TrailingLogs override Raft's defaults (tests use
 	// small values to force snapshots and install-snapshot catch-up).
 	SnapshotThreshold uint64
@@ -95,15 +99,20 @@ type Agent struct {
 	raftAddr     string
 	apiAddr      string
 	leaderCh     chan bool
-	grants       *lease.Grants // the leases this node granted (every node grants)
-	holder       *lease.Holder // this node's own quorum lease
-	roleWake     chan struct{} // pokes the release loop when the lease changes
-	vipWake      chan struct{} // pokes the VIP loop when the lease changes
-	vips         *vip.Manager  // nil without a vip_interface
-	phases       vipPhases     // failover phase times, for the failover event
-	vipAnn       vip.Announcer // for the non-holders' conflict probes
-	vipMAC       string        // this node's vip_interface MAC
-	vipConflicts atomic.Int64  // foreign answers seen by conflictLoop
+	grants       *lease.Grants  // the leases this node granted (every node grants)
+	holder       *lease.Holder  // this node's own quorum lease
+	roleWake     chan struct{}  // pokes the release loop when the lease changes
+	vipWake      chan struct{}  // pokes the VIP loop when the lease changes
+	vips         *vip.Manager   // nil without a vip_interface
+	phases       vipPhases      // failover phase times, for the failover event
+	vipAnn       vip.Announcer  // for the non-holders' conflict probes
+	vipMAC       string         // this node's vip_interface MAC
+	vipConflicts atomic.Int64   // foreign answers seen by conflictLoop
+	checks       *checks.Runner // nil without checks
+	checkWake    chan struct{}  // pokes the check loop on a transition
+	services     *serviceSet    // the service roles' actuators
+	serviceWake  chan struct{}  // pokes the service loop when the lease changes
+	fenceUntil   atomic.Int64   // unix nanos until which the lease is left to lapse
 
 	leaseNet  *leaseNet
 	peersMu   sync.Mutex
@@ -134,18 +143,33 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, opts: opts, timing: t,
-		log:      log.With("node", cfg.NodeID),
-		fsm:      fsm.New(),
-		leaderCh: make(chan bool, 1),
-		holder:   lease.NewHolder(t.Lease),
-		roleWake: make(chan struct{}, 1),
-		vipWake:  make(chan struct{}, 1),
-		connPool: map[string]*grpc.ClientConn{},
-		ready:    make(chan struct{}),
-		stopped:  make(chan struct{}),
-	}, nil
+		log:         log.With("node", cfg.NodeID),
+		fsm:         fsm.New(),
+		leaderCh:    make(chan bool, 1),
+		holder:      lease.NewHolder(t.Lease),
+		roleWake:    make(chan struct{}, 1),
+		vipWake:     make(chan struct{}, 1),
+		connPool:    map[string]*grpc.ClientConn{},
+		ready:       make(chan struct{}),
+		stopped:     make(chan struct{}),
+		checkWake:   make(chan struct{}, 1),
+		serviceWake: make(chan struct{}, 1),
+	}
+	if len(cfg.Checks) > 0 {
+		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
+		if err != nil {
+			return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
+		}
+		a.checks = r
+	}
+	svcs, err := newServiceSet(a)
+	if err != nil {
+		return nil, err
+	}
+	a.services = svcs
+	return a, nil
 }
 
 // NodeID returns the node's id.
@@ -255,6 +279,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { a.watchdogLoop(gctx); return nil })
 	g.Go(func() error { a.vipLoop(gctx); return nil })
 	g.Go(func() error { a.conflictLoop(gctx); return nil })
+	g.Go(func() error { a.checkLoop(gctx); return nil })
+	g.Go(func() error { a.serviceLoop(gctx); return nil })
+	defer a.services.close()
 	vipCtx, stopVIPs := context.WithCancel(context.Background())
 	vipDone := make(chan struct{})
 	go func() {
@@ -352,8 +379,19 @@ func (a *Agent) gracefulRelease() {
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	a.dropVIPs(dctx)
 	dcancel()
+	// The services stop (each within its stop_timeout) before their roles
+	// are released; a stop that fails is not released: its role moves
+	// when the lease has run out, plus the stop timeout.
+	a.roleTrigger()
+	sctx, scancel := context.WithTimeout(context.Background(), a.services.maxStopTimeout()+time.Second)
+	a.services.waitStopped(sctx)
+	scancel()
 	st := a.State()
 	for _, as := range st.HeldBy(a.cfg.NodeID) {
+		if !a.services.stopped(as.Role) {
+			a.log.Warn("service stop unconfirmed; not releasing its role (it moves after the lease and stop_timeout)", "role", as.Role)
+			continue
+		}
 		err := propose(&fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
 			Reason: "agent shutdown", Time: time.Now().UnixMilli()})
 		if err != nil {
@@ -434,7 +472,7 @@ func (a *Agent) closeConns() {
 
 // roleTrigger wakes the loops that act on roles (lease gained or lost).
 func (a *Agent) roleTrigger() {
-	for _, ch := range []chan struct{}{a.roleWake, a.vipWake} {
+	for _, ch := range []chan struct{}{a.roleWake, a.vipWake, a.serviceWake} {
 		select {
 		case ch <- struct{}{}:
 		default:

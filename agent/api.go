@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
@@ -148,7 +150,7 @@ func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.P
 		if !s.isMember(c.Node) {
 			return nil, status.Errorf(codes.FailedPrecondition, "node: %s is not a member of the Raft configuration; join it first", c.Node)
 		}
-	case *fsm.Leave, *fsm.Release, *fsm.RecordEvent, *fsm.ApplySpec:
+	case *fsm.Leave, *fsm.Release, *fsm.RecordEvent, *fsm.ApplySpec, *fsm.CheckUpdate:
 	default:
 		return nil, status.Errorf(codes.PermissionDenied, "command %s is not accepted from other nodes", cmd.Type())
 	}
@@ -235,6 +237,8 @@ func (s *server) members(st *fsm.State) ([]*hmv1.Member, error) {
 		m.ApiAddress = n.APIAddr
 		m.Witness = n.Witness
 		m.Drained = n.Drained
+		m.Services = n.Services
+		m.Checks = checksToProto(st.Checks[id])
 	}
 	out := make([]*hmv1.Member, 0, len(byID))
 	for id, m := range byID {
@@ -490,7 +494,8 @@ func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1
 			cands = append(cands, c.Node)
 		}
 		resp.Roles = append(resp.Roles, &hmv1.Role{Name: r.Name, Type: r.Type, Holder: a.Holder, Epoch: a.Epoch,
-			SinceUnixMs: a.Since, Releasing: a.Releasing, InSpec: true, Candidates: cands})
+			SinceUnixMs: a.Since, Releasing: a.Releasing, InSpec: true, Candidates: cands,
+			Requires: r.Requires, Follow: r.Follow, Avoid: r.Avoid, Address: r.Address})
 		seen[r.Name] = true
 	}
 	for name, a := range st.Assignments {
@@ -500,6 +505,55 @@ func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1
 		}
 	}
 	sort.Slice(resp.Roles, func(i, j int) bool { return resp.Roles[i].Name < resp.Roles[j].Name })
+	return resp, nil
+}
+
+// checksToProto renders a node's check results, sorted by name.
+func checksToProto(m map[string]fsm.CheckResult) []*hmv1.Check {
+	var out []*hmv1.Check
+	for name, r := range m {
+		state := "unknown"
+		switch {
+		case r.Known && r.Passing:
+			state = "passing"
+		case r.Known:
+			state = "failing"
+		}
+		out = append(out, &hmv1.Check{Name: name, State: state, SinceUnixMs: r.Since, Error: r.Error, Output: r.Output})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Explain implements the admin service: a dry run of the placement of one
+// role on this node's state, with the voters' current lease verdicts.
+func (s *server) Explain(ctx context.Context, req *hmv1.ExplainRequest) (*hmv1.ExplainResponse, error) {
+	if !spec.ValidName(req.Role) {
+		return nil, status.Errorf(codes.InvalidArgument, "role: %q is not a valid role name", req.Role)
+	}
+	st := s.a.State()
+	if _, ok := st.Spec.Role(req.Role); !ok {
+		return nil, status.Errorf(codes.NotFound, "role: %q is not in the spec (roles: %s); see `harbormaster roles`",
+			req.Role, strings.Join(st.Spec.RoleNames(), ", "))
+	}
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	maj, err := s.a.Majority(mctx)
+	cancel()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "ask the voters for leases: %v", err)
+	}
+	ex, err := coordinator.Explain(coordinator.Input{State: st, Live: maj.Live(), Ended: maj.EndedFor,
+		Now: time.Now().UnixMilli(), Actor: s.a.cfg.NodeID}, req.Role)
+	if err != nil {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
+	resp := &hmv1.ExplainResponse{Node: s.a.cfg.NodeID, IsLeader: s.a.raft.State() == raft.Leader, Role: ex.Role.Name,
+		Type: ex.Role.Type, Holder: ex.Assignment.Holder, Epoch: ex.Assignment.Epoch, Decision: ex.Decision, Chosen: ex.Chosen}
+	for _, c := range ex.Nodes {
+		resp.Nodes = append(resp.Nodes, &hmv1.Candidacy{Node: c.Node, Eligible: c.Eligible, Reasons: c.Reasons,
+			Priority: int32(c.Priority), Candidate: c.Candidate, Rank: int32(c.Rank), Holder: c.Holder, HeldDown: c.HeldDown,
+			AvoidedRolesHeld: c.AvoidedHeld, RolesHeld: int32(c.RolesHeld)})
+	}
 	return resp, nil
 }
 

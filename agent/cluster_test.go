@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +22,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/harbormaster/harbormaster/agent"
+	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
@@ -130,6 +133,13 @@ type clusterOpts struct {
 	disk bool
 	// vip gives every node a vip_interface backed by a fake kernel.
 	vip bool
+	// services gives every node an actuator (the fake fakeServices) for
+	// these service roles.
+	services []string
+	fake     *fakeServices
+	// checks are every node's checks; "{node}" in an exec argv is
+	// replaced by the node id.
+	checks []checks.Config
 }
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
@@ -153,6 +163,20 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 			Profile: "lan", LogLevel: "info", Bootstrap: peers, Spec: sp}
 		if o.vip {
 			cfg.VIPInterface = "eth0"
+		}
+		for _, name := range o.services {
+			if cfg.Services == nil {
+				cfg.Services = map[string]service.Config{}
+			}
+			cfg.Services[name] = service.Config{Start: []string{"true"}, Stop: []string{"true"}}
+		}
+		for _, ch := range o.checks {
+			ch.Argv = append([]string(nil), ch.Argv...)
+			for i := range ch.Argv {
+				ch.Argv[i] = strings.ReplaceAll(ch.Argv[i], "{node}", p.ID)
+			}
+			ch.Normalize()
+			cfg.Checks = append(cfg.Checks, ch)
 		}
 		c.nodes = append(c.nodes, c.build(cfg, o))
 	}
@@ -204,7 +228,11 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 		ann = &viptest.Announcer{Now: time.Now}
 		vk, va = kernel, ann
 	}
-	a, err := agent.New(cfg, agent.Options{VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+	var actuator func(string, service.Config) (service.Actuator, error)
+	if o.fake != nil {
+		actuator = o.fake.actuatorFor(cfg.NodeID)
+	}
+	a, err := agent.New(cfg, agent.Options{ServiceActuator: actuator, VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {

@@ -57,6 +57,10 @@ func (a *Agent) renewLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		a.lastRenew.Store(time.Now().UnixNano())
+		if time.Now().UnixNano() < a.fenceUntil.Load() {
+			a.roleTrigger() // fenced: let the lease lapse (services.go)
+			continue
+		}
 		ms, err := a.raftMembers()
 		if err != nil || len(ms) == 0 {
 			continue

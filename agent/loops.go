@@ -81,13 +81,14 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		n, ok := st.Nodes[a.cfg.NodeID]
 		want := !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
 			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving ||
-			n.VIP != (a.cfg.VIPInterface != "") || n.MAC != a.vipMAC
+			n.VIP != (a.cfg.VIPInterface != "") || n.MAC != a.vipMAC ||
+			!sameSet(n.Services, a.cfg.ServiceNames()) || !sameSet(checkNames(st.Checks[a.cfg.NodeID]), a.cfg.CheckNames())
 		want = want && !a.stopping.Load()
 		if want && a.inConfig() {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr, VIP: a.cfg.VIPInterface != "", MAC: a.vipMAC,
 				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
-				Time: time.Now().UnixMilli()})
+				Checks: a.cfg.CheckNames(), Services: a.cfg.ServiceNames(), Time: time.Now().UnixMilli()})
 			cancel()
 			switch {
 			case err == nil:
@@ -118,8 +119,8 @@ func (a *Agent) registerLoop(ctx context.Context) {
 }
 
 // releaseLoop answers release requests: when the coordinator asks this
-// node to let a role go, it stops acting for it (no actuator yet) and
-// commits the release.
+// node to let a role go, it stops acting for it (removes the address,
+// stops the service) and only then commits the release.
 func (a *Agent) releaseLoop(ctx context.Context) {
 	for {
 		st, changed := a.fsm.State()
@@ -128,6 +129,9 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 				continue
 			}
 			a.dropVIPs(ctx) // the address goes before the release is committed
+			if !a.services.stopped(as.Role) {
+				continue // the service worker is stopping it; it wakes us
+			}
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
 				Reason: "release requested", Time: time.Now().UnixMilli()})
@@ -202,4 +206,29 @@ func (a *Agent) watchdogLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
+}
+
+func checkNames(m map[string]fsm.CheckResult) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -56,7 +56,8 @@ type Input struct {
 //     higher priority;
 //   - a service role whose holder was lost without a release also waits
 //     its stop timeout after the lease surely ended (the time the old
-//     holder has to stop the service).
+//     holder has to stop the service), unless that holder declared no
+//     service actuator (a marker role: nothing ran).
 //
 // A node is eligible for a role when it is registered, not a witness, not
 // drained or leaving, a candidate, has a vip_interface (vip roles) or the
@@ -98,7 +99,7 @@ func Plan(in Input) []fsm.Command {
 				}
 				continue
 			}
-			if !ended(a.Holder, a.HolderGen, r.StopGrace()) {
+			if !ended(a.Holder, a.HolderGen, stopGrace(st, r, a.Holder)) {
 				continue // the holder may still act: wait (S4)
 			}
 		}
@@ -174,6 +175,16 @@ func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.C
 	}
 	return &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Target: best, Actor: in.Actor, Time: in.Now,
 		Reason: fmt.Sprintf("preempted by %s (priority %d over %d)", best, bp, hp)}
+}
+
+// stopGrace is how long after holder's lease surely ended r may go to
+// another node: the service's stop timeout, unless the holder runs no
+// service actuator at all (it held the role as a marker: nothing to stop).
+func stopGrace(st *fsm.State, r spec.Role, holder string) time.Duration {
+	if n, ok := st.Nodes[holder]; ok && r.Type == spec.TypeService && len(n.Services) == 0 {
+		return 0
+	}
+	return r.StopGrace()
 }
 
 // eligible reports whether node may hold r, liveness aside.

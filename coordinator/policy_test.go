@@ -189,22 +189,24 @@ func TestPlanPolicy(t *testing.T) {
 func TestPlanServiceStopGrace(t *testing.T) {
 	quick := role("quick", "n1:10", "n2")
 	quick.StopTimeout = "2s"
-	st := mustApply(t, fsm.NewState(), reg("n1"), reg("n2"),
-		applySpec(role("web", "n1:10", "n2"), quick, withFollow(role("tag"), "web")),
-		assign("web", "n1", "", 1), assign("quick", "n1", "", 1))
+	svcs := []string{"web", "quick", "marker"}
+	st := mustApply(t, fsm.NewState(), regWith("n1", nil, svcs), regWith("n2", nil, svcs), reg("n3"),
+		applySpec(role("web", "n1:10", "n2"), quick, role("marker", "n3", "n2")),
+		assign("web", "n1", "", 1), assign("quick", "n1", "", 1), assign("marker", "n3", "", 1))
 	endedAgo := func(ago time.Duration) func(string, uint64, time.Duration) bool {
 		return func(node string, gen uint64, grace time.Duration) bool {
-			return node == "n1" && gen <= gen1("n1") && ago >= grace
+			return (node == "n1" || node == "n3") && gen <= gen1(node) && ago >= grace
 		}
 	}
 	for _, tc := range []struct {
 		ago  time.Duration
 		want []string
 	}{
-		{0, nil},
-		{time.Second, nil},
-		{2 * time.Second, []string{"assign quick n2 gen=21 prev=n1 epoch=2"}},
-		{spec.DefaultStopTimeout, []string{"assign quick n2 gen=21 prev=n1 epoch=2", "assign web n2 gen=21 prev=n1 epoch=2"}},
+		// n3 declares no service actuator: its marker role moves at once.
+		{0, []string{"assign marker n2 gen=21 prev=n3 epoch=2"}},
+		{time.Second, []string{"assign marker n2 gen=21 prev=n3 epoch=2"}},
+		{2 * time.Second, []string{"assign marker n2 gen=21 prev=n3 epoch=2", "assign quick n2 gen=21 prev=n1 epoch=2"}},
+		{spec.DefaultStopTimeout, []string{"assign marker n2 gen=21 prev=n3 epoch=2", "assign quick n2 gen=21 prev=n1 epoch=2", "assign web n2 gen=21 prev=n1 epoch=2"}},
 	} {
 		got := describeAll(Plan(Input{State: st, Live: liveOn("n2"), Ended: endedAgo(tc.ago), Now: planNow, Actor: planActor}))
 		if len(got) != len(tc.want) || (len(got) > 0 && !reflect.DeepEqual(got, tc.want)) {

@@ -12,12 +12,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/harbormaster/harbormaster/agent/checks"
+	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 
 	"github.com/harbormaster/harbormaster/spec"
@@ -64,6 +67,15 @@ type Config struct {
 	// GARP tunes the announcements of an acquired VIP (keepalived's
 	// garp_master_repeat, the interval between them, garp_master_refresh).
 	GARP GARPConfig `yaml:"garp,omitempty"`
+	// Checks are the pull health checks this node runs on itself
+	// (agent/checks; keepalived's vrrp_script semantics). Roles name them
+	// under requires in the spec.
+	Checks []checks.Config `yaml:"checks,omitempty"`
+	// Services says how this node starts and stops each service role it
+	// may hold (agent/service), by role name. A node without the entry for
+	// a service role is never given it, unless it declares no services at
+	// all (then it may hold any service role and runs nothing for it).
+	Services map[string]service.Config `yaml:"services,omitempty"`
 	// Pprof serves Go's /debug/pprof/ profiles on metrics_addr (off by
 	// default: profiles reveal internals; keep metrics_addr private).
 	Pprof bool `yaml:"pprof,omitempty"`
@@ -217,6 +229,53 @@ func (c *Config) applyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	for i := range c.Checks {
+		c.Checks[i].Normalize()
+	}
+}
+
+// CheckNames returns the names of the node's checks, in config order.
+func (c *Config) CheckNames() []string {
+	var out []string
+	for _, ch := range c.Checks {
+		out = append(out, ch.Name)
+	}
+	return out
+}
+
+// ServiceNames returns the service roles the node has an actuator for, sorted.
+func (c *Config) ServiceNames() []string {
+	var out []string
+	for name := range c.Services {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// validateChecksAndServices maps the sub-packages' field errors to *Error.
+func (c *Config) validateChecksAndServices() error {
+	if err := checks.ValidateAll(c.Checks); err != nil {
+		var fe *checks.FieldError
+		if errors.As(err, &fe) {
+			return &Error{Field: fe.Field, Msg: fe.Msg}
+		}
+		return &Error{Field: "checks", Msg: err.Error()}
+	}
+	for _, name := range c.ServiceNames() {
+		if !spec.ValidName(name) {
+			return fieldErr("services", "%q is not a role name; use the name of a service role of the spec (1-63 lower-case letters, digits, inner hyphens)", name)
+		}
+		sc := c.Services[name]
+		if err := sc.Validate("services." + name); err != nil {
+			var fe *service.FieldError
+			if errors.As(err, &fe) {
+				return &Error{Field: fe.Field, Msg: fe.Msg}
+			}
+			return &Error{Field: "services." + name, Msg: err.Error()}
+		}
+	}
+	return nil
 }
 
 func fieldErr(field, format string, args ...any) error {
@@ -270,6 +329,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Pprof && c.MetricsAddr == "" {
 		return fieldErr("pprof", "needs metrics_addr, where the profiles are served; set metrics_addr or remove pprof")
+	}
+	if err := c.validateChecksAndServices(); err != nil {
+		return err
 	}
 	if c.VIPInterface != "" && !validIfname(c.VIPInterface) {
 		return fieldErr("vip_interface", "%q is not an interface name (1-15 characters, no '/', ':' or spaces)", c.VIPInterface)

@@ -124,6 +124,15 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown field in a bootstrap peer", doc(set("bootstrap", "[{id: n1, raft_addr: 127.0.0.1:7101, api: x}]")), "", []string{"api", "not a known field"}},
 		{"wrong yaml type", doc(set("join", "127.0.0.1:7201")), "", []string{"cannot unmarshal"}},
 		{"missing node_id", doc(del("node_id")), "node_id", []string{"is missing", "node_id: n1"}},
+		{"check without a name", doc(set("checks", "[{type: tcp, address: 127.0.0.1:5000}]")), "checks[0].name", nil},
+		{"check of an unknown type", doc(set("checks", "[{name: ping, type: icmp}]")), "checks[0].type", []string{"icmp"}},
+		{"check timeout above interval", doc(set("checks", "[{name: reg, type: tcp, address: 127.0.0.1:5000, interval: 1s, timeout: 2s}]")), "checks[0].timeout", nil},
+		{"two checks of one name", doc(set("checks", "[{name: a, type: tcp, address: 127.0.0.1:1}, {name: a, type: tcp, address: 127.0.0.1:2}]")), "checks[1].name", nil},
+		{"check duration not a string", doc(set("checks", "[{name: a, type: tcp, address: 127.0.0.1:1, interval: 10}]")), "", []string{"duration"}},
+		{"service hooks without stop", doc(set("services", "{notary: {start: [/usr/bin/true]}}")), "services.notary.stop", nil},
+		{"service of an unknown mode", doc(set("services", "{notary: {mode: docker}}")), "services.notary.mode", []string{"docker"}},
+		{"service role name invalid", doc(set("services", "{Notary: {start: [/bin/true], stop: [/bin/true]}}")), "services", []string{"Notary"}},
+		{"systemd service without unit", doc(set("services", "{clair: {mode: systemd}}")), "services.clair.unit", nil},
 		{"upper-case node_id", doc(set("node_id", "N1")), "node_id", []string{`"N1" is not valid`, "lower-case"}},
 		{"node_id with a dot", doc(set("node_id", "n1.example")), "node_id", []string{"is not valid"}},
 		{"node_id too long", doc(set("node_id", strings.Repeat("a", 64))), "node_id", []string{"is not valid", "1-63"}},
@@ -221,6 +230,19 @@ func TestValidVariants(t *testing.T) {
 		check func(t *testing.T, c *config.Config)
 	}{
 		{"no metrics_addr", doc(del("metrics_addr")), nil},
+		{"checks and services", doc(set("checks", "[{name: pull, type: registry-pull, registry: http://127.0.0.1:5000, image: library/hello:latest, interval: 10s, fall: 2}, {name: redis, type: redis, address: 127.0.0.1:6379, role: master}]"),
+			set("services", "{notary: {start: [/usr/local/bin/notary-ctl, start], stop: [/usr/local/bin/notary-ctl, stop]}, clair: {mode: systemd, unit: clair.service}}")),
+			func(t *testing.T, c *config.Config) {
+				if got := c.CheckNames(); len(got) != 2 || got[0] != "pull" || got[1] != "redis" {
+					t.Errorf("CheckNames(): got %v, want [pull redis]", got)
+				}
+				if got := c.ServiceNames(); len(got) != 2 || got[0] != "clair" || got[1] != "notary" {
+					t.Errorf("ServiceNames(): got %v, want [clair notary]", got)
+				}
+				if c.Checks[0].Fall != 2 || c.Checks[0].Rise != 1 || time.Duration(c.Checks[0].Timeout) != 5*time.Second {
+					t.Errorf("check defaults: got %+v, want fall 2, rise 1, timeout 5s", c.Checks[0])
+				}
+			}},
 		{"leading document marker", "---\n" + doc(), nil},
 		{"document end marker", doc() + "...\n", nil},
 		{"api_addr on all interfaces, advertised", doc(set("api_addr", "0.0.0.0:7201"), set("advertise_api_addr", "10.0.0.1:7201")), nil},

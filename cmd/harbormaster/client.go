@@ -171,6 +171,7 @@ func statusCmd(g *globals) *cobra.Command {
 				t.Flush()
 				fmt.Fprintln(w)
 				printMembers(w, r.Members)
+				printChecks(w, r.Members, nil)
 				return nil
 			})
 		},
@@ -193,6 +194,42 @@ func printMembers(w io.Writer, ms []*hmv1.Member) {
 		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Id, m.Address, orDash(m.ApiAddress), voter,
 			yesno(m.Alive), yesno(m.Leader), msAge(m.LeaseRemainingMs), orDash(strings.Join(m.Roles, ",")))
+	}
+	t.Flush()
+}
+
+// printChecks prints every member's checks (only those named in filter,
+// when it is not nil), after a blank line; nothing when there are none.
+func printChecks(w io.Writer, ms []*hmv1.Member, filter map[string]bool) {
+	var rows []string
+	for _, m := range ms {
+		for _, c := range m.Checks {
+			if filter != nil && !filter[c.Name] {
+				continue
+			}
+			since := "-"
+			if c.SinceUnixMs > 0 {
+				since = time.UnixMilli(c.SinceUnixMs).Format(time.RFC3339)
+			}
+			detail := c.Error
+			if detail == "" {
+				detail = c.Output
+			}
+			if len(detail) > 100 {
+				detail = detail[:97] + "..."
+			}
+			detail = strings.ReplaceAll(detail, "\n", " ")
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\n", m.Id, c.Name, c.State, since, orDash(detail)))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	t := table(w)
+	fmt.Fprintln(t, "NODE\tCHECK\tSTATE\tSINCE\tLAST ERROR / OUTPUT")
+	for _, r := range rows {
+		fmt.Fprint(t, r)
 	}
 	t.Flush()
 }
@@ -239,8 +276,10 @@ func rolesCmd(g *globals) *cobra.Command {
 				if g.json {
 					return printJSON(cmd.OutOrStdout(), toJSON(r))
 				}
-				t := table(cmd.OutOrStdout())
-				fmt.Fprintln(t, "ROLE\tTYPE\tHOLDER\tEPOCH\tSINCE\tSTATE")
+				w := cmd.OutOrStdout()
+				t := table(w)
+				fmt.Fprintln(t, "ROLE\tTYPE\tHOLDER\tEPOCH\tSINCE\tSTATE\tPOLICY")
+				required := map[string]bool{}
 				for _, x := range r.Roles {
 					state := "held"
 					switch {
@@ -255,9 +294,34 @@ func rolesCmd(g *globals) *cobra.Command {
 					if x.SinceUnixMs > 0 {
 						since = time.UnixMilli(x.SinceUnixMs).Format(time.RFC3339)
 					}
-					fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\n", x.Name, orDash(x.Type), orDash(x.Holder), x.Epoch, since, state)
+					var policy []string
+					if x.Address != "" {
+						policy = append(policy, x.Address)
+					}
+					if len(x.Requires) > 0 {
+						policy = append(policy, "requires "+strings.Join(x.Requires, ","))
+					}
+					if x.Follow != "" {
+						policy = append(policy, "follows "+x.Follow)
+					}
+					if len(x.Avoid) > 0 {
+						policy = append(policy, "avoids "+strings.Join(x.Avoid, ","))
+					}
+					for _, c := range x.Requires {
+						required[c] = true
+					}
+					fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", x.Name, orDash(x.Type), orDash(x.Holder), x.Epoch, since, state,
+						orDash(strings.Join(policy, "; ")))
 				}
-				return t.Flush()
+				if err := t.Flush(); err != nil || len(required) == 0 {
+					return err
+				}
+				m, err := c.Members(ctx, &hmv1.MembersRequest{})
+				if err != nil {
+					return err
+				}
+				printChecks(w, m.Members, required)
+				return nil
 			})
 		},
 	}
@@ -485,4 +549,48 @@ func formatEvent(e *hmv1.Event) string {
 		b.WriteString("  by " + e.Actor)
 	}
 	return b.String()
+}
+
+func explainCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "explain ROLE",
+		Short: "Show, per node, why it is or is not the chosen holder of a role (a dry run of the placement)",
+		Args:  exactArgs(1, "ROLE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
+				r, err := c.Explain(ctx, &hmv1.ExplainRequest{Role: args[0]})
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if g.json {
+					return printJSON(w, toJSON(r))
+				}
+				holder := orDash(r.Holder)
+				if r.Holder != "" {
+					holder += fmt.Sprintf(" (epoch %d)", r.Epoch)
+				}
+				fmt.Fprintf(w, "Role %s (%s), holder %s, seen from %s\n", r.Role, r.Type, holder, r.Node)
+				fmt.Fprintf(w, "Decision: %s\n", r.Decision)
+				if r.Chosen != "" {
+					fmt.Fprintf(w, "Placement ranks first: %s\n", r.Chosen)
+				}
+				fmt.Fprintln(w)
+				t := table(w)
+				fmt.Fprintln(t, "NODE\tRANK\tCANDIDATE\tPRIORITY\tROLES HELD\tWHY NOT / NOTES")
+				for _, n := range r.Nodes {
+					rank := "-"
+					if n.Rank > 0 {
+						rank = fmt.Sprint(n.Rank)
+					}
+					if n.Holder {
+						rank += " (holder)"
+					}
+					fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%d\t%s\n", n.Node, rank, yesno(n.Candidate), n.Priority, n.RolesHeld,
+						orDash(strings.Join(n.Reasons, "; ")))
+				}
+				return t.Flush()
+			})
+		},
+	}
 }

@@ -82,6 +82,6 @@ func newRoot() *cobra.Command {
 	g.register(root)
 	root.AddCommand(agentCmd(), versionCmd(),
 		statusCmd(g), membersCmd(g), rolesCmd(g), specCmd(g), joinCmd(g), removeCmd(g),
-		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false))
+		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g))
 	return root
 }

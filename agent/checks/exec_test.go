@@ -1,0 +1,133 @@
+package checks
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func execCheck(shell bool, timeout time.Duration, argv ...string) Config {
+	return Config{Name: "script", Type: TypeExec, Argv: argv, Shell: shell, Timeout: Duration(timeout), Interval: Duration(10 * time.Second)}
+}
+
+func TestExecProbe(t *testing.T) {
+	long := strings.Repeat("0123456789", 300) // 3000 bytes
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+		wantOut string
+	}{
+		{"exit 0 passes", execCheck(false, 2*time.Second, "true"), "", ""},
+		{"output is kept", execCheck(false, 2*time.Second, "/bin/echo", "hello", "world"), "", "hello world\n"},
+		{"exit 3 fails with the output's tail", execCheck(false, 2*time.Second, "/bin/sh", "-c", "echo to stdout; echo to stderr >&2; exit 3"),
+			"exit status 3: to stdout to stderr", "to stdout\nto stderr\n"},
+		{"exit 1 without output", execCheck(false, 2*time.Second, "false"), "exit status 1", ""},
+		{"shell runs a command line", execCheck(true, 2*time.Second, "echo hello | tr a-z A-Z; test -d /"), "", "HELLO\n"},
+		{"shell failure", execCheck(true, 2*time.Second, "echo nope; exit 7"), "exit status 7: nope", "nope\n"},
+		{"killed by a signal", execCheck(true, 2*time.Second, "kill -9 $$"), "signal: killed", ""},
+		{"missing program", execCheck(false, 2*time.Second, "/nonexistent/check"), "start: fork/exec /nonexistent/check: no such file or directory", ""},
+		{"program not in PATH", execCheck(false, 2*time.Second, "no-such-check-program"), `start: exec: "no-such-check-program": executable file not found in $PATH`, ""},
+		{"runs in /", execCheck(true, 2*time.Second, "pwd"), "", "/\n"},
+		{"output bounded to its tail", execCheck(true, 2*time.Second, "printf "+long+"; echo END; exit 2"), "exit status 2: |789END", "789END\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runProbe(t, tc.cfg)
+			checkResult(t, r, tc.wantErr, tc.wantOut)
+			if tc.wantOut != "" && !strings.HasSuffix(r.out, tc.wantOut) {
+				t.Errorf("output %q does not end with %q", r.out, tc.wantOut)
+			}
+			if r.err != nil && len(r.err.Error()) > maxErr {
+				t.Errorf("error is %d bytes, want at most %d", len(r.err.Error()), maxErr)
+			}
+		})
+	}
+}
+
+// gone reports whether process pid has exited: it no longer exists, or it
+// is a zombie nobody reaped yet (the container's init may not reap).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
+}
+
+// readPid waits for a script to write its background child's pid to path.
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	var pid int
+	waitFor(t, 2*time.Second, "the pid file "+path, func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	return pid
+}
+
+// TestExecTimeoutKillsGroup runs a script that starts a background
+// grandchild and blocks: on timeout the probe returns promptly and the
+// grandchild dies with the script.
+func TestExecTimeoutKillsGroup(t *testing.T) {
+	pidFile := t.TempDir() + "/pid"
+	r := runProbe(t, execCheck(true, 300*time.Millisecond, "echo started; sleep 30 & echo $! > "+pidFile+"; sleep 30"))
+	checkResult(t, r, "timed out after 300ms", "started\n")
+	if r.err.Error() != "timed out after 300ms" {
+		t.Errorf("Probe: got error %q, want exactly %q", r.err, "timed out after 300ms")
+	}
+	if r.elapsed > 1300*time.Millisecond {
+		t.Errorf("Probe took %s, want at most the timeout plus 1s", r.elapsed)
+	}
+	pid := readPid(t, pidFile)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	waitFor(t, 2*time.Second, "the background sleep "+strconv.Itoa(pid)+" to die", func() bool { return gone(pid) })
+}
+
+// TestExecLeftovers runs scripts that exit while a background child still
+// holds the output pipe: the probe returns at once and the child is killed.
+func TestExecLeftovers(t *testing.T) {
+	pidFile := t.TempDir() + "/pid"
+	r := runProbe(t, execCheck(true, 5*time.Second, "sleep 30 & echo $! > "+pidFile+"; echo done"))
+	checkResult(t, r, "", "done\n")
+	if r.elapsed > time.Second {
+		t.Errorf("Probe took %s, want it to return when the script exits", r.elapsed)
+	}
+	pid := readPid(t, pidFile)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	waitFor(t, 2*time.Second, "the background sleep "+strconv.Itoa(pid)+" to die", func() bool { return gone(pid) })
+}
+
+// TestExecEscapedChild runs a script whose child leaves the process group
+// (setsid) and keeps the output pipe: the probe still returns soon after the
+// script exits.
+func TestExecEscapedChild(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("needs setsid (util-linux)")
+	}
+	pidFile := t.TempDir() + "/pid"
+	r := runProbe(t, execCheck(true, 5*time.Second, "setsid sh -c 'echo $$ > "+pidFile+"; exec sleep 30' & while [ ! -s "+pidFile+" ]; do sleep 0.01; done; echo bye"))
+	pid := readPid(t, pidFile)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	checkResult(t, r, "", "bye\n")
+	if r.elapsed > time.Second {
+		t.Errorf("Probe took %s, want it to return within the output grace after the script exits", r.elapsed)
+	}
+	if gone(pid) {
+		t.Errorf("the setsid child %d is gone; the test did not exercise an escaped child", pid)
+	}
+}

@@ -1,0 +1,103 @@
+package checks
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeFile writes content to name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatalf("write %s: %v", p, err)
+	}
+	return p
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every 10ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// mustProber builds the prober of c or fails the test.
+func mustProber(t *testing.T, c Config) Prober {
+	t.Helper()
+	p, err := NewProber(c)
+	if err != nil {
+		t.Fatalf("NewProber(%+v): %v", c, err)
+	}
+	return p
+}
+
+// probeResult is one Probe call.
+type probeResult struct {
+	out     string
+	err     error
+	elapsed time.Duration
+}
+
+// runProbe runs one probe of c (with a 10s safety net on top of the
+// check's own timeout).
+func runProbe(t *testing.T, c Config) probeResult {
+	t.Helper()
+	p := mustProber(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	out, err := p.Probe(ctx)
+	return probeResult{out: out, err: err, elapsed: time.Since(start)}
+}
+
+// checkResult asserts a probe's outcome: wantErr empty means it must pass;
+// otherwise the error must contain every "|"-separated part of wantErr.
+// wantOut parts must be in the output.
+func checkResult(t *testing.T, r probeResult, wantErr, wantOut string) {
+	t.Helper()
+	if wantErr == "" {
+		if r.err != nil {
+			t.Errorf("Probe: got error %q (output %q), want success", r.err, r.out)
+		}
+	} else if r.err == nil {
+		t.Errorf("Probe: got success (output %q), want an error containing %q", r.out, wantErr)
+	} else {
+		for _, part := range strings.Split(wantErr, "|") {
+			if !strings.Contains(r.err.Error(), part) {
+				t.Errorf("Probe: got error %q, want it to contain %q", r.err, part)
+			}
+		}
+	}
+	if wantOut != "" {
+		for _, part := range strings.Split(wantOut, "|") {
+			if !strings.Contains(r.out, part) {
+				t.Errorf("Probe: got output %q, want it to contain %q", r.out, part)
+			}
+		}
+	}
+	if len(r.out) > maxOutput {
+		t.Errorf("Probe: output is %d bytes, want at most %d", len(r.out), maxOutput)
+	}
+}

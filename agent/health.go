@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/harbormaster/harbormaster/agent/checks"
+	"github.com/harbormaster/harbormaster/fsm"
+)
+
+// checkLoop runs this node's health checks (agent/checks) and keeps the
+// replicated state in line with their verdicts: only transitions go
+// through Raft, never single probes. It compares the runner's verdicts with
+// what the state says of this node (after every transition, state change
+// and now and then), so a proposal lost to a leader change, or the reset a
+// re-registration makes, is repaired by the next pass.
+func (a *Agent) checkLoop(ctx context.Context) {
+	if a.checks == nil {
+		return
+	}
+	go a.checks.Run(ctx)
+	for {
+		st, changed := a.fsm.State()
+		if _, registered := st.Nodes[a.cfg.NodeID]; registered {
+			for _, s := range a.checks.States() {
+				if !s.Known {
+					continue
+				}
+				cur, ok := st.Checks[a.cfg.NodeID][s.Name]
+				if !ok || (cur.Known && cur.Passing == s.Passing) {
+					continue // not registered yet, or already recorded
+				}
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := a.Propose(pctx, &fsm.CheckUpdate{Node: a.cfg.NodeID, Check: s.Name, Passing: s.Passing,
+					Error: truncate(s.LastErr, fsm.MaxCheckError), Output: truncate(s.Output, fsm.MaxCheckOutput),
+					Time: s.Since.UnixMilli()})
+				cancel()
+				if err != nil && ctx.Err() == nil {
+					// Retried on the next pass (state change, transition or 1 s).
+					a.log.Warn("report check transition; retrying", "check", s.Name, "passing", s.Passing, "err", err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-a.checkWake:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// onCheckChange is the runner's transition callback: log it, wake the loop.
+func (a *Agent) onCheckChange(s checks.State) {
+	verdict := "failing"
+	if s.Passing {
+		verdict = "passing"
+	}
+	a.log.Info("check transition", "check", s.Name, "verdict", verdict, "err", s.LastErr)
+	select {
+	case a.checkWake <- struct{}{}:
+	default:
+	}
+}
+
+// truncate cuts s to at most n bytes, on a UTF-8 boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,273 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/harbormaster/harbormaster/agent/checks"
+	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/fsm"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+)
+
+// fakeServices stands in for the service actuators of every node of a
+// cluster: it keeps which node runs each service and flags any instant at
+// which two nodes run the same one (S1 for services).
+type fakeServices struct {
+	mu      sync.Mutex
+	running map[string]map[string]uint64 // role -> node -> epoch
+	log     []string
+	dual    []string
+	// hangStop makes Stop on that node block until its context ends (the
+	// service keeps running, as with a hung stop hook).
+	hangStop map[string]bool
+}
+
+func newFakeServices() *fakeServices {
+	return &fakeServices{running: map[string]map[string]uint64{}, hangStop: map[string]bool{}}
+}
+
+func (f *fakeServices) actuatorFor(node string) func(string, service.Config) (service.Actuator, error) {
+	return func(role string, _ service.Config) (service.Actuator, error) {
+		return &fakeActuator{f: f, node: node}, nil
+	}
+}
+
+type fakeActuator struct {
+	f    *fakeServices
+	node string
+}
+
+func (a *fakeActuator) Start(_ context.Context, env service.Env) error {
+	f := a.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running[env.Role] == nil {
+		f.running[env.Role] = map[string]uint64{}
+	}
+	for other, epoch := range f.running[env.Role] {
+		if other != a.node {
+			f.dual = append(f.dual, fmt.Sprintf("%s started on %s at epoch %d while %s runs it at epoch %d", env.Role, a.node, env.Epoch, other, epoch))
+		}
+	}
+	f.running[env.Role][a.node] = env.Epoch
+	f.log = append(f.log, fmt.Sprintf("start %s %s %d", env.Role, a.node, env.Epoch))
+	return nil
+}
+
+func (a *fakeActuator) Stop(ctx context.Context, env service.Env) error {
+	f := a.f
+	f.mu.Lock()
+	hang := f.hangStop[a.node]
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return fmt.Errorf("stop hook timed out: %w", service.ErrTimeout)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.running[env.Role], a.node)
+	f.log = append(f.log, fmt.Sprintf("stop %s %s", env.Role, a.node))
+	return nil
+}
+
+func (a *fakeActuator) Status(context.Context, service.Env) (bool, error) {
+	return false, service.ErrNoStatus
+}
+
+// waitAllAlive waits until a majority of voters sees every node's lease
+// running (what the leader's coordinator places roles by).
+func waitAllAlive(c *cluster) {
+	c.waitFor("every node live for a majority", 5*time.Second, func() bool {
+		l := c.leader()
+		if l == nil {
+			return false
+		}
+		m, err := l.agent.Majority(context.Background())
+		return err == nil && len(m.Live()) == len(c.nodes)
+	})
+}
+
+// runners returns the nodes running role now.
+func (f *fakeServices) runners(role string) map[string]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]uint64{}
+	for n, e := range f.running[role] {
+		out[n] = e
+	}
+	return out
+}
+
+func (f *fakeServices) check(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.dual) > 0 {
+		t.Fatalf("two nodes ran one service: %q (log %q)", f.dual, f.log)
+	}
+}
+
+func onlyRunner(f *fakeServices, role, node string, epoch uint64) func() bool {
+	return func() bool {
+		r := f.runners(role)
+		return len(r) == 1 && r[node] == epoch
+	}
+}
+
+func TestServiceRunsOnTheHolderOnlyAndFailsOverAfterTheGrace(t *testing.T) {
+	f := newFakeServices()
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service, stop_timeout: 1s}\n",
+		services: []string{"notary"}, fake: f})
+	var holder string
+	var epoch uint64
+	c.waitFor("notary placed and started", 5*time.Second, func() bool {
+		a := c.nodes[0].agent.State().Assignment("notary")
+		holder, epoch = a.Holder, a.Epoch
+		return holder != "" && onlyRunner(f, "notary", holder, epoch)()
+	})
+
+	// Cut the holder off: it stops its service when its lease ends; the
+	// others start it only after the lease surely ended plus stop_timeout.
+	cut := time.Now()
+	c.isolate(holder)
+	c.waitFor("the isolated holder stopped notary", 2*time.Second, func() bool { _, ok := f.runners("notary")[holder]; return !ok })
+	stoppedAfter := time.Since(cut)
+	var next string
+	c.waitFor("notary running elsewhere", 10*time.Second, func() bool {
+		r := f.runners("notary")
+		for n := range r {
+			next = n
+		}
+		return len(r) == 1 && next != holder
+	})
+	took := time.Since(cut)
+	f.check(t)
+	t.Logf("holder %s stopped after %v; %s started it after %v", holder, stoppedAfter, next, took)
+	if took < time.Second {
+		t.Fatalf("notary started on %s %v after the cut: before the 1s stop_timeout grace", next, took)
+	}
+	if st := c.node(next).agent.State().Assignment("notary"); st.Epoch <= epoch || st.Holder != next {
+		t.Fatalf("assignment after failover: %+v, want %s at an epoch above %d", st, next, epoch)
+	}
+}
+
+func TestServiceMoveStopsBeforeTheNewStart(t *testing.T) {
+	f := newFakeServices()
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service}\n", services: []string{"notary"}, fake: f})
+	c.waitFor("notary started", 5*time.Second, func() bool { return len(f.runners("notary")) == 1 })
+	waitAllAlive(c)
+	holder := c.nodes[0].agent.State().Assignment("notary").Holder
+	target := c.others(holder)[0]
+	start := time.Now()
+	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "notary", Node: target, Actor: "test"}); err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	c.waitFor("notary on the target", 5*time.Second, func() bool {
+		a := c.nodes[0].agent.State().Assignment("notary")
+		return a.Holder == target && onlyRunner(f, "notary", target, a.Epoch)()
+	})
+	f.check(t)
+	// A planned move does not wait for the stop timeout (default 10s).
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("planned move took %v, want well under the stop timeout", took)
+	}
+}
+
+func TestServiceStopThatHangsFencesTheNode(t *testing.T) {
+	f := newFakeServices()
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service, stop_timeout: 500ms}\n",
+		services: []string{"notary"}, fake: f})
+	c.waitFor("notary started", 5*time.Second, func() bool { return len(f.runners("notary")) == 1 })
+	waitAllAlive(c)
+	as := c.nodes[0].agent.State().Assignment("notary")
+	f.mu.Lock()
+	f.hangStop[as.Holder] = true
+	f.mu.Unlock()
+	target := c.others(as.Holder)[0]
+	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "notary", Node: target, Actor: "test"}); err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	// The stop hangs: no release is committed; the node lets its lease
+	// lapse and the role moves after the lease and the stop timeout.
+	c.waitFor("notary reassigned", 10*time.Second, func() bool {
+		return c.nodes[0].agent.State().Assignment("notary").Holder != as.Holder
+	})
+	st := c.nodes[0].agent.State()
+	var released, timedOut, fenced bool
+	for _, e := range st.Events {
+		switch {
+		case e.Kind == fsm.EventRoleReleased && e.Role == "notary" && e.Epoch == as.Epoch:
+			released = true
+		case e.Kind == fsm.EventService && e.Role == "notary" && e.Node == as.Holder && contains(e.Message, "stop timed out"):
+			timedOut = true
+		case e.Kind == fsm.EventService && e.Node == as.Holder && contains(e.Message, "fences itself"):
+			fenced = true
+		}
+	}
+	if released || !timedOut || !fenced {
+		t.Fatalf("events: released %v (want false), stop timed out %v, fenced %v (want true): %+v", released, timedOut, fenced, st.Events)
+	}
+	if a := st.Assignment("notary"); a.Epoch <= as.Epoch {
+		t.Fatalf("notary after the fence: %+v, want an epoch above %d", a, as.Epoch)
+	}
+}
+
+func TestRequiredCheckMovesTheRole(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: web, type: service, requires: [healthy]}\n",
+		checks: []checks.Config{{Name: "healthy", Type: "exec", Argv: []string{"test", "-e", filepath.Join(dir, "{node}")},
+			Interval: checks.Duration(100 * time.Millisecond), Timeout: checks.Duration(100 * time.Millisecond), Fall: 2, Rise: 1}}})
+	c.waitFor("web placed on a passing node", 5*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		h := st.Assignment("web").Holder
+		return h != "" && st.CheckPassing(h, "healthy")
+	})
+	holder := c.nodes[0].agent.State().Assignment("web").Holder
+	if err := os.Remove(filepath.Join(dir, holder)); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("web moved off the failing node", 5*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		h := st.Assignment("web").Holder
+		return h != "" && h != holder && !st.Checks[holder]["healthy"].Passing && st.Checks[holder]["healthy"].Known
+	})
+	// The transition is an event, and the status API shows the check.
+	ms, err := c.admin(c.nodes[0]).Members(ctxT(t, 5*time.Second), &hmv1.MembersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range ms.Members {
+		for _, ch := range m.Checks {
+			if m.Id == holder && ch.Name == "healthy" && ch.State == "failing" && ch.Error != "" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("Members: no failing healthy check with an error on %s: %v", holder, ms.Members)
+	}
+	ex, err := c.admin(c.nodes[0]).Explain(ctxT(t, 5*time.Second), &hmv1.ExplainRequest{Role: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ex.Nodes {
+		if n.Node == holder && (n.Eligible || len(n.Reasons) == 0 || !contains(n.Reasons[0], "healthy is failing")) {
+			t.Fatalf("Explain for the failing node: %+v", n)
+		}
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
