@@ -28,6 +28,10 @@ type collector struct {
 	specVer    *prometheus.Desc
 	conflicts  *prometheus.Desc
 	eventsSeen *prometheus.Desc
+	checkUp    *prometheus.Desc
+	checkFails *prometheus.Desc
+	svcActive  *prometheus.Desc
+	fenced     *prometheus.Desc
 }
 
 func newCollector(a *Agent) *collector {
@@ -47,12 +51,16 @@ func newCollector(a *Agent) *collector {
 		specVer:    d("spec_version", "Version of the cluster spec."),
 		conflicts:  d("vip_conflicts_total", "Probes of a VIP held elsewhere that a MAC other than the holder's answered."),
 		eventsSeen: d("last_event_seq", "Sequence number (log index) of the last event recorded."),
+		checkUp:    d("check_passing", "1 if this node's check is passing (its local verdict, fall/rise applied); 0 if failing or no verdict yet.", "check", "type"),
+		checkFails: d("check_consecutive_failures", "Current run of consecutive failed probes of this node's check.", "check", "type"),
+		svcActive:  d("service_active", "1 if this node runs the service role's active instance.", "role"),
+		fenced:     d("fenced", "1 while this node lets its lease lapse after a service stop it could not confirm."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
-		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts} {
+		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced} {
 		ch <- d
 	}
 }
@@ -95,6 +103,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		left = max(until.Sub(now).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(c.leaseLeft, g, left)
+	if a.checks != nil {
+		for _, s := range a.checks.States() {
+			ch <- prometheus.MustNewConstMetric(c.checkUp, g, b2f(s.Known && s.Passing), s.Name, s.Type)
+			ch <- prometheus.MustNewConstMetric(c.checkFails, g, float64(s.Failed), s.Name, s.Type)
+		}
+	}
+	active := map[string]bool{}
+	for _, r := range a.services.active() {
+		active[r] = true
+	}
+	for name := range a.services.workers {
+		ch <- prometheus.MustNewConstMetric(c.svcActive, g, b2f(active[name]), name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(now.UnixNano() < a.fenceUntil.Load()))
 }
 
 func (a *Agent) metricsHandler() http.Handler {

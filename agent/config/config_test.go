@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -553,6 +554,38 @@ func TestLoadLoopbackN1(t *testing.T) {
 		}
 		if c.NodeID != n {
 			t.Errorf("Load(%s): got node_id %q, want %q", p, c.NodeID, n)
+		}
+	}
+}
+
+// TestLoadHarbor keeps testdata/harbor (docs/harbor.md) loadable and says
+// what it is: the registry VIP requires the registry-pull check that every
+// node runs with keepalived's settings, notary and clair have actuators on
+// every node, clair avoids notary.
+func TestLoadHarbor(t *testing.T) {
+	for i, n := range []string{"n1", "n2", "n3"} {
+		p := filepath.Join("..", "..", "testdata", "harbor", n+".yaml")
+		c, err := config.Load(p)
+		if err != nil {
+			t.Fatalf("Load(%s): %v", p, err)
+		}
+		if c.NodeID != n || c.VIPInterface == "" || len(c.Bootstrap) != 3 {
+			t.Errorf("%s: node %q vip_interface %q %d peers", p, c.NodeID, c.VIPInterface, len(c.Bootstrap))
+		}
+		pull := c.Checks[0]
+		if pull.Name != "registry-pull" || pull.Type != "registry-pull" || time.Duration(pull.Interval) != 10*time.Second ||
+			pull.Fall != 2 || pull.Rise != 1 || pull.Registry != fmt.Sprintf("https://10.0.10.1%d", i+1) {
+			t.Errorf("%s: registry-pull check %+v, want interval 10s, fall 2, rise 1 on the node's own registry", p, pull)
+		}
+		if got := c.ServiceNames(); len(got) != 2 || got[0] != "clair" || got[1] != "notary" {
+			t.Errorf("%s: services %v, want [clair notary]", p, got)
+		}
+		vip, ok := c.Spec.Role("registry-vip")
+		if !ok || len(vip.Requires) != 1 || vip.Requires[0] != "registry-pull" || vip.Preempt {
+			t.Errorf("%s: registry-vip %+v, want requires [registry-pull], no preempt", p, vip)
+		}
+		if clair, _ := c.Spec.Role("clair"); len(clair.Avoid) != 1 || clair.Avoid[0] != "notary" {
+			t.Errorf("%s: clair %+v, want avoid [notary]", p, clair)
 		}
 	}
 }
