@@ -214,8 +214,8 @@ func TestServiceStopThatHangsFencesTheNode(t *testing.T) {
 	if released || !timedOut || !fenced {
 		t.Fatalf("events: released %v (want false), stop timed out %v, fenced %v (want true): %+v", released, timedOut, fenced, st.Events)
 	}
-	if a := st.Assignment("notary"); a.Epoch <= as.Epoch {
-		t.Fatalf("notary after the fence: %+v, want an epoch above %d", a, as.Epoch)
+	if a := st.Assignment("notary"); a.Epoch <= as.Epoch || a.Holder != target {
+		t.Fatalf("notary after the fence: %+v, want %s (the move's target) at an epoch above %d", a, target, as.Epoch)
 	}
 }
 

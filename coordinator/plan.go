@@ -110,9 +110,11 @@ func Plan(in Input) []fsm.Command {
 			load[a.Holder]--
 		}
 		best := pick(in, r, a, load)
-		if to := a.MoveTo; to != "" && a.Holder == "" {
+		if to := a.MoveTo; to != "" {
+			// An operator's move, also when the holder could not release
+			// and its lease ran out (a service whose stop failed).
 			if _, live := in.Live[to]; live && eligible(st, r, to) {
-				best = to // an operator's move
+				best = to
 			}
 		}
 		if best == "" {
@@ -127,6 +129,9 @@ func Plan(in Input) []fsm.Command {
 		}
 		if a.Holder != "" {
 			reason = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen)
+			if a.MoveTo == best {
+				reason += "; moved by an operator"
+			}
 		}
 		load[best]++
 		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],

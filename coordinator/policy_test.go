@@ -302,3 +302,16 @@ func findCandidacy(cs []Candidacy, node string) Candidacy {
 	}
 	return Candidacy{}
 }
+
+func TestPlanMoveTargetHonouredAfterTheLeaseEnds(t *testing.T) {
+	// The holder was asked to move the role to n3 but never released (its
+	// stop failed); once its lease has ended the role still goes to n3, not
+	// to the best-ranked n2.
+	st := mustApply(t, fsm.NewState(), reg("n1"), reg("n2"), reg("n3"),
+		applySpec(role("web", "n1:10", "n2:5", "n3")), assign("web", "n1", "", 1),
+		&fsm.RequestRelease{Role: "web", Epoch: 1, Target: "n3", Reason: "move", Actor: "op", Time: t0})
+	got := describeAll(Plan(Input{State: st, Live: liveOn("n2", "n3"), Ended: endedUpTo("n1"), Now: planNow, Actor: planActor}))
+	if want := []string{"assign web n3 gen=31 prev=n1 epoch=2"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Plan: got %q, want %q", got, want)
+	}
+}
