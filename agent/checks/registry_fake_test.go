@@ -65,17 +65,17 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeRegistryError(w, http.StatusNotFound, "NAME_UNKNOWN", "repository name not known to registry")
 	case strings.HasPrefix(rest, "manifests/"):
 		ref := strings.TrimPrefix(rest, "manifests/")
-		if ref != "latest" && ref != f.img.digest {
+		if ref != "latest" && ref != f.img.Digest {
 			writeRegistryError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
 			return
 		}
-		w.Header().Set("Content-Type", f.img.mediaType)
-		dg := f.img.digest
+		w.Header().Set("Content-Type", f.img.MediaType)
+		dg := f.img.Digest
 		if f.wrongHeader {
 			dg = testDigest
 		}
 		w.Header().Set("Docker-Content-Digest", dg)
-		w.Write(f.img.manifest)
+		w.Write(f.img.Manifest)
 	case strings.HasPrefix(rest, "blobs/"):
 		dg := strings.TrimPrefix(rest, "blobs/")
 		if f.redirectBlobs {
@@ -89,7 +89,7 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeRegistry) serveBlob(w http.ResponseWriter, dg string) {
-	b, ok := f.img.blobs[dg]
+	b, ok := f.img.Blobs[dg]
 	if !ok {
 		writeRegistryError(w, http.StatusNotFound, "BLOB_UNKNOWN", "blob unknown to registry")
 		return
@@ -165,9 +165,9 @@ func TestRegistryPullAuth(t *testing.T) {
 			"credentials_file " + malformed + ": want username:password on the first line", nil},
 		{"blob redirect followed", &fakeRegistry{mode: "bearer", redirectBlobs: true}, right, "", nil},
 		{"wrong Docker-Content-Digest", &fakeRegistry{mode: "none", wrongHeader: true}, "",
-			"manifest library/hello:latest: digest mismatch (Docker-Content-Digest is " + testDigest + ", content hashes to " + img.digest + ")", nil},
+			"manifest library/hello:latest: digest mismatch (Docker-Content-Digest is " + testDigest + ", content hashes to " + img.Digest + ")", nil},
 		{"blob longer than its descriptor", &fakeRegistry{mode: "none", blobExtra: "x"}, "",
-			"blob " + digestOf(img.config) + ": longer than the", nil},
+			"blob " + digestOf(img.Config) + ": longer than the", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -180,13 +180,13 @@ func TestRegistryPullAuth(t *testing.T) {
 			r := runProbe(t, c)
 			wantOut := ""
 			if tc.wantErr == "" {
-				wantOut = fmt.Sprintf("pulled library/hello:latest %s (2 blobs, %d bytes)", img.digest, img.size)
+				wantOut = fmt.Sprintf("pulled library/hello:latest %s (2 blobs, %d bytes)", img.Digest, img.Size)
 			}
 			checkResult(t, r, tc.wantErr, wantOut)
 			fr.mu.Lock()
 			defer fr.mu.Unlock()
-			if fr.redirectBlobs && tc.wantErr == "" && fr.storageHits != len(img.blobs) {
-				t.Errorf("got %d blob requests at the redirect target, want %d", fr.storageHits, len(img.blobs))
+			if fr.redirectBlobs && tc.wantErr == "" && fr.storageHits != len(img.Blobs) {
+				t.Errorf("got %d blob requests at the redirect target, want %d", fr.storageHits, len(img.Blobs))
 			}
 			if tc.tokenReqs != nil && strings.Join(fr.tokenReqs, "\n") != strings.Join(tc.tokenReqs, "\n") {
 				t.Errorf("token requests: got %q, want %q", fr.tokenReqs, tc.tokenReqs)
@@ -226,7 +226,7 @@ func TestRegistryPullTLS(t *testing.T) {
 			r := runProbe(t, c)
 			wantOut := ""
 			if tc.wantErr == "" {
-				wantOut = "pulled library/hello:latest " + img.digest
+				wantOut = "pulled library/hello:latest " + img.Digest
 			}
 			checkResult(t, r, tc.wantErr, wantOut)
 		})
@@ -251,7 +251,7 @@ func TestRegistryPullTimeout(t *testing.T) {
 	c := pullCheck(srv.URL, "library/hello:latest", "linux/amd64")
 	c.Timeout = Duration(300 * time.Millisecond)
 	r := runProbe(t, c)
-	checkResult(t, r, "blob "+digestOf(img.config)+": after 7 of "+fmt.Sprint(len(img.config))+" bytes: timed out after 300ms", "")
+	checkResult(t, r, "blob "+digestOf(img.Config)+": after 7 of "+fmt.Sprint(len(img.Config))+" bytes: timed out after 300ms", "")
 	if r.elapsed > 1300*time.Millisecond {
 		t.Errorf("Probe took %s, want about the 300ms timeout", r.elapsed)
 	}

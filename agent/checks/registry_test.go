@@ -73,12 +73,14 @@ func TestRegistryPull(t *testing.T) {
 	arm := buildImage(t, true, "arm64", "arm64 binary\n")
 	pushImage(t, base, "library/multi", amd)
 	pushImage(t, base, "library/multi", arm)
-	index, indexType, indexDigest := buildIndex(t, true, amd, arm)
-	pushManifest(t, base, "library/multi", "latest", indexType, index)
-	list, listType, listDigest := buildIndex(t, false, amd, arm)
-	pushManifest(t, base, "library/multi", "list", listType, list)
+	index := buildIndex(t, true, amd, arm)
+	pushManifest(t, base, "library/multi", "latest", index.MediaType, index.Body)
+	indexDigest := index.Digest
+	list := buildIndex(t, false, amd, arm)
+	pushManifest(t, base, "library/multi", "list", list.MediaType, list.Body)
+	listDigest := list.Digest
 
-	helloOut := fmt.Sprintf("pulled library/hello:latest %s (3 blobs, %d bytes) in ", hello.digest, hello.size)
+	helloOut := fmt.Sprintf("pulled library/hello:latest %s (3 blobs, %d bytes) in ", hello.Digest, hello.Size)
 	tests := []struct {
 		name     string
 		image    string
@@ -88,15 +90,15 @@ func TestRegistryPull(t *testing.T) {
 	}{
 		{"tag", "library/hello:latest", "", "", helloOut},
 		{"tag defaults to latest", "library/hello", "", "", helloOut},
-		{"another tag", "library/hello:v1", "", "", "pulled library/hello:v1 " + hello.digest},
-		{"digest", "library/hello@" + hello.digest, "", "", fmt.Sprintf("pulled library/hello@%s (3 blobs, %d bytes)", hello.digest, hello.size)},
+		{"another tag", "library/hello:v1", "", "", "pulled library/hello:v1 " + hello.Digest},
+		{"digest", "library/hello@" + hello.Digest, "", "", fmt.Sprintf("pulled library/hello@%s (3 blobs, %d bytes)", hello.Digest, hello.Size)},
 		{"OCI index picks arm64", "library/multi:latest", "linux/arm64", "",
-			fmt.Sprintf("pulled library/multi:latest %s -> linux/arm64 %s (2 blobs, %d bytes)", indexDigest, arm.digest, arm.size)},
+			fmt.Sprintf("pulled library/multi:latest %s -> linux/arm64 %s (2 blobs, %d bytes)", indexDigest, arm.Digest, arm.Size)},
 		{"OCI index picks amd64", "library/multi:latest", "linux/amd64", "",
-			fmt.Sprintf("pulled library/multi:latest %s -> linux/amd64 %s (2 blobs, %d bytes)", indexDigest, amd.digest, amd.size)},
+			fmt.Sprintf("pulled library/multi:latest %s -> linux/amd64 %s (2 blobs, %d bytes)", indexDigest, amd.Digest, amd.Size)},
 		{"Docker manifest list picks arm64", "library/multi:list", "linux/arm64", "",
-			fmt.Sprintf("pulled library/multi:list %s -> linux/arm64 %s", listDigest, arm.digest)},
-		{"index by digest", "library/multi@" + indexDigest, "linux/arm64/v8", "", "-> linux/arm64 " + arm.digest},
+			fmt.Sprintf("pulled library/multi:list %s -> linux/arm64 %s", listDigest, arm.Digest)},
+		{"index by digest", "library/multi@" + indexDigest, "linux/arm64/v8", "", "-> linux/arm64 " + arm.Digest},
 		{"platform not in the index", "library/multi:latest", "linux/s390x", "manifest library/multi:latest: no manifest for platform linux/s390x in index (has linux/amd64, linux/arm64)", ""},
 		{"missing tag", "library/hello:nosuch", "", "manifest library/hello:nosuch: 404 MANIFEST_UNKNOWN", ""},
 		{"missing repository", "nosuch/repo:latest", "", "manifest nosuch/repo:latest: 404 MANIFEST_UNKNOWN", ""},
@@ -112,7 +114,7 @@ func TestRegistryPull(t *testing.T) {
 	t.Run("corrupt layer", func(t *testing.T) {
 		img := buildImage(t, false, "amd64", "a layer no other image has\n")
 		pushImage(t, base, "library/corrupt", img, "latest")
-		layer := digestOf(img.layers[0])
+		layer := digestOf(img.Layers[0])
 		r := runProbe(t, pullCheck(base, "library/corrupt", ""))
 		checkResult(t, r, "", "pulled library/corrupt:latest") // intact first
 
@@ -140,19 +142,19 @@ func TestRegistryPull(t *testing.T) {
 	t.Run("corrupt manifest", func(t *testing.T) {
 		img := buildImage(t, false, "amd64", "another unique layer\n")
 		pushImage(t, base, "library/badmanifest", img, "latest")
-		hex := strings.TrimPrefix(img.digest, "sha256:")
+		hex := strings.TrimPrefix(img.Digest, "sha256:")
 		data := filepath.Join(root, "docker/registry/v2/blobs/sha256", hex[:2], hex, "data")
 		// Same JSON, one more space: still a valid manifest, another digest.
-		bad := bytes.Replace(img.manifest, []byte(`{"config"`), []byte(`{ "config"`), 1)
-		if bytes.Equal(bad, img.manifest) {
-			t.Fatalf("manifest %s: the test's edit changed nothing", img.manifest)
+		bad := bytes.Replace(img.Manifest, []byte(`{"config"`), []byte(`{ "config"`), 1)
+		if bytes.Equal(bad, img.Manifest) {
+			t.Fatalf("manifest %s: the test's edit changed nothing", img.Manifest)
 		}
 		if err := os.WriteFile(data, bad, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r := runProbe(t, pullCheck(base, "library/badmanifest@"+img.digest, ""))
-		checkResult(t, r, "manifest library/badmanifest@"+img.digest+": digest mismatch (content hashes to "+digestOf(bad)+")", "")
+		r := runProbe(t, pullCheck(base, "library/badmanifest@"+img.Digest, ""))
+		checkResult(t, r, "manifest library/badmanifest@"+img.Digest+": digest mismatch (content hashes to "+digestOf(bad)+")", "")
 		r = runProbe(t, pullCheck(base, "library/badmanifest:latest", ""))
-		checkResult(t, r, "manifest library/badmanifest:latest: digest mismatch (Docker-Content-Digest is "+img.digest+", content hashes to "+digestOf(bad)+")", "")
+		checkResult(t, r, "manifest library/badmanifest:latest: digest mismatch (Docker-Content-Digest is "+img.Digest+", content hashes to "+digestOf(bad)+")", "")
 	})
 }
