@@ -1094,8 +1094,8 @@ func TestApplySpecValidatedAtTheEdgeOnly(t *testing.T) {
 		spec  *spec.Spec
 		field string
 	}{
-		{"unsupported type", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster}}}, "roles[0].type"},
-		{"unsupported type after a valid role", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "cache", Type: spec.TypeRedisMaster}}}, "roles[1].type"},
+		{"address on a redis-master", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster, Address: "198.18.0.1/24"}}}, "roles[0].address"},
+		{"second redis-master after a valid role", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeRedisMaster}, {Name: "cache", Type: spec.TypeRedisMaster}}}, "roles[1].type"},
 		{"unknown type", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "cron"}}}, "roles[0].type"},
 		{"empty type", &spec.Spec{Roles: []spec.Role{{Name: "x"}}}, "roles[0].type"},
 		{"empty name", &spec.Spec{Roles: []spec.Role{{Type: spec.TypeService}}}, "roles[0].name"},

@@ -292,9 +292,9 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"renew empty node", &RenewLease{Seq: 1}, "node"},
 		{"renew zero seq", &RenewLease{Node: "n1"}, "seq"},
 		{"apply-spec nil spec", &ApplySpec{Actor: "operator"}, "spec"},
-		{"apply-spec invalid spec", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "cache", Type: spec.TypeRedisMaster}}}}, "roles[1].type"},
+		{"apply-spec invalid spec", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "cache", Type: "cron"}}}}, "roles[1].type"},
 		// Moved from the Apply table: Apply no longer checks the spec itself.
-		{"apply-spec unsupported role type", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster}}}}, "roles[0].type"},
+		{"apply-spec unsupported role type", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "cron"}}}}, "roles[0].type"},
 		{"apply-spec unknown role type", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "cron"}}}}, "roles[0].type"},
 		{"apply-spec duplicate role", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService}, {Name: "web", Type: spec.TypeService}}}}, "roles[1].name"},
 		{"apply-spec duplicate candidate", &ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1"}, {Node: "n1"}}}}}}, "roles[0].candidates[1].node"},

@@ -189,7 +189,7 @@ func commandGen(st *State) *rapid.Generator[entry] {
 				&RemoveNode{},
 				&Assign{Role: role, Node: node},
 				&RecordEvent{},
-				&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: role, Type: spec.TypeRedisMaster}}}},
+				&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: role, Type: "cron"}}}},
 				&Release{Role: role, Epoch: 1},
 			}).Draw(t, "invalid")
 			p, _ := json.Marshal(bad)

@@ -20,8 +20,7 @@ import (
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 )
 
-// Role types. TypeRedisMaster is a reserved name that Validate rejects with
-// a clear message until its actuator exists.
+// Role types.
 const (
 	TypeService     = "service"
 	TypeVIP         = "vip"
@@ -70,6 +69,10 @@ type Role struct {
 	// lease ended) from getting it back for this long, unless no other
 	// node qualifies: a damper against flapping (Go duration; default 0).
 	HoldDown string `yaml:"hold_down,omitempty" json:"hold_down,omitempty"`
+	// MasterName is the name a redis-master role answers to in the
+	// Sentinel-compatible discovery (clients' master name, Harbor's
+	// sentinel_master_set); default the role's name.
+	MasterName string `yaml:"master_name,omitempty" json:"master_name,omitempty"`
 	// StopTimeout bounds a service role's stop hook. When a holder is lost
 	// without a release (crash, partition), the role waits this long after
 	// the holder's lease surely ended before another node starts the
@@ -88,7 +91,19 @@ type Candidate struct {
 	Priority int    `yaml:"priority,omitempty" json:"priority,omitempty"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var (
+	nameRE       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	masterNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+)
+
+// SentinelName is the name a redis-master role answers to in Sentinel
+// discovery: master_name, or the role's name.
+func (r Role) SentinelName() string {
+	if r.MasterName != "" {
+		return r.MasterName
+	}
+	return r.Name
+}
 
 // ValidName reports whether s is a valid role or node name: 1 to 63
 // characters of lower-case letters, digits and inner hyphens (a DNS label).
@@ -131,6 +146,7 @@ func Parse(doc []byte) (*Spec, error) {
 func (s *Spec) Validate() error {
 	seen := map[string]int{}
 	addrs := map[netip.Addr]int{}
+	redisRole := map[bool]int{}
 	for i, r := range s.Roles {
 		f := fmt.Sprintf("roles[%d]", i)
 		if r.Name == "" {
@@ -161,11 +177,23 @@ func (s *Spec) Validate() error {
 			}
 			addrs[p.Addr()] = i
 		case TypeRedisMaster:
-			return &FieldError{f + ".type", fmt.Sprintf("%q is not supported by this version of harbormaster; use %q or %q", r.Type, TypeService, TypeVIP)}
+			if r.Address != "" {
+				return &FieldError{f + ".address", "is set on a redis-master role; each node's Redis address is in its config (redis.announce); give the clients a vip role that follows this one"}
+			}
+			if j, dup := redisRole[true]; dup {
+				return &FieldError{f + ".type", fmt.Sprintf("roles[%d] is already the redis-master role; a cluster has one (each node's config names one Redis)", j)}
+			}
+			redisRole[true] = i
+			if r.MasterName != "" && !masterNameRE.MatchString(r.MasterName) {
+				return &FieldError{f + ".master_name", fmt.Sprintf("%q is not a usable master name; use letters, digits, '.', '_' and '-' (like mymaster)", r.MasterName)}
+			}
 		case "":
-			return &FieldError{f + ".type", fmt.Sprintf("is empty; set it to %q or %q", TypeService, TypeVIP)}
+			return &FieldError{f + ".type", fmt.Sprintf("is empty; set it to %q, %q or %q", TypeService, TypeVIP, TypeRedisMaster)}
 		default:
-			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q or %q", r.Type, TypeService, TypeVIP)}
+			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q, %q or %q", r.Type, TypeService, TypeVIP, TypeRedisMaster)}
+		}
+		if r.MasterName != "" && r.Type != TypeRedisMaster {
+			return &FieldError{f + ".master_name", "is set on a " + r.Type + " role; only redis-master roles have one"}
 		}
 		if r.PreemptDelay != "" {
 			d, err := time.ParseDuration(r.PreemptDelay)

@@ -117,7 +117,10 @@ func TestFieldErrors(t *testing.T) {
 		{"vip address loopback", "roles:\n  - {name: ip, type: vip, address: 127.0.0.2/8}\n", "roles[0].address"},
 		{"vip address twice", "roles:\n  - {name: a, type: vip, address: 198.18.0.200/24}\n  - {name: b, type: vip, address: 198.18.0.200/24}\n", "roles[1].address"},
 		{"address on a service", "roles:\n  - {name: a, type: service, address: 198.18.0.200/24}\n", "roles[0].address"},
-		{"redis-master not supported", "roles:\n  - name: cache\n    type: redis-master\n", "roles[0].type"},
+		{"two redis-master roles", "roles:\n  - {name: cache, type: redis-master}\n  - {name: jobs, type: redis-master}\n", "roles[1].type"},
+		{"address on a redis-master", "roles:\n  - {name: cache, type: redis-master, address: 198.18.0.201/24}\n", "roles[0].address"},
+		{"bad master_name", "roles:\n  - {name: cache, type: redis-master, master_name: \"my master\"}\n", "roles[0].master_name"},
+		{"master_name on a vip", "roles:\n  - {name: ip, type: vip, address: 198.18.0.201/24, master_name: x}\n", "roles[0].master_name"},
 		{"empty candidate node", "roles:\n  - name: web\n    type: service\n    candidates:\n      - priority: 3\n", "roles[0].candidates[0].node"},
 		{"invalid candidate node", "roles:\n  - name: a\n    type: service\n  - name: web\n    type: service\n    candidates:\n      - node: N1\n", "roles[1].candidates[0].node"},
 		{"invalid second candidate node", "roles:\n  - name: web\n    type: service\n    candidates:\n      - node: n1\n      - node: n_2\n", "roles[0].candidates[1].node"},
@@ -405,5 +408,23 @@ func TestPlacementFields(t *testing.T) {
 	c.Roles[2].Requires[0] = "y"
 	if s.Roles[1].Avoid[0] != "notary" || s.Roles[2].Requires[0] != "registry-pull" {
 		t.Fatalf("Clone shares Avoid/Requires with the original")
+	}
+}
+
+func TestRedisMasterRole(t *testing.T) {
+	s, err := Parse([]byte("roles:\n  - {name: redis, type: redis-master, master_name: mymaster}\n  - {name: redis-ip, type: vip, address: 198.18.0.201/24, follow: redis}\n  - {name: cache, type: redis-master}\n"))
+	if err == nil {
+		t.Fatalf("two redis-master roles parsed: %+v", s)
+	}
+	s, err = Parse([]byte("roles:\n  - {name: redis, type: redis-master, master_name: mymaster}\n  - {name: redis-ip, type: vip, address: 198.18.0.201/24, follow: redis}\n"))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	r, _ := s.Role("redis")
+	if r.SentinelName() != "mymaster" || r.StopGrace() != 0 {
+		t.Fatalf("redis role: sentinel name %q grace %v, want mymaster and 0", r.SentinelName(), r.StopGrace())
+	}
+	if r2 := (Role{Name: "jobs", Type: TypeRedisMaster}); r2.SentinelName() != "jobs" {
+		t.Fatalf("SentinelName default = %q, want the role name", r2.SentinelName())
 	}
 }
