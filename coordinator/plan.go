@@ -62,9 +62,11 @@ type Input struct {
 // A node is eligible for a role when it is registered, not a witness, not
 // drained or leaving, a candidate, has a vip_interface (vip roles) or the
 // service's actuator (service roles), passes every required check, and
-// holds the followed role (follow). Among the live eligible nodes the
-// order is: not held down, fewest avoided roles held, highest priority,
-// fewest roles held, lowest id (rank).
+// holds the followed role (follow); for a redis-master role, has a Redis
+// whose replication offset it reported. Among the live eligible nodes the
+// order is: not held down, fewest avoided roles held, highest replication
+// offset (redis-master), highest priority, fewest roles held, lowest id
+// (rank).
 func Plan(in Input) []fsm.Command {
 	st := in.State
 	ended := in.Ended
@@ -225,6 +227,18 @@ func disqualify(st *fsm.State, r spec.Role, node string) []string {
 		if !n.RunsService(r.Name) {
 			why = append(why, "no actuator for this service (services in its config: "+strings.Join(n.Services, ", ")+")")
 		}
+	case spec.TypeRedisMaster:
+		rs, ok := st.Redis[node]
+		switch {
+		case n.Redis == "":
+			why = append(why, "no redis endpoint in its config")
+		case !ok:
+			why = append(why, "its Redis has not been reported since it registered")
+		case rs.Error != "":
+			why = append(why, "its Redis cannot be read: "+rs.Error)
+		case rs.Offset < 0:
+			why = append(why, "its Redis's replication offset is unknown")
+		}
 	}
 	for _, c := range r.Requires {
 		res, ok := st.Checks[node][c]
@@ -261,11 +275,13 @@ type ranked struct {
 	priority int
 	heldDown bool
 	avoided  []string
+	offset   int64 // redis-master roles: the last committed replication offset
 	load     int
 }
 
 // rank orders the live eligible nodes for r: not held down first, then
-// fewest avoided roles held, highest priority, fewest roles held, lowest id.
+// fewest avoided roles held, (redis-master roles) highest replication
+// offset, highest priority, fewest roles held, lowest id.
 func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked {
 	st := in.State
 	var cs []ranked
@@ -274,7 +290,11 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 			continue
 		}
 		p, _ := r.Candidate(id)
-		cs = append(cs, ranked{id: id, priority: p, heldDown: heldDown(in, r, a, id), avoided: avoidedHeld(st, r, id), load: load[id]})
+		c := ranked{id: id, priority: p, heldDown: heldDown(in, r, a, id), avoided: avoidedHeld(st, r, id), load: load[id]}
+		if r.Type == spec.TypeRedisMaster {
+			c.offset = st.Redis[id].Offset
+		}
+		cs = append(cs, c)
 	}
 	sort.SliceStable(cs, func(i, j int) bool {
 		x, y := cs[i], cs[j]
@@ -283,6 +303,8 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 			return !x.heldDown
 		case len(x.avoided) != len(y.avoided):
 			return len(x.avoided) < len(y.avoided)
+		case x.offset != y.offset:
+			return x.offset > y.offset
 		case x.priority != y.priority:
 			return x.priority > y.priority
 		case x.load != y.load:

@@ -315,3 +315,74 @@ func TestPlanMoveTargetHonouredAfterTheLeaseEnds(t *testing.T) {
 		t.Fatalf("Plan: got %q, want %q", got, want)
 	}
 }
+
+func regRedis(id string) *fsm.RegisterNode {
+	r := reg(id)
+	r.Redis = id + ":6379"
+	return r
+}
+
+func redisAt(node, role string, offset int64) *fsm.RedisReport {
+	r := &fsm.RedisReport{Node: node, Role: role, Offset: offset, Time: t0}
+	if role == fsm.RedisReplica {
+		r.Master = "n1:6379"
+	}
+	return r
+}
+
+func TestPlanRedisMaster(t *testing.T) {
+	redis := spec.Role{Name: "redis", Type: spec.TypeRedisMaster, Candidates: []spec.Candidate{{Node: "n1", Priority: 1}, {Node: "n2", Priority: 10}, {Node: "n3", Priority: 5}, {Node: "n4"}}}
+	base := []fsm.Command{regRedis("n1"), regRedis("n2"), regRedis("n3"), reg("n4"), applySpec(redis)}
+	with := func(more ...fsm.Command) []fsm.Command { return append(append([]fsm.Command(nil), base...), more...) }
+	tests := []planCase{
+		{
+			name: "no report yet: nothing is promoted",
+			cmds: with(),
+			live: []string{"n1", "n2", "n3", "n4"},
+		},
+		{
+			name: "the highest offset wins over priority",
+			cmds: with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 400), redisAt("n3", fsm.RedisReplica, 499)),
+			live: []string{"n1", "n2", "n3", "n4"},
+			want: []string{"assign redis n1 gen=11 prev= epoch=1"},
+		},
+		{
+			name: "the master's lease ended: the most caught-up replica, not the priority one",
+			cmds: with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 400), redisAt("n3", fsm.RedisReplica, 499),
+				assign("redis", "n1", "", 1)),
+			live:  []string{"n2", "n3", "n4"},
+			ended: []string{"n1"},
+			want:  []string{"assign redis n3 gen=31 prev=n1 epoch=2"},
+		},
+		{
+			name: "equal offsets: priority decides",
+			cmds: with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 500), redisAt("n3", fsm.RedisReplica, 500),
+				assign("redis", "n1", "", 1)),
+			live:  []string{"n2", "n3"},
+			ended: []string{"n1"},
+			want:  []string{"assign redis n2 gen=21 prev=n1 epoch=2"},
+		},
+		{
+			name: "a replica whose offset cannot be read is never promoted",
+			cmds: with(redisAt("n1", fsm.RedisMaster, 500), &fsm.RedisReport{Node: "n2", Offset: -1, Error: "connection refused", Time: t0},
+				redisAt("n3", fsm.RedisReplica, -1), assign("redis", "n1", "", 1)),
+			live:  []string{"n2", "n3", "n4"},
+			ended: []string{"n1"},
+		},
+		{
+			name: "a live master stays even when a replica reports more",
+			cmds: with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 900), assign("redis", "n1", "", 1)),
+			live: []string{"n1", "n2", "n3"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := mustApply(t, fsm.NewState(), tc.cmds...)
+			got := describeAll(Plan(tc.input(st)))
+			if len(got) != len(tc.want) || (len(got) > 0 && !reflect.DeepEqual(got, tc.want)) {
+				t.Fatalf("Plan: got %q, want %q", got, tc.want)
+			}
+			mustApply(t, st, Plan(tc.input(st))...)
+		})
+	}
+}

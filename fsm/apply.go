@@ -54,6 +54,8 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		err = applySetDrain(next, index, c)
 	case *CheckUpdate:
 		err = applyCheckUpdate(next, index, c)
+	case *RedisReport:
+		err = applyRedisReport(next, index, c)
 	case *RecordEvent:
 		next.addEvent(index, c.Event)
 	default:
@@ -87,6 +89,7 @@ func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	n := &Node{
 		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness, VIP: c.VIP, MAC: c.MAC,
 		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time, Services: append([]string(nil), c.Services...),
+		Redis: c.Redis,
 	}
 	if len(n.Services) == 0 {
 		n.Services = nil
@@ -105,6 +108,9 @@ func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	}
 	if checks != nil || s.Checks[c.Node] != nil {
 		s.setChecks(c.Node, checks)
+	}
+	if _, ok := s.Redis[c.Node]; ok {
+		s.setRedis(c.Node, nil) // a restarted agent reports its Redis afresh
 	}
 	desc := fmt.Sprintf("raft=%s api=%s voter=%t witness=%t", c.RaftAddr, c.APIAddr, c.Voter, c.Witness)
 	if c.VIP {
@@ -220,6 +226,14 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if r.Type == spec.TypeService && !n.RunsService(c.Role) {
 		return reject(c, "node %q has no actuator for service role %q", c.Node, c.Role)
 	}
+	if r.Type == spec.TypeRedisMaster {
+		if n.Redis == "" {
+			return reject(c, "node %q has no redis endpoint for role %q", c.Node, c.Role)
+		}
+		if rs, ok := s.Redis[c.Node]; !ok || rs.Role == "" || rs.Offset < 0 {
+			return reject(c, "node %q has not reported a readable replication offset; it is not promoted", c.Node)
+		}
+	}
 	for _, chk := range r.Requires {
 		if !s.CheckPassing(c.Node, chk) {
 			return reject(c, "check %q is not passing on node %q (role %q requires it)", chk, c.Node, c.Role)
@@ -316,5 +330,47 @@ func applyCheckUpdate(s *State, index uint64, c *CheckUpdate) error {
 		msg += ": " + c.Error
 	}
 	s.addEvent(index, Event{Time: c.Time, Kind: EventCheck, Node: c.Node, Actor: c.Node, Old: word(cur), New: word(next), Message: msg})
+	return nil
+}
+
+func applyRedisReport(s *State, index uint64, c *RedisReport) error {
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return reject(c, "node %q is not registered", c.Node)
+	}
+	if n.Redis == "" {
+		return reject(c, "node %q registered no redis endpoint", c.Node)
+	}
+	cur, had := s.Redis[c.Node]
+	next := RedisState{Role: c.Role, Master: c.Master, LinkUp: c.LinkUp, Offset: c.Offset, ReplID: c.ReplID, RunID: c.RunID,
+		Error: c.Error, Time: c.Time, Since: c.Time}
+	changed := !had || cur.Role != c.Role || cur.Master != c.Master || cur.LinkUp != c.LinkUp || cur.RunID != c.RunID ||
+		(cur.Error == "") != (c.Error == "")
+	if !changed {
+		next.Since = cur.Since
+	}
+	s.setRedis(c.Node, &next)
+	if !changed {
+		return nil
+	}
+	describe := func(r RedisState, ok bool) string {
+		switch {
+		case !ok:
+			return "unknown"
+		case r.Error != "":
+			return "unreadable"
+		case r.Role == RedisReplica && r.LinkUp:
+			return "replica of " + r.Master
+		case r.Role == RedisReplica:
+			return "replica of " + r.Master + " (link down)"
+		}
+		return r.Role
+	}
+	msg := fmt.Sprintf("offset %d", c.Offset)
+	if c.Error != "" {
+		msg = c.Error
+	}
+	s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node,
+		Old: describe(cur, had), New: describe(next, true), Message: msg})
 	return nil
 }

@@ -1385,3 +1385,53 @@ func TestApplyAssignRequiresChecksAndActuator(t *testing.T) {
 	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: false, Time: t0})
 	applyErr(t, st, &Assign{Role: "ip", Node: "n1", Epoch: 1, Time: t0})
 }
+
+func TestApplyRedisReport(t *testing.T) {
+	r := reg("n1", false)
+	r.Redis = "10.0.0.1:6379"
+	st := mustApply(t, NewState(), r, reg("n2", false))
+	applyErr(t, st, &RedisReport{Node: "n2", Role: RedisMaster, Time: t0}) // n2 has no redis endpoint
+	applyErr(t, st, &RedisReport{Node: "n9", Role: RedisMaster, Time: t0}) // not registered
+	st = applyOK(t, st, &RedisReport{Node: "n1", Role: RedisMaster, Offset: 10, RunID: "r1", Time: t0 + 1})
+	if got := st.Redis["n1"]; got != (RedisState{Role: RedisMaster, Offset: 10, RunID: "r1", Time: t0 + 1, Since: t0 + 1}) {
+		t.Fatalf("redis state: %+v", got)
+	}
+	e := lastEvent(t, st)
+	if e.Kind != EventRedis || e.Old != "unknown" || e.New != "master" {
+		t.Fatalf("event: %+v, want redis unknown -> master", e)
+	}
+	// An offset-only report updates the state, keeps Since, adds no event.
+	n := len(st.Events)
+	st = applyOK(t, st, &RedisReport{Node: "n1", Role: RedisMaster, Offset: 99, RunID: "r1", Time: t0 + 2})
+	if got := st.Redis["n1"]; got.Offset != 99 || got.Since != t0+1 || got.Time != t0+2 || len(st.Events) != n {
+		t.Fatalf("offset report: %+v, %d new events", got, len(st.Events)-n)
+	}
+	// Demotion is an event naming the master.
+	st = applyOK(t, st, &RedisReport{Node: "n1", Role: RedisReplica, Master: "10.0.0.2:6379", LinkUp: true, Offset: 99, RunID: "r1", Time: t0 + 3})
+	if e := lastEvent(t, st); e.Old != "master" || e.New != "replica of 10.0.0.2:6379" {
+		t.Fatalf("event: %+v", e)
+	}
+	// Re-registration forgets the report; removal too.
+	st = applyOK(t, st, r)
+	if _, ok := st.Redis["n1"]; ok {
+		t.Fatalf("report kept across a re-registration: %+v", st.Redis)
+	}
+	st = applyOK(t, st, &RedisReport{Node: "n1", Offset: -1, Error: "connection refused", Time: t0 + 4})
+	st = applyOK(t, st, &RemoveNode{Node: "n1", Actor: "op", Time: t0 + 5})
+	if _, ok := st.Redis["n1"]; ok {
+		t.Fatalf("report kept after removal")
+	}
+}
+
+func TestApplyAssignRedisMasterNeedsAnOffset(t *testing.T) {
+	r := reg("n1", false)
+	r.Redis = "10.0.0.1:6379"
+	st := mustApply(t, NewState(), r, reg("n2", false),
+		&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "redis", Type: spec.TypeRedisMaster}}}, Actor: "op", Time: t0})
+	applyErr(t, st, &Assign{Role: "redis", Node: "n2", Epoch: 1, Time: t0}) // no endpoint
+	applyErr(t, st, &Assign{Role: "redis", Node: "n1", Epoch: 1, Time: t0}) // no report yet
+	st = applyOK(t, st, &RedisReport{Node: "n1", Offset: -1, Error: "down", Time: t0})
+	applyErr(t, st, &Assign{Role: "redis", Node: "n1", Epoch: 1, Time: t0}) // unreadable
+	st = applyOK(t, st, &RedisReport{Node: "n1", Role: RedisReplica, Master: "10.0.0.2:6379", Offset: 5, Time: t0})
+	applyOK(t, st, &Assign{Role: "redis", Node: "n1", Epoch: 1, Time: t0})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -33,6 +34,7 @@ const (
 	TypeLeave          CommandType = 9
 	TypeSetDrain       CommandType = 10
 	TypeCheckUpdate    CommandType = 11
+	TypeRedisReport    CommandType = 12
 )
 
 // MaxCommandSize bounds an encoded command; Propose refuses larger ones.
@@ -66,6 +68,7 @@ var registry = map[CommandType]cmdInfo{
 	TypeLeave:          {"leave", 1, false, func() Command { return &Leave{} }},
 	TypeSetDrain:       {"set-drain", 1, false, func() Command { return &SetDrain{} }},
 	TypeCheckUpdate:    {"check-update", 1, false, func() Command { return &CheckUpdate{} }},
+	TypeRedisReport:    {"redis-report", 1, false, func() Command { return &RedisReport{} }},
 }
 
 func (t CommandType) String() string {
@@ -98,6 +101,9 @@ type RegisterNode struct {
 	// it (marker roles other tooling watches); one that names some may
 	// hold only those.
 	Services []string `json:"services,omitempty"`
+	// Redis is the announce address (host:port) of the node's Redis, ""
+	// when the node has none; only nodes with one hold redis-master roles.
+	Redis string `json:"redis,omitempty"`
 }
 
 // RemoveNode forgets a node's registration and check results. Role
@@ -240,7 +246,65 @@ func (c *CheckUpdate) Validate() error {
 	return nil
 }
 
-func (*CheckUpdate) Type() CommandType    { return TypeCheckUpdate }
+func (*CheckUpdate) Type() CommandType { return TypeCheckUpdate }
+
+// Redis replication roles as reported.
+const (
+	RedisMaster  = "master"
+	RedisReplica = "replica"
+)
+
+// RedisReport is a node's view of its own Redis: its replication role, the
+// master it follows, and the replication offset it has processed. Agents
+// send it when the role, master, link or run id change, and while the
+// offset moves at most once a second.
+type RedisReport struct {
+	Node string `json:"node"`
+	// Role is master or replica; "" with Error set when the agent cannot
+	// read its Redis (it is down).
+	Role string `json:"role,omitempty"`
+	// Master is the host:port a replica follows.
+	Master string `json:"master,omitempty"`
+	LinkUp bool   `json:"link_up,omitempty"`
+	// Offset is master_repl_offset (master) or slave_repl_offset
+	// (replica); -1 when unknown.
+	Offset int64  `json:"offset"`
+	ReplID string `json:"repl_id,omitempty"`
+	RunID  string `json:"run_id,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Time   int64  `json:"time"`
+}
+
+// Validate implements Command.
+func (c *RedisReport) Validate() error {
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	switch c.Role {
+	case RedisMaster, RedisReplica:
+		if c.Error != "" {
+			return badField("error", "is set with a role; a report is either a role or an error")
+		}
+	case "":
+		if c.Error == "" {
+			return badField("role", "is empty; set master or replica, or error when the Redis cannot be read")
+		}
+	default:
+		return badField("role", fmt.Sprintf("%q is not master or replica", c.Role))
+	}
+	if c.Role == RedisReplica && c.Master == "" {
+		return badField("master", "is empty for a replica; set the host:port it follows")
+	}
+	if c.Offset < -1 {
+		return badField("offset", "must be -1 (unknown) or more")
+	}
+	if len(c.Error) > MaxCheckError {
+		return badField("error", fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(c.Error), MaxCheckError))
+	}
+	return nil
+}
+
+func (*RedisReport) Type() CommandType    { return TypeRedisReport }
 func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (*RemoveNode) Type() CommandType     { return TypeRemoveNode }
 func (*RenewLease) Type() CommandType     { return TypeRenewLease }
@@ -282,6 +346,11 @@ func (c *RegisterNode) Validate() error {
 	}
 	if err := uniqueNames("checks", "check", c.Checks); err != nil {
 		return err
+	}
+	if c.Redis != "" {
+		if _, _, err := net.SplitHostPort(c.Redis); err != nil {
+			return badField("redis", fmt.Sprintf("%q is not host:port", c.Redis))
+		}
 	}
 	return uniqueNames("services", "role", c.Services)
 }

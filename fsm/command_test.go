@@ -46,6 +46,10 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			Checks: []string{"registry-pull", "http"}, Services: []string{"notary"}}, 1},
 		{"check-update", &CheckUpdate{Node: "n1", Check: "registry-pull", Passing: false, Error: "manifest: 404", Output: "x", Time: t0}, 11},
 		{"check-update minimal", &CheckUpdate{Node: "n1", Check: "tcp"}, 11},
+		{"redis-report replica", &RedisReport{Node: "n2", Role: RedisReplica, Master: "10.0.0.1:6379", LinkUp: true, Offset: 1 << 40,
+			ReplID: "8d9c", RunID: "f00", Time: t0}, 12},
+		{"redis-report error", &RedisReport{Node: "n2", Offset: -1, Error: "connection refused", Time: t0}, 12},
+		{"register-node redis", &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 500, Redis: "10.0.0.1:6379"}, 1},
 	}
 	seen := map[CommandType]bool{}
 	for _, tt := range tests {
@@ -285,6 +289,12 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"register invalid service", reg(func(c *RegisterNode) { c.Services = []string{"no_tary"} }), "services[0]"},
 		{"register duplicate service", reg(func(c *RegisterNode) { c.Services = []string{"a", "b", "a"} }), "services[2]"},
 		{"check-update invalid node", &CheckUpdate{Node: "N1", Check: "pull"}, "node"},
+		{"register redis not host:port", reg(func(c *RegisterNode) { c.Redis = "10.0.0.1" }), "redis"},
+		{"redis-report no role no error", &RedisReport{Node: "n1"}, "role"},
+		{"redis-report unknown role", &RedisReport{Node: "n1", Role: "slave"}, "role"},
+		{"redis-report role and error", &RedisReport{Node: "n1", Role: RedisMaster, Error: "x"}, "error"},
+		{"redis-report replica without master", &RedisReport{Node: "n1", Role: RedisReplica}, "master"},
+		{"redis-report offset below -1", &RedisReport{Node: "n1", Role: RedisMaster, Offset: -2}, "offset"},
 		{"check-update empty check", &CheckUpdate{Node: "n1"}, "check"},
 		{"check-update long error", &CheckUpdate{Node: "n1", Check: "pull", Error: strings.Repeat("e", MaxCheckError+1)}, "error"},
 		{"check-update long output", &CheckUpdate{Node: "n1", Check: "pull", Output: strings.Repeat("o", MaxCheckOutput+1)}, "output"},

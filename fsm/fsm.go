@@ -142,6 +142,9 @@ func (s *State) normalize() {
 	if s.Assignments == nil {
 		s.Assignments = map[string]*Assignment{}
 	}
+	if len(s.Redis) == 0 {
+		s.Redis = nil
+	}
 	if len(s.Events) == 0 {
 		s.Events = nil
 	}

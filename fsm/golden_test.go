@@ -68,7 +68,7 @@ func goldenCommandsState() *State {
 		{Name: "db", Type: spec.TypeService},
 	}}
 	return &State{
-		Index:       11,
+		Index:       12,
 		SpecVersion: 1,
 		Spec:        webDB,
 		Nodes:       map[string]*Node{},
@@ -85,9 +85,10 @@ func goldenCommandsState() *State {
 			{Seq: 8, Index: 8, Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"},
 			{Seq: 9, Index: 9, Time: t0 + 6, Kind: EventNodeDrained, Node: "n1", Actor: "operator", Old: "false", New: "true"},
 			{Seq: 10, Index: 10, Time: t0 + 7, Kind: EventCheck, Node: "n1", Actor: "n1", Old: "unknown", New: "passing", Message: "registry-pull passing"},
-			{Seq: 11, Index: 11, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
+			{Seq: 11, Index: 11, Time: t0 + 7, Kind: EventRedis, Node: "n1", Actor: "n1", Old: "unknown", New: "master", Message: "offset 4711"},
+			{Seq: 12, Index: 12, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
 		},
-		EventSeq: 11,
+		EventSeq: 12,
 	}
 }
 

@@ -19,7 +19,7 @@ const t0 int64 = 1_700_000_000_000
 func sampleCommands() []Command {
 	return []Command{
 		&RegisterNode{Node: "n1", RaftAddr: "10.0.0.1:7000", APIAddr: "10.0.0.1:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0,
-			Checks: []string{"registry-pull"}, Services: []string{"web", "db"}},
+			Checks: []string{"registry-pull"}, Services: []string{"web", "db"}, Redis: "10.0.0.1:6379"},
 		&RenewLease{Node: "n1", Seq: 1},
 		&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{
 			{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
@@ -32,6 +32,7 @@ func sampleCommands() []Command {
 		&RecordEvent{Event: Event{Time: t0 + 6, Kind: EventLeadership, Node: "n1", Actor: "n1", Message: "leadership transferred"}},
 		&SetDrain{Node: "n1", Drained: true, Actor: "operator", Time: t0 + 6},
 		&CheckUpdate{Node: "n1", Check: "registry-pull", Passing: true, Output: "pulled library/hello:latest", Time: t0 + 7},
+		&RedisReport{Node: "n1", Role: RedisMaster, Offset: 4711, ReplID: "a1", RunID: "b2", Time: t0 + 7},
 		&RemoveNode{Node: "n1", Actor: "operator", Time: t0 + 7},
 	}
 }

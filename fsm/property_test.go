@@ -114,6 +114,7 @@ func commandGen(st *State) *rapid.Generator[entry] {
 				Time:           time,
 				Checks:         rapid.SampledFrom([][]string{nil, {"pull"}, {"pull", "http"}}).Draw(t, "checks"),
 				Services:       rapid.SampledFrom([][]string{nil, nil, propRoles[:1]}).Draw(t, "services"),
+				Redis:          rapid.SampledFrom([]string{"", node + ":6379"}).Draw(t, "redis"),
 			}
 		case kind < 15:
 			c = &RemoveNode{Node: node, Actor: "operator", Time: time}
@@ -161,6 +162,16 @@ func commandGen(st *State) *rapid.Generator[entry] {
 			}
 			if !plausible || r.Epoch == 0 {
 				r.Epoch = anyEpoch()
+			}
+			c = r
+		case kind < 76:
+			r := &RedisReport{Node: node, Role: rapid.SampledFrom([]string{RedisMaster, RedisReplica, ""}).Draw(t, "redis_role"),
+				Offset: rapid.Int64Range(-1, 5000).Draw(t, "offset"), LinkUp: rapid.Bool().Draw(t, "link_up"), Time: time}
+			switch r.Role {
+			case RedisReplica:
+				r.Master = "n1:6379"
+			case "":
+				r.Error = "connection refused"
 			}
 			c = r
 		case kind < 78:

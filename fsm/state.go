@@ -30,6 +30,8 @@ type State struct {
 	Nodes map[string]*Node `json:"nodes"`
 	// Checks holds each node's check results, by node then check name.
 	Checks map[string]map[string]CheckResult `json:"checks"`
+	// Redis holds each node's last report of its Redis, by node.
+	Redis map[string]RedisState `json:"redis,omitempty"`
 	// Assignments holds, by role name, who holds each role and at which
 	// epoch. A record outlives its role in the spec so that epochs never
 	// repeat if the role comes back.
@@ -68,6 +70,22 @@ type Node struct {
 	// Services are the service roles the node has an actuator for (see
 	// RegisterNode.Services).
 	Services []string `json:"services,omitempty"`
+	// Redis is the node's Redis announce address ("" when none).
+	Redis string `json:"redis,omitempty"`
+}
+
+// RedisState is a node's last report of its Redis (RedisReport). Since is
+// when the role, master or link last changed.
+type RedisState struct {
+	Role   string `json:"role,omitempty"`
+	Master string `json:"master,omitempty"`
+	LinkUp bool   `json:"link_up,omitempty"`
+	Offset int64  `json:"offset"`
+	ReplID string `json:"repl_id,omitempty"`
+	RunID  string `json:"run_id,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Time   int64  `json:"time"`
+	Since  int64  `json:"since"`
 }
 
 // RunsService reports whether the node may hold the service role: it has
@@ -169,6 +187,7 @@ const (
 	EventOperator         = "operator"
 	EventCheck            = "check"
 	EventService          = "service"
+	EventRedis            = "redis"
 )
 
 // NewState returns the empty state every node starts from.
@@ -241,6 +260,9 @@ func (s *State) deleteNode(id string) {
 		}
 	}
 	s.Nodes = m
+	if _, ok := s.Redis[id]; ok {
+		s.setRedis(id, nil)
+	}
 	if _, ok := s.Checks[id]; ok {
 		c := make(map[string]map[string]CheckResult, len(s.Checks))
 		for k, v := range s.Checks {
@@ -263,6 +285,22 @@ func (s *State) setChecks(node string, checks map[string]CheckResult) {
 		m[node] = checks
 	}
 	s.Checks = m
+}
+
+func (s *State) setRedis(node string, r *RedisState) {
+	m := make(map[string]RedisState, len(s.Redis)+1)
+	for k, v := range s.Redis {
+		m[k] = v
+	}
+	if r == nil {
+		delete(m, node)
+	} else {
+		m[node] = *r
+	}
+	if len(m) == 0 {
+		m = nil // the shape a snapshot restores to
+	}
+	s.Redis = m
 }
 
 func (s *State) setAssignment(a *Assignment) {
