@@ -89,7 +89,7 @@ func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 	n := &Node{
 		ID: c.Node, RaftAddr: c.RaftAddr, APIAddr: c.APIAddr, Voter: c.Voter, Witness: c.Witness, VIP: c.VIP, MAC: c.MAC,
 		LeaseTTLMillis: c.LeaseTTLMillis, Registered: c.Time, Services: append([]string(nil), c.Services...),
-		Redis: c.Redis,
+		Redis: c.Redis, Sentinel: c.Sentinel,
 	}
 	if len(n.Services) == 0 {
 		n.Services = nil

@@ -104,6 +104,9 @@ type RegisterNode struct {
 	// Redis is the announce address (host:port) of the node's Redis, ""
 	// when the node has none; only nodes with one hold redis-master roles.
 	Redis string `json:"redis,omitempty"`
+	// Sentinel is the announce address of the node's Sentinel-compatible
+	// listener ("" when it runs none), for SENTINEL sentinels answers.
+	Sentinel string `json:"sentinel,omitempty"`
 }
 
 // RemoveNode forgets a node's registration and check results. Role
@@ -347,9 +350,12 @@ func (c *RegisterNode) Validate() error {
 	if err := uniqueNames("checks", "check", c.Checks); err != nil {
 		return err
 	}
-	if c.Redis != "" {
-		if _, _, err := net.SplitHostPort(c.Redis); err != nil {
-			return badField("redis", fmt.Sprintf("%q is not host:port", c.Redis))
+	for _, f := range []struct{ name, v string }{{"redis", c.Redis}, {"sentinel", c.Sentinel}} {
+		if f.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(f.v); err != nil {
+			return badField(f.name, fmt.Sprintf("%q is not host:port", f.v))
 		}
 	}
 	return uniqueNames("services", "role", c.Services)

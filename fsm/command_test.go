@@ -49,7 +49,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"redis-report replica", &RedisReport{Node: "n2", Role: RedisReplica, Master: "10.0.0.1:6379", LinkUp: true, Offset: 1 << 40,
 			ReplID: "8d9c", RunID: "f00", Time: t0}, 12},
 		{"redis-report error", &RedisReport{Node: "n2", Offset: -1, Error: "connection refused", Time: t0}, 12},
-		{"register-node redis", &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 500, Redis: "10.0.0.1:6379"}, 1},
+		{"register-node redis", &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 500, Redis: "10.0.0.1:6379", Sentinel: "10.0.0.1:26379"}, 1},
 	}
 	seen := map[CommandType]bool{}
 	for _, tt := range tests {
@@ -290,6 +290,7 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"register duplicate service", reg(func(c *RegisterNode) { c.Services = []string{"a", "b", "a"} }), "services[2]"},
 		{"check-update invalid node", &CheckUpdate{Node: "N1", Check: "pull"}, "node"},
 		{"register redis not host:port", reg(func(c *RegisterNode) { c.Redis = "10.0.0.1" }), "redis"},
+		{"register sentinel not host:port", reg(func(c *RegisterNode) { c.Sentinel = "sentinel" }), "sentinel"},
 		{"redis-report no role no error", &RedisReport{Node: "n1"}, "role"},
 		{"redis-report unknown role", &RedisReport{Node: "n1", Role: "slave"}, "role"},
 		{"redis-report role and error", &RedisReport{Node: "n1", Role: RedisMaster, Error: "x"}, "error"},

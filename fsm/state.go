@@ -72,6 +72,8 @@ type Node struct {
 	Services []string `json:"services,omitempty"`
 	// Redis is the node's Redis announce address ("" when none).
 	Redis string `json:"redis,omitempty"`
+	// Sentinel is the node's Sentinel-compatible listener ("" when none).
+	Sentinel string `json:"sentinel,omitempty"`
 }
 
 // RedisState is a node's last report of its Redis (RedisReport). Since is
