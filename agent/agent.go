@@ -367,25 +367,24 @@ func (a *Agent) gracefulRelease() {
 		}
 	}
 	err := propose(&fsm.Leave{Node: a.cfg.NodeID, Reason: "agent shutdown", Time: time.Now().UnixMilli()})
-	if err != nil {
-		var rej *fsm.RejectedError
-		if !errors.As(err, &rej) {
-			a.log.Warn("could not announce shutdown; roles move when the lease runs out", "err", err)
-			return
-		}
-	}
-	// Stop acting first (stopping is set): the addresses go before the
-	// releases that let another node take them.
+	var rej *fsm.RejectedError
+	announced := err == nil || errors.As(err, &rej)
+	// Stop acting first (stopping is set), whether or not the leave was
+	// committed: the addresses go and the services stop (each within its
+	// stop_timeout) before the releases that let another node take them.
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	a.dropVIPs(dctx)
 	dcancel()
-	// The services stop (each within its stop_timeout) before their roles
-	// are released; a stop that fails is not released: its role moves
-	// when the lease has run out, plus the stop timeout.
 	a.roleTrigger()
 	sctx, scancel := context.WithTimeout(context.Background(), a.services.maxStopTimeout()+time.Second)
 	a.services.waitStopped(sctx)
 	scancel()
+	if !announced {
+		a.log.Warn("could not announce shutdown; roles move when the lease runs out", "err", err)
+		return
+	}
+	// A stop that failed is not released: its role moves when the lease
+	// has run out, plus the stop timeout.
 	st := a.State()
 	for _, as := range st.HeldBy(a.cfg.NodeID) {
 		if !a.services.stopped(as.Role) {

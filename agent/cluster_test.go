@@ -152,7 +152,7 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 		peers = append(peers, config.Peer{ID: "n" + strconv.Itoa(i), RaftAddr: fmt.Sprintf("127.0.0.1:%d", 9100+i)})
 	}
 	if o.spec == "" {
-		o.spec = "roles:\n  - {name: notary, type: service}\n  - {name: clair, type: service}\n"
+		o.spec = "roles:\n  - {name: notary, type: service, marker: true}\n  - {name: clair, type: service, marker: true}\n"
 	}
 	sp, err := spec.Parse([]byte(o.spec))
 	if err != nil {

@@ -23,7 +23,7 @@ func holderNotLeader(c *cluster) (*tnode, fsm.Assignment) {
 // quorum leases are renewed with the voters, not through the leader.
 func TestQuorumLeaseSurvivesLeaderCrash(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{spec: "roles:\n" +
-		"  - {name: a, type: service}\n  - {name: b, type: service}\n  - {name: c, type: service}\n"})
+		"  - {name: a, type: service, marker: true}\n  - {name: b, type: service, marker: true}\n  - {name: c, type: service, marker: true}\n"})
 	c.waitFor("every role held, one per node", 10*time.Second, func() bool {
 		l := c.leader()
 		if l == nil || !allHeld(l.agent.State()) {

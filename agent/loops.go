@@ -76,10 +76,14 @@ func (a *Agent) joinVia(ctx context.Context, addr string) error {
 // start, after a removal and re-join, or when an address changed.
 func (a *Agent) registerLoop(ctx context.Context) {
 	failing := false
+	// Register at least once per process start, even when nothing
+	// changed: it resets this node's check results and Redis report to
+	// unknown, so that nothing is placed on a verdict of a previous run.
+	fresh := true
 	for {
 		st, changed := a.fsm.State()
 		n, ok := st.Nodes[a.cfg.NodeID]
-		want := !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
+		want := fresh || !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
 			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving ||
 			n.VIP != (a.cfg.VIPInterface != "") || n.MAC != a.vipMAC ||
 			!sameSet(n.Services, a.cfg.ServiceNames()) || !sameSet(checkNames(st.Checks[a.cfg.NodeID]), a.cfg.CheckNames())
@@ -93,7 +97,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 			switch {
 			case err == nil:
 				a.log.Info("registered")
-				failing = false
+				failing, fresh = false, false
 				wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				a.waitApplied(wctx, idx) // do not register twice while it travels
 				cancel()

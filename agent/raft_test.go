@@ -15,7 +15,7 @@ import (
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
-const specV2 = "roles:\n  - {name: notary, type: service}\n  - {name: clair, type: service}\n  - {name: trivy, type: service}\n"
+const specV2 = "roles:\n  - {name: notary, type: service, marker: true}\n  - {name: clair, type: service, marker: true}\n  - {name: trivy, type: service, marker: true}\n"
 
 // The lan profile: a follower notices a dead leader within 2 heartbeat
 // timeouts (500 ms) and an election takes 1-2 election timeouts; 3 s leaves

@@ -19,6 +19,10 @@ import (
 // (or systemd) whether it still runs, and starts it again if not.
 const statusEvery = 10 * time.Second
 
+// serviceFenceAhead is how long before its lease ends (by its own clock)
+// the holder starts stopping its services.
+const serviceFenceAhead = 50 * time.Millisecond
+
 // serviceSet runs the service roles' actuators (agent/service): one worker
 // per service role this node has an actuator for. The service loop tells
 // each worker whether this node should run its service now; the worker
@@ -54,6 +58,9 @@ type svcWorker struct {
 	unsure bool
 	// fencedEpoch is the epoch the node last fenced itself for.
 	fencedEpoch uint64
+	// cancelHook cancels a running start or status hook when the target
+	// turns to "not running" (a stop hook is never cancelled).
+	cancelHook context.CancelFunc
 }
 
 func newServiceSet(a *Agent) (*serviceSet, error) {
@@ -63,7 +70,10 @@ func newServiceSet(a *Agent) (*serviceSet, error) {
 		if err != nil {
 			return nil, &config.Error{Path: a.cfg.Path, Field: "services." + name, Msg: err.Error()}
 		}
-		s.workers[name] = &svcWorker{role: name, act: act, wake: make(chan struct{}, 1), timeout: spec.DefaultStopTimeout}
+		// unsure: a previous agent (crashed, restarted, or the node
+		// rebooted with the service enabled) may have left it running.
+		// The first pass stops it unless this node holds the role.
+		s.workers[name] = &svcWorker{role: name, act: act, wake: make(chan struct{}, 1), timeout: spec.DefaultStopTimeout, unsure: true}
 	}
 	return s, nil
 }
@@ -119,12 +129,16 @@ func (a *Agent) serviceLoop(ctx context.Context) {
 	for {
 		st, changed := a.fsm.State()
 		s.update(st)
+		wait := a.timing.Renew
+		if _, valid, until := a.Lease(); valid {
+			wait = min(wait, max(time.Until(until)-serviceFenceAhead, time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		case <-a.serviceWake:
-		case <-time.After(a.timing.Renew):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -134,12 +148,15 @@ func (a *Agent) serviceLoop(ctx context.Context) {
 // the role is not being released and the agent is not stopping.
 func (s *serviceSet) update(st *fsm.State) {
 	a := s.a
-	gen, valid, _ := a.Lease()
+	gen, valid, until := a.Lease()
+	// The stop starts before the lease ends by this node's clock (itself
+	// ahead of the voters' verdicts), like the VIP's fence.
+	valid = valid && time.Until(until) > serviceFenceAhead
 	for name, w := range s.workers {
 		r, inSpec := st.Spec.Role(name)
 		as := st.Assignment(name)
 		want := inSpec && r.Type == spec.TypeService && as.Holder == a.cfg.NodeID && as.HolderGen == gen &&
-			valid && !as.Releasing && !a.stopping.Load()
+			valid && !as.Releasing && !a.stopping.Load() && time.Now().UnixNano() >= a.fenceUntil.Load()
 		w.mu.Lock()
 		changed := w.want != want || (want && w.epoch != as.Epoch)
 		w.want = want
@@ -148,6 +165,9 @@ func (s *serviceSet) update(st *fsm.State) {
 		}
 		if inSpec {
 			w.timeout = r.StopGrace()
+		}
+		if !want && w.cancelHook != nil {
+			w.cancelHook() // a start still running must not outlive the role
 		}
 		w.mu.Unlock()
 		if changed {
@@ -173,9 +193,17 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 		wait := statusEvery
 		switch {
 		case want && (!running || unsure):
-			err := a.runHook(w, "start", timeout, func(c context.Context) error { return w.act.Start(c, env) })
+			// running is set before the hook runs: from now on the release
+			// loop waits for a confirmed stop (a start halfway may have
+			// started the service).
+			hctx, cancel := w.hookContext(timeout)
 			w.mu.Lock()
-			w.running, w.unsure = true, false
+			w.running = true
+			w.mu.Unlock()
+			err := a.runHook(w, "start", hctx, func(c context.Context) error { return w.act.Start(c, env) })
+			cancel()
+			w.mu.Lock()
+			w.unsure = err != nil // a failed start is retried (and undone by a stop if the role goes)
 			w.mu.Unlock()
 			if err != nil {
 				backoff = min(max(2*backoff, time.Second), 30*time.Second)
@@ -185,7 +213,9 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 				lastStatus = time.Now()
 			}
 		case !want && (running || unsure):
-			err := a.runHook(w, "stop", timeout, func(c context.Context) error { return w.act.Stop(c, env) })
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := a.runHook(w, "stop", sctx, func(c context.Context) error { return w.act.Stop(c, env) })
+			cancel()
 			w.mu.Lock()
 			if err == nil {
 				w.running, w.unsure = false, false
@@ -206,7 +236,7 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 			}
 		case want && running && time.Since(lastStatus) >= statusEvery:
 			lastStatus = time.Now()
-			sctx, cancel := context.WithTimeout(context.Background(), timeout)
+			sctx, cancel := w.hookContext(timeout)
 			active, err := w.act.Status(sctx, env)
 			cancel()
 			if err == nil && !active {
@@ -220,6 +250,7 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 		}
 		select {
 		case <-ctx.Done():
+			a.stopOnExit(w)
 			return
 		case <-w.wake:
 		case <-time.After(wait):
@@ -227,13 +258,51 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 	}
 }
 
-// runHook runs one start or stop with the role's timeout, logs it and
-// records an event.
-func (a *Agent) runHook(w *svcWorker, what string, timeout time.Duration, f func(context.Context) error) error {
-	start := time.Now()
+// hookContext bounds a start or status hook by timeout and lets update
+// cancel it when the service must stop.
+func (w *svcWorker) hookContext(timeout time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	w.mu.Lock()
+	if !w.want {
+		cancel() // already unwanted: do not start at all
+	}
+	w.cancelHook = cancel
+	w.mu.Unlock()
+	return ctx, func() {
+		w.mu.Lock()
+		w.cancelHook = nil
+		w.mu.Unlock()
+		cancel()
+	}
+}
+
+// stopOnExit stops a service the agent runs when the agent exits without
+// a graceful release of it (the role moves after the lease and the stop
+// timeout; the service must be gone by then).
+func (a *Agent) stopOnExit(w *svcWorker) {
+	w.mu.Lock()
+	running, unsure, epoch, timeout := w.running, w.unsure, w.epoch, w.timeout
+	w.mu.Unlock()
+	if !running && !unsure {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := w.act.Stop(ctx, service.Env{Role: w.role, Node: a.cfg.NodeID, Epoch: epoch}); err != nil {
+		a.log.Warn("stop on exit failed", "role", w.role, "err", err)
+		return
+	}
+	w.mu.Lock()
+	w.running, w.unsure = false, false
+	w.mu.Unlock()
+	a.log.Info("service stopped on exit", "role", w.role)
+}
+
+// runHook runs one start or stop bounded by ctx, logs it and records an
+// event.
+func (a *Agent) runHook(w *svcWorker, what string, ctx context.Context, f func(context.Context) error) error {
+	start := time.Now()
 	err := f(ctx)
-	cancel()
 	w.mu.Lock()
 	epoch := w.epoch
 	w.mu.Unlock()
@@ -253,14 +322,18 @@ func (a *Agent) runHook(w *svcWorker, what string, timeout time.Duration, f func
 	return nil
 }
 
+// serviceEvent records an event without blocking the caller (a cut-off
+// node cannot commit it; the worker must not wait for that).
 func (a *Agent) serviceEvent(role string, epoch uint64, msg string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_, err := a.Propose(ctx, &fsm.RecordEvent{Event: fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventService,
-		Node: a.cfg.NodeID, Actor: a.cfg.NodeID, Role: role, Epoch: epoch, Message: msg}})
-	if err != nil {
-		a.log.Debug("record service event", "role", role, "err", err)
-	}
+	e := fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventService, Node: a.cfg.NodeID, Actor: a.cfg.NodeID,
+		Role: role, Epoch: epoch, Message: msg}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := a.Propose(ctx, &fsm.RecordEvent{Event: e}); err != nil {
+			a.log.Debug("record service event", "role", role, "err", err)
+		}
+	}()
 }
 
 // waitServicesStopped waits until every worker whose service runs has

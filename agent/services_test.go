@@ -226,7 +226,7 @@ func TestRequiredCheckMovesTheRole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: web, type: service, requires: [healthy]}\n",
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: web, type: service, marker: true, requires: [healthy]}\n",
 		checks: []checks.Config{{Name: "healthy", Type: "exec", Argv: []string{"test", "-e", filepath.Join(dir, "{node}")},
 			Interval: checks.Duration(100 * time.Millisecond), Timeout: checks.Duration(100 * time.Millisecond), Fall: 2, Rise: 1}}})
 	c.waitFor("web placed on a passing node", 5*time.Second, func() bool {

@@ -102,8 +102,8 @@ func decide(in Input, r spec.Role, a fsm.Assignment) string {
 		return fmt.Sprintf("waits for %s to release", a.Holder)
 	case a.Holder != "" && live && gen == a.HolderGen:
 		return "stays on " + a.Holder
-	case a.Holder != "" && stopGrace(in.State, r, a.Holder) > 0:
-		return fmt.Sprintf("waits: the lease of %s (generation %d) has not surely ended %s ago (stop_timeout)", a.Holder, a.HolderGen, r.StopGrace())
+	case a.Holder != "" && stopGrace(r, a) > 0:
+		return fmt.Sprintf("waits: the lease of %s (generation %d) has not surely ended %s ago (stop_timeout)", a.Holder, a.HolderGen, stopGrace(r, a))
 	case a.Holder != "":
 		return fmt.Sprintf("waits: the lease of %s (generation %d) has not surely ended", a.Holder, a.HolderGen)
 	case in.Settling:

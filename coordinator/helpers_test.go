@@ -58,9 +58,10 @@ func regWitness(id string) *fsm.RegisterNode {
 
 func leave(id string) *fsm.Leave { return &fsm.Leave{Node: id, Reason: "test", Time: t0} }
 
-// role is a service role; cands are "node:priority" or "node".
+// role is a marker service role (held in the state, no actuator needed);
+// cands are "node:priority" or "node".
 func role(name string, cands ...string) spec.Role {
-	r := spec.Role{Name: name, Type: spec.TypeService}
+	r := spec.Role{Name: name, Type: spec.TypeService, Marker: true}
 	for _, c := range cands {
 		node, prio, ok := strings.Cut(c, ":")
 		cd := spec.Candidate{Node: node}

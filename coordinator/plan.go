@@ -56,8 +56,8 @@ type Input struct {
 //     higher priority;
 //   - a service role whose holder was lost without a release also waits
 //     its stop timeout after the lease surely ended (the time the old
-//     holder has to stop the service), unless that holder declared no
-//     service actuator (a marker role: nothing ran).
+//     holder has to stop the service; the longer of the spec's and the
+//     one recorded at assignment).
 //
 // A node is eligible for a role when it is registered, not a witness, not
 // drained or leaving, a candidate, has a vip_interface (vip roles) or the
@@ -101,7 +101,7 @@ func Plan(in Input) []fsm.Command {
 				}
 				continue
 			}
-			if !ended(a.Holder, a.HolderGen, stopGrace(st, r, a.Holder)) {
+			if !ended(a.Holder, a.HolderGen, stopGrace(r, a)) {
 				continue // the holder may still act: wait (S4)
 			}
 		}
@@ -151,7 +151,7 @@ func Plan(in Input) []fsm.Command {
 		a := st.Assignments[name]
 		gen, live := in.Live[a.Holder]
 		switch {
-		case (!live || gen != a.HolderGen) && ended(a.Holder, a.HolderGen, 0):
+		case (!live || gen != a.HolderGen) && ended(a.Holder, a.HolderGen, time.Duration(a.GraceMillis)*time.Millisecond):
 			out = append(out, &fsm.Release{Role: name, Node: a.Holder, Epoch: a.Epoch, Time: in.Now,
 				Reason: "role removed from the spec; holder lease ended"})
 		case !live || gen != a.HolderGen:
@@ -184,14 +184,12 @@ func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.C
 		Reason: fmt.Sprintf("preempted by %s (priority %d over %d)", best, bp, hp)}
 }
 
-// stopGrace is how long after holder's lease surely ended r may go to
-// another node: the service's stop timeout, unless the holder runs no
-// service actuator at all (it held the role as a marker: nothing to stop).
-func stopGrace(st *fsm.State, r spec.Role, holder string) time.Duration {
-	if n, ok := st.Nodes[holder]; ok && r.Type == spec.TypeService && len(n.Services) == 0 {
-		return 0
-	}
-	return r.StopGrace()
+// stopGrace is how long after the holder's lease surely ended the role
+// may go to another node: the longer of the grace recorded when it was
+// assigned and the spec's current one (a shorter stop_timeout applied
+// since does not shorten the wait of a holder still running with the old).
+func stopGrace(r spec.Role, a fsm.Assignment) time.Duration {
+	return max(r.StopGrace(), time.Duration(a.GraceMillis)*time.Millisecond)
 }
 
 // eligible reports whether node may hold r, liveness aside.
@@ -224,8 +222,8 @@ func disqualify(st *fsm.State, r spec.Role, node string) []string {
 			why = append(why, "no vip_interface")
 		}
 	case spec.TypeService:
-		if !n.RunsService(r.Name) {
-			why = append(why, "no actuator for this service (services in its config: "+strings.Join(n.Services, ", ")+")")
+		if !r.Marker && !n.RunsService(r.Name) {
+			why = append(why, "no actuator for this service (services in its config: "+orNone(n.Services)+")")
 		}
 	case spec.TypeRedisMaster:
 		rs, ok := st.Redis[node]
@@ -338,4 +336,11 @@ func avoidedHeld(st *fsm.State, r spec.Role, node string) []string {
 		}
 	}
 	return out
+}
+
+func orNone(ss []string) string {
+	if len(ss) == 0 {
+		return "none"
+	}
+	return strings.Join(ss, ", ")
 }

@@ -30,7 +30,7 @@ func genSpec(t *rapid.T, label string) *spec.Spec {
 	names := rapid.Permutation(propRoles).Draw(t, label+"_roles")[:n]
 	s := &spec.Spec{}
 	for i, name := range names {
-		r := spec.Role{Name: name, Type: spec.TypeService}
+		r := spec.Role{Name: name, Type: spec.TypeService, Marker: rapid.IntRange(0, 2).Draw(t, label+"_actuated") > 0}
 		if !rapid.Bool().Draw(t, label+"_anyone") {
 			k := rapid.IntRange(1, len(propNodes)).Draw(t, label+"_ncands")
 			for _, c := range rapid.Permutation(propNodes).Draw(t, label+"_cands")[:k] {
@@ -334,7 +334,7 @@ func TestPlanProperties(t *testing.T) {
 						t.Fatalf("%s: required check %s is not passing there (%+v)", describe(c), chk, st.Checks[x.Node])
 					}
 				}
-				if !n.RunsService(r) {
+				if !rs.Marker && !n.RunsService(r) {
 					t.Fatalf("%s: node has no actuator for the service (%v)", describe(c), n.Services)
 				}
 				if f := rs.Follow; f != "" && (st.Assignment(f).Holder != x.Node || st.Assignment(f).Releasing) {

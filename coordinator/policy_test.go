@@ -32,6 +32,13 @@ func withAvoid(r spec.Role, o ...string) spec.Role         { r.Avoid = o; return
 func withHoldDown(r spec.Role, d string) spec.Role         { r.HoldDown = d; return r }
 func withPreempt(r spec.Role) spec.Role                    { r.Preempt = true; return r }
 
+// service is a service role run by actuators (not a marker).
+func service(name string, cands ...string) spec.Role {
+	r := role(name, cands...)
+	r.Marker = false
+	return r
+}
+
 // release releases role r held by node at epoch, at time at.
 func releaseAt(r, node string, epoch uint64, at int64) *fsm.Release {
 	return &fsm.Release{Role: r, Node: node, Epoch: epoch, Reason: "test", Time: at}
@@ -82,7 +89,7 @@ func TestPlanPolicy(t *testing.T) {
 		{
 			name: "a service goes only to a node with its actuator",
 			cmds: []fsm.Command{regWith("n1", nil, []string{"clair"}), regWith("n2", nil, []string{"notary", "clair"}),
-				applySpec(role("notary", "n1:10", "n2"))},
+				applySpec(service("notary", "n1:10", "n2"))},
 			live: []string{"n1", "n2"},
 			want: []string{"assign notary n2 gen=21 prev= epoch=1"},
 		},
@@ -187,11 +194,11 @@ func TestPlanPolicy(t *testing.T) {
 }
 
 func TestPlanServiceStopGrace(t *testing.T) {
-	quick := role("quick", "n1:10", "n2")
+	quick := service("quick", "n1:10", "n2")
 	quick.StopTimeout = "2s"
 	svcs := []string{"web", "quick", "marker"}
 	st := mustApply(t, fsm.NewState(), regWith("n1", nil, svcs), regWith("n2", nil, svcs), reg("n3"),
-		applySpec(role("web", "n1:10", "n2"), quick, role("marker", "n3", "n2")),
+		applySpec(service("web", "n1:10", "n2"), quick, role("marker", "n3", "n2")),
 		assign("web", "n1", "", 1), assign("quick", "n1", "", 1), assign("marker", "n3", "", 1))
 	endedAgo := func(ago time.Duration) func(string, uint64, time.Duration) bool {
 		return func(node string, gen uint64, grace time.Duration) bool {
@@ -202,7 +209,7 @@ func TestPlanServiceStopGrace(t *testing.T) {
 		ago  time.Duration
 		want []string
 	}{
-		// n3 declares no service actuator: its marker role moves at once.
+		// A marker role runs nothing: it moves at once.
 		{0, []string{"assign marker n2 gen=21 prev=n3 epoch=2"}},
 		{time.Second, []string{"assign marker n2 gen=21 prev=n3 epoch=2"}},
 		{2 * time.Second, []string{"assign marker n2 gen=21 prev=n3 epoch=2", "assign quick n2 gen=21 prev=n1 epoch=2"}},

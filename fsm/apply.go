@@ -223,7 +223,7 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	if r.Type == spec.TypeVIP && !n.VIP {
 		return reject(c, "node %q has no vip_interface for role %q", c.Node, c.Role)
 	}
-	if r.Type == spec.TypeService && !n.RunsService(c.Role) {
+	if r.Type == spec.TypeService && !r.Marker && !n.RunsService(c.Role) {
 		return reject(c, "node %q has no actuator for service role %q", c.Node, c.Role)
 	}
 	if r.Type == spec.TypeRedisMaster {
@@ -254,7 +254,8 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 		lostBy, lostAt = cur.Holder, c.Time
 	}
 	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time,
-		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected, LostBy: lostBy, LostAt: lostAt})
+		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected, LostBy: lostBy, LostAt: lostAt,
+		GraceMillis: r.StopGrace().Milliseconds()})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
 	return nil

@@ -18,8 +18,8 @@ func reg(node string, witness bool) *RegisterNode {
 }
 
 var testSpec = &spec.Spec{Roles: []spec.Role{
-	{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
-	{Name: "db", Type: spec.TypeService},
+	{Name: "web", Type: spec.TypeService, Marker: true, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
+	{Name: "db", Type: spec.TypeService, Marker: true},
 }}
 
 // baseState: n1, n2, n3 and witness w1 registered; n1's lease at seq 5; spec
@@ -1370,6 +1370,7 @@ func TestApplyAssignRequiresChecksAndActuator(t *testing.T) {
 	sp := &spec.Spec{Roles: []spec.Role{
 		{Name: "ip", Type: spec.TypeService, Requires: []string{"pull"}},
 		{Name: "notary", Type: spec.TypeService},
+		{Name: "tag", Type: spec.TypeService, Marker: true},
 	}}
 	r1 := reg("n1", false)
 	r1.Checks, r1.Services = []string{"pull"}, []string{"ip"}
@@ -1379,7 +1380,8 @@ func TestApplyAssignRequiresChecksAndActuator(t *testing.T) {
 	applyErr(t, st, &Assign{Role: "ip", Node: "n1", Epoch: 1, Time: t0})     // pull unknown
 	applyErr(t, st, &Assign{Role: "ip", Node: "n2", Epoch: 1, Time: t0})     // n2 does not run pull
 	applyErr(t, st, &Assign{Role: "notary", Node: "n1", Epoch: 1, Time: t0}) // n1 runs only ip
-	applyOK(t, st, &Assign{Role: "notary", Node: "n2", Epoch: 1, Time: t0})  // n2 declares none: marker
+	applyErr(t, st, &Assign{Role: "notary", Node: "n2", Epoch: 1, Time: t0}) // n2 declares none
+	applyOK(t, st, &Assign{Role: "tag", Node: "n2", Epoch: 1, Time: t0})     // a marker needs no actuator
 	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: true, Time: t0})
 	applyOK(t, st, &Assign{Role: "ip", Node: "n1", Epoch: 1, Time: t0})
 	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "pull", Passing: false, Time: t0})

@@ -96,10 +96,8 @@ type RegisterNode struct {
 	// Checks names the health checks the node runs. Registration resets
 	// their results to unknown: a restarted agent reports them afresh.
 	Checks []string `json:"checks,omitempty"`
-	// Services names the service roles the node has an actuator for. A
-	// node that names none may hold any service role without acting for
-	// it (marker roles other tooling watches); one that names some may
-	// hold only those.
+	// Services names the service roles the node has an actuator for; only
+	// those (and marker roles) may be given to it.
 	Services []string `json:"services,omitempty"`
 	// Redis is the announce address (host:port) of the node's Redis, ""
 	// when the node has none; only nodes with one hold redis-master roles.

@@ -176,7 +176,8 @@ func TestGoldenCommands(t *testing.T) {
 // holder at a new lease generation.
 func snapshotCommands() []Command {
 	return append(sampleCommands(),
-		&RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, VIP: true, LeaseTTLMillis: 3000, Time: t0 + 10},
+		&RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, VIP: true, LeaseTTLMillis: 3000, Time: t0 + 10,
+			Services: []string{"db", "web"}},
 		&RegisterNode{Node: "w1", RaftAddr: "10.0.0.9:7000", APIAddr: "10.0.0.9:7001", Voter: true, Witness: true, LeaseTTLMillis: 3000, Time: t0 + 11},
 		&RenewLease{Node: "n2", Seq: 7},
 		&Assign{Role: "web", Node: "n2", HolderGen: 41, Epoch: 2, Reason: "n1 removed", Actor: "n2", Time: t0 + 12},
@@ -236,8 +237,8 @@ func TestGoldenSnapshot(t *testing.T) {
 		t.Errorf("restored w1: got %+v, want a witness", w1)
 	}
 	wantAssign := map[string]*Assignment{
-		"web": {Role: "web", Holder: "n2", HolderGen: 42, Epoch: 3, Since: t0 + 15, Detected: t0 + 14, LostBy: "n1", LostAt: t0 + 4},
-		"db":  {Role: "db", Holder: "n2", HolderGen: 41, Epoch: 1, Since: t0 + 13, Releasing: true},
+		"web": {Role: "web", Holder: "n2", HolderGen: 42, Epoch: 3, Since: t0 + 15, Detected: t0 + 14, LostBy: "n1", LostAt: t0 + 4, GraceMillis: 10_000},
+		"db":  {Role: "db", Holder: "n2", HolderGen: 41, Epoch: 1, Since: t0 + 13, Releasing: true, GraceMillis: 10_000},
 	}
 	if !reflect.DeepEqual(got.Assignments, wantAssign) {
 		t.Errorf("restored assignments: got %v, want %v", got.Assignments, wantAssign)

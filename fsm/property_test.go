@@ -65,7 +65,7 @@ func specGen() *rapid.Generator[*spec.Spec] {
 		names := rapid.Permutation(propRoles).Draw(t, "roles")[:uniform(t, "nroles", 4)]
 		s := &spec.Spec{}
 		for _, n := range names {
-			r := spec.Role{Name: n, Type: spec.TypeService}
+			r := spec.Role{Name: n, Type: spec.TypeService, Marker: rapid.Bool().Draw(t, "marker")}
 			cands := rapid.Permutation(propNodes).Draw(t, "candidates")[:uniform(t, "ncandidates", 4)]
 			for _, c := range cands {
 				r.Candidates = append(r.Candidates, spec.Candidate{Node: c, Priority: rapid.IntRange(-1, 5).Draw(t, "priority")})

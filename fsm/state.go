@@ -90,12 +90,9 @@ type RedisState struct {
 	Since  int64  `json:"since"`
 }
 
-// RunsService reports whether the node may hold the service role: it has
-// an actuator for it, or it declares no service actuator at all.
+// RunsService reports whether the node has an actuator for the service
+// role (it lists the role under services in its config).
 func (n *Node) RunsService(role string) bool {
-	if len(n.Services) == 0 {
-		return true
-	}
 	for _, s := range n.Services {
 		if s == role {
 			return true
@@ -148,6 +145,12 @@ type Assignment struct {
 	AfterRelease bool `json:"after_release,omitempty"`
 	// Detected is the assigning command's Detected (see fsm.Assign).
 	Detected int64 `json:"detected,omitempty"`
+	// GraceMillis is the role's stop grace when it was assigned (a
+	// service's stop timeout; 0 for markers, VIPs, Redis): how long after
+	// this holder's lease surely ended the role may go elsewhere. Kept so
+	// that a later spec change cannot shorten the wait of a holder that
+	// still runs with the old timeout.
+	GraceMillis int64 `json:"grace_ms,omitempty"`
 	// LostBy is the last node that stopped holding the role (moved away,
 	// released, lease ended) and LostAt when (unix ms, proposer's clock):
 	// the hold-down's memory.

@@ -151,13 +151,16 @@ func (g *Grants) view(now time.Time) View {
 }
 
 // EndedFor reports whether, in this view, every grant to node at gen ended
-// at least grace ago. A generation the table holds no grant for counts from
-// the end of the guard.
+// at least grace ago. Ends are counted at the latest from the end of the
+// table's guard (a restarted granter's forgotten grants, and a superseded
+// generation it never saw, ended no later than that).
 func (v View) EndedFor(node string, gen uint64, grace time.Duration) bool {
 	if grace <= 0 {
 		return v.Ended(node, gen)
 	}
-	if v.Guarded {
+	// A restarted table may have forgotten grants that ended only at its
+	// guard's end: whatever it says, nothing ended longer ago than that.
+	if v.Guarded || v.SinceGuard < grace {
 		return false
 	}
 	gv, ok := v.Nodes[node]
@@ -167,7 +170,7 @@ func (v View) EndedFor(node string, gen uint64, grace time.Duration) bool {
 	case ok && gen < gv.Gen:
 		return gv.SupersededRemaining <= -grace
 	default:
-		return v.SinceGuard >= grace
+		return true
 	}
 }
 

@@ -177,6 +177,17 @@ func TestEndedForGrace(t *testing.T) {
 			t.Errorf("EndedFor(%s, %d, 0) at %d differs from Ended", tc.node, tc.gen, tc.now)
 		}
 	}
+	// A table restarted recently: n1 renews at generation 9 with it, so
+	// generation 5 looks superseded long ago (no recorded end); the grace
+	// still counts from the guard's end, not from the zero time.
+	r := NewGrants(at(10_000), 0.1, 550*time.Millisecond)
+	r.Renew("n1", 9, ttl, at(10_600))
+	if r.Snapshot(at(10_700)).EndedFor("n1", 5, grace) {
+		t.Error("restarted table: superseded generation ended-for-grace 150 ms after its guard")
+	}
+	if !r.Snapshot(at(12_550)).EndedFor("n1", 5, grace) {
+		t.Error("restarted table: superseded generation not ended-for-grace 2 s after its guard")
+	}
 	// A majority needs two of three views.
 	late := g.Snapshot(at(3600))
 	early := g.Snapshot(at(2000))

@@ -69,6 +69,12 @@ type Role struct {
 	// lease ended) from getting it back for this long, unless no other
 	// node qualifies: a damper against flapping (Go duration; default 0).
 	HoldDown string `yaml:"hold_down,omitempty" json:"hold_down,omitempty"`
+	// Marker makes a service role a marker: held in the replicated state
+	// only, no node runs anything for it (other tooling watches the
+	// holder through `harbormaster roles` or events); any node may hold
+	// it. Without it, a service role goes only to nodes that configure
+	// its actuator (services in their config).
+	Marker bool `yaml:"marker,omitempty" json:"marker,omitempty"`
 	// MasterName is the name a redis-master role answers to in the
 	// Sentinel-compatible discovery (clients' master name, Harbor's
 	// sentinel_master_set); default the role's name.
@@ -207,6 +213,12 @@ func (s *Spec) Validate() error {
 		if err := validateDuration(f+".hold_down", r.HoldDown); err != nil {
 			return err
 		}
+		if r.Marker && r.Type != TypeService {
+			return &FieldError{f + ".marker", "is set on a " + r.Type + " role; only service roles can be markers"}
+		}
+		if r.Marker && r.StopTimeout != "" {
+			return &FieldError{f + ".stop_timeout", "is set on a marker role, which runs nothing; remove it or remove marker"}
+		}
 		if r.StopTimeout != "" {
 			if r.Type != TypeService {
 				return &FieldError{f + ".stop_timeout", "is set on a " + r.Type + " role; only service roles have a stop timeout"}
@@ -305,10 +317,11 @@ func (r Role) HoldDownFor() time.Duration {
 }
 
 // StopGrace returns how long a service role waits, after its holder's lease
-// surely ended, before another node may start it: the stop timeout. Other
-// role types act in the kernel or in Redis within the lease and wait 0.
+// surely ended, before another node may start it: the stop timeout. Marker
+// roles run nothing; other role types act in the kernel or in Redis within
+// the lease: they wait 0.
 func (r Role) StopGrace() time.Duration {
-	if r.Type != TypeService {
+	if r.Type != TypeService || r.Marker {
 		return 0
 	}
 	if d, err := time.ParseDuration(r.StopTimeout); err == nil && d > 0 {

@@ -137,6 +137,8 @@ func TestFieldErrors(t *testing.T) {
 		{"hold_down not a duration", "roles:\n  - {name: a, type: service, hold_down: long}\n", "roles[0].hold_down"},
 		{"hold_down negative", "roles:\n  - {name: a, type: service, hold_down: -1s}\n", "roles[0].hold_down"},
 		{"stop_timeout on a vip", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, stop_timeout: 5s}\n", "roles[0].stop_timeout"},
+		{"marker on a vip", "roles:\n  - {name: ip, type: vip, address: 198.18.0.200/24, marker: true}\n", "roles[0].marker"},
+		{"marker with stop_timeout", "roles:\n  - {name: a, type: service, marker: true, stop_timeout: 5s}\n", "roles[0].stop_timeout"},
 		{"stop_timeout zero", "roles:\n  - {name: a, type: service, stop_timeout: 0s}\n", "roles[0].stop_timeout"},
 		{"stop_timeout not a duration", "roles:\n  - {name: a, type: service, stop_timeout: 5}\n", "roles[0].stop_timeout"},
 	}
@@ -423,6 +425,9 @@ func TestRedisMasterRole(t *testing.T) {
 	r, _ := s.Role("redis")
 	if r.SentinelName() != "mymaster" || r.StopGrace() != 0 {
 		t.Fatalf("redis role: sentinel name %q grace %v, want mymaster and 0", r.SentinelName(), r.StopGrace())
+	}
+	if m := (Role{Name: "tag", Type: TypeService, Marker: true}); m.StopGrace() != 0 {
+		t.Fatalf("marker StopGrace = %v, want 0", m.StopGrace())
 	}
 	if r2 := (Role{Name: "jobs", Type: TypeRedisMaster}); r2.SentinelName() != "jobs" {
 		t.Fatalf("SentinelName default = %q, want the role name", r2.SentinelName())

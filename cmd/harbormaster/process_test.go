@@ -314,7 +314,7 @@ func procFailover(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := strings.TrimRight(seed, "\n") + "\n  - name: registry\n    type: service\n"
+	doc := strings.TrimRight(seed, "\n") + "\n  - name: registry\n    type: service\n    marker: true\n"
 	if err := os.WriteFile(good, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
