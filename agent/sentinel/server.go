@@ -1,0 +1,419 @@
+package sentinel
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Addr is a host (IP address or name) and TCP port, as Sentinel reports
+// them. The zero Addr means none.
+type Addr struct {
+	Host string
+	Port int
+}
+
+// IsZero reports whether a is the zero Addr.
+func (a Addr) IsZero() bool { return a == Addr{} }
+
+// String returns "host:port", with brackets around an IPv6 host.
+func (a Addr) String() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) }
+
+// Master is one replication group as the replicated state has it.
+type Master struct {
+	// Name is the master name clients ask for (sentinel_master_set in
+	// Harbor), e.g. "mymaster".
+	Name string
+	// Addr is the current master's Redis announce address; zero when no
+	// master is elected.
+	Addr Addr
+	// Epoch is harbormaster's fencing epoch of the master role, reported as
+	// config-epoch.
+	Epoch uint64
+	// Replicas are the other members' Redis announce addresses.
+	Replicas []Addr
+	// Down means there is no live master right now. A down master (and one
+	// with a zero Addr) is flagged "s_down,o_down,master" and its INFO status
+	// is odown, as Sentinel reports a master that a quorum agrees is down.
+	Down bool
+}
+
+// Source is what the server reads. Its methods must be cheap and safe for
+// concurrent use; the server calls them for every request that needs them
+// and on every Changed. The server neither keeps nor modifies the slices
+// they return.
+type Source interface {
+	// Masters returns every replication group.
+	Masters() []Master
+	// Sentinels returns the other agents' sentinel listener addresses for
+	// the named master (for SENTINEL sentinels), excluding this one.
+	Sentinels(name string) []Addr
+}
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the listen address, e.g. 0.0.0.0:26379. The Server does not
+	// listen itself (Serve takes the listener); the field is for the caller.
+	Addr string
+	// PasswordFile, when set, makes AUTH (or HELLO ... AUTH) required. Its
+	// first line is the password, or "user password" in ACL style, as the
+	// agent's redis checks read it. It is read by New and again at every
+	// authentication attempt, so it may be rotated.
+	PasswordFile string
+	// RunID is 40 hex characters identifying this sentinel (SENTINEL myid);
+	// it should be stable per node, e.g. derived from the node id.
+	RunID string
+	// Announce is how this sentinel is announced to others (ip and port in
+	// their SENTINEL sentinels answers). The server leaves it out of its own
+	// SENTINEL sentinels answers should the Source list it.
+	Announce Addr
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("sentinel: server closed")
+
+// Server answers Sentinel clients from a Source. Create it with New, run
+// Serve on one or more listeners, call Changed when the Source's answers may
+// have changed, and Close to stop. All methods are safe for concurrent use.
+type Server struct {
+	cfg   Config
+	src   Source
+	log   *slog.Logger
+	now   func() time.Time // the clock; time.Now but in tests
+	start time.Time
+
+	// auth is set when a password file is configured.
+	auth bool
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	nextID    int64
+	wg        sync.WaitGroup
+
+	// trackMu serializes Changed and guards tracked. It is taken before
+	// mu and before any conn's mu, never while holding them.
+	trackMu sync.Mutex
+	tracked map[string]*tracked
+}
+
+// tracked is what the server remembers of one master between Changed calls.
+type tracked struct {
+	addr      Addr      // the last non-zero address
+	since     time.Time // when addr was first seen
+	downSince time.Time // when the master was first seen down; zero when up
+}
+
+// maxClients bounds the open connections, as Redis's maxclients.
+const maxClients = 4096
+
+// writeTimeout bounds every write to a client; a client that does not read
+// for that long is disconnected.
+const writeTimeout = 10 * time.Second
+
+var runIDPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// New validates cfg and returns a Server that reads src and logs to log. It
+// reads the password file (to fail early) and takes the Source's current
+// masters as the baseline for Changed; it starts nothing.
+func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
+	return newServer(cfg, src, log, time.Now)
+}
+
+func newServer(cfg Config, src Source, log *slog.Logger, now func() time.Time) (*Server, error) {
+	if src == nil {
+		return nil, errors.New("sentinel: nil Source")
+	}
+	if !runIDPattern.MatchString(cfg.RunID) {
+		return nil, fmt.Errorf("sentinel: run id %q is not 40 lower-case hex characters", cfg.RunID)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		src:       src,
+		log:       log.With("component", "sentinel"),
+		now:       now,
+		start:     now(),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		tracked:   make(map[string]*tracked),
+	}
+	if cfg.PasswordFile != "" {
+		if _, _, err := readPasswordFile(cfg.PasswordFile); err != nil {
+			return nil, fmt.Errorf("sentinel: %w", err)
+		}
+		s.auth = true
+	}
+	for _, m := range src.Masters() {
+		if _, ok := s.tracked[m.Name]; !ok {
+			s.tracked[m.Name] = s.track(m, s.start)
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) track(m Master, now time.Time) *tracked {
+	t := &tracked{addr: m.Addr, since: now}
+	if isDown(m) {
+		t.downSince = now
+	}
+	return t
+}
+
+// isDown reports whether m has no live master.
+func isDown(m Master) bool { return m.Down || m.Addr.IsZero() }
+
+// readPasswordFile reads "password" or "user password" from the first line
+// of path; the user defaults to "default".
+func readPasswordFile(path string) (user, pass string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", "", fmt.Errorf("password file: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, 64<<10)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", "", fmt.Errorf("password file %s: %w", path, err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", "", fmt.Errorf("password file %s: the first line is empty", path)
+	}
+	if u, p, ok := strings.Cut(line, " "); ok && u != "" {
+		return u, p, nil
+	}
+	return "default", line, nil
+}
+
+// checkAuth reports whether user and pass are the configured credentials.
+// Without a password file, the default user takes any password, as Redis's
+// nopass default user does.
+func (s *Server) checkAuth(user, pass string) bool {
+	if !s.auth {
+		return user == "default"
+	}
+	wantUser, wantPass, err := readPasswordFile(s.cfg.PasswordFile)
+	if err != nil {
+		s.log.Warn("authentication refused: cannot read the password file", "err", err)
+		return false
+	}
+	u := subtle.ConstantTimeCompare([]byte(user), []byte(wantUser))
+	p := subtle.ConstantTimeCompare([]byte(pass), []byte(wantPass))
+	return u&p == 1
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until Close, then returns ErrServerClosed. It may run on several
+// listeners at once. Other accept errors are returned (temporary ones are
+// retried); Serve closes ln when it returns.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("sentinel: accept: %w", err)
+		}
+		backoff = 0
+		s.mu.Lock()
+		switch {
+		case s.closed:
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		case len(s.conns) >= maxClients:
+			s.mu.Unlock()
+			nc.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(nc, "-ERR max number of clients reached\r\n")
+			nc.Close()
+			continue
+		}
+		s.nextID++
+		c := newConn(s, nc, s.nextID)
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops every Serve, closes every connection and waits for their
+// goroutines. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// goAsync runs f in a goroutine that Close waits for, unless the server is
+// closed.
+func (s *Server) goAsync(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Changed compares the Source's masters with what the server saw last and,
+// for every master whose address changed, publishes on "+switch-master"
+// "<name> <old-ip> <old-port> <new-ip> <new-port>", as Sentinel does after a
+// failover. The old address is the last non-zero one seen (a master that
+// went away and came back elsewhere is a switch); a master seen for the
+// first time publishes nothing. Call it after every state change: when
+// nothing changed it reads the Source once and allocates nothing more.
+// Publishing never blocks on slow clients.
+func (s *Server) Changed() {
+	ms := s.src.Masters()
+	now := s.now()
+	s.trackMu.Lock()
+	defer s.trackMu.Unlock()
+	var msgs []string
+	for _, m := range ms {
+		t, ok := s.tracked[m.Name]
+		if !ok {
+			s.tracked[m.Name] = s.track(m, now)
+			continue
+		}
+		if down := isDown(m); down && t.downSince.IsZero() {
+			t.downSince = now
+		} else if !down && !t.downSince.IsZero() {
+			t.downSince = time.Time{}
+		}
+		if m.Addr.IsZero() || m.Addr == t.addr {
+			continue
+		}
+		if !t.addr.IsZero() {
+			msg := fmt.Sprintf("%s %s %d %s %d", m.Name, t.addr.Host, t.addr.Port, m.Addr.Host, m.Addr.Port)
+			msgs = append(msgs, msg)
+			s.log.Info("master switched", "master", m.Name, "from", t.addr.String(), "to", m.Addr.String(), "epoch", m.Epoch)
+		}
+		t.addr, t.since = m.Addr, now
+	}
+	for _, msg := range msgs {
+		s.publish("+switch-master", msg)
+	}
+}
+
+// publish queues message on channel to every connection subscribed to it,
+// directly or by a pattern. Callers hold trackMu, so messages keep their
+// order.
+func (s *Server) publish(channel, message string) {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.deliver(channel, message)
+	}
+}
+
+// masterTimes returns how long ago the master's current address was first
+// seen and how long it has been down (0 when up or not yet tracked).
+func (s *Server) masterTimes(name string, now time.Time) (since, down time.Duration) {
+	s.trackMu.Lock()
+	defer s.trackMu.Unlock()
+	t, ok := s.tracked[name]
+	if !ok {
+		return 0, 0
+	}
+	since = now.Sub(t.since)
+	if !t.downSince.IsZero() {
+		down = now.Sub(t.downSince)
+	}
+	return since, down
+}
+
+// sentinels returns the Source's other sentinels for name, without this
+// one's announce address.
+func (s *Server) sentinels(name string) []Addr {
+	all := s.src.Sentinels(name)
+	if s.cfg.Announce.IsZero() {
+		return all
+	}
+	out := make([]Addr, 0, len(all))
+	for _, a := range all {
+		if a != s.cfg.Announce {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// master returns the named master from the Source.
+func (s *Server) master(name string) (Master, bool) {
+	for _, m := range s.src.Masters() {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Master{}, false
+}
+
+// numClients returns the number of open connections.
+func (s *Server) numClients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
