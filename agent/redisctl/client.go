@@ -25,7 +25,9 @@ const maxIdle = 2
 var ErrClosed = errors.New("redisctl: client closed")
 
 // Client controls one Redis server. It connects lazily, keeps up to two
-// idle connections, and is safe for concurrent use; calls do not retry.
+// idle connections, and is safe for concurrent use. A call is retried only
+// when a kept connection turns out closed by the server (every command it
+// sends is idempotent), once, on a new connection.
 // Every call is bounded by its ctx (or DefaultTimeout when ctx has no
 // deadline); errors name the command and the address, e.g.
 // "REPLICAOF NO ONE on 127.0.0.1:6379: ...", and wrap *ReplyError for an
@@ -78,21 +80,22 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// get returns an idle connection or dials a new one.
-func (c *Client) get(ctx context.Context) (*conn, error) {
+// get returns an idle connection (reused true) or dials a new one.
+func (c *Client) get(ctx context.Context) (cn *conn, reused bool, err error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	if n := len(c.idle); n > 0 {
 		cn := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
-		return cn, nil
+		return cn, true, nil
 	}
 	c.mu.Unlock()
-	return c.dial(ctx)
+	cn, err = c.dial(ctx)
+	return cn, false, err
 }
 
 // put returns a connection to the idle list, or closes it.
@@ -167,12 +170,21 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 // replies (error replies included, as *ReplyError values). The error, for
 // a failure to connect or to exchange, is named by what.
 func (c *Client) exec(ctx context.Context, what string, cmds ...[]string) ([]any, error) {
-	cn, err := c.get(ctx)
+	cn, reused, err := c.get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: %w", what, c.addr, err)
 	}
 	replies, err := cn.roundTrip(ctx, DefaultTimeout, cmds...)
 	c.put(cn)
+	if err != nil && reused && ctx.Err() == nil && !isTimeout(err) {
+		// A kept connection the server closed since (a restart, its
+		// timeout setting, CLIENT KILL). Every command this package sends
+		// is idempotent: try once more on a new connection.
+		if cn, err = c.dial(ctx); err == nil {
+			replies, err = cn.roundTrip(ctx, DefaultTimeout, cmds...)
+			c.put(cn)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: %w", what, c.addr, err)
 	}

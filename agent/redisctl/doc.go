@@ -113,8 +113,8 @@
 // PasswordFile at each connect. It is a small client of its own rather
 // than go-redis: a call's ctx bounds it completely (its deadline and its
 // cancellation interrupt a read in progress; go-redis follows only
-// deadlines, and only with ContextTimeoutEnabled), it never retries
-// (go-redis retries three times by default), it starts no goroutines and
+// deadlines, and only with ContextTimeoutEnabled), it retries only a kept
+// connection found closed (go-redis retries three times by default), it starts no goroutines and
 // sends no handshake commands Redis 7.0 does not know (HELLO 3, CLIENT
 // SETINFO, CLIENT MAINT_NOTIFICATIONS), and it adds no dependency. The
 // agent's redis check (agent/checks) speaks RESP2 the same way.

@@ -29,7 +29,8 @@ type Replication struct {
 	// from the server (CONFIG GET min-replicas-to-write), not tracked by
 	// the client, so it survives agent restarts and is seen by Remote
 	// clients. Armed on a replica, it takes effect as soon as anyone
-	// other than Promote makes the server a master.
+	// other than Promote makes the server a master. A CLIENT PAUSE is not
+	// reported: Redis 7.0 shows it neither in INFO nor in CLIENT INFO.
 	Paused bool
 	// ConnectedReplicas is connected_slaves: replicas attached to this
 	// server, in any state.

@@ -246,3 +246,24 @@ func TestConcurrentCalls(t *testing.T) {
 		t.Fatalf("%d idle connections, want at most %d", idle, maxIdle)
 	}
 }
+
+// TestReconnect: a kept connection the server closed (CLIENT KILL, a
+// restart on the same port) costs no failed call.
+func TestReconnect(t *testing.T) {
+	s := startRedis(t)
+	c := s.client()
+	first := repl(t, c)
+	if n, _ := must(t, s.client(), "CLIENT", "KILL", "TYPE", "normal").(int64); n != 1 {
+		t.Fatalf("CLIENT KILL killed %d clients, want 1: the kept connection", n)
+	}
+	if r := repl(t, c); r.RunID != first.RunID {
+		t.Fatalf("RunID %s after CLIENT KILL, want %s", r.RunID, first.RunID)
+	}
+
+	s.kill()
+	dir := t.TempDir()
+	runRedis(t, s.port, []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir})
+	if r := repl(t, c); r.RunID == first.RunID || !hex40.MatchString(r.RunID) {
+		t.Fatalf("RunID %q after a restart, want a new one (was %s)", r.RunID, first.RunID)
+	}
+}
