@@ -109,13 +109,16 @@ func (c *Client) Epoch(ctx context.Context, role string) (epoch uint64, ok bool,
 // <epoch>, skipped when it is already that value. The last two go in one
 // round trip; when the operator's own min-replicas-to-write is above 0 it
 // is set to 0 around the SET, which it would otherwise refuse until
-// enough replicas follow the new master. The key is an ordinary string key, so it replicates:
-// a client reads it on the master or any replica (GET
-// harbormaster:epoch:redis-master) and may fence its own writes with it,
-// e.g. in a script that writes only if the key still holds the epoch it
-// knows. Before anything, Promote reads the key and refuses (a
-// *StaleEpochError, nothing changed) an epoch lower than the one recorded.
-// Idempotent; only the node's own agent calls it, for its own Redis.
+// enough replicas follow the new master.
+//
+// The key is an ordinary string key, so it replicates: a client reads it
+// on the master or any replica (GET harbormaster:epoch:redis-master) and
+// may fence its own writes with it, e.g. in a script that writes only if
+// the key still holds the epoch it knows.
+//
+// Before anything, Promote reads the key and refuses (a *StaleEpochError,
+// nothing changed) an epoch lower than the one recorded. Idempotent; only
+// the node's own agent calls it, for its own Redis.
 func (c *Client) Promote(ctx context.Context, role string, epoch uint64) error {
 	if role == "" {
 		return errors.New("promote: empty role name")

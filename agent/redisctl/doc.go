@@ -114,8 +114,10 @@
 // than go-redis: a call's ctx bounds it completely (its deadline and its
 // cancellation interrupt a read in progress; go-redis follows only
 // deadlines, and only with ContextTimeoutEnabled), it retries only a kept
-// connection found closed (go-redis retries three times by default), it starts no goroutines and
-// sends no handshake commands Redis 7.0 does not know (HELLO 3, CLIENT
-// SETINFO, CLIENT MAINT_NOTIFICATIONS), and it adds no dependency. The
-// agent's redis check (agent/checks) speaks RESP2 the same way.
+// connection found closed (go-redis retries three times by default), it
+// starts no goroutines, it sends nothing but AUTH on connect (go-redis
+// sends HELLO, and CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS, which
+// Redis 7.0 does not know and an ACL user would need), and it adds no
+// dependency. The agent's redis check (agent/checks) speaks RESP2 the
+// same way.
 package redisctl
