@@ -149,8 +149,10 @@ func (c *Client) Promote(ctx context.Context, role string, epoch uint64) error {
 	}
 	setEpoch := []string{"SET", EpochKey(role), strconv.FormatUint(epoch, 10)}
 	setMinRep := func(n int64) []string { return []string{"CONFIG", "SET", paramMinRep, strconv.FormatInt(n, 10)} }
-	// One round trip, which Redis runs without serving another client in
-	// between; CLIENT UNPAUSE first, or a pause would hold the rest.
+	// One write: Redis reads the few commands at once and runs a client's
+	// whole input before it serves another client, so no client write
+	// falls between them in practice. CLIENT UNPAUSE first, or a pause
+	// would hold the rest.
 	cmds := [][]string{{"CLIENT", "UNPAUSE"}}
 	switch {
 	case ok && stored == epoch:
