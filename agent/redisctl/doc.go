@@ -75,9 +75,10 @@
 //     with min-replicas-max-lag N makes such a master refuse writes about N
 //     seconds (whole seconds) after it loses all its replicas; the fence
 //     keeps and restores that setting, and Promote still records its epoch
-//     on a new master no replica follows yet (it sets the value to 0 around
-//     its SET, in the same round trip, which Redis runs without serving
-//     another client in between).
+//     on a new master no replica follows yet: it sets the value to 0
+//     around its SET, all sent in one write, which Redis runs before it
+//     serves another client (a client write could fall in between only if
+//     the commands arrived in two reads).
 //   - min-replicas-max-lag 0 disables the min-replicas check; PauseWrites
 //     sets it to 10 (Redis's default) in that case and Unpause leaves it.
 //
