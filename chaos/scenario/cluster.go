@@ -24,6 +24,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/chaos/lab"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+	"github.com/harbormaster/harbormaster/spec"
 )
 
 const (
@@ -61,6 +62,29 @@ type ClusterOptions struct {
 	Log *slog.Logger
 	// LabName labels the lab's namespaces (see lab.Options.Name).
 	LabName string
+	// LabBin is the harbormaster-lab binary, for the helpers that run
+	// inside the lab (`harbormaster-lab internal push`, the stand-in
+	// services' `internal service`). Scenarios that need it fail without.
+	LabBin string
+
+	// Spec replaces the default spec (the one vip role VIPRole at VIP). It
+	// must keep that role, with that address: every scenario watches it.
+	Spec string
+	// NodeExtra, when set, returns YAML appended to node n's config: its
+	// checks: section, for instance.
+	NodeExtra func(c *Cluster, n lab.Node) string
+	// StandIns are service roles of the spec whose hooks, on every node,
+	// run the lab's stand-in service (see RunStandIn); their instances log
+	// to ServiceLogPath. WaitStable then also waits until each is running
+	// on its holder. Needs LabBin.
+	StandIns []string
+	// Daemons run in every node's namespace, started before the agents
+	// (see Daemon).
+	Daemons []Daemon
+	// Prepare, when set, runs once the daemons have started and before
+	// the agents start (to fill a node's registry from inside the lab,
+	// with RunInLab).
+	Prepare func(ctx context.Context, c *Cluster) error
 }
 
 // Cluster is a 3-node harbormaster cluster running in a fresh lab: one
@@ -82,10 +106,16 @@ type Cluster struct {
 	servers []net.Listener
 	conns   map[string]*grpc.ClientConn
 
-	mu     sync.Mutex
-	agents map[string]*agentProc
-	off    []offWindow
-	exits  []string
+	// spec is the parsed spec; svcLog reads the stand-ins' log (nil
+	// without stand-ins).
+	spec   *spec.Spec
+	svcLog *ServiceLog
+
+	mu      sync.Mutex
+	agents  map[string]*agentProc
+	daemons map[string]*Proc // by daemonKey
+	off     []offWindow
+	exits   []string
 }
 
 // UnexpectedExits returns, and forgets, the agent exits the scenario did
@@ -134,7 +164,19 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &Cluster{opts: opts, log: log, Timing: timing, conns: map[string]*grpc.ClientConn{}, agents: map[string]*agentProc{}}
+	c := &Cluster{opts: opts, log: log, Timing: timing, conns: map[string]*grpc.ClientConn{}, agents: map[string]*agentProc{},
+		daemons: map[string]*Proc{}}
+	if c.spec, err = parseSpec(opts.Spec); err != nil {
+		return nil, err
+	}
+	for _, r := range opts.StandIns {
+		if sr, ok := c.spec.Role(r); !ok || sr.Type != spec.TypeService {
+			return nil, fmt.Errorf("cluster: stand-in %q is not a service role of the spec", r)
+		}
+	}
+	if len(opts.StandIns) > 0 && opts.LabBin == "" {
+		return nil, errNoLabBin
+	}
 	c.dir = opts.Dir
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "harbormaster-lab-"); err != nil {
@@ -169,6 +211,19 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	}
 	if c.Sampler, err = c.Lab.StartSampler(VIP, samplePeriod); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	for _, n := range c.nodes {
+		if err := c.startDaemons(n.Name); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Prepare != nil {
+		if err := opts.Prepare(ctx, c); err != nil {
+			return nil, fmt.Errorf("cluster: prepare: %w", err)
+		}
+	}
+	if len(opts.StandIns) > 0 {
+		c.svcLog = NewServiceLog(c.ServiceLogPath())
 	}
 	for _, n := range c.nodes {
 		conn, err := grpc.NewClient(apiAddr(n), grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -215,10 +270,35 @@ func (c *Cluster) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return conn, err
 }
 
+// defaultSpec is the spec of the issue 3 scenarios: one vip role.
+func defaultSpec() string {
+	return fmt.Sprintf("roles:\n  - {name: %s, type: vip, address: %s}\n", VIPRole, VIP)
+}
+
+// parseSpec parses doc (the default spec when empty) and checks that it
+// has the vip role every scenario watches.
+func parseSpec(doc string) (*spec.Spec, error) {
+	if doc == "" {
+		doc = defaultSpec()
+	}
+	s, err := spec.Parse([]byte(doc))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: spec: %w", err)
+	}
+	r, ok := s.Role(VIPRole)
+	if !ok || r.Type != spec.TypeVIP || r.Address != VIP.String() {
+		return nil, fmt.Errorf("cluster: spec: the scenarios watch the vip role %s at %s; keep it", VIPRole, VIP)
+	}
+	return s, nil
+}
+
 // writeConfigs writes n<i>.yaml and spec.yaml into the work dir.
 func (c *Cluster) writeConfigs() error {
-	spec := fmt.Sprintf("roles:\n  - {name: %s, type: vip, address: %s}\n", VIPRole, VIP)
-	if err := os.WriteFile(filepath.Join(c.dir, "spec.yaml"), []byte(spec), 0o644); err != nil {
+	doc := c.opts.Spec
+	if doc == "" {
+		doc = defaultSpec()
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "spec.yaml"), []byte(doc), 0o644); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	var boot strings.Builder
@@ -238,6 +318,14 @@ bootstrap:
 %sspec_file: %s
 `, c.Lab.Prefix(), n.Name, raftAddr(n), apiAddr(n), filepath.Join(c.dir, n.Name), c.opts.Profile,
 			c.opts.LogLevel, n.Iface, boot.String(), filepath.Join(c.dir, "spec.yaml"))
+		services, err := c.writeStandIns(n.Name)
+		if err != nil {
+			return err
+		}
+		cfg += services
+		if c.opts.NodeExtra != nil {
+			cfg += c.opts.NodeExtra(c, n)
+		}
 		if err := os.WriteFile(c.configPath(n.Name), []byte(cfg), 0o644); err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
@@ -357,6 +445,7 @@ func (c *Cluster) Crash(node string) (time.Time, error) {
 		p.stopping.Store(true)
 	}
 	c.mu.Unlock()
+	c.markDaemonsStopping(node)
 	if err := c.Lab.Crash(node); err != nil {
 		return t, err
 	}
@@ -364,11 +453,12 @@ func (c *Cluster) Crash(node string) (time.Time, error) {
 	if err == nil {
 		<-p.done
 	}
+	c.waitDaemonsExit(node)
 	return t, nil
 }
 
 // Restore brings a crashed node's port up (closing its off window) and
-// restarts its agent on its data dir.
+// restarts its daemons and its agent on its data dir.
 func (c *Cluster) Restore(node string) error {
 	if err := c.Lab.Restore(node); err != nil {
 		return err
@@ -381,6 +471,9 @@ func (c *Cluster) Restore(node string) error {
 		}
 	}
 	c.mu.Unlock()
+	if err := c.startDaemons(node); err != nil {
+		return err
+	}
 	return c.StartAgent(node)
 }
 
@@ -407,46 +500,6 @@ func (c *Cluster) Holders() []string {
 	return excludeOff([]lab.Sample{s}, c.offWindows())[0].Holders
 }
 
-// Status asks one node for its status.
-func (c *Cluster) Status(ctx context.Context, node string) (*hmv1.StatusResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-	defer cancel()
-	return hmv1.NewAdminClient(c.conns[node]).Status(ctx, &hmv1.StatusRequest{})
-}
-
-// Roles asks one node for the roles.
-func (c *Cluster) Roles(ctx context.Context, node string) (*hmv1.ListRolesResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-	defer cancel()
-	return hmv1.NewAdminClient(c.conns[node]).ListRoles(ctx, &hmv1.ListRolesRequest{})
-}
-
-// TransferLeader asks the node to hand Raft leadership to target.
-func (c *Cluster) TransferLeader(ctx context.Context, via, target string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := hmv1.NewAdminClient(c.conns[via]).TransferLeadership(ctx, &hmv1.TransferLeadershipRequest{Target: target})
-	return err
-}
-
-// Move asks the cluster (through node via) to hand role over to node at
-// once (`harbormaster move --no-wait`).
-func (c *Cluster) Move(ctx context.Context, via, role, node string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := hmv1.NewAdminClient(c.conns[via]).Move(ctx, &hmv1.MoveRequest{Role: role, Node: node, Actor: "chaos/scenario"})
-	return err
-}
-
-// Drain sets or clears node's drained flag through node via (`harbormaster
-// drain` without waiting, `undrain`).
-func (c *Cluster) Drain(ctx context.Context, via, node string, drained bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := hmv1.NewAdminClient(c.conns[via]).Drain(ctx, &hmv1.DrainRequest{Node: node, Drained: drained, Actor: "chaos/scenario"})
-	return err
-}
-
 // View is the cluster as seen at one moment by the checks of WaitStable.
 type View struct {
 	Leader string // agreed by every running node
@@ -454,9 +507,29 @@ type View struct {
 	Holder string // of VIPRole, per the leader's state
 	Epoch  uint64
 	Kernel []string // holders per the sampler
-	Ready  bool     // every running node ready and agreeing, the kernel and the state agree, the client reaches the holder
-	Why    string   // why not Ready
+	// Services maps each stand-in service role to "holder@epoch" (empty
+	// without stand-ins).
+	Services map[string]string
+	Ready    bool   // every running node ready and agreeing, the kernel and the state agree, the client reaches the holder, every stand-in runs on its holder
+	Why      string // why not Ready
 }
+
+// same reports whether two views show the same leader and holders.
+func (v View) same(o View) bool {
+	if v.Holder != o.Holder || v.Leader != o.Leader || v.Epoch != o.Epoch || len(v.Services) != len(o.Services) {
+		return false
+	}
+	for k, s := range v.Services {
+		if o.Services[k] != s {
+			return false
+		}
+	}
+	return true
+}
+
+// standInFresh is how recent a stand-in's last line must be for it to
+// count as running (it beats every 20 ms).
+const standInFresh = 250 * time.Millisecond
 
 // Look takes one View of the nodes whose agents are running.
 func (c *Cluster) Look(ctx context.Context) View {
@@ -500,10 +573,31 @@ func (c *Cluster) Look(ctx context.Context) View {
 		v.Why = fmt.Sprintf("roles from %s: %v", v.Leader, err)
 		return v
 	}
+	byName := map[string]*hmv1.Role{}
 	for _, r := range roles.Roles {
+		byName[r.Name] = r
 		if r.Name == VIPRole && !r.Releasing {
 			v.Holder, v.Epoch = r.Holder, r.Epoch
 		}
+	}
+	for _, name := range c.opts.StandIns {
+		r, ok := byName[name]
+		switch {
+		case !ok || r.Holder == "":
+			v.Why = "service " + name + " has no holder"
+			return v
+		case r.Releasing:
+			v.Why = "service " + name + " is being released by " + r.Holder
+			return v
+		}
+		if _, ok := c.svcLog.Active(name, r.Holder, r.Epoch, standInFresh); !ok {
+			v.Why = fmt.Sprintf("the stand-in of %s does not run on its holder %s at epoch %d", name, r.Holder, r.Epoch)
+			return v
+		}
+		if v.Services == nil {
+			v.Services = map[string]string{}
+		}
+		v.Services[name] = fmt.Sprintf("%s@%d", r.Holder, r.Epoch)
 	}
 	v.Kernel = c.Holders()
 	if v.Holder == "" {
@@ -542,7 +636,7 @@ func (c *Cluster) WaitStable(ctx context.Context, settle, timeout time.Duration)
 		switch {
 		case !v.Ready:
 			since = time.Time{}
-		case since.IsZero() || v.Holder != stable.Holder || v.Leader != stable.Leader || v.Epoch != stable.Epoch:
+		case since.IsZero() || !v.same(stable):
 			since, stable = time.Now(), v
 		case time.Since(since) >= settle:
 			return v, nil
@@ -589,6 +683,7 @@ func (c *Cluster) Close() error {
 			<-p.done
 		}
 	}
+	c.stopDaemons()
 	for _, conn := range c.conns {
 		_ = conn.Close()
 	}

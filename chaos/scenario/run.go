@@ -7,6 +7,13 @@
 // reports every invariant violation with timestamps and the client-visible
 // outage.
 //
+// The scenarios of issue 4 give the cluster health checks and services:
+// a real docker-registry per node behind a registry-pull check
+// (registry-down), an exec check that flaps (flap), and two active/standby
+// services run by a stand-in that logs its own activity (the service
+// scenarios; see RunStandIn), whose log is checked after every trial: never
+// two actives of one role, epochs only growing.
+//
 // Run builds a fresh lab and cluster, runs the trials of one scenario in
 // it, and tears everything down; cmd/harbormaster-lab is its command line.
 // Every program that sends lab traffic runs lab.GuardHere on the thread that
@@ -43,6 +50,9 @@ type Options struct {
 	Settle time.Duration
 	// StableTimeout bounds every wait for a stable cluster (default 60s).
 	StableTimeout time.Duration
+	// FlapDuration is how long flap toggles the holder's check (default
+	// 60s).
+	FlapDuration time.Duration
 }
 
 func (o *Options) defaults() {
@@ -60,6 +70,9 @@ func (o *Options) defaults() {
 	}
 	if o.StableTimeout <= 0 {
 		o.StableTimeout = 60 * time.Second
+	}
+	if o.FlapDuration <= 0 {
+		o.FlapDuration = 60 * time.Second
 	}
 	if o.Profile == "" {
 		o.Profile = "lan"
@@ -157,6 +170,9 @@ type scenario struct {
 	run  func(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error
 	// targets returns the §5 targets of a finished run for a profile.
 	targets func(r *Result) []Target
+	// cluster, when set, adapts the cluster to the scenario before it
+	// starts: its spec, the nodes' checks and services, daemons.
+	cluster func(co *ClusterOptions, o Options) error
 }
 
 func catalogue() []scenario {
@@ -248,6 +264,11 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 		res.OK = true
 		return res, nil
 	}
+	if sc.cluster != nil {
+		if err := sc.cluster(&o.ClusterOptions, o); err != nil {
+			return res, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	c, err := StartCluster(ctx, o.ClusterOptions)
 	if err != nil {
 		return res, err
@@ -290,6 +311,9 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 			tr.violate("%s: the cluster did not recover after the fault: %v", stamp(time.Now()), rerr)
 		}
 		for _, e := range c.UnexpectedExits() {
+			tr.violate("%s", e)
+		}
+		for _, e := range c.standInViolations(start) {
 			tr.violate("%s", e)
 		}
 		samples := c.SamplesSince(start)

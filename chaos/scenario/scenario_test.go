@@ -22,8 +22,9 @@ import (
 // namespace deleted, every agent killed) before the test binary exits.
 var testCtx context.Context
 
-// builtBin is the harbormaster binary TestMain built when HM_BIN is unset.
-var builtBin string
+// builtBin and builtLabBin are the harbormaster and harbormaster-lab
+// binaries TestMain built when HM_BIN and HM_LAB_BIN are unset.
+var builtBin, builtLabBin string
 
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -46,17 +47,23 @@ func TestMain(m *testing.M) {
 			if _, err := lab.Sweep(); err != nil {
 				fmt.Fprintln(os.Stderr, "sweep stale labs:", err)
 			}
-			if os.Getenv("HM_BIN") == "" {
-				dir, err := os.MkdirTemp("", "hm-scenario-bin-")
-				if err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					return 1
+			dir, err := os.MkdirTemp("", "hm-scenario-bin-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			for _, b := range []struct {
+				env, name string
+				dst       *string
+			}{{"HM_BIN", "harbormaster", &builtBin}, {"HM_LAB_BIN", "harbormaster-lab", &builtLabBin}} {
+				if os.Getenv(b.env) != "" {
+					continue
 				}
-				defer os.RemoveAll(dir)
-				builtBin = filepath.Join(dir, "harbormaster")
-				out, err := exec.Command("go", "build", "-o", builtBin, "github.com/harbormaster/harbormaster/cmd/harbormaster").CombinedOutput()
+				*b.dst = filepath.Join(dir, b.name)
+				out, err := exec.Command("go", "build", "-o", *b.dst, "github.com/harbormaster/harbormaster/cmd/"+b.name).CombinedOutput()
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "build harbormaster: %v\n%s", err, out)
+					fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.name, err, out)
 					return 1
 				}
 			}
@@ -87,6 +94,23 @@ func harbormasterBin(t *testing.T) string {
 	return builtBin
 }
 
+// labBin returns HM_LAB_BIN or the harbormaster-lab binary TestMain
+// built: the lab helpers (push, the stand-in services) run it.
+func labBin(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("HM_LAB_BIN"); b != "" {
+		abs, err := filepath.Abs(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+	if builtLabBin == "" {
+		t.Fatal("no harbormaster-lab binary: set HM_LAB_BIN")
+	}
+	return builtLabBin
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -102,7 +126,7 @@ func runScenario(t *testing.T, name string, mod func(*Options)) Result {
 	requireLab(t)
 	dir := t.TempDir()
 	o := Options{
-		ClusterOptions: ClusterOptions{Bin: harbormasterBin(t), Profile: "lan", Dir: dir, LabName: "test",
+		ClusterOptions: ClusterOptions{Bin: harbormasterBin(t), LabBin: labBin(t), Profile: "lan", Dir: dir, LabName: "test",
 			Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))},
 		Trials: 1,
 	}
@@ -131,9 +155,19 @@ func runScenario(t *testing.T, name string, mod func(*Options)) Result {
 	return res
 }
 
-// logTails logs the agents' own log lines (not Raft's) of a failed run.
+// logTails logs the agents' own log lines (not Raft's) of a failed run,
+// and the stand-in services' log without its beats.
 func logTails(t *testing.T, dir string) {
 	t.Helper()
+	if b, err := os.ReadFile(filepath.Join(dir, "services.log")); err == nil {
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if l != "" && !strings.HasPrefix(l, "beat ") {
+				keep = append(keep, l)
+			}
+		}
+		t.Logf("services.log (without beats):\n%s", strings.Join(keep, "\n"))
+	}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		b, err := os.ReadFile(filepath.Join(dir, n+".log"))
 		if err != nil {
@@ -266,5 +300,16 @@ func TestStopAgent(t *testing.T) {
 	r := runScenario(t, "stop-agent", nil)
 	if r.OutageMS.Max > plannedOutageMS {
 		t.Errorf("stop-agent: outage %.0f ms, want <= %d ms", r.OutageMS.Max, plannedOutageMS)
+	}
+}
+
+// hasFigures fails the test when the result lacks one of the figures (a
+// trial that measured nothing proves nothing).
+func hasFigures(t *testing.T, r Result, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, ok := r.Figures[n]; !ok {
+			t.Errorf("%s: no figure %s", r.Scenario, n)
+		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/chaos/lab"
 	"github.com/harbormaster/harbormaster/chaos/scenario"
+	"github.com/harbormaster/harbormaster/internal/ocitest"
 )
 
 // serveCmd is the stand-in service behind the VIP, for labs built by other
@@ -133,4 +136,96 @@ func probeCmd() *cobra.Command {
 
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, d)
+}
+
+// internalCmd groups the helpers the scenarios run inside the lab (through
+// `ip netns exec`, or as service hooks of the agents); they are not meant
+// to be run by hand, but can be.
+func internalCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:    "internal",
+		Short:  "Helpers the scenarios run inside the lab's namespaces",
+		Hidden: true,
+	}
+	cmd.AddCommand(pushCmd(), standInCmd())
+	return cmd
+}
+
+// pushCmd pushes the tiny hello-world index to a lab registry. It
+// sends lab traffic, so it refuses to run outside a lab namespace.
+func pushCmd() *cobra.Command {
+	var (
+		registry, repo, tag string
+		wait                time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "push --registry http://198.18.0.11:5000",
+		Short: "Wait for a lab registry to answer, then push a tiny 2-platform image index to it (run inside a node namespace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u, err := url.Parse(registry)
+			if err != nil || u.Scheme != "http" || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+				return exitError{2, fmt.Errorf("--registry %q: want http://ADDR:PORT", registry)}
+			}
+			ap, err := netip.ParseAddrPort(u.Host)
+			if err != nil {
+				return exitError{2, fmt.Errorf("--registry %q: the host must be an address in the lab: %w", registry, err)}
+			}
+			if err := lab.GuardHere(ap.Addr()); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			p := ocitest.Pusher{Base: strings.TrimRight(registry, "/")}
+			deadline := time.Now().Add(wait)
+			for {
+				err = p.Ping(ctx)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("registry %s not answering after %s: %w", registry, wait, err)
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			idx, err := ocitest.Hello()
+			if err != nil {
+				return err
+			}
+			if err := p.PushIndex(ctx, repo, idx, tag); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s:%s %s to %s\n", repo, tag, idx.Digest, registry)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&registry, "registry", "", "the registry's base URL, http://ADDR:PORT with ADDR in 198.18.0.0/15")
+	cmd.Flags().StringVar(&repo, "repo", "library/hello-world", "repository")
+	cmd.Flags().StringVar(&tag, "tag", "latest", "tag")
+	cmd.Flags().DurationVar(&wait, "wait", 15*time.Second, "how long to wait for the registry to answer GET /v2/")
+	return cmd
+}
+
+// standInCmd is the stand-in service the scenarios' service hooks start
+// (scenario.RunStandIn). It sends no traffic.
+func standInCmd() *cobra.Command {
+	var cfg scenario.StandInConfig
+	cmd := &cobra.Command{
+		Use:   "service --role R --node N --epoch E --log FILE [--pid-file FILE]",
+		Short: "Run a stand-in active/standby service that logs start, a beat every 20 ms, and stop on SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return scenario.RunStandIn(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Role, "role", "", "service role name")
+	cmd.Flags().StringVar(&cfg.Node, "node", "", "node id")
+	cmd.Flags().Uint64Var(&cfg.Epoch, "epoch", 0, "the role's epoch (HARBORMASTER_EPOCH)")
+	cmd.Flags().StringVar(&cfg.Log, "log", "", "the shared service log (appended)")
+	cmd.Flags().StringVar(&cfg.PIDFile, "pid-file", "", "pid file, written after the start line, removed after the stop line")
+	cmd.Flags().DurationVar(&cfg.Beat, "beat", 20*time.Millisecond, "period of the beat lines")
+	return cmd
 }

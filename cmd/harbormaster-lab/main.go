@@ -62,6 +62,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd())
+	root.AddCommand(runCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
 	return root
 }

@@ -61,7 +61,11 @@ func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
 	if err != nil {
 		return scenario.ClusterOptions{}, err
 	}
-	return scenario.ClusterOptions{Bin: bin, Profile: f.profile, Dir: f.dir, LogLevel: f.logLevel, LabName: name,
+	self, err := os.Executable()
+	if err != nil {
+		return scenario.ClusterOptions{}, err
+	}
+	return scenario.ClusterOptions{Bin: bin, LabBin: self, Profile: f.profile, Dir: f.dir, LogLevel: f.logLevel, LabName: name,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, nil
 }
 
@@ -72,6 +76,7 @@ func runCmd() *cobra.Command {
 		asJSON bool
 		loss   time.Duration
 		lossPc int
+		flap   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -94,7 +99,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 			if _, err := lab.Sweep(); err != nil {
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
-			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc})
+			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap})
 			if err != nil {
 				return err
 			}
@@ -121,6 +126,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cmd.Flags().IntVar(&trials, "trials", 1, "number of trials (faults), run one after the other in the same cluster")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().DurationVar(&loss, "loss-duration", 20*time.Second, "how long loss-30 keeps the loss on")
+	cmd.Flags().DurationVar(&flap, "flap-duration", 60*time.Second, "how long flap toggles the holder's check (every 3 s)")
 	cmd.Flags().IntVar(&lossPc, "loss-percent", 30, "loss-30's lab.Loss on every node, in and out (30 per node is 51% per node-to-node direction)")
 	return cmd
 }
