@@ -205,6 +205,10 @@ func catalogue() []scenario {
 				return []Target{{What: "vip_moves (needless) max == 0", Limit: 0, Measured: m, Met: m == 0},
 					{What: "vip_drops (needless) max == 0", Limit: 0, Measured: d, Met: d == 0}}
 			}},
+		{name: "registry-down", about: "SIGSTOP of the holder's docker-registry: its registry-pull check fails (fall 2 x 1 s + 500 ms) and the VIP is handed over; after SIGCONT the check passes and the VIP stays",
+			run: registryDown, cluster: registryCluster},
+		{name: "flap", about: "the preferred node's exec check flips every 3 s for 60 s: preempt (delay 2 s) with hold_down 15 s keeps VIP moves within 2 per hold-down plus 2",
+			run: flap, cluster: flapCluster},
 	}
 }
 

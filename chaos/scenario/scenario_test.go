@@ -313,3 +313,28 @@ func hasFigures(t *testing.T, r Result, names ...string) {
 		}
 	}
 }
+
+// The scenarios of issue 4. Their bounds are checked inside the scenarios
+// (a bound missed is a violation, which runScenario fails on); the tests
+// check that the figures were measured at all, and repeat the bounds that
+// are the point of each scenario.
+
+func TestRegistryDown(t *testing.T) {
+	requireLab(t)
+	labtest.RequireBin(t, "docker-registry")
+	r := runScenario(t, "registry-down", nil)
+	hasFigures(t, r, "detect_ms", "move_ms", "move_bound_ms", "recover_ms", "samples_back_on_old_holder")
+	atMost(t, r, "move_ms", float64((registryFall*registryInterval+registryTimeout+registryMargin)/time.Millisecond))
+	atMost(t, r, "samples_back_on_old_holder", 0)
+}
+
+// TestFlap runs 45 s of flapping (the scenario's default is 60 s): with
+// hold_down the VIP moves 5 times; without it, it would move about 15.
+func TestFlap(t *testing.T) {
+	r := runScenario(t, "flap", func(o *Options) { o.FlapDuration = 45 * time.Second })
+	hasFigures(t, r, "moves", "moves_bound", "flips", "check_events")
+	atMost(t, r, "moves", float64(flapMovesBound(45*time.Second)))
+	if f, c := r.Figures["flips"].Max, r.Figures["check_events"].Max; c < f {
+		t.Errorf("flap: %.0f check events for %.0f flips", c, f)
+	}
+}
