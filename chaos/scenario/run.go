@@ -209,6 +209,12 @@ func catalogue() []scenario {
 			run: registryDown, cluster: registryCluster},
 		{name: "flap", about: "the preferred node's exec check flips every 3 s for 60 s: preempt (delay 2 s) with hold_down 15 s keeps VIP moves within 2 per hold-down plus 2",
 			run: flap, cluster: flapCluster},
+		{name: "service-crash-active", about: "lab.Crash of notary's active node: the next instance starts only after the lost lease plus stop_timeout; never two actives",
+			run: serviceCrashActive, cluster: serviceCluster},
+		{name: "service-partition-active", about: "notary's active node cut from the others: it stops notary within its lease; the next instance starts after the lease plus stop_timeout",
+			run: servicePartitionActive, cluster: serviceCluster},
+		{name: "stop-hook-hangs", about: "notary's stop hook stops the service then hangs during a move: killed at stop_timeout, no release, the node fences itself, notary starts on the target after stop_timeout + lease + stop_timeout",
+			run: stopHookHangs, cluster: serviceCluster},
 	}
 }
 

@@ -338,3 +338,19 @@ func TestFlap(t *testing.T) {
 		t.Errorf("flap: %.0f check events for %.0f flips", c, f)
 	}
 }
+
+func TestServiceCrashActive(t *testing.T) {
+	r := runScenario(t, "service-crash-active", nil)
+	hasFigures(t, r, "service_failover_ms", "service_failover_min_ms", "service_failover_bound_ms")
+}
+
+func TestServicePartitionActive(t *testing.T) {
+	r := runScenario(t, "service-partition-active", nil)
+	hasFigures(t, r, "service_failover_ms", "old_stopped_ms")
+	atMost(t, r, "old_stopped_ms", float64((500*time.Millisecond+svcStopTimeout)/time.Millisecond))
+}
+
+func TestStopHookHangs(t *testing.T) {
+	r := runScenario(t, "stop-hook-hangs", nil)
+	hasFigures(t, r, "move_ms", "hook_killed_ms", "fenced_ms", "old_stopped_ms")
+}
