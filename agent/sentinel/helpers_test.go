@@ -89,6 +89,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 // address. cfg.RunID defaults to testRunID.
 func startServer(t *testing.T, cfg Config, src Source, clk *fakeClock) (*Server, string) {
 	t.Helper()
+	return startServerLog(t, cfg, src, clk, testLogger(t))
+}
+
+// startServerLog is startServer with the logger log.
+func startServerLog(t *testing.T, cfg Config, src Source, clk *fakeClock, log *slog.Logger) (*Server, string) {
+	t.Helper()
 	if cfg.RunID == "" {
 		cfg.RunID = testRunID
 	}
@@ -96,7 +102,7 @@ func startServer(t *testing.T, cfg Config, src Source, clk *fakeClock) (*Server,
 	if clk != nil {
 		now = clk.now
 	}
-	s, err := newServer(cfg, src, testLogger(t), now)
+	s, err := newServer(cfg, src, log, now)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -274,3 +280,26 @@ func resp3Map(kv ...string) string {
 func writeFileAt(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
 
 func newListener() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// doN sends a request and returns its n replies (SUBSCRIBE a b has two).
+func (c *client) doN(n int, args ...string) string {
+	c.t.Helper()
+	c.send(args...)
+	var s string
+	for range n {
+		s += c.reply()
+	}
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

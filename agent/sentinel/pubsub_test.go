@@ -1,0 +1,213 @@
+package sentinel
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// quiet is how long a test waits to be sure that nothing was published.
+const quiet = 200 * time.Millisecond
+
+// message is a RESP2 pub/sub message.
+func message(channel, payload string) string {
+	return fmt.Sprintf("*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(channel), channel, len(payload), payload)
+}
+
+func TestSwitchMaster(t *testing.T) {
+	src := fixture()
+	s, addr := startServer(t, Config{}, src, nil)
+
+	sub := dial(t, addr)
+	if got, want := sub.do("SUBSCRIBE", "+switch-master"), "*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"; got != want {
+		t.Fatalf("SUBSCRIBE: got %q, want %q", got, want)
+	}
+	psub := dial(t, addr)
+	if got, want := psub.doN(2, "PSUBSCRIBE", "+switch-*", "*"), "*3\r\n$10\r\npsubscribe\r\n$9\r\n+switch-*\r\n:1\r\n*3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:2\r\n"; got != want {
+		t.Fatalf("PSUBSCRIBE: got %q, want %q", got, want)
+	}
+	other := dial(t, addr)
+	if got, want := other.do("SUBSCRIBE", "+sdown"), "*3\r\n$9\r\nsubscribe\r\n$6\r\n+sdown\r\n:1\r\n"; got != want {
+		t.Fatalf("SUBSCRIBE +sdown: got %q, want %q", got, want)
+	}
+
+	// Nothing changed: nothing is published.
+	s.Changed()
+	sub.expectNothing(quiet)
+
+	// Changes that are not an address change publish nothing either.
+	src.update("mymaster", func(m *Master) { m.Epoch++; m.Replicas = nil })
+	src.update("other", func(m *Master) { m.Down = false })
+	s.Changed()
+	sub.expectNothing(quiet)
+
+	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.1", 16380}; m.Epoch++ })
+	s.Changed()
+	payload := "mymaster 127.0.0.1 16379 127.0.0.1 16380"
+	if got, want := sub.reply(), message("+switch-master", payload); got != want {
+		t.Errorf("subscriber: got %q, want %q", got, want)
+	}
+	for _, pattern := range []string{"+switch-*", "*"} {
+		want := fmt.Sprintf("*4\r\n$8\r\npmessage\r\n$%d\r\n%s\r\n$14\r\n+switch-master\r\n$%d\r\n%s\r\n", len(pattern), pattern, len(payload), payload)
+		if got := psub.reply(); got != want {
+			t.Errorf("pattern subscriber: got %q, want %q", got, want)
+		}
+	}
+	other.expectNothing(quiet)
+
+	// Published once: a second Changed has nothing to say.
+	s.Changed()
+	sub.expectNothing(quiet)
+
+	// The master is lost (no message), then elected elsewhere: the switch
+	// is from the last master clients knew.
+	src.update("mymaster", func(m *Master) { m.Addr, m.Down = Addr{}, true })
+	s.Changed()
+	sub.expectNothing(quiet)
+	src.update("mymaster", func(m *Master) { m.Addr, m.Down = Addr{"::1", 6379}, false })
+	s.Changed()
+	if got, want := sub.reply(), message("+switch-master", "mymaster 127.0.0.1 16380 ::1 6379"); got != want {
+		t.Errorf("after a lost master: got %q, want %q", got, want)
+	}
+
+	// A master seen for the first time has no old address to switch from.
+	src.mu.Lock()
+	src.masters = append(src.masters, Master{Name: "new", Addr: Addr{"127.0.0.1", 7000}})
+	src.mu.Unlock()
+	s.Changed()
+	sub.expectNothing(quiet)
+	src.update("new", func(m *Master) { m.Addr = Addr{"127.0.0.1", 7001} })
+	src.update("other", func(m *Master) { m.Addr = Addr{"127.0.0.1", 7002} })
+	s.Changed()
+	if got, want := sub.reply(), message("+switch-master", "new 127.0.0.1 7000 127.0.0.1 7001"); got != want {
+		t.Errorf("second master: got %q, want %q", got, want)
+	}
+	sub.expectNothing(quiet) // "other" had no address before
+
+	// After UNSUBSCRIBE, nothing more arrives.
+	if got, want := sub.do("UNSUBSCRIBE"), "*3\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n:0\r\n"; got != want {
+		t.Errorf("UNSUBSCRIBE: got %q, want %q", got, want)
+	}
+	src.update("new", func(m *Master) { m.Addr = Addr{"127.0.0.1", 7003} })
+	s.Changed()
+	sub.expectNothing(quiet)
+}
+
+// TestSubscribedMode checks RESP2's subscribed mode, the (P)UNSUBSCRIBE
+// replies, and RESP3's push messages, in which other commands are allowed.
+func TestSubscribedMode(t *testing.T) {
+	src := fixture()
+	s, addr := startServer(t, Config{}, src, nil)
+
+	c := dial(t, addr)
+	for _, tc := range []struct {
+		n    int // replies
+		args []string
+		want string
+	}{
+		{1, []string{"UNSUBSCRIBE"}, "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"},
+		{3, []string{"SUBSCRIBE", "+switch-master", "foo", "foo"}, "*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$3\r\nfoo\r\n:2\r\n*3\r\n$9\r\nsubscribe\r\n$3\r\nfoo\r\n:2\r\n"},
+		{1, []string{"PING"}, "*2\r\n$4\r\npong\r\n$0\r\n\r\n"},
+		{1, []string{"PING", "x"}, "*2\r\n$4\r\npong\r\n$1\r\nx\r\n"},
+		{1, []string{"SENTINEL", "myid"}, "-ERR Can't execute 'sentinel|myid': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"},
+		{1, []string{"INFO"}, "-ERR Can't execute 'info': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"},
+		{1, []string{"NOPE"}, "-ERR unknown command 'NOPE', with args beginning with: \r\n"},
+		{1, []string{"PSUBSCRIBE", "*"}, "*3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:3\r\n"},
+		{2, []string{"UNSUBSCRIBE", "foo", "bar"}, "*3\r\n$11\r\nunsubscribe\r\n$3\r\nfoo\r\n:2\r\n*3\r\n$11\r\nunsubscribe\r\n$3\r\nbar\r\n:2\r\n"},
+		{1, []string{"UNSUBSCRIBE"}, "*3\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"},
+		{1, []string{"PUNSUBSCRIBE"}, "*3\r\n$12\r\npunsubscribe\r\n$1\r\n*\r\n:0\r\n"},
+		{1, []string{"PING"}, "+PONG\r\n"},
+		{1, []string{"SUBSCRIBE", "a"}, "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"},
+		{1, []string{"RESET"}, "+RESET\r\n"},
+		{1, []string{"SENTINEL", "myid"}, "$40\r\n" + testRunID + "\r\n"},
+	} {
+		if got := c.doN(tc.n, tc.args...); got != tc.want {
+			t.Errorf("%q:\n got %q\nwant %q", tc.args, got, tc.want)
+		}
+	}
+
+	r3 := dial(t, addr)
+	if got := r3.do("HELLO", "3"); got[0] != '%' {
+		t.Fatalf("HELLO 3: got %q", got)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"SUBSCRIBE", "+switch-master"}, ">3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"},
+		{[]string{"PING"}, "+PONG\r\n"},
+		{[]string{"SENTINEL", "myid"}, "$40\r\n" + testRunID + "\r\n"},
+		{[]string{"PSUBSCRIBE", "+switch-master"}, ">3\r\n$10\r\npsubscribe\r\n$14\r\n+switch-master\r\n:2\r\n"},
+	} {
+		if got := r3.do(tc.args...); got != tc.want {
+			t.Errorf("RESP3 %q:\n got %q\nwant %q", tc.args, got, tc.want)
+		}
+	}
+	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.1", 16380} })
+	s.Changed()
+	payload := "mymaster 127.0.0.1 16379 127.0.0.1 16380"
+	for _, want := range []string{
+		">3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$40\r\n" + payload + "\r\n",
+		">4\r\n$8\r\npmessage\r\n$14\r\n+switch-master\r\n$14\r\n+switch-master\r\n$40\r\n" + payload + "\r\n",
+	} {
+		if got := r3.reply(); got != want {
+			t.Errorf("RESP3 message: got %q, want %q", got, want)
+		}
+	}
+	if got, want := r3.do("UNSUBSCRIBE", "x"), ">3\r\n$11\r\nunsubscribe\r\n$1\r\nx\r\n:2\r\n"; got != want {
+		t.Errorf("RESP3 UNSUBSCRIBE: got %q, want %q", got, want)
+	}
+}
+
+// TestSlowSubscriber checks that Changed does not wait for a subscriber
+// that does not read, and that such a subscriber is disconnected once its
+// output piles up.
+func TestSlowSubscriber(t *testing.T) {
+	src := fixture()
+	// The messages are too long to log.
+	s, addr := startServerLog(t, Config{}, src, nil, slog.New(slog.DiscardHandler))
+	slow := dial(t, addr)
+	if got := slow.do("SUBSCRIBE", "+switch-master"); got[0] != '*' {
+		t.Fatalf("SUBSCRIBE: got %q", got)
+	}
+	fast := dial(t, addr)
+	if got := fast.do("SUBSCRIBE", "+switch-master"); got[0] != '*' {
+		t.Fatalf("SUBSCRIBE: got %q", got)
+	}
+
+	// Each switch publishes a message of about 16 KiB (a long master name)
+	// that slow never reads; fast reads every one.
+	name := fmt.Sprintf("m%016384d", 0)
+	src.mu.Lock()
+	src.masters = append(src.masters, Master{Name: name, Addr: Addr{"127.0.0.1", 1}})
+	src.mu.Unlock()
+	s.Changed()
+	start := time.Now()
+	const switches = 1000 // 16 MiB: more than the kernel buffers and maxPendingOutput
+	for i := range switches {
+		src.update(name, func(m *Master) { m.Addr.Port = 2 + i })
+		s.Changed()
+		if got := fast.reply(); len(got) < 16384 {
+			t.Fatalf("switch %d: fast subscriber got %q", i, got)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("%d switches took %v", switches, d)
+	}
+	// slow was disconnected: reading drains what was sent, then EOF.
+	slow.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var n int
+	buf := make([]byte, 64<<10)
+	for {
+		m, err := slow.br.Read(buf)
+		n += m
+		if err != nil {
+			if n >= switches*16384 {
+				t.Errorf("slow subscriber received all %d bytes; want it disconnected first", n)
+			}
+			break
+		}
+	}
+	waitFor(t, 5*time.Second, "the server to forget the slow subscriber", func() bool { return s.numClients() == 1 })
+}
