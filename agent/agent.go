@@ -113,6 +113,8 @@ type Agent struct {
 	services     *serviceSet    // the service roles' actuators
 	serviceWake  chan struct{}  // pokes the service loop when the lease changes
 	fenceUntil   atomic.Int64   // unix nanos until which the lease is left to lapse
+	redis        *redisNode     // nil without a redis endpoint
+	redisWake    chan struct{}  // pokes the Redis loop when the lease changes
 
 	leaseNet  *leaseNet
 	peersMu   sync.Mutex
@@ -156,6 +158,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopped:     make(chan struct{}),
 		checkWake:   make(chan struct{}, 1),
 		serviceWake: make(chan struct{}, 1),
+		redisWake:   make(chan struct{}, 1),
 	}
 	if len(cfg.Checks) > 0 {
 		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
@@ -169,6 +172,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.services = svcs
+	if a.redis, err = newRedisNode(a); err != nil {
+		return nil, &config.Error{Path: cfg.Path, Field: "redis", Msg: err.Error()}
+	}
 	return a, nil
 }
 
@@ -281,6 +287,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { a.conflictLoop(gctx); return nil })
 	g.Go(func() error { a.checkLoop(gctx); return nil })
 	g.Go(func() error { a.serviceLoop(gctx); return nil })
+	g.Go(func() error { a.redisLoop(gctx); return nil })
+	stopSentinel, err := a.startSentinel(gctx)
+	if err != nil {
+		a.log.Error("sentinel listener", "err", err)
+		stopSentinel = func() {}
+	}
+	defer stopSentinel()
 	defer a.services.close()
 	vipCtx, stopVIPs := context.WithCancel(context.Background())
 	vipDone := make(chan struct{})
@@ -379,6 +392,7 @@ func (a *Agent) gracefulRelease() {
 	sctx, scancel := context.WithTimeout(context.Background(), a.services.maxStopTimeout()+time.Second)
 	a.services.waitStopped(sctx)
 	scancel()
+	a.redis.waitFenced(time.Second)
 	if !announced {
 		a.log.Warn("could not announce shutdown; roles move when the lease runs out", "err", err)
 		return
@@ -389,6 +403,10 @@ func (a *Agent) gracefulRelease() {
 	for _, as := range st.HeldBy(a.cfg.NodeID) {
 		if !a.services.stopped(as.Role) {
 			a.log.Warn("service stop unconfirmed; not releasing its role (it moves after the lease and stop_timeout)", "role", as.Role)
+			continue
+		}
+		if !a.redis.releasable(st, as.Role) {
+			a.log.Warn("Redis not fenced; not releasing the master role (it moves when the lease runs out)", "role", as.Role)
 			continue
 		}
 		err := propose(&fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
@@ -471,7 +489,7 @@ func (a *Agent) closeConns() {
 
 // roleTrigger wakes the loops that act on roles (lease gained or lost).
 func (a *Agent) roleTrigger() {
-	for _, ch := range []chan struct{}{a.roleWake, a.vipWake, a.serviceWake} {
+	for _, ch := range []chan struct{}{a.roleWake, a.vipWake, a.serviceWake, a.redisWake} {
 		select {
 		case ch <- struct{}{}:
 		default:

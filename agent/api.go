@@ -150,7 +150,7 @@ func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.P
 		if !s.isMember(c.Node) {
 			return nil, status.Errorf(codes.FailedPrecondition, "node: %s is not a member of the Raft configuration; join it first", c.Node)
 		}
-	case *fsm.Leave, *fsm.Release, *fsm.RecordEvent, *fsm.ApplySpec, *fsm.CheckUpdate:
+	case *fsm.Leave, *fsm.Release, *fsm.RecordEvent, *fsm.ApplySpec, *fsm.CheckUpdate, *fsm.RedisReport:
 	default:
 		return nil, status.Errorf(codes.PermissionDenied, "command %s is not accepted from other nodes", cmd.Type())
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent"
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
@@ -140,6 +141,10 @@ type clusterOpts struct {
 	// checks are every node's checks; "{node}" in an exec argv is
 	// replaced by the node id.
 	checks []checks.Config
+	// redis gives node i (0-based) the Redis at this address, and a
+	// Sentinel-compatible listener on sentinel[i] when set.
+	redis    []string
+	sentinel []string
 }
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
@@ -169,6 +174,12 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 				cfg.Services = map[string]service.Config{}
 			}
 			cfg.Services[name] = service.Config{Start: []string{"true"}, Stop: []string{"true"}}
+		}
+		if i := len(c.nodes); i < len(o.redis) {
+			cfg.Redis = &redisctl.Config{Address: o.redis[i]}
+			if i < len(o.sentinel) {
+				cfg.Sentinel = &config.SentinelConfig{Addr: o.sentinel[i]}
+			}
 		}
 		for _, ch := range o.checks {
 			ch.Argv = append([]string(nil), ch.Argv...)

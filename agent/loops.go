@@ -86,13 +86,15 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		want := fresh || !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
 			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving ||
 			n.VIP != (a.cfg.VIPInterface != "") || n.MAC != a.vipMAC ||
-			!sameSet(n.Services, a.cfg.ServiceNames()) || !sameSet(checkNames(st.Checks[a.cfg.NodeID]), a.cfg.CheckNames())
+			!sameSet(n.Services, a.cfg.ServiceNames()) || !sameSet(checkNames(st.Checks[a.cfg.NodeID]), a.cfg.CheckNames()) ||
+			n.Redis != a.redisAnnounce() || n.Sentinel != a.sentinelAnnounce()
 		want = want && !a.stopping.Load()
 		if want && a.inConfig() {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr, VIP: a.cfg.VIPInterface != "", MAC: a.vipMAC,
 				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
-				Checks: a.cfg.CheckNames(), Services: a.cfg.ServiceNames(), Time: time.Now().UnixMilli()})
+				Checks: a.cfg.CheckNames(), Services: a.cfg.ServiceNames(), Redis: a.redisAnnounce(), Sentinel: a.sentinelAnnounce(),
+				Time: time.Now().UnixMilli()})
 			cancel()
 			switch {
 			case err == nil:
@@ -133,8 +135,8 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 				continue
 			}
 			a.dropVIPs(ctx) // the address goes before the release is committed
-			if !a.services.stopped(as.Role) {
-				continue // the service worker is stopping it; it wakes us
+			if !a.services.stopped(as.Role) || !a.redis.releasable(st, as.Role) {
+				continue // the service or Redis loop is letting go; it wakes us
 			}
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
@@ -235,4 +237,18 @@ func checkNames(m map[string]fsm.CheckResult) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+func (a *Agent) redisAnnounce() string {
+	if a.cfg.Redis == nil {
+		return ""
+	}
+	return a.cfg.Redis.AnnounceAddr()
+}
+
+func (a *Agent) sentinelAnnounce() string {
+	if a.cfg.Sentinel == nil {
+		return ""
+	}
+	return a.cfg.Sentinel.AnnounceAddr()
 }

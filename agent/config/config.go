@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/harbormaster/harbormaster/agent/checks"
+	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 
@@ -76,6 +77,14 @@ type Config struct {
 	// a service role is never given it, unless it declares no services at
 	// all (then it may hold any service role and runs nothing for it).
 	Services map[string]service.Config `yaml:"services,omitempty"`
+	// Redis is this node's Redis (agent/redisctl): the agent reports its
+	// replication state and makes it master or replica for the spec's
+	// redis-master role. A node without it never holds that role.
+	Redis *redisctl.Config `yaml:"redis,omitempty"`
+	// Sentinel runs the Sentinel-compatible discovery listener
+	// (agent/sentinel), so clients configured for Redis Sentinel follow
+	// the redis-master role.
+	Sentinel *SentinelConfig `yaml:"sentinel,omitempty"`
 	// Pprof serves Go's /debug/pprof/ profiles on metrics_addr (off by
 	// default: profiles reveal internals; keep metrics_addr private).
 	Pprof bool `yaml:"pprof,omitempty"`
@@ -93,6 +102,25 @@ type GARPConfig struct {
 	Repeat   int      `yaml:"repeat,omitempty"`   // announcements per acquisition (default 3)
 	Interval Duration `yaml:"interval,omitempty"` // between them (default 100ms)
 	Refresh  Duration `yaml:"refresh,omitempty"`  // re-announce period while held (default off)
+}
+
+// SentinelConfig is the Sentinel-compatible listener.
+type SentinelConfig struct {
+	// Addr is the listen host:port (Sentinel's default port is 26379).
+	Addr string `yaml:"addr"`
+	// Announce is how clients and the other agents reach it (default
+	// Addr; required when Addr is a wildcard).
+	Announce string `yaml:"announce,omitempty"`
+	// PasswordFile makes clients AUTH (first line: the password).
+	PasswordFile string `yaml:"password_file,omitempty"`
+}
+
+// AnnounceAddr is the address others use to reach the listener.
+func (s *SentinelConfig) AnnounceAddr() string {
+	if s.Announce != "" {
+		return s.Announce
+	}
+	return s.Addr
 }
 
 // Peer is one initial voter.
@@ -253,6 +281,41 @@ func (c *Config) ServiceNames() []string {
 	return out
 }
 
+// validateRedis checks the redis and sentinel sections.
+func (c *Config) validateRedis() error {
+	if c.Redis != nil {
+		if err := c.Redis.Validate("redis"); err != nil {
+			var fe *redisctl.FieldError
+			if errors.As(err, &fe) {
+				return &Error{Field: fe.Field, Msg: fe.Msg}
+			}
+			return &Error{Field: "redis", Msg: err.Error()}
+		}
+		if redisctl.IsLoopback(c.Redis.AnnounceAddr()) && !redisctl.IsLoopback(c.RaftAddr) {
+			return fieldErr("redis.announce", "%s is a loopback address, but the other nodes' Redis replicate from it; set announce to this node's address on the cluster network", c.Redis.AnnounceAddr())
+		}
+	}
+	if s := c.Sentinel; s != nil {
+		if err := checkAddr("sentinel.addr", s.Addr, false); err != nil {
+			return err
+		}
+		if s.Announce != "" {
+			if err := checkAddr("sentinel.announce", s.Announce, true); err != nil {
+				return err
+			}
+		} else if err := checkAddr("sentinel.addr", s.Addr, true); err != nil {
+			return fieldErr("sentinel.addr", "%s listens on every address; set sentinel.announce to the address clients dial", s.Addr)
+		}
+		if s.PasswordFile != "" && !filepath.IsAbs(s.PasswordFile) {
+			return fieldErr("sentinel.password_file", "%q is relative; give an absolute path", s.PasswordFile)
+		}
+		if c.Redis == nil {
+			return fieldErr("sentinel", "is set without redis; the listener answers for the redis-master role, configure this node's redis too")
+		}
+	}
+	return nil
+}
+
 // validateChecksAndServices maps the sub-packages' field errors to *Error.
 func (c *Config) validateChecksAndServices() error {
 	if err := checks.ValidateAll(c.Checks); err != nil {
@@ -331,6 +394,9 @@ func (c *Config) Validate() error {
 		return fieldErr("pprof", "needs metrics_addr, where the profiles are served; set metrics_addr or remove pprof")
 	}
 	if err := c.validateChecksAndServices(); err != nil {
+		return err
+	}
+	if err := c.validateRedis(); err != nil {
 		return err
 	}
 	if c.VIPInterface != "" && !validIfname(c.VIPInterface) {

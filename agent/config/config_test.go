@@ -131,6 +131,11 @@ func TestValidationErrors(t *testing.T) {
 		{"two checks of one name", doc(set("checks", "[{name: a, type: tcp, address: 127.0.0.1:1}, {name: a, type: tcp, address: 127.0.0.1:2}]")), "checks[1].name", nil},
 		{"check duration not a string", doc(set("checks", "[{name: a, type: tcp, address: 127.0.0.1:1, interval: 10}]")), "", []string{"duration"}},
 		{"service hooks without stop", doc(set("services", "{notary: {start: [/usr/bin/true]}}")), "services.notary.stop", nil},
+		{"redis without address", doc(set("redis", "{password_file: /etc/hm/redis.pass}")), "redis.address", nil},
+		{"redis announce on loopback in a cluster", doc(set("redis", "{address: 127.0.0.1:6379}"), set("raft_addr", "10.0.0.1:7101"), set("bootstrap", "[{id: n1, raft_addr: 10.0.0.1:7101}]")), "redis.announce", []string{"loopback"}},
+		{"sentinel without redis", doc(set("sentinel", "{addr: 10.0.0.1:26379}")), "sentinel", []string{"redis"}},
+		{"sentinel wildcard without announce", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 0.0.0.0:26379}")), "sentinel.addr", []string{"announce"}},
+		{"sentinel relative password file", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379, password_file: pass}")), "sentinel.password_file", nil},
 		{"service of an unknown mode", doc(set("services", "{notary: {mode: docker}}")), "services.notary.mode", []string{"docker"}},
 		{"service role name invalid", doc(set("services", "{Notary: {start: [/bin/true], stop: [/bin/true]}}")), "services", []string{"Notary"}},
 		{"systemd service without unit", doc(set("services", "{clair: {mode: systemd}}")), "services.clair.unit", nil},
@@ -413,14 +418,14 @@ func TestLoadMissingSpecFile(t *testing.T) {
 
 func TestLoadInvalidSpecFile(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "spec.yaml", "roles:\n  - name: web\n    type: redis-master\n")
+	writeFile(t, dir, "spec.yaml", "roles:\n  - name: web\n    type: cron\n")
 	p := writeFile(t, dir, "n1.yaml", doc(set("spec_file", "spec.yaml")))
 	_, err := config.Load(p)
 	ce := asConfigError(t, err)
 	if ce.Field != "spec_file" {
 		t.Errorf("Load: got Field %q (msg %q), want %q", ce.Field, ce.Msg, "spec_file")
 	}
-	for _, m := range []string{filepath.Join(dir, "spec.yaml"), "roles[0].type", `"redis-master" is not supported`} {
+	for _, m := range []string{filepath.Join(dir, "spec.yaml"), "roles[0].type", `unknown role type "cron"`} {
 		if !strings.Contains(ce.Msg, m) {
 			t.Errorf("Load: got Msg %q, want it to contain %q", ce.Msg, m)
 		}

@@ -1,0 +1,160 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/harbormaster/harbormaster/chaos/labtest"
+	"github.com/harbormaster/harbormaster/fsm"
+)
+
+// startRedis runs a redis-server on a free loopback port for the test.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	labtest.RequireBin(t, "redis-server")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir(), "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not start", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// canWrite reports whether a SET on addr succeeds now.
+func canWrite(addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond,
+		WriteTimeout: 300 * time.Millisecond, MaxRetries: -1, Protocol: 2})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	return c.Set(ctx, "probe", time.Now().UnixNano(), 0).Err()
+}
+
+func TestRedisMasterElectionFailoverAndSentinel(t *testing.T) {
+	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
+	sentinels := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master, master_name: mymaster}\n",
+		redis: addrs, sentinel: sentinels})
+	byRedis := map[string]string{addrs[0]: "n1", addrs[1]: "n2", addrs[2]: "n3"}
+
+	// A master is elected, the others replicate from it, and only the
+	// master takes writes.
+	var master string
+	var epoch uint64
+	c.waitFor("a redis master with two linked replicas", 10*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		a := st.Assignment("redis")
+		master, epoch = a.Holder, a.Epoch
+		if master == "" {
+			return false
+		}
+		for _, id := range st.NodeIDs() {
+			r := st.Redis[id]
+			if id != master && (r.Role != fsm.RedisReplica || !r.LinkUp || r.Master != st.Nodes[master].Redis) {
+				return false
+			}
+		}
+		return st.Redis[master].Role == fsm.RedisMaster
+	})
+	masterAddr := c.node(master).cfg.Redis.Address
+	c.waitFor("writes accepted by the master", 5*time.Second, func() bool { return canWrite(masterAddr) == nil })
+	for a, n := range byRedis {
+		if n != master {
+			if err := canWrite(a); err == nil {
+				t.Fatalf("replica %s (%s) accepted a write", n, a)
+			}
+		}
+	}
+	// The epoch is visible to clients.
+	rc := redis.NewClient(&redis.Options{Addr: masterAddr, Protocol: 2})
+	defer rc.Close()
+	if got, err := rc.Get(context.Background(), "harbormaster:epoch:redis").Uint64(); err != nil || got != epoch {
+		t.Fatalf("epoch key on the master: %d, %v; want %d", got, err, epoch)
+	}
+
+	// A client that discovers the master through the Sentinel-compatible
+	// listener of another node.
+	via := sentinels[0]
+	if master == "n1" {
+		via = sentinels[1]
+	}
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "mymaster", SentinelAddrs: []string{via}, Protocol: 2,
+		DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	defer fc.Close()
+	if err := fc.Set(context.Background(), "via-sentinel", 1, 0).Err(); err != nil {
+		t.Fatalf("write through the sentinel-discovered master: %v", err)
+	}
+
+	// Cut the master's agent off. Its Redis stays reachable on loopback
+	// (its agent could be dead): it stops taking writes before another
+	// Redis is promoted, and follows the new master.
+	c.isolate(master)
+	var next string
+	c.waitFor("a new redis master", 10*time.Second, func() bool {
+		a := c.node(c.others(master)[0]).agent.State().Assignment("redis")
+		next = a.Holder
+		return next != "" && next != master && a.Epoch > epoch
+	})
+	nextAddr := c.node(next).cfg.Redis.Address
+	c.waitFor("writes on the new master", 5*time.Second, func() bool { return canWrite(nextAddr) == nil })
+	if err := canWrite(masterAddr); err == nil {
+		t.Fatalf("the old master %s still accepts writes after %s was promoted", master, next)
+	} else if !strings.Contains(err.Error(), "NOREPLICAS") && !strings.Contains(err.Error(), "READONLY") {
+		t.Fatalf("old master's write error %v, want NOREPLICAS or READONLY", err)
+	}
+	// The sentinel client follows the switch.
+	c.waitFor("the sentinel client writes to the new master", 10*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := fc.Set(ctx, "after-switch", 1, 0).Err(); err != nil {
+			return false
+		}
+		v, err := redis.NewClient(&redis.Options{Addr: nextAddr, Protocol: 2}).Get(ctx, "after-switch").Result()
+		return err == nil && v == "1"
+	})
+	c.heal()
+	// The old master rejoins as a replica of the new one.
+	c.waitFor("the old master replicates from the new one", 10*time.Second, func() bool {
+		r := c.node(next).agent.State().Redis[master]
+		return r.Role == fsm.RedisReplica && r.Master == nextAddr && r.LinkUp
+	})
+	if err := canWrite(masterAddr); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("old master after heal: write error %v, want a refusal", err)
+	}
+}
