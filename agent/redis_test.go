@@ -15,6 +15,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
 	"github.com/harbormaster/harbormaster/fsm"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
 // startRedis runs a redis-server on a free loopback port for the test.
@@ -157,4 +158,103 @@ func TestRedisMasterElectionFailoverAndSentinel(t *testing.T) {
 	if err := canWrite(masterAddr); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("old master after heal: write error %v, want a refusal", err)
 	}
+}
+
+func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
+	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
+	var master string
+	c.waitFor("a master with linked replicas", 10*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		master = st.Assignment("redis").Holder
+		if master == "" {
+			return false
+		}
+		for _, id := range st.NodeIDs() {
+			if r := st.Redis[id]; id != master && (r.Role != fsm.RedisReplica || !r.LinkUp) {
+				return false
+			}
+		}
+		return true
+	})
+	waitAllAlive(c)
+	target := c.others(master)[0]
+	addrOf := func(n string) string { return c.node(n).cfg.Redis.Address }
+
+	// A writer increments a counter as fast as it can, on whichever node
+	// is master per the replicated state, and keeps every acknowledged
+	// value.
+	stop := make(chan struct{})
+	done := make(chan []int64)
+	go func() {
+		var acked []int64
+		clients := map[string]*redis.Client{}
+		defer func() {
+			for _, cl := range clients {
+				cl.Close()
+			}
+		}()
+		for i := int64(1); ; i++ {
+			select {
+			case <-stop:
+				done <- acked
+				return
+			default:
+			}
+			h := c.nodes[2].agent.State().Assignment("redis").Holder
+			if h == "" {
+				i--
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			cl, ok := clients[h]
+			if !ok {
+				cl = redis.NewClient(&redis.Options{Addr: addrOf(h), Protocol: 2, MaxRetries: -1, ReadTimeout: 300 * time.Millisecond})
+				clients[h] = cl
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			err := cl.RPush(ctx, "counter", i).Err()
+			cancel()
+			if err != nil {
+				i--
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			acked = append(acked, i)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: target, Actor: "test"}); err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	c.waitFor("the target is master and takes writes", 10*time.Second, func() bool {
+		return c.nodes[0].agent.State().Assignment("redis").Holder == target && canWrite(addrOf(target)) == nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	acked := <-done
+	if len(acked) < 10 {
+		t.Fatalf("only %d writes acknowledged", len(acked))
+	}
+	// Every acknowledged value is on the new master.
+	cl := redis.NewClient(&redis.Options{Addr: addrOf(target), Protocol: 2})
+	defer cl.Close()
+	vals, err := cl.LRange(context.Background(), "counter", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, v := range vals {
+		have[v] = true
+	}
+	var lost []int64
+	for _, v := range acked {
+		if !have[strconv.FormatInt(v, 10)] {
+			lost = append(lost, v)
+		}
+	}
+	if len(lost) > 0 {
+		t.Fatalf("planned move lost %d of %d acknowledged writes: %v", len(lost), len(acked), lost[:min(len(lost), 10)])
+	}
+	t.Logf("planned move from %s to %s: %d acknowledged writes, none lost", master, target, len(acked))
 }
