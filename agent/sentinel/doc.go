@@ -19,7 +19,7 @@
 // multibulk or inline (telnet). Replies match Redis 7.0 Sentinel's byte for
 // byte where clients read them:
 //
-//   - PING, ECHO-less PING <msg>, and the RESP2 subscribed-mode PING reply;
+//   - PING [message] (in RESP2 subscribed mode as Redis answers it there);
 //     AUTH [user] password and HELLO [2|3] [AUTH user pass] [SETNAME name]
 //     with Redis's NOAUTH, WRONGPASS and NOPROTO errors; QUIT; RESET;
 //     CLIENT ID, GETNAME, SETNAME, SETINFO; COMMAND (empty).
@@ -51,6 +51,8 @@
 // all (10 arguments of 16 KiB before authentication, as Redis); an inline
 // request at most 64 KiB. A malformed or oversized request gets a protocol
 // error and the connection is closed. Idle connections stay open (clients
-// hold subscriptions for hours). A subscriber that does not read is
-// disconnected once 1 MiB of output is pending, or a write blocks for 10 s.
+// hold subscriptions for hours); at most 4096 are open at once. A client
+// that does not read is disconnected once a write blocks for 10 s, and a
+// subscriber once 1 MiB of messages is pending: Changed never waits for a
+// client.
 package sentinel

@@ -3,6 +3,8 @@ package sentinel
 import (
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -210,4 +212,87 @@ func TestSlowSubscriber(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, "the server to forget the slow subscriber", func() bool { return s.numClients() == 1 })
+}
+
+// staticSource returns the same slices every time, allocating nothing.
+type staticSource struct{ masters []Master }
+
+func (s staticSource) Masters() []Master       { return s.masters }
+func (s staticSource) Sentinels(string) []Addr { return nil }
+
+// TestChangedCheap checks that Changed allocates nothing when nothing
+// changed: it runs after every state change.
+func TestChangedCheap(t *testing.T) {
+	src := staticSource{masters: []Master{
+		{Name: "mymaster", Addr: Addr{"10.0.0.1", 6379}, Epoch: 3},
+		{Name: "other", Down: true},
+	}}
+	s, _ := startServer(t, Config{}, src, nil)
+	if n := testing.AllocsPerRun(100, s.Changed); n != 0 {
+		t.Errorf("Changed with nothing changed: %v allocations, want 0", n)
+	}
+}
+
+// TestConcurrentSwitches switches the master many times while clients ask
+// for it, and checks that every subscriber gets every switch, in order.
+func TestConcurrentSwitches(t *testing.T) {
+	src := fixture()
+	s, addr := startServer(t, Config{}, src, nil)
+	const switches = 200
+	subs := make([]*client, 4)
+	for i := range subs {
+		subs[i] = dial(t, addr)
+		if i%2 == 1 && subs[i].do("HELLO", "3")[0] != '%' {
+			t.Fatal("HELLO 3 failed")
+		}
+		if got := subs[i].do("SUBSCRIBE", "+switch-master"); !strings.Contains(got, "subscribe") {
+			t.Fatalf("SUBSCRIBE: got %q", got)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		c := dial(t, addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.send("SENTINEL", "get-master-addr-by-name", "mymaster")
+				c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				var b strings.Builder
+				if err := readValue(c.br, &b); err != nil || !strings.HasPrefix(b.String(), "*2\r\n$9\r\n127.0.0.1\r\n") {
+					t.Errorf("get-master-addr-by-name during switches: %q, %v", b.String(), err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range switches {
+		src.update("mymaster", func(m *Master) { m.Addr.Port = 20000 + i })
+		s.Changed()
+	}
+	close(stop)
+	wg.Wait()
+	for n, sub := range subs {
+		for i := range switches {
+			old := 16379
+			if i > 0 {
+				old = 20000 + i - 1
+			}
+			payload := fmt.Sprintf("mymaster 127.0.0.1 %d 127.0.0.1 %d", old, 20000+i)
+			want := message("+switch-master", payload)
+			if n%2 == 1 {
+				want = ">" + want[1:]
+			}
+			if got := sub.reply(); got != want {
+				t.Fatalf("subscriber %d, switch %d: got %q, want %q", n, i, got, want)
+			}
+		}
+		sub.expectNothing(quiet)
+	}
 }
