@@ -70,12 +70,14 @@ type Config struct {
 	// agent's redis checks read it. It is read by New and again at every
 	// authentication attempt, so it may be rotated.
 	PasswordFile string
-	// RunID is 40 hex characters identifying this sentinel (SENTINEL myid);
-	// it should be stable per node, e.g. derived from the node id.
+	// RunID is 40 lower-case hex characters identifying this sentinel
+	// (SENTINEL myid, INFO's run_id); it should be stable per node, e.g.
+	// derived from the node id. New refuses any other form.
 	RunID string
 	// Announce is how this sentinel is announced to others (ip and port in
 	// their SENTINEL sentinels answers). The server leaves it out of its own
-	// SENTINEL sentinels answers should the Source list it.
+	// SENTINEL sentinels answers should the Source list it, and reports its
+	// port as INFO's tcp_port.
 	Announce Addr
 }
 
