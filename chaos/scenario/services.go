@@ -157,20 +157,11 @@ func checkFailover(ctx context.Context, c *Cluster, tr *Trial, old *hmv1.Role, t
 	if in.Epoch <= old.Epoch {
 		tr.violate("S2: %s started on %s with epoch %d, not above the lost holder's %d", svcNotary, in.Node, in.Epoch, old.Epoch)
 	}
-	if r, err := c.role(ctx, c.anyRunning(), svcNotary); err == nil && (r.Holder != in.Node || r.Epoch != in.Epoch) {
+	// The new holder applied its assignment before it ran the start hook.
+	if r, err := c.role(ctx, in.Node, svcNotary); err == nil && (r.Holder != in.Node || r.Epoch != in.Epoch) {
 		tr.violate("%s runs on %s at epoch %d, the state says %s at %d", svcNotary, in.Node, in.Epoch, r.Holder, r.Epoch)
 	}
 	return in, true
-}
-
-// anyRunning returns a node whose agent runs (for reads).
-func (c *Cluster) anyRunning() string {
-	for _, n := range c.nodes {
-		if c.Running(n.Name) {
-			return n.Name
-		}
-	}
-	return c.nodes[0].Name
 }
 
 // vipAfter follows the VIP when the faulted node held it too.
@@ -185,6 +176,25 @@ func vipAfter(ctx context.Context, c *Cluster, tr *Trial, v View, node string, t
 		checkARP(c, tr, f.node)
 	}
 	return nil
+}
+
+// vipStayed records, when the faulted node did not hold the VIP, how many
+// samples since t0 did not show the VIP on its holder alone
+// (vip_samples_off_holder): a fault elsewhere should leave it alone.
+func vipStayed(c *Cluster, tr *Trial, v View, node string, t0 time.Time) {
+	if v.Holder == node {
+		return
+	}
+	off := 0
+	for _, s := range c.SamplesSince(t0) {
+		if len(s.Holders) != 1 || s.Holders[0] != v.Holder {
+			if off == 0 {
+				tr.note("the VIP left its holder %s at %s (holders %v) although the fault was on %s", v.Holder, stamp(s.At), s.Holders, node)
+			}
+			off++
+		}
+	}
+	tr.figure("vip_samples_off_holder", float64(off))
 }
 
 // serviceCrashActive powers notary's active node off (lab.Crash: the
@@ -207,6 +217,7 @@ func serviceCrashActive(ctx context.Context, c *Cluster, v View, tr *Trial, _ Op
 	if err := sleep(ctx, after); err != nil {
 		return err
 	}
+	vipStayed(c, tr, v, x, t0)
 	measure(c, tr, t0)
 	return c.Restore(x)
 }
@@ -248,6 +259,7 @@ func servicePartitionActive(ctx context.Context, c *Cluster, v View, tr *Trial, 
 		return err
 	}
 	checkFailover(ctx, c, tr, old, tc, lostWindow(c), "service_failover")
+	vipStayed(c, tr, v, x, t0)
 	measure(c, tr, t0)
 	th := time.Now()
 	if err := c.Lab.Heal(); err != nil {
@@ -309,11 +321,12 @@ func stopHookHangs(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options
 	if err := vipAfter(ctx, c, tr, v, x, t0); err != nil {
 		return err
 	}
-	checkStopTimeoutEvents(ctx, c, tr, old, seq, t0)
+	checkStopTimeoutEvents(ctx, c, tr, old, target, seq, t0)
 	if err := c.SetStopHang(x, svcNotary, false); err != nil {
 		return err
 	}
 	hanging = false
+	vipStayed(c, tr, v, x, t0)
 	measure(c, tr, t0)
 	return nil
 }
@@ -321,14 +334,14 @@ func stopHookHangs(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options
 // checkStopTimeoutEvents checks the event log of stopHookHangs: the stop
 // timed out about stop_timeout after the move (hook_killed_ms), the node
 // fenced itself, no release of the old epoch was committed, and the role
-// was assigned at a greater epoch.
-func checkStopTimeoutEvents(ctx context.Context, c *Cluster, tr *Trial, old *hmv1.Role, seq uint64, t0 time.Time) {
+// was assigned at a greater epoch. via is the node asked.
+func checkStopTimeoutEvents(ctx context.Context, c *Cluster, tr *Trial, old *hmv1.Role, via string, seq uint64, t0 time.Time) {
 	x := old.Holder
 	var evs []*hmv1.Event
 	var timedOut, fenced, released, assigned *hmv1.Event
 	pollEvery(ctx, 50*time.Millisecond, 3*time.Second, func() bool {
 		var err error
-		if evs, err = c.Events(ctx, c.anyRunning(), seq); err != nil {
+		if evs, err = c.Events(ctx, via, seq); err != nil {
 			return false
 		}
 		timedOut, fenced, released, assigned = nil, nil, nil, nil
