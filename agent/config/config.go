@@ -22,6 +22,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/internal/hostport"
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 
 	"github.com/harbormaster/harbormaster/spec"
@@ -498,7 +499,7 @@ func checkAddr(field, addr string, dialable bool) error {
 		}
 		return nil
 	}
-	if !validHostname(host) {
+	if !hostport.ValidHostname(host) {
 		return fieldErr(field, "host %q in %q is neither an IP address nor a valid host name", host, addr)
 	}
 	return nil
@@ -509,21 +510,4 @@ func validIfname(n string) bool {
 		return false
 	}
 	return !strings.ContainsAny(n, "/: \t\n")
-}
-
-func validHostname(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, r := range l {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/harbormaster/harbormaster/internal/hostport"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -107,46 +107,10 @@ func IsLoopback(addr string) bool {
 }
 
 func checkAddr(field, addr string) error {
-	if addr == "" {
-		return fieldErr(field, "is missing; write host:port, e.g. 127.0.0.1:6379")
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fieldErr(field, "%q is not host:port (%v); write it like 127.0.0.1:6379 or [::1]:6379", addr, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fieldErr(field, "port %q in %q is not a number from 1 to 65535", port, addr)
-	}
-	if host == "" {
-		return fieldErr(field, "%q has no host; write it like 127.0.0.1:6379", addr)
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		if ip.IsUnspecified() {
-			return fieldErr(field, "%q is not an address one can connect to; use 127.0.0.1 or the node's address", addr)
-		}
-		return nil
-	}
-	if !validHostname(host) {
-		return fieldErr(field, "host %q in %q is neither an IP address nor a valid host name", host, addr)
+	if msg := hostport.Check(addr, "127.0.0.1:6379"); msg != "" {
+		return fieldErr(field, "%s", msg)
 	}
 	return nil
-}
-
-func validHostname(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, r := range l {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // readAuth returns the AUTH arguments from the first line of path: the
