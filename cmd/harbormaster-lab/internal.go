@@ -143,9 +143,8 @@ func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, 
 // to be run by hand, but can be.
 func internalCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:    "internal",
-		Short:  "Helpers the scenarios run inside the lab's namespaces",
-		Hidden: true,
+		Use:   "internal",
+		Short: "Internal: helpers the scenarios run inside the lab's namespaces (push, service)",
 	}
 	cmd.AddCommand(pushCmd(), standInCmd())
 	return cmd

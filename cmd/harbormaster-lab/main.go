@@ -6,6 +6,7 @@
 //	harbormaster-lab up        # a running cluster until Ctrl-C
 //	harbormaster-lab status    # labs on this machine
 //	harbormaster-lab down      # stop `up` labs, sweep stale ones
+//	harbormaster-lab internal push|service   # helpers the scenarios run inside the lab
 //
 // It needs root (namespaces, nftables). Every lab lives in namespaces named
 // hmlab-<pid>-..., is torn down on exit, SIGINT and SIGTERM, and sends
