@@ -195,7 +195,7 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
 		}
 		out.Voters++
 		if m.id == a.cfg.NodeID {
-			v := a.grants.Snapshot(time.Now())
+			v := a.grants.Verdicts(time.Now())
 			mu.Lock()
 			out.Views = append(out.Views, v)
 			mu.Unlock()
@@ -244,7 +244,7 @@ func (s *server) Renew(ctx context.Context, req *hmv1.RenewRequest) (*hmv1.Renew
 
 // Leases implements the Cluster service.
 func (s *server) Leases(ctx context.Context, _ *hmv1.LeasesRequest) (*hmv1.LeasesResponse, error) {
-	v := s.a.grants.Snapshot(time.Now())
+	v := s.a.grants.Verdicts(time.Now())
 	resp := &hmv1.LeasesResponse{Granter: s.a.cfg.NodeID, Guarded: v.Guarded, SinceGuardUs: v.SinceGuard.Microseconds()}
 	for _, id := range lease.SortedIDs(v) {
 		g := v.Nodes[id]

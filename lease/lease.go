@@ -19,8 +19,9 @@ type Verdict int
 const (
 	// Granted: the lease runs until the receive time plus TTL plus margin.
 	Granted Verdict = iota
-	// Lapsed: the generation's grant had already ended; a lease is never
-	// extended across a gap. The holder must start a new generation.
+	// Lapsed: the generation's grant had already ended and a verdict view
+	// showed it ended; such a grant is never extended across the gap. The
+	// holder must start a new generation.
 	Lapsed
 	// Stale: a newer generation of this node is known; the holder must
 	// start one above it.
@@ -42,6 +43,10 @@ func (v Verdict) String() string {
 type grant struct {
 	gen uint64
 	end time.Time
+	// reported is set once a verdict view (Verdicts) showed this
+	// generation's grant ended: from then on it is never extended again
+	// (a coordinator may have counted it towards "ended").
+	reported bool
 	// supersededEnd is the latest end of any grant of an older generation.
 	supersededEnd time.Time
 }
@@ -81,12 +86,22 @@ func (g *Grants) Renew(node string, gen uint64, ttl time.Duration, now time.Time
 		if cur.end.After(cur.supersededEnd) {
 			cur.supersededEnd = cur.end
 		}
-		cur.gen, cur.end = gen, end
+		cur.gen, cur.end, cur.reported = gen, end, false
 		return Granted, gen
 	case gen < cur.gen:
 		return Stale, cur.gen
-	case !now.Before(cur.end):
+	case !now.Before(cur.end) && cur.reported:
+		// A verdict may rest on this grant having ended: never extend
+		// it across the gap; the holder must start a new generation.
 		return Lapsed, cur.gen
+	case !now.Before(cur.end):
+		// The grant ran out (this node was cut off from the holder) but
+		// no verdict saw it ended: extending it cannot contradict any
+		// decision, and keeps a healed voter granting the holder's
+		// generation instead of leaving it one failure from losing its
+		// majority.
+		cur.end = end
+		return Granted, gen
 	default:
 		if end.After(cur.end) {
 			cur.end = end
@@ -102,7 +117,27 @@ func (g *Grants) Renew(node string, gen uint64, ttl time.Duration, now time.Time
 func (g *Grants) Ended(node string, gen uint64, now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.view(now).Ended(node, gen)
+	return g.verdicts(now).Ended(node, gen)
+}
+
+// Verdicts is Snapshot for decisions: a view handed to a coordinator (the
+// Leases RPC, the leader's own Majority). Every current grant it shows as
+// ended is marked reported and never extended again. Use Snapshot for
+// display (status, metrics).
+func (g *Grants) Verdicts(now time.Time) View {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.verdicts(now)
+}
+
+func (g *Grants) verdicts(now time.Time) View {
+	v := g.view(now)
+	for _, gr := range g.nodes {
+		if !now.Before(gr.end) {
+			gr.reported = true
+		}
+	}
+	return v
 }
 
 // Guarded reports whether the restart guard is still on at now.

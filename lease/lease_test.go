@@ -198,3 +198,42 @@ func TestEndedForGrace(t *testing.T) {
 		t.Error("two views of three said ended-for-grace: majority false")
 	}
 }
+
+func TestGapExtendedOnlyWhileNoVerdictSawIt(t *testing.T) {
+	g := NewGrants(at(-10_000), 0.1, 550*time.Millisecond)
+	g.Renew("n1", 5, ttl, at(0)) // ends 550
+	// Cut off for a while: the grant ran out, but no coordinator looked.
+	// The display snapshot does not count as a verdict.
+	if v := g.Snapshot(at(700)); !v.Ended("n1", 5) {
+		t.Fatal("snapshot: grant not ended at 700")
+	}
+	if v, gen := g.Renew("n1", 5, ttl, at(800)); v != Granted || gen != 5 {
+		t.Fatalf("renewal after an unseen gap: %v %d, want granted 5", v, gen)
+	}
+	if g.Snapshot(at(1300)).Ended("n1", 5) {
+		t.Fatal("extended grant ended before 800+550")
+	}
+	// A verdict view sees the next gap: the grant is never extended again.
+	if !g.Verdicts(at(1400)).Ended("n1", 5) {
+		t.Fatal("verdicts: grant not ended at 1400")
+	}
+	if v, _ := g.Renew("n1", 5, ttl, at(1500)); v != Lapsed {
+		t.Fatalf("renewal after a gap a verdict saw: %v, want lapsed", v)
+	}
+	if !g.Verdicts(at(1600)).Ended("n1", 5) {
+		t.Fatal("a reported-ended grant came back")
+	}
+	// A new generation starts clean.
+	if v, _ := g.Renew("n1", 6, ttl, at(1700)); v != Granted {
+		t.Fatalf("new generation: %v", v)
+	}
+	g.Snapshot(at(3000))
+	if v, _ := g.Renew("n1", 6, ttl, at(3000)); v != Granted {
+		t.Fatalf("new generation after an unseen gap: %v, want granted", v)
+	}
+	// A running grant seen by a verdict view is not marked.
+	g.Verdicts(at(3100))
+	if v, _ := g.Renew("n1", 6, ttl, at(3200)); v != Granted {
+		t.Fatalf("renewal of a running grant after a verdict: %v", v)
+	}
+}
