@@ -65,9 +65,10 @@ type Role struct {
 	// the eligible nodes, one holding none of them is chosen when one
 	// exists. It ranks above priority; it never moves a holder by itself.
 	Avoid []string `yaml:"avoid,omitempty" json:"avoid,omitempty"`
-	// HoldDown keeps a node that lost the role (moved away, released,
-	// lease ended) from getting it back for this long, unless no other
-	// node qualifies: a damper against flapping (Go duration; default 0).
+	// HoldDown keeps the node that last lost the role (moved away,
+	// released, lease ended) from getting it back for this long, unless no
+	// other node qualifies: a damper against flapping between two nodes
+	// (Go duration; default 0). Only the last loser is remembered.
 	HoldDown string `yaml:"hold_down,omitempty" json:"hold_down,omitempty"`
 	// Marker makes a service role a marker: held in the replicated state
 	// only, no node runs anything for it (other tooling watches the
