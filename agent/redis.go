@@ -48,6 +48,9 @@ type redisNode struct {
 	// fenced mirrors the last observed write fence of this node's Redis
 	// (Replication.Paused) or one this agent just applied.
 	fenced bool
+	// down is set while the agent cannot read its Redis: a Redis that is
+	// down takes no writes, so its role may be released.
+	down bool
 	// promotedEpoch is the epoch this node last promoted its Redis at.
 	promotedEpoch uint64
 	// caughtUp records, per (epoch, target), that a planned switchover's
@@ -121,11 +124,12 @@ func (rn *redisNode) pass(ctx context.Context, st *fsm.State) {
 	octx, cancel := context.WithTimeout(ctx, redisPoll)
 	repl, err := rn.cli.Replication(octx)
 	cancel()
+	rn.mu.Lock()
+	rn.down = err != nil
 	if err == nil {
-		rn.mu.Lock()
 		rn.fenced = repl.Paused
-		rn.mu.Unlock()
 	}
+	rn.mu.Unlock()
 	rn.report(ctx, repl, err)
 	r, ok := redisRole(st)
 	if !ok || err != nil {
@@ -344,6 +348,9 @@ func (rn *redisNode) releasable(st *fsm.State, role string) bool {
 	as := st.Assignment(role)
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
+	if rn.down {
+		return true // a Redis that cannot be reached takes no writes
+	}
 	return rn.fenced && (as.MoveTo == "" || rn.caughtUp[fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo)])
 }
 

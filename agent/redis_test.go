@@ -258,3 +258,34 @@ func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	t.Logf("planned move from %s to %s: %d acknowledged writes, none lost", master, target, len(acked))
 }
+
+func TestRedisMasterDownMovesTheRole(t *testing.T) {
+	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
+	var master string
+	var epoch uint64
+	c.waitFor("a master with linked replicas", 10*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		a := st.Assignment("redis")
+		master, epoch = a.Holder, a.Epoch
+		if master == "" {
+			return false
+		}
+		for _, id := range st.NodeIDs() {
+			if r := st.Redis[id]; id != master && (r.Role != fsm.RedisReplica || !r.LinkUp) {
+				return false
+			}
+		}
+		return true
+	})
+	// The master's Redis dies; its node and agent stay up. The agent
+	// reports it unreadable, the coordinator asks it to release, and a
+	// replica is promoted.
+	rc := redis.NewClient(&redis.Options{Addr: c.node(master).cfg.Redis.Address, Protocol: 2})
+	_ = rc.Shutdown(context.Background()).Err() // SHUTDOWN closes the connection: no reply
+	rc.Close()
+	c.waitFor("a replica promoted", 10*time.Second, func() bool {
+		a := c.nodes[0].agent.State().Assignment("redis")
+		return a.Holder != "" && a.Holder != master && a.Epoch > epoch && canWrite(c.node(a.Holder).cfg.Redis.Address) == nil
+	})
+}
