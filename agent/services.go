@@ -200,7 +200,7 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 			w.mu.Lock()
 			w.running = true
 			w.mu.Unlock()
-			err := a.runHook(w, "start", hctx, func(c context.Context) error { return w.act.Start(c, env) })
+			err := a.runHook(hctx, w, "start", func(c context.Context) error { return w.act.Start(c, env) })
 			cancel()
 			w.mu.Lock()
 			w.unsure = err != nil // a failed start is retried (and undone by a stop if the role goes)
@@ -214,7 +214,7 @@ func (a *Agent) serviceWorker(ctx context.Context, w *svcWorker) {
 			}
 		case !want && (running || unsure):
 			sctx, cancel := context.WithTimeout(context.Background(), timeout)
-			err := a.runHook(w, "stop", sctx, func(c context.Context) error { return w.act.Stop(c, env) })
+			err := a.runHook(sctx, w, "stop", func(c context.Context) error { return w.act.Stop(c, env) })
 			cancel()
 			w.mu.Lock()
 			if err == nil {
@@ -300,7 +300,7 @@ func (a *Agent) stopOnExit(w *svcWorker) {
 
 // runHook runs one start or stop bounded by ctx, logs it and records an
 // event.
-func (a *Agent) runHook(w *svcWorker, what string, ctx context.Context, f func(context.Context) error) error {
+func (a *Agent) runHook(ctx context.Context, w *svcWorker, what string, f func(context.Context) error) error {
 	start := time.Now()
 	err := f(ctx)
 	w.mu.Lock()
