@@ -96,6 +96,12 @@ type Trial struct {
 	OutageMS float64 `json:"outage_ms"`
 	// DualHolderMS is the longest time two nodes had the address (0: S1 held).
 	DualHolderMS float64 `json:"dual_holder_ms"`
+	// LostAckedWrites (Redis scenarios) is the number of writes Redis
+	// acknowledged to the writer that the final master does not have.
+	LostAckedWrites *int `json:"lost_acked_writes,omitempty"`
+	// DualMasterMS (Redis scenarios) is the longest time two Redis servers
+	// took writes at once (0: S1 held for Redis).
+	DualMasterMS *float64 `json:"dual_master_ms,omitempty"`
 	// Figures are the scenario's own measurements, in ms unless named
 	// otherwise.
 	Figures    map[string]float64 `json:"figures,omitempty"`
@@ -141,9 +147,13 @@ type Result struct {
 	OutageMS Stats `json:"outage_ms"`
 	// DualHolderMS is the longest time, over the trials, that two nodes
 	// both had the address.
-	DualHolderMS float64          `json:"dual_holder_ms"`
-	Figures      map[string]Stats `json:"figures,omitempty"`
-	Targets      []Target         `json:"targets,omitempty"`
+	DualHolderMS float64 `json:"dual_holder_ms"`
+	// LostAckedWrites and DualMasterMS summarise the trials' fields of the
+	// same name (Redis scenarios only).
+	LostAckedWrites *Stats           `json:"lost_acked_writes,omitempty"`
+	DualMasterMS    *float64         `json:"dual_master_ms,omitempty"`
+	Figures         map[string]Stats `json:"figures,omitempty"`
+	Targets         []Target         `json:"targets,omitempty"`
 	// Skipped says why the scenario did not run.
 	Skipped  string  `json:"skipped,omitempty"`
 	PerTrial []Trial `json:"per_trial"`
@@ -215,6 +225,18 @@ func catalogue() []scenario {
 			run: servicePartitionActive, cluster: serviceCluster},
 		{name: "stop-hook-hangs", about: "notary's stop hook stops the service then hangs during a move: killed at stop_timeout, no release, the node fences itself, notary starts on the target after stop_timeout + lease + stop_timeout",
 			run: stopHookHangs, cluster: serviceCluster},
+		{name: "redis-crash-master", about: "lab.Crash of the Redis master's node under a write load through the Redis VIP: a replica with the highest offset is promoted, no two masters; restored, the old node becomes a replica",
+			run: redisCrashMaster, cluster: redisCluster,
+			targets: redisTargets(map[string]float64{"lan": 1200, "fast": 600}, 0, "DESIGN.md §5: none lost on crash")},
+		{name: "redis-partition-master", about: "the Redis master's node cut from its peers, the writer still reaching it: it refuses writes before its lease ends, a new master is elected; after the heal it is a replica and its divergent writes are counted",
+			run: redisPartitionMaster, cluster: redisCluster,
+			targets: redisTargets(nil, sentinelLossFigure/10, "10x fewer than Sentinel's 14,789")},
+		{name: "redis-kill-agent", about: "SIGKILL of the Redis master's agent only (its Redis keeps running and reachable): the new master's agent fences and demotes it remotely before promoting; no two masters",
+			run: redisKillAgent, cluster: redisCluster},
+		{name: "redis-move", about: "`harbormaster move redis` under a write load: no acknowledged write lost",
+			run: redisMove, cluster: redisCluster},
+		{name: "redis-restart-all", about: "SIGTERM of all three agents and a restart (Redis keeps running), then a rolling restart of every Redis server, master last: re-elected by offset, no two masters, no acknowledged write lost",
+			run: redisRestartAll, cluster: redisCluster},
 	}
 }
 
@@ -346,10 +368,20 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 
 // finish aggregates the trials.
 func finish(res Result, sc scenario) Result {
-	var outages []float64
+	var outages, lost []float64
 	figs := map[string][]float64{}
 	for _, tr := range res.PerTrial {
 		outages = append(outages, tr.OutageMS)
+		if tr.LostAckedWrites != nil {
+			lost = append(lost, float64(*tr.LostAckedWrites))
+		}
+		if tr.DualMasterMS != nil {
+			d := *tr.DualMasterMS
+			if res.DualMasterMS != nil {
+				d = max(d, *res.DualMasterMS)
+			}
+			res.DualMasterMS = &d
+		}
 		res.DualHolderMS = max(res.DualHolderMS, tr.DualHolderMS)
 		for _, v := range tr.Violations {
 			res.Violations = append(res.Violations, fmt.Sprintf("trial %d: %s", tr.N, v))
@@ -359,6 +391,10 @@ func finish(res Result, sc scenario) Result {
 		}
 	}
 	res.OutageMS = summarize(outages)
+	if len(lost) > 0 {
+		l := summarize(lost)
+		res.LostAckedWrites = &l
+	}
 	if len(figs) > 0 {
 		res.Figures = map[string]Stats{}
 		for k, v := range figs {
