@@ -184,6 +184,16 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timing.Renew)
 	defer cancel()
+	// The (holder, generation) pairs the coordinator will judge: every
+	// voter records those it answers "ended" for (lease.Grants.Verdicts).
+	var queries []lease.Query
+	var pb []*hmv1.LeaseQuery
+	for _, as := range a.State().Assignments {
+		if as.Holder != "" && as.HolderGen != 0 {
+			queries = append(queries, lease.Query{Node: as.Holder, Gen: as.HolderGen})
+			pb = append(pb, &hmv1.LeaseQuery{Node: as.Holder, Gen: as.HolderGen})
+		}
+	}
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
@@ -195,7 +205,7 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
 		}
 		out.Voters++
 		if m.id == a.cfg.NodeID {
-			v := a.grants.Verdicts(time.Now())
+			v := a.grants.Verdicts(time.Now(), queries...)
 			mu.Lock()
 			out.Views = append(out.Views, v)
 			mu.Unlock()
@@ -211,7 +221,7 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
 			if err != nil {
 				return
 			}
-			r, err := hmv1.NewClusterClient(c).Leases(ctx, &hmv1.LeasesRequest{})
+			r, err := hmv1.NewClusterClient(c).Leases(ctx, &hmv1.LeasesRequest{Queries: pb})
 			if err != nil {
 				return
 			}
@@ -243,8 +253,18 @@ func (s *server) Renew(ctx context.Context, req *hmv1.RenewRequest) (*hmv1.Renew
 }
 
 // Leases implements the Cluster service.
-func (s *server) Leases(ctx context.Context, _ *hmv1.LeasesRequest) (*hmv1.LeasesResponse, error) {
-	v := s.a.grants.Verdicts(time.Now())
+func (s *server) Leases(ctx context.Context, req *hmv1.LeasesRequest) (*hmv1.LeasesResponse, error) {
+	if len(req.Queries) > 4096 {
+		return nil, status.Error(codes.InvalidArgument, "queries: at most 4096")
+	}
+	var qs []lease.Query
+	for _, q := range req.Queries {
+		if !spec.ValidName(q.Node) || q.Gen == 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "queries: %q/%d is not a node id and a generation", q.Node, q.Gen)
+		}
+		qs = append(qs, lease.Query{Node: q.Node, Gen: q.Gen})
+	}
+	v := s.a.grants.Verdicts(time.Now(), qs...)
 	resp := &hmv1.LeasesResponse{Granter: s.a.cfg.NodeID, Guarded: v.Guarded, SinceGuardUs: v.SinceGuard.Microseconds()}
 	for _, id := range lease.SortedIDs(v) {
 		g := v.Nodes[id]

@@ -117,24 +117,52 @@ func (g *Grants) Renew(node string, gen uint64, ttl time.Duration, now time.Time
 func (g *Grants) Ended(node string, gen uint64, now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.verdicts(now).Ended(node, gen)
+	return g.verdicts(now, []Query{{node, gen}}).Ended(node, gen)
+}
+
+// Query is a (node, generation) pair a coordinator is about to judge.
+type Query struct {
+	Node string
+	Gen  uint64
 }
 
 // Verdicts is Snapshot for decisions: a view handed to a coordinator (the
 // Leases RPC, the leader's own Majority). Every current grant it shows as
-// ended is marked reported and never extended again. Use Snapshot for
-// display (status, metrics).
-func (g *Grants) Verdicts(now time.Time) View {
+// ended is marked reported and never extended again; so is every queried
+// generation it answers "ended" for without holding its grant (a node it
+// never granted, or a generation newer than the one it holds): such a
+// generation is refused from then on. Use Snapshot for display.
+func (g *Grants) Verdicts(now time.Time, queries ...Query) View {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.verdicts(now)
+	return g.verdicts(now, queries)
 }
 
-func (g *Grants) verdicts(now time.Time) View {
+func (g *Grants) verdicts(now time.Time, queries []Query) View {
 	v := g.view(now)
 	for _, gr := range g.nodes {
 		if !now.Before(gr.end) {
 			gr.reported = true
+		}
+	}
+	if v.Guarded {
+		return v // answers "not ended" to everything: nothing to record
+	}
+	for _, q := range queries {
+		cur, ok := g.nodes[q.Node]
+		switch {
+		case !ok:
+			// Ended: never granted. Record it so a late renewal of this
+			// generation is refused (Lapsed) rather than granted.
+			g.nodes[q.Node] = &grant{gen: q.Gen, reported: true}
+		case q.Gen > cur.gen:
+			// Ended: a generation this table never granted. Record it
+			// as the current one, already over; the old grant becomes
+			// superseded.
+			if cur.end.After(cur.supersededEnd) {
+				cur.supersededEnd = cur.end
+			}
+			cur.gen, cur.end, cur.reported = q.Gen, time.Time{}, true
 		}
 	}
 	return v

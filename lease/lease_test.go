@@ -237,3 +237,40 @@ func TestGapExtendedOnlyWhileNoVerdictSawIt(t *testing.T) {
 		t.Fatalf("renewal of a running grant after a verdict: %v", v)
 	}
 }
+
+func TestVerdictOnAnUnknownGenerationIsFinal(t *testing.T) {
+	// A voter that never granted n1's generation 7 (cut off when it
+	// started) answers a coordinator's query "ended"; a late renewal of 7
+	// must then be refused, or n1 could count this grant after the role
+	// moved (a majority said ended).
+	g := NewGrants(at(-10_000), 0.1, 550*time.Millisecond)
+	if !g.Verdicts(at(0), Query{"n1", 7}).Ended("n1", 7) {
+		t.Fatal("never granted: not ended")
+	}
+	if v, gen := g.Renew("n1", 7, ttl, at(10)); v != Lapsed || gen != 7 {
+		t.Fatalf("renewal of a generation reported ended: %v %d, want lapsed 7", v, gen)
+	}
+	if v, _ := g.Renew("n1", 8, ttl, at(20)); v != Granted {
+		t.Fatalf("next generation: %v, want granted", v)
+	}
+	// The same for a generation newer than the one the table holds.
+	g.Renew("n2", 3, ttl, at(0)) // ends 550
+	if !g.Verdicts(at(100), Query{"n2", 4}).Ended("n2", 4) {
+		t.Fatal("generation 4 never granted: not ended")
+	}
+	if v, _ := g.Renew("n2", 4, ttl, at(200)); v != Lapsed {
+		t.Fatalf("renewal of generation 4 after it was reported ended: %v, want lapsed", v)
+	}
+	// Generation 3's grant is kept as superseded: it still runs to 550.
+	if g.Snapshot(at(300)).Ended("n2", 3) {
+		t.Fatal("superseded generation 3 ended before its grant")
+	}
+	// A guarded table answers "not ended" and records nothing.
+	r := NewGrants(at(0), 0.1, 550*time.Millisecond)
+	if r.Verdicts(at(100), Query{"n3", 5}).Ended("n3", 5) {
+		t.Fatal("guarded table said ended")
+	}
+	if v, _ := r.Renew("n3", 5, ttl, at(200)); v != Granted {
+		t.Fatalf("renewal after a guarded verdict: %v, want granted", v)
+	}
+}

@@ -1751,7 +1751,11 @@ func (x *RenewResponse) GetGranter() string {
 }
 
 type LeasesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// queries are the (node, generation) pairs the asking coordinator will
+	// judge: the granter records every one it answers "ended" for, so that
+	// it never grants that generation afterwards (lease.Grants.Verdicts).
+	Queries       []*LeaseQuery `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1786,6 +1790,65 @@ func (*LeasesRequest) Descriptor() ([]byte, []int) {
 	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
+func (x *LeasesRequest) GetQueries() []*LeaseQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+type LeaseQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Gen           uint64                 `protobuf:"varint,2,opt,name=gen,proto3" json:"gen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseQuery) Reset() {
+	*x = LeaseQuery{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseQuery) ProtoMessage() {}
+
+func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseQuery.ProtoReflect.Descriptor instead.
+func (*LeaseQuery) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LeaseQuery) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *LeaseQuery) GetGen() uint64 {
+	if x != nil {
+		return x.Gen
+	}
+	return 0
+}
+
 type LeaseGrant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1800,7 +1863,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1875,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1888,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeaseGrant) GetNode() string {
@@ -1872,7 +1935,7 @@ type LeasesResponse struct {
 
 func (x *LeasesResponse) Reset() {
 	*x = LeasesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1947,7 @@ func (x *LeasesResponse) String() string {
 func (*LeasesResponse) ProtoMessage() {}
 
 func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1960,7 @@ func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
 func (*LeasesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeasesResponse) GetGranter() string {
@@ -1937,7 +2000,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2012,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2025,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExplainRequest) GetRole() string {
@@ -1992,7 +2055,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2067,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2080,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExplainResponse) GetNode() string {
@@ -2105,7 +2168,7 @@ type Candidacy struct {
 
 func (x *Candidacy) Reset() {
 	*x = Candidacy{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2180,7 @@ func (x *Candidacy) String() string {
 func (*Candidacy) ProtoMessage() {}
 
 func (x *Candidacy) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2193,7 @@ func (x *Candidacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidacy.ProtoReflect.Descriptor instead.
 func (*Candidacy) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Candidacy) GetNode() string {
@@ -2214,7 +2277,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2289,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2302,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MoveRequest) GetRole() string {
@@ -2274,7 +2337,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2349,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2362,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MoveResponse) GetAlready() bool {
@@ -2327,7 +2390,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2402,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2415,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2385,7 +2448,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2460,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2473,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DrainResponse) GetIndex() uint64 {
@@ -2559,8 +2622,13 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\rRenewResponse\x12\x18\n" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12\x10\n" +
 	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x18\n" +
-	"\agranter\x18\x03 \x01(\tR\agranter\"\x0f\n" +
-	"\rLeasesRequest\"\x8d\x01\n" +
+	"\agranter\x18\x03 \x01(\tR\agranter\"F\n" +
+	"\rLeasesRequest\x125\n" +
+	"\aqueries\x18\x01 \x03(\v2\x1b.harbormaster.v1.LeaseQueryR\aqueries\"2\n" +
+	"\n" +
+	"LeaseQuery\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
+	"\x03gen\x18\x02 \x01(\x04R\x03gen\"\x8d\x01\n" +
 	"\n" +
 	"LeaseGrant\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
@@ -2640,7 +2708,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -2668,58 +2736,60 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*RenewRequest)(nil),               // 23: harbormaster.v1.RenewRequest
 	(*RenewResponse)(nil),              // 24: harbormaster.v1.RenewResponse
 	(*LeasesRequest)(nil),              // 25: harbormaster.v1.LeasesRequest
-	(*LeaseGrant)(nil),                 // 26: harbormaster.v1.LeaseGrant
-	(*LeasesResponse)(nil),             // 27: harbormaster.v1.LeasesResponse
-	(*ExplainRequest)(nil),             // 28: harbormaster.v1.ExplainRequest
-	(*ExplainResponse)(nil),            // 29: harbormaster.v1.ExplainResponse
-	(*Candidacy)(nil),                  // 30: harbormaster.v1.Candidacy
-	(*MoveRequest)(nil),                // 31: harbormaster.v1.MoveRequest
-	(*MoveResponse)(nil),               // 32: harbormaster.v1.MoveResponse
-	(*DrainRequest)(nil),               // 33: harbormaster.v1.DrainRequest
-	(*DrainResponse)(nil),              // 34: harbormaster.v1.DrainResponse
+	(*LeaseQuery)(nil),                 // 26: harbormaster.v1.LeaseQuery
+	(*LeaseGrant)(nil),                 // 27: harbormaster.v1.LeaseGrant
+	(*LeasesResponse)(nil),             // 28: harbormaster.v1.LeasesResponse
+	(*ExplainRequest)(nil),             // 29: harbormaster.v1.ExplainRequest
+	(*ExplainResponse)(nil),            // 30: harbormaster.v1.ExplainResponse
+	(*Candidacy)(nil),                  // 31: harbormaster.v1.Candidacy
+	(*MoveRequest)(nil),                // 32: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 33: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 34: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 35: harbormaster.v1.DrainResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
 	3,  // 1: harbormaster.v1.Member.checks:type_name -> harbormaster.v1.Check
 	2,  // 2: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
 	17, // 3: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
-	26, // 4: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
-	30, // 5: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
-	0,  // 6: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
-	4,  // 7: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
-	6,  // 8: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
-	8,  // 9: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
-	10, // 10: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
-	12, // 11: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
-	14, // 12: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
-	16, // 13: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	31, // 14: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
-	33, // 15: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
-	19, // 16: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	28, // 17: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
-	21, // 18: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	23, // 19: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
-	25, // 20: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 21: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	5,  // 22: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	7,  // 23: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	9,  // 24: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	11, // 25: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	13, // 26: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	15, // 27: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	18, // 28: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	32, // 29: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	34, // 30: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	20, // 31: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	29, // 32: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
-	22, // 33: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	24, // 34: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
-	27, // 35: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	21, // [21:36] is the sub-list for method output_type
-	6,  // [6:21] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	26, // 4: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
+	27, // 5: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
+	31, // 6: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
+	0,  // 7: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
+	4,  // 8: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
+	6,  // 9: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
+	8,  // 10: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
+	10, // 11: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
+	12, // 12: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
+	14, // 13: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
+	16, // 14: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
+	32, // 15: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	34, // 16: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	19, // 17: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
+	29, // 18: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
+	21, // 19: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	23, // 20: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
+	25, // 21: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 22: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 23: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 24: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 25: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 26: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 27: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 28: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	18, // 29: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	33, // 30: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	35, // 31: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	20, // 32: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	30, // 33: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	22, // 34: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	24, // 35: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
+	28, // 36: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	22, // [22:37] is the sub-list for method output_type
+	7,  // [7:22] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_harbormaster_v1_admin_proto_init() }
@@ -2733,7 +2803,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
