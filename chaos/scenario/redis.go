@@ -571,13 +571,21 @@ func redisRestartAll(ctx context.Context, c *Cluster, v View, tr *Trial, o Optio
 			return err
 		}
 		if n == master {
-			nm, ok := r.waitMaster(ctx, n, tn, redisWait)
+			// Whoever takes writes next must have the data: re-promoting
+			// the emptied Redis shows as lost writes below.
+			nm, ok := r.waitMaster(ctx, "", time.Now(), redisWait)
 			if !ok {
-				tr.violate("no other master than %s took writes within %s of restarting its Redis at %s", n, redisWait, stamp(tn))
+				tr.violate("no master took writes within %s of restarting the master's (%s) Redis at %s", redisWait, n, stamp(tn))
 				return nil
 			}
 			tr.figure("master_redis_restart_ms", msf(time.Since(tn)))
+			tr.note("after %s's Redis restarted the master is %s", n, nm)
 			master = nm
+			if nm == n {
+				tr.figure("emptied_master_repromoted", 1)
+				tr.violate("S7: %s's Redis, restarted empty at %s, was promoted again over replicas that had the data", n, stamp(tn))
+				break
+			}
 		}
 		if _, ok := r.waitReplica(ctx, n, master, redisWait); !ok {
 			tr.violate("S7: %s's restarted Redis did not become a replica of %s within %s", n, master, redisWait)

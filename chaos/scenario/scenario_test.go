@@ -375,8 +375,8 @@ func runRedis(t *testing.T, name string, figures ...string) Result {
 		t.Errorf("%s: no lost_acked_writes", name)
 	}
 	// A trial without a write load proves nothing: at one write per ms
-	// the writer makes thousands.
-	if s := r.Figures["acked_writes"]; s.Max < 1000 {
+	// the writer makes about a thousand per second of the trial.
+	if s := r.Figures["acked_writes"]; s.Max < 500 {
 		t.Errorf("%s: only %.0f acknowledged writes", name, s.Max)
 	}
 	return r
