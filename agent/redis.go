@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/harbormaster/harbormaster/agent/redisctl"
@@ -33,6 +34,9 @@ const (
 	redisPause = time.Hour
 	// redisCatchUp bounds a planned switchover's wait for the target.
 	redisCatchUp = 5 * time.Second
+	// redisDownPolls is how many consecutive refused connections make the
+	// Redis "down".
+	redisDownPolls = 3
 )
 
 // redisNode is this node's side of the redis-master role (docs/redis.md):
@@ -48,9 +52,24 @@ type redisNode struct {
 	// fenced mirrors the last observed write fence of this node's Redis
 	// (Replication.Paused) or one this agent just applied.
 	fenced bool
-	// down is set while the agent cannot read its Redis: a Redis that is
-	// down takes no writes, so its role may be released.
-	down bool
+	// refused counts consecutive polls whose connection was refused (no
+	// process listens); down is set after redisDownPolls of them: a Redis
+	// that is gone takes no writes, so its role may be released. A slow
+	// Redis (timeouts) is not down.
+	refused int
+	down    bool
+	// errs counts consecutive failed polls; an error is reported (which
+	// disqualifies the node) only after redisDownPolls of them, so that a
+	// slow INFO (a fork, a big DEL) does not move the master.
+	errs int
+	// promotedRunID is the run id of the Redis this agent promoted at
+	// runIDEpoch: a different one under that epoch means it restarted
+	// (maybe empty). A fence does not clear it.
+	promotedRunID string
+	runIDEpoch    uint64
+	// reporting and eventing are set while a proposal is in flight: the
+	// loop never waits for Raft (a cut-off master must fence on time).
+	reporting bool
 	// promotedEpoch is the epoch this node last promoted its Redis at.
 	promotedEpoch uint64
 	// caughtUp records, per (epoch, target), that a planned switchover's
@@ -88,6 +107,7 @@ func (a *Agent) redisLoop(ctx context.Context) {
 		return
 	}
 	defer rn.cli.Close()
+	go rn.fencer(ctx)
 	for {
 		st, changed := a.fsm.State()
 		rn.pass(ctx, st)
@@ -125,12 +145,25 @@ func (rn *redisNode) pass(ctx context.Context, st *fsm.State) {
 	repl, err := rn.cli.Replication(octx)
 	cancel()
 	rn.mu.Lock()
-	rn.down = err != nil
-	if err == nil {
-		rn.fenced = repl.Paused
+	if err != nil {
+		rn.errs++
+	} else {
+		rn.errs = 0
+	}
+	quiet := err != nil && rn.errs < redisDownPolls
+	switch {
+	case err == nil:
+		rn.fenced, rn.refused, rn.down = repl.Paused, 0, false
+	case errors.Is(err, syscall.ECONNREFUSED):
+		rn.refused++
+		rn.down = rn.refused >= redisDownPolls
+	default:
+		rn.refused = 0 // slow or unreachable, not gone: it may still take writes
 	}
 	rn.mu.Unlock()
-	rn.report(ctx, repl, err)
+	if !quiet {
+		rn.report(ctx, repl, err)
+	}
 	r, ok := redisRole(st)
 	if !ok || err != nil {
 		return
@@ -139,20 +172,34 @@ func (rn *redisNode) pass(ctx context.Context, st *fsm.State) {
 	holder := st.Nodes[as.Holder]
 	switch {
 	case master:
+		if rn.restartedUnder(as.Epoch, repl) {
+			// The Redis restarted under the role (empty, or behind its
+			// replicas): never promote it again; give the role back so
+			// that the most caught-up replica is elected.
+			rn.fence(ctx, "Redis restarted under the master role")
+			rn.releaseRestarted(ctx, r.Name, as.Epoch)
+			return
+		}
 		if repl.Role != fsm.RedisMaster || repl.Paused || rn.promoted() != as.Epoch {
-			if !as.AfterRelease && as.LostBy != "" && as.LostBy != a.cfg.NodeID {
+			if as.LostBy != "" && as.LostBy != a.cfg.NodeID {
 				rn.demoteRemote(ctx, st.Nodes[as.LostBy], a.cfg.Redis.AnnounceAddr())
 			}
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			// Check the lease again just before lifting the fence, and do
+			// not let the promotion outlive it.
+			_, valid, until := a.Lease()
+			if _, still := rn.mayMaster(a.State(), r); !still || !valid {
+				return
+			}
+			pctx, cancel := context.WithDeadline(ctx, until.Add(-redisFenceAhead))
 			err := rn.cli.Promote(pctx, r.Name, as.Epoch)
 			cancel()
 			if err != nil {
 				a.log.Warn("promote Redis", "epoch", as.Epoch, "err", err)
 				return
 			}
-			rn.setPromoted(as.Epoch)
+			rn.setPromoted(as.Epoch, repl.RunID)
 			a.log.Info("Redis promoted to master", "epoch", as.Epoch)
-			a.redisEvent(r.Name, as.Epoch, "promoted to master (REPLICAOF NO ONE)")
+			go a.redisEvent(r.Name, as.Epoch, "promoted to master (REPLICAOF NO ONE)")
 		}
 	case repl.Role == fsm.RedisMaster && holder != nil && as.Holder != a.cfg.NodeID && holder.Redis != "" && !as.Releasing:
 		// Another node is the master: become its replica (writes stay
@@ -203,29 +250,94 @@ func (rn *redisNode) report(ctx context.Context, repl redisctl.Replication, rerr
 		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "")
 	rn.mu.Lock()
 	due := time.Since(rn.lastSent) >= redisOffsetEvery
-	rn.mu.Unlock()
-	if !structural && (cur.Offset == next.Offset || !due) {
+	busy := rn.reporting
+	if busy || (!structural && (cur.Offset == next.Offset || !due)) {
+		rn.mu.Unlock()
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	_, err := a.Propose(pctx, &next)
-	cancel()
-	if err != nil {
-		a.log.Debug("report Redis state", "err", err)
-		return
-	}
-	rn.mu.Lock()
-	rn.lastSent = time.Now()
+	rn.reporting, rn.lastSent = true, time.Now() // offsets again in a second, even if this fails
 	rn.mu.Unlock()
+	go func() {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := a.Propose(pctx, &next)
+		cancel()
+		if err != nil {
+			a.log.Debug("report Redis state", "err", err)
+		}
+		rn.mu.Lock()
+		rn.reporting = false
+		rn.mu.Unlock()
+	}()
 }
 
 func (rn *redisNode) fencedNow() bool { rn.mu.Lock(); defer rn.mu.Unlock(); return rn.fenced }
 
 func (rn *redisNode) promoted() uint64 { rn.mu.Lock(); defer rn.mu.Unlock(); return rn.promotedEpoch }
-func (rn *redisNode) setPromoted(epoch uint64) {
+func (rn *redisNode) setPromoted(epoch uint64, runID string) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.promotedEpoch, rn.fenced = epoch, false
+	if rn.runIDEpoch != epoch {
+		rn.promotedRunID, rn.runIDEpoch = runID, epoch
+	}
+}
+
+// restartedUnder reports whether the Redis this agent promoted at epoch
+// has restarted since (another run id).
+func (rn *redisNode) restartedUnder(epoch uint64, repl redisctl.Replication) bool {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return rn.runIDEpoch == epoch && rn.promotedRunID != "" && repl.RunID != "" && repl.RunID != rn.promotedRunID
+}
+
+// releaseRestarted commits a release of the role whose Redis restarted
+// under it (once; the loop retries if it fails).
+func (rn *redisNode) releaseRestarted(ctx context.Context, role string, epoch uint64) {
+	a := rn.a
+	rn.mu.Lock()
+	if rn.reporting {
+		rn.mu.Unlock()
+		return
+	}
+	rn.reporting = true
+	rn.mu.Unlock()
+	go func() {
+		defer func() { rn.mu.Lock(); rn.reporting = false; rn.mu.Unlock() }()
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, err := a.Propose(pctx, &fsm.Release{Role: role, Node: a.cfg.NodeID, Epoch: epoch,
+			Reason: "its Redis restarted under the master role", Time: time.Now().UnixMilli()}); err != nil {
+			a.log.Warn("release the redis-master role after a Redis restart", "err", err)
+			return
+		}
+		a.log.Warn("Redis restarted under the master role; released it", "epoch", epoch)
+	}()
+}
+
+// fencer is the master's deadline: it fences the Redis redisFenceAhead
+// before the lease ends by this node's clock unless a renewal extended it.
+// It runs apart from the loop, which may wait on Redis or the network.
+func (rn *redisNode) fencer(ctx context.Context) {
+	a := rn.a
+	for {
+		wait := 20 * time.Millisecond
+		if rn.promoted() != 0 {
+			_, valid, until := a.Lease()
+			left := time.Until(until) - redisFenceAhead
+			if !valid || left <= 0 {
+				fctx, cancel := context.WithTimeout(ctx, time.Second)
+				rn.fence(fctx, "lease about to end")
+				cancel()
+			} else {
+				wait = min(left, 100*time.Millisecond)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // fence stops this node's Redis taking writes (once per episode).
@@ -434,6 +546,7 @@ func (a *Agent) startSentinel(ctx context.Context) (func(), error) {
 	return func() { _ = srv.Close() }, nil
 }
 
+// redisEvent records an event (call it in a goroutine: it waits for Raft).
 func (a *Agent) redisEvent(role string, epoch uint64, msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -28,8 +28,16 @@ func startRedis(t *testing.T) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	return runRedisOn(t, port)
+}
+
+// runRedisOn starts a redis-server (no persistence, started fenced as
+// docs/redis.md recommends) on port and waits until it accepts.
+func runRedisOn(t *testing.T, port int) string {
+	t.Helper()
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1")
+		"--dir", t.TempDir(), "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
+		"--min-replicas-to-write", "1073741824")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -288,4 +296,65 @@ func TestRedisMasterDownMovesTheRole(t *testing.T) {
 		a := c.nodes[0].agent.State().Assignment("redis")
 		return a.Holder != "" && a.Holder != master && a.Epoch > epoch && canWrite(c.node(a.Holder).cfg.Redis.Address) == nil
 	})
+}
+
+// TestRedisRestartedEmptyUnderTheRoleIsNotPromotedAgain: the master's Redis
+// restarts empty on its port. Whether the agent sees it down (an error
+// report) or only its new run id (a restart faster than a poll), the
+// empty Redis must not be promoted again: a replica with the data is.
+func TestRedisRestartedEmptyUnderTheRoleIsNotPromotedAgain(t *testing.T) {
+	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
+	var master string
+	c.waitFor("a master with linked replicas", 10*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		master = st.Assignment("redis").Holder
+		if master == "" {
+			return false
+		}
+		for _, id := range st.NodeIDs() {
+			if r := st.Redis[id]; id != master && (r.Role != fsm.RedisReplica || !r.LinkUp) {
+				return false
+			}
+		}
+		return true
+	})
+	masterAddr := c.node(master).cfg.Redis.Address
+	c.waitFor("writes on the master", 5*time.Second, func() bool { return canWrite(masterAddr) == nil })
+	rc := redis.NewClient(&redis.Options{Addr: masterAddr, Protocol: 2})
+	for i := 0; i < 100; i++ {
+		if err := rc.RPush(context.Background(), "data", i).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the replicas have it, then restart the master's Redis empty on
+	// the same port, faster than the agent calls it down.
+	c.waitFor("replicas caught up", 5*time.Second, func() bool {
+		for _, a := range addrs {
+			if a == masterAddr {
+				continue
+			}
+			n, err := redis.NewClient(&redis.Options{Addr: a, Protocol: 2}).LLen(context.Background(), "data").Result()
+			if err != nil || n != 100 {
+				return false
+			}
+		}
+		return true
+	})
+	_ = rc.Shutdown(context.Background()).Err()
+	rc.Close()
+	_, port, _ := net.SplitHostPort(masterAddr)
+	p, _ := strconv.Atoi(port)
+	runRedisOn(t, p)
+	// The restarted, empty Redis is not promoted again: a replica with the
+	// data becomes master, and the data survives.
+	c.waitFor("a replica promoted", 10*time.Second, func() bool {
+		a := c.nodes[0].agent.State().Assignment("redis")
+		return a.Holder != "" && a.Holder != master && canWrite(c.node(a.Holder).cfg.Redis.Address) == nil
+	})
+	next := c.nodes[0].agent.State().Assignment("redis").Holder
+	n, err := redis.NewClient(&redis.Options{Addr: c.node(next).cfg.Redis.Address, Protocol: 2}).LLen(context.Background(), "data").Result()
+	if err != nil || n != 100 {
+		t.Fatalf("data on the new master %s: %d items, %v; want 100", next, n, err)
+	}
 }
