@@ -64,9 +64,9 @@ type Input struct {
 // service's actuator (service roles), passes every required check, and
 // holds the followed role (follow); for a redis-master role, has a Redis
 // whose replication offset it reported. Among the live eligible nodes the
-// order is: not held down, fewest avoided roles held, highest replication
-// offset (redis-master), highest priority, fewest roles held, lowest id
-// (rank).
+// order is (rank): for redis-master roles the current master's replication
+// history and the highest offset first; then not held down, fewest
+// avoided roles held, highest priority, fewest roles held, lowest id.
 func Plan(in Input) []fsm.Command {
 	st := in.State
 	ended := in.Ended
@@ -274,14 +274,25 @@ type ranked struct {
 	heldDown bool
 	avoided  []string
 	offset   int64 // redis-master roles: the last committed replication offset
-	load     int
+	// history: redis-master roles: the node's Redis shares the current
+	// master's replication history (same replication id), so its offset
+	// is comparable.
+	history bool
+	load    int
 }
 
-// rank orders the live eligible nodes for r: not held down first, then
-// fewest avoided roles held, (redis-master roles) highest replication
-// offset, highest priority, fewest roles held, lowest id.
+// rank orders the live eligible nodes for r. For a redis-master role the
+// data comes first: nodes in the current master's replication history,
+// then the highest replication offset. Then: not held down, fewest avoided
+// roles held, highest priority, fewest roles held, lowest id.
 func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked {
 	st := in.State
+	// The replication history of the current (or lost) master: offsets
+	// compare only within it.
+	replID := ""
+	if r.Type == spec.TypeRedisMaster && a.Holder != "" {
+		replID = st.Redis[a.Holder].ReplID
+	}
 	var cs []ranked
 	for _, id := range st.NodeIDs() {
 		if _, ok := in.Live[id]; !ok || !eligible(st, r, id) {
@@ -291,18 +302,21 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 		c := ranked{id: id, priority: p, heldDown: heldDown(in, r, a, id), avoided: avoidedHeld(st, r, id), load: load[id]}
 		if r.Type == spec.TypeRedisMaster {
 			c.offset = st.Redis[id].Offset
+			c.history = replID == "" || st.Redis[id].ReplID == replID
 		}
 		cs = append(cs, c)
 	}
 	sort.SliceStable(cs, func(i, j int) bool {
 		x, y := cs[i], cs[j]
 		switch {
+		case x.history != y.history: // redis-master: data first
+			return x.history
+		case x.offset != y.offset:
+			return x.offset > y.offset
 		case x.heldDown != y.heldDown:
 			return !x.heldDown
 		case len(x.avoided) != len(y.avoided):
 			return len(x.avoided) < len(y.avoided)
-		case x.offset != y.offset:
-			return x.offset > y.offset
 		case x.priority != y.priority:
 			return x.priority > y.priority
 		case x.load != y.load:

@@ -377,6 +377,25 @@ func TestPlanRedisMaster(t *testing.T) {
 			ended: []string{"n1"},
 		},
 		{
+			name: "offsets compare within the lost master's history: a stale ex-master's higher offset does not win",
+			cmds: with(
+				&fsm.RedisReport{Node: "n1", Role: fsm.RedisMaster, Offset: 995, ReplID: "h2", Time: t0},
+				&fsm.RedisReport{Node: "n2", Role: fsm.RedisReplica, Master: "n1:6379", Offset: 1000, ReplID: "h1", Time: t0},
+				&fsm.RedisReport{Node: "n3", Role: fsm.RedisReplica, Master: "n1:6379", Offset: 990, ReplID: "h2", Time: t0},
+				assign("redis", "n1", "", 1)),
+			live:  []string{"n2", "n3"},
+			ended: []string{"n1"},
+			want:  []string{"assign redis n3 gen=31 prev=n1 epoch=2"},
+		},
+		{
+			name: "data ranks above hold-down",
+			cmds: append(with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 499), redisAt("n3", fsm.RedisReplica, 400)),
+				applySpec(spec.Role{Name: "redis", Type: spec.TypeRedisMaster, HoldDown: "1h"}),
+				assign("redis", "n2", "", 1), releaseAt("redis", "n2", 1, planNow-1000)),
+			live: []string{"n2", "n3"},
+			want: []string{"assign redis n2 gen=21 prev= epoch=2"},
+		},
+		{
 			name: "a live master stays even when a replica reports more",
 			cmds: with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 900), assign("redis", "n1", "", 1)),
 			live: []string{"n1", "n2", "n3"},
