@@ -12,6 +12,7 @@ have keepalived || need+=(keepalived) # the peer of make bench
 have redis-server || need+=(redis-server) # check tests, Redis roles
 have redis-cli || need+=(redis-tools)
 have docker-registry || need+=(docker-registry) # registry-pull check tests
+have redis-sentinel || need+=(redis-sentinel) # the peer of make bench (Redis table)
 
 if [ "${#need[@]}" -eq 0 ]; then
   exit 0
