@@ -65,6 +65,29 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// waitRedisMaster waits until the redis role has a holder whose Redis is
+// master and every other node's Redis replicates from it with its link
+// up, and returns the holder and the epoch.
+func waitRedisMaster(c *cluster) (master string, epoch uint64) {
+	c.t.Helper()
+	c.waitFor("a redis master with linked replicas", 10*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		a := st.Assignment("redis")
+		master, epoch = a.Holder, a.Epoch
+		if master == "" || st.Redis[master].Role != fsm.RedisMaster {
+			return false
+		}
+		for _, id := range st.NodeIDs() {
+			r := st.Redis[id]
+			if id != master && (r.Role != fsm.RedisReplica || !r.LinkUp || r.Master != st.Nodes[master].Redis) {
+				return false
+			}
+		}
+		return true
+	})
+	return master, epoch
+}
+
 // canWrite reports whether a SET on addr succeeds now.
 func canWrite(addr string) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond,
@@ -84,23 +107,7 @@ func TestRedisMasterElectionFailoverAndSentinel(t *testing.T) {
 
 	// A master is elected, the others replicate from it, and only the
 	// master takes writes.
-	var master string
-	var epoch uint64
-	c.waitFor("a redis master with two linked replicas", 10*time.Second, func() bool {
-		st := c.nodes[0].agent.State()
-		a := st.Assignment("redis")
-		master, epoch = a.Holder, a.Epoch
-		if master == "" {
-			return false
-		}
-		for _, id := range st.NodeIDs() {
-			r := st.Redis[id]
-			if id != master && (r.Role != fsm.RedisReplica || !r.LinkUp || r.Master != st.Nodes[master].Redis) {
-				return false
-			}
-		}
-		return st.Redis[master].Role == fsm.RedisMaster
-	})
+	master, epoch := waitRedisMaster(c)
 	masterAddr := c.node(master).cfg.Redis.Address
 	c.waitFor("writes accepted by the master", 5*time.Second, func() bool { return canWrite(masterAddr) == nil })
 	for a, n := range byRedis {
@@ -171,20 +178,7 @@ func TestRedisMasterElectionFailoverAndSentinel(t *testing.T) {
 func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
 	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
 	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
-	var master string
-	c.waitFor("a master with linked replicas", 10*time.Second, func() bool {
-		st := c.nodes[0].agent.State()
-		master = st.Assignment("redis").Holder
-		if master == "" {
-			return false
-		}
-		for _, id := range st.NodeIDs() {
-			if r := st.Redis[id]; id != master && (r.Role != fsm.RedisReplica || !r.LinkUp) {
-				return false
-			}
-		}
-		return true
-	})
+	master, _ := waitRedisMaster(c)
 	waitAllAlive(c)
 	target := c.others(master)[0]
 	addrOf := func(n string) string { return c.node(n).cfg.Redis.Address }
@@ -270,22 +264,7 @@ func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
 func TestRedisMasterDownMovesTheRole(t *testing.T) {
 	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
 	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
-	var master string
-	var epoch uint64
-	c.waitFor("a master with linked replicas", 10*time.Second, func() bool {
-		st := c.nodes[0].agent.State()
-		a := st.Assignment("redis")
-		master, epoch = a.Holder, a.Epoch
-		if master == "" {
-			return false
-		}
-		for _, id := range st.NodeIDs() {
-			if r := st.Redis[id]; id != master && (r.Role != fsm.RedisReplica || !r.LinkUp) {
-				return false
-			}
-		}
-		return true
-	})
+	master, epoch := waitRedisMaster(c)
 	// The master's Redis dies; its node and agent stay up. The agent
 	// reports it unreadable, the coordinator asks it to release, and a
 	// replica is promoted.
@@ -305,20 +284,7 @@ func TestRedisMasterDownMovesTheRole(t *testing.T) {
 func TestRedisRestartedEmptyUnderTheRoleIsNotPromotedAgain(t *testing.T) {
 	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
 	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
-	var master string
-	c.waitFor("a master with linked replicas", 10*time.Second, func() bool {
-		st := c.nodes[0].agent.State()
-		master = st.Assignment("redis").Holder
-		if master == "" {
-			return false
-		}
-		for _, id := range st.NodeIDs() {
-			if r := st.Redis[id]; id != master && (r.Role != fsm.RedisReplica || !r.LinkUp) {
-				return false
-			}
-		}
-		return true
-	})
+	master, _ := waitRedisMaster(c)
 	masterAddr := c.node(master).cfg.Redis.Address
 	c.waitFor("writes on the master", 5*time.Second, func() bool { return canWrite(masterAddr) == nil })
 	rc := redis.NewClient(&redis.Options{Addr: masterAddr, Protocol: 2})
