@@ -5,8 +5,8 @@
 // same observers (chaos/scenario's writer and writable-master sampler).
 //
 // The writer discovers the master the way a Sentinel client does: it asks
-// the sentinels in a fixed order (n1, n2, n3; the first that answers
-// wins) for `SENTINEL get-master-addr-by-name mymaster`, writes there, and
+// the sentinels in order (n1, n2, n3 at first; the first that answers
+// wins and is asked first next time, as redis-py does) for `SENTINEL get-master-addr-by-name mymaster`, writes there, and
 // asks again after any failed write (a timeout, a refused connection,
 // READONLY). It does not subscribe to +switch-master: like a client whose
 // writes keep succeeding, it stays with a master that still takes them.
@@ -107,6 +107,19 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 	if err := sleepCtx(ctx, time.Second); err != nil {
 		return tr, err
 	}
+	// diag says what the observers saw last, for a failed trial.
+	diag := func() string {
+		last, _ := samp.Last()
+		a, _ := w.LastAck()
+		n, errs := w.Errors()
+		out := fmt.Sprintf(" (last sample %s: %v; last ack %s ago; %d write errors %v", last.At.Format("15:04:05.000"), last.Holders, time.Since(a.End).Round(time.Millisecond), n, errs)
+		for _, n := range nodes {
+			b, _ := os.ReadFile(filepath.Join(dir, n.Name+"-sentinel.log"))
+			ls := strings.Split(strings.TrimSpace(string(b)), "\n")
+			out += fmt.Sprintf("; %s sentinel log: %s", n.Name, strings.Join(ls[max(0, len(ls)-6):], " | "))
+		}
+		return out + ")"
+	}
 	newMaster := func(since time.Time) (string, bool) {
 		var nm string
 		ok := waitFor(ctx, 4*downAfter+20*time.Second, func() bool {
@@ -133,7 +146,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		}
 		nm, ok := newMaster(t0)
 		if !ok {
-			return tr, fmt.Errorf("sentinel: no failover after the crash")
+			return tr, fmt.Errorf("sentinel: no failover after the crash%s", diag())
 		}
 		final = nm
 		if err := sleepCtx(ctx, time.Second); err != nil {
@@ -143,27 +156,26 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		if err := l.Partition([]string{m.Name}, []string{nodes[1].Name, nodes[2].Name}); err != nil {
 			return tr, err
 		}
-		nm, ok := newMaster(t0)
-		if !ok {
-			// The writer may stay with the cut-off master: the majority's
-			// promotion is seen in the sampler (two masters) instead.
-			waitFor(ctx, 4*downAfter+20*time.Second, func() bool {
-				last, _ := samp.Last()
-				for _, h := range last.Holders {
-					if h != m.Name {
-						nm = h
-						return true
-					}
+		// The writer stays with the cut-off master (its writes succeed), so
+		// the new master is the one the majority promoted, in the sampler.
+		var nm string
+		ok := waitFor(ctx, 4*downAfter+20*time.Second, func() bool {
+			last, _ := samp.Last()
+			for _, h := range last.Holders {
+				if h != m.Name {
+					nm = h
+					return true
 				}
-				return false
-			})
-			ok = nm != ""
-		}
+			}
+			return false
+		})
 		if !ok {
-			return tr, fmt.Errorf("sentinel: no new master during the partition")
+			return tr, fmt.Errorf("sentinel: no new master during the partition%s", diag())
 		}
 		final = nm
-		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		// Healed 500 ms after the promotion, as the harbormaster scenario
+		// heals 500 ms after its failover.
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 			return tr, err
 		}
 		if err := l.Heal(); err != nil {
@@ -176,7 +188,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 			tr.Note = "the old master did not become a replica within 30 s of the heal"
 		}
 		if _, ok := newMaster(time.Now()); !ok {
-			return tr, fmt.Errorf("sentinel: no single master after the heal")
+			return tr, fmt.Errorf("sentinel: no single master after the heal%s", diag())
 		}
 	case FaultKill:
 		if err := s.killSentinel(m.Name); err != nil {
@@ -202,6 +214,12 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 	dual, _ := scenario.DualMasters(samp.SamplesSince(t0.Add(-time.Second)), period)
 	tr.FailoverMS = ms(rep.Failover)
 	tr.OutageMS = ms(rep.Outage)
+	if fault == FaultKill && final == m.Name {
+		// Nothing failed over: the longest gap between writes is all the
+		// client saw, and the end of that gap would be a random instant.
+		tr.FailoverMS = tr.OutageMS
+		tr.Note = "no failover (the master kept taking writes): failover_ms is the longest write gap"
+	}
 	tr.Lost, tr.Acked = len(rep.Lost), rep.Acked
 	tr.DualMasterMS = ms(dual)
 	return tr, nil
@@ -294,7 +312,8 @@ sentinel parallel-syncs %s 1
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return err
 	}
-	return s.start(ctx, n.Name, "sentinel", "redis-sentinel", conf)
+	// The same binary as Debian's redis-sentinel (a symlink to it).
+	return s.start(ctx, n.Name, "sentinel", "redis-server", conf, "--sentinel")
 }
 
 // waitReady waits until every sentinel knows the two replicas and the two
@@ -343,7 +362,10 @@ func (t *Target) RPush(ctx context.Context, key string, val int64) error {
 		}
 		t.cur = scenario.NewRedisConn(a, t.spawn, 50*time.Millisecond)
 	}
-	_, err := t.cur.Do(ctx, "RPUSH", key, strconv.FormatInt(val, 10))
+	// The write gets its own 50 ms (the connection's timeout): the
+	// writer's per-write deadline may already be spent on the discovery,
+	// which a Sentinel client does before the write, not within it.
+	_, err := t.cur.Do(context.WithoutCancel(ctx), "RPUSH", key, strconv.FormatInt(val, 10))
 	if err != nil {
 		t.cur.Close()
 		t.cur = nil
@@ -353,9 +375,12 @@ func (t *Target) RPush(ctx context.Context, key string, val int64) error {
 
 func (t *Target) discover(ctx context.Context) (string, error) {
 	var last error
-	for _, s := range t.sentinels {
+	for i, s := range t.sentinels {
 		v, err := scenario.Strings(s.Do(context.Background(), "SENTINEL", "get-master-addr-by-name", masterName))
 		if err == nil && len(v) == 2 {
+			// Like redis-py's Sentinel client: the sentinel that answered
+			// is asked first next time.
+			t.sentinels[0], t.sentinels[i] = t.sentinels[i], t.sentinels[0]
 			return v[0] + ":" + v[1], nil
 		}
 		last = err

@@ -17,7 +17,10 @@
 // on the master's node). Rows pair harbormaster lan with Sentinel
 // down-after 5000 and fast with down-after 1000. failover is the time from
 // the fault to the first acknowledged write after the longest gap between
-// writes the final master kept.
+// writes the final master kept (for a killed sentinel, after which nothing
+// fails over, the longest gap between writes). Sentinels run as
+// `redis-server --sentinel` (Debian's redis-sentinel is that binary).
+// Results and notes: docs/bench-redis.md.
 package main
 
 import (
@@ -30,6 +33,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,16 +61,18 @@ func pct(v []float64, p float64) float64 {
 func main() {
 	bin := flag.String("bin", "bin/harbormaster", "harbormaster binary")
 	trials := flag.Int("trials", 10, "trials per (system, fault)")
+	faultList := flag.String("faults", "crash-master,partition-master,kill-agent", "faults to run (comma-separated)")
+	pairList := flag.String("pairs", "lan,fast", "harbormaster profiles to run, each with its Sentinel down-after (lan: 5000, fast: 1000)")
+	timeout := flag.Duration("timeout", 2*time.Hour, "start no trial after this long (cells then have fewer trials; the table says how many)")
+	systems := flag.String("systems", "harbormaster,sentinel", "systems to run (comma-separated)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench-redis: needs root (network namespaces)")
 		os.Exit(2)
 	}
-	for _, b := range []string{"redis-server", "redis-sentinel"} {
-		if _, err := exec.LookPath(b); err != nil {
-			fmt.Fprintf(os.Stderr, "bench-redis: %s missing: apt-get install redis-server redis-sentinel\n", b)
-			os.Exit(2)
-		}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-redis: redis-server missing: apt-get install redis-server (Sentinel runs as redis-server --sentinel)")
+		os.Exit(2)
 	}
 	abs, _ := filepath.Abs(*bin)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -75,17 +81,43 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	faults := []string{sentinel.FaultCrash, sentinel.FaultPartition, sentinel.FaultKill}
-	pairs := []struct {
+	faults := strings.Split(*faultList, ",")
+	type pair struct {
 		prof string
 		da   time.Duration
-	}{{"lan", 5 * time.Second}, {"fast", time.Second}}
+	}
+	var pairs []pair
+	for _, p := range strings.Split(*pairList, ",") {
+		switch p {
+		case "lan":
+			pairs = append(pairs, pair{"lan", 5 * time.Second})
+		case "fast":
+			pairs = append(pairs, pair{"fast", time.Second})
+		default:
+			fmt.Fprintf(os.Stderr, "bench-redis: unknown pair %q (lan, fast)\n", p)
+			os.Exit(2)
+		}
+	}
+	runHM, runSE := strings.Contains(*systems, "harbormaster"), strings.Contains(*systems, "sentinel")
 	hm := map[string]*cell{}
 	se := map[string]*cell{}
 	for _, f := range faults {
 		for _, p := range pairs {
+			hm[f+"/"+p.prof], se[f+"/"+p.da.String()] = &cell{}, &cell{}
+		}
+	}
+	deadline := time.Now().Add(*timeout)
+	// harbormaster first: one cluster per cell runs all its trials.
+	for _, f := range faults {
+		for _, p := range pairs {
 			k := f + "/" + p.prof
-			hm[k] = &cell{}
+			if !runHM {
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintf(os.Stderr, "harbormaster %s: skipped (--timeout)\n", k)
+				continue
+			}
 			res, err := scenario.Run(ctx, "redis-"+f, scenario.Options{ClusterOptions: scenario.ClusterOptions{Bin: abs, Profile: p.prof, LabName: "bench", Log: log}, Trials: *trials})
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "harbormaster %s: %v\n", k, err)
@@ -101,9 +133,17 @@ func main() {
 				hm[k].add(tr.Figures["failover_ms"], float64(*tr.LostAckedWrites), *tr.DualMasterMS)
 			}
 			fmt.Fprintf(os.Stderr, "harbormaster %s: %d trials\n", k, len(hm[k].failover))
-			ks := f + "/" + p.da.String()
-			se[ks] = &cell{}
-			for i := 0; i < *trials; i++ {
+		}
+	}
+	// Sentinel: one fresh lab per trial, round-robin over the cells so
+	// that a --timeout leaves them with about as many trials each.
+	for i := 0; runSE && i < *trials && time.Now().Before(deadline); i++ {
+		for _, f := range faults {
+			for _, p := range pairs {
+				ks := f + "/" + p.da.String()
+				if time.Now().After(deadline) {
+					break
+				}
 				tr, err := sentinel.RunTrial(ctx, f, p.da)
 				if err != nil {
 					if ctx.Err() != nil {
