@@ -177,22 +177,54 @@ func verdictOf(s string) lease.Verdict {
 // Majority implements coordinator.Leases: it asks every voter for its grant
 // table (this node's own is read locally) and returns the answers that came
 // back within one renew interval.
+// Majority asks every voter for its grant table and returns the verdicts
+// for the coordinator, in up to two rounds: the first, recording nothing,
+// tells which assignments' holders are live on their generation; only if
+// some are not, a second round asks the voters to judge exactly those
+// (holder, generation) pairs, which they record (lease.Grants.Verdicts).
+// The result's Ended answers only for the pairs judged, so no decision
+// rests on an answer a voter did not commit to, and a voter that merely
+// has not granted a live generation yet is not made to refuse it.
 func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
+	m, err := a.majorityRound(ctx, nil)
+	if err != nil {
+		return m, err
+	}
+	live := m.Live()
+	asked := map[lease.Query]bool{}
+	var queries []lease.Query
+	for _, as := range a.State().Assignments {
+		if as.Holder == "" || as.HolderGen == 0 {
+			continue
+		}
+		if gen, ok := live[as.Holder]; ok && gen == as.HolderGen {
+			continue
+		}
+		q := lease.Query{Node: as.Holder, Gen: as.HolderGen}
+		if !asked[q] {
+			asked[q] = true
+			queries = append(queries, q)
+		}
+	}
+	if len(queries) == 0 {
+		m.Asked = asked
+		return m, nil
+	}
+	m, err = a.majorityRound(ctx, queries)
+	m.Asked = asked
+	return m, err
+}
+
+func (a *Agent) majorityRound(ctx context.Context, queries []lease.Query) (lease.Majority, error) {
 	ms, err := a.raftMembers()
 	if err != nil {
 		return lease.Majority{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timing.Renew)
 	defer cancel()
-	// The (holder, generation) pairs the coordinator will judge: every
-	// voter records those it answers "ended" for (lease.Grants.Verdicts).
-	var queries []lease.Query
 	var pb []*hmv1.LeaseQuery
-	for _, as := range a.State().Assignments {
-		if as.Holder != "" && as.HolderGen != 0 {
-			queries = append(queries, lease.Query{Node: as.Holder, Gen: as.HolderGen})
-			pb = append(pb, &hmv1.LeaseQuery{Node: as.Holder, Gen: as.HolderGen})
-		}
+	for _, q := range queries {
+		pb = append(pb, &hmv1.LeaseQuery{Node: q.Node, Gen: q.Gen})
 	}
 	var (
 		mu  sync.Mutex

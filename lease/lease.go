@@ -126,12 +126,15 @@ type Query struct {
 	Gen  uint64
 }
 
-// Verdicts is Snapshot for decisions: a view handed to a coordinator (the
-// Leases RPC, the leader's own Majority). Every current grant it shows as
-// ended is marked reported and never extended again; so is every queried
-// generation it answers "ended" for without holding its grant (a node it
-// never granted, or a generation newer than the one it holds): such a
-// generation is refused from then on. Use Snapshot for display.
+// Verdicts is Snapshot for decisions: a view handed to a coordinator that
+// is about to judge the queried (node, generation) pairs (the Leases RPC,
+// the leader's own Majority). For every queried generation the view shows
+// ended, the table records that it reported it: a current grant that ran
+// out is marked and never extended again, and a generation it holds no
+// grant of (a node it never granted, or a generation newer than the one it
+// holds) is recorded as over, so a late renewal of it is refused too.
+// Pairs not queried are not recorded: a voter that merely has not granted
+// a live generation yet keeps granting it. Use Snapshot for display.
 func (g *Grants) Verdicts(now time.Time, queries ...Query) View {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -140,11 +143,6 @@ func (g *Grants) Verdicts(now time.Time, queries ...Query) View {
 
 func (g *Grants) verdicts(now time.Time, queries []Query) View {
 	v := g.view(now)
-	for _, gr := range g.nodes {
-		if !now.Before(gr.end) {
-			gr.reported = true
-		}
-	}
 	if v.Guarded {
 		return v // answers "not ended" to everything: nothing to record
 	}
@@ -152,23 +150,19 @@ func (g *Grants) verdicts(now time.Time, queries []Query) View {
 		cur, ok := g.nodes[q.Node]
 		switch {
 		case !ok:
-			// Ended: never granted. Record it so a late renewal of this
-			// generation is refused (Lapsed) rather than granted.
 			g.nodes[q.Node] = &grant{gen: q.Gen, reported: true}
 		case q.Gen > cur.gen:
-			// Ended: a generation this table never granted. Record it
-			// as the current one, already over; the old grant becomes
-			// superseded.
 			if cur.end.After(cur.supersededEnd) {
 				cur.supersededEnd = cur.end
 			}
 			cur.gen, cur.end, cur.reported = q.Gen, time.Time{}, true
+		case q.Gen == cur.gen && !now.Before(cur.end):
+			cur.reported = true
 		}
 	}
 	return v
 }
 
-// Guarded reports whether the restart guard is still on at now.
 func (g *Grants) Guarded(now time.Time) bool {
 	return now.Before(g.started.Add(g.guard))
 }
@@ -272,12 +266,19 @@ func Quorum(n int) int { return n/2 + 1 }
 type Majority struct {
 	Voters int
 	Views  []View
+	// Asked, when not nil, is the set of (node, generation) pairs the
+	// views were asked to judge (Grants.Verdicts recorded them): Ended
+	// answers false for any other pair, since no voter committed to it.
+	Asked map[Query]bool
 }
 
 // EndedFor reports whether a majority of voters say every grant to node at
 // gen ended at least grace ago: a service role's stop timeout runs after
 // the holder's lease (View.EndedFor).
 func (m Majority) EndedFor(node string, gen uint64, grace time.Duration) bool {
+	if m.Asked != nil && !m.Asked[Query{node, gen}] {
+		return false
+	}
 	n := 0
 	for _, v := range m.Views {
 		if v.EndedFor(node, gen, grace) {
@@ -291,6 +292,9 @@ func (m Majority) EndedFor(node string, gen uint64, grace time.Duration) bool {
 // has ended. Any majority intersects the majority that granted the holder's
 // last renewal, so this is never true while the holder may still act.
 func (m Majority) Ended(node string, gen uint64) bool {
+	if m.Asked != nil && !m.Asked[Query{node, gen}] {
+		return false
+	}
 	n := 0
 	for _, v := range m.Views {
 		if v.Ended(node, gen) {

@@ -213,18 +213,26 @@ func TestGapExtendedOnlyWhileNoVerdictSawIt(t *testing.T) {
 	if g.Snapshot(at(1300)).Ended("n1", 5) {
 		t.Fatal("extended grant ended before 800+550")
 	}
-	// A verdict view sees the next gap: the grant is never extended again.
+	// A verdict view that is not asked about it records nothing.
 	if !g.Verdicts(at(1400)).Ended("n1", 5) {
 		t.Fatal("verdicts: grant not ended at 1400")
 	}
-	if v, _ := g.Renew("n1", 5, ttl, at(1500)); v != Lapsed {
+	if v, _ := g.Renew("n1", 5, ttl, at(1410)); v != Granted {
+		t.Fatalf("renewal after a gap no verdict judged: %v, want granted", v)
+	}
+	// A verdict view asked about it sees the next gap: the grant is never
+	// extended again.
+	if !g.Verdicts(at(2000), Query{"n1", 5}).Ended("n1", 5) {
+		t.Fatal("verdicts: grant not ended at 1400")
+	}
+	if v, _ := g.Renew("n1", 5, ttl, at(2100)); v != Lapsed {
 		t.Fatalf("renewal after a gap a verdict saw: %v, want lapsed", v)
 	}
-	if !g.Verdicts(at(1600)).Ended("n1", 5) {
+	if !g.Verdicts(at(2200)).Ended("n1", 5) {
 		t.Fatal("a reported-ended grant came back")
 	}
 	// A new generation starts clean.
-	if v, _ := g.Renew("n1", 6, ttl, at(1700)); v != Granted {
+	if v, _ := g.Renew("n1", 6, ttl, at(2300)); v != Granted {
 		t.Fatalf("new generation: %v", v)
 	}
 	g.Snapshot(at(3000))
@@ -272,5 +280,21 @@ func TestVerdictOnAnUnknownGenerationIsFinal(t *testing.T) {
 	}
 	if v, _ := r.Renew("n3", 5, ttl, at(200)); v != Granted {
 		t.Fatalf("renewal after a guarded verdict: %v, want granted", v)
+	}
+}
+
+func TestMajorityAskedRestrictsEnded(t *testing.T) {
+	over := View{SinceGuard: time.Hour, Nodes: map[string]GrantView{"n1": {Gen: 5, Remaining: -time.Second}}}
+	m := Majority{Voters: 3, Views: []View{over, over, over}}
+	if !m.Ended("n1", 5) || !m.EndedFor("n1", 5, 0) {
+		t.Fatal("unrestricted majority: not ended")
+	}
+	m.Asked = map[Query]bool{{"n2", 1}: true}
+	if m.Ended("n1", 5) || m.EndedFor("n1", 5, 0) {
+		t.Fatal("a pair the voters were not asked to judge counted as ended")
+	}
+	m.Asked[Query{"n1", 5}] = true
+	if !m.Ended("n1", 5) {
+		t.Fatal("an asked pair: not ended")
 	}
 }
