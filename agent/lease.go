@@ -186,7 +186,7 @@ func verdictOf(s string) lease.Verdict {
 // rests on an answer a voter did not commit to, and a voter that merely
 // has not granted a live generation yet is not made to refuse it.
 func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
-	m, err := a.majorityRound(ctx, nil)
+	m, answered, err := a.majorityRound(ctx, nil, nil)
 	if err != nil {
 		return m, err
 	}
@@ -210,18 +210,22 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) {
 		m.Asked = asked
 		return m, nil
 	}
-	m, err = a.majorityRound(ctx, queries)
+	m, _, err = a.majorityRound(ctx, queries, answered)
 	m.Asked = asked
 	return m, err
 }
 
-func (a *Agent) majorityRound(ctx context.Context, queries []lease.Query) (lease.Majority, error) {
+// majorityRound asks the voters (all, or only those in only when it is not
+// nil) for their grant tables, judging queries, and returns the views that
+// came back within one renew interval and who answered.
+func (a *Agent) majorityRound(ctx context.Context, queries []lease.Query, only map[string]bool) (lease.Majority, map[string]bool, error) {
 	ms, err := a.raftMembers()
 	if err != nil {
-		return lease.Majority{}, err
+		return lease.Majority{}, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timing.Renew)
 	defer cancel()
+	answered := map[string]bool{}
 	var pb []*hmv1.LeaseQuery
 	for _, q := range queries {
 		pb = append(pb, &hmv1.LeaseQuery{Node: q.Node, Gen: q.Gen})
@@ -240,11 +244,12 @@ func (a *Agent) majorityRound(ctx context.Context, queries []lease.Query) (lease
 			v := a.grants.Verdicts(time.Now(), queries...)
 			mu.Lock()
 			out.Views = append(out.Views, v)
+			answered[m.id] = true
 			mu.Unlock()
 			continue
 		}
-		if m.apiAddr == "" {
-			continue
+		if m.apiAddr == "" || (only != nil && !only[m.id]) {
+			continue // a voter that did not answer the first round is not waited for again
 		}
 		wg.Add(1)
 		go func(m member) {
@@ -265,11 +270,12 @@ func (a *Agent) majorityRound(ctx context.Context, queries []lease.Query) (lease
 			}
 			mu.Lock()
 			out.Views = append(out.Views, v)
+			answered[m.id] = true
 			mu.Unlock()
 		}(m)
 	}
 	wg.Wait()
-	return out, nil
+	return out, answered, nil
 }
 
 // Renew implements the Cluster service: grant (or refuse) a member's lease.
