@@ -35,8 +35,9 @@ demo: deps build
 demo-loopback: build
 	@scripts/demo.sh
 
-# bench: Raft leader failover on loopback, then the VIP table against
-# keepalived in the namespace lab (root; about 30 minutes). docs/bench-*.md
+# bench: Raft leader failover on loopback, the VIP table against keepalived
+# and the Redis table against Redis Sentinel in the namespace lab (root;
+# about an hour). docs/bench-*.md
 # hold the committed runs.
 bench: deps build
 	$(GO) run ./chaos/cmd/bench-leader --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
