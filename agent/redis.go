@@ -413,12 +413,22 @@ func (rn *redisNode) demoteRemote(ctx context.Context, old *fsm.Node, self strin
 func (rn *redisNode) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Assignment) {
 	key := fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo)
 	rn.mu.Lock()
-	done := rn.caughtUp[key]
+	done, fenced := rn.caughtUp[key], rn.fenced
 	rn.mu.Unlock()
-	if done || as.MoveTo == "" {
+	if done || !fenced {
+		return // not fenced yet: the offset is not final; the loop retries
+	}
+	if as.MoveTo == "" {
+		// Drain, preempt: no target; let every replica take the writes
+		// this master acknowledged before the coordinator picks one.
+		wctx, cancel := context.WithTimeout(ctx, redisCatchUp)
+		rn.waitReplicas(wctx)
+		cancel()
 		rn.mu.Lock()
+		clear(rn.caughtUp) // one switchover at a time: keep the map small
 		rn.caughtUp[key] = true
 		rn.mu.Unlock()
+		rn.a.roleTrigger()
 		return
 	}
 	target := st.Nodes[as.MoveTo]
@@ -441,9 +451,40 @@ func (rn *redisNode) prepareRelease(ctx context.Context, st *fsm.State, as fsm.A
 			"offset", repl.Offset, "err", err)
 	}
 	rn.mu.Lock()
+	clear(rn.caughtUp)
 	rn.caughtUp[key] = true
 	rn.mu.Unlock()
 	rn.a.roleTrigger()
+}
+
+// waitReplicas waits (until ctx ends) until every online replica of this
+// fenced master acknowledged its final offset, so that whichever replica
+// is promoted next has every write this master acknowledged.
+func (rn *redisNode) waitReplicas(ctx context.Context) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		repl, err := rn.cli.Replication(rctx)
+		cancel()
+		if err == nil && repl.Role == fsm.RedisMaster {
+			behind := 0
+			for _, r := range repl.Replicas {
+				if r.State == "online" && r.Offset < repl.Offset {
+					behind++
+				}
+			}
+			if behind == 0 {
+				return
+			}
+		} else if err == nil {
+			return // not a master: nothing to hand over
+		}
+		select {
+		case <-ctx.Done():
+			rn.a.log.Warn("Redis replicas not caught up with the fenced master; releasing after the bound", "err", ctx.Err())
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // releasable reports whether the release loop may commit the release of
@@ -571,6 +612,11 @@ func (rn *redisNode) waitFenced(limit time.Duration) {
 			rn.mu.Lock()
 			rn.fenced = true
 			rn.mu.Unlock()
+			if repl.Role == fsm.RedisMaster {
+				wctx, cancel := context.WithDeadline(context.Background(), deadline.Add(time.Second))
+				rn.waitReplicas(wctx) // a graceful stop hands over every acknowledged write
+				cancel()
+			}
 			return
 		}
 		rn.a.roleTrigger()

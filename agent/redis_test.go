@@ -175,18 +175,11 @@ func TestRedisMasterElectionFailoverAndSentinel(t *testing.T) {
 	}
 }
 
-func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
-	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
-	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
-	master, _ := waitRedisMaster(c)
-	waitAllAlive(c)
-	target := c.others(master)[0]
-	addrOf := func(n string) string { return c.node(n).cfg.Redis.Address }
-
-	// A writer increments a counter as fast as it can, on whichever node
-	// is master per the replicated state, and keeps every acknowledged
-	// value.
-	stop := make(chan struct{})
+// counterWriter pushes an increasing counter as fast as it can to
+// whichever node is the redis master per the replicated state, and keeps
+// every acknowledged value; stop ends it and returns them.
+func counterWriter(c *cluster, addrOf func(string) string) (stop func() []int64) {
+	quit := make(chan struct{})
 	done := make(chan []int64)
 	go func() {
 		var acked []int64
@@ -198,7 +191,7 @@ func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
 		}()
 		for i := int64(1); ; i++ {
 			select {
-			case <-stop:
+			case <-quit:
 				done <- acked
 				return
 			default:
@@ -225,40 +218,63 @@ func TestRedisPlannedMoveLosesNoAcknowledgedWrite(t *testing.T) {
 			acked = append(acked, i)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
-	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: target, Actor: "test"}); err != nil {
-		t.Fatalf("Move: %v", err)
+	return func() []int64 { close(quit); return <-done }
+}
+
+// TestRedisPlannedSwitchoverLosesNoAcknowledgedWrite: a move (with a
+// target) and a drain (none) of the master under a write load; every
+// acknowledged value is on the new master.
+func TestRedisPlannedSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
+	for _, how := range []string{"move", "drain"} {
+		t.Run(how, func(t *testing.T) {
+			addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
+			c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
+			master, _ := waitRedisMaster(c)
+			waitAllAlive(c)
+			addrOf := func(n string) string { return c.node(n).cfg.Redis.Address }
+			stop := counterWriter(c, addrOf)
+			time.Sleep(300 * time.Millisecond)
+			var err error
+			if how == "move" {
+				_, err = c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: c.others(master)[0], Actor: "test"})
+			} else {
+				_, err = c.admin(c.nodes[0]).Drain(ctxT(t, 5*time.Second), &hmv1.DrainRequest{Node: master, Drained: true, Actor: "test"})
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", how, err)
+			}
+			var next string
+			c.waitFor("another node is master and takes writes", 10*time.Second, func() bool {
+				next = c.nodes[0].agent.State().Assignment("redis").Holder
+				return next != "" && next != master && canWrite(addrOf(next)) == nil
+			})
+			time.Sleep(300 * time.Millisecond)
+			acked := stop()
+			if len(acked) < 10 {
+				t.Fatalf("only %d writes acknowledged", len(acked))
+			}
+			cl := redis.NewClient(&redis.Options{Addr: addrOf(next), Protocol: 2})
+			defer cl.Close()
+			vals, err := cl.LRange(context.Background(), "counter", 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			have := map[string]bool{}
+			for _, v := range vals {
+				have[v] = true
+			}
+			var lost []int64
+			for _, v := range acked {
+				if !have[strconv.FormatInt(v, 10)] {
+					lost = append(lost, v)
+				}
+			}
+			if len(lost) > 0 {
+				t.Fatalf("%s lost %d of %d acknowledged writes: %v", how, len(lost), len(acked), lost[:min(len(lost), 10)])
+			}
+			t.Logf("%s from %s to %s: %d acknowledged writes, none lost", how, master, next, len(acked))
+		})
 	}
-	c.waitFor("the target is master and takes writes", 10*time.Second, func() bool {
-		return c.nodes[0].agent.State().Assignment("redis").Holder == target && canWrite(addrOf(target)) == nil
-	})
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	acked := <-done
-	if len(acked) < 10 {
-		t.Fatalf("only %d writes acknowledged", len(acked))
-	}
-	// Every acknowledged value is on the new master.
-	cl := redis.NewClient(&redis.Options{Addr: addrOf(target), Protocol: 2})
-	defer cl.Close()
-	vals, err := cl.LRange(context.Background(), "counter", 0, -1).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, v := range vals {
-		have[v] = true
-	}
-	var lost []int64
-	for _, v := range acked {
-		if !have[strconv.FormatInt(v, 10)] {
-			lost = append(lost, v)
-		}
-	}
-	if len(lost) > 0 {
-		t.Fatalf("planned move lost %d of %d acknowledged writes: %v", len(lost), len(acked), lost[:min(len(lost), 10)])
-	}
-	t.Logf("planned move from %s to %s: %d acknowledged writes, none lost", master, target, len(acked))
 }
 
 func TestRedisMasterDownMovesTheRole(t *testing.T) {
