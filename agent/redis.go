@@ -67,15 +67,20 @@ type redisNode struct {
 	// (maybe empty). A fence does not clear it.
 	promotedRunID string
 	runIDEpoch    uint64
-	// reporting and eventing are set while a proposal is in flight: the
-	// loop never waits for Raft (a cut-off master must fence on time).
+	// reporting is set while a report or a release of this agent's is in
+	// flight (one at a time): the loop never waits for Raft (a cut-off
+	// master must fence on time).
 	reporting bool
 	// promotedEpoch is the epoch this node last promoted its Redis at.
 	promotedEpoch uint64
-	// caughtUp records, per (epoch, target), that a planned switchover's
-	// target has everything this master acknowledged: the release may go.
-	caughtUp map[string]bool
+	// handedOver names the switchover (handOverKey) whose hand-over is
+	// done: the fenced master's final offset reached the target, or every
+	// online replica when there is none. Only then may the release go.
+	handedOver string
 }
+
+// handOverKey names a switchover of the role: its epoch and move target.
+func handOverKey(as fsm.Assignment) string { return fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo) }
 
 func newRedisNode(a *Agent) (*redisNode, error) {
 	if a.cfg.Redis == nil {
@@ -85,7 +90,7 @@ func newRedisNode(a *Agent) (*redisNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &redisNode{a: a, cli: cli, caughtUp: map[string]bool{}}, nil
+	return &redisNode{a: a, cli: cli}, nil
 }
 
 // redisRole returns the spec's redis-master role, if any.
@@ -411,9 +416,9 @@ func (rn *redisNode) demoteRemote(ctx context.Context, old *fsm.Node, self strin
 // everything this master acknowledged (bounded wait) before the release
 // is committed by the release loop.
 func (rn *redisNode) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Assignment) {
-	key := fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo)
+	key := handOverKey(as)
 	rn.mu.Lock()
-	done, fenced := rn.caughtUp[key], rn.fenced
+	done, fenced := rn.handedOver == key, rn.fenced
 	rn.mu.Unlock()
 	if done || !fenced {
 		return // not fenced yet: the offset is not final; the loop retries
@@ -425,8 +430,7 @@ func (rn *redisNode) prepareRelease(ctx context.Context, st *fsm.State, as fsm.A
 		rn.waitReplicas(wctx)
 		cancel()
 		rn.mu.Lock()
-		clear(rn.caughtUp) // one switchover at a time: keep the map small
-		rn.caughtUp[key] = true
+		rn.handedOver = key
 		rn.mu.Unlock()
 		rn.a.roleTrigger()
 		return
@@ -451,8 +455,7 @@ func (rn *redisNode) prepareRelease(ctx context.Context, st *fsm.State, as fsm.A
 			"offset", repl.Offset, "err", err)
 	}
 	rn.mu.Lock()
-	clear(rn.caughtUp)
-	rn.caughtUp[key] = true
+	rn.handedOver = key
 	rn.mu.Unlock()
 	rn.a.roleTrigger()
 }
@@ -504,7 +507,8 @@ func (rn *redisNode) releasable(st *fsm.State, role string) bool {
 	if rn.down {
 		return true // a Redis that cannot be reached takes no writes
 	}
-	return rn.fenced && (as.MoveTo == "" || rn.caughtUp[fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo)])
+	// Without a target too: the release waits for the replicas (drain).
+	return rn.fenced && rn.handedOver == handOverKey(as)
 }
 
 // redisSource answers the Sentinel-compatible listener from the state.
@@ -616,6 +620,11 @@ func (rn *redisNode) waitFenced(limit time.Duration) {
 				wctx, cancel := context.WithDeadline(context.Background(), deadline.Add(time.Second))
 				rn.waitReplicas(wctx) // a graceful stop hands over every acknowledged write
 				cancel()
+			}
+			if r, ok := redisRole(rn.a.State()); ok {
+				rn.mu.Lock()
+				rn.handedOver = handOverKey(rn.a.State().Assignment(r.Name))
+				rn.mu.Unlock()
 			}
 			return
 		}
