@@ -123,7 +123,12 @@ type FieldError struct {
 	Msg   string // what is wrong and what to do
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
 
 // Parse decodes a YAML (or JSON) spec document strictly: an unknown field is
 // an error naming it. It then validates the spec.

@@ -159,18 +159,10 @@ type Config struct {
 	Shell bool `yaml:"shell,omitempty"`
 }
 
-// FieldError is a configuration problem: it names the field and the fix.
-type FieldError struct {
-	Field string // path of the field, e.g. checks[2].timeout
-	Msg   string // what is wrong and what to do
-}
-
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Msg
-	}
-	return e.Field + ": " + e.Msg
-}
+// FieldError is a configuration problem: it names the field (a path such
+// as checks[2].timeout) and the fix. It is the spec package's type, shared by every
+// config section.
+type FieldError = spec.FieldError
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}

@@ -286,11 +286,7 @@ func (c *Config) ServiceNames() []string {
 func (c *Config) validateRedis() error {
 	if c.Redis != nil {
 		if err := c.Redis.Validate("redis"); err != nil {
-			var fe *redisctl.FieldError
-			if errors.As(err, &fe) {
-				return &Error{Field: fe.Field, Msg: fe.Msg}
-			}
-			return &Error{Field: "redis", Msg: err.Error()}
+			return sectionErr("redis", err)
 		}
 		if redisctl.IsLoopback(c.Redis.AnnounceAddr()) && !redisctl.IsLoopback(c.RaftAddr) {
 			return fieldErr("redis.announce", "%s is a loopback address, but the other nodes' Redis replicate from it; set announce to this node's address on the cluster network", c.Redis.AnnounceAddr())
@@ -317,14 +313,21 @@ func (c *Config) validateRedis() error {
 	return nil
 }
 
+// sectionErr turns a config section's error (a *spec.FieldError naming the
+// field under it, from agent/checks, agent/service or agent/redisctl) into
+// an *Error.
+func sectionErr(section string, err error) error {
+	var fe *spec.FieldError
+	if errors.As(err, &fe) {
+		return &Error{Field: fe.Field, Msg: fe.Msg}
+	}
+	return &Error{Field: section, Msg: err.Error()}
+}
+
 // validateChecksAndServices maps the sub-packages' field errors to *Error.
 func (c *Config) validateChecksAndServices() error {
 	if err := checks.ValidateAll(c.Checks); err != nil {
-		var fe *checks.FieldError
-		if errors.As(err, &fe) {
-			return &Error{Field: fe.Field, Msg: fe.Msg}
-		}
-		return &Error{Field: "checks", Msg: err.Error()}
+		return sectionErr("checks", err)
 	}
 	for _, name := range c.ServiceNames() {
 		if !spec.ValidName(name) {
@@ -332,11 +335,7 @@ func (c *Config) validateChecksAndServices() error {
 		}
 		sc := c.Services[name]
 		if err := sc.Validate("services." + name); err != nil {
-			var fe *service.FieldError
-			if errors.As(err, &fe) {
-				return &Error{Field: fe.Field, Msg: fe.Msg}
-			}
-			return &Error{Field: "services." + name, Msg: err.Error()}
+			return sectionErr("services."+name, err)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/harbormaster/harbormaster/internal/hostport"
+	"github.com/harbormaster/harbormaster/spec"
 	"io"
 	"net"
 	"os"
@@ -36,18 +37,10 @@ type Config struct {
 	CAFile string `yaml:"ca_file,omitempty"`
 }
 
-// FieldError is a configuration problem: it names the field and the fix.
-type FieldError struct {
-	Field string // path of the field, e.g. redis.address
-	Msg   string // what is wrong and what to do
-}
-
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Msg
-	}
-	return e.Field + ": " + e.Msg
-}
+// FieldError is a configuration problem: it names the field (a path such
+// as redis.address) and the fix. It is the spec package's type, shared by every
+// config section.
+type FieldError = spec.FieldError
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/harbormaster/harbormaster/spec"
 	"strings"
 )
 
@@ -38,13 +39,10 @@ type Config struct {
 	Unit string `yaml:"unit,omitempty"`
 }
 
-// FieldError is a configuration problem: it names the field and the fix.
-type FieldError struct {
-	Field string // e.g. services.notary.start
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// FieldError is a configuration problem: it names the field (a path such
+// as services.notary.start) and the fix. It is the spec package's type,
+// shared by every config section.
+type FieldError = spec.FieldError
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
