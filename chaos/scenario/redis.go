@@ -234,6 +234,17 @@ func (r *redisRig) waitReplica(ctx context.Context, node, master string, timeout
 	return at, ok
 }
 
+// finishSettled waits (redisWait) for the master the cluster settles on
+// after the fault, falls back to elected (the one seen elected) and
+// finishes the trial with it.
+func (r *redisRig) finishSettled(ctx context.Context, tr *Trial, fault time.Time, elected string) WriteReport {
+	final, _ := r.waitMaster(ctx, "", fault, redisWait)
+	if final == "" {
+		final = elected
+	}
+	return r.finish(ctx, tr, fault, final)
+}
+
 // finish stops the observers, reads the final master's list and records
 // the trial's Redis figures: lost_acked_writes (and the trial's field),
 // outage_ms (the writer's longest gap since the fault), failover_ms,
@@ -344,11 +355,7 @@ func redisCrashMaster(ctx context.Context, c *Cluster, v View, tr *Trial, _ Opti
 		return err
 	}
 	r.checkRejoin(ctx, tr, m, nm, tRestore, "rejoin_ms")
-	final, _ := r.waitMaster(ctx, "", t0, redisWait)
-	if final == "" {
-		final = nm
-	}
-	r.finish(ctx, tr, t0, final)
+	r.finishSettled(ctx, tr, t0, nm)
 	return nil
 }
 
@@ -460,11 +467,7 @@ func redisKillAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Option
 	if err := sleep(ctx, after); err != nil {
 		return err
 	}
-	final, _ := r.waitMaster(ctx, "", t0, redisWait)
-	if final == "" {
-		final = nm
-	}
-	r.finish(ctx, tr, t0, final)
+	r.finishSettled(ctx, tr, t0, nm)
 	return nil
 }
 
