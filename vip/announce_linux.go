@@ -200,7 +200,9 @@ func (w *Wire) probe6(ctx context.Context, a Address, exclude net.HardwareAddr, 
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
 	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
-	_ = c.SetICMPFilter(&f)
+	if err := c.SetICMPFilter(&f); err != nil {
+		return nil, fmt.Errorf("filter NDP socket on %s: %w", a.Iface, err)
+	}
 	snm, err := ndp.SolicitedNodeMulticast(a.IP())
 	if err != nil {
 		return nil, err
@@ -211,7 +213,11 @@ func (w *Wire) probe6(ctx context.Context, a Address, exclude net.HardwareAddr, 
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	_ = c.SetReadDeadline(deadline)
+	// Without the deadline the read below would block for good, inside
+	// Manager.Sync with its lock held.
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return nil, fmt.Errorf("set NDP read deadline on %s: %w", a.Iface, err)
+	}
 	if err := c.WriteTo(ns, nil, snm); err != nil {
 		return nil, fmt.Errorf("send neighbour solicitation for %s: %w", a, err)
 	}
