@@ -270,7 +270,7 @@ func (c *Cluster) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return conn, err
 }
 
-// defaultSpec is the spec of the issue 3 scenarios: one vip role.
+// defaultSpec is the spec of the VIP scenarios: one vip role.
 func defaultSpec() string {
 	return fmt.Sprintf("roles:\n  - {name: %s, type: vip, address: %s}\n", VIPRole, VIP)
 }

@@ -16,7 +16,7 @@ import (
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
-// The scenarios of issue 4 where the VIP follows health checks:
+// The scenarios where the VIP follows health checks:
 // registry-down (a registry-pull check fails on the holder, the VIP is
 // handed over) and flap (a check that flaps on the preferred node, damped
 // by hold_down).

@@ -17,7 +17,7 @@ import (
 	"github.com/harbormaster/harbormaster/chaos/lab"
 )
 
-// The Redis scenarios of issue 5. Every node runs a real redis-server
+// The Redis scenarios. Every node runs a real redis-server
 // (a Daemon: it dies with its node in Crash and starts again, empty and
 // fenced, in Restore), the spec adds the redis-master role and a VIP that
 // follows it, and each trial runs two observers (see rediswriter.go): a

@@ -1,4 +1,4 @@
-// Package scenario runs the chaos scenarios of issue 3 against a real
+// Package scenario runs the chaos scenarios against a real
 // 3-node harbormaster cluster inside a network-namespace lab (DESIGN.md §4,
 // §7): it injects one fault per trial (holder crash, agent kill -9, agent
 // SIGSTOP, partitions, heal, leader crash, packet loss), watches the VIP
@@ -7,7 +7,7 @@
 // reports every invariant violation with timestamps and the client-visible
 // outage.
 //
-// The scenarios of issue 4 give the cluster health checks and services:
+// The health-check and service scenarios give the cluster health checks and services:
 // a real docker-registry per node behind a registry-pull check
 // (registry-down), an exec check that flaps (flap), and two active/standby
 // services run by a stand-in that logs its own activity (the service

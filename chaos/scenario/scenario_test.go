@@ -277,8 +277,8 @@ func TestLoss30(t *testing.T) {
 // Planned hand-overs must not wait for a lease to end (DESIGN.md §4,
 // graceful paths): the outage of one trial must stay well under the 500 ms
 // lease. The §5 target (p99 <= 50 ms over many trials) is measured by the
-// benchmark (`harbormaster-lab run move --trials 20`), as issue 3 asks of
-// every target, not asserted on the single trial a test runs; the measured
+// benchmark (`harbormaster-lab run move --trials 20`), like every target,
+// not asserted on the single trial a test runs; the measured
 // figures are in docs/bench-vip.md.
 const plannedOutageMS = 250
 
@@ -314,7 +314,7 @@ func hasFigures(t *testing.T, r Result, names ...string) {
 	}
 }
 
-// The scenarios of issue 4. Their bounds are checked inside the scenarios
+// The scenarios with health checks and services. Their bounds are checked inside the scenarios
 // (a bound missed is a violation, which runScenario fails on); the tests
 // check that the figures were measured at all, and repeat the bounds that
 // are the point of each scenario.
@@ -355,7 +355,7 @@ func TestStopHookHangs(t *testing.T) {
 	hasFigures(t, r, "move_ms", "hook_killed_ms", "fenced_ms", "old_stopped_ms")
 }
 
-// The Redis scenarios of issue 5. Dual masters, lost writes where none may
+// The Redis scenarios. Dual masters, lost writes where none may
 // be lost, a late fence and a Redis that does not rejoin are violations
 // inside the scenarios; the tests check the figures were measured and
 // repeat the bounds that are the point of each scenario.

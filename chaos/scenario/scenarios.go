@@ -543,10 +543,6 @@ func loss30(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error
 	return nil
 }
 
-// plannedOutage is the DESIGN.md §5 target for planned hand-overs (move,
-// drain, agent stop): outage p99 <= 50 ms.
-const plannedOutage = 50 * time.Millisecond
-
 // handOver runs a planned hand-over started by start and checks it: the
 // old holder lets go, another node takes the VIP, S1 holds (the Run's
 // sampler check), the client follows (ARP).

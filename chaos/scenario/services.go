@@ -10,7 +10,7 @@ import (
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
-// The service scenarios of issue 4: two active/standby services, notary
+// The service scenarios: two active/standby services, notary
 // and clair (which avoids notary's node), run by the lab's stand-in (see
 // RunStandIn) on whichever node holds their role, next to the registry VIP.
 // Every instance logs when it starts, beats every 20 ms and logs when it

@@ -1,5 +1,5 @@
 // Command harbormaster-lab runs harbormaster in the network-namespace lab
-// (DESIGN.md §7): the chaos scenarios of issue 3, and a lab to play with.
+// (DESIGN.md §7): the chaos scenarios, and a lab to play with.
 //
 //	harbormaster-lab run SCENARIO [--trials N] [--profile lan|fast] [--json]
 //	harbormaster-lab list

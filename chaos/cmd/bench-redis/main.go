@@ -1,4 +1,4 @@
-// Command bench-redis runs the Redis benchmark of issue 5 (`make bench`):
+// Command bench-redis runs the Redis benchmark (`make bench`):
 // harbormaster's redis-master role (profiles lan and fast) and Redis
 // Sentinel (Debian's redis-sentinel, 3 sentinels, quorum 2, down-after 5000
 // and 1000 ms) through the same faults in the same network-namespace lab

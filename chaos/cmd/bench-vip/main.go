@@ -1,4 +1,4 @@
-// Command bench-vip runs the VIP benchmark of issue 3 (`make bench`):
+// Command bench-vip runs the VIP benchmark (`make bench`):
 // keepalived (Debian package, VRRP) and harbormaster through the same faults
 // in the same network-namespace lab (DESIGN.md §7), measured by the same
 // observers (kernel sampler every 10 ms; client TCP connects to VIP:80 every
