@@ -1628,128 +1628,6 @@ func (x *ProposeResponse) GetIndex() uint64 {
 	return 0
 }
 
-type RenewRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Gen           uint64                 `protobuf:"varint,2,opt,name=gen,proto3" json:"gen,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RenewRequest) Reset() {
-	*x = RenewRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RenewRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RenewRequest) ProtoMessage() {}
-
-func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
-func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
-}
-
-func (x *RenewRequest) GetNode() string {
-	if x != nil {
-		return x.Node
-	}
-	return ""
-}
-
-func (x *RenewRequest) GetGen() uint64 {
-	if x != nil {
-		return x.Gen
-	}
-	return 0
-}
-
-func (x *RenewRequest) GetTtlMs() int64 {
-	if x != nil {
-		return x.TtlMs
-	}
-	return 0
-}
-
-type RenewResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// verdict is granted, lapsed or stale.
-	Verdict string `protobuf:"bytes,1,opt,name=verdict,proto3" json:"verdict,omitempty"`
-	// gen is the generation this node holds for the caller afterwards.
-	Gen           uint64 `protobuf:"varint,2,opt,name=gen,proto3" json:"gen,omitempty"`
-	Granter       string `protobuf:"bytes,3,opt,name=granter,proto3" json:"granter,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RenewResponse) Reset() {
-	*x = RenewResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RenewResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RenewResponse) ProtoMessage() {}
-
-func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
-func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
-}
-
-func (x *RenewResponse) GetVerdict() string {
-	if x != nil {
-		return x.Verdict
-	}
-	return ""
-}
-
-func (x *RenewResponse) GetGen() uint64 {
-	if x != nil {
-		return x.Gen
-	}
-	return 0
-}
-
-func (x *RenewResponse) GetGranter() string {
-	if x != nil {
-		return x.Granter
-	}
-	return ""
-}
-
 type LeasesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// queries are the (node, generation) pairs the asking coordinator will
@@ -1762,7 +1640,7 @@ type LeasesRequest struct {
 
 func (x *LeasesRequest) Reset() {
 	*x = LeasesRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1652,7 @@ func (x *LeasesRequest) String() string {
 func (*LeasesRequest) ProtoMessage() {}
 
 func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1665,7 @@ func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesRequest.ProtoReflect.Descriptor instead.
 func (*LeasesRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeasesRequest) GetQueries() []*LeaseQuery {
@@ -1807,7 +1685,7 @@ type LeaseQuery struct {
 
 func (x *LeaseQuery) Reset() {
 	*x = LeaseQuery{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1697,7 @@ func (x *LeaseQuery) String() string {
 func (*LeaseQuery) ProtoMessage() {}
 
 func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1710,7 @@ func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseQuery.ProtoReflect.Descriptor instead.
 func (*LeaseQuery) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseQuery) GetNode() string {
@@ -1863,7 +1741,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1753,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1766,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseGrant) GetNode() string {
@@ -1935,7 +1813,7 @@ type LeasesResponse struct {
 
 func (x *LeasesResponse) Reset() {
 	*x = LeasesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +1825,7 @@ func (x *LeasesResponse) String() string {
 func (*LeasesResponse) ProtoMessage() {}
 
 func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +1838,7 @@ func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
 func (*LeasesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeasesResponse) GetGranter() string {
@@ -2000,7 +1878,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +1890,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +1903,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExplainRequest) GetRole() string {
@@ -2055,7 +1933,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +1945,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +1958,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExplainResponse) GetNode() string {
@@ -2168,7 +2046,7 @@ type Candidacy struct {
 
 func (x *Candidacy) Reset() {
 	*x = Candidacy{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2058,7 @@ func (x *Candidacy) String() string {
 func (*Candidacy) ProtoMessage() {}
 
 func (x *Candidacy) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2071,7 @@ func (x *Candidacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidacy.ProtoReflect.Descriptor instead.
 func (*Candidacy) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Candidacy) GetNode() string {
@@ -2277,7 +2155,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2167,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2180,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MoveRequest) GetRole() string {
@@ -2337,7 +2215,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2227,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2240,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MoveResponse) GetAlready() bool {
@@ -2390,7 +2268,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2280,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2293,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2448,7 +2326,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2338,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2351,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DrainResponse) GetIndex() uint64 {
@@ -2614,15 +2492,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"K\n" +
-	"\fRenewRequest\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
-	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x15\n" +
-	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"U\n" +
-	"\rRenewResponse\x12\x18\n" +
-	"\averdict\x18\x01 \x01(\tR\averdict\x12\x10\n" +
-	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x18\n" +
-	"\agranter\x18\x03 \x01(\tR\agranter\"F\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"F\n" +
 	"\rLeasesRequest\x125\n" +
 	"\aqueries\x18\x01 \x03(\v2\x1b.harbormaster.v1.LeaseQueryR\aqueries\"2\n" +
 	"\n" +
@@ -2690,10 +2560,9 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x04Move\x12\x1c.harbormaster.v1.MoveRequest\x1a\x1d.harbormaster.v1.MoveResponse\x12F\n" +
 	"\x05Drain\x12\x1d.harbormaster.v1.DrainRequest\x1a\x1e.harbormaster.v1.DrainResponse\x12L\n" +
 	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x01\x12L\n" +
-	"\aExplain\x12\x1f.harbormaster.v1.ExplainRequest\x1a .harbormaster.v1.ExplainResponse2\xea\x01\n" +
+	"\aExplain\x12\x1f.harbormaster.v1.ExplainRequest\x1a .harbormaster.v1.ExplainResponse2\xa2\x01\n" +
 	"\aCluster\x12L\n" +
-	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12F\n" +
-	"\x05Renew\x12\x1d.harbormaster.v1.RenewRequest\x1a\x1e.harbormaster.v1.RenewResponse\x12I\n" +
+	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12I\n" +
 	"\x06Leases\x12\x1e.harbormaster.v1.LeasesRequest\x1a\x1f.harbormaster.v1.LeasesResponseBAZ?github.com/harbormaster/harbormaster/proto/harbormaster/v1;hmv1b\x06proto3"
 
 var (
@@ -2708,7 +2577,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -2733,28 +2602,26 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*Event)(nil),                      // 20: harbormaster.v1.Event
 	(*ProposeRequest)(nil),             // 21: harbormaster.v1.ProposeRequest
 	(*ProposeResponse)(nil),            // 22: harbormaster.v1.ProposeResponse
-	(*RenewRequest)(nil),               // 23: harbormaster.v1.RenewRequest
-	(*RenewResponse)(nil),              // 24: harbormaster.v1.RenewResponse
-	(*LeasesRequest)(nil),              // 25: harbormaster.v1.LeasesRequest
-	(*LeaseQuery)(nil),                 // 26: harbormaster.v1.LeaseQuery
-	(*LeaseGrant)(nil),                 // 27: harbormaster.v1.LeaseGrant
-	(*LeasesResponse)(nil),             // 28: harbormaster.v1.LeasesResponse
-	(*ExplainRequest)(nil),             // 29: harbormaster.v1.ExplainRequest
-	(*ExplainResponse)(nil),            // 30: harbormaster.v1.ExplainResponse
-	(*Candidacy)(nil),                  // 31: harbormaster.v1.Candidacy
-	(*MoveRequest)(nil),                // 32: harbormaster.v1.MoveRequest
-	(*MoveResponse)(nil),               // 33: harbormaster.v1.MoveResponse
-	(*DrainRequest)(nil),               // 34: harbormaster.v1.DrainRequest
-	(*DrainResponse)(nil),              // 35: harbormaster.v1.DrainResponse
+	(*LeasesRequest)(nil),              // 23: harbormaster.v1.LeasesRequest
+	(*LeaseQuery)(nil),                 // 24: harbormaster.v1.LeaseQuery
+	(*LeaseGrant)(nil),                 // 25: harbormaster.v1.LeaseGrant
+	(*LeasesResponse)(nil),             // 26: harbormaster.v1.LeasesResponse
+	(*ExplainRequest)(nil),             // 27: harbormaster.v1.ExplainRequest
+	(*ExplainResponse)(nil),            // 28: harbormaster.v1.ExplainResponse
+	(*Candidacy)(nil),                  // 29: harbormaster.v1.Candidacy
+	(*MoveRequest)(nil),                // 30: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 31: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 32: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 33: harbormaster.v1.DrainResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
 	3,  // 1: harbormaster.v1.Member.checks:type_name -> harbormaster.v1.Check
 	2,  // 2: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
 	17, // 3: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
-	26, // 4: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
-	27, // 5: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
-	31, // 6: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
+	24, // 4: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
+	25, // 5: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
+	29, // 6: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
 	0,  // 7: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
 	4,  // 8: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
 	6,  // 9: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
@@ -2763,30 +2630,28 @@ var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	12, // 12: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
 	14, // 13: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
 	16, // 14: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	32, // 15: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
-	34, // 16: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	30, // 15: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	32, // 16: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
 	19, // 17: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	29, // 18: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
+	27, // 18: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
 	21, // 19: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	23, // 20: harbormaster.v1.Cluster.Renew:input_type -> harbormaster.v1.RenewRequest
-	25, // 21: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 22: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	5,  // 23: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	7,  // 24: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	9,  // 25: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	11, // 26: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	13, // 27: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	15, // 28: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	18, // 29: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	33, // 30: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	35, // 31: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	20, // 32: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	30, // 33: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
-	22, // 34: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	24, // 35: harbormaster.v1.Cluster.Renew:output_type -> harbormaster.v1.RenewResponse
-	28, // 36: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	22, // [22:37] is the sub-list for method output_type
-	7,  // [7:22] is the sub-list for method input_type
+	23, // 20: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 21: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 22: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 23: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 24: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 25: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 26: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 27: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	18, // 28: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	31, // 29: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	33, // 30: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	20, // 31: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	28, // 32: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	22, // 33: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	26, // 34: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	21, // [21:35] is the sub-list for method output_type
+	7,  // [7:21] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -2803,7 +2668,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -586,7 +586,6 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Cluster_Propose_FullMethodName = "/harbormaster.v1.Cluster/Propose"
-	Cluster_Renew_FullMethodName   = "/harbormaster.v1.Cluster/Renew"
 	Cluster_Leases_FullMethodName  = "/harbormaster.v1.Cluster/Leases"
 )
 
@@ -595,14 +594,13 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Cluster is the agents' internal service: an agent that is not the leader
-// forwards its own log commands (lease renewals, registration, releases)
-// through it. The payload is an encoded fsm command, validated by the leader
-// before it is proposed; admin API messages never enter the log.
+// forwards its own log commands (registration, releases, check and Redis
+// reports, events) through it. The payload is an encoded fsm command,
+// validated by the leader before it is proposed; admin API messages never
+// enter the log. Lease renewals are UDP datagrams on the API port, not RPCs
+// (lease/wire.go).
 type ClusterClient interface {
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
-	// Renew asks this node to grant (renew) the caller's quorum lease
-	// (docs/design-quorum-lease.md).
-	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
 	// Leases returns this node's grant table, for the leader's verdicts.
 	Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error)
 }
@@ -625,16 +623,6 @@ func (c *clusterClient) Propose(ctx context.Context, in *ProposeRequest, opts ..
 	return out, nil
 }
 
-func (c *clusterClient) Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RenewResponse)
-	err := c.cc.Invoke(ctx, Cluster_Renew_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *clusterClient) Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LeasesResponse)
@@ -650,14 +638,13 @@ func (c *clusterClient) Leases(ctx context.Context, in *LeasesRequest, opts ...g
 // for forward compatibility.
 //
 // Cluster is the agents' internal service: an agent that is not the leader
-// forwards its own log commands (lease renewals, registration, releases)
-// through it. The payload is an encoded fsm command, validated by the leader
-// before it is proposed; admin API messages never enter the log.
+// forwards its own log commands (registration, releases, check and Redis
+// reports, events) through it. The payload is an encoded fsm command,
+// validated by the leader before it is proposed; admin API messages never
+// enter the log. Lease renewals are UDP datagrams on the API port, not RPCs
+// (lease/wire.go).
 type ClusterServer interface {
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
-	// Renew asks this node to grant (renew) the caller's quorum lease
-	// (docs/design-quorum-lease.md).
-	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 	// Leases returns this node's grant table, for the leader's verdicts.
 	Leases(context.Context, *LeasesRequest) (*LeasesResponse, error)
 	mustEmbedUnimplementedClusterServer()
@@ -672,9 +659,6 @@ type UnimplementedClusterServer struct{}
 
 func (UnimplementedClusterServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
-}
-func (UnimplementedClusterServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
 }
 func (UnimplementedClusterServer) Leases(context.Context, *LeasesRequest) (*LeasesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Leases not implemented")
@@ -718,24 +702,6 @@ func _Cluster_Propose_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Cluster_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RenewRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(ClusterServer).Renew(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Cluster_Renew_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServer).Renew(ctx, req.(*RenewRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _Cluster_Leases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LeasesRequest)
 	if err := dec(in); err != nil {
@@ -764,10 +730,6 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _Cluster_Propose_Handler,
-		},
-		{
-			MethodName: "Renew",
-			Handler:    _Cluster_Renew_Handler,
 		},
 		{
 			MethodName: "Leases",
