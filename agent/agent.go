@@ -1,8 +1,9 @@
 // Package agent is the composition root of one harbormaster node: it wires
 // the config, the Raft node (transport, bolt stores, snapshots), the fsm, the
 // leader-only coordinator, the gRPC admin server, the node's own loops (lease
-// renewal, registration, releases, joining) and its lifecycle (sd_notify,
-// graceful stop).
+// renewal, registration, releases, joining, checks), the actuators of its
+// role types (agent/vipact, agent/serviceact, agent/redisact, behind
+// agent/act's interface) and its lifecycle (sd_notify, graceful stop).
 package agent
 
 import (
@@ -20,19 +21,22 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/raft"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/harbormaster/harbormaster/agent/act"
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/agent/leasing"
+	"github.com/harbormaster/harbormaster/agent/sentinel"
 	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/agent/serviceact"
+	"github.com/harbormaster/harbormaster/agent/vipact"
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
-	"github.com/harbormaster/harbormaster/lease"
 	"github.com/harbormaster/harbormaster/vip"
 )
 
@@ -94,40 +98,31 @@ type Agent struct {
 	timing config.Timing
 	log    *slog.Logger
 
-	fsm          *fsm.FSM
-	raft         *raft.Raft
-	raftAddr     string
-	apiAddr      string
-	leaderCh     chan bool
-	grants       *lease.Grants  // the leases this node granted (every node grants)
-	holder       *lease.Holder  // this node's own quorum lease
-	roleWake     chan struct{}  // pokes the release loop when the lease changes
-	vipWake      chan struct{}  // pokes the VIP loop when the lease changes
-	vips         *vip.Manager   // nil without a vip_interface
-	phases       vipPhases      // failover phase times, for the failover event
-	vipAnn       vip.Announcer  // for the non-holders' conflict probes
-	vipMAC       string         // this node's vip_interface MAC
-	vipConflicts atomic.Int64   // foreign answers seen by conflictLoop
-	checks       *checks.Runner // nil without checks
-	checkWake    chan struct{}  // pokes the check loop on a transition
-	services     *serviceSet    // the service roles' actuators
-	serviceWake  chan struct{}  // pokes the service loop when the lease changes
-	fenceUntil   atomic.Int64   // unix nanos until which the lease is left to lapse
-	redis        *redisNode     // nil without a redis endpoint
-	redisWake    chan struct{}  // pokes the Redis loop when the lease changes
+	fsm      *fsm.FSM
+	raft     *raft.Raft
+	raftAddr string
+	apiAddr  string
+	leaderCh chan bool
+	leases   *leasing.Node // this node's quorum lease and the leases it grants
+	events   *recorder
+	health   *health.Server
+	conns    connPool
 
-	leaseNet  *leaseNet
-	peersMu   sync.Mutex
-	peersDown map[string]bool // members that did not answer the last renewal
-	closers   []io.Closer
-	health    *health.Server
+	// The actuators, in the order a graceful stop quiesces them (VIP,
+	// services, Redis); vips and services are also kept typed for the
+	// re-announcements and the metrics (nil when the node has none).
+	actuators []act.Actuator
+	vips      *vipact.Actuator
+	vipMAC    string // the vip_interface's MAC, registered for conflict probes
+	services  *serviceact.Actuator
 
-	conns    sync.Mutex
-	connPool map[string]*grpc.ClientConn
+	checks      *checks.Runner // nil without checks
+	checkWake   chan struct{}  // pokes the check loop on a transition
+	releaseWake chan struct{}  // pokes the release loop (authority changed, an actuator let go)
+	fenceUntil  atomic.Int64   // unix nanos until which the lease is left to lapse
 
 	stopping  atomic.Bool   // set when a graceful stop begins
 	stopped   chan struct{} // closed when a graceful stop begins
-	lastRenew atomic.Int64  // unix nanos of the renew loop's last pass (watchdog)
 	ready     chan struct{}
 	readyOnce sync.Once
 }
@@ -150,16 +145,13 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		log:         log.With("node", cfg.NodeID),
 		fsm:         fsm.New(),
 		leaderCh:    make(chan bool, 1),
-		holder:      lease.NewHolder(t.Lease),
-		roleWake:    make(chan struct{}, 1),
-		vipWake:     make(chan struct{}, 1),
-		connPool:    map[string]*grpc.ClientConn{},
+		releaseWake: make(chan struct{}, 1),
+		checkWake:   make(chan struct{}, 1),
 		ready:       make(chan struct{}),
 		stopped:     make(chan struct{}),
-		checkWake:   make(chan struct{}, 1),
-		serviceWake: make(chan struct{}, 1),
-		redisWake:   make(chan struct{}, 1),
+		conns:       connPool{dialer: opts.Dialer},
 	}
+	a.events = newRecorder(a.Propose, a.log)
 	if len(cfg.Checks) > 0 {
 		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
 		if err != nil {
@@ -167,13 +159,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		}
 		a.checks = r
 	}
-	svcs, err := newServiceSet(a)
-	if err != nil {
+	if err := a.buildActuators(); err != nil {
 		return nil, err
-	}
-	a.services = svcs
-	if a.redis, err = newRedisNode(a); err != nil {
-		return nil, &config.Error{Path: cfg.Path, Field: "redis", Msg: err.Error()}
 	}
 	return a, nil
 }
@@ -204,121 +191,164 @@ func (a *Agent) State() *fsm.State { st, _ := a.fsm.State(); return st }
 // Lease returns this node's quorum lease: its generation, and whether it
 // is valid now with the end by this node's clock.
 func (a *Agent) Lease() (gen uint64, valid bool, until time.Time) {
-	gen, until = a.holder.Current()
-	_, valid = a.holder.Valid(time.Now())
-	return gen, valid, until
+	return a.leases.Lease(time.Now())
 }
 
 // Raft exposes the Raft node to in-process tests and the admin server.
 func (a *Agent) Raft() *raft.Raft { return a.raft }
 
-// Run runs the agent until ctx ends, then stops gracefully: STOPPING, release
-// held roles, hand leadership over if it leads, stop the API, shut Raft
-// down last. It returns an error if the agent could not start.
-func (a *Agent) Run(ctx context.Context) error {
+// Run runs the agent until ctx ends, then stops gracefully. It has three
+// phases:
+//   - open: listen on the API (TCP) and lease (UDP) ports, open Raft, the
+//     VIP interface, the metrics and Sentinel listeners; any failure is
+//     fatal and undoes what was opened (the cleanup stack);
+//   - run: the servers and the background work (coordinator, node loops,
+//     checks, actuators, event recorder), every goroutine started through a
+//     tasks group; a server that fails ends the run with its error;
+//   - stop: STOPPING, release held roles (a leader first waits for them to
+//     be placed, then hands leadership over), stop the work and wait for
+//     it, stop the servers, shut Raft down, run the cleanup stack.
+//
+// Run returns after every goroutine it started has returned.
+func (a *Agent) Run(ctx context.Context) (err error) {
 	a.log.Info("starting", "version", Version, "profile", a.cfg.Profile, "timing", a.timing.String())
-	lis := a.opts.APIListener
-	if lis == nil {
-		var err error
-		if lis, err = net.Listen("tcp", a.cfg.APIAddr); err != nil {
-			return fmt.Errorf("listen on api_addr %s: %w", a.cfg.APIAddr, err)
-		}
-	}
-	a.apiAddr = lis.Addr().String()
-	if a.cfg.AdvertiseAPIAddr != "" {
-		a.apiAddr = a.cfg.AdvertiseAPIAddr
-	}
-	// A restarted node may have granted leases it no longer remembers: its
-	// table says "not ended" to everything for one stretched lease.
-	a.grants = lease.NewGrants(time.Now(), leaseMargin, a.timing.Lease+time.Duration(float64(a.timing.Lease)*leaseMargin))
-	ln, err := a.openLeaseNet(lis.Addr().String())
+	var cleanup cleanups
+	defer cleanup.run()
+	o, err := a.open(&cleanup)
 	if err != nil {
-		lis.Close()
-		return fmt.Errorf("listen for lease renewals on udp %s: %w", lis.Addr(), err)
-	}
-	a.leaseNet = ln
-	go ln.serve()
-	a.closers = append(a.closers, ln.conn)
-	if err := a.openRaft(); err != nil {
-		lis.Close()
-		a.closeAll()
 		return err
 	}
 
-	vips, vipCleanup, err := a.newVIPManager()
-	if err != nil {
-		lis.Close()
-		a.raft.Shutdown().Error()
-		a.closeAll()
-		return fmt.Errorf("vip_interface %s: %w", a.cfg.VIPInterface, err)
+	var servers tasks
+	servers.Go("admin API", func() error { return o.grpc.Serve(o.api) })
+	servers.Go("lease socket", a.leases.Serve)
+	if o.metrics != nil {
+		servers.Go("metrics server", func() error { return ignore(o.metrics.Serve(o.metricsLis), http.ErrServerClosed) })
 	}
-	defer vipCleanup()
-	a.vips = vips
-	srv := grpc.NewServer()
-	a.registerServices(srv)
-	var metricsSrv *http.Server
-	if a.cfg.MetricsAddr != "" {
-		mlis, err := net.Listen("tcp", a.cfg.MetricsAddr)
-		if err != nil {
-			lis.Close()
-			a.raft.Shutdown().Error()
-			a.closeAll()
-			return fmt.Errorf("listen on metrics_addr %s: %w", a.cfg.MetricsAddr, err)
-		}
-		metricsSrv = &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go metricsSrv.Serve(mlis)
+	if o.sentinel != nil {
+		servers.Go("sentinel listener", func() error { return ignore(o.sentinel.Serve(o.sentinelLis), sentinel.ErrServerClosed) })
 	}
 
-	work, stopWork := context.WithCancel(context.Background())
-	g, gctx := errgroup.WithContext(work)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(lis) }()
-
-	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease, Seed: a.cfg.Spec,
-		Log: a.log}, raftNode{a}, a.fsm.State, a)
-	g.Go(func() error { return coord.Run(gctx, a.leaderCh) })
-	g.Go(func() error { a.joinLoop(gctx); return nil })
-	g.Go(func() error { a.registerLoop(gctx); return nil })
-	g.Go(func() error { a.renewLoop(gctx); return nil })
-	g.Go(func() error { a.releaseLoop(gctx); return nil })
-	g.Go(func() error { a.readyLoop(gctx); return nil })
-	g.Go(func() error { a.watchdogLoop(gctx); return nil })
-	g.Go(func() error { a.vipLoop(gctx); return nil })
-	g.Go(func() error { a.conflictLoop(gctx); return nil })
-	g.Go(func() error { a.checkLoop(gctx); return nil })
-	g.Go(func() error { a.serviceLoop(gctx); return nil })
-	g.Go(func() error { a.redisLoop(gctx); return nil })
-	stopSentinel, err := a.startSentinel(gctx)
-	if err != nil {
-		a.log.Error("sentinel listener", "err", err)
-		stopSentinel = func() {}
+	workCtx, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+	var work tasks
+	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
+		Seed: a.cfg.Spec, Log: a.log}, raftNode{a}, a.fsm.State, a)
+	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
+	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })
+	work.Go("join loop", func() error { a.joinLoop(workCtx); return nil })
+	work.Go("register loop", func() error { a.registerLoop(workCtx); return nil })
+	work.Go("renew loop", func() error { a.leases.RenewLoop(workCtx); return nil })
+	work.Go("release loop", func() error { a.releaseLoop(workCtx); return nil })
+	work.Go("ready loop", func() error { a.readyLoop(workCtx); return nil })
+	work.Go("watchdog loop", func() error { a.watchdogLoop(workCtx); return nil })
+	if a.checks != nil {
+		work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
+		work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })
 	}
-	defer stopSentinel()
-	defer a.services.close()
-	vipCtx, stopVIPs := context.WithCancel(context.Background())
-	vipDone := make(chan struct{})
-	go func() {
-		defer close(vipDone)
-		if a.vips != nil {
-			_ = a.vips.Run(vipCtx) // removes every held address when it returns
-		}
-	}()
+	for _, x := range a.actuators {
+		work.Go(string(x.Type())+" actuator", func() error { return x.Run(workCtx) })
+	}
+	if o.sentinel != nil {
+		work.Go("sentinel watch", func() error { a.watchSentinel(workCtx, o.sentinel); return nil })
+	}
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
-		runErr = fmt.Errorf("admin API stopped: %w", err)
+	case runErr = <-servers.Failed():
+	case runErr = <-work.Failed():
 	}
+	if runErr != nil {
+		a.log.Error("stopping after a failure", "err", runErr)
+	}
+	a.stop()
+	stopWork()
+	work.Wait()
+	a.stopServers(o)
+	servers.Wait()
+	if err := a.raft.Shutdown().Error(); err != nil {
+		a.log.Warn("raft shutdown", "err", err)
+	}
+	a.conns.close()
+	a.log.Info("stopped")
+	return runErr
+}
 
+// opened is what the open phase made for the run phase.
+type opened struct {
+	api         net.Listener
+	grpc        *grpc.Server
+	metrics     *http.Server // nil without metrics_addr
+	metricsLis  net.Listener
+	sentinel    *sentinel.Server // nil without a sentinel section
+	sentinelLis net.Listener
+}
+
+// open is Run's first phase: everything that can fail at start, each undo
+// pushed on cleanup.
+func (a *Agent) open(cleanup *cleanups) (*opened, error) {
+	o := &opened{api: a.opts.APIListener}
+	if o.api == nil {
+		lis, err := net.Listen("tcp", a.cfg.APIAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on api_addr %s: %w", a.cfg.APIAddr, err)
+		}
+		o.api = lis
+	}
+	cleanup.push(func() { _ = o.api.Close() })
+	a.apiAddr = o.api.Addr().String()
+	if a.cfg.AdvertiseAPIAddr != "" {
+		a.apiAddr = a.cfg.AdvertiseAPIAddr
+	}
+	pc, err := net.ListenPacket("udp", o.api.Addr().String())
+	if err != nil {
+		return nil, fmt.Errorf("listen for lease renewals on udp %s: %w", o.api.Addr(), err)
+	}
+	cleanup.push(func() { _ = pc.Close() })
+	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
+		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, OnRenew: a.wakeActuators,
+		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Log: a.log.With("component", "lease")}, pc)
+	if err := a.openRaft(cleanup); err != nil {
+		return nil, err
+	}
+	vipCleanup, err := a.openVIPs()
+	if err != nil {
+		return nil, fmt.Errorf("vip_interface %s: %w", a.cfg.VIPInterface, err)
+	}
+	cleanup.push(vipCleanup)
+	o.grpc = grpc.NewServer()
+	a.registerServices(o.grpc)
+	if a.cfg.MetricsAddr != "" {
+		mlis, err := net.Listen("tcp", a.cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on metrics_addr %s: %w", a.cfg.MetricsAddr, err)
+		}
+		cleanup.push(func() { _ = mlis.Close() })
+		o.metricsLis = mlis
+		o.metrics = &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	if o.sentinel, o.sentinelLis, err = a.openSentinel(); err != nil {
+		return nil, err
+	}
+	if o.sentinel != nil {
+		cleanup.push(func() { _ = o.sentinel.Close() })
+	}
+	return o, nil
+}
+
+// stop is the start of Run's last phase, while the work still runs: tell
+// systemd and the API clients, then release the held roles. A leader
+// releases them while it still leads, so that its own coordinator places
+// them at once, then hands leadership over; handing over first would leave
+// the roles waiting for an election.
+func (a *Agent) stop() {
 	a.log.Info("stopping")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	a.stopping.Store(true)
 	close(a.stopped)
 	a.health.Shutdown()
-	// A leader releases its roles while it still leads, so that its own
-	// coordinator places them at once, then hands leadership over; handing
-	// over first would leave the roles waiting for an election.
+	a.wakeActuators()
 	if a.raft.State() == raft.Leader {
 		held := a.State().HeldBy(a.cfg.NodeID)
 		a.gracefulRelease()
@@ -327,40 +357,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		a.gracefulRelease()
 	}
-	stopWork()
-	_ = g.Wait()
-	stopVIPs()
-	<-vipDone
+}
+
+// stopServers stops the admin API (gracefully, for at most 2 s), the
+// metrics and Sentinel listeners and the lease socket.
+func (a *Agent) stopServers(o *opened) {
 	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
+	go func() { o.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(2 * time.Second):
-		srv.Stop()
+		o.grpc.Stop()
+		<-stopped
 	}
-	if metricsSrv != nil {
-		_ = metricsSrv.Close()
+	if o.metrics != nil {
+		_ = o.metrics.Close()
 	}
-	if err := a.raft.Shutdown().Error(); err != nil {
-		a.log.Warn("raft shutdown", "err", err)
+	if o.sentinel != nil {
+		_ = o.sentinel.Close()
 	}
-	a.closeConns()
-	a.closeAll()
-	a.log.Info("stopped")
-	return runErr
-}
-
-func (a *Agent) closeAll() {
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		_ = a.closers[i].Close()
-	}
-	a.closers = nil
+	a.leases.Close()
 }
 
 // gracefulRelease marks the node as leaving (so no role is given back to it)
-// and commits a release of every role it holds, so the next holder takes
-// over at once instead of waiting for the lease to run out (DESIGN.md §4,
-// graceful paths).
+// and commits a release of every role it holds once its actuator has let
+// go, so the next holder takes over at once instead of waiting for the
+// lease to run out (DESIGN.md §4, graceful paths).
 func (a *Agent) gracefulRelease() {
 	// Long enough for an election after a hand-over, short enough that a
 	// whole cluster stopped at once does not hang its shutdown.
@@ -383,30 +405,26 @@ func (a *Agent) gracefulRelease() {
 	var rej *fsm.RejectedError
 	announced := err == nil || errors.As(err, &rej)
 	// Stop acting first (stopping is set), whether or not the leave was
-	// committed: the addresses go and the services stop (each within its
-	// stop_timeout) before the releases that let another node take them.
-	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	a.dropVIPs(dctx)
-	dcancel()
-	a.roleTrigger()
-	sctx, scancel := context.WithTimeout(context.Background(), a.services.maxStopTimeout()+time.Second)
-	a.services.waitStopped(sctx)
-	scancel()
-	a.redis.waitFenced(time.Second)
+	// committed: the addresses go, the services stop (each within its
+	// stop_timeout) and Redis is fenced before the releases that let
+	// another node take them. Each actuator bounds its own wait.
+	for _, x := range a.actuators {
+		x.Quiesce(context.Background())
+	}
 	if !announced {
 		a.log.Warn("could not announce shutdown; roles move when the lease runs out", "err", err)
 		return
 	}
-	// A stop that failed is not released: its role moves when the lease
-	// has run out, plus the stop timeout.
+	// A role whose actuator could not confirm it let go (a failed service
+	// stop, an unfenced Redis) is not released: it moves when the lease
+	// has run out (plus a service's stop timeout).
 	st := a.State()
 	for _, as := range st.HeldBy(a.cfg.NodeID) {
-		if !a.services.stopped(as.Role) {
-			a.log.Warn("service stop unconfirmed; not releasing its role (it moves after the lease and stop_timeout)", "role", as.Role)
-			continue
-		}
-		if !a.redis.releasable(st, as.Role) {
-			a.log.Warn("Redis not fenced; not releasing the master role (it moves when the lease runs out)", "role", as.Role)
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ok := a.releasable(rctx, st, as.Role)
+		cancel()
+		if !ok {
+			a.log.Warn("not releasing a role its actuator has not let go of; it moves when the lease runs out", "role", as.Role)
 			continue
 		}
 		err := propose(&fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
@@ -455,11 +473,18 @@ func (a *Agent) handOverLeadership() {
 	a.log.Info("handed leadership over on shutdown")
 }
 
-// conn returns a pooled client connection to another agent's API.
-func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
-	a.conns.Lock()
-	defer a.conns.Unlock()
-	if c, ok := a.connPool[addr]; ok {
+// connPool keeps one client connection per agent API address.
+type connPool struct {
+	dialer func(ctx context.Context, addr string) (net.Conn, error) // Options.Dialer (tests)
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+}
+
+// get returns a pooled client connection to another agent's API.
+func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -467,33 +492,26 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 		// heals, lease renewals would stay cut for minutes. Retry fast.
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second, Backoff: backoff.Config{
 			BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}})}
-	if a.opts.Dialer != nil {
-		opts = append(opts, grpc.WithContextDialer(a.opts.Dialer))
+	if p.dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(p.dialer))
 	}
 	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	a.connPool[addr] = c
+	if p.conns == nil {
+		p.conns = map[string]*grpc.ClientConn{}
+	}
+	p.conns[addr] = c
 	return c, nil
 }
 
-func (a *Agent) closeConns() {
-	a.conns.Lock()
-	defer a.conns.Unlock()
-	for k, c := range a.connPool {
+func (p *connPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, c := range p.conns {
 		_ = c.Close()
-		delete(a.connPool, k)
-	}
-}
-
-// roleTrigger wakes the loops that act on roles (lease gained or lost).
-func (a *Agent) roleTrigger() {
-	for _, ch := range []chan struct{}{a.roleWake, a.vipWake, a.serviceWake, a.redisWake} {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+		delete(p.conns, k)
 	}
 }
 

@@ -96,7 +96,7 @@ func (s *server) onLeader(ctx context.Context, fn func(ctx context.Context, c hm
 	if err != nil {
 		return true, grpcErr(err)
 	}
-	c, err := s.a.conn(addr)
+	c, err := s.a.conns.get(addr)
 	if err != nil {
 		return true, status.Error(codes.Unavailable, err.Error())
 	}
@@ -110,7 +110,7 @@ func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	c, err := a.conn(addr)
+	c, err := a.conns.get(addr)
 	if err != nil {
 		return 0, err
 	}
@@ -216,7 +216,7 @@ func (s *server) members(st *fsm.State) ([]*hmv1.Member, error) {
 		return nil, fmt.Errorf("read raft configuration: %w", err)
 	}
 	_, leaderID := a.raft.LeaderWithID()
-	view := a.grants.Snapshot(time.Now())
+	view := a.leases.Grants().Snapshot(time.Now())
 	held := map[string][]string{}
 	for _, as := range st.Assignments {
 		if as.Holder != "" {
@@ -493,7 +493,7 @@ func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1
 		for _, c := range r.Candidates {
 			cands = append(cands, c.Node)
 		}
-		resp.Roles = append(resp.Roles, &hmv1.Role{Name: r.Name, Type: r.Type, Holder: a.Holder, Epoch: a.Epoch,
+		resp.Roles = append(resp.Roles, &hmv1.Role{Name: r.Name, Type: string(r.Type), Holder: a.Holder, Epoch: a.Epoch,
 			SinceUnixMs: a.Since, Releasing: a.Releasing, InSpec: true, Candidates: cands,
 			Requires: r.Requires, Follow: r.Follow, Avoid: r.Avoid, Address: r.Address})
 		seen[r.Name] = true
@@ -548,7 +548,7 @@ func (s *server) Explain(ctx context.Context, req *hmv1.ExplainRequest) (*hmv1.E
 		return nil, status.Error(codes.NotFound, err.Error())
 	}
 	resp := &hmv1.ExplainResponse{Node: s.a.cfg.NodeID, IsLeader: s.a.raft.State() == raft.Leader, Role: ex.Role.Name,
-		Type: ex.Role.Type, Holder: ex.Assignment.Holder, Epoch: ex.Assignment.Epoch, Decision: ex.Decision, Chosen: ex.Chosen}
+		Type: string(ex.Role.Type), Holder: ex.Assignment.Holder, Epoch: ex.Assignment.Epoch, Decision: ex.Decision, Chosen: ex.Chosen}
 	for _, c := range ex.Nodes {
 		resp.Nodes = append(resp.Nodes, &hmv1.Candidacy{Node: c.Node, Eligible: c.Eligible, Reasons: c.Reasons,
 			Priority: int32(c.Priority), Candidate: c.Candidate, Rank: int32(c.Rank), Holder: c.Holder, HeldDown: c.HeldDown,
@@ -558,7 +558,7 @@ func (s *server) Explain(ctx context.Context, req *hmv1.ExplainRequest) (*hmv1.E
 }
 
 func eventToProto(e fsm.Event) *hmv1.Event {
-	return &hmv1.Event{Seq: e.Seq, Index: e.Index, TimeUnixMs: e.Time, Kind: e.Kind, Node: e.Node, Actor: e.Actor,
+	return &hmv1.Event{Seq: e.Seq, Index: e.Index, TimeUnixMs: e.Time, Kind: string(e.Kind), Node: e.Node, Actor: e.Actor,
 		Role: e.Role, Old: e.Old, New: e.New, Epoch: e.Epoch, Message: e.Message}
 }
 

@@ -4,21 +4,18 @@ import (
 	"context"
 	"time"
 
+	"github.com/harbormaster/harbormaster/agent/act"
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/fsm"
 )
 
-// checkLoop runs this node's health checks (agent/checks) and keeps the
-// replicated state in line with their verdicts: only transitions go
+// checkLoop keeps the replicated state in line with the verdicts of this
+// node's health checks (agent/checks; Run runs the runner): only transitions go
 // through Raft, never single probes. It compares the runner's verdicts with
 // what the state says of this node (after every transition, state change
 // and now and then), so a proposal lost to a leader change, or the reset a
 // re-registration makes, is repaired by the next pass.
 func (a *Agent) checkLoop(ctx context.Context) {
-	if a.checks == nil {
-		return
-	}
-	go a.checks.Run(ctx)
 	for {
 		st, changed := a.fsm.State()
 		if _, registered := st.Nodes[a.cfg.NodeID]; registered {
@@ -32,7 +29,7 @@ func (a *Agent) checkLoop(ctx context.Context) {
 				}
 				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				_, err := a.Propose(pctx, &fsm.CheckUpdate{Node: a.cfg.NodeID, Check: s.Name, Passing: s.Passing,
-					Error: truncate(s.LastErr, fsm.MaxCheckError), Output: truncate(s.Output, fsm.MaxCheckOutput),
+					Error: act.Truncate(s.LastErr, fsm.MaxCheckError), Output: act.Truncate(s.Output, fsm.MaxCheckOutput),
 					Time: s.Since.UnixMilli()})
 				cancel()
 				if err != nil && ctx.Err() == nil {
@@ -62,15 +59,4 @@ func (a *Agent) onCheckChange(s checks.State) {
 	case a.checkWake <- struct{}{}:
 	default:
 	}
-}
-
-// truncate cuts s to at most n bytes, on a UTF-8 boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }

@@ -61,7 +61,7 @@ func (a *Agent) joinLoop(ctx context.Context) {
 }
 
 func (a *Agent) joinVia(ctx context.Context, addr string) error {
-	c, err := a.conn(addr)
+	c, err := a.conns.get(addr)
 	if err != nil {
 		return err
 	}
@@ -125,8 +125,9 @@ func (a *Agent) registerLoop(ctx context.Context) {
 }
 
 // releaseLoop answers release requests: when the coordinator asks this
-// node to let a role go, it stops acting for it (removes the address,
-// stops the service) and only then commits the release.
+// node to let a role go, the role's actuator stops acting for it (removes
+// the address, stops the service, fences Redis and hands its writes over)
+// and only then is the release committed.
 func (a *Agent) releaseLoop(ctx context.Context) {
 	for {
 		st, changed := a.fsm.State()
@@ -134,9 +135,8 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 			if !as.Releasing {
 				continue
 			}
-			a.dropVIPs(ctx) // the address goes before the release is committed
-			if !a.services.stopped(as.Role) || !a.redis.releasable(st, as.Role) {
-				continue // the service or Redis loop is letting go; it wakes us
+			if !a.releasable(ctx, st, as.Role) {
+				continue // the actuator is letting go; it nudges us
 			}
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
@@ -153,7 +153,7 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-a.roleWake:
+		case <-a.releaseWake:
 		case <-time.After(a.timing.Renew):
 		}
 	}
@@ -206,7 +206,7 @@ func (a *Agent) watchdogLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			last := time.Unix(0, a.lastRenew.Load())
+			last := a.leases.LastRenew()
 			if a.raft.State() != raft.Shutdown && time.Since(last) < 3*a.timing.Renew+iv/2 {
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			}

@@ -83,14 +83,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.commit, g, float64(a.raft.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.specVer, g, float64(st.SpecVersion))
 	ch <- prometheus.MustNewConstMetric(c.eventsSeen, g, float64(st.EventSeq))
-	ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(a.vipConflicts.Load()))
+	var conflicts int64
+	if a.vips != nil {
+		conflicts = a.vips.Conflicts()
+	}
+	ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(conflicts))
 	for name, as := range st.Assignments {
 		ch <- prometheus.MustNewConstMetric(c.epoch, g, float64(as.Epoch), name)
 		if as.Holder != "" {
 			ch <- prometheus.MustNewConstMetric(c.holder, g, 1, name, as.Holder)
 		}
 	}
-	view := a.grants.Snapshot(now)
+	view := a.leases.Grants().Snapshot(now)
 	for id := range st.Nodes {
 		_, live := view.Live(id)
 		ch <- prometheus.MustNewConstMetric(c.alive, g, b2f(live), id)
@@ -99,7 +103,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	left := 0.0
-	if _, until := a.holder.Current(); !until.IsZero() {
+	if _, _, until := a.leases.Lease(now); !until.IsZero() {
 		left = max(until.Sub(now).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(c.leaseLeft, g, left)
@@ -109,14 +113,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.checkFails, g, float64(s.Failed), s.Name, s.Type)
 		}
 	}
-	active := map[string]bool{}
-	for _, r := range a.services.active() {
-		active[r] = true
+	if a.services != nil {
+		active := map[string]bool{}
+		for _, r := range a.services.Active() {
+			active[r] = true
+		}
+		for _, name := range a.services.Roles() {
+			ch <- prometheus.MustNewConstMetric(c.svcActive, g, b2f(active[name]), name)
+		}
 	}
-	for name := range a.services.workers {
-		ch <- prometheus.MustNewConstMetric(c.svcActive, g, b2f(active[name]), name)
-	}
-	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(now.UnixNano() < a.fenceUntil.Load()))
+	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(a.fenced(now)))
 }
 
 func (a *Agent) metricsHandler() http.Handler {

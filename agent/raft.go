@@ -40,7 +40,7 @@ func (e *NotLeaderError) Error() string {
 // openRaft builds the Raft node: stores under the data dir (or in memory),
 // the transport, and bootstrap from the static peer list when this node has
 // no state yet.
-func (a *Agent) openRaft() error {
+func (a *Agent) openRaft(cleanup *cleanups) error {
 	cfg := a.cfg
 	t := a.timing
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(a.opts.raftLogLevel(cfg.LogLevel)),
@@ -82,7 +82,7 @@ func (a *Agent) openRaft() error {
 			}
 			return fmt.Errorf("open %s: %w", path, err)
 		}
-		a.closers = append(a.closers, bolt)
+		cleanup.push(func() { _ = bolt.Close() })
 		cache, err := raft.NewLogCache(512, bolt)
 		if err != nil {
 			return err
@@ -106,7 +106,7 @@ func (a *Agent) openRaft() error {
 		if err != nil {
 			return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
 		}
-		a.closers = append(a.closers, nt)
+		cleanup.push(func() { _ = nt.Close() })
 		trans = nt
 	}
 	a.raftAddr = string(trans.LocalAddr())
@@ -137,6 +137,7 @@ func (a *Agent) openRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	a.raft = r
+	cleanup.push(func() { _ = r.Shutdown().Error() }) // a no-op once Run shut it down
 	return nil
 }
 

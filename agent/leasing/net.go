@@ -1,8 +1,9 @@
-package agent
+package leasing
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -12,46 +13,61 @@ import (
 	"github.com/harbormaster/harbormaster/spec"
 )
 
+// readBackoffMax bounds the pause between reads of a failing lease socket.
+const readBackoffMax = 100 * time.Millisecond
+
 // leaseNet carries quorum-lease renewals as UDP datagrams on the API port
 // (see lease/wire.go for why not gRPC). Every node answers renewals; a
 // renewal is retried every eighth of the renew interval until answered
 // (under 30% loss in and out, half the datagrams of a round trip are lost).
 type leaseNet struct {
-	a    *Agent
-	conn net.PacketConn
+	self   string
+	grants *lease.Grants
+	filter func(from, to string) bool // Options.LeaseFilter (tests)
+	log    *slog.Logger
+	conn   net.PacketConn
 
 	mu      sync.Mutex
 	waiting map[uint64]chan *lease.Reply
 	addrs   map[string]*net.UDPAddr
 }
 
-func (a *Agent) openLeaseNet(bind string) (*leaseNet, error) {
-	c, err := net.ListenPacket("udp", bind)
-	if err != nil {
-		return nil, err
-	}
-	return &leaseNet{a: a, conn: c, waiting: map[uint64]chan *lease.Reply{}, addrs: map[string]*net.UDPAddr{}}, nil
+// newLeaseNet serves renewals on conn for the node self, answering from
+// grants. filter, when set, drops the datagrams it returns true for.
+func newLeaseNet(conn net.PacketConn, self string, grants *lease.Grants, filter func(from, to string) bool, log *slog.Logger) *leaseNet {
+	return &leaseNet{self: self, grants: grants, filter: filter, log: log, conn: conn,
+		waiting: map[uint64]chan *lease.Reply{}, addrs: map[string]*net.UDPAddr{}}
 }
 
 // dropped applies the test hook that cuts links.
 func (ln *leaseNet) dropped(from, to string) bool {
-	f := ln.a.opts.LeaseFilter
-	return f != nil && f(from, to)
+	return ln.filter != nil && ln.filter(from, to)
 }
 
+// close closes the socket: serve returns.
+func (ln *leaseNet) close() { _ = ln.conn.Close() }
+
 // serve answers renewal requests and dispatches replies until the socket is
-// closed.
-func (ln *leaseNet) serve() {
+// closed (then it returns nil). A read error that persists is backed off (up
+// to readBackoffMax between reads) and logged once, instead of spinning.
+func (ln *leaseNet) serve() error {
 	buf := make([]byte, lease.MaxDatagram+64)
-	self := ln.a.cfg.NodeID
+	self := ln.self
+	var backoff time.Duration
 	for {
 		n, from, err := ln.conn.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return nil
 			}
+			if backoff == 0 {
+				ln.log.Warn("lease socket read failed; backing off", "err", err)
+			}
+			backoff = min(max(2*backoff, time.Millisecond), readBackoffMax)
+			time.Sleep(backoff)
 			continue
 		}
+		backoff = 0
 		msg, err := lease.Unmarshal(buf[:n])
 		if err != nil {
 			continue
@@ -61,7 +77,7 @@ func (ln *leaseNet) serve() {
 			if !spec.ValidName(m.Node) || m.Gen == 0 || m.TTLMs == 0 || m.TTLMs > 600_000 || ln.dropped(m.Node, self) {
 				continue
 			}
-			v, gen := ln.a.grants.Renew(m.Node, m.Gen, time.Duration(m.TTLMs)*time.Millisecond, time.Now())
+			v, gen := ln.grants.Renew(m.Node, m.Gen, time.Duration(m.TTLMs)*time.Millisecond, time.Now())
 			out, err := lease.MarshalReply(lease.Reply{Nonce: m.Nonce, Granter: self, Verdict: v, Gen: gen})
 			if err == nil && !ln.dropped(self, m.Node) {
 				_, _ = ln.conn.WriteTo(out, from)
@@ -99,8 +115,8 @@ func (ln *leaseNet) udpAddr(apiAddr string) (*net.UDPAddr, error) {
 
 // renew asks one member to grant this node's lease and waits for its
 // answer until ctx ends, sending the request again every retry.
-func (ln *leaseNet) renew(ctx context.Context, m member, gen uint64, ttl, retry time.Duration) (*lease.Reply, error) {
-	to, err := ln.udpAddr(m.apiAddr)
+func (ln *leaseNet) renew(ctx context.Context, m Member, gen uint64, ttl, retry time.Duration) (*lease.Reply, error) {
+	to, err := ln.udpAddr(m.APIAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +130,7 @@ func (ln *leaseNet) renew(ctx context.Context, m member, gen uint64, ttl, retry 
 		delete(ln.waiting, nonce)
 		ln.mu.Unlock()
 	}()
-	self := ln.a.cfg.NodeID
+	self := ln.self
 	pkt, err := lease.MarshalRequest(lease.Request{Nonce: nonce, Node: self, Gen: gen, TTLMs: uint32(ttl.Milliseconds())})
 	if err != nil {
 		return nil, err
@@ -122,7 +138,7 @@ func (ln *leaseNet) renew(ctx context.Context, m member, gen uint64, ttl, retry 
 	tick := time.NewTicker(retry)
 	defer tick.Stop()
 	for {
-		if !ln.dropped(self, m.id) {
+		if !ln.dropped(self, m.ID) {
 			_, _ = ln.conn.WriteTo(pkt, to)
 		}
 		select {

@@ -1,0 +1,335 @@
+// Package leasing is a node's side of the quorum leases
+// (docs/design-quorum-lease.md; the pure rules are in package lease): it
+// renews this node's lease with every member over UDP, answers the others'
+// renewals from its grant table, and asks the voters for their verdicts
+// when the coordinator needs a majority's view.
+package leasing
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/lease"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+)
+
+// Margin stretches every grant for clock-rate drift between nodes.
+const Margin = 0.1
+
+// Member is one member of the Raft configuration.
+type Member struct {
+	ID      string
+	Voter   bool
+	APIAddr string // empty when the member has not registered yet
+}
+
+// Config is what a Node needs.
+type Config struct {
+	// Self is this node's id.
+	Self string
+	// Lease and Renew are the lease length and the renew interval.
+	Lease, Renew time.Duration
+	// Members returns the Raft configuration with the registered API
+	// addresses.
+	Members func() ([]Member, error)
+	// State returns the replicated state (the assignments the coordinator
+	// asks about).
+	State func() *fsm.State
+	// Conn returns a client connection to a member's API (the Leases RPC).
+	Conn func(addr string) (*grpc.ClientConn, error)
+	// Fenced reports whether the node has fenced itself: it then lets its
+	// lease lapse (no renewals).
+	Fenced func(now time.Time) bool
+	// OnRenew is called after every renewal round, and every round skipped
+	// while fenced (the lease may have changed).
+	OnRenew func()
+	// OnPeerBack is called when a member that did not answer the previous
+	// round answers again (a partition healed).
+	OnPeerBack func()
+	// Filter, when set, drops lease datagrams from one node to another when
+	// it returns true (tests use it to cut links).
+	Filter func(from, to string) bool
+	Log    *slog.Logger
+}
+
+// Node is this node's quorum lease and its grant table. Build it with New;
+// run Serve and RenewLoop.
+type Node struct {
+	cfg       Config
+	grants    *lease.Grants
+	holder    *lease.Holder
+	net       *leaseNet
+	peers     peerWatch
+	lastRenew atomic.Int64 // unix nanos of the renew loop's last pass
+}
+
+// New returns a node answering renewals on conn from now on. A restarted
+// node may have granted leases it no longer remembers: its table says "not
+// ended" to everything for one stretched lease.
+func New(cfg Config, conn net.PacketConn) *Node {
+	grants := lease.NewGrants(time.Now(), Margin, cfg.Lease+time.Duration(float64(cfg.Lease)*Margin))
+	return &Node{cfg: cfg, grants: grants, holder: lease.NewHolder(cfg.Lease),
+		net: newLeaseNet(conn, cfg.Self, grants, cfg.Filter, cfg.Log)}
+}
+
+// Grants is the table of the leases this node granted.
+func (n *Node) Grants() *lease.Grants { return n.grants }
+
+// Lease returns this node's quorum lease: its generation, whether it is
+// valid at now, and its end by this node's clock.
+func (n *Node) Lease(now time.Time) (gen uint64, valid bool, until time.Time) {
+	gen, until = n.holder.Current()
+	_, valid = n.holder.Valid(now)
+	return gen, valid, until
+}
+
+// LastRenew is when the renew loop last made a pass (the watchdog's sign of
+// life).
+func (n *Node) LastRenew() time.Time { return time.Unix(0, n.lastRenew.Load()) }
+
+// Serve answers renewals until Close.
+func (n *Node) Serve() error { return n.net.serve() }
+
+// Close closes the lease socket; Serve returns.
+func (n *Node) Close() { n.net.close() }
+
+// renewLoop renews this node's quorum lease with every member each Renew
+// interval (docs/design-quorum-lease.md). A majority of voters granting a
+// renewal sent at t makes the lease valid until t + lease by this node's
+// clock. Renewals go to every member, voters or not, so that every node can
+// tell who is alive; only voters' grants count towards the majority.
+func (n *Node) RenewLoop(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.Renew)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n.lastRenew.Store(time.Now().UnixNano())
+		if n.cfg.Fenced(time.Now()) {
+			n.cfg.OnRenew() // fenced: let the lease lapse
+			continue
+		}
+		ms, err := n.cfg.Members()
+		if err != nil || len(ms) == 0 {
+			continue
+		}
+		now := time.Now()
+		gen := n.holder.Begin(now, uint64(time.Now().UnixNano()))
+		granted, voters, refusals := n.renewOnce(ctx, ms, gen, now)
+		q := lease.Quorum(voters)
+		n.holder.Result(gen, now, granted, q, refusals)
+		_, ok := n.holder.Valid(time.Now())
+		switch {
+		case !ok && !failing && ctx.Err() == nil:
+			n.cfg.Log.Warn("no quorum lease", "granted", granted, "voters", voters, "gen", gen)
+			failing = true
+		case ok && failing:
+			n.cfg.Log.Info("quorum lease held", "gen", gen)
+			failing = false
+		}
+		n.cfg.OnRenew()
+	}
+}
+
+func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time) (granted, voters int, refusals []lease.Refusal) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
+	defer cancel()
+	answered := map[string]bool{n.cfg.Self: true}
+	var answeredMu sync.Mutex
+	type answer struct {
+		voter bool
+		v     lease.Verdict
+		gen   uint64
+		err   error
+	}
+	answers := make(chan answer, len(ms))
+	defer func() { n.notePeers(ms, answered) }()
+	var wg sync.WaitGroup
+	ttl := n.cfg.Lease
+	for _, m := range ms {
+		if m.Voter {
+			voters++
+		}
+		if m.ID == n.cfg.Self {
+			v, g := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
+			answers <- answer{voter: m.Voter, v: v, gen: g}
+			continue
+		}
+		if m.APIAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(m Member) {
+			defer wg.Done()
+			r, err := n.net.renew(ctx, m, gen, ttl, n.cfg.Renew/8)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			answeredMu.Lock()
+			answered[m.ID] = true
+			answeredMu.Unlock()
+			answers <- answer{voter: m.Voter, v: r.Verdict, gen: r.Gen}
+		}(m)
+	}
+	wg.Wait()
+	close(answers)
+	for ans := range answers {
+		if ans.err != nil || !ans.voter {
+			continue
+		}
+		if ans.v == lease.Granted {
+			granted++
+		} else {
+			refusals = append(refusals, lease.Refusal{Verdict: ans.v, Gen: ans.gen})
+		}
+	}
+	return granted, voters, refusals
+}
+
+// notePeers tells OnPeerBack when a member that did not answer the previous
+// renewal answers again: a partition healed, and hosts
+// on the other side may still have the old holder's MAC for the address
+// (the announcements made during the partition did not reach them).
+func (n *Node) notePeers(ms []Member, answered map[string]bool) {
+	if n.peers.note(ms, answered) && n.cfg.OnPeerBack != nil {
+		n.cfg.OnPeerBack()
+	}
+}
+
+// Majority implements coordinator.Leases: it asks every voter for its grant table and returns the verdicts
+// for the coordinator, in up to two rounds: the first, recording nothing,
+// tells which assignments' holders are live on their generation; only if
+// some are not, a second round asks the voters to judge exactly those
+// (holder, generation) pairs, which they record (lease.Grants.Verdicts).
+// The result's Ended answers only for the pairs judged, so no decision
+// rests on an answer a voter did not commit to, and a voter that merely
+// has not granted a live generation yet is not made to refuse it.
+func (n *Node) Majority(ctx context.Context) (lease.Majority, error) {
+	m, answered, err := n.majorityRound(ctx, nil, nil)
+	if err != nil {
+		return m, err
+	}
+	live := m.Live()
+	asked := map[lease.Query]bool{}
+	var queries []lease.Query
+	for _, as := range n.cfg.State().Assignments {
+		if as.Holder == "" || as.HolderGen == 0 {
+			continue
+		}
+		if gen, ok := live[as.Holder]; ok && gen == as.HolderGen {
+			continue
+		}
+		q := lease.Query{Node: as.Holder, Gen: as.HolderGen}
+		if !asked[q] {
+			asked[q] = true
+			queries = append(queries, q)
+		}
+	}
+	if len(queries) == 0 {
+		m.Asked = asked
+		return m, nil
+	}
+	m, _, err = n.majorityRound(ctx, queries, answered)
+	m.Asked = asked
+	return m, err
+}
+
+// majorityRound asks the voters (all, or only those in only when it is not
+// nil) for their grant tables, judging queries, and returns the views that
+// came back within one renew interval and who answered.
+func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only map[string]bool) (lease.Majority, map[string]bool, error) {
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return lease.Majority{}, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
+	defer cancel()
+	answered := map[string]bool{}
+	var pb []*hmv1.LeaseQuery
+	for _, q := range queries {
+		pb = append(pb, &hmv1.LeaseQuery{Node: q.Node, Gen: q.Gen})
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out lease.Majority
+	)
+	for _, m := range ms {
+		if !m.Voter {
+			continue
+		}
+		out.Voters++
+		if m.ID == n.cfg.Self {
+			v := n.grants.Verdicts(time.Now(), queries...)
+			mu.Lock()
+			out.Views = append(out.Views, v)
+			answered[m.ID] = true
+			mu.Unlock()
+			continue
+		}
+		if m.APIAddr == "" || (only != nil && !only[m.ID]) {
+			continue // a voter that did not answer the first round is not waited for again
+		}
+		wg.Add(1)
+		go func(m Member) {
+			defer wg.Done()
+			c, err := n.cfg.Conn(m.APIAddr)
+			if err != nil {
+				return
+			}
+			r, err := hmv1.NewClusterClient(c).Leases(ctx, &hmv1.LeasesRequest{Queries: pb})
+			if err != nil {
+				return
+			}
+			v := lease.View{Guarded: r.Guarded, SinceGuard: time.Duration(r.SinceGuardUs) * time.Microsecond,
+				Nodes: make(map[string]lease.GrantView, len(r.Grants))}
+			for _, g := range r.Grants {
+				v.Nodes[g.Node] = lease.GrantView{Gen: g.Gen, Remaining: time.Duration(g.RemainingUs) * time.Microsecond,
+					SupersededRemaining: time.Duration(g.SupersededRemainingUs) * time.Microsecond}
+			}
+			mu.Lock()
+			out.Views = append(out.Views, v)
+			answered[m.ID] = true
+			mu.Unlock()
+		}(m)
+	}
+	wg.Wait()
+	return out, answered, nil
+}
+
+// peerWatch remembers which members did not answer the last renewal.
+type peerWatch struct {
+	mu   sync.Mutex
+	down map[string]bool
+}
+
+// note records who answered this renewal round and reports whether a member
+// that did not answer the previous one answers again.
+func (p *peerWatch) note(ms []Member, answered map[string]bool) (back bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range ms {
+		if answered[m.ID] && p.down[m.ID] {
+			back = true
+		}
+	}
+	p.down = map[string]bool{}
+	for _, m := range ms {
+		if !answered[m.ID] && m.APIAddr != "" {
+			p.down[m.ID] = true
+		}
+	}
+	return back
+}

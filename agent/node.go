@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/harbormaster/harbormaster/agent/act"
+	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/agent/redisact"
+	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/agent/serviceact"
+	"github.com/harbormaster/harbormaster/agent/vipact"
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/vip"
+)
+
+// nodeView is the agent as its actuators see it (act.Node).
+type nodeView struct{ a *Agent }
+
+var _ act.Node = nodeView{}
+
+func (n nodeView) ID() string                           { return n.a.cfg.NodeID }
+func (n nodeView) State() (*fsm.State, <-chan struct{}) { return n.a.fsm.State() }
+func (n nodeView) Propose(ctx context.Context, c fsm.Command) (uint64, error) {
+	return n.a.Propose(ctx, c)
+}
+func (n nodeView) Record(e fsm.Event)  { n.a.events.Record(e) }
+func (n nodeView) Fence(reason string) { n.a.fenceSelf(reason) }
+func (n nodeView) Nudge()              { poke(n.a.releaseWake) }
+
+// Authority implements act.Node: this node's lease, stopping flag and
+// self-fence, now.
+func (n nodeView) Authority() act.Authority {
+	a := n.a
+	now := time.Now()
+	gen, valid, until := a.leases.Lease(now)
+	auth := act.Authority{Node: a.cfg.NodeID, LeaseGen: gen, LeaseValid: valid, LeaseUntil: until,
+		Stopping: a.stopping.Load(), Now: now}
+	if f := a.fenceUntil.Load(); f != 0 {
+		auth.FencedUntil = time.Unix(0, f)
+	}
+	return auth
+}
+
+// poke sends on a trigger channel of capacity 1 without blocking.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// buildActuators makes the actuators that need nothing opened: the service
+// roles' (when the node has services) and the Redis master's (when it has a
+// redis endpoint). The VIP actuator needs netlink and comes in Run.
+func (a *Agent) buildActuators() error {
+	view := nodeView{a}
+	if names := a.cfg.ServiceNames(); len(names) > 0 {
+		backends := map[string]service.Actuator{}
+		for _, name := range names {
+			b, err := a.opts.serviceBackend(name, a.cfg.Services[name])
+			if err != nil {
+				return &config.Error{Path: a.cfg.Path, Field: "services." + name, Msg: err.Error()}
+			}
+			backends[name] = b
+		}
+		a.services = serviceact.New(view, serviceact.Config{Backends: backends, Tick: a.timing.Renew,
+			Log: a.log.With("component", "service")})
+		a.actuators = append(a.actuators, a.services)
+	}
+	if a.cfg.Redis != nil {
+		r, err := redisact.New(view, redisact.Config{Redis: *a.cfg.Redis, Log: a.log.With("component", "redis")})
+		if err != nil {
+			return &config.Error{Path: a.cfg.Path, Field: "redis", Msg: err.Error()}
+		}
+		a.actuators = append(a.actuators, r)
+	}
+	return nil
+}
+
+// serviceBackend builds the backend of a service role: Options'
+// ServiceActuator in tests, agent/service otherwise.
+func (o Options) serviceBackend(role string, c service.Config) (service.Actuator, error) {
+	if o.ServiceActuator != nil {
+		return o.ServiceActuator(role, c)
+	}
+	return service.New(role, c)
+}
+
+// openVIPs builds the VIP actuator when the node has a vip_interface:
+// netlink and raw sockets in production, the fakes from Options in tests.
+// The returned cleanup closes what it opened.
+func (a *Agent) openVIPs() (cleanup func(), err error) {
+	cleanup = func() {}
+	if a.cfg.VIPInterface == "" {
+		return cleanup, nil
+	}
+	k, ann := a.opts.VIPKernel, a.opts.VIPAnnouncer
+	if k == nil {
+		nl, err := vip.NewNetlink()
+		if err != nil {
+			return nil, err
+		}
+		k, cleanup = nl, nl.Close
+	}
+	if ann == nil {
+		w := vip.NewWire()
+		prev := cleanup
+		ann, cleanup = w, func() { w.Close(); prev() }
+	}
+	if hw, err := k.HardwareAddr(a.cfg.VIPInterface); err == nil {
+		a.vipMAC = hw.String()
+	}
+	g := a.cfg.GARP
+	a.vips = vipact.New(nodeView{a}, vipact.Config{Iface: a.cfg.VIPInterface, MAC: a.vipMAC, Kernel: k, Announcer: ann,
+		Manager: vip.Config{GARPRepeat: g.Repeat, GARPInterval: time.Duration(g.Interval), GARPRefresh: time.Duration(g.Refresh)},
+		Tick:    a.timing.Renew, Term: a.raft.CurrentTerm, Log: a.log.With("component", "vip")})
+	a.actuators = append([]act.Actuator{a.vips}, a.actuators...)
+	return cleanup, nil
+}
+
+// actuatorsFor returns the actuators that decide whether role may be
+// released: the one of its type, or every one when the role is no longer
+// in the spec (its type is unknown: ask them all).
+func (a *Agent) actuatorsFor(st *fsm.State, role string) []act.Actuator {
+	r, ok := st.Spec.Role(role)
+	if !ok {
+		return a.actuators
+	}
+	for _, x := range a.actuators {
+		if x.Type() == r.Type {
+			return []act.Actuator{x}
+		}
+	}
+	return nil
+}
+
+// releasable asks the actuators whether the node has stopped acting for
+// role, so that its release may be committed.
+func (a *Agent) releasable(ctx context.Context, st *fsm.State, role string) bool {
+	for _, x := range a.actuatorsFor(st, role) {
+		if !x.Releasable(ctx, st, role) {
+			return false
+		}
+	}
+	return true
+}
+
+// wakeActuators tells every actuator and the release loop that the node's
+// authority changed.
+func (a *Agent) wakeActuators() {
+	poke(a.releaseWake)
+	for _, x := range a.actuators {
+		x.Wake()
+	}
+}
+
+// fenceSelf stops renewing this node's lease until it has surely lapsed
+// everywhere (two leases), so that every role it holds is dropped here (act
+// MayAct is false while fenced) and moved by the coordinator.
+func (a *Agent) fenceSelf(reason string) {
+	until := time.Now().Add(2*a.timing.Lease + a.timing.Renew)
+	a.fenceUntil.Store(until.UnixNano())
+	a.log.Warn("fencing: letting the lease lapse", "reason", reason, "until", until.Format(time.RFC3339Nano))
+	a.events.Record(fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventService, Node: a.cfg.NodeID,
+		Actor: a.cfg.NodeID, Message: "node fences itself (lease left to lapse): " + reason})
+	a.wakeActuators()
+}
+
+// fenced reports whether the node is inside a self-fence.
+func (a *Agent) fenced(now time.Time) bool { return now.UnixNano() < a.fenceUntil.Load() }
+
+// reannounce starts a new announcement burst for the VIPs this node holds:
+// a member that did not answer the previous renewal answers again (a
+// partition healed), and hosts on its side may still have the old
+// holder's MAC for an address.
+func (a *Agent) reannounce() {
+	if a.vips != nil {
+		a.log.Info("a peer answers again; re-announcing held VIPs")
+		a.vips.Reannounce()
+	}
+}

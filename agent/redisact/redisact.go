@@ -1,0 +1,584 @@
+// Package redisact is the actuator of the redis-master role
+// (docs/redis.md): it reads its node's Redis every poll, reports what
+// changed to the cluster, and makes the Redis master, replica or fenced
+// according to the replicated state and act.MayAct. The policy is Decide
+// (pure, table-tested); this file carries it out.
+package redisact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/harbormaster/harbormaster/agent/act"
+	"github.com/harbormaster/harbormaster/agent/redisctl"
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// Timing.
+const (
+	// poll is how often the actuator reads its Redis's replication state.
+	poll = 200 * time.Millisecond
+	// offsetEvery bounds offset-only reports (the role, master, link and
+	// run id are reported at once).
+	offsetEvery = time.Second
+	// FenceAhead is the act.MayAct margin of the Redis master: its agent
+	// stops it taking writes this long before its lease ends by its own
+	// clock, which is itself ahead of the voters' verdicts.
+	FenceAhead = 50 * time.Millisecond
+	// catchUp bounds a planned switchover's wait for the target.
+	catchUp = 5 * time.Second
+	// downPolls is how many consecutive refused connections make the Redis
+	// "down", and how many consecutive failed polls are reported.
+	downPolls = 3
+	// quiesceBound bounds a graceful stop's wait for the fence.
+	quiesceBound = time.Second
+)
+
+// Config is what the Redis actuator needs besides the node.
+type Config struct {
+	// Redis is the node's redis section (the address the agent reaches its
+	// Redis at, the announced one, AUTH and TLS for every Redis).
+	Redis redisctl.Config
+	Log   *slog.Logger
+}
+
+// Actuator is this node's side of the redis-master role. Build it with
+// New; Run runs it.
+type Actuator struct {
+	node act.Node
+	cfg  Config
+	cli  *redisctl.Client
+	self string // the Redis address this node announces
+	wake chan struct{}
+	// jobs carries the one report or release in flight to the proposer
+	// goroutine: a pass never waits for Raft (a cut-off master must fence
+	// on time).
+	jobs chan job
+
+	mu       sync.Mutex
+	lastSent time.Time
+	// fenced mirrors the last observed write fence of this node's Redis
+	// (Replication.Paused) or one this actuator just applied.
+	fenced bool
+	// refused counts consecutive polls whose connection was refused (no
+	// process listens); down is set after downPolls of them: a Redis that
+	// is gone takes no writes, so its role may be released. A slow Redis
+	// (timeouts) is not down.
+	refused int
+	down    bool
+	// errs counts consecutive failed polls; an error is reported (which
+	// disqualifies the node) only after downPolls of them, so that a slow
+	// INFO (a fork, a big DEL) does not move the master.
+	errs int
+	// promotedRunID is the run id of the Redis this actuator promoted at
+	// runIDEpoch: a different one under that epoch means it restarted
+	// (maybe empty). A fence does not clear it.
+	promotedRunID string
+	runIDEpoch    uint64
+	// proposing is set while a job is in flight (one at a time).
+	proposing bool
+	// promotedEpoch is the epoch this node last promoted its Redis at.
+	promotedEpoch uint64
+	// handedOver names the switchover (handOverKey) whose hand-over is
+	// done: the fenced master's final offset reached the target, or every
+	// online replica when there is none. Only then may the release go.
+	handedOver string
+}
+
+// job is one command for the proposer goroutine and what to log after.
+type job struct {
+	cmd  fsm.Command
+	done func(err error)
+}
+
+var _ act.Actuator = (*Actuator)(nil)
+
+// New returns the actuator. It starts nothing and opens no connection.
+func New(node act.Node, cfg Config) (*Actuator, error) {
+	cli, err := redisctl.New(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	return &Actuator{node: node, cfg: cfg, cli: cli, self: cfg.Redis.AnnounceAddr(),
+		wake: make(chan struct{}, 1), jobs: make(chan job, 1)}, nil
+}
+
+// Type implements act.Actuator.
+func (x *Actuator) Type() spec.RoleType { return spec.TypeRedisMaster }
+
+// Wake implements act.Actuator.
+func (x *Actuator) Wake() {
+	select {
+	case x.wake <- struct{}{}:
+	default:
+	}
+}
+
+// handOverKey names a switchover of the role: its epoch and move target.
+func handOverKey(as fsm.Assignment) string { return fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo) }
+
+// Role returns the spec's redis-master role, if any.
+func Role(st *fsm.State) (spec.Role, bool) {
+	for _, r := range st.Spec.Roles {
+		if r.Type == spec.TypeRedisMaster {
+			return r, true
+		}
+	}
+	return spec.Role{}, false
+}
+
+// Run implements act.Actuator: the poll loop, the fencer and the proposer.
+// When ctx ends, a Redis that is still master is fenced: whoever takes over
+// next finds it paused.
+func (x *Actuator) Run(ctx context.Context) error {
+	defer x.cli.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { x.fencer(gctx); return nil })
+	g.Go(func() error { x.proposer(gctx); return nil })
+	g.Go(func() error {
+		for {
+			st, changed := x.node.State()
+			x.pass(gctx, st)
+			wait := poll
+			if auth := x.node.Authority(); auth.LeaseValid {
+				wait = min(wait, max(auth.Left(FenceAhead), time.Millisecond))
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-changed:
+			case <-x.wake:
+			case <-time.After(wait):
+			}
+		}
+	})
+	err := g.Wait()
+	x.fenceOnExit()
+	return err
+}
+
+// proposer commits the jobs the passes hand it, one at a time.
+func (x *Actuator) proposer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-x.jobs:
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := x.node.Propose(pctx, j.cmd)
+			cancel()
+			j.done(err)
+			x.mu.Lock()
+			x.proposing = false
+			x.mu.Unlock()
+		}
+	}
+}
+
+// submit hands a job to the proposer unless one is in flight; it reports
+// whether it did. It never blocks.
+func (x *Actuator) submit(j job) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.proposing {
+		return false
+	}
+	select {
+	case x.jobs <- j:
+		x.proposing = true
+		return true
+	default:
+		return false
+	}
+}
+
+// pass is one round: observe, report, decide, act.
+func (x *Actuator) pass(ctx context.Context, st *fsm.State) {
+	octx, cancel := context.WithTimeout(ctx, poll)
+	repl, err := x.cli.Replication(octx)
+	cancel()
+	if quiet := x.observe(err, repl); !quiet {
+		x.report(st, repl, err)
+	}
+	r, ok := Role(st)
+	if !ok || err != nil {
+		return
+	}
+	in := x.input(st, r, repl)
+	for _, a := range Decide(in) {
+		if !x.do(ctx, r, in, a) {
+			return
+		}
+	}
+}
+
+// input gathers Decide's input from the state, the node's authority and
+// what the actuator remembers.
+func (x *Actuator) input(st *fsm.State, r spec.Role, repl redisctl.Replication) Input {
+	as := st.Assignment(r.Name)
+	x.mu.Lock()
+	promoted := x.promotedEpoch
+	restarted := x.runIDEpoch == as.Epoch && x.promotedRunID != "" && repl.RunID != "" && repl.RunID != x.promotedRunID
+	x.mu.Unlock()
+	return Input{Self: x.node.ID(), Assignment: as, Holder: st.Nodes[as.Holder], LostBy: st.Nodes[as.LostBy],
+		Repl: repl, MayMaster: x.node.Authority().MayAct(as, FenceAhead), PromotedEpoch: promoted, RestartedUnder: restarted}
+}
+
+// do carries out one action; it reports whether the pass goes on.
+func (x *Actuator) do(ctx context.Context, r spec.Role, in Input, a Action) bool {
+	as := in.Assignment
+	switch a.Kind {
+	case Fence:
+		x.fence(ctx, a.Why)
+	case ReleaseRestarted:
+		x.releaseRestarted(r.Name, as.Epoch)
+	case DemoteRemote:
+		x.demoteRemote(ctx, a.Addr)
+	case Promote:
+		return x.promote(ctx, r, as, in.Repl.RunID)
+	case Follow:
+		x.follow(ctx, a.Addr, as.Epoch)
+	case PrepareRelease:
+		st, _ := x.node.State()
+		x.prepareRelease(ctx, st, as)
+	}
+	return true
+}
+
+// observe folds one poll's outcome into the actuator's memory; it reports
+// whether the poll's error is to be kept quiet (fewer than downPolls in a
+// row).
+func (x *Actuator) observe(err error, repl redisctl.Replication) (quiet bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err != nil {
+		x.errs++
+	} else {
+		x.errs = 0
+	}
+	switch {
+	case err == nil:
+		x.fenced, x.refused, x.down = repl.Paused, 0, false
+	case errors.Is(err, syscall.ECONNREFUSED):
+		x.refused++
+		x.down = x.refused >= downPolls
+	default:
+		x.refused = 0 // slow or unreachable, not gone: it may still take writes
+	}
+	return err != nil && x.errs < downPolls
+}
+
+// report commits the Redis's state when its role, master, link or run id
+// changed, and its offset at most every offsetEvery.
+func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) {
+	self := x.node.ID()
+	n, registered := st.Nodes[self]
+	if !registered || n.Redis == "" {
+		return
+	}
+	next := fsm.RedisReport{Node: self, Role: repl.Role, Offset: repl.Offset, LinkUp: repl.LinkUp,
+		ReplID: repl.ReplID, RunID: repl.RunID, Time: time.Now().UnixMilli()}
+	if next.Role == fsm.RedisReplica {
+		next.Master = masterOf(repl)
+	}
+	if rerr != nil {
+		next = fsm.RedisReport{Node: self, Offset: -1, Error: act.Truncate(rerr.Error(), fsm.MaxCheckError), Time: next.Time}
+	}
+	cur, known := st.Redis[self]
+	structural := !known || cur.Role != next.Role || cur.Master != next.Master || cur.LinkUp != next.LinkUp ||
+		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "")
+	x.mu.Lock()
+	due := time.Since(x.lastSent) >= offsetEvery
+	x.mu.Unlock()
+	if !structural && (cur.Offset == next.Offset || !due) {
+		return
+	}
+	if x.submit(job{cmd: &next, done: func(err error) {
+		if err != nil {
+			x.cfg.Log.Debug("report Redis state", "err", err)
+		}
+	}}) {
+		x.mu.Lock()
+		x.lastSent = time.Now() // offsets again in a second, even if this fails
+		x.mu.Unlock()
+	}
+}
+
+// promote lifts the fence and makes this node's Redis (run id runID) the
+// master, after checking MayAct again just before; the promotion may not
+// outlive the lease. It reports whether the pass goes on.
+func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, runID string) bool {
+	st, _ := x.node.State()
+	auth := x.node.Authority()
+	if !auth.MayAct(st.Assignment(r.Name), FenceAhead) {
+		return false
+	}
+	pctx, cancel := context.WithDeadline(ctx, auth.LeaseUntil.Add(-FenceAhead))
+	err := x.cli.Promote(pctx, r.Name, as.Epoch)
+	cancel()
+	if err != nil {
+		x.cfg.Log.Warn("promote Redis", "epoch", as.Epoch, "err", err)
+		return false
+	}
+	x.mu.Lock()
+	x.promotedEpoch, x.fenced = as.Epoch, false
+	if x.runIDEpoch != as.Epoch {
+		x.promotedRunID, x.runIDEpoch = runID, as.Epoch
+	}
+	x.mu.Unlock()
+	x.cfg.Log.Info("Redis promoted to master", "epoch", as.Epoch)
+	x.event(r.Name, as.Epoch, "promoted to master (REPLICAOF NO ONE)")
+	return true
+}
+
+// releaseRestarted commits a release of the role whose Redis restarted
+// under it (once; the next pass retries if it fails).
+func (x *Actuator) releaseRestarted(role string, epoch uint64) {
+	x.submit(job{cmd: &fsm.Release{Role: role, Node: x.node.ID(), Epoch: epoch,
+		Reason: "its Redis restarted under the master role", Time: time.Now().UnixMilli()},
+		done: func(err error) {
+			if err != nil {
+				x.cfg.Log.Warn("release the redis-master role after a Redis restart", "err", err)
+				return
+			}
+			x.cfg.Log.Warn("Redis restarted under the master role; released it", "epoch", epoch)
+		}})
+}
+
+// fencer is the master's deadline: it fences the Redis FenceAhead before
+// the lease ends by this node's clock unless a renewal extended it. It runs
+// apart from the poll loop, which may wait on Redis or the network.
+func (x *Actuator) fencer(ctx context.Context) {
+	for {
+		wait := 20 * time.Millisecond
+		x.mu.Lock()
+		promoted := x.promotedEpoch != 0
+		x.mu.Unlock()
+		if promoted {
+			if left := x.node.Authority().Left(FenceAhead); left <= 0 {
+				fctx, cancel := context.WithTimeout(ctx, time.Second)
+				x.fence(fctx, "lease about to end")
+				cancel()
+			} else {
+				wait = min(left, 100*time.Millisecond)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// fence stops this node's Redis taking writes (once per episode).
+func (x *Actuator) fence(ctx context.Context, why string) {
+	x.mu.Lock()
+	done := x.fenced
+	x.mu.Unlock()
+	if done {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := x.cli.PauseWrites(pctx, time.Hour)
+	cancel()
+	if err != nil {
+		x.cfg.Log.Warn("fence Redis (pause writes)", "why", why, "err", err)
+		return
+	}
+	x.mu.Lock()
+	x.fenced, x.promotedEpoch = true, 0
+	x.mu.Unlock()
+	x.cfg.Log.Info("Redis writes paused", "why", why)
+}
+
+// fenceOnExit pauses the writes of a master whose agent stops.
+func (x *Actuator) fenceOnExit() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if repl, err := x.cli.Replication(ctx); err == nil && repl.Role == fsm.RedisMaster {
+		x.fence(ctx, "agent stopping")
+	}
+}
+
+func (x *Actuator) follow(ctx context.Context, master string, epoch uint64) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := x.cli.Follow(pctx, master)
+	cancel()
+	if err != nil {
+		x.cfg.Log.Warn("make Redis a replica", "master", master, "err", err)
+		return
+	}
+	x.cfg.Log.Info("Redis follows the master", "master", master, "epoch", epoch)
+}
+
+// demoteRemote makes a lost master's Redis (its lease ended without a
+// release: its agent may be dead while its Redis runs) a replica of this
+// node before this node promotes its own, so that clients still connected
+// to it cannot write to a second master. Best effort and bounded: a crashed
+// node does not answer, and a cut-off one fenced itself within its lease.
+func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
+	cli, err := redisctl.Remote(x.cfg.Redis, addr)
+	if err != nil {
+		return
+	}
+	defer cli.Close()
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := cli.PauseWrites(dctx, time.Hour); err != nil {
+		x.cfg.Log.Info("lost master's Redis not reachable (crashed or cut off: it fenced itself)", "redis", addr, "err", err)
+		return
+	}
+	if err := cli.Follow(dctx, x.self); err != nil {
+		x.cfg.Log.Warn("demote the lost master's Redis", "redis", addr, "err", err)
+		return
+	}
+	x.cfg.Log.Info("demoted the lost master's Redis before promoting", "redis", addr)
+}
+
+// prepareRelease readies a planned switchover: writes are paused (fence),
+// and when the move has a target, the target's Redis must have processed
+// everything this master acknowledged (bounded wait) before the release is
+// committed.
+func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Assignment) {
+	key := handOverKey(as)
+	x.mu.Lock()
+	done, fenced := x.handedOver == key, x.fenced
+	x.mu.Unlock()
+	if done || !fenced {
+		return // not fenced yet: the offset is not final; the next pass retries
+	}
+	if as.MoveTo == "" {
+		// Drain, preempt: no target; let every replica take the writes
+		// this master acknowledged before the coordinator picks one.
+		wctx, cancel := context.WithTimeout(ctx, catchUp)
+		x.waitReplicas(wctx)
+		cancel()
+		x.handOver(key)
+		return
+	}
+	target := st.Nodes[as.MoveTo]
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	repl, err := x.cli.Replication(rctx)
+	cancel()
+	if err != nil || target == nil || target.Redis == "" {
+		return
+	}
+	cli, err := redisctl.Remote(x.cfg.Redis, target.Redis)
+	if err != nil {
+		return
+	}
+	defer cli.Close()
+	wctx, cancel := context.WithTimeout(ctx, catchUp)
+	err = cli.WaitCaughtUp(wctx, repl.Offset)
+	cancel()
+	if err != nil {
+		x.cfg.Log.Warn("switchover target not caught up; releasing anyway after the bound", "target", as.MoveTo,
+			"offset", repl.Offset, "err", err)
+	}
+	x.handOver(key)
+}
+
+// handOver marks the switchover key as handed over and nudges the node.
+func (x *Actuator) handOver(key string) {
+	x.mu.Lock()
+	x.handedOver = key
+	x.mu.Unlock()
+	x.node.Nudge()
+}
+
+// waitReplicas waits (until ctx ends) until every online replica of this
+// fenced master acknowledged its final offset, so that whichever replica is
+// promoted next has every write this master acknowledged.
+func (x *Actuator) waitReplicas(ctx context.Context) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		repl, err := x.cli.Replication(rctx)
+		cancel()
+		if err == nil && repl.Role == fsm.RedisMaster {
+			behind := 0
+			for _, r := range repl.Replicas {
+				if r.State == "online" && r.Offset < repl.Offset {
+					behind++
+				}
+			}
+			if behind == 0 {
+				return
+			}
+		} else if err == nil {
+			return // not a master: nothing to hand over
+		}
+		select {
+		case <-ctx.Done():
+			x.cfg.Log.Warn("Redis replicas not caught up with the fenced master; releasing after the bound", "err", ctx.Err())
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Releasable implements act.Actuator: the release of the redis-master role
+// may be committed once this node's Redis no longer takes writes and the
+// switchover's hand-over is done (a target caught up, or every replica
+// without one); a Redis that cannot be reached takes no writes.
+func (x *Actuator) Releasable(_ context.Context, st *fsm.State, role string) bool {
+	r, ok := Role(st)
+	if !ok || r.Name != role {
+		return true
+	}
+	as := st.Assignment(role)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.down {
+		return true
+	}
+	return x.fenced && x.handedOver == handOverKey(as)
+}
+
+// Quiesce implements act.Actuator: it waits (at most quiesceBound) until
+// this node's Redis is fenced or a replica, and a fenced master's replicas
+// have every write it acknowledged, so that the graceful stop's release
+// hands everything over.
+func (x *Actuator) Quiesce(ctx context.Context) {
+	deadline := time.Now().Add(quiesceBound)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		repl, err := x.cli.Replication(rctx)
+		cancel()
+		if err == nil && (repl.Role != fsm.RedisMaster || repl.Paused) {
+			x.mu.Lock()
+			x.fenced = true
+			x.mu.Unlock()
+			if repl.Role == fsm.RedisMaster {
+				wctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+				x.waitReplicas(wctx)
+				cancel()
+			}
+			st, _ := x.node.State()
+			if r, ok := Role(st); ok {
+				x.mu.Lock()
+				x.handedOver = handOverKey(st.Assignment(r.Name))
+				x.mu.Unlock()
+			}
+			return
+		}
+		x.Wake()
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (x *Actuator) event(role string, epoch uint64, msg string) {
+	x.node.Record(fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventRedis, Node: x.node.ID(),
+		Actor: x.node.ID(), Role: role, Epoch: epoch, Message: msg})
+}

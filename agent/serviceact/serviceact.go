@@ -1,0 +1,430 @@
+// Package serviceact is the actuator of service roles: one worker per
+// service role the node has a backend for (agent/service: hooks or a systemd
+// unit) starts the service while act.MayAct allows and stops it as soon as
+// it does not.
+//
+// Safety (DESIGN.md S3, S4): the release of a service role is committed only
+// once its worker confirmed the stop (Releasable). A stop that fails or
+// times out is never a release: the node fences itself (act.Node.Fence: it
+// lets its lease lapse, which drops every role it holds), and the
+// coordinator moves the role only after the lease surely ended plus the
+// role's stop_timeout.
+package serviceact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/harbormaster/harbormaster/agent/act"
+	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// statusEvery is how often the worker asks an active service's backend
+// whether it still runs, and starts it again if not.
+const statusEvery = 10 * time.Second
+
+// StopAhead is the act.MayAct margin of services: the holder starts
+// stopping its services this long before its lease ends by its own clock.
+const StopAhead = 50 * time.Millisecond
+
+// Config is what the service actuator needs besides the node.
+type Config struct {
+	// Backends are the node's service backends, by role name.
+	Backends map[string]service.Actuator
+	// Tick is the backstop period of a pass (the lease renew interval).
+	Tick time.Duration
+	Log  *slog.Logger
+}
+
+// Actuator runs the node's service roles. Build it with New; Run runs it.
+type Actuator struct {
+	node    act.Node
+	cfg     Config
+	wake    chan struct{}
+	workers map[string]*worker // by role name; fixed after New
+}
+
+var _ act.Actuator = (*Actuator)(nil)
+
+// worker drives one service.
+type worker struct {
+	role string
+	back service.Actuator
+	wake chan struct{}
+
+	mu      sync.Mutex
+	want    bool
+	epoch   uint64
+	timeout time.Duration
+	// running: started by this agent and no stop confirmed since (a
+	// failed start counts: it may have half-started the service).
+	running bool
+	// unsure: the last stop failed; the service may still run.
+	unsure bool
+	// fencedEpoch is the epoch the node last fenced itself for.
+	fencedEpoch uint64
+	// cancelHook cancels a running start or status call when the target
+	// turns to "not running" (a stop is never cancelled).
+	cancelHook context.CancelFunc
+}
+
+// New returns the actuator. It starts nothing.
+func New(node act.Node, cfg Config) *Actuator {
+	x := &Actuator{node: node, cfg: cfg, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
+	for name, b := range cfg.Backends {
+		// unsure: a previous agent (crashed, restarted, or the node
+		// rebooted with the service enabled) may have left it running.
+		// The first pass stops it unless this node holds the role.
+		x.workers[name] = &worker{role: name, back: b, wake: make(chan struct{}, 1), timeout: spec.DefaultStopTimeout, unsure: true}
+	}
+	return x
+}
+
+// Type implements act.Actuator.
+func (x *Actuator) Type() spec.RoleType { return spec.TypeService }
+
+// Wake implements act.Actuator.
+func (x *Actuator) Wake() { poke(x.wake) }
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Roles lists the service roles this node has a backend for, sorted.
+func (x *Actuator) Roles() []string {
+	out := make([]string, 0, len(x.workers))
+	for name := range x.workers {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Active lists the roles whose service this node runs now, sorted.
+func (x *Actuator) Active() []string {
+	var out []string
+	for name, w := range x.workers {
+		w.mu.Lock()
+		if w.running && w.want {
+			out = append(out, name)
+		}
+		w.mu.Unlock()
+	}
+	sort.Strings(out)
+	return out
+}
+
+// stopped reports whether this node runs nothing for role: no backend, or
+// its worker confirmed the stop.
+func (x *Actuator) stopped(role string) bool {
+	w, ok := x.workers[role]
+	if !ok {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.running && !w.unsure
+}
+
+// Releasable implements act.Actuator: the release waits for the worker's
+// confirmed stop (the worker nudges the node when it has one).
+func (x *Actuator) Releasable(_ context.Context, _ *fsm.State, role string) bool {
+	return x.stopped(role)
+}
+
+// Quiesce implements act.Actuator: it waits until every worker confirmed
+// its stop, at most the longest stop timeout plus a second.
+func (x *Actuator) Quiesce(ctx context.Context) {
+	x.Wake()
+	ctx, cancel := context.WithTimeout(ctx, x.maxStopTimeout()+time.Second)
+	defer cancel()
+	for {
+		all := true
+		for name := range x.workers {
+			all = all && x.stopped(name)
+		}
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// maxStopTimeout is the longest stop timeout among the node's services.
+func (x *Actuator) maxStopTimeout() time.Duration {
+	var d time.Duration
+	for _, w := range x.workers {
+		w.mu.Lock()
+		d = max(d, w.timeout)
+		w.mu.Unlock()
+	}
+	return d
+}
+
+// Run implements act.Actuator: the workers and the target loop. When ctx
+// ends, each worker stops a service it still runs (an exit without a
+// graceful release: the role moves after the lease and the stop timeout,
+// and the service must be gone by then); then the backends are closed.
+func (x *Actuator) Run(ctx context.Context) error {
+	defer x.closeBackends()
+	if len(x.workers) == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range x.workers {
+		g.Go(func() error { x.work(gctx, w); return nil })
+	}
+	g.Go(func() error { x.targetLoop(gctx); return nil })
+	return g.Wait()
+}
+
+func (x *Actuator) closeBackends() {
+	for _, w := range x.workers {
+		if c, ok := w.back.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}
+}
+
+// targetLoop sets each worker's target on every state change, wake-up and
+// tick, and again StopAhead before the lease ends.
+func (x *Actuator) targetLoop(ctx context.Context) {
+	for {
+		st, changed := x.node.State()
+		auth := x.node.Authority()
+		x.update(st, auth)
+		wait := x.cfg.Tick
+		if left := auth.Left(StopAhead); left > 0 {
+			wait = min(wait, left)
+		} else if auth.LeaseValid {
+			wait = min(wait, time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-x.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// update computes the targets: a worker's service runs while MayAct allows
+// (with the StopAhead margin) and the role is a service role of the spec.
+func (x *Actuator) update(st *fsm.State, auth act.Authority) {
+	for name, w := range x.workers {
+		r, inSpec := st.Spec.Role(name)
+		as := st.Assignment(name)
+		want := inSpec && r.Type == spec.TypeService && auth.MayAct(as, StopAhead)
+		w.mu.Lock()
+		changed := w.want != want || (want && w.epoch != as.Epoch)
+		w.want = want
+		if want {
+			w.epoch = as.Epoch
+		}
+		if inSpec {
+			w.timeout = r.StopGrace()
+		}
+		if !want && w.cancelHook != nil {
+			w.cancelHook() // a start still running must not outlive the role
+		}
+		w.mu.Unlock()
+		if changed {
+			poke(w.wake)
+		}
+	}
+}
+
+// work makes one service match its target. Calls get their own contexts
+// (not the loop's), so an agent shutting down never kills a stop halfway:
+// Quiesce waits for the stops instead.
+func (x *Actuator) work(ctx context.Context, w *worker) {
+	backoff := time.Duration(0)
+	lastStatus := time.Now()
+	for {
+		w.mu.Lock()
+		want, running, unsure, epoch, timeout := w.want, w.running, w.unsure, w.epoch, w.timeout
+		w.mu.Unlock()
+		env := service.Env{Role: w.role, Node: x.node.ID(), Epoch: epoch}
+		wait := statusEvery
+		switch {
+		case want && (!running || unsure):
+			if err := x.start(w, env, timeout); err != nil {
+				backoff = min(max(2*backoff, time.Second), 30*time.Second)
+				wait = backoff
+			} else {
+				backoff = 0
+				lastStatus = time.Now()
+			}
+		case !want && (running || unsure):
+			if err := x.stop(w, env, timeout); err != nil {
+				wait = max(timeout, time.Second) // retry the stop
+			}
+		case want && running && time.Since(lastStatus) >= statusEvery:
+			lastStatus = time.Now()
+			if x.foundStopped(w, env, timeout) {
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			x.stopOnExit(w)
+			return
+		case <-w.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// start runs the backend's Start. running is set before it runs: from then
+// on a release waits for a confirmed stop (a start halfway may have started
+// the service).
+func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) error {
+	hctx, cancel := w.callContext(timeout)
+	w.mu.Lock()
+	w.running = true
+	w.mu.Unlock()
+	err := x.call(hctx, w, opStart, func(c context.Context) error { return w.back.Start(c, env) })
+	cancel()
+	w.mu.Lock()
+	w.unsure = err != nil // a failed start is retried (and undone by a stop if the role goes)
+	w.mu.Unlock()
+	return err
+}
+
+// stop runs the backend's Stop; a stop that fails fences the node (once per
+// epoch), and either way the node is nudged (its release waits for this).
+func (x *Actuator) stop(w *worker, env service.Env, timeout time.Duration) error {
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := x.call(sctx, w, opStop, func(c context.Context) error { return w.back.Stop(c, env) })
+	cancel()
+	w.mu.Lock()
+	if err == nil {
+		w.running, w.unsure = false, false
+	} else {
+		w.unsure = true
+	}
+	fence := err != nil && w.fencedEpoch != env.Epoch
+	if fence {
+		w.fencedEpoch = env.Epoch
+	}
+	w.mu.Unlock()
+	if fence {
+		x.node.Fence(fmt.Sprintf("stop of service %s failed: %v", w.role, err))
+	}
+	x.node.Nudge()
+	return err
+}
+
+// foundStopped asks the backend whether the service still runs; when it
+// does not, the worker forgets it started it, so that the next pass starts
+// it again.
+func (x *Actuator) foundStopped(w *worker, env service.Env, timeout time.Duration) bool {
+	sctx, cancel := w.callContext(timeout)
+	active, err := w.back.Status(sctx, env)
+	cancel()
+	if err != nil || active {
+		return false
+	}
+	x.cfg.Log.Warn("service is not running on its active node; starting it again", "role", w.role, "epoch", env.Epoch)
+	x.event(w.role, env.Epoch, "found stopped on its active node; starting it again")
+	w.mu.Lock()
+	w.running = false
+	w.mu.Unlock()
+	return true
+}
+
+// callContext bounds a start or status call by timeout and lets update
+// cancel it when the service must stop.
+func (w *worker) callContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	w.mu.Lock()
+	if !w.want {
+		cancel() // already unwanted: do not start at all
+	}
+	w.cancelHook = cancel
+	w.mu.Unlock()
+	return ctx, func() {
+		w.mu.Lock()
+		w.cancelHook = nil
+		w.mu.Unlock()
+		cancel()
+	}
+}
+
+// stopOnExit stops a service the agent runs when the agent exits without a
+// graceful release of it.
+func (x *Actuator) stopOnExit(w *worker) {
+	w.mu.Lock()
+	running, unsure, epoch, timeout := w.running, w.unsure, w.epoch, w.timeout
+	w.mu.Unlock()
+	if !running && !unsure {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := w.back.Stop(ctx, service.Env{Role: w.role, Node: x.node.ID(), Epoch: epoch}); err != nil {
+		x.cfg.Log.Warn("stop on exit failed", "role", w.role, "err", err)
+		return
+	}
+	w.mu.Lock()
+	w.running, w.unsure = false, false
+	w.mu.Unlock()
+	x.cfg.Log.Info("service stopped on exit", "role", w.role)
+}
+
+// op is a backend call that changes the service.
+type op int
+
+const (
+	opStart op = iota
+	opStop
+)
+
+// call runs one start or stop bounded by ctx, logs it and records an event.
+func (x *Actuator) call(ctx context.Context, w *worker, o op, f func(context.Context) error) error {
+	what, done := "start", "started"
+	if o == opStop {
+		what, done = "stop", "stopped"
+	}
+	begin := time.Now()
+	err := f(ctx)
+	w.mu.Lock()
+	epoch := w.epoch
+	w.mu.Unlock()
+	took := time.Since(begin).Round(time.Millisecond)
+	if err != nil {
+		x.cfg.Log.Warn("service "+what+" failed", "role", w.role, "epoch", epoch, "took", took, "err", err)
+		msg := fmt.Sprintf("%s failed after %s: %v", what, took, err)
+		if o == opStop && errors.Is(err, service.ErrTimeout) {
+			msg = fmt.Sprintf("stop timed out after %s (stop_timeout); hook killed, the node fences itself: %v", took, err)
+		}
+		x.event(w.role, epoch, msg)
+		return err
+	}
+	x.cfg.Log.Info("service "+done, "role", w.role, "epoch", epoch, "took", took)
+	x.event(w.role, epoch, fmt.Sprintf("%s in %s", done, took))
+	return nil
+}
+
+func (x *Actuator) event(role string, epoch uint64, msg string) {
+	x.node.Record(fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventService, Node: x.node.ID(),
+		Actor: x.node.ID(), Role: role, Epoch: epoch, Message: msg})
+}
