@@ -442,7 +442,7 @@ func TestRunEstablishesLeadershipAndSeeds(t *testing.T) {
 	if st.SpecVersion != 1 || !reflect.DeepEqual(st.Spec.RoleNames(), []string{"db", "web"}) {
 		t.Errorf("state spec: got version %d roles %v, want 1 [db web]", st.SpecVersion, st.Spec.RoleNames())
 	}
-	kinds := map[string]int{}
+	kinds := map[fsm.EventKind]int{}
 	for _, e := range st.Events {
 		kinds[e.Kind]++
 	}

@@ -181,7 +181,7 @@ func commandGen(st *State) *rapid.Generator[entry] {
 		case kind < 81:
 			c = &RecordEvent{Event: Event{
 				Time: time,
-				Kind: rapid.SampledFrom([]string{EventMember, EventLeadership, EventOperator}).Draw(t, "event_kind"),
+				Kind: rapid.SampledFrom([]EventKind{EventMember, EventLeadership, EventOperator}).Draw(t, "event_kind"),
 				Node: node, Actor: "n1", Message: rapid.SampledFrom([]string{"", "promoted", "leader changed"}).Draw(t, "message"),
 			}}
 		case kind < 84:

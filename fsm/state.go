@@ -161,38 +161,41 @@ type Assignment struct {
 // Event is one entry of the audit trail: a role change, a membership change,
 // an operator action.
 type Event struct {
-	Seq     uint64 `json:"seq"`
-	Index   uint64 `json:"index"`
-	Time    int64  `json:"time"` // unix ms, proposer's clock
-	Kind    string `json:"kind"`
-	Node    string `json:"node,omitempty"`
-	Actor   string `json:"actor,omitempty"`
-	Role    string `json:"role,omitempty"`
-	Old     string `json:"old,omitempty"`
-	New     string `json:"new,omitempty"`
-	Epoch   uint64 `json:"epoch,omitempty"`
-	Message string `json:"message,omitempty"`
+	Seq     uint64    `json:"seq"`
+	Index   uint64    `json:"index"`
+	Time    int64     `json:"time"` // unix ms, proposer's clock
+	Kind    EventKind `json:"kind"`
+	Node    string    `json:"node,omitempty"`
+	Actor   string    `json:"actor,omitempty"`
+	Role    string    `json:"role,omitempty"`
+	Old     string    `json:"old,omitempty"`
+	New     string    `json:"new,omitempty"`
+	Epoch   uint64    `json:"epoch,omitempty"`
+	Message string    `json:"message,omitempty"`
 }
+
+// EventKind names what an Event records. Its JSON form is the plain string.
+type EventKind string
 
 // Event kinds.
 const (
-	EventNodeRegistered   = "node-registered"
-	EventNodeRemoved      = "node-removed"
-	EventNodeLeaving      = "node-leaving"
-	EventNodeStarted      = "node-started"
-	EventNodeDrained      = "node-drained"
-	EventFailover         = "failover"
-	EventVIPConflict      = "vip-conflict"
-	EventSpecApplied      = "spec-applied"
-	EventRoleAssigned     = "role-assigned"
-	EventReleaseRequested = "release-requested"
-	EventRoleReleased     = "role-released"
-	EventMember           = "member"
-	EventLeadership       = "leadership"
-	EventOperator         = "operator"
-	EventCheck            = "check"
-	EventService          = "service"
-	EventRedis            = "redis"
+	EventNodeRegistered   EventKind = "node-registered"
+	EventNodeRemoved      EventKind = "node-removed"
+	EventNodeLeaving      EventKind = "node-leaving"
+	EventNodeStarted      EventKind = "node-started"
+	EventNodeDrained      EventKind = "node-drained"
+	EventFailover         EventKind = "failover"
+	EventVIPConflict      EventKind = "vip-conflict"
+	EventSpecApplied      EventKind = "spec-applied"
+	EventRoleAssigned     EventKind = "role-assigned"
+	EventReleaseRequested EventKind = "release-requested"
+	EventRoleReleased     EventKind = "role-released"
+	EventMember           EventKind = "member"
+	EventLeadership       EventKind = "leadership"
+	EventOperator         EventKind = "operator"
+	EventCheck            EventKind = "check"
+	EventService          EventKind = "service"
+	EventRedis            EventKind = "redis"
 )
 
 // NewState returns the empty state every node starts from.

@@ -20,11 +20,15 @@ import (
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 )
 
+// RoleType selects a role's actuator. Its JSON and YAML form is the plain
+// string ("vip", "service", "redis-master").
+type RoleType string
+
 // Role types.
 const (
-	TypeService     = "service"
-	TypeVIP         = "vip"
-	TypeRedisMaster = "redis-master"
+	TypeService     RoleType = "service"
+	TypeVIP         RoleType = "vip"
+	TypeRedisMaster RoleType = "redis-master"
 )
 
 // Spec is the cluster-wide definition of roles. The zero value is an empty,
@@ -39,7 +43,7 @@ type Role struct {
 	// Name identifies the role in commands, events and the CLI.
 	Name string `yaml:"name" json:"name"`
 	// Type selects the actuator: service, vip or redis-master.
-	Type string `yaml:"type" json:"type"`
+	Type RoleType `yaml:"type" json:"type"`
 	// Candidates lists the nodes allowed to hold the role, with their
 	// priority. Empty means every non-witness node, all at priority 0.
 	Candidates []Candidate `yaml:"candidates,omitempty" json:"candidates,omitempty"`
@@ -205,7 +209,7 @@ func (s *Spec) Validate() error {
 			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q, %q or %q", r.Type, TypeService, TypeVIP, TypeRedisMaster)}
 		}
 		if r.MasterName != "" && r.Type != TypeRedisMaster {
-			return &FieldError{f + ".master_name", "is set on a " + r.Type + " role; only redis-master roles have one"}
+			return &FieldError{f + ".master_name", "is set on a " + string(r.Type) + " role; only redis-master roles have one"}
 		}
 		if r.PreemptDelay != "" {
 			d, err := time.ParseDuration(r.PreemptDelay)
@@ -220,14 +224,14 @@ func (s *Spec) Validate() error {
 			return err
 		}
 		if r.Marker && r.Type != TypeService {
-			return &FieldError{f + ".marker", "is set on a " + r.Type + " role; only service roles can be markers"}
+			return &FieldError{f + ".marker", "is set on a " + string(r.Type) + " role; only service roles can be markers"}
 		}
 		if r.Marker && r.StopTimeout != "" {
 			return &FieldError{f + ".stop_timeout", "is set on a marker role, which runs nothing; remove it or remove marker"}
 		}
 		if r.StopTimeout != "" {
 			if r.Type != TypeService {
-				return &FieldError{f + ".stop_timeout", "is set on a " + r.Type + " role; only service roles have a stop timeout"}
+				return &FieldError{f + ".stop_timeout", "is set on a " + string(r.Type) + " role; only service roles have a stop timeout"}
 			}
 			if err := validateDuration(f+".stop_timeout", r.StopTimeout); err != nil {
 				return err

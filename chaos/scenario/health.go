@@ -153,7 +153,7 @@ func lastEventSeq(ctx context.Context, c *Cluster, node string) (uint64, error) 
 // ("passing" or "failing"). The first verdict (from unknown) counts only
 // with firstToo.
 func checkEvent(e *hmv1.Event, node, check, state string, firstToo bool) bool {
-	return e.Kind == fsm.EventCheck && e.Node == node && e.New == state && strings.HasPrefix(e.Message, check+" ") &&
+	return fsm.EventKind(e.Kind) == fsm.EventCheck && e.Node == node && e.New == state && strings.HasPrefix(e.Message, check+" ") &&
 		(firstToo || e.Old != "unknown")
 }
 
@@ -285,7 +285,7 @@ func checkHandOverEvents(ctx context.Context, c *Cluster, tr *Trial, v View, seq
 			return false
 		}
 		for _, e := range evs {
-			if e.Kind == fsm.EventRoleAssigned && e.Role == VIPRole && e.Epoch > v.Epoch {
+			if fsm.EventKind(e.Kind) == fsm.EventRoleAssigned && e.Role == VIPRole && e.Epoch > v.Epoch {
 				return true
 			}
 		}
@@ -296,11 +296,11 @@ func checkHandOverEvents(ctx context.Context, c *Cluster, tr *Trial, v View, seq
 		switch {
 		case check == nil && checkEvent(e, h, registryCheck, "failing", false):
 			check = e
-		case request == nil && e.Kind == fsm.EventReleaseRequested && e.Role == VIPRole && e.Epoch == v.Epoch:
+		case request == nil && fsm.EventKind(e.Kind) == fsm.EventReleaseRequested && e.Role == VIPRole && e.Epoch == v.Epoch:
 			request = e
-		case release == nil && e.Kind == fsm.EventRoleReleased && e.Role == VIPRole && e.Epoch == v.Epoch:
+		case release == nil && fsm.EventKind(e.Kind) == fsm.EventRoleReleased && e.Role == VIPRole && e.Epoch == v.Epoch:
 			release = e
-		case assign == nil && e.Kind == fsm.EventRoleAssigned && e.Role == VIPRole && e.Epoch > v.Epoch:
+		case assign == nil && fsm.EventKind(e.Kind) == fsm.EventRoleAssigned && e.Role == VIPRole && e.Epoch > v.Epoch:
 			assign = e
 		}
 	}
@@ -481,9 +481,9 @@ func flap(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error {
 	checks, assigns := 0, 0
 	for _, e := range evs {
 		switch {
-		case e.Kind == fsm.EventCheck && e.Node == flapTop && strings.HasPrefix(e.Message, flapCheck+" ") && e.Old != "unknown":
+		case fsm.EventKind(e.Kind) == fsm.EventCheck && e.Node == flapTop && strings.HasPrefix(e.Message, flapCheck+" ") && e.Old != "unknown":
 			checks++
-		case e.Kind == fsm.EventRoleAssigned && e.Role == VIPRole:
+		case fsm.EventKind(e.Kind) == fsm.EventRoleAssigned && e.Role == VIPRole:
 			assigns++
 		}
 	}

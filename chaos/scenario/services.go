@@ -347,13 +347,13 @@ func checkStopTimeoutEvents(ctx context.Context, c *Cluster, tr *Trial, old *hmv
 		timedOut, fenced, released, assigned = nil, nil, nil, nil
 		for _, e := range evs {
 			switch {
-			case timedOut == nil && e.Kind == fsm.EventService && e.Node == x && e.Role == svcNotary && strings.Contains(e.Message, "stop timed out"):
+			case timedOut == nil && fsm.EventKind(e.Kind) == fsm.EventService && e.Node == x && e.Role == svcNotary && strings.Contains(e.Message, "stop timed out"):
 				timedOut = e
-			case fenced == nil && e.Kind == fsm.EventService && e.Node == x && strings.Contains(e.Message, "fences itself"):
+			case fenced == nil && fsm.EventKind(e.Kind) == fsm.EventService && e.Node == x && strings.Contains(e.Message, "fences itself"):
 				fenced = e
-			case released == nil && e.Kind == fsm.EventRoleReleased && e.Role == svcNotary && e.Epoch == old.Epoch:
+			case released == nil && fsm.EventKind(e.Kind) == fsm.EventRoleReleased && e.Role == svcNotary && e.Epoch == old.Epoch:
 				released = e
-			case assigned == nil && e.Kind == fsm.EventRoleAssigned && e.Role == svcNotary && e.Epoch > old.Epoch:
+			case assigned == nil && fsm.EventKind(e.Kind) == fsm.EventRoleAssigned && e.Role == svcNotary && e.Epoch > old.Epoch:
 				assigned = e
 			}
 		}
