@@ -20,6 +20,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/conf"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -55,7 +56,7 @@ func grpcErr(err error) error {
 		return err
 	}
 	var (
-		fe  *spec.FieldError
+		fe  *conf.FieldError
 		rej *fsm.RejectedError
 		nl  *NotLeaderError
 		unk *fsm.UnknownCommandError

@@ -13,6 +13,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/conf"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
@@ -228,7 +229,7 @@ func TestRequiredCheckMovesTheRole(t *testing.T) {
 	}
 	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: web, type: service, marker: true, requires: [healthy]}\n",
 		checks: []checks.Config{{Name: "healthy", Type: "exec", Argv: []string{"test", "-e", filepath.Join(dir, "{node}")},
-			Interval: checks.Duration(100 * time.Millisecond), Timeout: checks.Duration(100 * time.Millisecond), Fall: 2, Rise: 1}}})
+			Interval: conf.Duration(100 * time.Millisecond), Timeout: conf.Duration(100 * time.Millisecond), Fall: 2, Rise: 1}}})
 	c.waitFor("web placed on a passing node", 5*time.Second, func() bool {
 		st := c.nodes[0].agent.State()
 		h := st.Assignment("web").Holder

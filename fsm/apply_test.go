@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -1116,9 +1117,9 @@ func TestApplySpecValidatedAtTheEdgeOnly(t *testing.T) {
 			if b != nil {
 				t.Fatalf("Encode: got bytes %q alongside error %v, want nil", b, err)
 			}
-			var fe *spec.FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) || fe.Field != tt.field {
-				t.Fatalf("Encode: got error %T %v, want a *spec.FieldError for %q", err, err, tt.field)
+				t.Fatalf("Encode: got error %T %v, want a *conf.FieldError for %q", err, err, tt.field)
 			}
 			if !strings.HasPrefix(err.Error(), "apply-spec: ") {
 				t.Fatalf("Encode error: got %q, want it prefixed %q", err, "apply-spec: ")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -315,7 +316,7 @@ func (*RequestRelease) Type() CommandType { return TypeRequestRelease }
 func (*Release) Type() CommandType        { return TypeRelease }
 func (*RecordEvent) Type() CommandType    { return TypeRecordEvent }
 
-func badField(field, msg string) error { return &spec.FieldError{Field: field, Msg: msg} }
+func badField(field, msg string) error { return &conf.FieldError{Field: field, Msg: msg} }
 
 func checkNode(field, id string) error {
 	if !spec.ValidName(id) {

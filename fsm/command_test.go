@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -334,9 +335,9 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 			if b != nil {
 				t.Fatalf("Encode: got bytes %q alongside error %v, want nil", b, err)
 			}
-			var fe *spec.FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("Encode: got error %T %v, want one wrapping *spec.FieldError", err, err)
+				t.Fatalf("Encode: got error %T %v, want one wrapping *conf.FieldError", err, err)
 			}
 			if fe.Field != tt.field {
 				t.Fatalf("FieldError.Field: got %q, want %q (error %v)", fe.Field, tt.field, err)

@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 )
 
@@ -120,19 +121,8 @@ func (r Role) SentinelName() string {
 // characters of lower-case letters, digits and inner hyphens (a DNS label).
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// FieldError is a validation failure that names the offending field and says
-// how to fix it.
-type FieldError struct {
-	Field string // path, e.g. roles[1].candidates[0].node
-	Msg   string // what is wrong and what to do
-}
-
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Msg
-	}
-	return e.Field + ": " + e.Msg
-}
+// fieldErr is the *conf.FieldError for field.
+func fieldErr(field, msg string) error { return &conf.FieldError{Field: field, Msg: msg} }
 
 // Parse decodes a YAML (or JSON) spec document strictly: an unknown field is
 // an error naming it. It then validates the spec.
@@ -158,7 +148,7 @@ func Parse(doc []byte) (*Spec, error) {
 }
 
 // Validate checks the spec on its own (without knowing the cluster's nodes):
-// names, types, duplicates. It returns the first problem as a *FieldError.
+// names, types, duplicates. It returns the first problem as a *conf.FieldError.
 func (s *Spec) Validate() error {
 	seen := map[string]int{}
 	addrs := map[netip.Addr]int{}
@@ -166,88 +156,88 @@ func (s *Spec) Validate() error {
 	for i, r := range s.Roles {
 		f := fmt.Sprintf("roles[%d]", i)
 		if r.Name == "" {
-			return &FieldError{f + ".name", "is empty; give every role a name such as \"notary\""}
+			return fieldErr(f+".name", "is empty; give every role a name such as \"notary\"")
 		}
 		if !ValidName(r.Name) {
-			return &FieldError{f + ".name", fmt.Sprintf("%q is not a valid name; use 1-63 lower-case letters, digits and inner hyphens", r.Name)}
+			return fieldErr(f+".name", fmt.Sprintf("%q is not a valid name; use 1-63 lower-case letters, digits and inner hyphens", r.Name))
 		}
 		if j, dup := seen[r.Name]; dup {
-			return &FieldError{f + ".name", fmt.Sprintf("%q is already used by roles[%d]; role names must be unique", r.Name, j)}
+			return fieldErr(f+".name", fmt.Sprintf("%q is already used by roles[%d]; role names must be unique", r.Name, j))
 		}
 		seen[r.Name] = i
 		switch r.Type {
 		case TypeService:
 			if r.Address != "" {
-				return &FieldError{f + ".address", "is set on a service role; only vip roles have an address"}
+				return fieldErr(f+".address", "is set on a service role; only vip roles have an address")
 			}
 		case TypeVIP:
 			p, err := netip.ParsePrefix(r.Address)
 			if err != nil {
-				return &FieldError{f + ".address", fmt.Sprintf("%q is not an address with a prefix length; write it like 198.18.0.200/24 or fd00::200/64", r.Address)}
+				return fieldErr(f+".address", fmt.Sprintf("%q is not an address with a prefix length; write it like 198.18.0.200/24 or fd00::200/64", r.Address))
 			}
 			if p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast() || p.Addr().IsLinkLocalUnicast() {
-				return &FieldError{f + ".address", fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", p.Addr())}
+				return fieldErr(f+".address", fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", p.Addr()))
 			}
 			if j, dup := addrs[p.Addr()]; dup {
-				return &FieldError{f + ".address", fmt.Sprintf("%s is already the address of roles[%d]; every vip needs its own", p.Addr(), j)}
+				return fieldErr(f+".address", fmt.Sprintf("%s is already the address of roles[%d]; every vip needs its own", p.Addr(), j))
 			}
 			addrs[p.Addr()] = i
 		case TypeRedisMaster:
 			if r.Address != "" {
-				return &FieldError{f + ".address", "is set on a redis-master role; each node's Redis address is in its config (redis.announce); give the clients a vip role that follows this one"}
+				return fieldErr(f+".address", "is set on a redis-master role; each node's Redis address is in its config (redis.announce); give the clients a vip role that follows this one")
 			}
 			if j, dup := redisRole[true]; dup {
-				return &FieldError{f + ".type", fmt.Sprintf("roles[%d] is already the redis-master role; a cluster has one (each node's config names one Redis)", j)}
+				return fieldErr(f+".type", fmt.Sprintf("roles[%d] is already the redis-master role; a cluster has one (each node's config names one Redis)", j))
 			}
 			redisRole[true] = i
 			if r.MasterName != "" && !masterNameRE.MatchString(r.MasterName) {
-				return &FieldError{f + ".master_name", fmt.Sprintf("%q is not a usable master name; use letters, digits, '.', '_' and '-' (like mymaster)", r.MasterName)}
+				return fieldErr(f+".master_name", fmt.Sprintf("%q is not a usable master name; use letters, digits, '.', '_' and '-' (like mymaster)", r.MasterName))
 			}
 		case "":
-			return &FieldError{f + ".type", fmt.Sprintf("is empty; set it to %q, %q or %q", TypeService, TypeVIP, TypeRedisMaster)}
+			return fieldErr(f+".type", fmt.Sprintf("is empty; set it to %q, %q or %q", TypeService, TypeVIP, TypeRedisMaster))
 		default:
-			return &FieldError{f + ".type", fmt.Sprintf("unknown role type %q; use %q, %q or %q", r.Type, TypeService, TypeVIP, TypeRedisMaster)}
+			return fieldErr(f+".type", fmt.Sprintf("unknown role type %q; use %q, %q or %q", r.Type, TypeService, TypeVIP, TypeRedisMaster))
 		}
 		if r.MasterName != "" && r.Type != TypeRedisMaster {
-			return &FieldError{f + ".master_name", "is set on a " + string(r.Type) + " role; only redis-master roles have one"}
+			return fieldErr(f+".master_name", "is set on a "+string(r.Type)+" role; only redis-master roles have one")
 		}
 		if r.PreemptDelay != "" {
 			d, err := time.ParseDuration(r.PreemptDelay)
 			switch {
 			case err != nil || d < 0:
-				return &FieldError{f + ".preempt_delay", fmt.Sprintf("%q is not a duration; write it like \"30s\"", r.PreemptDelay)}
+				return fieldErr(f+".preempt_delay", fmt.Sprintf("%q is not a duration; write it like \"30s\"", r.PreemptDelay))
 			case !r.Preempt:
-				return &FieldError{f + ".preempt_delay", "is set without preempt: true; set preempt or remove the delay"}
+				return fieldErr(f+".preempt_delay", "is set without preempt: true; set preempt or remove the delay")
 			}
 		}
 		if err := validateDuration(f+".hold_down", r.HoldDown); err != nil {
 			return err
 		}
 		if r.Marker && r.Type != TypeService {
-			return &FieldError{f + ".marker", "is set on a " + string(r.Type) + " role; only service roles can be markers"}
+			return fieldErr(f+".marker", "is set on a "+string(r.Type)+" role; only service roles can be markers")
 		}
 		if r.Marker && r.StopTimeout != "" {
-			return &FieldError{f + ".stop_timeout", "is set on a marker role, which runs nothing; remove it or remove marker"}
+			return fieldErr(f+".stop_timeout", "is set on a marker role, which runs nothing; remove it or remove marker")
 		}
 		if r.StopTimeout != "" {
 			if r.Type != TypeService {
-				return &FieldError{f + ".stop_timeout", "is set on a " + string(r.Type) + " role; only service roles have a stop timeout"}
+				return fieldErr(f+".stop_timeout", "is set on a "+string(r.Type)+" role; only service roles have a stop timeout")
 			}
 			if err := validateDuration(f+".stop_timeout", r.StopTimeout); err != nil {
 				return err
 			}
 			if d, _ := time.ParseDuration(r.StopTimeout); d <= 0 {
-				return &FieldError{f + ".stop_timeout", "must be positive; write it like \"10s\""}
+				return fieldErr(f+".stop_timeout", "must be positive; write it like \"10s\"")
 			}
 		}
 		checks := map[string]int{}
 		for k, c := range r.Requires {
 			cf := fmt.Sprintf("%s.requires[%d]", f, k)
 			if !ValidName(c) {
-				return &FieldError{cf, fmt.Sprintf("%q is not a valid check name; use the name of a check in the nodes' configs", c)}
+				return fieldErr(cf, fmt.Sprintf("%q is not a valid check name; use the name of a check in the nodes' configs", c))
 			}
 			if j, dup := checks[c]; dup {
-				return &FieldError{cf, fmt.Sprintf("%q is already listed at requires[%d]; list each check once", c, j)}
+				return fieldErr(cf, fmt.Sprintf("%q is already listed at requires[%d]; list each check once", c, j))
 			}
 			checks[c] = k
 		}
@@ -255,27 +245,27 @@ func (s *Spec) Validate() error {
 		for k, o := range r.Avoid {
 			af := fmt.Sprintf("%s.avoid[%d]", f, k)
 			if o == r.Name {
-				return &FieldError{af, "names the role itself; list other roles"}
+				return fieldErr(af, "names the role itself; list other roles")
 			}
 			if j, dup := avoid[o]; dup {
-				return &FieldError{af, fmt.Sprintf("%q is already listed at avoid[%d]; list each role once", o, j)}
+				return fieldErr(af, fmt.Sprintf("%q is already listed at avoid[%d]; list each role once", o, j))
 			}
 			avoid[o] = k
 		}
 		if r.Follow == r.Name && r.Follow != "" {
-			return &FieldError{f + ".follow", "names the role itself; name the role to colocate with"}
+			return fieldErr(f+".follow", "names the role itself; name the role to colocate with")
 		}
 		if _, both := avoid[r.Follow]; both && r.Follow != "" {
-			return &FieldError{f + ".follow", fmt.Sprintf("%q is both followed and avoided; keep one", r.Follow)}
+			return fieldErr(f+".follow", fmt.Sprintf("%q is both followed and avoided; keep one", r.Follow))
 		}
 		nodes := map[string]int{}
 		for k, c := range r.Candidates {
 			cf := fmt.Sprintf("%s.candidates[%d]", f, k)
 			if !ValidName(c.Node) {
-				return &FieldError{cf + ".node", fmt.Sprintf("%q is not a valid node id; use the node_id of a node's config", c.Node)}
+				return fieldErr(cf+".node", fmt.Sprintf("%q is not a valid node id; use the node_id of a node's config", c.Node))
 			}
 			if j, dup := nodes[c.Node]; dup {
-				return &FieldError{cf + ".node", fmt.Sprintf("%q is already listed at candidates[%d]; list each node once", c.Node, j)}
+				return fieldErr(cf+".node", fmt.Sprintf("%q is already listed at candidates[%d]; list each node once", c.Node, j))
 			}
 			nodes[c.Node] = k
 		}
@@ -290,19 +280,19 @@ func (s *Spec) validateRefs(index map[string]int) error {
 		f := fmt.Sprintf("roles[%d]", i)
 		if r.Follow != "" {
 			if _, ok := index[r.Follow]; !ok {
-				return &FieldError{f + ".follow", fmt.Sprintf("%q is not a role of this spec; name a role defined under roles", r.Follow)}
+				return fieldErr(f+".follow", fmt.Sprintf("%q is not a role of this spec; name a role defined under roles", r.Follow))
 			}
 		}
 		for k, o := range r.Avoid {
 			if _, ok := index[o]; !ok {
-				return &FieldError{fmt.Sprintf("%s.avoid[%d]", f, k), fmt.Sprintf("%q is not a role of this spec; name a role defined under roles", o)}
+				return fieldErr(fmt.Sprintf("%s.avoid[%d]", f, k), fmt.Sprintf("%q is not a role of this spec; name a role defined under roles", o))
 			}
 		}
 		// Walk the follow chain: it must end within len(roles) steps.
 		cur, steps := r, 0
 		for cur.Follow != "" {
 			if steps++; steps > len(s.Roles) {
-				return &FieldError{f + ".follow", fmt.Sprintf("follow chain from %q loops; a role cannot (indirectly) follow itself", r.Name)}
+				return fieldErr(f+".follow", fmt.Sprintf("follow chain from %q loops; a role cannot (indirectly) follow itself", r.Name))
 			}
 			cur = s.Roles[index[cur.Follow]]
 		}
@@ -315,7 +305,7 @@ func validateDuration(field, v string) error {
 		return nil
 	}
 	if d, err := time.ParseDuration(v); err != nil || d < 0 {
-		return &FieldError{field, fmt.Sprintf("%q is not a duration; write it like \"30s\"", v)}
+		return fieldErr(field, fmt.Sprintf("%q is not a duration; write it like \"30s\"", v))
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 const validDoc = `
@@ -146,17 +148,17 @@ func TestFieldErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Parse([]byte(tt.doc))
 			if err == nil {
-				t.Fatalf("Parse: got %#v, nil error; want a FieldError at %q", got, tt.field)
+				t.Fatalf("Parse: got %#v, nil error; want a conf.FieldError at %q", got, tt.field)
 			}
-			var fe *FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("Parse: got error %T %q, want *FieldError", err, err)
+				t.Fatalf("Parse: got error %T %q, want *conf.FieldError", err, err)
 			}
 			if fe.Field != tt.field {
-				t.Fatalf("FieldError.Field: got %q, want %q (error %q)", fe.Field, tt.field, err)
+				t.Fatalf("conf.FieldError.Field: got %q, want %q (error %q)", fe.Field, tt.field, err)
 			}
 			if strings.TrimSpace(fe.Msg) == "" {
-				t.Fatalf("FieldError.Msg: got empty message for %q", fe.Field)
+				t.Fatalf("conf.FieldError.Msg: got empty message for %q", fe.Field)
 			}
 			if want := fe.Field + ": " + fe.Msg; err.Error() != want {
 				t.Fatalf("Error(): got %q, want %q", err.Error(), want)
@@ -179,9 +181,9 @@ func TestValidateStruct(t *testing.T) {
 		{Name: "bad", Type: TypeService, Candidates: []Candidate{{Node: "n1"}, {Node: "n1"}}},
 		{Name: "", Type: ""},
 	}}
-	var fe *FieldError
+	var fe *conf.FieldError
 	if err := s.Validate(); !errors.As(err, &fe) || fe.Field != "roles[1].candidates[1].node" {
-		t.Fatalf("Validate: got %v, want FieldError at roles[1].candidates[1].node", err)
+		t.Fatalf("Validate: got %v, want conf.FieldError at roles[1].candidates[1].node", err)
 	}
 }
 
@@ -358,9 +360,9 @@ func TestPreemptFields(t *testing.T) {
 		"roles:\n  - {name: a, type: service, preempt_delay: 5s}\n":                  "roles[0].preempt_delay",
 	} {
 		_, err := Parse([]byte(doc))
-		var fe *FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != field {
-			t.Errorf("Parse(%q): err %v, want a FieldError on %s", doc, err, field)
+			t.Errorf("Parse(%q): err %v, want a conf.FieldError on %s", doc, err, field)
 		}
 	}
 }

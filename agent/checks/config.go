@@ -2,7 +2,6 @@ package checks
 
 import (
 	"fmt"
-	"github.com/harbormaster/harbormaster/internal/hostport"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -12,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/harbormaster/harbormaster/internal/conf"
+	"github.com/harbormaster/harbormaster/internal/hostport"
 
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -39,30 +39,6 @@ const (
 const MinInterval = 10 * time.Millisecond
 
 const typeList = "registry-pull, http, https, tcp, redis or exec"
-
-// Duration is a time.Duration written in YAML as a Go duration string
-// ("10s", "500ms").
-type Duration time.Duration
-
-// UnmarshalYAML accepts only Go duration strings.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration string such as \"10s\"", n.Line)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration; write it like \"10s\"", n.Line, s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as a Go duration string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// String returns the Go duration string.
-func (d Duration) String() string { return time.Duration(d).String() }
 
 // Config is one check in a node's config file:
 //
@@ -93,10 +69,10 @@ type Config struct {
 	// Type is registry-pull, http, https, tcp, redis or exec.
 	Type string `yaml:"type"`
 	// Interval is the time between probes (default 10s, at least 10ms).
-	Interval Duration `yaml:"interval,omitempty"`
+	Interval conf.Duration `yaml:"interval,omitempty"`
 	// Timeout bounds a probe (default 5s, or the interval when shorter);
 	// it must be positive and at most the interval.
-	Timeout Duration `yaml:"timeout,omitempty"`
+	Timeout conf.Duration `yaml:"timeout,omitempty"`
 	// Fall is the number of consecutive failures that make the check
 	// failing (default 1).
 	Fall int `yaml:"fall,omitempty"`
@@ -159,24 +135,17 @@ type Config struct {
 	Shell bool `yaml:"shell,omitempty"`
 }
 
-// FieldError is a configuration problem: it names the field (a path such
-// as checks[2].timeout) and the fix. It is the spec package's type, shared by every
-// config section.
-type FieldError = spec.FieldError
-
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
+func fieldErr(field, format string, args ...any) error { return conf.Errorf(field, format, args...) }
 
 // Normalize fills the defaults in place: interval, timeout, fall, rise, and
 // per type the method and status (http, https), the platform and the tag
 // (registry-pull). It is idempotent.
 func (c *Config) Normalize() {
 	if c.Interval == 0 {
-		c.Interval = Duration(DefaultInterval)
+		c.Interval = conf.Duration(DefaultInterval)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = min(Duration(DefaultTimeout), c.Interval)
+		c.Timeout = min(conf.Duration(DefaultTimeout), c.Interval)
 	}
 	if c.Fall == 0 {
 		c.Fall = 1
@@ -226,7 +195,7 @@ var typeFields = []struct {
 }
 
 // Validate checks one config after Normalize and returns the first problem
-// as a *FieldError. field is the config's path in the file, e.g.
+// as a *conf.FieldError. field is the config's path in the file, e.g.
 // "checks[2]"; every error names a field under it. Validate does no I/O:
 // files are only required to be absolute paths (the probe reads them, so
 // they may be rotated). It does not modify c.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -23,42 +25,42 @@ func TestNormalize(t *testing.T) {
 		{
 			"exec gets the common defaults only",
 			Config{Name: "a", Type: TypeExec, Argv: []string{"true"}},
-			Config{Name: "a", Type: TypeExec, Argv: []string{"true"}, Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second), Fall: 1, Rise: 1},
+			Config{Name: "a", Type: TypeExec, Argv: []string{"true"}, Interval: conf.Duration(10 * time.Second), Timeout: conf.Duration(5 * time.Second), Fall: 1, Rise: 1},
 		},
 		{
 			"http gets method and status",
 			Config{Name: "a", Type: TypeHTTP, URL: "http://x/"},
-			Config{Name: "a", Type: TypeHTTP, URL: "http://x/", Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second), Fall: 1, Rise: 1, Method: "GET", Status: "200-399"},
+			Config{Name: "a", Type: TypeHTTP, URL: "http://x/", Interval: conf.Duration(10 * time.Second), Timeout: conf.Duration(5 * time.Second), Fall: 1, Rise: 1, Method: "GET", Status: "200-399"},
 		},
 		{
 			"https gets method and status",
 			Config{Name: "a", Type: TypeHTTPS, URL: "https://x/", Method: "HEAD", Status: "204"},
-			Config{Name: "a", Type: TypeHTTPS, URL: "https://x/", Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second), Fall: 1, Rise: 1, Method: "HEAD", Status: "204"},
+			Config{Name: "a", Type: TypeHTTPS, URL: "https://x/", Interval: conf.Duration(10 * time.Second), Timeout: conf.Duration(5 * time.Second), Fall: 1, Rise: 1, Method: "HEAD", Status: "204"},
 		},
 		{
 			"registry-pull gets platform and tag",
 			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x"},
-			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x:latest", Platform: "linux/" + runtime.GOARCH, Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second), Fall: 1, Rise: 1},
+			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x:latest", Platform: "linux/" + runtime.GOARCH, Interval: conf.Duration(10 * time.Second), Timeout: conf.Duration(5 * time.Second), Fall: 1, Rise: 1},
 		},
 		{
 			"registry-pull keeps a tag and a platform",
 			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x:1.0", Platform: "linux/arm64"},
-			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x:1.0", Platform: "linux/arm64", Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second), Fall: 1, Rise: 1},
+			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x:1.0", Platform: "linux/arm64", Interval: conf.Duration(10 * time.Second), Timeout: conf.Duration(5 * time.Second), Fall: 1, Rise: 1},
 		},
 		{
 			"registry-pull by digest gets no tag",
 			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x@" + testDigest},
-			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x@" + testDigest, Platform: "linux/" + runtime.GOARCH, Interval: Duration(10 * time.Second), Timeout: Duration(5 * time.Second), Fall: 1, Rise: 1},
+			Config{Name: "a", Type: TypeRegistryPull, Registry: "http://r", Image: "library/x@" + testDigest, Platform: "linux/" + runtime.GOARCH, Interval: conf.Duration(10 * time.Second), Timeout: conf.Duration(5 * time.Second), Fall: 1, Rise: 1},
 		},
 		{
 			"timeout defaults to a shorter interval",
-			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: Duration(2 * time.Second)},
-			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: Duration(2 * time.Second), Timeout: Duration(2 * time.Second), Fall: 1, Rise: 1},
+			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: conf.Duration(2 * time.Second)},
+			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: conf.Duration(2 * time.Second), Timeout: conf.Duration(2 * time.Second), Fall: 1, Rise: 1},
 		},
 		{
 			"explicit values are kept",
-			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: Duration(time.Minute), Timeout: Duration(20 * time.Second), Fall: 3, Rise: 2},
-			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: Duration(time.Minute), Timeout: Duration(20 * time.Second), Fall: 3, Rise: 2},
+			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: conf.Duration(time.Minute), Timeout: conf.Duration(20 * time.Second), Fall: 3, Rise: 2},
+			Config{Name: "a", Type: TypeTCP, Address: "127.0.0.1:1", Interval: conf.Duration(time.Minute), Timeout: conf.Duration(20 * time.Second), Fall: 3, Rise: 2},
 		},
 	}
 	for _, tc := range tests {
@@ -119,7 +121,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"redis role replica", with(validConfig(TypeRedis), func(c *Config) { c.Role = "replica" })},
 		{"exec bare program", with(validConfig(TypeExec), func(c *Config) { c.Argv = []string{"pgrep", "-x", "redis"} })},
 		{"exec shell", with(validConfig(TypeExec), func(c *Config) { c.Argv, c.Shell = []string{"pgrep -x redis >/dev/null"}, true })},
-		{"timeout equal to interval", with(validConfig(TypeExec), func(c *Config) { c.Interval, c.Timeout = Duration(time.Second), Duration(time.Second) })},
+		{"timeout equal to interval", with(validConfig(TypeExec), func(c *Config) { c.Interval, c.Timeout = conf.Duration(time.Second), conf.Duration(time.Second) })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,7 +141,7 @@ func with(c Config, f func(*Config)) Config {
 }
 
 // TestValidateErrors has one row per validation error: the configs, the
-// exact field path of the *FieldError and substrings of its message.
+// exact field path of the *conf.FieldError and substrings of its message.
 func TestValidateErrors(t *testing.T) {
 	reg := func(f func(*Config)) []Config { return []Config{with(validConfig(TypeRegistryPull), f)} }
 	web := func(typ string, f func(*Config)) []Config { return []Config{with(validConfig(typ), f)} }
@@ -156,9 +158,11 @@ func TestValidateErrors(t *testing.T) {
 		{"duplicate name", []Config{validConfig(TypeExec), validConfig(TypeTCP), validConfig(TypeHTTP)}, "checks[1].name", []string{`"c1" is also the name of checks[0]`, "its own name"}},
 		{"missing type", web(TypeExec, func(c *Config) { c.Type = "" }), "checks[0].type", []string{"is missing", "registry-pull, http, https, tcp, redis or exec"}},
 		{"unknown type", web(TypeExec, func(c *Config) { c.Type = "ping" }), "checks[0].type", []string{`"ping" is not a check type`, "registry-pull"}},
-		{"interval too short", web(TypeExec, func(c *Config) { c.Interval, c.Timeout = Duration(time.Millisecond), Duration(time.Millisecond) }), "checks[0].interval", []string{"1ms is too short", "at least 10ms"}},
-		{"timeout longer than interval", web(TypeExec, func(c *Config) { c.Interval, c.Timeout = Duration(5*time.Second), Duration(6*time.Second) }), "checks[0].timeout", []string{"6s is longer than the interval (5s)", "lower timeout or raise interval"}},
-		{"negative timeout", web(TypeExec, func(c *Config) { c.Timeout = Duration(-time.Second) }), "checks[0].timeout", []string{"-1s is not positive"}},
+		{"interval too short", web(TypeExec, func(c *Config) {
+			c.Interval, c.Timeout = conf.Duration(time.Millisecond), conf.Duration(time.Millisecond)
+		}), "checks[0].interval", []string{"1ms is too short", "at least 10ms"}},
+		{"timeout longer than interval", web(TypeExec, func(c *Config) { c.Interval, c.Timeout = conf.Duration(5*time.Second), conf.Duration(6*time.Second) }), "checks[0].timeout", []string{"6s is longer than the interval (5s)", "lower timeout or raise interval"}},
+		{"negative timeout", web(TypeExec, func(c *Config) { c.Timeout = conf.Duration(-time.Second) }), "checks[0].timeout", []string{"-1s is not positive"}},
 		{"zero timeout (not normalized)", web(TypeExec, func(c *Config) { c.Timeout = 0 }), "checks[0].timeout", []string{"0s is not positive"}},
 		{"fall 0 (not normalized)", web(TypeExec, func(c *Config) { c.Fall = 0 }), "checks[0].fall", []string{"is 0", "1 or more"}},
 		{"negative fall", web(TypeExec, func(c *Config) { c.Fall = -2 }), "checks[0].fall", []string{"is -2"}},
@@ -221,9 +225,9 @@ func TestValidateErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ValidateAll(tc.cfgs)
-			var fe *FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("ValidateAll(%+v): got %v (%T), want a *FieldError on %s", tc.cfgs, err, err, tc.field)
+				t.Fatalf("ValidateAll(%+v): got %v (%T), want a *conf.FieldError on %s", tc.cfgs, err, err, tc.field)
 			}
 			if fe.Field != tc.field {
 				t.Errorf("ValidateAll: got Field %q (Msg %q), want %q", fe.Field, fe.Msg, tc.field)
@@ -244,7 +248,7 @@ func TestValidateErrors(t *testing.T) {
 			case normalized && err != nil:
 				t.Errorf("NewRunner: got %v, want nil (Normalize fills the zero value)", err)
 			case !normalized && (!errors.As(err, &fe) || fe.Field != tc.field):
-				t.Errorf("NewRunner: got %v, want the *FieldError on %s", err, tc.field)
+				t.Errorf("NewRunner: got %v, want the *conf.FieldError on %s", err, tc.field)
 			}
 		})
 	}
@@ -253,15 +257,15 @@ func TestValidateErrors(t *testing.T) {
 // TestValidateFieldPrefix checks that Validate reports fields under the
 // prefix it is given, and bare names without one.
 func TestValidateFieldPrefix(t *testing.T) {
-	c := with(validConfig(TypeExec), func(c *Config) { c.Timeout = Duration(time.Hour) })
+	c := with(validConfig(TypeExec), func(c *Config) { c.Timeout = conf.Duration(time.Hour) })
 	for prefix, want := range map[string]string{"": "timeout", "node.checks[4]": "node.checks[4].timeout"} {
-		var fe *FieldError
+		var fe *conf.FieldError
 		if err := c.Validate(prefix); !errors.As(err, &fe) || fe.Field != want {
-			t.Errorf("Validate(%q): got %v, want a *FieldError on %s", prefix, err, want)
+			t.Errorf("Validate(%q): got %v, want a *conf.FieldError on %s", prefix, err, want)
 		}
 	}
 	if _, err := NewProber(c); err == nil || !strings.HasPrefix(err.Error(), "timeout: ") {
-		t.Errorf("NewProber: got %v, want the *FieldError on timeout", err)
+		t.Errorf("NewProber: got %v, want the *conf.FieldError on timeout", err)
 	}
 }
 
@@ -274,9 +278,9 @@ func TestDurationYAML(t *testing.T) {
 		{"interval: 10s", 10 * time.Second, ""},
 		{"interval: 250ms", 250 * time.Millisecond, ""},
 		{`interval: "1m30s"`, 90 * time.Second, ""},
-		{"interval: soon", 0, `line 1: "soon" is not a duration; write it like "10s"`},
-		{"interval: 10", 0, `line 1: "10" is not a duration; write it like "10s"`},
-		{"name: a\ninterval: [1s]", 0, `line 2: want a duration string such as "10s"`},
+		{"interval: soon", 0, `line 1: "soon" is not a duration; write it like "250ms" or "10s"`},
+		{"interval: 10", 0, `line 1: "10" is not a duration; write it like "250ms" or "10s"`},
+		{"name: a\ninterval: [1s]", 0, `line 2: want a duration string such as "250ms" or "10s"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.doc, func(t *testing.T) {
@@ -331,7 +335,7 @@ func TestConfigYAML(t *testing.T) {
 `
 	want := []Config{
 		{Name: "registry", Type: TypeRegistryPull, Registry: "https://127.0.0.1:5000", Image: "library/hello-world:latest", Platform: "linux/arm64",
-			CredentialsFile: "/etc/hm/creds", CAFile: "/etc/hm/ca.pem", Interval: Duration(30 * time.Second), Timeout: Duration(20 * time.Second), Fall: 2, Rise: 3},
+			CredentialsFile: "/etc/hm/creds", CAFile: "/etc/hm/ca.pem", Interval: conf.Duration(30 * time.Second), Timeout: conf.Duration(20 * time.Second), Fall: 2, Rise: 3},
 		{Name: "core", Type: TypeHTTP, URL: "http://127.0.0.1:8080/ping", Method: "HEAD", Status: "200", BodyContains: "pong"},
 		{Name: "redis", Type: TypeRedis, Address: "127.0.0.1:6379", PasswordFile: "/etc/hm/redis", Role: "master"},
 		{Name: "script", Type: TypeExec, Argv: []string{"pgrep -x core"}, Shell: true},

@@ -8,10 +8,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 func execCheck(shell bool, timeout time.Duration, argv ...string) Config {
-	return Config{Name: "script", Type: TypeExec, Argv: argv, Shell: shell, Timeout: Duration(timeout), Interval: Duration(10 * time.Second)}
+	return Config{Name: "script", Type: TypeExec, Argv: argv, Shell: shell, Timeout: conf.Duration(timeout), Interval: conf.Duration(10 * time.Second)}
 }
 
 func TestExecProbe(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // maxBody is how much of a response body an http check reads.
@@ -25,7 +27,7 @@ type httpProber struct {
 func newHTTPProber(c Config) (*httpProber, error) {
 	st, err := parseStatus(c.Status)
 	if err != nil {
-		return nil, &FieldError{Field: "status", Msg: err.Error()}
+		return nil, &conf.FieldError{Field: "status", Msg: err.Error()}
 	}
 	return &httpProber{
 		url: c.URL, method: c.Method, status: st, contains: []byte(c.BodyContains),

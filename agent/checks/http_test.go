@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // webServer answers the http check tests and records the methods it saw.
@@ -67,7 +69,7 @@ func httpCheck(url string, f func(*Config)) Config {
 	if strings.HasPrefix(url, "https:") {
 		typ = TypeHTTPS
 	}
-	c := Config{Name: "web", Type: typ, URL: url, Timeout: Duration(2 * time.Second)}
+	c := Config{Name: "web", Type: typ, URL: url, Timeout: conf.Duration(2 * time.Second)}
 	if f != nil {
 		f(&c)
 	}
@@ -114,7 +116,7 @@ func TestHTTPProbe(t *testing.T) {
 func TestHTTPProbeTimeout(t *testing.T) {
 	srv := httptest.NewServer(&webServer{})
 	defer srv.Close()
-	r := runProbe(t, httpCheck(srv.URL+"/slow", func(c *Config) { c.Timeout = Duration(200 * time.Millisecond) }))
+	r := runProbe(t, httpCheck(srv.URL+"/slow", func(c *Config) { c.Timeout = conf.Duration(200 * time.Millisecond) }))
 	checkResult(t, r, "GET "+srv.URL+"/slow: timed out after 200ms", "")
 	if r.elapsed < 200*time.Millisecond || r.elapsed > time.Second {
 		t.Errorf("Probe took %s, want about the 200ms timeout", r.elapsed)

@@ -37,7 +37,7 @@ type Prober interface {
 }
 
 // NewProber returns the prober of a check. It normalizes and validates a
-// copy of c first, so a bad config returns a *FieldError; it does no I/O.
+// copy of c first, so a bad config returns a *conf.FieldError; it does no I/O.
 func NewProber(c Config) (Prober, error) {
 	c.Argv = append([]string(nil), c.Argv...)
 	c.Normalize()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // startRedis runs a redis-server with requirepass password on a free
@@ -79,7 +80,7 @@ func TestRedisProbe(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := runProbe(t, Config{Name: "redis", Type: TypeRedis, Address: tc.addr, PasswordFile: tc.password, Role: tc.role, Timeout: Duration(2 * time.Second)})
+			r := runProbe(t, Config{Name: "redis", Type: TypeRedis, Address: tc.addr, PasswordFile: tc.password, Role: tc.role, Timeout: conf.Duration(2 * time.Second)})
 			checkResult(t, r, tc.wantErr, tc.wantOut)
 		})
 	}
@@ -111,7 +112,7 @@ func TestRedisProbeNotRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	r = runProbe(t, Config{Name: "redis", Type: TypeRedis, Address: silent.Addr().String(), Timeout: Duration(200 * time.Millisecond)})
+	r = runProbe(t, Config{Name: "redis", Type: TypeRedis, Address: silent.Addr().String(), Timeout: conf.Duration(200 * time.Millisecond)})
 	checkResult(t, r, "PING: timed out after 200ms", "")
 	if r.elapsed > time.Second {
 		t.Errorf("Probe took %s, want about the 200ms timeout", r.elapsed)

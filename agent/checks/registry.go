@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // Manifest media types a pull accepts.
@@ -49,15 +51,15 @@ type registryProber struct {
 func newRegistryProber(c Config) (*registryProber, error) {
 	img, err := parseImage(c.Image)
 	if err != nil {
-		return nil, &FieldError{Field: "image", Msg: err.Error()}
+		return nil, &conf.FieldError{Field: "image", Msg: err.Error()}
 	}
 	pf, err := parsePlatform(c.Platform)
 	if err != nil {
-		return nil, &FieldError{Field: "platform", Msg: err.Error()}
+		return nil, &conf.FieldError{Field: "platform", Msg: err.Error()}
 	}
 	u, err := url.Parse(c.Registry)
 	if err != nil {
-		return nil, &FieldError{Field: "registry", Msg: err.Error()}
+		return nil, &conf.FieldError{Field: "registry", Msg: err.Error()}
 	}
 	return &registryProber{
 		base: u.Scheme + "://" + u.Host, image: img, platform: pf,

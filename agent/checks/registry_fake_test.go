@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // fakeRegistry serves one image from memory under library/hello:latest,
@@ -249,7 +251,7 @@ func TestRegistryPullTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := pullCheck(srv.URL, "library/hello:latest", "linux/amd64")
-	c.Timeout = Duration(300 * time.Millisecond)
+	c.Timeout = conf.Duration(300 * time.Millisecond)
 	r := runProbe(t, c)
 	checkResult(t, r, "blob "+digestOf(img.Config)+": after 7 of "+fmt.Sprint(len(img.Config))+" bytes: timed out after 300ms", "")
 	if r.elapsed > 1300*time.Millisecond {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // startRegistry runs Debian's docker-registry (distribution v2) with
@@ -60,7 +61,7 @@ http:
 }
 
 func pullCheck(registry, image, platform string) Config {
-	return Config{Name: "pull", Type: TypeRegistryPull, Registry: registry, Image: image, Platform: platform, Timeout: Duration(5 * time.Second)}
+	return Config{Name: "pull", Type: TypeRegistryPull, Registry: registry, Image: image, Platform: platform, Timeout: conf.Duration(5 * time.Second)}
 }
 
 func TestRegistryPull(t *testing.T) {

@@ -67,7 +67,7 @@ type check struct {
 }
 
 // NewRunner normalizes and validates copies of cfgs (as the list "checks"
-// of a node's config, so errors are *FieldError naming checks[i].field) and
+// of a node's config, so errors are *conf.FieldError naming checks[i].field) and
 // builds their probers. onChange, which may be nil, is called on every
 // transition of a check with its new State, from the check's goroutine.
 // Calls are serialized (one at a time, across checks); the runner's state

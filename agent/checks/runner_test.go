@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // fakeClock replaces the runner's tickers and timers: timers fire at once
@@ -49,7 +51,7 @@ func (fc *fakeClock) tickLater() { fc.ticks <- time.Now().Add(time.Hour) }
 
 // testCheck is an exec check (never run: tests replace its prober).
 func testCheck(name string, fall, rise int) Config {
-	return Config{Name: name, Type: TypeExec, Argv: []string{"true"}, Fall: fall, Rise: rise, Interval: Duration(time.Hour), Timeout: Duration(time.Hour)}
+	return Config{Name: name, Type: TypeExec, Argv: []string{"true"}, Fall: fall, Rise: rise, Interval: conf.Duration(time.Hour), Timeout: conf.Duration(time.Hour)}
 }
 
 // newTestRunner builds a runner of cfgs whose probers are replaced by
@@ -339,7 +341,7 @@ func TestRunnerRealTicker(t *testing.T) {
 		return "", nil
 	})
 	c := testCheck("c", 1, 1)
-	c.Interval, c.Timeout = Duration(10*time.Millisecond), Duration(10*time.Millisecond)
+	c.Interval, c.Timeout = conf.Duration(10*time.Millisecond), conf.Duration(10*time.Millisecond)
 	r := newTestRunner(t, []Config{c}, map[string]Prober{"c": probe}, nil)
 	r.randN = func(int64) int64 { return 0 }
 	stop := startRunner(t, r)
@@ -384,7 +386,7 @@ func TestRunnerProbeTimeout(t *testing.T) {
 				return "", tc.result(ctx)
 			})
 			c := testCheck("c", 1, 1)
-			c.Timeout = Duration(30 * time.Millisecond)
+			c.Timeout = conf.Duration(30 * time.Millisecond)
 			changed := make(chan State, 1)
 			r := newTestRunner(t, []Config{c}, map[string]Prober{"c": probe}, func(s State) { changed <- s })
 			newFakeClock().install(r)
@@ -438,7 +440,7 @@ func TestRunnerJitter(t *testing.T) {
 	bounds := map[time.Duration]bool{}
 	started := make(chan time.Time, 1)
 	fast := testCheck("fast", 1, 1)
-	fast.Interval, fast.Timeout = Duration(40*time.Millisecond), Duration(40*time.Millisecond)
+	fast.Interval, fast.Timeout = conf.Duration(40*time.Millisecond), conf.Duration(40*time.Millisecond)
 	slow := testCheck("slow", 1, 1) // 1h interval: its jitter is bounded by 2s
 	r := newTestRunner(t, []Config{fast, slow}, map[string]Prober{
 		"fast": proberFunc(func(context.Context) (string, error) {
@@ -590,8 +592,8 @@ func TestRunnerStatesSorted(t *testing.T) {
 // TestRunnerRealProbes runs real exec probes on the real clock, one
 // passing and one failing with fall 2, and waits for their verdicts.
 func TestRunnerRealProbes(t *testing.T) {
-	good := Config{Name: "good", Type: TypeExec, Argv: []string{"true"}, Interval: Duration(20 * time.Millisecond)}
-	bad := Config{Name: "bad", Type: TypeExec, Argv: []string{"sh", "-c", "echo nope; exit 3"}, Interval: Duration(20 * time.Millisecond), Fall: 2}
+	good := Config{Name: "good", Type: TypeExec, Argv: []string{"true"}, Interval: conf.Duration(20 * time.Millisecond)}
+	bad := Config{Name: "bad", Type: TypeExec, Argv: []string{"sh", "-c", "echo nope; exit 3"}, Interval: conf.Duration(20 * time.Millisecond), Fall: 2}
 	var mu sync.Mutex
 	got := map[string]State{}
 	r, err := NewRunner([]Config{good, bad}, func(s State) {

@@ -22,6 +22,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/hostport"
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 
@@ -100,9 +101,9 @@ type Config struct {
 
 // GARPConfig tunes gratuitous ARP / unsolicited NA announcements.
 type GARPConfig struct {
-	Repeat   int      `yaml:"repeat,omitempty"`   // announcements per acquisition (default 3)
-	Interval Duration `yaml:"interval,omitempty"` // between them (default 100ms)
-	Refresh  Duration `yaml:"refresh,omitempty"`  // re-announce period while held (default off)
+	Repeat   int           `yaml:"repeat,omitempty"`   // announcements per acquisition (default 3)
+	Interval conf.Duration `yaml:"interval,omitempty"` // between them (default 100ms)
+	Refresh  conf.Duration `yaml:"refresh,omitempty"`  // re-announce period while held (default off)
 }
 
 // SentinelConfig is the Sentinel-compatible listener.
@@ -132,28 +133,11 @@ type Peer struct {
 
 // TimingOverrides replaces single values of the timing profile.
 type TimingOverrides struct {
-	Heartbeat   Duration `yaml:"heartbeat,omitempty"`
-	Election    Duration `yaml:"election,omitempty"`
-	LeaderLease Duration `yaml:"leader_lease,omitempty"`
-	Lease       Duration `yaml:"lease,omitempty"`
-	Renew       Duration `yaml:"renew,omitempty"`
-}
-
-// Duration is a time.Duration written as a Go duration string ("250ms").
-type Duration time.Duration
-
-// UnmarshalYAML accepts only Go duration strings.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration string such as \"250ms\"", n.Line)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration; write it like \"250ms\" or \"1s\"", n.Line, s)
-	}
-	*d = Duration(v)
-	return nil
+	Heartbeat   conf.Duration `yaml:"heartbeat,omitempty"`
+	Election    conf.Duration `yaml:"election,omitempty"`
+	LeaderLease conf.Duration `yaml:"leader_lease,omitempty"`
+	Lease       conf.Duration `yaml:"lease,omitempty"`
+	Renew       conf.Duration `yaml:"renew,omitempty"`
 }
 
 // Error is a configuration problem: it names the field and the fix. The CLI
@@ -313,11 +297,11 @@ func (c *Config) validateRedis() error {
 	return nil
 }
 
-// sectionErr turns a config section's error (a *spec.FieldError naming the
+// sectionErr turns a config section's error (a *conf.FieldError naming the
 // field under it, from agent/checks, agent/service or agent/redisctl) into
 // an *Error.
 func sectionErr(section string, err error) error {
-	var fe *spec.FieldError
+	var fe *conf.FieldError
 	if errors.As(err, &fe) {
 		return &Error{Field: fe.Field, Msg: fe.Msg}
 	}

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // Timing holds the Raft and lease durations a node runs with.
@@ -52,7 +54,7 @@ func (c *Config) TimingProfile() (Timing, error) {
 	o := c.Timing
 	for _, v := range []struct {
 		field string
-		val   Duration
+		val   conf.Duration
 		dst   *time.Duration
 	}{
 		{"timing.heartbeat", o.Heartbeat, &t.Heartbeat},

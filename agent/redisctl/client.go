@@ -42,7 +42,7 @@ type Client struct {
 }
 
 // New returns a Client for the node's own Redis at c.Address. It validates
-// c (a *FieldError with field paths relative to the redis section) and
+// c (a *conf.FieldError with field paths relative to the redis section) and
 // does no I/O: files are read and the server dialled on first use.
 func New(c Config) (*Client, error) {
 	if err := c.Validate(""); err != nil {

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/harbormaster/harbormaster/internal/hostport"
-	"github.com/harbormaster/harbormaster/spec"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
+	"github.com/harbormaster/harbormaster/internal/hostport"
 )
 
 // Config is a node's Redis endpoint, the redis section of its node config
@@ -37,16 +38,9 @@ type Config struct {
 	CAFile string `yaml:"ca_file,omitempty"`
 }
 
-// FieldError is a configuration problem: it names the field (a path such
-// as redis.address) and the fix. It is the spec package's type, shared by every
-// config section.
-type FieldError = spec.FieldError
+func fieldErr(field, format string, args ...any) error { return conf.Errorf(field, format, args...) }
 
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
-
-// Validate checks c and returns the first problem as a *FieldError. field
+// Validate checks c and returns the first problem as a *conf.FieldError. field
 // is the config's path in the file, e.g. "redis"; every error names a field
 // under it (redis.address, redis.announce, redis.password_file,
 // redis.ca_file). It does no I/O: files are only required to be absolute

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 func TestValidate(t *testing.T) {
@@ -38,9 +40,9 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			var fe *FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("Validate: %v (%T), want a *FieldError on %s", err, err, tc.field)
+				t.Fatalf("Validate: %v (%T), want a *conf.FieldError on %s", err, err, tc.field)
 			}
 			if fe.Field != tc.field || !strings.Contains(fe.Msg, tc.msg) {
 				t.Fatalf("Validate: field %q msg %q, want field %q msg containing %q", fe.Field, fe.Msg, tc.field, tc.msg)
@@ -54,18 +56,18 @@ func TestValidate(t *testing.T) {
 
 func TestValidateFieldPrefix(t *testing.T) {
 	for prefix, want := range map[string]string{"": "address", "redis": "redis.address", "nodes[2].redis": "nodes[2].redis.address"} {
-		var fe *FieldError
+		var fe *conf.FieldError
 		cfg := Config{}
 		if err := cfg.Validate(prefix); !errors.As(err, &fe) || fe.Field != want {
-			t.Errorf("Validate(%q): got %v, want a *FieldError on %s", prefix, err, want)
+			t.Errorf("Validate(%q): got %v, want a *conf.FieldError on %s", prefix, err, want)
 		}
 	}
-	var fe *FieldError
+	var fe *conf.FieldError
 	if _, err := New(Config{Address: "nope"}); !errors.As(err, &fe) || fe.Field != "address" {
-		t.Errorf("New: got %v, want the *FieldError on address", err)
+		t.Errorf("New: got %v, want the *conf.FieldError on address", err)
 	}
 	if _, err := Remote(Config{Address: "127.0.0.1:6379"}, "127.0.0.1"); !errors.As(err, &fe) || fe.Field != "address" {
-		t.Errorf("Remote with a bad announce: got %v, want a *FieldError", err)
+		t.Errorf("Remote with a bad announce: got %v, want a *conf.FieldError", err)
 	}
 }
 

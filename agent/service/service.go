@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/harbormaster/harbormaster/spec"
 	"strings"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 // Modes of Config.Mode.
@@ -39,16 +40,9 @@ type Config struct {
 	Unit string `yaml:"unit,omitempty"`
 }
 
-// FieldError is a configuration problem: it names the field (a path such
-// as services.notary.start) and the fix. It is the spec package's type,
-// shared by every config section.
-type FieldError = spec.FieldError
+func fieldErr(field, format string, args ...any) error { return conf.Errorf(field, format, args...) }
 
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
-
-// Validate checks the config and returns the first problem as a *FieldError.
+// Validate checks the config and returns the first problem as a *conf.FieldError.
 // field is the path of the config in the file, e.g. "services.notary"; every
 // error names a field under it. Validate does not modify c.
 func (c *Config) Validate(field string) error {

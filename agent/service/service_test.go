@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
 func TestValidate(t *testing.T) {
@@ -68,9 +70,9 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			var fe *FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("Validate() = %v (%T), want a *FieldError", err, err)
+				t.Fatalf("Validate() = %v (%T), want a *conf.FieldError", err, err)
 			}
 			if fe.Field != tt.wantField {
 				t.Fatalf("Field = %q, want %q (error: %v)", fe.Field, tt.wantField, err)
@@ -87,9 +89,9 @@ func TestValidate(t *testing.T) {
 
 func TestValidateEmptyPrefix(t *testing.T) {
 	err := (&Config{Mode: "systemd"}).Validate("")
-	var fe *FieldError
+	var fe *conf.FieldError
 	if !errors.As(err, &fe) || fe.Field != "unit" {
-		t.Fatalf("Validate(\"\") = %v, want a *FieldError for field unit", err)
+		t.Fatalf("Validate(\"\") = %v, want a *conf.FieldError for field unit", err)
 	}
 }
 
@@ -118,8 +120,8 @@ func TestNew(t *testing.T) {
 	}
 
 	_, err = New("trivy", Config{Mode: "systemd"})
-	var fe *FieldError
+	var fe *conf.FieldError
 	if !errors.As(err, &fe) || fe.Field != "services.trivy.unit" {
-		t.Fatalf("New(invalid) = %v, want a *FieldError for services.trivy.unit", err)
+		t.Fatalf("New(invalid) = %v, want a *conf.FieldError for services.trivy.unit", err)
 	}
 }
