@@ -277,14 +277,14 @@ func (c *Config) validateRedis() error {
 		}
 	}
 	if s := c.Sentinel; s != nil {
-		if err := checkAddr("sentinel.addr", s.Addr, false); err != nil {
+		if err := checkListen("sentinel.addr", s.Addr); err != nil {
 			return err
 		}
 		if s.Announce != "" {
-			if err := checkAddr("sentinel.announce", s.Announce, true); err != nil {
+			if err := checkDialable("sentinel.announce", s.Announce); err != nil {
 				return err
 			}
-		} else if err := checkAddr("sentinel.addr", s.Addr, true); err != nil {
+		} else if err := checkDialable("sentinel.addr", s.Addr); err != nil {
 			return fieldErr("sentinel.addr", "%s listens on every address; set sentinel.announce to the address clients dial", s.Addr)
 		}
 		if s.PasswordFile != "" && !filepath.IsAbs(s.PasswordFile) {
@@ -337,17 +337,17 @@ func (c *Config) Validate() error {
 	if !spec.ValidName(c.NodeID) {
 		return fieldErr("node_id", "%q is not valid; use 1-63 lower-case letters, digits and inner hyphens, e.g. n1", c.NodeID)
 	}
-	if err := checkAddr("raft_addr", c.RaftAddr, true); err != nil {
+	if err := checkDialable("raft_addr", c.RaftAddr); err != nil {
 		return err
 	}
-	if err := checkAddr("api_addr", c.APIAddr, false); err != nil {
+	if err := checkListen("api_addr", c.APIAddr); err != nil {
 		return err
 	}
 	if c.AdvertiseAPIAddr != "" {
-		if err := checkAddr("advertise_api_addr", c.AdvertiseAPIAddr, true); err != nil {
+		if err := checkDialable("advertise_api_addr", c.AdvertiseAPIAddr); err != nil {
 			return err
 		}
-	} else if err := checkAddr("api_addr", c.APIAddr, true); err != nil {
+	} else if err := checkDialable("api_addr", c.APIAddr); err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
 			ce.Msg += "; or keep it and set advertise_api_addr to the address other nodes dial"
@@ -355,7 +355,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.MetricsAddr != "" {
-		if err := checkAddr("metrics_addr", c.MetricsAddr, false); err != nil {
+		if err := checkListen("metrics_addr", c.MetricsAddr); err != nil {
 			return err
 		}
 	}
@@ -404,7 +404,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	for i, a := range c.Join {
-		if err := checkAddr(fmt.Sprintf("join[%d]", i), a, true); err != nil {
+		if err := checkDialable(fmt.Sprintf("join[%d]", i), a); err != nil {
 			return err
 		}
 	}
@@ -433,7 +433,7 @@ func (c *Config) validatePeers() error {
 			return fieldErr(f+".id", "%q is listed twice (also bootstrap[%d]); list each node once", p.ID, j)
 		}
 		ids[p.ID] = i
-		if err := checkAddr(f+".raft_addr", p.RaftAddr, true); err != nil {
+		if err := checkDialable(f+".raft_addr", p.RaftAddr); err != nil {
 			return err
 		}
 		if j, dup := addrs[p.RaftAddr]; dup {
@@ -456,36 +456,46 @@ func (c *Config) validatePeers() error {
 	return nil
 }
 
-// checkAddr validates a host:port. dialable refuses unspecified hosts
-// (0.0.0.0, ::), which other nodes cannot dial.
-func checkAddr(field, addr string, dialable bool) error {
+// checkListen validates a host:port to listen on: the host may be empty or
+// unspecified (0.0.0.0, ::) to listen on every address.
+func checkListen(field, addr string) error {
+	_, err := checkHostPort(field, addr)
+	return err
+}
+
+// checkDialable validates a host:port other nodes dial: unlike checkListen
+// it refuses an empty or unspecified host.
+func checkDialable(field, addr string) error {
+	host, err := checkHostPort(field, addr)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return fieldErr(field, "%q has no host; other nodes must be able to dial it, so give the node's address", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fieldErr(field, "%q is not an address other nodes can dial; give the node's own address", addr)
+	}
+	return nil
+}
+
+// checkHostPort validates addr's form and returns its host.
+func checkHostPort(field, addr string) (host string, err error) {
 	if addr == "" {
-		return fieldErr(field, "is missing; write host:port, e.g. 127.0.0.1:7101")
+		return "", fieldErr(field, "is missing; write host:port, e.g. 127.0.0.1:7101")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fieldErr(field, "%q is not host:port (%v); write it like 127.0.0.1:7101 or [fd00::1]:7101", addr, err)
+		return "", fieldErr(field, "%q is not host:port (%v); write it like 127.0.0.1:7101 or [fd00::1]:7101", addr, err)
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return fieldErr(field, "port %q in %q is not a number from 1 to 65535", port, addr)
+		return "", fieldErr(field, "port %q in %q is not a number from 1 to 65535", port, addr)
 	}
-	if host == "" {
-		if dialable {
-			return fieldErr(field, "%q has no host; other nodes must be able to dial it, so give the node's address", addr)
-		}
-		return nil
+	if host != "" && net.ParseIP(host) == nil && !hostport.ValidHostname(host) {
+		return "", fieldErr(field, "host %q in %q is neither an IP address nor a valid host name", host, addr)
 	}
-	if ip := net.ParseIP(host); ip != nil {
-		if dialable && ip.IsUnspecified() {
-			return fieldErr(field, "%q is not an address other nodes can dial; give the node's own address", addr)
-		}
-		return nil
-	}
-	if !hostport.ValidHostname(host) {
-		return fieldErr(field, "host %q in %q is neither an IP address nor a valid host name", host, addr)
-	}
-	return nil
+	return host, nil
 }
 
 func validIfname(n string) bool {

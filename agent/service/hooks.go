@@ -39,14 +39,14 @@ func NewHooks(c Config) *Hooks {
 // running (the daemon) are kept, unless ctx ends first: then its whole
 // process group is killed and the error wraps ErrTimeout.
 func (h *Hooks) Start(ctx context.Context, env Env) error {
-	_, err := runHook(ctx, "start", h.start, env, false)
+	_, err := runHook(ctx, "start", h.start, env, exitZero)
 	return err
 }
 
 // Stop runs the stop hook; on timeout its process group is killed and the
 // error wraps ErrTimeout. The service itself may then still run.
 func (h *Hooks) Stop(ctx context.Context, env Env) error {
-	_, err := runHook(ctx, "stop", h.stop, env, false)
+	_, err := runHook(ctx, "stop", h.stop, env, exitZero)
 	return err
 }
 
@@ -56,16 +56,24 @@ func (h *Hooks) Status(ctx context.Context, env Env) (bool, error) {
 	if len(h.status) == 0 {
 		return false, ErrNoStatus
 	}
-	code, err := runHook(ctx, "status", h.status, env, true)
+	code, err := runHook(ctx, "status", h.status, env, exitLSBStatus)
 	if err != nil {
 		return false, err
 	}
 	return code == 0, nil
 }
 
+// exits says which exit codes of a hook are answers rather than failures.
+type exits int
+
+const (
+	exitZero      exits = iota // start, stop: 0 is success, anything else fails
+	exitLSBStatus              // status: 0 (active) or 3 (inactive, as LSB's status)
+)
+
 // runHook runs argv in a new process group and waits for it. It returns nil
-// when the hook exits 0, or exits 3 when lsb is set (then code is 3).
-func runHook(ctx context.Context, name string, argv []string, env Env, lsb bool) (code int, err error) {
+// when the hook exits 0, or exits 3 under exitLSBStatus (then code is 3).
+func runHook(ctx context.Context, name string, argv []string, env Env, accept exits) (code int, err error) {
 	if len(argv) == 0 {
 		return -1, fmt.Errorf("%s hook: no command configured", name)
 	}
@@ -114,14 +122,14 @@ func runHook(ctx context.Context, name string, argv []string, env Env, lsb bool)
 		// err may be exec.ErrWaitDelay (a daemon kept the output pipe) or a
 		// context error (ctx ended as the hook exited): the hook succeeded.
 		return 0, nil
-	case lsb && st.ExitCode() == lsbInactive:
+	case accept == exitLSBStatus && st.ExitCode() == lsbInactive:
 		return lsbInactive, nil
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return -1, fmt.Errorf("%s hook %q was killed by signal %v%s", name, argv, ws.Signal(), out.suffix())
 	}
 	want := ""
-	if lsb {
+	if accept == exitLSBStatus {
 		want = " (want 0 for active or 3 for inactive)"
 	}
 	return st.ExitCode(), fmt.Errorf("%s hook %q exited with status %d%s%s", name, argv, st.ExitCode(), want, out.suffix())
