@@ -496,7 +496,7 @@ func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1
 		}
 		resp.Roles = append(resp.Roles, &hmv1.Role{Name: r.Name, Type: string(r.Type), Holder: a.Holder, Epoch: a.Epoch,
 			SinceUnixMs: a.Since, Releasing: a.Releasing, InSpec: true, Candidates: cands,
-			Requires: r.Requires, Follow: r.Follow, Avoid: r.Avoid, Address: r.Address})
+			Requires: r.Requires, Follow: r.Follow, Avoid: r.Avoid, Address: r.Address.String()})
 		seen[r.Name] = true
 	}
 	for name, a := range st.Assignments {

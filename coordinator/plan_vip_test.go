@@ -14,7 +14,7 @@ func regVIP(id string) *fsm.RegisterNode {
 }
 
 func vipRole(name, addr string) spec.Role {
-	return spec.Role{Name: name, Type: spec.TypeVIP, Address: addr}
+	return spec.Role{Name: name, Type: spec.TypeVIP, Address: spec.MustParsePrefix(addr)}
 }
 
 // A vip role only goes to nodes that registered a vip_interface, whatever

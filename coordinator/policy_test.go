@@ -221,7 +221,7 @@ func TestPlanServiceStopGrace(t *testing.T) {
 		}
 	}
 	// A VIP role does not wait: its fence is the kernel's, within the lease.
-	v := spec.Role{Name: "ip", Type: spec.TypeVIP, Address: "198.18.0.200/24"}
+	v := spec.Role{Name: "ip", Type: spec.TypeVIP, Address: spec.MustParsePrefix("198.18.0.200/24")}
 	if g := v.StopGrace(); g != 0 {
 		t.Fatalf("vip StopGrace = %v, want 0", g)
 	}

@@ -51,7 +51,7 @@ func heldAtGen7(t testing.TB) *State {
 // with a vip interface.
 func vipState(t testing.TB) *State {
 	s := testSpec.Clone()
-	s.Roles = append(s.Roles, spec.Role{Name: "ip", Type: spec.TypeVIP, Address: "198.18.0.200/24"})
+	s.Roles = append(s.Roles, spec.Role{Name: "ip", Type: spec.TypeVIP, Address: spec.MustParsePrefix("198.18.0.200/24")})
 	st := mustApply(t, baseState(t), &ApplySpec{Spec: s, ExpectedVersion: 1})
 	r := reg("n3", false)
 	r.VIP = true
@@ -1095,7 +1095,7 @@ func TestApplySpecValidatedAtTheEdgeOnly(t *testing.T) {
 		spec  *spec.Spec
 		field string
 	}{
-		{"address on a redis-master", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster, Address: "198.18.0.1/24"}}}, "roles[0].address"},
+		{"address on a redis-master", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: spec.TypeRedisMaster, Address: spec.MustParsePrefix("198.18.0.1/24")}}}, "roles[0].address"},
 		{"second redis-master after a valid role", &spec.Spec{Roles: []spec.Role{{Name: "web", Type: spec.TypeRedisMaster}, {Name: "cache", Type: spec.TypeRedisMaster}}}, "roles[1].type"},
 		{"unknown type", &spec.Spec{Roles: []spec.Role{{Name: "x", Type: "cron"}}}, "roles[0].type"},
 		{"empty type", &spec.Spec{Roles: []spec.Role{{Name: "x"}}}, "roles[0].type"},

@@ -58,7 +58,7 @@ type Role struct {
 	// Address is a vip role's address with its prefix length
 	// ("198.18.0.200/24", "fd00::200/64"). The interface is each node's own
 	// (vip_interface in the node config).
-	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	Address Prefix `yaml:"address,omitempty" json:"address,omitzero"`
 	// Requires names checks (from the nodes' configs) that must be passing
 	// on the holder. A holder whose required check fails is asked to
 	// release; a node that does not run a required check never qualifies.
@@ -167,14 +167,14 @@ func (s *Spec) Validate() error {
 		seen[r.Name] = i
 		switch r.Type {
 		case TypeService:
-			if r.Address != "" {
+			if !r.Address.IsZero() {
 				return fieldErr(f+".address", "is set on a service role; only vip roles have an address")
 			}
 		case TypeVIP:
-			p, err := netip.ParsePrefix(r.Address)
-			if err != nil {
+			if !r.Address.IsValid() {
 				return fieldErr(f+".address", fmt.Sprintf("%q is not an address with a prefix length; write it like 198.18.0.200/24 or fd00::200/64", r.Address))
 			}
+			p := r.Address.Prefix
 			if p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast() || p.Addr().IsLinkLocalUnicast() {
 				return fieldErr(f+".address", fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", p.Addr()))
 			}
@@ -183,7 +183,7 @@ func (s *Spec) Validate() error {
 			}
 			addrs[p.Addr()] = i
 		case TypeRedisMaster:
-			if r.Address != "" {
+			if !r.Address.IsZero() {
 				return fieldErr(f+".address", "is set on a redis-master role; each node's Redis address is in its config (redis.announce); give the clients a vip role that follows this one")
 			}
 			if j, dup := redisRole[true]; dup {

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -381,8 +382,8 @@ func TestPlacementFields(t *testing.T) {
 	want := &Spec{Roles: []Role{
 		{Name: "notary", Type: TypeService, StopTimeout: "20s"},
 		{Name: "clair", Type: TypeService, Avoid: []string{"notary"}, HoldDown: "1m"},
-		{Name: "registry", Type: TypeVIP, Address: "198.18.0.200/24", Requires: []string{"registry-pull", "http"}},
-		{Name: "redis-ip", Type: TypeVIP, Address: "198.18.0.201/24", Follow: "registry"},
+		{Name: "registry", Type: TypeVIP, Address: MustParsePrefix("198.18.0.200/24"), Requires: []string{"registry-pull", "http"}},
+		{Name: "redis-ip", Type: TypeVIP, Address: MustParsePrefix("198.18.0.201/24"), Follow: "registry"},
 	}}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("Parse: got %#v\nwant %#v", s, want)
@@ -433,5 +434,43 @@ func TestRedisMasterRole(t *testing.T) {
 	}
 	if r2 := (Role{Name: "jobs", Type: TypeRedisMaster}); r2.SentinelName() != "jobs" {
 		t.Fatalf("SentinelName default = %q, want the role name", r2.SentinelName())
+	}
+}
+
+// TestVIPAddressParsedOnce: a vip address is a netip value from decoding
+// on, so a non-canonical IPv6 spelling is the same address as the canonical
+// one (it used to validate and then never match an address string), JSON
+// and YAML carry the canonical text, and text that does not parse is
+// reported by Validate under the field's name.
+func TestVIPAddressParsedOnce(t *testing.T) {
+	s, err := Parse([]byte("roles:\n  - {name: ip, type: vip, address: \"fd00:0:0::200/64\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Roles[0].Address, MustParsePrefix("fd00::200/64"); got != want {
+		t.Fatalf("address: got %v, want %v", got, want)
+	}
+	b, err := json.Marshal(s)
+	if err != nil || !strings.Contains(string(b), `"address":"fd00::200/64"`) {
+		t.Fatalf("JSON: got %s, %v; want the canonical address", b, err)
+	}
+	var back Spec
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(&back, s) {
+		t.Fatalf("JSON round trip: got %+v, %v; want %+v", back, err, s)
+	}
+	noAddr, err := json.Marshal(Role{Name: "web", Type: TypeService})
+	if err != nil || strings.Contains(string(noAddr), "address") {
+		t.Fatalf("a role without address marshals to %s, %v; want no address field", noAddr, err)
+	}
+	if y := s.YAML(); !strings.Contains(string(y), "address: fd00::200/64") {
+		t.Fatalf("YAML: got %s; want the canonical address", y)
+	}
+	var bad Spec
+	if err := json.Unmarshal([]byte(`{"roles":[{"name":"ip","type":"vip","address":"fd00::x/64"}]}`), &bad); err != nil {
+		t.Fatal(err)
+	}
+	var fe *conf.FieldError
+	if err := bad.Validate(); !errors.As(err, &fe) || fe.Field != "roles[0].address" || !strings.Contains(fe.Msg, `"fd00::x/64"`) {
+		t.Fatalf("Validate: got %v, want a field error on roles[0].address quoting the text", err)
 	}
 }

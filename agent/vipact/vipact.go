@@ -134,10 +134,10 @@ func (x *Actuator) targets(st *fsm.State) (managed []vip.Address, want []vip.Des
 		if r.Type != spec.TypeVIP {
 			continue
 		}
-		addr, err := vip.ParseAddress(r.Address, x.cfg.Iface)
-		if err != nil {
+		if !r.Address.IsValid() {
 			continue // validated at the edge; nothing to hold
 		}
+		addr := vip.Address{Prefix: r.Address.Prefix, Iface: x.cfg.Iface}
 		managed = append(managed, addr)
 		as := st.Assignment(r.Name)
 		if !auth.MayAct(as, 0) {
@@ -196,7 +196,7 @@ func (x *Actuator) reportFailover(k key, announced time.Time) {
 	var role string
 	var as fsm.Assignment
 	for _, r := range st.Spec.Roles {
-		if r.Type == spec.TypeVIP && r.Address == k.addr.Prefix.String() {
+		if r.Type == spec.TypeVIP && r.Address.Prefix == k.addr.Prefix {
 			role, as = r.Name, st.Assignment(r.Name)
 		}
 	}
@@ -246,10 +246,10 @@ func (x *Actuator) probeConflict(ctx context.Context, st *fsm.State, r spec.Role
 	if as.Holder == "" || as.Holder == self || !ok || holder.MAC == "" || as.Releasing {
 		return
 	}
-	addr, err := vip.ParseAddress(r.Address, x.cfg.Iface)
-	if err != nil {
+	if !r.Address.IsValid() {
 		return
 	}
+	addr := vip.Address{Prefix: r.Address.Prefix, Iface: x.cfg.Iface}
 	hw, err := net.ParseMAC(holder.MAC)
 	if err != nil {
 		return
@@ -270,7 +270,7 @@ func (x *Actuator) probeConflict(ctx context.Context, st *fsm.State, r spec.Role
 		"holder", as.Holder, "holder_mac", holder.MAC, "answer_mac", foreign.String())
 	x.node.Record(fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventVIPConflict, Node: self, Actor: self,
 		Role: r.Name, Old: as.Holder + " " + holder.MAC, New: foreign.String(), Epoch: as.Epoch,
-		Message: "a MAC other than the holder's answers for " + r.Address})
+		Message: "a MAC other than the holder's answers for " + r.Address.String()})
 }
 
 // phases dates, per VIP and epoch, when this node first saw it may hold it

@@ -19,7 +19,7 @@ const prefix = "198.18.0.200/24"
 
 func heldState(as fsm.Assignment) *fsm.State {
 	st := fsm.NewState()
-	st.Spec = &spec.Spec{Roles: []spec.Role{{Name: "registry-vip", Type: spec.TypeVIP, Address: prefix}}}
+	st.Spec = &spec.Spec{Roles: []spec.Role{{Name: "registry-vip", Type: spec.TypeVIP, Address: spec.MustParsePrefix(prefix)}}}
 	st.Assignments = map[string]*fsm.Assignment{"registry-vip": &as}
 	return st
 }

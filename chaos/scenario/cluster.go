@@ -286,7 +286,7 @@ func parseSpec(doc string) (*spec.Spec, error) {
 		return nil, fmt.Errorf("cluster: spec: %w", err)
 	}
 	r, ok := s.Role(VIPRole)
-	if !ok || r.Type != spec.TypeVIP || r.Address != VIP.String() {
+	if !ok || r.Type != spec.TypeVIP || r.Address.Prefix != VIP {
 		return nil, fmt.Errorf("cluster: spec: the scenarios watch the vip role %s at %s; keep it", VIPRole, VIP)
 	}
 	return s, nil
