@@ -118,7 +118,7 @@ type RemoveNode struct {
 }
 
 // RenewLease renews a node's lease through the log. Deprecated: node
-// leases are quorum leases renewed with the voters directly since issue 3
+// leases are quorum leases renewed with the voters directly
 // (docs/design-quorum-lease.md); the type stays so that logs written by
 // earlier builds replay. Seq must exceed the stored one.
 type RenewLease struct {

@@ -16,9 +16,10 @@ type Timing struct {
 	Election    time.Duration
 	LeaderLease time.Duration
 	// Lease is the node lease: how long a node may act for its roles
-	// without a committed renewal.
+	// after the send time of its last renewal a majority of voters granted.
 	Lease time.Duration
-	// Renew is how often a node renews its lease through the log.
+	// Renew is how often a node renews its lease with the voters (quorum
+	// lease, agent/leasing).
 	Renew time.Duration
 }
 
