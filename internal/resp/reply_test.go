@@ -34,7 +34,7 @@ func TestReadReply(t *testing.T) {
 		name string
 		in   string
 		lim  Limits
-		want []any // the replies read before the error
+		want []any  // the replies read before the error
 		err  string // "" for io.EOF after the replies; else the error's text
 	}{
 		{"simple string", "+OK\r\n", Limits{}, []any{"OK"}, ""},
