@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 func TestAuth(t *testing.T) {
@@ -60,7 +61,7 @@ func TestAuth(t *testing.T) {
 
 	c = newClient(t, Config{Address: a.addr, PasswordFile: wrong})
 	_, err := c.Replication(ctx)
-	var re *ReplyError
+	var re *resp.Error
 	if !errors.As(err, &re) || re.Prefix() != "WRONGPASS" || !strings.Contains(err.Error(), "INFO replication on "+a.addr+": AUTH: WRONGPASS") {
 		t.Fatalf("Replication with a wrong password: %v, want a WRONGPASS reply naming AUTH and %s", err, a.addr)
 	}

@@ -119,6 +119,6 @@
 // starts no goroutines, it sends nothing but AUTH on connect (go-redis
 // sends HELLO, and CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS, which
 // Redis 7.0 does not know and an ACL user would need), and it adds no
-// dependency. The agent's redis check (agent/checks) speaks RESP2 the
-// same way.
+// dependency. Its RESP2 codec, internal/resp, is the one the agent's redis
+// check (agent/checks) and the Sentinel server (agent/sentinel) use.
 package redisctl

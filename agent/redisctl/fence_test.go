@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // configInt reads one parameter with CONFIG GET.
@@ -46,10 +48,10 @@ func TestFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if re, ok := replies[1].(*ReplyError); !ok || re.Prefix() != "NOREPLICAS" {
+	if re, ok := replies[1].(*resp.Error); !ok || re.Prefix() != "NOREPLICAS" {
 		t.Fatalf("INCR in MULTI under the fence: %v, want NOREPLICAS", replies[1])
 	}
-	if re, ok := replies[2].(*ReplyError); !ok || re.Prefix() != "EXECABORT" {
+	if re, ok := replies[2].(*resp.Error); !ok || re.Prefix() != "EXECABORT" {
 		t.Fatalf("EXEC under the fence: %v, want EXECABORT", replies[2])
 	}
 	// So is a script that writes.
