@@ -52,7 +52,7 @@ func readMultibulk(br *bufio.Reader, lim CommandLimits) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, ok := parseInt(line[1:])
+	n, ok := ParseInt(line[1:])
 	if !ok || n > int64(lim.MaxArgs) {
 		return nil, protocolErr("invalid multibulk length")
 	}
@@ -76,7 +76,7 @@ func readMultibulk(br *bufio.Reader, lim CommandLimits) ([]string, error) {
 			}
 			return nil, protocolErr(fmt.Sprintf("expected '$', got '%s'", got))
 		}
-		size, ok := parseInt(line[1:])
+		size, ok := ParseInt(line[1:])
 		if !ok || size < 0 || size > int64(lim.MaxBulk) {
 			return nil, protocolErr("invalid bulk length")
 		}

@@ -119,3 +119,29 @@ func TestCommandRoundTrip(t *testing.T) {
 		t.Fatalf("after the last command: %v, want io.EOF", err)
 	}
 }
+
+func TestParseInt(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"3", 3, true},
+		{"-1", -1, true},
+		{"9223372036854775807", 1<<63 - 1, true},
+		{"-9223372036854775808", -1 << 63, true},
+		{"9223372036854775808", 0, false},
+		{"+1", 0, false},
+		{"", 0, false},
+		{" 1", 0, false},
+		{"1x", 0, false},
+		{"0x10", 0, false},
+		{"000000000000000000001", 0, false}, // longer than any int64
+	}
+	for _, tc := range tests {
+		if got, ok := ParseInt([]byte(tc.in)); got != tc.want || ok != tc.ok {
+			t.Errorf("ParseInt(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

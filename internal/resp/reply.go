@@ -68,13 +68,13 @@ func readReply(br *bufio.Reader, lim Limits, depth int) (any, error) {
 	case '-':
 		return &Error{Msg: string(line[1:])}, nil
 	case ':':
-		n, ok := parseInt(line[1:])
+		n, ok := ParseInt(line[1:])
 		if !ok {
 			return nil, protocolErr(fmt.Sprintf("bad integer reply %q", clip(line, 32)))
 		}
 		return n, nil
 	case '$':
-		n, ok := parseInt(line[1:])
+		n, ok := ParseInt(line[1:])
 		if !ok || n < -1 || n > int64(lim.MaxBulk) {
 			return nil, protocolErr(fmt.Sprintf("bad bulk length in %q", clip(line, 32)))
 		}
@@ -83,7 +83,7 @@ func readReply(br *bufio.Reader, lim Limits, depth int) (any, error) {
 		}
 		return readBulk(br, int(n), "bulk reply not terminated by CRLF")
 	case '*':
-		n, ok := parseInt(line[1:])
+		n, ok := ParseInt(line[1:])
 		if !ok || n < -1 || n > int64(lim.MaxArray) || depth >= lim.MaxDepth {
 			return nil, protocolErr(fmt.Sprintf("bad array reply %q", clip(line, 32)))
 		}

@@ -120,14 +120,18 @@ func eofInside(err error) error {
 	return err
 }
 
-// parseInt parses a decimal integer strictly: an optional '-', then digits,
-// nothing else.
-func parseInt(b []byte) (int64, bool) {
+// ParseInt parses a decimal integer strictly, as Redis parses lengths and
+// integer arguments: an optional '-', then digits, nothing else, within
+// int64.
+func ParseInt(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 20 || b[0] == '+' {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
-	return n, err == nil
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 // clip shortens s to n bytes for an error message.
