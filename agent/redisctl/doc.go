@@ -54,9 +54,9 @@
 // instead of failing fast so they can reconnect through the VIP, and a
 // server demoted while paused stops applying its new master's stream. The
 // min-replicas fence fails closed instead: it lasts until Promote or
-// Unpause. The d argument of PauseWrites is therefore unused. Unpause (and
-// so Promote) also sends CLIENT UNPAUSE, so a pause left by someone else
-// (an interrupted FAILOVER, an operator) cannot block a new master.
+// Unpause, so PauseWrites takes no duration. Unpause (and so Promote) also
+// sends CLIENT UNPAUSE, so a pause left by someone else (an interrupted
+// FAILOVER, an operator) cannot block a new master.
 //
 // What the fence does not cover:
 //   - Writes acknowledged before it was armed and not yet replicated:

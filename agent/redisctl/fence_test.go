@@ -30,7 +30,7 @@ func TestFence(t *testing.T) {
 	waitLinked(t, rc)
 	must(t, mc, "SET", "k", "before")
 
-	if err := mc.PauseWrites(ctx, 100*time.Millisecond); err != nil {
+	if err := mc.PauseWrites(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !repl(t, mc).Paused {
@@ -73,7 +73,7 @@ func TestFence(t *testing.T) {
 	if mr := repl(t, mc); len(mr.Replicas) != 1 || mr.Replicas[0].State != "online" || !repl(t, rc).LinkUp {
 		t.Fatalf("replication under the fence: master %+v, replica link up %v", mr, repl(t, rc).LinkUp)
 	}
-	if err := mc.PauseWrites(ctx, time.Second); err != nil { // idempotent
+	if err := mc.PauseWrites(ctx); err != nil { // idempotent
 		t.Fatal(err)
 	}
 	if v := configInt(t, mc, paramMinRep); v != fenceBase {
@@ -96,7 +96,7 @@ func TestFence(t *testing.T) {
 	// max-lag of 0 (which disables the check) does not disable the fence.
 	must(t, mc, "CONFIG", "SET", paramMinRep, "1")
 	must(t, mc, "CONFIG", "SET", paramMaxLag, "0")
-	if err := mc.PauseWrites(ctx, time.Second); err != nil {
+	if err := mc.PauseWrites(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if code := replyCode(t, mc, "SET", "k", "fenced"); code != "NOREPLICAS" {

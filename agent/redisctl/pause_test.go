@@ -146,7 +146,7 @@ func TestClientPauseThenFence(t *testing.T) {
 	if w.answered(200 * time.Millisecond) {
 		t.Fatalf("SET during the pause answered %v (err %v), want it blocked", w.v, w.err)
 	}
-	if err := mc.PauseWrites(ctxT(t, 5*time.Second), time.Second); err != nil {
+	if err := mc.PauseWrites(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

@@ -97,7 +97,7 @@ func TestCallsEndWithContext(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start = time.Now()
-	err = c.PauseWrites(ctx, time.Second)
+	err = c.PauseWrites(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("PauseWrites cancelled: %v, want context.Canceled", err)
 	}
