@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // maxBulk bounds a Redis bulk reply (INFO replication is well under 1 KiB
@@ -103,63 +105,36 @@ func infoField(info, key string) string {
 
 // respConn is the smallest RESP2 client: one command, one reply.
 type respConn struct {
-	w io.Writer
-	r *bufio.Reader
+	w   io.Writer
+	r   *bufio.Reader
+	buf []byte
 }
 
 // do sends a command and returns its reply: a simple string, an integer
-// (decimal) or a bulk string. An error reply is returned as an error whose
-// text is the server's ("WRONGPASS invalid username-password pair ...").
+// (decimal) or a bulk string (a null bulk string is ""). An error reply is
+// returned as a *resp.Error whose text is the server's ("WRONGPASS
+// invalid username-password pair ...").
 func (c *respConn) do(args ...string) (string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := io.WriteString(c.w, b.String()); err != nil {
+	c.buf = resp.AppendCommand(c.buf[:0], args...)
+	if _, err := c.w.Write(c.buf); err != nil {
 		return "", err
 	}
-	line, err := c.line()
+	v, err := resp.ReadReply(c.r, resp.Limits{MaxBulk: maxBulk})
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "", errors.New("connection closed by the server")
+	}
 	if err != nil {
 		return "", err
 	}
-	switch line[0] {
-	case '+', ':':
-		return line[1:], nil
-	case '-':
-		return "", errors.New(clipHead(line[1:], 256))
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < -1 || n > maxBulk {
-			return "", fmt.Errorf("bad bulk length %q in the reply", clipHead(line, 32))
-		}
-		if n == -1 {
-			return "", nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(c.r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case nil:
+		return "", nil
+	case *resp.Error:
+		return "", &resp.Error{Msg: clipHead(v.Msg, 256)}
 	}
-	return "", fmt.Errorf("unexpected reply %q; is it a Redis server?", clipHead(line, 32))
-}
-
-// line reads one CRLF-terminated reply line (at most the reader's buffer).
-func (c *respConn) line() (string, error) {
-	b, err := c.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", errors.New("reply line too long; is it a Redis server?")
-	}
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return "", errors.New("connection closed by the server")
-		}
-		return "", err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", errors.New("empty reply line; is it a Redis server?")
-	}
-	return s, nil
+	return "", errors.New("unexpected array reply; is it a Redis server?") // []any, the one type left
 }

@@ -388,7 +388,7 @@ func (x *Actuator) fence(ctx context.Context, why string) {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := x.cli.PauseWrites(pctx, time.Hour)
+	err := x.cli.PauseWrites(pctx)
 	cancel()
 	if err != nil {
 		x.cfg.Log.Warn("fence Redis (pause writes)", "why", why, "err", err)
@@ -433,7 +433,7 @@ func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
 	defer cli.Close()
 	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	if err := cli.PauseWrites(dctx, time.Hour); err != nil {
+	if err := cli.PauseWrites(dctx); err != nil {
 		x.cfg.Log.Info("lost master's Redis not reachable (crashed or cut off: it fenced itself)", "redis", addr, "err", err)
 		return
 	}

@@ -199,7 +199,7 @@ func (c *Client) Follow(ctx context.Context, master string) error {
 	}
 	host, portStr, _ := net.SplitHostPort(master)
 	port, _ := strconv.Atoi(portStr)
-	if err := c.PauseWrites(ctx, 0); err != nil {
+	if err := c.PauseWrites(ctx); err != nil {
 		return err
 	}
 	r, err := c.Replication(ctx)
@@ -220,12 +220,11 @@ func (c *Client) Follow(ctx context.Context, master string) error {
 // 2^30 (and min-replicas-max-lag to 10 if it was 0, which would disable
 // the check); it does not lift itself: it lasts until Unpause or Promote,
 // across agent restarts, and until the server restarts (it is not written
-// to redis.conf). d is not used: a fence that lifts itself after d would
-// let writes through on a master whose demotion came late (see the package
-// documentation for why CLIENT PAUSE is not the fence). Replication to
-// replicas goes on. Idempotent.
-func (c *Client) PauseWrites(ctx context.Context, d time.Duration) error {
-	_ = d
+// to redis.conf). It takes no duration on purpose: a fence that lifted
+// itself would let writes through on a master whose demotion came late
+// (see the package documentation for why CLIENT PAUSE is not the fence).
+// Replication to replicas goes on. Idempotent.
+func (c *Client) PauseWrites(ctx context.Context) error {
 	minRep, maxLag, err := c.fenceParams(ctx)
 	if err != nil {
 		return err

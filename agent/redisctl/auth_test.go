@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 func TestAuth(t *testing.T) {
@@ -45,7 +46,7 @@ func TestAuth(t *testing.T) {
 	if err := hm.Promote(ctx, "redis-master", 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := hm.PauseWrites(ctx, time.Second); err != nil {
+	if err := hm.PauseWrites(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := hm.Unpause(ctx); err != nil {
@@ -60,12 +61,12 @@ func TestAuth(t *testing.T) {
 
 	c = newClient(t, Config{Address: a.addr, PasswordFile: wrong})
 	_, err := c.Replication(ctx)
-	var re *ReplyError
+	var re *resp.Error
 	if !errors.As(err, &re) || re.Prefix() != "WRONGPASS" || !strings.Contains(err.Error(), "INFO replication on "+a.addr+": AUTH: WRONGPASS") {
 		t.Fatalf("Replication with a wrong password: %v, want a WRONGPASS reply naming AUTH and %s", err, a.addr)
 	}
 	c = newClient(t, Config{Address: a.addr})
-	if err := c.PauseWrites(ctx, time.Second); !errors.As(err, &re) || re.Prefix() != "NOAUTH" {
+	if err := c.PauseWrites(ctx); !errors.As(err, &re) || re.Prefix() != "NOAUTH" {
 		t.Fatalf("PauseWrites without a password: %v, want NOAUTH", err)
 	}
 	c = newClient(t, Config{Address: a.addr, PasswordFile: dir + "/missing"})

@@ -30,7 +30,7 @@ var ErrClosed = errors.New("redisctl: client closed")
 // sends is idempotent), once, on a new connection.
 // Every call is bounded by its ctx (or DefaultTimeout when ctx has no
 // deadline); errors name the command and the address, e.g.
-// "REPLICAOF NO ONE on 127.0.0.1:6379: ...", and wrap *ReplyError for an
+// "REPLICAOF NO ONE on 127.0.0.1:6379: ...", and wrap *resp.Error for an
 // error reply and ctx.Err() when ctx ended.
 type Client struct {
 	cfg  Config
@@ -167,7 +167,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 }
 
 // exec runs cmds in one round trip on one connection and returns their
-// replies (error replies included, as *ReplyError values). The error, for
+// replies (error replies included, as *resp.Error values). The error, for
 // a failure to connect or to exchange, is named by what.
 func (c *Client) exec(ctx context.Context, what string, cmds ...[]string) ([]any, error) {
 	cn, reused, err := c.get(ctx)
@@ -192,7 +192,7 @@ func (c *Client) exec(ctx context.Context, what string, cmds ...[]string) ([]any
 }
 
 // do runs one command and returns its reply; an error reply is returned as
-// an error wrapping *ReplyError.
+// an error wrapping *resp.Error.
 func (c *Client) do(ctx context.Context, args ...string) (any, error) {
 	what := strings.Join(args, " ")
 	replies, err := c.exec(ctx, what, args)

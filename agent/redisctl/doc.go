@@ -54,9 +54,9 @@
 // instead of failing fast so they can reconnect through the VIP, and a
 // server demoted while paused stops applying its new master's stream. The
 // min-replicas fence fails closed instead: it lasts until Promote or
-// Unpause. The d argument of PauseWrites is therefore unused. Unpause (and
-// so Promote) also sends CLIENT UNPAUSE, so a pause left by someone else
-// (an interrupted FAILOVER, an operator) cannot block a new master.
+// Unpause, so PauseWrites takes no duration. Unpause (and so Promote) also
+// sends CLIENT UNPAUSE, so a pause left by someone else (an interrupted
+// FAILOVER, an operator) cannot block a new master.
 //
 // What the fence does not cover:
 //   - Writes acknowledged before it was armed and not yet replicated:
@@ -119,6 +119,6 @@
 // starts no goroutines, it sends nothing but AUTH on connect (go-redis
 // sends HELLO, and CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS, which
 // Redis 7.0 does not know and an ACL user would need), and it adds no
-// dependency. The agent's redis check (agent/checks) speaks RESP2 the
-// same way.
+// dependency. Its RESP2 codec, internal/resp, is the one the agent's redis
+// check (agent/checks) and the Sentinel server (agent/sentinel) use.
 package redisctl

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // configInt reads one parameter with CONFIG GET.
@@ -28,7 +30,7 @@ func TestFence(t *testing.T) {
 	waitLinked(t, rc)
 	must(t, mc, "SET", "k", "before")
 
-	if err := mc.PauseWrites(ctx, 100*time.Millisecond); err != nil {
+	if err := mc.PauseWrites(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !repl(t, mc).Paused {
@@ -46,10 +48,10 @@ func TestFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if re, ok := replies[1].(*ReplyError); !ok || re.Prefix() != "NOREPLICAS" {
+	if re, ok := replies[1].(*resp.Error); !ok || re.Prefix() != "NOREPLICAS" {
 		t.Fatalf("INCR in MULTI under the fence: %v, want NOREPLICAS", replies[1])
 	}
-	if re, ok := replies[2].(*ReplyError); !ok || re.Prefix() != "EXECABORT" {
+	if re, ok := replies[2].(*resp.Error); !ok || re.Prefix() != "EXECABORT" {
 		t.Fatalf("EXEC under the fence: %v, want EXECABORT", replies[2])
 	}
 	// So is a script that writes.
@@ -71,7 +73,7 @@ func TestFence(t *testing.T) {
 	if mr := repl(t, mc); len(mr.Replicas) != 1 || mr.Replicas[0].State != "online" || !repl(t, rc).LinkUp {
 		t.Fatalf("replication under the fence: master %+v, replica link up %v", mr, repl(t, rc).LinkUp)
 	}
-	if err := mc.PauseWrites(ctx, time.Second); err != nil { // idempotent
+	if err := mc.PauseWrites(ctx); err != nil { // idempotent
 		t.Fatal(err)
 	}
 	if v := configInt(t, mc, paramMinRep); v != fenceBase {
@@ -94,7 +96,7 @@ func TestFence(t *testing.T) {
 	// max-lag of 0 (which disables the check) does not disable the fence.
 	must(t, mc, "CONFIG", "SET", paramMinRep, "1")
 	must(t, mc, "CONFIG", "SET", paramMaxLag, "0")
-	if err := mc.PauseWrites(ctx, time.Second); err != nil {
+	if err := mc.PauseWrites(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if code := replyCode(t, mc, "SET", "k", "fenced"); code != "NOREPLICAS" {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // server is a redis-server process on a free 127.0.0.1 port, in its own
@@ -140,7 +141,7 @@ func replyCode(t *testing.T, c *Client, args ...string) string {
 	if err == nil {
 		return ""
 	}
-	var re *ReplyError
+	var re *resp.Error
 	if !errors.As(err, &re) {
 		t.Fatalf("%s: %v, want a reply", strings.Join(args, " "), err)
 	}

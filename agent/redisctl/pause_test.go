@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // These tests pin what Redis (7.0) does with CLIENT PAUSE WRITE, the
@@ -119,7 +121,7 @@ func TestClientPauseThenDemote(t *testing.T) {
 	}
 
 	must(t, oc, "CLIENT", "UNPAUSE")
-	re, ok := w.wait(t).(*ReplyError)
+	re, ok := w.wait(t).(*resp.Error)
 	if !ok || re.Prefix() != "READONLY" {
 		t.Fatalf("blocked SET after demotion and unpause = %v, want a READONLY error", w.v)
 	}
@@ -144,7 +146,7 @@ func TestClientPauseThenFence(t *testing.T) {
 	if w.answered(200 * time.Millisecond) {
 		t.Fatalf("SET during the pause answered %v (err %v), want it blocked", w.v, w.err)
 	}
-	if err := mc.PauseWrites(ctxT(t, 5*time.Second), time.Second); err != nil {
+	if err := mc.PauseWrites(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -155,7 +157,7 @@ func TestClientPauseThenFence(t *testing.T) {
 		t.Fatalf("SET under pause and fence answered after %s, want at once", d)
 	}
 	must(t, mc, "CLIENT", "UNPAUSE")
-	re, ok := w.wait(t).(*ReplyError)
+	re, ok := w.wait(t).(*resp.Error)
 	if !ok || re.Prefix() != "NOREPLICAS" {
 		t.Fatalf("blocked SET after unpause under the fence = %v, want NOREPLICAS", w.v)
 	}

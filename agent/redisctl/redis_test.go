@@ -130,7 +130,7 @@ func TestPromoteFollow(t *testing.T) {
 	}
 
 	// Switchover to b at epoch 4.
-	if err := ac.PauseWrites(ctx, time.Second); err != nil {
+	if err := ac.PauseWrites(ctx); err != nil {
 		t.Fatal(err)
 	}
 	target := repl(t, ac).Offset

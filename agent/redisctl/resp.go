@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // Limits on what a reply may hold: INFO is a few KiB, CONFIG GET a few
@@ -20,34 +22,18 @@ const (
 	maxDepth = 4
 )
 
-// ReplyError is an error reply from Redis, e.g. "READONLY You can't write
-// against a read only replica." or "WRONGPASS invalid username-password
-// pair or user is disabled.". The connection stays usable after it.
-type ReplyError struct {
-	Msg string // the reply without its leading '-'
-}
-
-func (e *ReplyError) Error() string { return e.Msg }
-
-// Prefix returns the error code, the reply's first word: READONLY,
-// NOREPLICAS, WRONGPASS, NOAUTH, ERR ...
-func (e *ReplyError) Prefix() string {
-	code, _, _ := strings.Cut(e.Msg, " ")
-	return code
-}
-
 // conn is one connection speaking RESP2: commands go out as arrays of bulk
 // strings, replies come back as string (simple or bulk), int64, nil (null
-// bulk or array), []any or *ReplyError.
+// bulk or array), []any or *resp.Error.
 type conn struct {
 	nc     net.Conn
 	r      *bufio.Reader
-	w      *bufio.Writer
-	broken bool // an exchange failed or was interrupted: close, don't reuse
+	wbuf   []byte // the commands of one exchange, kept for reuse
+	broken bool   // an exchange failed or was interrupted: close, don't reuse
 }
 
 func newConn(nc net.Conn) *conn {
-	return &conn{nc: nc, r: bufio.NewReaderSize(nc, 16<<10), w: bufio.NewWriterSize(nc, 4<<10)}
+	return &conn{nc: nc, r: bufio.NewReaderSize(nc, 16<<10)}
 }
 
 // roundTrip sends cmds in one write and reads one reply per command. The
@@ -89,16 +75,17 @@ func (c *conn) roundTrip(ctx context.Context, fallback time.Duration, cmds ...[]
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	c.wbuf = c.wbuf[:0]
 	for _, args := range cmds {
-		writeCommand(c.w, args)
+		c.wbuf = resp.AppendCommand(c.wbuf, args...)
 	}
-	if err := c.w.Flush(); err != nil {
+	if _, err := c.nc.Write(c.wbuf); err != nil {
 		return nil, err
 	}
 	replies = make([]any, len(cmds))
 	for i := range cmds {
-		if replies[i], err = c.readReply(0); err != nil {
-			return nil, err
+		if replies[i], err = resp.ReadReply(c.r, resp.Limits{MaxBulk: maxBulk, MaxArray: maxArray, MaxDepth: maxDepth}); err != nil {
+			return nil, eofErr(err)
 		}
 	}
 	return replies, nil
@@ -109,86 +96,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func writeCommand(w *bufio.Writer, args []string) {
-	w.WriteByte('*')
-	w.WriteString(strconv.Itoa(len(args)))
-	w.WriteString("\r\n")
-	for _, a := range args {
-		w.WriteByte('$')
-		w.WriteString(strconv.Itoa(len(a)))
-		w.WriteString("\r\n")
-		w.WriteString(a)
-		w.WriteString("\r\n")
-	}
-}
-
-func (c *conn) readReply(depth int) (any, error) {
-	line, err := c.line()
-	if err != nil {
-		return nil, err
-	}
-	switch line[0] {
-	case '+':
-		return line[1:], nil
-	case '-':
-		return &ReplyError{Msg: line[1:]}, nil
-	case ':':
-		n, err := strconv.ParseInt(line[1:], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("bad integer reply %q", clip(line, 32))
-		}
-		return n, nil
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < -1 || n > maxBulk {
-			return nil, fmt.Errorf("bad bulk length in %q", clip(line, 32))
-		}
-		if n == -1 {
-			return nil, nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(c.r, buf); err != nil {
-			return nil, eofErr(err)
-		}
-		if buf[n] != '\r' || buf[n+1] != '\n' {
-			return nil, errors.New("bulk reply not terminated by CRLF")
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < -1 || n > maxArray || depth >= maxDepth {
-			return nil, fmt.Errorf("bad array reply %q", clip(line, 32))
-		}
-		if n == -1 {
-			return nil, nil
-		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = c.readReply(depth + 1); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("unexpected reply %q; is it a Redis server?", clip(line, 32))
-}
-
-// line reads one CRLF-terminated line without its line end.
-func (c *conn) line() (string, error) {
-	b, err := c.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", errors.New("reply line too long; is it a Redis server?")
-	}
-	if err != nil {
-		return "", eofErr(err)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return "", errors.New("empty reply line; is it a Redis server?")
-	}
-	return s, nil
-}
-
 func eofErr(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("connection closed by the server")
@@ -196,6 +103,7 @@ func eofErr(err error) error {
 	return err
 }
 
+// clip shortens s to n bytes for an error message.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -207,7 +115,7 @@ func clip(s string, n int) string {
 // the reply is an error reply or of another type.
 
 func asError(v any) error {
-	if re, ok := v.(*ReplyError); ok {
+	if re, ok := v.(*resp.Error); ok {
 		return re
 	}
 	return nil
@@ -217,7 +125,7 @@ func asString(v any) (string, error) {
 	switch v := v.(type) {
 	case string:
 		return v, nil
-	case *ReplyError:
+	case *resp.Error:
 		return "", v
 	}
 	return "", fmt.Errorf("unexpected reply %T, want a string", v)

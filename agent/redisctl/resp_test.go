@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // fakeServer accepts connections on 127.0.0.1 and reads RESP commands;
@@ -73,17 +75,7 @@ func startFake(t *testing.T, reply func(req []string) []byte) *fakeServer {
 
 // readRequest reads one RESP array of bulk strings.
 func readRequest(r *bufio.Reader) ([]string, error) {
-	cn := &conn{r: r}
-	v, err := cn.readReply(0)
-	if err != nil {
-		return nil, err
-	}
-	arr, _ := v.([]any)
-	out := make([]string, len(arr))
-	for i, a := range arr {
-		out[i], _ = a.(string)
-	}
-	return out, nil
+	return resp.ReadCommand(r, resp.CommandLimits{MaxArgs: 1024, MaxBulk: 1 << 20, MaxInline: 1 << 10, MaxRequest: 1 << 20})
 }
 
 func TestCallsEndWithContext(t *testing.T) {
@@ -105,7 +97,7 @@ func TestCallsEndWithContext(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start = time.Now()
-	err = c.PauseWrites(ctx, time.Second)
+	err = c.PauseWrites(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("PauseWrites cancelled: %v, want context.Canceled", err)
 	}
@@ -166,12 +158,12 @@ func TestReplyTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []any{"OK", &ReplyError{Msg: "READONLY You can't write against a read only replica."}, int64(-42), "a\r\nbc", "", nil,
+	want := []any{"OK", &resp.Error{Msg: "READONLY You can't write against a read only replica."}, int64(-42), "a\r\nbc", "", nil,
 		[]any{"min-replicas-to-write", int64(7), nil}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("replies:\n got %#v\nwant %#v", got, want)
 	}
-	if re := got[1].(*ReplyError); re.Prefix() != "READONLY" {
+	if re := got[1].(*resp.Error); re.Prefix() != "READONLY" {
 		t.Fatalf("Prefix() = %q, want READONLY", re.Prefix())
 	}
 	// An error reply leaves the connection usable: one connection served all.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 // conn is one client connection. Its serve goroutine reads requests,
@@ -60,17 +62,13 @@ func (c *conn) serve() {
 	defer c.close()
 	log := c.s.log.With("client", c.nc.RemoteAddr().String())
 	for {
-		lim := fullLimits
-		if !c.authed {
-			lim = noAuthLimits
-		}
-		args, err := readCommand(c.br, lim)
+		args, err := resp.ReadCommand(c.br, requestLimits(c.authed))
 		if err != nil {
-			var pe protocolError
+			var pe *resp.ProtocolError
 			switch {
 			case errors.As(err, &pe):
 				log.Debug("closing the connection after a protocol error", "err", err)
-				c.w.err("ERR " + pe.Error())
+				c.w.err("ERR Protocol error: " + pe.Msg)
 				c.emit()
 				c.flush()
 			case !errors.Is(err, io.EOF) && !c.isClosed():
@@ -414,7 +412,7 @@ func (c *conn) hello(args []string) {
 	proto := c.proto
 	i := 1
 	if len(args) >= 2 {
-		v, ok := parseInt([]byte(args[1]))
+		v, ok := resp.ParseInt([]byte(args[1]))
 		if !ok {
 			c.w.err("ERR Protocol version is not an integer or out of range")
 			return

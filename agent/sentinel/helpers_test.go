@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 const testRunID = "0123456789abcdef0123456789abcdef01234567"
@@ -249,13 +251,7 @@ func readValue(br *bufio.Reader, b *strings.Builder) error {
 }
 
 // encodeCommand is a request as clients send it.
-func encodeCommand(args ...string) string {
-	s := fmt.Sprintf("*%d\r\n", len(args))
-	for _, a := range args {
-		s += fmt.Sprintf("$%d\r\n%s\r\n", len(a), a)
-	}
-	return s
-}
+func encodeCommand(args ...string) string { return string(resp.AppendCommand(nil, args...)) }
 
 // bulks is a RESP2 array of bulk strings; it encodes independently of the
 // server's writer.

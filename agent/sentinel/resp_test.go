@@ -2,83 +2,32 @@ package sentinel
 
 import (
 	"bufio"
-	"errors"
-	"io"
-	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
-func TestReadCommand(t *testing.T) {
-	big := strings.Repeat("x", maxBulk)
-	tests := []struct {
-		name string
-		in   string
-		lim  limits
-		want [][]string // the requests read before the error
-		err  string     // "" for io.EOF after the requests
-	}{
-		{"multibulk", "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n", fullLimits,
-			[][]string{{"SENTINEL", "get-master-addr-by-name", "mymaster"}}, ""},
-		{"pipelined", "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nPING\r\n$0\r\n\r\n", fullLimits, [][]string{{"PING"}, {"PING", ""}}, ""},
-		{"binary bulk", "*2\r\n$4\r\nPING\r\n$4\r\na\r\nb\r\n", fullLimits, [][]string{{"PING", "a\r\nb"}}, ""},
-		{"empty multibulks are skipped", "*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n", fullLimits, [][]string{{"PING"}}, ""},
-		{"largest bulk", "*1\r\n$65536\r\n" + big + "\r\n", fullLimits, [][]string{{big}}, ""},
-		{"inline", "PING\r\nsentinel   get-master-addr-by-name\tmymaster\n", fullLimits,
-			[][]string{{"PING"}, {"sentinel", "get-master-addr-by-name", "mymaster"}}, ""},
-		{"inline empty lines are skipped", "\r\n  \r\nPING\r\n", fullLimits, [][]string{{"PING"}}, ""},
-		{"inline quotes", `PING "a b\x41\n" 'c\'d' ""` + "\r\n", fullLimits, [][]string{{"PING", "a bA\n", "c'd", ""}}, ""},
-
-		{"multibulk length not a number", "*x\r\n", fullLimits, nil, "Protocol error: invalid multibulk length"},
-		{"multibulk length with a plus", "*+1\r\n", fullLimits, nil, "Protocol error: invalid multibulk length"},
-		{"too many arguments", "*1025\r\n", fullLimits, nil, "Protocol error: invalid multibulk length"},
-		{"not a bulk", "*1\r\n+PING\r\n", fullLimits, nil, "Protocol error: expected '$', got '+'"},
-		{"negative bulk length", "*1\r\n$-1\r\n", fullLimits, nil, "Protocol error: invalid bulk length"},
-		{"bulk too big", "*1\r\n$65537\r\n", fullLimits, nil, "Protocol error: invalid bulk length"},
-		{"request too big", "*20\r\n" + strings.Repeat("$65536\r\n"+big+"\r\n", 16) + "$1\r\n", fullLimits, nil, "Protocol error: request too big"},
-		{"bulk without its CRLF", "*1\r\n$4\r\nPINGxx", fullLimits, nil, "Protocol error: expected CRLF after a bulk string"},
-		{"unbalanced double quote", "PING \"a\r\n", fullLimits, nil, "Protocol error: unbalanced quotes in request"},
-		{"closing quote followed by a letter", "PING \"a\"b\r\n", fullLimits, nil, "Protocol error: unbalanced quotes in request"},
-		{"unbalanced single quote", "PING 'a\r\n", fullLimits, nil, "Protocol error: unbalanced quotes in request"},
-		{"inline too big", strings.Repeat("a", maxInline+1) + "\r\n", fullLimits, nil, "Protocol error: too big inline request"},
-		{"unauthenticated: too many arguments", "*11\r\n", noAuthLimits, nil, "Protocol error: unauthenticated multibulk length"},
-		{"unauthenticated: bulk too big", "*1\r\n$16385\r\n", noAuthLimits, nil, "Protocol error: unauthenticated bulk length"},
-		{"unauthenticated: within the limits", "*10\r\n" + strings.Repeat("$1\r\na\r\n", 10), noAuthLimits,
-			[][]string{slices.Repeat([]string{"a"}, 10)}, ""},
-
-		{"EOF inside a multibulk", "*2\r\n$4\r\nPING\r\n", fullLimits, nil, io.ErrUnexpectedEOF.Error()},
-		{"EOF inside a bulk", "*1\r\n$4\r\nPI", fullLimits, nil, io.ErrUnexpectedEOF.Error()},
-		{"EOF inside an inline request", "PING", fullLimits, nil, io.ErrUnexpectedEOF.Error()},
+// TestRequestLimits: the limits handed to resp.ReadCommand are Redis's,
+// and its smaller ones before authentication (resp's tests read requests
+// against them).
+func TestRequestLimits(t *testing.T) {
+	in := "*11\r\n" + strings.Repeat("$1\r\na\r\n", 11)
+	if args, err := resp.ReadCommand(bufio.NewReader(strings.NewReader(in)), requestLimits(true)); err != nil || len(args) != 11 {
+		t.Errorf("authenticated, 11 arguments: %q, %v", args, err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			br := bufio.NewReaderSize(strings.NewReader(tc.in), readBufferSize)
-			var got [][]string
-			var err error
-			for {
-				var args []string
-				if args, err = readCommand(br, tc.lim); err != nil {
-					break
-				}
-				got = append(got, args)
-			}
-			if !slices.EqualFunc(got, tc.want, slices.Equal) {
-				t.Errorf("requests: got %q, want %q", got, tc.want)
-			}
-			if tc.err == "" {
-				if err != io.EOF {
-					t.Errorf("error: got %v, want io.EOF", err)
-				}
-				return
-			}
-			if err == nil || err.Error() != tc.err {
-				t.Errorf("error: got %v, want %q", err, tc.err)
-			}
-			var pe protocolError
-			if strings.HasPrefix(tc.err, "Protocol error") != errors.As(err, &pe) {
-				t.Errorf("error %v: protocolError is %v, want %v", err, errors.As(err, &pe), !errors.As(err, &pe))
-			}
-		})
+	_, err := resp.ReadCommand(bufio.NewReader(strings.NewReader(in)), requestLimits(false))
+	if err == nil || err.Error() != "unauthenticated multibulk length" {
+		t.Errorf("unauthenticated, 11 arguments: %v, want unauthenticated multibulk length", err)
+	}
+	big := "*1\r\n$" + strconv.Itoa(maxBulk) + "\r\n" + strings.Repeat("x", maxBulk) + "\r\n"
+	if args, err := resp.ReadCommand(bufio.NewReaderSize(strings.NewReader(big), readBufferSize), requestLimits(true)); err != nil || len(args) != 1 {
+		t.Errorf("authenticated, one argument of maxBulk bytes: %v", err)
+	}
+	_, err = resp.ReadCommand(bufio.NewReaderSize(strings.NewReader(big), readBufferSize), requestLimits(false))
+	if err == nil || err.Error() != "unauthenticated bulk length" {
+		t.Errorf("unauthenticated, one argument of maxBulk bytes: %v, want unauthenticated bulk length", err)
 	}
 }
 

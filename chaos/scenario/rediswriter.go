@@ -12,25 +12,26 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
-// The Redis observers of issue 5: a writer in the client namespace that
-// records every acknowledged write, and a sampler that asks every node's
-// Redis, from inside that node's namespace, whether it takes a write.
-// Both talk to Redis with go-redis over connections dialed by LabDialer:
-// every dial runs lab.GuardHere on a thread locked into the namespace the
-// traffic leaves from, so nothing is ever sent from the root namespace
-// (DESIGN.md §7). A socket keeps the namespace it was created in; the
-// goroutines that use it afterwards may run on any thread.
+// The Redis observers: a writer in the client namespace that records every
+// acknowledged write, and a sampler that asks every node's Redis, from
+// inside that node's namespace, whether it takes a write. Both talk to
+// Redis with RedisConn over connections dialed by LabDialer: every dial
+// runs lab.GuardHere on a thread locked into the namespace the traffic
+// leaves from, so nothing is ever sent from the root namespace (DESIGN.md
+// §7). A socket keeps the namespace it was created in; the goroutines that
+// use it afterwards may run on any thread.
 
 // Spawner runs fn on a thread inside a lab namespace (lab.Lab.InNamespace
 // bound to a host); nil runs fn directly, for a process that was started
 // inside the namespace.
 type Spawner func(fn func() error) error
 
-// LabDialer returns a go-redis dialer that opens every connection inside
-// the namespace of spawn, after lab.GuardHere has checked that namespace
-// and the target address.
+// LabDialer returns a dialer that opens every connection inside the
+// namespace of spawn, after lab.GuardHere has checked that namespace and
+// the target address.
 func LabDialer(spawn Spawner) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if spawn == nil {
 		spawn = func(fn func() error) error { return fn() }
@@ -140,10 +141,10 @@ func (w *RedisWriter) run() {
 
 // errClass shortens an error to its kind, for the notes.
 func errClass(err error) string {
-	var re RedisError
+	var re *resp.Error
 	switch {
 	case errors.As(err, &re):
-		return re.Kind()
+		return re.Prefix()
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return "timeout"
 	default:

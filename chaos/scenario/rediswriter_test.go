@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
 
 func TestAnalyzeWrites(t *testing.T) {
@@ -54,25 +55,23 @@ func TestDualMasters(t *testing.T) {
 	}
 }
 
-func TestReadReply(t *testing.T) {
-	in := "+OK\r\n-NOREPLICAS Not enough good replicas to write.\r\n:42\r\n$3\r\nabc\r\n$-1\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+// TestStrings converts the array replies of RedisConn.Do, as read by
+// internal/resp, and passes Do's error through.
+func TestStrings(t *testing.T) {
+	in := "*3\r\n$1\r\n1\r\n+2\r\n$-1\r\n-NOREPLICAS Not enough good replicas to write.\r\n:42\r\n"
 	r := bufio.NewReader(strings.NewReader(in))
-	if v, err := readReply(r); v != "OK" || err != nil {
-		t.Errorf("simple: %v %v", v, err)
+	if v, err := Strings(resp.ReadReply(r, resp.Limits{})); err != nil || strings.Join(v, ",") != "1,2," {
+		t.Errorf("array: %q %v, want 1,2 and an empty string for the null", v, err)
 	}
-	if _, err := readReply(r); err == nil || err.(RedisError).Kind() != "NOREPLICAS" {
-		t.Errorf("error: %v", err)
+	v, err := resp.ReadReply(r, resp.Limits{})
+	re, ok := v.(*resp.Error)
+	if err != nil || !ok {
+		t.Fatalf("error reply: %#v %v", v, err)
 	}
-	if v, err := readReply(r); v != int64(42) || err != nil {
-		t.Errorf("int: %v %v", v, err)
+	if _, err := Strings(nil, re); err != re || errClass(err) != "NOREPLICAS" {
+		t.Errorf("error reply: %v (class %q), want the reply, class NOREPLICAS", err, errClass(err))
 	}
-	if v, err := readReply(r); v != "abc" || err != nil {
-		t.Errorf("bulk: %v %v", v, err)
-	}
-	if v, err := readReply(r); v != nil || err != nil {
-		t.Errorf("nil bulk: %v %v", v, err)
-	}
-	if v, err := Strings(readReply(r)); err != nil || strings.Join(v, ",") != "1,2" {
-		t.Errorf("array: %v %v", v, err)
+	if _, err := Strings(resp.ReadReply(r, resp.Limits{})); err == nil || err.Error() != "resp: int64 is not an array" {
+		t.Errorf("integer: %v, want an error saying it is not an array", err)
 	}
 }

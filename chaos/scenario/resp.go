@@ -3,14 +3,17 @@ package scenario
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/resp"
 )
+
+// maxReplyArray bounds the elements of an array reply: LRANGE of the
+// writer's list returns one per write, a thousand a second for as long as
+// a run lasts.
+const maxReplyArray = 1 << 24
 
 // RedisConn is the observers' Redis client: one connection, dialed on
 // demand through a lab dialer, one command at a time, each bounded by a
@@ -27,14 +30,6 @@ type RedisConn struct {
 	r       *bufio.Reader
 }
 
-// RedisError is an error reply of Redis (NOREPLICAS, READONLY, ...).
-type RedisError string
-
-func (e RedisError) Error() string { return string(e) }
-
-// Kind returns the error's first word.
-func (e RedisError) Kind() string { k, _, _ := strings.Cut(string(e), " "); return k }
-
 // NewRedisConn returns a client of addr whose connections spawn opens
 // (see LabDialer), timeout bounding each dial and each command.
 func NewRedisConn(addr string, spawn Spawner, timeout time.Duration) *RedisConn {
@@ -50,7 +45,8 @@ func (c *RedisConn) Close() {
 }
 
 // Do sends one command and returns its reply: a string (simple or bulk),
-// an int64, nil, or a []any; an error reply is a RedisError.
+// an int64, nil, or a []any; an error reply is returned as the error, a
+// *resp.Error.
 func (c *RedisConn) Do(ctx context.Context, args ...string) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -63,66 +59,19 @@ func (c *RedisConn) Do(ctx context.Context, args ...string) (any, error) {
 	}
 	dl, _ := ctx.Deadline()
 	_ = c.conn.SetDeadline(dl)
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.conn.Write([]byte(b.String())); err != nil {
+	if _, err := c.conn.Write(resp.AppendCommand(nil, args...)); err != nil {
 		c.Close()
 		return nil, err
 	}
-	v, err := readReply(c.r)
-	var re RedisError
-	if err != nil && !errors.As(err, &re) {
-		c.Close()
-	}
-	return v, err
-}
-
-func readReply(r *bufio.Reader) (any, error) {
-	line, err := r.ReadString('\n')
+	v, err := resp.ReadReply(c.r, resp.Limits{MaxArray: maxReplyArray})
 	if err != nil {
+		c.Close()
 		return nil, err
 	}
-	if len(line) < 3 || !strings.HasSuffix(line, "\r\n") {
-		return nil, fmt.Errorf("resp: bad line %q", line)
+	if re, ok := v.(*resp.Error); ok {
+		return nil, re
 	}
-	body := line[1 : len(line)-2]
-	switch line[0] {
-	case '+':
-		return body, nil
-	case '-':
-		return nil, RedisError(body)
-	case ':':
-		return strconv.ParseInt(body, 10, 64)
-	case '$':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < 0 {
-			return nil, err
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < 0 {
-			return nil, err
-		}
-		out := make([]any, 0, n)
-		for range n {
-			v, err := readReply(r)
-			var re RedisError
-			if err != nil && !errors.As(err, &re) {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("resp: unknown reply %q", line)
+	return v, nil
 }
 
 // Strings converts an array reply to strings.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -68,42 +69,39 @@ func (g *globals) call(fn func(ctx context.Context, c hmv1.AdminClient) error) e
 	return fn(ctx, c)
 }
 
-// toJSON renders a proto message with snake_case names, every field
-// present, and 64-bit integers as JSON numbers (protojson would quote them).
-func toJSON(m proto.Message) any {
-	return msgValue(m.ProtoReflect())
+// protoJSON renders a response for --json with protojson: the proto field
+// names (snake_case), every field present (an empty list as []), in field
+// number order, maps as JSON objects, and 64-bit integers as JSON strings
+// (protojson's rule: a JSON number loses precision above 2^53). indent
+// selects two-space indentation, else one line; the result ends with a
+// newline. protojson varies its spacing on purpose, so the output is
+// re-formatted with encoding/json to stay the same from run to run.
+func protoJSON(m proto.Message, indent bool) ([]byte, error) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if indent {
+		err = json.Indent(&out, b, "", "  ")
+	} else {
+		err = json.Compact(&out, b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
-func msgValue(m protoreflect.Message) map[string]any {
-	out := map[string]any{}
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		v := m.Get(f)
-		switch {
-		case f.IsList():
-			l := v.List()
-			arr := make([]any, 0, l.Len())
-			for j := 0; j < l.Len(); j++ {
-				arr = append(arr, scalar(f, l.Get(j)))
-			}
-			out[string(f.Name())] = arr
-		default:
-			out[string(f.Name())] = scalar(f, v)
-		}
+// printProto writes m as indented JSON (see protoJSON).
+func printProto(w io.Writer, m proto.Message) error {
+	b, err := protoJSON(m, true)
+	if err != nil {
+		return err
 	}
-	return out
-}
-
-func scalar(f protoreflect.FieldDescriptor, v protoreflect.Value) any {
-	switch f.Kind() {
-	case protoreflect.MessageKind:
-		return msgValue(v.Message())
-	case protoreflect.BytesKind:
-		return v.Bytes()
-	default:
-		return v.Interface()
-	}
+	_, err = w.Write(b)
+	return err
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -148,7 +146,7 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				w := cmd.OutOrStdout()
 				if g.json {
-					return printJSON(w, toJSON(r))
+					return printProto(w, r)
 				}
 				t := table(w)
 				fmt.Fprintf(t, "Node\t%s (%s)\n", r.Node, r.RaftState)
@@ -253,7 +251,7 @@ func membersCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printJSON(cmd.OutOrStdout(), toJSON(r))
+					return printProto(cmd.OutOrStdout(), r)
 				}
 				printMembers(cmd.OutOrStdout(), r.Members)
 				return nil
@@ -274,7 +272,7 @@ func rolesCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printJSON(cmd.OutOrStdout(), toJSON(r))
+					return printProto(cmd.OutOrStdout(), r)
 				}
 				w := cmd.OutOrStdout()
 				t := table(w)
@@ -340,7 +338,7 @@ func specCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printJSON(cmd.OutOrStdout(), toJSON(r))
+					return printProto(cmd.OutOrStdout(), r)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "# spec version %d\n%s", r.Version, r.Document)
 				return nil
@@ -370,7 +368,7 @@ func specCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printJSON(cmd.OutOrStdout(), toJSON(r))
+					return printProto(cmd.OutOrStdout(), r)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "spec applied: version %d (log index %d)\n", r.Version, r.Index)
 				return nil
@@ -417,7 +415,7 @@ func joinCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), toJSON(r))
+				return printProto(cmd.OutOrStdout(), r)
 			}
 			if r.Already {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s is already a member\n", self.Node)
@@ -441,7 +439,7 @@ func removeCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printJSON(cmd.OutOrStdout(), toJSON(r))
+					return printProto(cmd.OutOrStdout(), r)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s removed (log index %d)\n", args[0], r.Index)
 				return nil
@@ -471,7 +469,7 @@ func transferLeaderCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printJSON(cmd.OutOrStdout(), toJSON(r))
+					return printProto(cmd.OutOrStdout(), r)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "leadership: %s -> %s\n", r.OldLeader, orDash(r.NewLeader))
 				return nil
@@ -513,8 +511,13 @@ func eventsCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					b, _ := json.Marshal(toJSON(e))
-					fmt.Fprintln(w, string(b))
+					b, err := protoJSON(e, false)
+					if err != nil {
+						return err
+					}
+					if _, err := w.Write(b); err != nil {
+						return err
+					}
 					continue
 				}
 				fmt.Fprintln(w, formatEvent(e))
@@ -564,7 +567,7 @@ func explainCmd(g *globals) *cobra.Command {
 				}
 				w := cmd.OutOrStdout()
 				if g.json {
-					return printJSON(w, toJSON(r))
+					return printProto(w, r)
 				}
 				holder := orDash(r.Holder)
 				if r.Holder != "" {

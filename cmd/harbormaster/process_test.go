@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -322,9 +323,9 @@ func procFailover(t *testing.T, bin string) {
 	if code != 0 {
 		t.Fatalf("spec apply %s via %s: exit %d: %s", good, follower, code, stderr)
 	}
-	var applied struct {
-		Version uint64 `json:"version"`
-		Index   uint64 `json:"index"`
+	var applied struct { // 64-bit integers are JSON strings (protojson)
+		Version uint64 `json:"version,string"`
+		Index   uint64 `json:"index,string"`
 	}
 	if err := json.Unmarshal([]byte(out), &applied); err != nil {
 		t.Fatalf("spec apply --json output %q: %v", out, err)
@@ -690,6 +691,12 @@ func procWatch(ctx context.Context, c *proccluster.Cluster, id string) (<-chan p
 	return ch, nil
 }
 
+// isPositive reports whether s is a decimal integer >= 1.
+func isPositive(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 64)
+	return err == nil && n >= 1
+}
+
 // procCheckStatusJSON checks the keys and types of `status --json`.
 func procCheckStatusJSON(t *testing.T, id, out string) {
 	t.Helper()
@@ -703,8 +710,8 @@ func procCheckStatusJSON(t *testing.T, id, out string) {
 	if v, ok := m["leader"].(string); !ok || v == "" {
 		t.Errorf("status --json of %s: leader = %#v, want a node id", id, m["leader"])
 	}
-	if v, ok := m["term"].(float64); !ok || v < 1 {
-		t.Errorf("status --json of %s: term = %#v, want a number >= 1", id, m["term"])
+	if v, ok := m["term"].(string); !ok || !isPositive(v) {
+		t.Errorf("status --json of %s: term = %#v, want a decimal string >= 1 (a uint64)", id, m["term"])
 	}
 	ms, ok := m["members"].([]any)
 	if !ok || len(ms) != 3 {

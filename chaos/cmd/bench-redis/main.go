@@ -10,7 +10,7 @@
 //	go run ./chaos/cmd/bench-redis --bin bin/harbormaster --trials 10
 //
 // The harbormaster writer writes through the Redis VIP; the Sentinel
-// writer discovers the master through the sentinels (chaos/sentinel).
+// writer discovers the master through the sentinels (chaos/redissentinel).
 // Faults: crash-master (lab.Crash of the master's node), partition-master
 // (the master's node cut from its peers, the writer still reaching it),
 // kill-agent (SIGKILL of the master's agent; for Sentinel, of the sentinel
@@ -38,8 +38,8 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/chaos/redissentinel"
 	"github.com/harbormaster/harbormaster/chaos/scenario"
-	"github.com/harbormaster/harbormaster/chaos/sentinel"
 )
 
 type cell struct{ failover, lost, dual []float64 }
@@ -144,7 +144,7 @@ func main() {
 				if time.Now().After(deadline) {
 					break
 				}
-				tr, err := sentinel.RunTrial(ctx, f, p.da)
+				tr, err := redissentinel.RunTrial(ctx, f, p.da)
 				if err != nil {
 					if ctx.Err() != nil {
 						os.Exit(1)

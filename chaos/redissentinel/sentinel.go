@@ -1,16 +1,18 @@
-// Package sentinel runs the peer of the Redis benchmark (issue 5): three
+// Package redissentinel runs the peer of the Redis benchmark: three
 // redis-servers and three Redis Sentinels (Debian's redis-sentinel), one
 // of each per node namespace of a fresh lab (DESIGN.md §7), quorum 2, and
 // injects the faults of the harbormaster Redis scenarios, measured by the
 // same observers (chaos/scenario's writer and writable-master sampler).
+// It is not agent/sentinel, the Sentinel-protocol server of the agent.
 //
 // The writer discovers the master the way a Sentinel client does: it asks
 // the sentinels in order (n1, n2, n3 at first; the first that answers
-// wins and is asked first next time, as redis-py does) for `SENTINEL get-master-addr-by-name mymaster`, writes there, and
-// asks again after any failed write (a timeout, a refused connection,
-// READONLY). It does not subscribe to +switch-master: like a client whose
-// writes keep succeeding, it stays with a master that still takes them.
-package sentinel
+// wins and is asked first next time, as redis-py does) for `SENTINEL
+// get-master-addr-by-name mymaster`, writes there, and asks again after
+// any failed write (a timeout, a refused connection, READONLY). It does
+// not subscribe to +switch-master: like a client whose writes keep
+// succeeding, it stays with a master that still takes them.
+package redissentinel
 
 import (
 	"context"
