@@ -59,24 +59,6 @@ func assertS1(t *testing.T, c *cluster) {
 	}
 }
 
-// leaseEnd waits for nd's own lease to lapse and returns when it ended (the
-// holder forgets it at its next renewal, so it is read until then).
-func leaseEnd(c *cluster, nd *tnode) time.Time {
-	c.t.Helper()
-	var until time.Time
-	c.waitFor("the lease of "+nd.id+" to lapse", 3*time.Second, func() bool {
-		_, valid, u := nd.agent.Lease()
-		if !u.IsZero() {
-			until = u
-		}
-		return !valid
-	})
-	if until.IsZero() {
-		c.t.Fatalf("%s had no lease", nd.id)
-	}
-	return until
-}
-
 // lastSpan returns nd's last span of holding the VIP, or fails the test.
 func lastSpan(t *testing.T, nd *tnode) span {
 	t.Helper()
