@@ -333,6 +333,24 @@ func (c *cluster) waitFor(what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// leaseEnd waits for nd's own lease to lapse and returns when it ended (the
+// holder forgets it at its next renewal, so it is read until then).
+func leaseEnd(c *cluster, nd *tnode) time.Time {
+	c.t.Helper()
+	var until time.Time
+	c.waitFor("the lease of "+nd.id+" to lapse", 3*time.Second, func() bool {
+		_, valid, u := nd.agent.Lease()
+		if !u.IsZero() {
+			until = u
+		}
+		return !valid
+	})
+	if until.IsZero() {
+		c.t.Fatalf("%s had no lease", nd.id)
+	}
+	return until
+}
+
 // leader returns the node that is leader, among the given ones (all if none).
 func (c *cluster) leader(among ...string) *tnode {
 	set := map[string]bool{}

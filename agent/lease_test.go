@@ -1,11 +1,11 @@
 package agent_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
 // holderNotLeader returns a node holding a role that is not the leader.
@@ -20,47 +20,57 @@ func holderNotLeader(c *cluster) (*tnode, fsm.Assignment) {
 }
 
 // A leader crash must not drop or move the roles of healthy holders: their
-// quorum leases are renewed with the voters, not through the leader.
+// quorum leases are renewed with the voters, not through the leader. The
+// test waits until the new leader moved the crashed leader's role: its
+// coordinator then saw a lease end that was not renewed since the crash, as
+// the holder's would have been had it renewed through the leader.
 func TestQuorumLeaseSurvivesLeaderCrash(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{spec: "roles:\n" +
 		"  - {name: a, type: service, marker: true}\n  - {name: b, type: service, marker: true}\n  - {name: c, type: service, marker: true}\n"})
-	c.waitFor("every role held, one per node", 10*time.Second, func() bool {
+	c.waitFor("every role held, one by a non-leader, and the leader's lease", 10*time.Second, func() bool {
 		l := c.leader()
 		if l == nil || !allHeld(l.agent.State()) {
 			return false
 		}
 		h, _ := holderNotLeader(c)
-		return h != nil
+		_, valid, _ := l.agent.Lease()
+		return h != nil && valid
 	})
 	holder, as := holderNotLeader(c)
 	old := c.leader()
-	stop := make(chan struct{})
-	lapses := make(chan string, 1)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, valid, _ := holder.agent.Lease(); !valid {
-				select {
-				case lapses <- fmt.Sprintf("at %s", time.Now().Format("15:04:05.000")):
-				default:
-				}
-			}
-			time.Sleep(2 * time.Millisecond)
+	// The leader holds another role (moved to it if need be).
+	oldRole := "a"
+	for _, r := range []string{"a", "b", "c"} {
+		if r == as.Role {
+			continue
 		}
-	}()
+		oldRole = r
+		if old.agent.State().Assignment(r).Holder == old.id {
+			break
+		}
+	}
+	if old.agent.State().Assignment(oldRole).Holder != old.id {
+		if _, err := c.admin(old).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: oldRole, Node: old.id}); err != nil {
+			t.Fatalf("move %s to the leader %s: %v", oldRole, old.id, err)
+		}
+	}
+	c.waitFor("the leader to hold "+oldRole, 5*time.Second, func() bool {
+		return old.agent.State().Assignment(oldRole).Holder == old.id && c.leader() == old
+	})
+	if cur := old.agent.State().Assignment(as.Role); cur.Holder != holder.id || cur.Epoch != as.Epoch {
+		t.Fatalf("role %s moved before the crash: %+v, was %+v", as.Role, cur, as)
+	}
 	c.isolate(old.id)
 	var nl *tnode
 	c.waitFor("a new leader", electionBound, func() bool { nl = c.leader(c.others(old.id)...); return nl != nil })
-	time.Sleep(time.Second) // let leases and the new leader's reconcile run
-	close(stop)
-	select {
-	case at := <-lapses:
-		t.Fatalf("holder %s lost its lease %s during the leader crash", holder.id, at)
-	default:
+	c.waitFor("the crashed leader's role "+oldRole+" to move", 5*time.Second, func() bool {
+		return nl.agent.State().Assignment(oldRole).Holder != old.id
+	})
+	// A lapse starts a new lease generation: the same generation, valid
+	// now, means the holder's lease never lapsed.
+	if gen, valid, until := holder.agent.Lease(); gen != as.HolderGen || !valid {
+		t.Fatalf("holder %s lost its lease during the leader crash: generation %d (was %d), valid %t until %s",
+			holder.id, gen, as.HolderGen, valid, until.Format("15:04:05.000"))
 	}
 	if cur := nl.agent.State().Assignment(as.Role); cur.Holder != holder.id || cur.Epoch != as.Epoch {
 		t.Fatalf("role %s moved during a leader crash: %+v, was %+v", as.Role, cur, as)
@@ -68,8 +78,7 @@ func TestQuorumLeaseSurvivesLeaderCrash(t *testing.T) {
 }
 
 // A holder cut off from everyone stops acting (its own lease view lapses)
-// before the majority reassigns its role, and the role moves within about
-// one stretched lease.
+// before the majority reassigns its role.
 func TestQuorumLeaseCutOffHolderLapsesBeforeReassign(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{})
 	c.waitFor("every role held by a non-leader", 10*time.Second, func() bool {
@@ -84,14 +93,7 @@ func TestQuorumLeaseCutOffHolderLapsesBeforeReassign(t *testing.T) {
 	l := c.leader()
 	cutAt := time.Now()
 	c.isolate(holder.id)
-	var lapse time.Time
-	c.waitFor("the holder's own lease to lapse", 2*time.Second, func() bool {
-		if _, valid, _ := holder.agent.Lease(); !valid {
-			lapse = time.Now()
-			return true
-		}
-		return false
-	})
+	lapse := leaseEnd(c, holder)
 	var moved fsm.Assignment
 	c.waitFor("the role to move", 3*time.Second, func() bool {
 		moved = l.agent.State().Assignment(as.Role)
@@ -106,20 +108,18 @@ func TestQuorumLeaseCutOffHolderLapsesBeforeReassign(t *testing.T) {
 	if assignedAt == 0 {
 		t.Fatalf("no role-assigned event for %s at epoch %d", as.Role, moved.Epoch)
 	}
-	if lapse.UnixMilli() > assignedAt {
+	if assignedAt < lapse.UnixMilli() {
 		t.Fatalf("S4: role %s reassigned at %d ms, before its cut-off holder's lease lapsed at %d ms",
 			as.Role, assignedAt, lapse.UnixMilli())
 	}
 	if moved.Epoch <= as.Epoch {
 		t.Fatalf("role moved at epoch %d, not above %d", moved.Epoch, as.Epoch)
 	}
+	// How soon the role moves (lan: a 500 ms lease stretched by 10% at the
+	// voters, noticed within a 100 ms reconcile tick) is measured by the
+	// benchmarks (make bench, bench-vip partition-holder), not here.
 	t.Logf("cut at 0; holder lapsed at +%s; role reassigned at +%s", lapse.Sub(cutAt),
 		time.UnixMilli(assignedAt).Sub(cutAt))
-	// lan: lease 500 ms, stretched by 10% at the voters, noticed within a
-	// 100 ms reconcile tick; 1.5 s leaves room for -race on two cores.
-	if d := time.UnixMilli(assignedAt).Sub(cutAt); d > 1500*time.Millisecond {
-		t.Fatalf("role moved %s after the cut, want within 1.5 s", d)
-	}
 
 	// After the heal the old holder has a new generation and does not get
 	// the role back (no preemption).

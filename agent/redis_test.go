@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,10 +178,13 @@ func TestRedisMasterElectionFailoverAndSentinel(t *testing.T) {
 
 // counterWriter pushes an increasing counter as fast as it can to
 // whichever node is the redis master per the replicated state, and keeps
-// every acknowledged value; stop ends it and returns them.
-func counterWriter(c *cluster, addrOf func(string) string) (stop func() []int64) {
+// every acknowledged value; stop ends it and returns them. ackedBy counts
+// the values a node acknowledged so far.
+func counterWriter(c *cluster, addrOf func(string) string) (stop func() []int64, ackedBy func(node string) int) {
 	quit := make(chan struct{})
 	done := make(chan []int64)
+	var mu sync.Mutex
+	by := map[string]int{}
 	go func() {
 		var acked []int64
 		clients := map[string]*redis.Client{}
@@ -216,9 +220,18 @@ func counterWriter(c *cluster, addrOf func(string) string) (stop func() []int64)
 				continue
 			}
 			acked = append(acked, i)
+			mu.Lock()
+			by[h]++
+			mu.Unlock()
 		}
 	}()
-	return func() []int64 { close(quit); return <-done }
+	stop = func() []int64 { close(quit); return <-done }
+	ackedBy = func(node string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return by[node]
+	}
+	return stop, ackedBy
 }
 
 // TestRedisPlannedSwitchoverLosesNoAcknowledgedWrite: a move (with a
@@ -232,8 +245,8 @@ func TestRedisPlannedSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
 			master, _ := waitRedisMaster(c)
 			waitAllAlive(c)
 			addrOf := func(n string) string { return c.node(n).cfg.Redis.Address }
-			stop := counterWriter(c, addrOf)
-			time.Sleep(300 * time.Millisecond)
+			stop, ackedBy := counterWriter(c, addrOf)
+			c.waitFor("20 writes acknowledged by the master", 10*time.Second, func() bool { return ackedBy(master) >= 20 })
 			var err error
 			if how == "move" {
 				_, err = c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: c.others(master)[0], Actor: "test"})
@@ -248,7 +261,7 @@ func TestRedisPlannedSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
 				next = c.nodes[0].agent.State().Assignment("redis").Holder
 				return next != "" && next != master && canWrite(addrOf(next)) == nil
 			})
-			time.Sleep(300 * time.Millisecond)
+			c.waitFor("20 writes acknowledged by the new master", 10*time.Second, func() bool { return ackedBy(next) >= 20 })
 			acked := stop()
 			if len(acked) < 10 {
 				t.Fatalf("only %d writes acknowledged", len(acked))

@@ -113,10 +113,9 @@ func TestRedisProbeNotRedis(t *testing.T) {
 	}
 	defer silent.Close()
 	r = runProbe(t, Config{Name: "redis", Type: TypeRedis, Address: silent.Addr().String(), Timeout: conf.Duration(200 * time.Millisecond)})
+	// The error proves the check's timeout ended the probe (runProbe's
+	// safety net would have canceled it instead).
 	checkResult(t, r, "PING: timed out after 200ms", "")
-	if r.elapsed > time.Second {
-		t.Errorf("Probe took %s, want about the 200ms timeout", r.elapsed)
-	}
 }
 
 func portOf(t *testing.T, addr string) string {

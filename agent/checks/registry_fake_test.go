@@ -253,10 +253,9 @@ func TestRegistryPullTimeout(t *testing.T) {
 	c := pullCheck(srv.URL, "library/hello:latest", "linux/amd64")
 	c.Timeout = conf.Duration(300 * time.Millisecond)
 	r := runProbe(t, c)
+	// The error proves the check's timeout ended the probe (runProbe's
+	// safety net would have canceled it instead).
 	checkResult(t, r, "blob "+digestOf(img.Config)+": after 7 of "+fmt.Sprint(len(img.Config))+" bytes: timed out after 300ms", "")
-	if r.elapsed > 1300*time.Millisecond {
-		t.Errorf("Probe took %s, want about the 300ms timeout", r.elapsed)
-	}
 }
 
 func TestBasicAuthHeader(t *testing.T) {

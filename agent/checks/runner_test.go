@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,14 +305,16 @@ func TestRunnerSkipsTickDuringProbe(t *testing.T) {
 
 	waitStarted(t, p, "first probe")
 	fc.ticks <- time.Now() // due while the probe runs
-	time.Sleep(5 * time.Millisecond)
 	p.release <- nil
-	time.Sleep(50 * time.Millisecond)
-	if n := p.calls.Load(); n != 1 {
-		t.Fatalf("got %d probes after the tick that came due during the first, want 1 (the tick skipped)", n)
-	}
+	// This send returns once the runner took the stale tick off the
+	// channel. A runner that skipped it takes this tick too before its
+	// second probe; one that probed on the stale tick leaves this one
+	// queued while that probe runs.
 	fc.tickLater()
 	waitStarted(t, p, "probe after the next tick")
+	if n := len(fc.ticks); n != 0 {
+		t.Fatalf("the second probe started with %d tick still queued: it ran on the tick that came due during the first, want that tick skipped", n)
+	}
 	p.release <- nil
 	stop()
 	if n := p.calls.Load(); n != 2 {
@@ -327,14 +331,16 @@ func TestRunnerSkipsTickDuringProbe(t *testing.T) {
 }
 
 // TestRunnerRealTicker runs a check whose probes take longer than its
-// interval on the real clock: probes never overlap, ticks are skipped.
+// interval on the real clock: probes never overlap. That the ticks during a
+// probe are skipped is asserted on the fake clock by
+// TestRunnerSkipsTickDuringProbe; how many probes fit in a span of real
+// time is not asserted (it depends on the machine's load).
 func TestRunnerRealTicker(t *testing.T) {
 	var active, maxActive, calls atomic.Int32
 	probe := proberFunc(func(ctx context.Context) (string, error) {
 		n := active.Add(1)
 		defer active.Add(-1)
-		if n > maxActive.Load() {
-			maxActive.Store(n)
+		for m := maxActive.Load(); n > m && !maxActive.CompareAndSwap(m, n); m = maxActive.Load() {
 		}
 		calls.Add(1)
 		time.Sleep(15 * time.Millisecond) // ignores ctx: a misbehaving prober
@@ -345,13 +351,8 @@ func TestRunnerRealTicker(t *testing.T) {
 	r := newTestRunner(t, []Config{c}, map[string]Prober{"c": probe}, nil)
 	r.randN = func(int64) int64 { return 0 }
 	stop := startRunner(t, r)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 10*time.Second, "10 probes", func() bool { return calls.Load() >= 10 })
 	stop()
-	// Back to back, 300ms hold 20 probes of 15ms; on a 10ms grid with the
-	// ticks during a probe skipped, a probe starts every 20ms: about 15.
-	if n := calls.Load(); n < 5 || n > 17 {
-		t.Errorf("got %d probes of 15ms in 300ms at a 10ms interval, want about 15 (one every other tick)", n)
-	}
 	if m := maxActive.Load(); m != 1 {
 		t.Errorf("got %d probes at once, want 1", m)
 	}
@@ -374,15 +375,16 @@ func TestRunnerProbeTimeout(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			type call struct {
-				hasDeadline bool
-				elapsed     time.Duration
+				entered, deadline time.Time
+				hasDeadline       bool
+				err               error // the context's, once done
 			}
 			calls := make(chan call, 1)
 			probe := proberFunc(func(ctx context.Context) (string, error) {
-				start := time.Now()
-				_, has := ctx.Deadline()
+				entered := time.Now()
+				deadline, has := ctx.Deadline()
 				<-ctx.Done()
-				calls <- call{has, time.Since(start)}
+				calls <- call{entered, deadline, has, ctx.Err()}
 				return "", tc.result(ctx)
 			})
 			c := testCheck("c", 1, 1)
@@ -397,13 +399,20 @@ func TestRunnerProbeTimeout(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the probe was not ended within 5s")
 			}
-			if !got.hasDeadline || got.elapsed < 30*time.Millisecond || got.elapsed > time.Second {
-				t.Errorf("probe context: deadline %t, ended after %s; want a deadline ending it after about 30ms", got.hasDeadline, got.elapsed)
+			if !got.hasDeadline || !errors.Is(got.err, context.DeadlineExceeded) {
+				t.Errorf("probe context: deadline %t, ended by %v; want it ended by its deadline", got.hasDeadline, got.err)
 			}
 			select {
 			case s := <-changed:
 				if !s.Known || s.Passing || s.Failed != 1 || s.LastErr != tc.wantErr {
 					t.Errorf("OnChange: got %+v, want failing with Failed 1 and LastErr %q", s, tc.wantErr)
+				}
+				// The runner stamps LastRun, then sets the deadline, then
+				// calls the prober: the deadline is the timeout after a
+				// moment in between.
+				if lo, hi := s.LastRun.Add(30*time.Millisecond), got.entered.Add(30*time.Millisecond); got.deadline.Before(lo) || got.deadline.After(hi) {
+					t.Errorf("probe deadline: %s after LastRun, %s after the prober was called; want the 30ms timeout, set in between",
+						got.deadline.Sub(s.LastRun), got.deadline.Sub(got.entered))
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("no OnChange within 5s")
@@ -432,56 +441,74 @@ func TestRunnerBoundsTexts(t *testing.T) {
 	stop()
 }
 
-// TestRunnerJitter runs two checks on the real clock with an injected
-// random source: the bound is min(interval, 2s), and the first probe waits
-// for the jitter drawn.
+// TestRunnerJitter runs two checks with an injected random source and
+// timers: the bound is min(interval, 2s), the first probe waits for a timer
+// of the jitter drawn, and Run returns while a check still waits for its.
 func TestRunnerJitter(t *testing.T) {
-	var mu sync.Mutex
-	bounds := map[time.Duration]bool{}
-	started := make(chan time.Time, 1)
 	fast := testCheck("fast", 1, 1)
 	fast.Interval, fast.Timeout = conf.Duration(40*time.Millisecond), conf.Duration(40*time.Millisecond)
 	slow := testCheck("slow", 1, 1) // 1h interval: its jitter is bounded by 2s
+	var fastFired atomic.Bool
+	probed := make(chan struct{}, 1)
 	r := newTestRunner(t, []Config{fast, slow}, map[string]Prober{
 		"fast": proberFunc(func(context.Context) (string, error) {
+			if !fastFired.Load() {
+				t.Errorf("the fast check probed before its jitter timer fired")
+			}
 			select {
-			case started <- time.Now():
+			case probed <- struct{}{}:
 			default:
 			}
 			return "", nil
 		}),
 		"slow": proberFunc(func(context.Context) (string, error) {
-			t.Errorf("the slow check probed before its jitter of about 1s")
+			t.Errorf("the slow check probed, but its jitter timer never fired")
 			return "", nil
 		}),
 	}, nil)
+	var mu sync.Mutex
+	bounds := map[time.Duration]bool{}
+	timers := map[time.Duration]chan time.Time{} // by duration: the test fires them
 	r.randN = func(n int64) int64 {
 		mu.Lock()
 		bounds[time.Duration(n)] = true
 		mu.Unlock()
 		return n * 3 / 4 // 30ms for fast, 1.5s for slow
 	}
-	begin := time.Now()
-	stop := startRunner(t, r)
-	select {
-	case at := <-started:
-		if d := at.Sub(begin); d < 30*time.Millisecond {
-			t.Errorf("first probe after %s, want after the 30ms jitter", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no probe within 5s")
+	r.newTimer = func(d time.Duration) (<-chan time.Time, func()) {
+		c := make(chan time.Time, 1)
+		mu.Lock()
+		timers[d] = c
+		mu.Unlock()
+		return c, func() {}
 	}
-	waitFor(t, 5*time.Second, "both jitter draws", func() bool {
+	r.newTicker = func(time.Duration) (<-chan time.Time, func()) { return nil, func() {} } // never ticks
+	stop := startRunner(t, r)
+	waitFor(t, 5*time.Second, "both jitter timers", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(bounds) == 2
+		return len(timers) == 2
 	})
-	stop() // returns although slow is still waiting for its jitter
 	mu.Lock()
-	defer mu.Unlock()
+	fastTimer, slowTimer := timers[30*time.Millisecond], timers[1500*time.Millisecond]
+	if fastTimer == nil || slowTimer == nil {
+		t.Errorf("jitter timers: got %v, want 30ms and 1.5s (the jitter drawn)", slices.Sorted(maps.Keys(timers)))
+	}
 	if !bounds[40*time.Millisecond] || !bounds[2*time.Second] {
 		t.Errorf("jitter bounds drawn: got %v, want 40ms (the interval) and 2s (the cap)", bounds)
 	}
+	mu.Unlock()
+	if fastTimer == nil {
+		t.FailNow()
+	}
+	fastFired.Store(true)
+	fastTimer <- time.Now()
+	select {
+	case <-probed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no probe within 5s of the fast check's jitter timer")
+	}
+	stop() // returns although slow still waits for its timer
 }
 
 // TestJitterRange draws the default random jitter many times.
@@ -528,25 +555,46 @@ func TestRunnerStop(t *testing.T) {
 	}
 }
 
+// doneSpy is a context that reports the first call of its Done method.
+type doneSpy struct {
+	context.Context
+	once   sync.Once
+	called chan struct{}
+}
+
+func (c *doneSpy) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.called) })
+	return c.Context.Done()
+}
+
+// TestRunnerNoChecks runs a runner without checks: Run waits on its context
+// and returns only once the context ended.
 func TestRunnerNoChecks(t *testing.T) {
 	r, err := NewRunner(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	defer cancel()
+	spy := &doneSpy{Context: ctx, called: make(chan struct{})}
+	returned := make(chan error, 1) // ctx.Err() when Run returned
 	go func() {
-		r.Run(ctx)
-		close(done)
+		r.Run(spy)
+		returned <- ctx.Err()
 	}()
 	select {
-	case <-done:
+	case <-spy.called:
+	case <-returned:
 		t.Fatal("Run without checks returned before its context ended")
-	case <-time.After(20 * time.Millisecond):
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run without checks did not wait on its context within 5s")
 	}
 	cancel()
 	select {
-	case <-done:
+	case err := <-returned:
+		if err == nil {
+			t.Fatal("Run without checks returned before its context ended")
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return within 5s of the cancellation")
 	}

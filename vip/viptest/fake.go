@@ -21,8 +21,16 @@ type Kernel struct {
 	MAC     net.HardwareAddr
 	Adds    int
 	Removes int
+	changes []Change
 	// Fail, when set, is returned by every operation.
 	Fail error
+}
+
+// Change is an address appearing on or leaving a Kernel.
+type Change struct {
+	Address vip.Address
+	Present bool      // added (true) or removed, expired or deleted (false)
+	At      time.Time // by the kernel's clock; an expiry at its lifetime's end
 }
 
 // NewKernel returns an empty fake kernel on clock now.
@@ -36,6 +44,7 @@ func (k *Kernel) expire() {
 	for a, exp := range k.addrs {
 		if !now.Before(exp) {
 			delete(k.addrs, a)
+			k.changes = append(k.changes, Change{a, false, exp})
 		}
 	}
 }
@@ -56,6 +65,7 @@ func (k *Kernel) Ensure(a vip.Address, lifetime time.Duration) (bool, error) {
 	k.addrs[a] = k.Now().Add(secs * time.Second)
 	if !present {
 		k.Adds++
+		k.changes = append(k.changes, Change{a, true, k.Now()})
 	}
 	return !present, nil
 }
@@ -72,6 +82,7 @@ func (k *Kernel) Remove(a vip.Address) (bool, error) {
 	delete(k.addrs, a)
 	if present {
 		k.Removes++
+		k.changes = append(k.changes, Change{a, false, k.Now()})
 	}
 	return present, nil
 }
@@ -97,6 +108,21 @@ func (k *Kernel) Expiry(a vip.Address) (time.Time, bool) {
 	return t, ok
 }
 
+// Changes returns every change of a so far, in the order the kernel saw
+// them (expiries are seen late, when an operation or Expiry looks).
+func (k *Kernel) Changes(a vip.Address) []Change {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.expire()
+	var out []Change
+	for _, c := range k.changes {
+		if c.Address == a {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // HardwareAddr implements vip.Kernel.
 func (k *Kernel) HardwareAddr(string) (net.HardwareAddr, error) { return k.MAC, nil }
 
@@ -107,6 +133,9 @@ func (k *Kernel) Watch(context.Context) (<-chan struct{}, error) { return k.watc
 // the change notification.
 func (k *Kernel) DeleteBehindBack(a vip.Address) {
 	k.mu.Lock()
+	if _, ok := k.addrs[a]; ok {
+		k.changes = append(k.changes, Change{a, false, k.Now()})
+	}
 	delete(k.addrs, a)
 	k.mu.Unlock()
 	select {
@@ -118,6 +147,9 @@ func (k *Kernel) DeleteBehindBack(a vip.Address) {
 // AddBehindBack configures a without a lease, as a stale or manual address.
 func (k *Kernel) AddBehindBack(a vip.Address) {
 	k.mu.Lock()
+	if _, ok := k.addrs[a]; !ok {
+		k.changes = append(k.changes, Change{a, true, k.Now()})
+	}
 	k.addrs[a] = k.Now().Add(time.Hour)
 	k.mu.Unlock()
 	select {
