@@ -348,7 +348,9 @@ func (a *Agent) stop() {
 	a.stopping.Store(true)
 	close(a.stopped)
 	a.health.Shutdown()
-	a.wakeActuators()
+	// The actuators are not woken here: gracefulRelease quiesces them once
+	// the leave is proposed. Woken now, the VIP would go before the leave
+	// commits, and the next holder would wait that much longer for it.
 	if a.raft.State() == raft.Leader {
 		held := a.State().HeldBy(a.cfg.NodeID)
 		a.gracefulRelease()
