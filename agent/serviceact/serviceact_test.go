@@ -116,13 +116,16 @@ func TestRunsOnlyWhileMayAct(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	b.waitRunning(t, true, "holder with a valid lease")
+	frozen := time.Now()
 	for _, tc := range []struct {
 		name string
 		auth act.Authority
 		as   fsm.Assignment
 	}{
 		{"fenced", act.Authority{LeaseGen: 4, LeaseValid: true, LeaseUntil: time.Now().Add(time.Hour), FencedUntil: time.Now().Add(time.Hour)}, held},
-		{"lease ends within StopAhead", act.Authority{LeaseGen: 4, LeaseValid: true, LeaseUntil: time.Now().Add(StopAhead / 2)}, held},
+		// The clock is frozen StopAhead/2 before the lease's end: only the
+		// margin can stop the service (the lease itself never runs out).
+		{"lease ends within StopAhead", act.Authority{LeaseGen: 4, LeaseValid: true, Now: frozen, LeaseUntil: frozen.Add(StopAhead / 2)}, held},
 		{"another generation", valid, fsm.Assignment{Role: "notary", Holder: "n1", HolderGen: 5, Epoch: 2}},
 		{"being released", valid, fsm.Assignment{Role: "notary", Holder: "n1", HolderGen: 4, Epoch: 2, Releasing: true}},
 		{"stopping", act.Authority{LeaseGen: 4, LeaseValid: true, LeaseUntil: time.Now().Add(time.Hour), Stopping: true}, held},

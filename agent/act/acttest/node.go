@@ -41,7 +41,8 @@ func (n *Node) SetState(st *fsm.State) {
 	n.changed = make(chan struct{})
 }
 
-// SetAuthority sets what Authority returns (Node and Now are filled in).
+// SetAuthority sets what Authority returns: Node is filled in, and Now is
+// the wall clock unless a.Now is set (a frozen clock).
 func (n *Node) SetAuthority(a act.Authority) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -70,7 +71,10 @@ func (n *Node) Authority() act.Authority {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	a := n.auth
-	a.Node, a.Now = n.id, time.Now()
+	a.Node = n.id
+	if a.Now.IsZero() { // a test that sets Now freezes the node's clock
+		a.Now = time.Now()
+	}
 	return a
 }
 
