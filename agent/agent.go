@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/harbormaster/harbormaster/agent/act"
 	"github.com/harbormaster/harbormaster/agent/checks"
@@ -515,17 +514,4 @@ func (p *connPool) close() {
 		_ = c.Close()
 		delete(p.conns, k)
 	}
-}
-
-func (a *Agent) markReady() {
-	a.readyOnce.Do(func() {
-		close(a.ready)
-		a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-			a.log.Warn("sd_notify READY", "err", err)
-		} else if ok {
-			a.log.Info("notified systemd: READY")
-		}
-		a.log.Info("ready", "api", a.apiAddr, "raft", a.raftAddr)
-	})
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/harbormaster/harbormaster/agent/act"
@@ -178,5 +179,40 @@ func (a *Agent) reannounce() {
 	if a.vips != nil {
 		a.log.Info("a peer answers again; re-announcing held VIPs")
 		a.vips.Reannounce()
+	}
+}
+
+// releaseLoop answers release requests: when the coordinator asks this
+// node to let a role go, the role's actuator stops acting for it (removes
+// the address, stops the service, fences Redis and hands its writes over)
+// and only then is the release committed.
+func (a *Agent) releaseLoop(ctx context.Context) {
+	for {
+		st, changed := a.fsm.State()
+		for _, as := range st.HeldBy(a.cfg.NodeID) {
+			if !as.Releasing {
+				continue
+			}
+			if !a.releasable(ctx, st, as.Role) {
+				continue // the actuator is letting go; it nudges us
+			}
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
+				Reason: "release requested", Time: time.Now().UnixMilli()})
+			cancel()
+			var rej *fsm.RejectedError
+			if err != nil && !errors.As(err, &rej) && ctx.Err() == nil {
+				a.log.Warn("release failed; retrying", "role", as.Role, "epoch", as.Epoch, "err", err)
+			} else if err == nil {
+				a.log.Info("released role", "role", as.Role, "epoch", as.Epoch)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-a.releaseWake:
+		case <-time.After(a.timing.Renew):
+		}
 	}
 }

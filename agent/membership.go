@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/raft"
 
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
@@ -120,96 +118,6 @@ func (a *Agent) registerLoop(ctx context.Context) {
 			return
 		case <-changed:
 		case <-time.After(5 * time.Second): // re-check membership now and then
-		}
-	}
-}
-
-// releaseLoop answers release requests: when the coordinator asks this
-// node to let a role go, the role's actuator stops acting for it (removes
-// the address, stops the service, fences Redis and hands its writes over)
-// and only then is the release committed.
-func (a *Agent) releaseLoop(ctx context.Context) {
-	for {
-		st, changed := a.fsm.State()
-		for _, as := range st.HeldBy(a.cfg.NodeID) {
-			if !as.Releasing {
-				continue
-			}
-			if !a.releasable(ctx, st, as.Role) {
-				continue // the actuator is letting go; it nudges us
-			}
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
-				Reason: "release requested", Time: time.Now().UnixMilli()})
-			cancel()
-			var rej *fsm.RejectedError
-			if err != nil && !errors.As(err, &rej) && ctx.Err() == nil {
-				a.log.Warn("release failed; retrying", "role", as.Role, "epoch", as.Epoch, "err", err)
-			} else if err == nil {
-				a.log.Info("released role", "role", as.Role, "epoch", as.Epoch)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-a.releaseWake:
-		case <-time.After(a.timing.Renew):
-		}
-	}
-}
-
-// readyLoop declares the agent ready once it is registered and has applied
-// the log at least up to a command it committed through the leader after it
-// started (a node-started event): after a restart the local commit index
-// says nothing until the leader has been heard from.
-func (a *Agent) readyLoop(ctx context.Context) {
-	var started uint64
-	for {
-		st, changed := a.fsm.State()
-		_, registered := st.Nodes[a.cfg.NodeID]
-		if registered && started == 0 {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			idx, err := a.Propose(pctx, &fsm.RecordEvent{Event: fsm.Event{Time: time.Now().UnixMilli(),
-				Kind: fsm.EventNodeStarted, Node: a.cfg.NodeID, Actor: a.cfg.NodeID, New: Version}})
-			cancel()
-			if err == nil {
-				started = idx
-			}
-		}
-		if registered && started != 0 && st.Index >= started {
-			a.markReady()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// watchdogLoop pings systemd's watchdog at half its interval when
-// WatchdogSec is set, as long as Raft runs and the lease loop made a pass
-// within three renew intervals (a wedged agent stops pinging and systemd
-// restarts it).
-func (a *Agent) watchdogLoop(ctx context.Context) {
-	iv, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || iv <= 0 {
-		return
-	}
-	tick := time.NewTicker(iv / 2)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			last := a.leases.LastRenew()
-			if a.raft.State() != raft.Shutdown && time.Since(last) < 3*a.timing.Renew+iv/2 {
-				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-			}
 		}
 	}
 }
