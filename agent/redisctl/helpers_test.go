@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -255,4 +256,24 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// blockedClients is INFO clients blocked_clients on c: among them the
+// clients whose command CLIENT PAUSE postponed (Redis blocks them until the
+// pause ends, then runs their command from scratch).
+func blockedClients(t *testing.T, c *Client) int {
+	t.Helper()
+	n, err := strconv.Atoi(infoField(t, c, "clients", "blocked_clients"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitBlocked waits until n clients of c are blocked: proof that the
+// commands a test sent have reached the server and are held, not answered
+// late.
+func waitBlocked(t *testing.T, c *Client, n int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d blocked clients on %s", n, c.Addr()), func() bool { return blockedClients(t, c) >= n })
 }

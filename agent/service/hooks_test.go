@@ -240,10 +240,19 @@ func TestStopTimeoutKillsProcessGroup(t *testing.T) {
 	h := NewHooks(Config{Start: sh("exit 0"), Stop: sh(fmt.Sprintf(
 		"echo $$ > '%s'; sleep 60 & echo $! > '%s'; echo waiting for notary; sleep 60", hookPID, childPID))})
 
+	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	begin := time.Now()
-	err := h.Stop(ctx, Env{Role: "notary", Node: "n1", Epoch: 7})
+	// The hook would run for 60 s: returning within the liveness wait
+	// proves Stop killed it rather than waited it out.
+	done := make(chan error, 1)
+	go func() { done <- h.Stop(ctx, Env{Role: "notary", Node: "n1", Epoch: 7}) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop() still waits for the hung hook 10s after its 300ms timeout")
+	}
 	took := time.Since(begin)
 
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
@@ -255,8 +264,8 @@ func TestStopTimeoutKillsProcessGroup(t *testing.T) {
 	if !strings.HasSuffix(err.Error(), ": waiting for notary") {
 		t.Errorf("error %q does not end with the hook's output", err)
 	}
-	if took > time.Second {
-		t.Errorf("Stop() returned after %v, want within 1s of the 300ms timeout", took)
+	if took < 300*time.Millisecond {
+		t.Errorf("Stop() returned after %v, before its 300ms timeout", took)
 	}
 	waitGone(t, "the stop hook", readPID(t, hookPID))
 	waitGone(t, "the stop hook's background child", readPID(t, childPID))
@@ -274,17 +283,26 @@ func TestStartLeavesDaemonRunning(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pidFile := filepath.Join(t.TempDir(), "daemon.pid")
 			h := NewHooks(Config{Start: sh(fmt.Sprintf(tt.script, pidFile)), Stop: sh("exit 0")})
+			// A Start the daemon held (by its output pipe) would return
+			// only once the daemon exits (60 s), or fail with ErrTimeout
+			// when ctx ends, the daemon killed: success, within the
+			// liveness wait, with the daemon alive proves it did not.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			begin := time.Now()
-			err := h.Start(ctx, Env{Role: "notary", Node: "n1", Epoch: 1})
-			took := time.Since(begin)
+			done := make(chan error, 1)
+			go func() { done <- h.Start(ctx, Env{Role: "notary", Node: "n1", Epoch: 1}) }()
 			pid := readPID(t, pidFile)
 			killInCleanup(t, pid)
-			if err != nil {
-				t.Fatalf("Start() = %v", err)
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Start() still waits 10s later: the daemon holds it")
 			}
-			if took > time.Second {
-				t.Errorf("Start() returned after %v, want < 1s: the daemon must not hold it", took)
+			if err != nil {
+				t.Fatalf("Start() = %v, want it back before its 5s timeout: the daemon must not hold it", err)
+			}
+			if !alive(pid) {
+				t.Fatalf("the daemon (pid %d) died before Start returned", pid)
 			}
 			// The end of the call's context must not reach the daemon either.
 			cancel()
