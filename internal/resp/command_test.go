@@ -2,7 +2,6 @@ package resp
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"slices"
 	"strings"
@@ -80,19 +79,7 @@ func TestReadCommand(t *testing.T) {
 			if !slices.EqualFunc(got, tc.want, slices.Equal) {
 				t.Errorf("requests: got %q, want %q", got, tc.want)
 			}
-			if tc.err == "" {
-				if err != io.EOF {
-					t.Errorf("error: got %v, want io.EOF", err)
-				}
-				return
-			}
-			if err == nil || err.Error() != tc.err {
-				t.Errorf("error: got %v, want %q", err, tc.err)
-			}
-			var pe *ProtocolError
-			if isEOF := errors.Is(err, io.ErrUnexpectedEOF); errors.As(err, &pe) == isEOF {
-				t.Errorf("error %v: *ProtocolError is %v, want %v", err, !isEOF, isEOF)
-			}
+			checkReadErr(t, err, tc.err)
 		})
 	}
 }

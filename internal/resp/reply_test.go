@@ -99,19 +99,7 @@ func TestReadReply(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("replies:\n got %#v\nwant %#v", got, tc.want)
 			}
-			if tc.err == "" {
-				if err != io.EOF {
-					t.Errorf("error: got %v, want io.EOF", err)
-				}
-				return
-			}
-			if err == nil || err.Error() != tc.err {
-				t.Errorf("error: got %v, want %q", err, tc.err)
-			}
-			var pe *ProtocolError
-			if isEOF := errors.Is(err, io.ErrUnexpectedEOF); errors.As(err, &pe) == isEOF {
-				t.Errorf("error %v: *ProtocolError is %v, want %v", err, !isEOF, isEOF)
-			}
+			checkReadErr(t, err, tc.err)
 		})
 	}
 }
@@ -144,5 +132,25 @@ func TestAnnouncedLengthsDoNotAllocate(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
 		t.Errorf("10 reads of an announced array of 10^9 elements allocated %d bytes, want under 1 MiB", n)
+	}
+}
+
+// checkReadErr checks what ended a read loop: io.EOF when want is empty,
+// else an error with text want that is a *ProtocolError exactly when it is
+// not a cut-off (io.ErrUnexpectedEOF).
+func checkReadErr(t *testing.T, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != io.EOF {
+			t.Errorf("error: got %v, want io.EOF", err)
+		}
+		return
+	}
+	if err == nil || err.Error() != want {
+		t.Errorf("error: got %v, want %q", err, want)
+	}
+	var pe *ProtocolError
+	if isEOF := errors.Is(err, io.ErrUnexpectedEOF); errors.As(err, &pe) == isEOF {
+		t.Errorf("error %v: *ProtocolError is %v, want %v", err, !isEOF, isEOF)
 	}
 }
