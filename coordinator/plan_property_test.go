@@ -47,7 +47,7 @@ func genSpec(t *rapid.T, label string) *spec.Spec {
 			r.Requires = []string{"c1", "c2"}
 		}
 		if rapid.IntRange(0, 3).Draw(t, label+"_holddown") == 0 {
-			r.HoldDown = "1m"
+			r.HoldDown = spec.Dur("1m")
 		}
 		if i > 0 {
 			switch rapid.IntRange(0, 4).Draw(t, label+"_ref") {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/lease"
+	"github.com/harbormaster/harbormaster/spec"
 )
 
 // The stamps Plan puts on the commands of these tests.
@@ -677,7 +678,7 @@ func TestPlanStampsAndReasons(t *testing.T) {
 // lease.Majority values, the way the coordinator does.
 func TestPlanWithMajorityVerdicts(t *testing.T) {
 	web := role("web", "n1:10", "n2:5", "n3")
-	web.StopTimeout = "1ms" // the grace is tested in TestPlanServiceStopGrace
+	web.StopTimeout = spec.Dur("1ms") // the grace is tested in TestPlanServiceStopGrace
 	st := mustApply(t, fsm.NewState(), reg("n1"), reg("n2"), reg("n3"),
 		applySpec(web), assign("web", "n1", "", 1))
 	run := func(gen uint64) lease.GrantView { return lease.GrantView{Gen: gen, Remaining: time.Second} }

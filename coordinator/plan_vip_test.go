@@ -97,7 +97,7 @@ func TestPlanPreempt(t *testing.T) {
 	if cmds := Plan(Input{State: st, Live: liveOn("n1", "n2"), Now: t0 + 60_000}); len(cmds) != 0 {
 		t.Fatalf("without preempt: %v, want the holder to keep the role", describeAll(cmds))
 	}
-	r.Preempt, r.PreemptDelay = true, "30s"
+	r.Preempt, r.PreemptDelay = true, spec.Dur("30s")
 	st = build(r)
 	if cmds := Plan(Input{State: st, Live: liveOn("n1", "n2"), Now: t0 + 29_999}); len(cmds) != 0 {
 		t.Fatalf("within preempt_delay: %v, want nothing", describeAll(cmds))

@@ -29,7 +29,7 @@ func check(node, name string, passing bool) *fsm.CheckUpdate {
 func withRequires(r spec.Role, checks ...string) spec.Role { r.Requires = checks; return r }
 func withFollow(r spec.Role, f string) spec.Role           { r.Follow = f; return r }
 func withAvoid(r spec.Role, o ...string) spec.Role         { r.Avoid = o; return r }
-func withHoldDown(r spec.Role, d string) spec.Role         { r.HoldDown = d; return r }
+func withHoldDown(r spec.Role, d string) spec.Role         { r.HoldDown = spec.Dur(d); return r }
 func withPreempt(r spec.Role) spec.Role                    { r.Preempt = true; return r }
 
 // service is a service role run by actuators (not a marker).
@@ -195,7 +195,7 @@ func TestPlanPolicy(t *testing.T) {
 
 func TestPlanServiceStopGrace(t *testing.T) {
 	quick := service("quick", "n1:10", "n2")
-	quick.StopTimeout = "2s"
+	quick.StopTimeout = spec.Dur("2s")
 	svcs := []string{"web", "quick", "marker"}
 	st := mustApply(t, fsm.NewState(), regWith("n1", nil, svcs), regWith("n2", nil, svcs), reg("n3"),
 		applySpec(service("web", "n1:10", "n2"), quick, role("marker", "n3", "n2")),
@@ -390,7 +390,7 @@ func TestPlanRedisMaster(t *testing.T) {
 		{
 			name: "data ranks above hold-down",
 			cmds: append(with(redisAt("n1", fsm.RedisMaster, 500), redisAt("n2", fsm.RedisReplica, 499), redisAt("n3", fsm.RedisReplica, 400)),
-				applySpec(spec.Role{Name: "redis", Type: spec.TypeRedisMaster, HoldDown: "1h"}),
+				applySpec(spec.Role{Name: "redis", Type: spec.TypeRedisMaster, HoldDown: spec.Dur("1h")}),
 				assign("redis", "n2", "", 1), releaseAt("redis", "n2", 1, planNow-1000)),
 			live: []string{"n2", "n3"},
 			want: []string{"assign redis n2 gen=21 prev= epoch=2"},

@@ -54,7 +54,7 @@ type Role struct {
 	Preempt bool `yaml:"preempt,omitempty" json:"preempt,omitempty"`
 	// PreemptDelay is how long a holder keeps the role before it may be
 	// preempted (a hold-down against flapping), a Go duration string.
-	PreemptDelay string `yaml:"preempt_delay,omitempty" json:"preempt_delay,omitempty"`
+	PreemptDelay Duration `yaml:"preempt_delay,omitempty" json:"preempt_delay,omitzero"`
 	// Address is a vip role's address with its prefix length
 	// ("198.18.0.200/24", "fd00::200/64"). The interface is each node's own
 	// (vip_interface in the node config).
@@ -74,7 +74,7 @@ type Role struct {
 	// released, lease ended) from getting it back for this long, unless no
 	// other node qualifies: a damper against flapping between two nodes
 	// (Go duration; default 0). Only the last loser is remembered.
-	HoldDown string `yaml:"hold_down,omitempty" json:"hold_down,omitempty"`
+	HoldDown Duration `yaml:"hold_down,omitempty" json:"hold_down,omitzero"`
 	// Marker makes a service role a marker: held in the replicated state
 	// only, no node runs anything for it (other tooling watches the
 	// holder through `harbormaster roles` or events); any node may hold
@@ -90,7 +90,7 @@ type Role struct {
 	// the holder's lease surely ended before another node starts the
 	// service: the time the old holder has to stop it (S3, S4). Go
 	// duration; default 10s; service roles only.
-	StopTimeout string `yaml:"stop_timeout,omitempty" json:"stop_timeout,omitempty"`
+	StopTimeout Duration `yaml:"stop_timeout,omitempty" json:"stop_timeout,omitzero"`
 }
 
 // DefaultStopTimeout is a service role's stop timeout when the spec sets none.
@@ -201,10 +201,9 @@ func (s *Spec) Validate() error {
 		if r.MasterName != "" && r.Type != TypeRedisMaster {
 			return fieldErr(f+".master_name", "is set on a "+string(r.Type)+" role; only redis-master roles have one")
 		}
-		if r.PreemptDelay != "" {
-			d, err := time.ParseDuration(r.PreemptDelay)
+		if !r.PreemptDelay.IsZero() {
 			switch {
-			case err != nil || d < 0:
+			case !r.PreemptDelay.Valid() || r.PreemptDelay.Std() < 0:
 				return fieldErr(f+".preempt_delay", fmt.Sprintf("%q is not a duration; write it like \"30s\"", r.PreemptDelay))
 			case !r.Preempt:
 				return fieldErr(f+".preempt_delay", "is set without preempt: true; set preempt or remove the delay")
@@ -216,17 +215,17 @@ func (s *Spec) Validate() error {
 		if r.Marker && r.Type != TypeService {
 			return fieldErr(f+".marker", "is set on a "+string(r.Type)+" role; only service roles can be markers")
 		}
-		if r.Marker && r.StopTimeout != "" {
+		if r.Marker && !r.StopTimeout.IsZero() {
 			return fieldErr(f+".stop_timeout", "is set on a marker role, which runs nothing; remove it or remove marker")
 		}
-		if r.StopTimeout != "" {
+		if !r.StopTimeout.IsZero() {
 			if r.Type != TypeService {
 				return fieldErr(f+".stop_timeout", "is set on a "+string(r.Type)+" role; only service roles have a stop timeout")
 			}
 			if err := validateDuration(f+".stop_timeout", r.StopTimeout); err != nil {
 				return err
 			}
-			if d, _ := time.ParseDuration(r.StopTimeout); d <= 0 {
+			if r.StopTimeout.Std() <= 0 {
 				return fieldErr(f+".stop_timeout", "must be positive; write it like \"10s\"")
 			}
 		}
@@ -300,11 +299,8 @@ func (s *Spec) validateRefs(index map[string]int) error {
 	return nil
 }
 
-func validateDuration(field, v string) error {
-	if v == "" {
-		return nil
-	}
-	if d, err := time.ParseDuration(v); err != nil || d < 0 {
+func validateDuration(field string, v Duration) error {
+	if !v.IsZero() && (!v.Valid() || v.Std() < 0) {
 		return fieldErr(field, fmt.Sprintf("%q is not a duration; write it like \"30s\"", v))
 	}
 	return nil
@@ -312,8 +308,7 @@ func validateDuration(field, v string) error {
 
 // HoldDownFor returns the role's hold-down (0 when unset).
 func (r Role) HoldDownFor() time.Duration {
-	d, _ := time.ParseDuration(r.HoldDown)
-	return max(d, 0)
+	return max(r.HoldDown.Std(), 0)
 }
 
 // StopGrace returns how long a service role waits, after its holder's lease
@@ -324,7 +319,7 @@ func (r Role) StopGrace() time.Duration {
 	if r.Type != TypeService || r.Marker {
 		return 0
 	}
-	if d, err := time.ParseDuration(r.StopTimeout); err == nil && d > 0 {
+	if d := r.StopTimeout.Std(); d > 0 {
 		return d
 	}
 	return DefaultStopTimeout
@@ -346,8 +341,7 @@ func (s *Spec) Role(name string) (Role, bool) {
 // PreemptAfter returns the role's preempt delay (0 when unset or invalid;
 // Validate rejects invalid ones).
 func (r Role) PreemptAfter() time.Duration {
-	d, _ := time.ParseDuration(r.PreemptDelay)
-	return max(d, 0)
+	return max(r.PreemptDelay.Std(), 0)
 }
 
 // Candidate reports whether node may hold r and at which priority. An empty

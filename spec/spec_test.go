@@ -380,8 +380,8 @@ func TestPlacementFields(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	want := &Spec{Roles: []Role{
-		{Name: "notary", Type: TypeService, StopTimeout: "20s"},
-		{Name: "clair", Type: TypeService, Avoid: []string{"notary"}, HoldDown: "1m"},
+		{Name: "notary", Type: TypeService, StopTimeout: Dur("20s")},
+		{Name: "clair", Type: TypeService, Avoid: []string{"notary"}, HoldDown: Dur("1m")},
 		{Name: "registry", Type: TypeVIP, Address: MustParsePrefix("198.18.0.200/24"), Requires: []string{"registry-pull", "http"}},
 		{Name: "redis-ip", Type: TypeVIP, Address: MustParsePrefix("198.18.0.201/24"), Follow: "registry"},
 	}}
@@ -472,5 +472,43 @@ func TestVIPAddressParsedOnce(t *testing.T) {
 	var fe *conf.FieldError
 	if err := bad.Validate(); !errors.As(err, &fe) || fe.Field != "roles[0].address" || !strings.Contains(fe.Msg, `"fd00::x/64"`) {
 		t.Fatalf("Validate: got %v, want a field error on roles[0].address quoting the text", err)
+	}
+}
+
+// TestDurationsParsedOnceKeptAsWritten: a role's durations are parsed once
+// when the spec is decoded, render exactly as written (YAML and JSON, so a
+// spec in the Raft log encodes as before they were typed), and text that
+// does not parse, arriving by JSON, is reported by Validate under the
+// field's name.
+func TestDurationsParsedOnceKeptAsWritten(t *testing.T) {
+	s, err := Parse([]byte("roles:\n  - {name: web, type: service, preempt: true, preempt_delay: 1m, hold_down: 90s, stop_timeout: 1m30s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Roles[0]
+	if r.PreemptAfter() != time.Minute || r.HoldDownFor() != 90*time.Second || r.StopGrace() != 90*time.Second {
+		t.Fatalf("durations: got %v %v %v, want 1m 90s 90s", r.PreemptAfter(), r.HoldDownFor(), r.StopGrace())
+	}
+	b, err := json.Marshal(s)
+	if err != nil || !strings.Contains(string(b), `"preempt_delay":"1m","hold_down":"90s","stop_timeout":"1m30s"`) {
+		t.Fatalf("JSON: got %s, %v; want the durations as written", b, err)
+	}
+	var back Spec
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(&back, s) {
+		t.Fatalf("JSON round trip: got %+v, %v; want %+v", back, err, s)
+	}
+	if y := string(s.YAML()); !strings.Contains(y, "preempt_delay: 1m\n") || !strings.Contains(y, "hold_down: 90s\n") {
+		t.Fatalf("YAML: got %s; want the durations as written", y)
+	}
+	if b, _ := json.Marshal(Role{Name: "web", Type: TypeService}); strings.Contains(string(b), "hold_down") {
+		t.Fatalf("a role without durations marshals to %s; want none", b)
+	}
+	var bad Spec
+	if err := json.Unmarshal([]byte(`{"roles":[{"name":"web","type":"service","hold_down":"soon"}]}`), &bad); err != nil {
+		t.Fatal(err)
+	}
+	var fe *conf.FieldError
+	if err := bad.Validate(); !errors.As(err, &fe) || fe.Field != "roles[0].hold_down" || !strings.Contains(fe.Msg, `"soon"`) {
+		t.Fatalf("Validate: got %v, want a field error on roles[0].hold_down quoting the text", err)
 	}
 }

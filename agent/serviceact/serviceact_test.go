@@ -93,7 +93,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func serviceState(as fsm.Assignment) *fsm.State {
 	st := fsm.NewState()
-	st.Spec = &spec.Spec{Roles: []spec.Role{{Name: "notary", Type: spec.TypeService, StopTimeout: "1s"}}}
+	st.Spec = &spec.Spec{Roles: []spec.Role{{Name: "notary", Type: spec.TypeService, StopTimeout: spec.Dur("1s")}}}
 	st.Assignments = map[string]*fsm.Assignment{"notary": &as}
 	return st
 }
