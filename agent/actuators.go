@@ -29,18 +29,13 @@ func (n nodeView) Record(e fsm.Event)  { n.a.events.Record(e) }
 func (n nodeView) Fence(reason string) { n.a.fenceSelf(reason) }
 func (n nodeView) Nudge()              { poke(n.a.releaseWake) }
 
-// Authority implements act.Node: this node's lease, stopping flag and
-// self-fence, now.
+// Authority implements act.Node: this node's lease and stopping flag, now.
 func (n nodeView) Authority() act.Authority {
 	a := n.a
 	now := time.Now()
 	gen, valid, until := a.leases.Lease(now)
-	auth := act.Authority{Node: a.cfg.NodeID, LeaseGen: gen, LeaseValid: valid, LeaseUntil: until,
+	return act.Authority{Node: a.cfg.NodeID, LeaseGen: gen, LeaseValid: valid, LeaseUntil: until,
 		Stopping: a.stopping.Load(), Now: now}
-	if f := a.fenceUntil.Load(); f != 0 {
-		auth.FencedUntil = time.Unix(0, f)
-	}
-	return auth
 }
 
 // poke sends on a trigger channel of capacity 1 without blocking.
@@ -157,8 +152,9 @@ func (a *Agent) wakeActuators() {
 }
 
 // fenceSelf stops renewing this node's lease until it has surely lapsed
-// everywhere (two leases), so that every role it holds is dropped here (act
-// MayAct is false while fenced) and moved by the coordinator.
+// everywhere (two leases), so that every role it holds is dropped here at
+// the lease's end (act.MayAct turns false as the lease runs out) and moved
+// by the coordinator.
 func (a *Agent) fenceSelf(reason string) {
 	until := time.Now().Add(2*a.timing.Lease + a.timing.Renew)
 	a.fenceUntil.Store(until.UnixNano())

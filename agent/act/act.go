@@ -63,8 +63,8 @@ type Node interface {
 	// cannot commit (cut off, no leader) drops events beyond a bound.
 	Record(e fsm.Event)
 	// Fence makes the node stop renewing its lease until it has surely
-	// lapsed everywhere, so that every role it holds is dropped here and
-	// moved by the coordinator. It is the answer to an undo that cannot be
+	// lapsed everywhere, so that every role it holds is dropped here at the
+	// lease's end (see MayAct) and moved by the coordinator. It is the answer to an undo that cannot be
 	// confirmed: never release what may still run.
 	Fence(reason string)
 	// Nudge tells the node that a role it was asked to release may be
@@ -84,9 +84,6 @@ type Authority struct {
 	LeaseUntil time.Time
 	// Stopping is set once a graceful stop has begun.
 	Stopping bool
-	// FencedUntil is the end of a self-fence (zero when none): until then
-	// the node lets its lease lapse and acts for nothing.
-	FencedUntil time.Time
 	// Now is the instant the authority was taken at (monotonic).
 	Now time.Time
 }
@@ -99,8 +96,13 @@ type Authority struct {
 //   - the lease is valid and has more than ahead left by this node's clock,
 //     so the undo starts ahead of the lease's end (the voters' view of the
 //     end is later still, by the lease margin);
-//   - the role is not being released, the agent is not stopping and the
-//     node has not fenced itself.
+//   - the role is not being released and the agent is not stopping.
+//
+// A self-fence (Node.Fence) needs no term of its own: the fenced node stops
+// renewing, so its lease runs out and MayAct turns false ahead of the end,
+// as on any lapse; the generation after the fence matches no assignment
+// made before it. Every role is dropped at its lease's end, as the
+// coordinator, which moves it only after that end, needs.
 //
 // ahead is the actuator's stop margin: how long its undo may take. An
 // actuator with a deadline of its own at the lease's end (the VIP manager
@@ -108,7 +110,7 @@ type Authority struct {
 // its lifetime) passes 0.
 func (a Authority) MayAct(as fsm.Assignment, ahead time.Duration) bool {
 	return as.Holder != "" && as.Holder == a.Node && as.HolderGen == a.LeaseGen && a.LeaseValid &&
-		a.LeaseUntil.Sub(a.Now) > ahead && !as.Releasing && !a.Stopping && !a.Now.Before(a.FencedUntil)
+		a.LeaseUntil.Sub(a.Now) > ahead && !as.Releasing && !a.Stopping
 }
 
 // Left is how long the lease has left beyond ahead (zero or less when it has

@@ -29,8 +29,6 @@ func TestMayAct(t *testing.T) {
 		{name: "just more than the margin left", ahead: 399 * time.Millisecond, want: true},
 		{name: "being released", as: func(a fsm.Assignment) fsm.Assignment { a.Releasing = true; return a }},
 		{name: "agent stopping", auth: func(a Authority) Authority { a.Stopping = true; return a }},
-		{name: "fenced", auth: func(a Authority) Authority { a.FencedUntil = now.Add(time.Second); return a }},
-		{name: "fence over", auth: func(a Authority) Authority { a.FencedUntil = now; return a }, want: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

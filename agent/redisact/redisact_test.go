@@ -34,7 +34,6 @@ func TestInputTakesMayMasterFromTheRule(t *testing.T) {
 		want bool
 	}{
 		{"holder with a valid lease", act.Authority{LeaseGen: 3, LeaseValid: true, LeaseUntil: hour}, true},
-		{"fenced", act.Authority{LeaseGen: 3, LeaseValid: true, LeaseUntil: hour, FencedUntil: hour}, false},
 		{"stopping", act.Authority{LeaseGen: 3, LeaseValid: true, LeaseUntil: hour, Stopping: true}, false},
 		{"another generation", act.Authority{LeaseGen: 4, LeaseValid: true, LeaseUntil: hour}, false},
 		{"within FenceAhead of the lease's end", act.Authority{LeaseGen: 3, LeaseValid: true, LeaseUntil: time.Now().Add(FenceAhead / 2)}, false},

@@ -122,7 +122,6 @@ func TestRunsOnlyWhileMayAct(t *testing.T) {
 		auth act.Authority
 		as   fsm.Assignment
 	}{
-		{"fenced", act.Authority{LeaseGen: 4, LeaseValid: true, LeaseUntil: time.Now().Add(time.Hour), FencedUntil: time.Now().Add(time.Hour)}, held},
 		// The clock is frozen StopAhead/2 before the lease's end: only the
 		// margin can stop the service (the lease itself never runs out).
 		{"lease ends within StopAhead", act.Authority{LeaseGen: 4, LeaseValid: true, Now: frozen, LeaseUntil: frozen.Add(StopAhead / 2)}, held},

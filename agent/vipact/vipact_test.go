@@ -56,7 +56,6 @@ func TestAddressOnlyWhileMayAct(t *testing.T) {
 		{"holder again", valid, held, true},
 		{"lease not valid", act.Authority{LeaseGen: 4, LeaseUntil: time.Now().Add(time.Hour)}, held, false},
 		{"holder again", valid, held, true},
-		{"fenced", act.Authority{LeaseGen: 4, LeaseValid: true, LeaseUntil: time.Now().Add(time.Hour), FencedUntil: time.Now().Add(time.Hour)}, held, false},
 		{"holder again", valid, held, true},
 		{"being released", valid, fsm.Assignment{Role: "registry-vip", Holder: "n1", HolderGen: 4, Epoch: 2, Releasing: true}, false},
 		{"holder again", valid, held, true},
