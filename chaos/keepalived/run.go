@@ -166,20 +166,9 @@ func takeover(ctx context.Context, c *Cluster, tr *scenario.Trial, t0 time.Time)
 				takeoverTimeout, scenario.Stamp(t0), c.Holders())
 			return "", false
 		}
-		if sleep(ctx, 5*time.Millisecond) != nil {
+		if scenario.Sleep(ctx, 5*time.Millisecond) != nil {
 			return "", false
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -198,7 +187,7 @@ func crashHolder(ctx context.Context, c *Cluster, tr *scenario.Trial) error {
 		return err
 	}
 	if _, ok := takeover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, scenario.After); err != nil {
+		if err := scenario.Sleep(ctx, scenario.After); err != nil {
 			return err
 		}
 	}
@@ -217,12 +206,12 @@ func killAgent(ctx context.Context, c *Cluster, tr *scenario.Trial, window time.
 		return err
 	}
 	if _, ok := takeover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, scenario.After); err != nil {
+		if err := scenario.Sleep(ctx, scenario.After); err != nil {
 			return err
 		}
 	}
 	measure(c, tr, t0)
-	if err := sleep(ctx, time.Until(t0.Add(window))); err != nil {
+	if err := scenario.Sleep(ctx, time.Until(t0.Add(window))); err != nil {
 		return err
 	}
 	gone := -1.0
@@ -252,7 +241,7 @@ func killAgent(ctx context.Context, c *Cluster, tr *scenario.Trial, window time.
 			removed = true
 			break
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := scenario.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -278,7 +267,7 @@ func partitionHolder(ctx context.Context, c *Cluster, tr *scenario.Trial) error 
 		return err
 	}
 	if _, ok := takeover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, scenario.After); err != nil {
+		if err := scenario.Sleep(ctx, scenario.After); err != nil {
 			return err
 		}
 	}
@@ -303,7 +292,7 @@ func partitionHolder(ctx context.Context, c *Cluster, tr *scenario.Trial) error 
 			tr.Note("the client did not reach the holder within 5 s of the heal at %s; its ARP entry was flushed", scenario.Stamp(th))
 			return c.FlushClientARP()
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := scenario.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -316,7 +305,7 @@ func stopAgent(ctx context.Context, c *Cluster, tr *scenario.Trial) error {
 	errc := make(chan error, 1)
 	go func() { errc <- c.Terminate(ctx, h) }()
 	if _, ok := takeover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, scenario.After); err != nil {
+		if err := scenario.Sleep(ctx, scenario.After); err != nil {
 			return err
 		}
 	}

@@ -106,7 +106,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 	if !waitFor(ctx, 10*time.Second, func() bool { a, ok := w.LastAck(); return ok && time.Since(a.End) < 50*time.Millisecond }) {
 		return tr, fmt.Errorf("sentinel: the writer is not acknowledged")
 	}
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := scenario.Sleep(ctx, time.Second); err != nil {
 		return tr, err
 	}
 	// diag says what the observers saw last, for a failed trial.
@@ -151,7 +151,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 			return tr, fmt.Errorf("sentinel: no failover after the crash%s", diag())
 		}
 		final = nm
-		if err := sleepCtx(ctx, time.Second); err != nil {
+		if err := scenario.Sleep(ctx, time.Second); err != nil {
 			return tr, err
 		}
 	case FaultPartition:
@@ -177,7 +177,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		final = nm
 		// Healed 500 ms after the promotion, as the harbormaster scenario
 		// heals 500 ms after its failover.
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		if err := scenario.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return tr, err
 		}
 		if err := l.Heal(); err != nil {
@@ -196,7 +196,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		if err := s.killSentinel(m.Name); err != nil {
 			return tr, err
 		}
-		if err := sleepCtx(ctx, downAfter+3*time.Second); err != nil {
+		if err := scenario.Sleep(ctx, downAfter+3*time.Second); err != nil {
 			return tr, err
 		}
 	default:
@@ -406,19 +406,8 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool 
 		if cond() {
 			return true
 		}
-		if time.Now().After(deadline) || sleepCtx(ctx, 10*time.Millisecond) != nil {
+		if time.Now().After(deadline) || scenario.Sleep(ctx, 10*time.Millisecond) != nil {
 			return false
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

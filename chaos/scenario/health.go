@@ -229,7 +229,7 @@ func registryDown(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options)
 			}
 		}
 		tr.figure("client_move_ms", msf(f.client.Sub(t0)))
-		if err := sleep(ctx, after); err != nil {
+		if err := Sleep(ctx, after); err != nil {
 			return err
 		}
 		checkARP(c, tr, f.node)
@@ -249,7 +249,7 @@ func registryDown(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options)
 		tr.violate("the %s check on %s did not pass again within %s of SIGCONT at %s (rise %d)",
 			registryCheck, h, registryInterval+registryTimeout+2*time.Second, stamp(tc), registryRise)
 	}
-	if err := sleep(ctx, time.Until(tc.Add(noMoveBack))); err != nil {
+	if err := Sleep(ctx, time.Until(tc.Add(noMoveBack))); err != nil {
 		return err
 	}
 	if moved {
@@ -432,7 +432,7 @@ func flap(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error {
 	flips := 0
 	ok := true
 	for i := 0; time.Duration(i)*flapEvery < o.FlapDuration; i++ {
-		if err := sleep(ctx, time.Until(t0.Add(time.Duration(i)*flapEvery))); err != nil {
+		if err := Sleep(ctx, time.Until(t0.Add(time.Duration(i)*flapEvery))); err != nil {
 			return err
 		}
 		if ok {
@@ -446,7 +446,7 @@ func flap(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error {
 		ok = !ok
 		flips++
 	}
-	if err := sleep(ctx, time.Until(t0.Add(o.FlapDuration))); err != nil {
+	if err := Sleep(ctx, time.Until(t0.Add(o.FlapDuration))); err != nil {
 		return err
 	}
 	if !ok {
@@ -456,7 +456,7 @@ func flap(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error {
 		flips++
 	}
 	// Let the last transition reach the state.
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	end := time.Now()

@@ -347,7 +347,7 @@ func redisCrashMaster(ctx context.Context, c *Cluster, v View, tr *Trial, _ Opti
 	if !ok {
 		return c.Restore(m)
 	}
-	if err := sleep(ctx, after); err != nil {
+	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
 	tRestore := time.Now()
@@ -380,7 +380,7 @@ func redisPartitionMaster(ctx context.Context, c *Cluster, v View, tr *Trial, _ 
 	tc := time.Now()
 	tr.figure("cut_install_ms", msf(tc.Sub(t0)))
 	nm, ok := r.redisFailover(ctx, tr, m, t0)
-	if err := sleep(ctx, after); err != nil {
+	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
 	th := time.Now()
@@ -464,7 +464,7 @@ func redisKillAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Option
 	if !ok {
 		return nil
 	}
-	if err := sleep(ctx, after); err != nil {
+	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
 	r.finishSettled(ctx, tr, t0, nm)
@@ -502,7 +502,7 @@ func redisMove(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) er
 		tr.violate("%s: moved to %s, not to %s", stamp(time.Now()), nm, target)
 	}
 	r.checkRejoin(ctx, tr, m, nm, t0, "old_master_replica_ms")
-	if err := sleep(ctx, after); err != nil {
+	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
 	rep := r.finish(ctx, tr, t0, nm)
@@ -595,7 +595,7 @@ func redisRestartAll(ctx context.Context, c *Cluster, v View, tr *Trial, o Optio
 		}
 	}
 	tr.NewHolder = master
-	if err := sleep(ctx, after); err != nil {
+	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
 	rep := r.finish(ctx, tr, t0, master)

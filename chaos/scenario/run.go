@@ -418,8 +418,8 @@ func (r *Result) FigureNames() []string {
 	return out
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx ends (its error then).
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -444,7 +444,7 @@ func pollEvery(ctx context.Context, every, timeout time.Duration, cond func() bo
 		if cond() {
 			return true
 		}
-		if time.Now().After(deadline) || sleep(ctx, every) != nil {
+		if time.Now().After(deadline) || Sleep(ctx, every) != nil {
 			return false
 		}
 	}

@@ -151,7 +151,7 @@ func crashHolder(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) 
 		return err
 	}
 	if f, ok := recordFailover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, after); err != nil {
+		if err := Sleep(ctx, after); err != nil {
 			return err
 		}
 		checkARP(c, tr, f.node)
@@ -176,7 +176,7 @@ func killAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) er
 	}
 	checkKernelBound(ctx, c, tr, h, t0, "addr_gone_ms", "kill -9 of its agent")
 	if f, ok := recordFailover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, after); err != nil {
+		if err := Sleep(ctx, after); err != nil {
 			return err
 		}
 		checkARP(c, tr, f.node)
@@ -215,7 +215,7 @@ func pauseAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) e
 	if ok && f.client.After(t0.Add(pause)) {
 		tr.violate("no failover during the %s pause (from %s)", pause, stamp(t0))
 	}
-	if err := sleep(ctx, time.Until(t0.Add(pause))); err != nil {
+	if err := Sleep(ctx, time.Until(t0.Add(pause))); err != nil {
 		return err
 	}
 	tc := time.Now()
@@ -223,7 +223,7 @@ func pauseAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) e
 		return err
 	}
 	resumed = true
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	readded := 0
@@ -292,10 +292,10 @@ func isolate(ctx context.Context, c *Cluster, tr *Trial, cut func(h string, othe
 		}
 		tr.NewHolder = f.node
 		tr.figure("failover_ms", msf(f.kernel.Sub(t0)))
-		return t0, sleep(ctx, after)
+		return t0, Sleep(ctx, after)
 	}
 	if f, ok := recordFailover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, after); err != nil {
+		if err := Sleep(ctx, after); err != nil {
 			return t0, err
 		}
 		checkARP(c, tr, f.node)
@@ -364,7 +364,7 @@ func healAfter(ctx context.Context, c *Cluster, tr *Trial, cut func(h string, ot
 	if err := c.Lab.Heal(); err != nil {
 		return err
 	}
-	if err := sleep(ctx, watch); err != nil {
+	if err := Sleep(ctx, watch); err != nil {
 		return err
 	}
 	hs := c.Holders()
@@ -471,7 +471,7 @@ func crashLeader(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) 
 	} else {
 		tr.violate("no new leader within %s of crashing leader %s at %s", watch, l, stamp(t0))
 	}
-	if err := sleep(ctx, time.Until(t0.Add(watch))); err != nil {
+	if err := Sleep(ctx, time.Until(t0.Add(watch))); err != nil {
 		return err
 	}
 	end := time.Now()
@@ -505,7 +505,7 @@ func loss30(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error
 		}
 	}
 	tr.note("%d%% loss on every node for %s", percent, o.LossDuration)
-	werr := sleep(ctx, o.LossDuration)
+	werr := Sleep(ctx, o.LossDuration)
 	for _, n := range c.nodes {
 		if err := c.Lab.Loss(n.Name, 0); err != nil {
 			return err
@@ -514,7 +514,7 @@ func loss30(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error
 	if werr != nil {
 		return werr
 	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	samples := c.SamplesSince(t0)
@@ -555,7 +555,7 @@ func handOver(ctx context.Context, c *Cluster, tr *Trial, start func() error) er
 	}
 	tr.figure("request_ms", msf(time.Since(t0)))
 	if f, ok := recordFailover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, after); err != nil {
+		if err := Sleep(ctx, after); err != nil {
 			return err
 		}
 		checkARP(c, tr, f.node)

@@ -170,7 +170,7 @@ func vipAfter(ctx context.Context, c *Cluster, tr *Trial, v View, node string, t
 		return nil
 	}
 	if f, ok := recordFailover(ctx, c, tr, t0); ok {
-		if err := sleep(ctx, after); err != nil {
+		if err := Sleep(ctx, after); err != nil {
 			return err
 		}
 		checkARP(c, tr, f.node)
@@ -214,7 +214,7 @@ func serviceCrashActive(ctx context.Context, c *Cluster, v View, tr *Trial, _ Op
 		return err
 	}
 	checkFailover(ctx, c, tr, old, t0, lostWindow(c), "service_failover")
-	if err := sleep(ctx, after); err != nil {
+	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
 	vipStayed(c, tr, v, x, t0)
