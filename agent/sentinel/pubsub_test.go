@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// quiet is how long a test waits to be sure that nothing was published.
-const quiet = 200 * time.Millisecond
-
 // message is a RESP2 pub/sub message.
 func message(channel, payload string) string {
 	return fmt.Sprintf("*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(channel), channel, len(payload), payload)
@@ -36,13 +33,13 @@ func TestSwitchMaster(t *testing.T) {
 
 	// Nothing changed: nothing is published.
 	s.Changed()
-	sub.expectNothing(quiet)
+	sub.expectNothing()
 
 	// Changes that are not an address change publish nothing either.
 	src.update("mymaster", func(m *Master) { m.Epoch++; m.Replicas = nil })
 	src.update("other", func(m *Master) { m.Down = false })
 	s.Changed()
-	sub.expectNothing(quiet)
+	sub.expectNothing()
 
 	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.1", 16380}; m.Epoch++ })
 	s.Changed()
@@ -56,17 +53,17 @@ func TestSwitchMaster(t *testing.T) {
 			t.Errorf("pattern subscriber: got %q, want %q", got, want)
 		}
 	}
-	other.expectNothing(quiet)
+	other.expectNothing()
 
 	// Published once: a second Changed has nothing to say.
 	s.Changed()
-	sub.expectNothing(quiet)
+	sub.expectNothing()
 
 	// The master is lost (no message), then elected elsewhere: the switch
 	// is from the last master clients knew.
 	src.update("mymaster", func(m *Master) { m.Addr, m.Down = Addr{}, true })
 	s.Changed()
-	sub.expectNothing(quiet)
+	sub.expectNothing()
 	src.update("mymaster", func(m *Master) { m.Addr, m.Down = Addr{"::1", 6379}, false })
 	s.Changed()
 	if got, want := sub.reply(), message("+switch-master", "mymaster 127.0.0.1 16380 ::1 6379"); got != want {
@@ -78,14 +75,14 @@ func TestSwitchMaster(t *testing.T) {
 	src.masters = append(src.masters, Master{Name: "new", Addr: Addr{"127.0.0.1", 7000}})
 	src.mu.Unlock()
 	s.Changed()
-	sub.expectNothing(quiet)
+	sub.expectNothing()
 	src.update("new", func(m *Master) { m.Addr = Addr{"127.0.0.1", 7001} })
 	src.update("other", func(m *Master) { m.Addr = Addr{"127.0.0.1", 7002} })
 	s.Changed()
 	if got, want := sub.reply(), message("+switch-master", "new 127.0.0.1 7000 127.0.0.1 7001"); got != want {
 		t.Errorf("second master: got %q, want %q", got, want)
 	}
-	sub.expectNothing(quiet) // "other" had no address before
+	sub.expectNothing() // "other" had no address before
 
 	// After UNSUBSCRIBE, nothing more arrives.
 	if got, want := sub.do("UNSUBSCRIBE"), "*3\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n:0\r\n"; got != want {
@@ -93,7 +90,7 @@ func TestSwitchMaster(t *testing.T) {
 	}
 	src.update("new", func(m *Master) { m.Addr = Addr{"127.0.0.1", 7003} })
 	s.Changed()
-	sub.expectNothing(quiet)
+	sub.expectNothing()
 }
 
 // TestSubscribedMode checks RESP2's subscribed mode, the (P)UNSUBSCRIBE
@@ -335,6 +332,6 @@ func TestConcurrentSwitches(t *testing.T) {
 				t.Fatalf("subscriber %d, switch %d: got %q, want %q", n, i, got, want)
 			}
 		}
-		sub.expectNothing(quiet)
+		sub.expectNothing()
 	}
 }
