@@ -27,7 +27,7 @@ func (n nodeView) Propose(ctx context.Context, c fsm.Command) (uint64, error) {
 }
 func (n nodeView) Record(e fsm.Event)  { n.a.events.Record(e) }
 func (n nodeView) Fence(reason string) { n.a.fenceSelf(reason) }
-func (n nodeView) Nudge()              { poke(n.a.releaseWake) }
+func (n nodeView) Nudge()              { act.Poke(n.a.releaseWake) }
 
 // Authority implements act.Node: this node's lease and stopping flag, now.
 func (n nodeView) Authority() act.Authority {
@@ -36,14 +36,6 @@ func (n nodeView) Authority() act.Authority {
 	gen, valid, until := a.leases.Lease(now)
 	return act.Authority{Node: a.cfg.NodeID, LeaseGen: gen, LeaseValid: valid, LeaseUntil: until,
 		Stopping: a.stopping.Load(), Now: now}
-}
-
-// poke sends on a trigger channel of capacity 1 without blocking.
-func poke(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }
 
 // buildActuators makes the actuators that need nothing opened: the service
@@ -145,7 +137,7 @@ func (a *Agent) releasable(ctx context.Context, st *fsm.State, role string) bool
 // wakeActuators tells every actuator and the release loop that the node's
 // authority changed.
 func (a *Agent) wakeActuators() {
-	poke(a.releaseWake)
+	act.Poke(a.releaseWake)
 	for _, x := range a.actuators {
 		x.Wake()
 	}

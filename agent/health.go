@@ -29,7 +29,7 @@ func (a *Agent) checkLoop(ctx context.Context) {
 				}
 				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				_, err := a.Propose(pctx, &fsm.CheckUpdate{Node: a.cfg.NodeID, Check: s.Name, Passing: s.Passing,
-					Error: act.Truncate(s.LastErr, fsm.MaxCheckError), Output: act.Truncate(s.Output, fsm.MaxCheckOutput),
+					Error: fsm.Truncate(s.LastErr, fsm.MaxCheckError), Output: fsm.Truncate(s.Output, fsm.MaxCheckOutput),
 					Time: s.Since.UnixMilli()})
 				cancel()
 				if err != nil && ctx.Err() == nil {
@@ -55,8 +55,5 @@ func (a *Agent) onCheckChange(s checks.State) {
 		verdict = "passing"
 	}
 	a.log.Info("check transition", "check", s.Name, "verdict", verdict, "err", s.LastErr)
-	select {
-	case a.checkWake <- struct{}{}:
-	default:
-	}
+	act.Poke(a.checkWake)
 }

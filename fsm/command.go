@@ -527,3 +527,16 @@ func Decode(b []byte) (Command, error) {
 	}
 	return c, nil
 }
+
+// Truncate cuts s to at most n bytes, on a UTF-8 boundary: for the errors
+// and outputs commands carry, which Validate bounds (MaxCheckError,
+// MaxCheckOutput).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

@@ -416,3 +416,12 @@ func TestDecodeRejectsIgnoreFlagOnMandatoryType(t *testing.T) {
 		t.Fatalf("Decode of renew-lease with the ignore flag: err = %v, want *UnknownCommandError", err)
 	}
 }
+
+func TestTruncateKeepsUTF8(t *testing.T) {
+	if got := Truncate("héllo", 2); got != "h" {
+		t.Fatalf("Truncate(héllo, 2) = %q, want %q (no half rune)", got, "h")
+	}
+	if got := Truncate("abc", 5); got != "abc" {
+		t.Fatalf("Truncate(abc, 5) = %q", got)
+	}
+}

@@ -123,14 +123,11 @@ func (a Authority) Left(ahead time.Duration) time.Duration {
 	return a.LeaseUntil.Sub(a.Now) - ahead
 }
 
-// Truncate cuts s to at most n bytes, on a UTF-8 boundary (for errors and
-// outputs that go into the log, whose commands bound them).
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// Poke sends on a wake-up channel of capacity 1 without blocking: a wake-up
+// already pending stands for this one.
+func Poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }

@@ -57,12 +57,3 @@ func TestLeft(t *testing.T) {
 		t.Fatalf("Left of an invalid lease = %s, want 0", got)
 	}
 }
-
-func TestTruncateKeepsUTF8(t *testing.T) {
-	if got := Truncate("héllo", 2); got != "h" {
-		t.Fatalf("Truncate(héllo, 2) = %q, want %q (no half rune)", got, "h")
-	}
-	if got := Truncate("abc", 5); got != "abc" {
-		t.Fatalf("Truncate(abc, 5) = %q", got)
-	}
-}

@@ -115,12 +115,7 @@ func New(node act.Node, cfg Config) (*Actuator, error) {
 func (x *Actuator) Type() spec.RoleType { return spec.TypeRedisMaster }
 
 // Wake implements act.Actuator.
-func (x *Actuator) Wake() {
-	select {
-	case x.wake <- struct{}{}:
-	default:
-	}
-}
+func (x *Actuator) Wake() { act.Poke(x.wake) }
 
 // handOverKey names a switchover of the role: its epoch and move target.
 func handOverKey(as fsm.Assignment) string { return fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo) }
@@ -290,7 +285,7 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 		next.Master = masterOf(repl)
 	}
 	if rerr != nil {
-		next = fsm.RedisReport{Node: self, Offset: -1, Error: act.Truncate(rerr.Error(), fsm.MaxCheckError), Time: next.Time}
+		next = fsm.RedisReport{Node: self, Offset: -1, Error: fsm.Truncate(rerr.Error(), fsm.MaxCheckError), Time: next.Time}
 	}
 	cur, known := st.Redis[self]
 	structural := !known || cur.Role != next.Role || cur.Master != next.Master || cur.LinkUp != next.LinkUp ||

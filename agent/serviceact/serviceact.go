@@ -94,14 +94,7 @@ func New(node act.Node, cfg Config) *Actuator {
 func (x *Actuator) Type() spec.RoleType { return spec.TypeService }
 
 // Wake implements act.Actuator.
-func (x *Actuator) Wake() { poke(x.wake) }
-
-func poke(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
+func (x *Actuator) Wake() { act.Poke(x.wake) }
 
 // Roles lists the service roles this node has a backend for, sorted.
 func (x *Actuator) Roles() []string {
@@ -247,7 +240,7 @@ func (x *Actuator) update(st *fsm.State, auth act.Authority) {
 		}
 		w.mu.Unlock()
 		if changed {
-			poke(w.wake)
+			act.Poke(w.wake)
 		}
 	}
 }

@@ -80,12 +80,7 @@ func New(node act.Node, cfg Config) *Actuator {
 func (x *Actuator) Type() spec.RoleType { return spec.TypeVIP }
 
 // Wake implements act.Actuator.
-func (x *Actuator) Wake() {
-	select {
-	case x.wake <- struct{}{}:
-	default:
-	}
-}
+func (x *Actuator) Wake() { act.Poke(x.wake) }
 
 // Conflicts counts the conflict probes a MAC other than the holder's
 // answered (harbormaster_vip_conflicts_total).
