@@ -5,7 +5,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test demo demo-loopback bench proto deps vet fmt clean
+.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean
 
 all: build
 
@@ -20,7 +20,7 @@ deps:
 
 # The lab scenarios measure failover timings, so they run alone, after the
 # unit and in-process tests (which would otherwise compete for the 2 cores).
-test: deps build vet
+test: deps build vet loopback-certs
 	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /chaos/scenario)
 	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 10m ./chaos/scenario/
 
@@ -32,8 +32,13 @@ vet:
 demo: deps build
 	@$(BIN)/harbormaster-lab demo --bin $(CURDIR)/$(BIN)/harbormaster
 
-demo-loopback: build
+demo-loopback: build loopback-certs
 	@scripts/demo.sh
+
+# loopback-certs writes testdata/loopback/tls/ (the CA, n1-n3 and the read,
+# operate and admin operator certificates; idempotent, ignored by git).
+loopback-certs: build
+	@HM_BIN=$(CURDIR)/$(BIN)/harbormaster scripts/loopback-certs.sh
 
 # bench: Raft leader failover on loopback, the VIP table against keepalived
 # and the Redis table against Redis Sentinel in the namespace lab (root;

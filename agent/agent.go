@@ -7,6 +7,7 @@
 package agent
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 
@@ -36,6 +38,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/vipact"
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	"github.com/harbormaster/harbormaster/vip"
 )
 
@@ -106,6 +109,7 @@ type Agent struct {
 	events   *recorder
 	health   *health.Server
 	conns    connPool
+	tls      *tlsid.Store // the node's identity; nil on an insecure agent
 
 	// The actuators, in the order a graceful stop quiesces them (VIP,
 	// services, Redis); vips and services are also kept typed for the
@@ -149,6 +153,19 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		ready:       make(chan struct{}),
 		stopped:     make(chan struct{}),
 		conns:       connPool{dialer: opts.Dialer},
+	}
+	if cfg.TLS != nil {
+		st, err := tlsid.Load(tlsid.Files{CA: cfg.TLS.CAFile, Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile}, func(id tlsid.Identity) error {
+			if id.Kind != tlsid.Node || id.Name != cfg.NodeID {
+				return fmt.Errorf("the certificate is for %s, this node is %s; make one with harbormaster tls cert create --node %s", id, cfg.NodeID, cfg.NodeID)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, &config.Error{Path: cfg.Path, Field: "tls", Msg: err.Error()}
+		}
+		a.tls = st
+		a.conns.tls = st
 	}
 	a.events = newRecorder(a.Propose, a.log)
 	if len(cfg.Checks) > 0 {
@@ -316,7 +333,8 @@ func (a *Agent) open(cleanup *cleanups) (*opened, error) {
 		return nil, fmt.Errorf("vip_interface %s: %w", a.cfg.VIPInterface, err)
 	}
 	cleanup.push(vipCleanup)
-	o.grpc = grpc.NewServer()
+	o.api = a.limitAPI(o.api)
+	o.grpc = grpc.NewServer(a.grpcServerOptions()...)
 	a.registerServices(o.grpc)
 	if a.cfg.MetricsAddr != "" {
 		mlis, err := net.Listen("tcp", a.cfg.MetricsAddr)
@@ -325,7 +343,11 @@ func (a *Agent) open(cleanup *cleanups) (*opened, error) {
 		}
 		cleanup.push(func() { _ = mlis.Close() })
 		o.metricsLis = mlis
-		o.metrics = &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		o.metrics = &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+		if a.metricsTLS() {
+			o.metricsLis = tls.NewListener(mlis, a.tls.ServerConfig(tlsid.AnyIdentity))
+		}
 	}
 	if o.sentinel, o.sentinelLis, err = a.openSentinel(); err != nil {
 		return nil, err
@@ -477,6 +499,7 @@ func (a *Agent) handOverLeadership() {
 // connPool keeps one client connection per agent API address.
 type connPool struct {
 	dialer func(ctx context.Context, addr string) (net.Conn, error) // Options.Dialer (tests)
+	tls    *tlsid.Store                                              // nil: plain text
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 }
@@ -488,7 +511,11 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if p.tls != nil {
+		creds = credentials.NewTLS(p.tls.ClientConfig(tlsid.AnyNode))
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		// gRPC's default reconnect backoff grows to 120 s: after a partition
 		// heals, lease renewals would stay cut for minutes. Retry fast.
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second, Backoff: backoff.Config{

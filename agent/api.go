@@ -21,6 +21,7 @@ import (
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/internal/conf"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -101,8 +102,8 @@ func (s *server) onLeader(ctx context.Context, fn func(ctx context.Context, c hm
 	if err != nil {
 		return true, status.Error(codes.Unavailable, err.Error())
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, s.a.cfg.NodeID)
-	return true, fn(ctx, hmv1.NewAdminClient(c))
+	out := metadata.AppendToOutgoingContext(forwardFor(ctx, ctx), forwardedKey, s.a.cfg.NodeID)
+	return true, fn(out, hmv1.NewAdminClient(c))
 }
 
 // forwardPropose sends an encoded command to the leader's Cluster service.
@@ -115,7 +116,7 @@ func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, a.cfg.NodeID)
+	ctx = metadata.AppendToOutgoingContext(forwardFor(ctx, ctx), forwardedKey, a.cfg.NodeID)
 	resp, err := hmv1.NewClusterClient(c).Propose(ctx, &hmv1.ProposeRequest{Command: b})
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
@@ -133,8 +134,9 @@ func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
 // Only the commands that agents forward are accepted: a node's own
 // registration, leave and releases, events, and spec changes from a
 // follower's admin API. Placement (assign, request-release) is the leader's
-// own and never arrives from outside. Callers are not authenticated yet
-// (the API has no TLS); the API must stay on a trusted network.
+// own and never arrives from outside. With TLS, only members call it, a
+// node proposes only for itself, and operator commands forwarded by a
+// member carry that operator as their actor (checkProposer).
 func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.ProposeResponse, error) {
 	if len(req.Command) > fsm.MaxCommandSize {
 		return nil, status.Errorf(codes.InvalidArgument, "command: %d bytes exceeds the %d-byte limit", len(req.Command), fsm.MaxCommandSize)
@@ -145,6 +147,9 @@ func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.P
 	}
 	if err := cmd.Validate(); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := checkProposer(ctx, cmd); err != nil {
+		return nil, err
 	}
 	switch c := cmd.(type) {
 	case *fsm.RegisterNode:
@@ -265,7 +270,13 @@ func (s *server) Members(ctx context.Context, _ *hmv1.MembersRequest) (*hmv1.Mem
 	return &hmv1.MembersResponse{Node: s.a.cfg.NodeID, IsLeader: s.a.raft.State() == raft.Leader, Members: ms}, nil
 }
 
+// actor is who an API request is recorded as: the verified identity it
+// acts as ("operator:alice", "node:n2"), never what the request says. An
+// insecure agent has no identities and records what the client gives.
 func actor(ctx context.Context, given string) string {
+	if c, ok := callerOf(ctx); ok {
+		return c.effective.String()
+	}
 	if given != "" {
 		return given
 	}
@@ -285,6 +296,10 @@ func (s *server) record(ctx context.Context, e fsm.Event) {
 func (s *server) Join(ctx context.Context, req *hmv1.JoinRequest) (*hmv1.JoinResponse, error) {
 	if !spec.ValidName(req.Id) {
 		return nil, status.Errorf(codes.InvalidArgument, "id: %q is not a valid node id (1-63 lower-case letters, digits, inner hyphens)", req.Id)
+	}
+	// A node joins only itself; adding another needs an admin.
+	if c, ok := callerOf(ctx); ok && c.effective.Kind == tlsid.Node && c.effective.Name != req.Id {
+		return nil, status.Errorf(codes.PermissionDenied, "id: node %s may join only itself, not %s; an admin adds other nodes", c.effective.Name, req.Id)
 	}
 	if req.RaftAddress == "" {
 		return nil, status.Error(codes.InvalidArgument, "raft_address: is empty; give the joining node's raft_addr")

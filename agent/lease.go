@@ -37,7 +37,14 @@ func (a *Agent) raftMembers() ([]leasing.Member, error) {
 func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) { return a.leases.Majority(ctx) }
 
 // Leases implements the Cluster service.
+// Verdicts are recorded (a grant seen ended is never extended again), so
+// only the leader's member certificate may ask.
 func (s *server) Leases(ctx context.Context, req *hmv1.LeasesRequest) (*hmv1.LeasesResponse, error) {
+	if c, ok := callerOf(ctx); ok {
+		if _, leader := s.a.raft.LeaderWithID(); c.peer.Name != string(leader) {
+			return nil, status.Errorf(codes.PermissionDenied, "leases: only the leader asks; %s is not the leader here (%q)", c.peer, leader)
+		}
+	}
 	if len(req.Queries) > 4096 {
 		return nil, status.Error(codes.InvalidArgument, "queries: at most 4096")
 	}

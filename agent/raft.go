@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
 // NotLeaderError says a write needs the leader and this node is not it.
@@ -101,10 +102,21 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 		if err != nil {
 			return fmt.Errorf("resolve raft_addr %s: %w", cfg.RaftAddr, err)
 		}
-		nt, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
-			MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
-		if err != nil {
-			return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
+		var nt *raft.NetworkTransport
+		if a.tls == nil {
+			nt, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+				MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
+			if err != nil {
+				return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
+			}
+		} else {
+			lis, err := net.Listen("tcp", cfg.RaftAddr)
+			if err != nil {
+				return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
+			}
+			stream := newTLSStream(lis, adv, a.tls.ServerConfig(tlsid.AnyNode), a.tls.ClientConfig(tlsid.AnyNode))
+			nt = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+				Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
 		}
 		cleanup.push(func() { _ = nt.Close() })
 		trans = nt

@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HM=${HM_BIN:-bin/harbormaster}
+# The loopback cluster runs mutual TLS (make loopback-certs); the CLI uses
+# the admin operator certificate.
+HM_BIN="$HM" scripts/loopback-certs.sh >/dev/null
+export HARBORMASTER_CA_FILE=testdata/loopback/tls/ca.pem
+export HARBORMASTER_CERT_FILE=testdata/loopback/tls/admin.pem
+export HARBORMASTER_KEY_FILE=testdata/loopback/tls/admin-key.pem
 work=$(mktemp -d /tmp/harbormaster-demo.XXXXXX)
 declare -A pid
 
@@ -33,7 +39,7 @@ api() { echo "127.0.0.1:720${1#n}"; }
 leader_from() { "$HM" status --json --addr "$(api "$1")" 2>/dev/null | sed -n 's/^  "leader": "\(.*\)",$/\1/p'; }
 now_ms() { date +%s%3N; }
 
-say "Starting n1, n2, n3 on loopback (logs in $work)"
+say "Starting n1, n2, n3 on loopback, mutual TLS (cluster CA testdata/loopback/tls/ca.pem; logs in $work)"
 for n in n1 n2 n3; do start $n; done
 for _ in $(seq 100); do
   l=$(leader_from n1 || true)

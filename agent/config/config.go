@@ -92,11 +92,29 @@ type Config struct {
 	Pprof bool `yaml:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level,omitempty"`
+	// TLS is the node's identity: mutual TLS on the Raft port, the API,
+	// lease renewals' keys, metrics off loopback and (optionally) the
+	// Sentinel listener (docs/security.md). Required unless Insecure.
+	TLS *TLSConfig `yaml:"tls,omitempty"`
+	// Insecure runs every channel in plain text, unauthenticated: anyone
+	// who reaches the ports controls the cluster. For labs and demos only;
+	// the agent warns at every start.
+	Insecure bool `yaml:"insecure,omitempty"`
 
 	// Spec is the parsed SpecFile (nil when none), filled by Load.
 	Spec *spec.Spec `yaml:"-"`
 	// Path is the file the config was loaded from.
 	Path string `yaml:"-"`
+}
+
+// TLSConfig names the PEM files of the node's identity (internal/tlsid):
+// the cluster CA, the node's certificate (harbormaster://CLUSTER/node/ID)
+// and its key. Relative paths start at the config file's folder. SIGHUP
+// reloads them.
+type TLSConfig struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // GARPConfig tunes gratuitous ARP / unsolicited NA announcements.
@@ -179,6 +197,13 @@ func Load(path string, overrides ...func(*Config)) (*Config, error) {
 		return nil, err
 	}
 	c.Path = path
+	if c.TLS != nil {
+		for _, f := range []*string{&c.TLS.CAFile, &c.TLS.CertFile, &c.TLS.KeyFile} {
+			if !filepath.IsAbs(*f) {
+				*f = filepath.Join(filepath.Dir(path), *f)
+			}
+		}
+	}
 	if c.SpecFile != "" {
 		sp := c.SpecFile
 		if !filepath.IsAbs(sp) {
@@ -325,6 +350,25 @@ func (c *Config) validateChecksAndServices() error {
 	return nil
 }
 
+// validateTLS requires exactly one of tls and insecure: true.
+func (c *Config) validateTLS() error {
+	if c.TLS == nil {
+		if !c.Insecure {
+			return fieldErr("tls", "is missing; give the node's ca_file, cert_file and key_file (harbormaster tls ca create, harbormaster tls cert create --node %s; docs/security.md), or set insecure: true to run without authentication (labs only)", c.NodeID)
+		}
+		return nil
+	}
+	if c.Insecure {
+		return fieldErr("insecure", "is true while tls is set; remove one of them")
+	}
+	for _, f := range []struct{ name, v string }{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
+		if f.v == "" {
+			return fieldErr(f.name, "is missing; tls needs ca_file, cert_file and key_file")
+		}
+	}
+	return nil
+}
+
 func fieldErr(field, format string, args ...any) error {
 	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
@@ -408,7 +452,7 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateTLS()
 }
 
 func (c *Config) validatePeers() error {

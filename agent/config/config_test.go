@@ -21,6 +21,7 @@ var baseKeys = [][2]string{
 	{"metrics_addr", "127.0.0.1:7301"},
 	{"data_dir", "/var/lib/harbormaster/n1"},
 	{"bootstrap", "[{id: n1, raft_addr: 127.0.0.1:7101}, {id: n2, raft_addr: 127.0.0.1:7102}, {id: n3, raft_addr: 127.0.0.1:7103}]"},
+	{"insecure", "true"},
 }
 
 // edit changes one top-level key of the base document.
@@ -120,7 +121,7 @@ func TestValidationErrors(t *testing.T) {
 	}{
 		{"empty file", "", "", []string{"empty", "node_id"}},
 		{"only comments", "# nothing here yet\n", "", []string{"empty"}},
-		{"unknown field", doc(set("nodeid", "n1")), "", []string{"nodeid", "not a known field", "line 7"}},
+		{"unknown field", doc(set("nodeid", "n1")), "", []string{"nodeid", "not a known field", "line 8"}},
 		{"unknown nested field", doc(set("timing", "{hartbeat: 250ms}")), "", []string{"hartbeat", "not a known field"}},
 		{"unknown field in a bootstrap peer", doc(set("bootstrap", "[{id: n1, raft_addr: 127.0.0.1:7101, api: x}]")), "", []string{"api", "not a known field"}},
 		{"wrong yaml type", doc(set("join", "127.0.0.1:7201")), "", []string{"cannot unmarshal"}},
@@ -190,7 +191,7 @@ func TestValidationErrors(t *testing.T) {
 		{"non-voter with bootstrap", doc(set("voter", "false")), "bootstrap", []string{"non-voter cannot bootstrap", "join"}},
 		{"join entry not host:port", doc(del("bootstrap"), set("join", `["127.0.0.1:7202", "n2"]`)), "join[1]", []string{`"n2" is not host:port`}},
 		{"join entry without host", doc(del("bootstrap"), set("join", `[":7202"]`)), "join[0]", []string{"has no host"}},
-		{"duration written as a number", doc(set("timing", "{heartbeat: 250}")), "", []string{`"250" is not a duration`, `write it like "250ms"`, "line 7"}},
+		{"duration written as a number", doc(set("timing", "{heartbeat: 250}")), "", []string{`"250" is not a duration`, `write it like "250ms"`, "line 8"}},
 		{"duration written as a map", doc(set("timing", "{heartbeat: {ms: 250}}")), "", []string{"want a duration string", `"250ms"`}},
 		{"two YAML documents", doc() + "---\nnode_id: n2\n", "", []string{"more than one YAML document", "keep one"}},
 		{"duration without unit", doc(set("timing", "{lease: \"2\"}")), "", []string{`"2" is not a duration`}},

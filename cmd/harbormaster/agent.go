@@ -41,6 +41,22 @@ func agentCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP reloads the TLS files (certificate rotation) instead
+			// of killing the agent.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						log.Info("SIGHUP: reloading the TLS files")
+						_ = a.ReloadTLS()
+					}
+				}
+			}()
 			return a.Run(ctx)
 		},
 	}

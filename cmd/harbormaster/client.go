@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,10 +15,12 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
@@ -28,6 +31,7 @@ type globals struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	tls     tlsid.Files
 }
 
 func (g *globals) register(root *cobra.Command) {
@@ -38,16 +42,47 @@ func (g *globals) register(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&g.addr, "addr", def, "agent API address (env HARBORMASTER_ADDR)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON instead of tables")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "request timeout")
+	root.PersistentFlags().StringVar(&g.tls.CA, "ca-file", os.Getenv("HARBORMASTER_CA_FILE"), "cluster CA certificate (env HARBORMASTER_CA_FILE)")
+	root.PersistentFlags().StringVar(&g.tls.Cert, "cert-file", os.Getenv("HARBORMASTER_CERT_FILE"), "operator certificate (env HARBORMASTER_CERT_FILE)")
+	root.PersistentFlags().StringVar(&g.tls.Key, "key-file", os.Getenv("HARBORMASTER_KEY_FILE"), "operator key (env HARBORMASTER_KEY_FILE)")
 }
 
-// dial connects to addr; the call fails fast (exit 3) if nothing answers.
+// dial connects to addr, with mutual TLS when --ca-file, --cert-file and
+// --key-file are given (plain text to an insecure agent otherwise); the
+// call fails fast (exit 3) if nothing answers.
 func (g *globals) dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	switch n := countSet(g.tls.CA, g.tls.Cert, g.tls.Key); n {
+	case 0:
+	case 3:
+		st, err := tlsid.Load(g.tls, nil)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		creds = credentials.NewTLS(st.ClientConfig(tlsid.AnyNode))
+	default:
+		return nil, usageError{errors.New("--ca-file, --cert-file and --key-file go together: give all three (or the HARBORMASTER_CA_FILE, HARBORMASTER_CERT_FILE and HARBORMASTER_KEY_FILE variables)")}
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+}
+
+func countSet(s ...string) int {
+	n := 0
+	for _, x := range s {
+		if x != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *globals) client() (hmv1.AdminClient, func(), error) {
 	c, err := g.dial(g.addr)
 	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return nil, nil, err
+		}
 		return nil, nil, usageError{fmt.Errorf("--addr %q: %w", g.addr, err)}
 	}
 	return hmv1.NewAdminClient(c), func() { c.Close() }, nil

@@ -2,7 +2,8 @@
 //
 // Exit codes: 0 success; 1 the request was refused or failed; 2 bad usage,
 // bad config or invalid input; 3 the agent or the cluster's leader could not
-// be reached (retry later).
+// be reached (retry later); 4 not authorized: the certificate was refused or
+// its role does not allow the command.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -24,6 +26,7 @@ const (
 	exitFailed      = 1
 	exitUsage       = 2
 	exitUnavailable = 3
+	exitDenied      = 4
 )
 
 type usageError struct{ error }
@@ -51,7 +54,12 @@ func exitCode(err error) int {
 		switch st.Code() {
 		case codes.InvalidArgument:
 			return exitUsage
+		case codes.PermissionDenied, codes.Unauthenticated:
+			return exitDenied
 		case codes.Unavailable, codes.DeadlineExceeded:
+			if handshakeRefused(st.Message()) {
+				return exitDenied
+			}
 			return exitUnavailable
 		}
 	}
@@ -62,7 +70,12 @@ func errMessage(err error) string {
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
 		case codes.Unavailable:
+			if handshakeRefused(st.Message()) {
+				return "not authorized: the TLS handshake failed (" + st.Message() + "); check --ca-file, --cert-file and --key-file (docs/security.md)"
+			}
 			return "unavailable: " + st.Message()
+		case codes.PermissionDenied, codes.Unauthenticated:
+			return "not authorized: " + st.Message()
 		default:
 			return st.Message()
 		}
@@ -82,6 +95,17 @@ func newRoot() *cobra.Command {
 	g.register(root)
 	root.AddCommand(agentCmd(), versionCmd(),
 		statusCmd(g), membersCmd(g), rolesCmd(g), specCmd(g), joinCmd(g), removeCmd(g),
-		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g))
+		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g))
 	return root
+}
+
+// handshakeRefused recognizes gRPC's message for a connection whose TLS
+// handshake failed or was refused by the peer.
+func handshakeRefused(msg string) bool {
+	for _, s := range []string{"authentication handshake failed", "tls: ", "certificate", "first record does not look like a TLS handshake"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// tlsStream is Raft's stream layer over mutual TLS: only nodes of this
+// cluster (tlsid.AnyNode, checked in the handshake) may open a Raft
+// connection or answer one.
+type tlsStream struct {
+	lis     net.Listener
+	adv     net.Addr
+	server  *tls.Config
+	client  *tls.Config
+	conns   chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+	pending chan struct{} // bounds handshakes in progress
+	err     error         // the raw listener's error, once it failed
+	mu      sync.Mutex
+}
+
+// handshakeTimeout bounds a TLS handshake on the Raft and API ports: a
+// peer that connects and sends nothing is dropped after it.
+const handshakeTimeout = 5 * time.Second
+
+// maxPendingHandshakes bounds the connections that may be mid-handshake on
+// the Raft port at once; more are closed at once.
+const maxPendingHandshakes = 64
+
+func newTLSStream(lis net.Listener, adv net.Addr, server, client *tls.Config) *tlsStream {
+	s := &tlsStream{lis: lis, adv: adv, server: server, client: client,
+		conns: make(chan net.Conn), done: make(chan struct{}), pending: make(chan struct{}, maxPendingHandshakes)}
+	go s.acceptLoop()
+	return s
+}
+
+// acceptLoop accepts raw connections and handshakes each in its own
+// goroutine, so one peer that never finishes cannot hold up the others.
+func (s *tlsStream) acceptLoop() {
+	for {
+		c, err := s.lis.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			s.Close()
+			return
+		}
+		select {
+		case s.pending <- struct{}{}:
+		default:
+			_ = c.Close()
+			continue
+		}
+		go func() {
+			defer func() { <-s.pending }()
+			tc := tls.Server(c, s.server)
+			_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
+			if err := tc.Handshake(); err != nil {
+				_ = c.Close()
+				return
+			}
+			_ = tc.SetDeadline(time.Time{})
+			select {
+			case s.conns <- tc:
+			case <-s.done:
+				_ = tc.Close()
+			}
+		}()
+	}
+}
+
+func (s *tlsStream) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.done:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.err != nil {
+			return nil, s.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *tlsStream) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.done)
+		err = s.lis.Close()
+	})
+	return err
+}
+
+func (s *tlsStream) Addr() net.Addr {
+	if s.adv != nil {
+		return s.adv
+	}
+	return s.lis.Addr()
+}
+
+func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	c, err := d.Dial("tcp", string(address))
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, s.client)
+	_ = tc.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc, nil
+}
