@@ -7,8 +7,8 @@
 package agent
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -499,7 +499,7 @@ func (a *Agent) handOverLeadership() {
 // connPool keeps one client connection per agent API address.
 type connPool struct {
 	dialer func(ctx context.Context, addr string) (net.Conn, error) // Options.Dialer (tests)
-	tls    *tlsid.Store                                              // nil: plain text
+	tls    *tlsid.Store                                             // nil: plain text
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 }

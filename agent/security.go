@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/harbormaster/harbormaster/internal/tlsid"
 	"github.com/harbormaster/harbormaster/agent/redisctl"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
 // Bounds of the gRPC API (docs/security.md): what one peer can push.
