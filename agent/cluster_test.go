@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/harbormaster/harbormaster/agent"
@@ -27,6 +28,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
 	"github.com/harbormaster/harbormaster/vip"
@@ -50,6 +52,8 @@ type cluster struct {
 	nodes []*tnode
 	lw    *tlogWriter
 	cut   *netcut
+	// tlsDir holds the test cluster's CA and certificates (tlsid.WriteCluster).
+	tlsDir string
 }
 
 // netcut cuts the agents' gRPC links (lease renewals, forwarding) the way
@@ -156,6 +160,17 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 	for i := 1; i <= n; i++ {
 		peers = append(peers, config.Peer{ID: "n" + strconv.Itoa(i), RaftAddr: fmt.Sprintf("127.0.0.1:%d", 9100+i)})
 	}
+	// The API runs mutual TLS as in production: a CA and certificates for
+	// n1-n9 and the read, operate and admin operators.
+	c.tlsDir = t.TempDir()
+	lo := []net.IP{net.IPv4(127, 0, 0, 1)}
+	certs := map[string][]net.IP{}
+	for i := 1; i <= 9; i++ {
+		certs["n"+strconv.Itoa(i)] = lo
+	}
+	if err := tlsid.WriteCluster(c.tlsDir, "test", certs, tlsid.Roles...); err != nil {
+		t.Fatal(err)
+	}
 	if o.spec == "" {
 		o.spec = "roles:\n  - {name: notary, type: service, marker: true}\n  - {name: clair, type: service, marker: true}\n"
 	}
@@ -165,7 +180,7 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 	}
 	for _, p := range peers {
 		cfg := &config.Config{NodeID: p.ID, RaftAddr: p.RaftAddr, APIAddr: "127.0.0.1:1", DataDir: t.TempDir(),
-			Profile: "lan", LogLevel: "info", Bootstrap: peers, Spec: sp}
+			Profile: "lan", LogLevel: "info", Bootstrap: peers, Spec: sp, TLS: c.tlsFor(p.ID)}
 		if o.vip {
 			cfg.VIPInterface = "eth0"
 		}
@@ -217,6 +232,12 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 		}
 	}
 	return c
+}
+
+// tlsFor is node id's tls section.
+func (c *cluster) tlsFor(id string) *config.TLSConfig {
+	f := tlsid.FilesIn(c.tlsDir, id)
+	return &config.TLSConfig{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}
 }
 
 // build makes an agent on an in-memory transport and store.
@@ -375,13 +396,30 @@ func (c *cluster) others(id string) []string {
 	return out
 }
 
+// admin is an API client of node n with the admin operator's certificate.
 func (c *cluster) admin(n *tnode) hmv1.AdminClient {
-	conn, err := grpc.NewClient(n.agent.APIAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return hmv1.NewAdminClient(c.connAs(n, string(tlsid.RoleAdmin)))
+}
+
+// connAs connects to node n's API with the certificate named who in the
+// cluster's TLS dir (an operator role or a node id); "" connects in plain
+// text.
+func (c *cluster) connAs(n *tnode, who string) *grpc.ClientConn {
+	c.t.Helper()
+	creds := insecure.NewCredentials()
+	if who != "" {
+		st, err := tlsid.Load(tlsid.FilesIn(c.tlsDir, who), nil)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		creds = credentials.NewTLS(st.ClientConfig(tlsid.AnyNode))
+	}
+	conn, err := grpc.NewClient(n.agent.APIAddr(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { conn.Close() })
-	return hmv1.NewAdminClient(conn)
+	return conn
 }
 
 // allHeld reports whether every role in the spec has a live holder in st.

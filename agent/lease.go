@@ -41,7 +41,7 @@ func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) { return a
 // only the leader's member certificate may ask.
 func (s *server) Leases(ctx context.Context, req *hmv1.LeasesRequest) (*hmv1.LeasesResponse, error) {
 	if c, ok := callerOf(ctx); ok {
-		if _, leader := s.a.raft.LeaderWithID(); c.peer.Name != string(leader) {
+		if _, leader := s.a.raft.LeaderWithID(); c.peer.Name != string(leader) || c.effective != c.peer {
 			return nil, status.Errorf(codes.PermissionDenied, "leases: only the leader asks; %s is not the leader here (%q)", c.peer, leader)
 		}
 	}

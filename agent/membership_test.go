@@ -39,7 +39,7 @@ func TestInmemJoinNonVoterAndRemove(t *testing.T) {
 	via := c.node(c.others(l.id)[0])
 	no := false
 	cfg := &config.Config{NodeID: "n4", RaftAddr: "127.0.0.1:9104", APIAddr: "127.0.0.1:1", DataDir: t.TempDir(),
-		Profile: "lan", LogLevel: "info", Voter: &no, Join: []string{via.agent.APIAddr()}}
+		Profile: "lan", LogLevel: "info", Voter: &no, Join: []string{via.agent.APIAddr()}, TLS: c.tlsFor("n4")}
 	n4 := c.build(cfg, clusterOpts{})
 	c.nodes = append(c.nodes, n4)
 	c.heal()

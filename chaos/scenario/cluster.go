@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -58,6 +60,9 @@ type ClusterOptions struct {
 	Dir string
 	// LogLevel is the agents' log_level (default info).
 	LogLevel string
+	// Insecure runs the agents with insecure: true (no TLS); the default is
+	// mutual TLS with a CA and certificates made for the lab in Dir/tls.
+	Insecure bool
 	// Log receives progress messages (default: discarded).
 	Log *slog.Logger
 	// LabName labels the lab's namespaces (see lab.Options.Name).
@@ -225,8 +230,16 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if len(opts.StandIns) > 0 {
 		c.svcLog = NewServiceLog(c.ServiceLogPath())
 	}
+	creds := insecure.NewCredentials()
+	if !opts.Insecure {
+		st, err := tlsid.Load(tlsid.FilesIn(c.TLSDir(), string(tlsid.RoleAdmin)), nil)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		creds = credentials.NewTLS(st.ClientConfig(tlsid.AnyNode))
+	}
 	for _, n := range c.nodes {
-		conn, err := grpc.NewClient(apiAddr(n), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err := grpc.NewClient(apiAddr(n), grpc.WithTransportCredentials(creds),
 			grpc.WithContextDialer(c.dial))
 		if err != nil {
 			return nil, fmt.Errorf("cluster: admin client for %s: %w", n.Name, err)
@@ -302,8 +315,15 @@ func (c *Cluster) writeConfigs() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	var boot strings.Builder
+	ips := map[string][]net.IP{}
 	for _, n := range c.nodes {
 		fmt.Fprintf(&boot, "  - {id: %s, raft_addr: %s}\n", n.Name, raftAddr(n))
+		ips[n.Name] = []net.IP{n.IP.AsSlice()}
+	}
+	if !c.opts.Insecure {
+		if err := tlsid.WriteCluster(c.TLSDir(), "lab", ips, tlsid.Roles...); err != nil {
+			return fmt.Errorf("cluster: tls: %w", err)
+		}
 	}
 	for _, n := range c.nodes {
 		cfg := fmt.Sprintf(`# written by chaos/scenario for lab %s
@@ -318,6 +338,12 @@ bootstrap:
 %sspec_file: %s
 `, c.Lab.Prefix(), n.Name, raftAddr(n), apiAddr(n), filepath.Join(c.dir, n.Name), c.opts.Profile,
 			c.opts.LogLevel, n.Iface, boot.String(), filepath.Join(c.dir, "spec.yaml"))
+		if c.opts.Insecure {
+			cfg += "insecure: true\n"
+		} else {
+			f := tlsid.FilesIn(c.TLSDir(), n.Name)
+			cfg += fmt.Sprintf("tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", f.CA, f.Cert, f.Key)
+		}
 		services, err := c.writeStandIns(n.Name)
 		if err != nil {
 			return err
@@ -332,6 +358,13 @@ bootstrap:
 	}
 	return nil
 }
+
+// TLSDir holds the lab cluster's CA, node and operator certificates
+// (tlsid.WriteCluster; operators read, operate and admin).
+func (c *Cluster) TLSDir() string { return filepath.Join(c.dir, "tls") }
+
+// Insecure reports whether the agents run without TLS.
+func (c *Cluster) Insecure() bool { return c.opts.Insecure }
 
 func (c *Cluster) configPath(node string) string { return filepath.Join(c.dir, node+".yaml") }
 

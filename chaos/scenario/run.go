@@ -138,6 +138,8 @@ type Target struct {
 type Result struct {
 	Scenario string `json:"scenario"`
 	Profile  string `json:"profile"`
+	// TLS says whether the agents ran with mutual TLS (false: insecure).
+	TLS bool `json:"tls"`
 	// Trials is the number of trials completed.
 	Trials int `json:"trials"`
 	// OK is true when every invariant held in every trial.
@@ -285,7 +287,7 @@ func About(name string) string {
 // everything the product did wrong is in the Result's violations.
 func Run(ctx context.Context, name string, o Options) (Result, error) {
 	o.defaults()
-	res := Result{Scenario: name, Profile: o.Profile, Violations: []string{}, PerTrial: []Trial{}}
+	res := Result{Scenario: name, Profile: o.Profile, TLS: !o.Insecure, Violations: []string{}, PerTrial: []Trial{}}
 	idx := slices.IndexFunc(catalogue(), func(s scenario) bool { return s.name == name })
 	if idx < 0 {
 		return res, fmt.Errorf("unknown scenario %q; scenarios: %s", name, strings.Join(Names(), ", "))

@@ -52,6 +52,11 @@ func demoCmd() *cobra.Command {
 				fmt.Printf("  %s  %-13s %s  agent log %s\n", n.Name, n.IP, n.MAC, c.LogPath(n.Name))
 			}
 			fmt.Printf("  VIP %s, the client connects to %s:80 every 10 ms\n", scenario.VIP, scenario.VIP.Addr())
+			mode := "mutual TLS on every channel (lab CA in " + c.TLSDir() + ")"
+			if c.Insecure() {
+				mode = "insecure: true (no TLS, no authentication)"
+			}
+			fmt.Printf("  agents run with %s\n", mode)
 			say("Live view (leader %s, VIP on %s at epoch %d)", v.Leader, v.Holder, v.Epoch)
 			live(ctx, c, 2*time.Second)
 			holder := v.Holder

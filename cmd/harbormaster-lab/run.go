@@ -34,6 +34,7 @@ type clusterFlags struct {
 	dir      string
 	logLevel string
 	verbose  bool
+	insecure bool
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
@@ -42,6 +43,7 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", "", "work dir for configs, data dirs and agent logs, kept afterwards (default: a temporary dir, removed)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "agents' log level")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print progress to stderr")
+	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "run the agents with insecure: true (default: mutual TLS with a lab CA)")
 }
 
 func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
@@ -66,7 +68,7 @@ func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
 		return scenario.ClusterOptions{}, err
 	}
 	return scenario.ClusterOptions{Bin: bin, LabBin: self, Profile: f.profile, Dir: f.dir, LogLevel: f.logLevel, LabName: name,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, nil
+		Insecure: f.insecure, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, nil
 }
 
 func runCmd() *cobra.Command {

@@ -20,9 +20,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	"github.com/harbormaster/harbormaster/chaos/scenario"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -40,6 +42,8 @@ type upState struct {
 	VIP      string      `json:"vip"`
 	ClientNS string      `json:"client_ns"`
 	Nodes    []upStateNd `json:"nodes"`
+	// TLSDir holds the lab's CA and certificates ("" when insecure).
+	TLSDir string `json:"tls_dir,omitempty"`
 }
 
 type upStateNd struct {
@@ -103,6 +107,9 @@ func upCmd() *cobra.Command {
 func stateOf(c *scenario.Cluster, bin string) upState {
 	cl, _ := c.Lab.Host("c1")
 	st := upState{PID: os.Getpid(), Prefix: c.Lab.Prefix(), Bin: bin, Dir: c.Dir(), VIP: scenario.VIP.String(), ClientNS: cl.NS}
+	if !c.Insecure() {
+		st.TLSDir = c.TLSDir()
+	}
 	for _, n := range c.Nodes() {
 		st.Nodes = append(st.Nodes, upStateNd{Name: n.Name, NS: n.NS, IP: n.IP.String(),
 			API: netip.AddrPortFrom(n.IP, 7201).String(), MAC: n.MAC.String(), Log: c.LogPath(n.Name)})
@@ -131,6 +138,14 @@ func printReach(st upState, v scenario.View, tmp bool) {
 	t.Flush()
 	fmt.Printf("\nVIP %s held by %s (epoch %d); Raft leader %s.\n", st.VIP, v.Holder, v.Epoch, v.Leader)
 	vip := strings.Split(st.VIP, "/")[0]
+	bin := st.Bin
+	if st.TLSDir != "" {
+		f := tlsid.FilesIn(st.TLSDir, string(tlsid.RoleAdmin))
+		fmt.Printf("\nThe agents run mutual TLS (lab CA in %s).\n", st.TLSDir)
+		bin += fmt.Sprintf(" --ca-file %s --cert-file %s --key-file %s", f.CA, f.Cert, f.Key)
+	} else {
+		fmt.Printf("\nThe agents run with insecure: true (no TLS, no authentication).\n")
+	}
 	fmt.Printf(`
 Reach it from the client namespace:
   ip netns exec %[1]s %[2]s status --addr %[3]s
@@ -141,7 +156,7 @@ Faults by hand (the holder's agent, a node):
   ip netns exec %[6]s nft list ruleset
 Every node answers on port 80 with its name. Holder changes are printed below.
 Ctrl-C (or harbormaster-lab down) tears the lab down%[7]s.
-`, st.ClientNS, st.Bin, st.Nodes[0].API, selfPath(), vip, st.Nodes[0].NS, map[bool]string{true: " and removes the work dir", false: ""}[tmp])
+`, st.ClientNS, bin, st.Nodes[0].API, selfPath(), vip, st.Nodes[0].NS, map[bool]string{true: " and removes the work dir", false: ""}[tmp])
 }
 
 func selfPath() string {
@@ -341,7 +356,7 @@ func printUpStatus(ctx context.Context, st upState) {
 	t := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(t, "  NODE\tAPI\tSTATE\tLEADER\tREADY\tVIP HOLDER")
 	for _, n := range st.Nodes {
-		s, roles, err := queryNode(ctx, st.ClientNS, n.API)
+		s, roles, err := queryNode(ctx, st.ClientNS, st.TLSDir, n.API)
 		if err != nil {
 			fmt.Fprintf(t, "  %s\t%s\tunreachable: %v\t\t\t\n", n.Name, n.API, err)
 			continue
@@ -357,7 +372,7 @@ func printUpStatus(ctx context.Context, st upState) {
 	t.Flush()
 }
 
-func queryNode(ctx context.Context, clientNS, addr string) (*hmv1.StatusResponse, *hmv1.ListRolesResponse, error) {
+func queryNode(ctx context.Context, clientNS, tlsDir, addr string) (*hmv1.StatusResponse, *hmv1.ListRolesResponse, error) {
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		ap, err := netip.ParseAddrPort(addr)
 		if err != nil {
@@ -374,7 +389,15 @@ func queryNode(ctx context.Context, clientNS, addr string) (*hmv1.StatusResponse
 		})
 		return conn, err
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial))
+	creds := insecure.NewCredentials()
+	if tlsDir != "" {
+		ts, err := tlsid.Load(tlsid.FilesIn(tlsDir, string(tlsid.RoleRead)), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		creds = credentials.NewTLS(ts.ClientConfig(tlsid.AnyNode))
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithContextDialer(dial))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -88,6 +88,11 @@ func procCLI(t *testing.T, bin string, args ...string) (stdout, stderr string, c
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &o, &e
 	cmd.Env = append(os.Environ(), "HARBORMASTER_ADDR=127.0.0.1:1") // never the default address by mistake
+	// The loopback cluster runs mutual TLS; the CLI is its admin unless
+	// the test gives other files.
+	if f, err := proccluster.LoopbackCerts(); err == nil {
+		cmd.Env = append(cmd.Env, "HARBORMASTER_CA_FILE="+f.CA, "HARBORMASTER_CERT_FILE="+f.Cert, "HARBORMASTER_KEY_FILE="+f.Key)
+	}
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {

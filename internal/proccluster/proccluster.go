@@ -26,9 +26,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"gopkg.in/yaml.v3"
 
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
@@ -57,6 +59,10 @@ type Options struct {
 	// and log files (Dir/<id>.log). Required; the caller owns it and removes
 	// it.
 	Dir string
+	// ClientTLS are the operator files the admin clients use; nil with
+	// DefaultConfigs means the loopback admin certificate (made by
+	// LoopbackCerts), else plain text.
+	ClientTLS *tlsid.Files
 	// Env is added to the agents' environment (KEY=VALUE). The caller's
 	// environment is inherited, minus systemd's NOTIFY_SOCKET and WATCHDOG_*
 	// variables.
@@ -110,6 +116,7 @@ type Cluster struct {
 	bin   string
 	env   []string
 	order []string
+	creds credentials.TransportCredentials
 
 	mu    sync.Mutex
 	nodes map[string]*proc
@@ -161,6 +168,50 @@ func DefaultConfigs() ([]string, error) {
 	return out, nil
 }
 
+// LoopbackCerts makes sure testdata/loopback/tls holds the loopback
+// cluster's files (what make loopback-certs writes: the CA of cluster
+// "loopback", n1-n3 for 127.0.0.1, operators read, operate and admin),
+// writing them when a file is missing or expires within a day, and returns
+// the admin operator's files. Safe against concurrent test processes.
+func LoopbackCerts() (tlsid.Files, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return tlsid.Files{}, err
+	}
+	dir := filepath.Join(root, "testdata", "loopback", "tls")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return tlsid.Files{}, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return tlsid.Files{}, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return tlsid.Files{}, err
+	}
+	names := []string{"ca", "n1", "n2", "n3", "read", "operate", "admin"}
+	fresh := true
+	for _, n := range names {
+		f := tlsid.FilesIn(dir, n)
+		if _, err := os.Stat(f.Key); err != nil {
+			fresh = false
+			break
+		}
+		if st, err := tlsid.Load(f, nil); n != "ca" && (err != nil || time.Until(st.NotAfter()) < 24*time.Hour) {
+			fresh = false
+			break
+		}
+	}
+	if !fresh {
+		lo := []net.IP{net.IPv4(127, 0, 0, 1)}
+		if err := tlsid.WriteCluster(dir, "loopback", map[string][]net.IP{"n1": lo, "n2": lo, "n3": lo}, tlsid.Roles...); err != nil {
+			return tlsid.Files{}, fmt.Errorf("loopback certificates: %w", err)
+		}
+	}
+	return tlsid.FilesIn(dir, "admin"), nil
+}
+
 // New reads the node configs and prepares the cluster. It starts nothing.
 func New(opts Options) (*Cluster, error) {
 	if opts.Binary == "" {
@@ -183,12 +234,27 @@ func New(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("proccluster: dir: %w", err)
 	}
 	configs := opts.Configs
+	clientTLS := opts.ClientTLS
 	if len(configs) == 0 {
 		if configs, err = DefaultConfigs(); err != nil {
 			return nil, fmt.Errorf("proccluster: %w", err)
 		}
+		if clientTLS == nil {
+			f, err := LoopbackCerts()
+			if err != nil {
+				return nil, fmt.Errorf("proccluster: %w", err)
+			}
+			clientTLS = &f
+		}
 	}
-	c := &Cluster{bin: bin, env: agentEnv(opts.Env), nodes: map[string]*proc{}}
+	c := &Cluster{bin: bin, env: agentEnv(opts.Env), nodes: map[string]*proc{}, creds: insecure.NewCredentials()}
+	if clientTLS != nil {
+		st, err := tlsid.Load(*clientTLS, nil)
+		if err != nil {
+			return nil, fmt.Errorf("proccluster: client tls: %w", err)
+		}
+		c.creds = credentials.NewTLS(st.ClientConfig(tlsid.AnyNode))
+	}
 	for _, path := range configs {
 		n, err := readNode(path, dir)
 		if err != nil {
@@ -576,7 +642,7 @@ func (c *Cluster) Client(id string) (hmv1.AdminClient, error) {
 	}
 	if p.conn == nil {
 		conn, err := grpc.NewClient(p.APIAddr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(c.creds),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 100 * time.Millisecond},
 				MinConnectTimeout: time.Second,

@@ -236,3 +236,41 @@ func writeFile(path string, b []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// WriteCluster writes a whole cluster's files into dir, for labs and
+// tests: ca.pem and ca-key.pem of cluster, a node certificate per entry of
+// nodes (with those IPs) and an operator certificate named after each role
+// ("read", "operate", "admin").
+func WriteCluster(dir, cluster string, nodes map[string][]net.IP, roles ...Role) error {
+	ca, keyPEM, err := NewCA(cluster, 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	if _, _, err := WritePair(dir, "ca", ca.CertPEM, keyPEM, true); err != nil {
+		return err
+	}
+	for id, ips := range nodes {
+		c, k, err := ca.Issue(Identity{Kind: Node, Name: id}, []string{"localhost"}, ips, 30*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		if _, _, err := WritePair(dir, id, c, k, true); err != nil {
+			return err
+		}
+	}
+	for _, r := range roles {
+		c, k, err := ca.Issue(Identity{Kind: Operator, Name: string(r), Role: r}, nil, nil, 30*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		if _, _, err := WritePair(dir, string(r), c, k, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FilesIn names the files WriteCluster wrote for name in dir.
+func FilesIn(dir, name string) Files {
+	return Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
+}
