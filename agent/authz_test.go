@@ -53,7 +53,11 @@ func TestAuthorization(t *testing.T) {
 	l := c.leader()
 	f := c.node(c.others(l.id)[0])
 	ctx := ctxT(t, 30*time.Second)
-	short := func() context.Context { x, cancel := context.WithTimeout(ctx, 3*time.Second); t.Cleanup(cancel); return x }
+	short := func() context.Context {
+		x, cancel := context.WithTimeout(ctx, 3*time.Second)
+		t.Cleanup(cancel)
+		return x
+	}
 
 	// 1. No TLS, TLS without a client certificate, another cluster's
 	// certificate with the admin role: nothing answers.

@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/harbormaster/harbormaster/chaos/lab"
-	"github.com/harbormaster/harbormaster/internal/tlsid"
 	"github.com/harbormaster/harbormaster/chaos/scenario"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
