@@ -228,6 +228,15 @@ func (a *Agent) Raft() *raft.Raft { return a.raft }
 // Run returns after every goroutine it started has returned.
 func (a *Agent) Run(ctx context.Context) (err error) {
 	a.log.Info("starting", "version", Version, "profile", a.cfg.Profile, "timing", a.timing.String())
+	if a.tls == nil {
+		a.log.Warn("insecure: true: Raft, the API, lease renewals and metrics run without TLS or authentication; anyone who reaches these ports controls the cluster (docs/security.md)")
+	} else {
+		a.log.Info("mutual TLS", "identity", a.tls.Self().URI().String(), "cluster", a.tls.Cluster(),
+			"expires", a.tls.NotAfter().UTC().Format(time.RFC3339))
+		if left := time.Until(a.tls.NotAfter()); left < 30*24*time.Hour {
+			a.log.Warn("the node certificate expires soon; make a new one and send SIGHUP", "in", left.Round(time.Hour).String())
+		}
+	}
 	var cleanup cleanups
 	defer cleanup.run()
 	o, err := a.open(&cleanup)

@@ -54,6 +54,7 @@ func (g *globals) dial(addr string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	switch n := countSet(g.tls.CA, g.tls.Cert, g.tls.Key); n {
 	case 0:
+		plainText = true
 	case 3:
 		st, err := tlsid.Load(g.tls, nil)
 		if err != nil {

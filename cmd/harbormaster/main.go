@@ -73,6 +73,9 @@ func errMessage(err error) string {
 			if handshakeRefused(st.Message()) {
 				return "not authorized: the TLS handshake failed (" + st.Message() + "); check --ca-file, --cert-file and --key-file (docs/security.md)"
 			}
+			if plainText && strings.Contains(st.Message(), "connection") {
+				return "unavailable: " + st.Message() + " (no --ca-file, --cert-file, --key-file given: if the agent runs TLS, give them or set HARBORMASTER_CA_FILE, HARBORMASTER_CERT_FILE and HARBORMASTER_KEY_FILE)"
+			}
 			return "unavailable: " + st.Message()
 		case codes.PermissionDenied, codes.Unauthenticated:
 			return "not authorized: " + st.Message()
@@ -98,6 +101,9 @@ func newRoot() *cobra.Command {
 		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g))
 	return root
 }
+
+// plainText is set when the CLI dialled without TLS files.
+var plainText bool
 
 // handshakeRefused recognizes gRPC's message for a connection whose TLS
 // handshake failed or was refused by the peer.

@@ -292,13 +292,31 @@ func procFailover(t *testing.T, bin string) {
 		procCheckStatusJSON(t, id, out)
 	}
 
+	// 2b. Authorization: the read certificate may not drain (exit 4, the
+	// role named); no certificate at all gets no answer (exit 3, with the
+	// hint about the TLS flags).
+	adminFiles, err := proccluster.LoopbackCerts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsDir := filepath.Dir(adminFiles.CA)
+	_, stderr, code := procCLI(t, bin, "drain", leader, "--addr", api(leader), "--cert-file", filepath.Join(tlsDir, "read.pem"),
+		"--key-file", filepath.Join(tlsDir, "read-key.pem"))
+	if code != exitDenied || !strings.Contains(stderr, "needs the operate role") {
+		t.Errorf("drain with the read certificate: exit %d, want %d naming the operate role; stderr: %s", code, exitDenied, stderr)
+	}
+	_, stderr, code = procCLI(t, bin, "status", "--addr", api(leader), "--ca-file", "", "--cert-file", "", "--key-file", "")
+	if code != exitUnavailable || !strings.Contains(stderr, "--ca-file") {
+		t.Errorf("status without certificates: exit %d, want %d with the TLS hint; stderr: %s", code, exitUnavailable, stderr)
+	}
+
 	// 3. An invalid spec is refused with exit 2, naming the field.
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad-spec.yaml")
 	if err := os.WriteFile(bad, []byte("roles:\n  - name: notary\n    type: bogus\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, code := procCLI(t, bin, "spec", "apply", bad, "--addr", api(leader))
+	_, stderr, code = procCLI(t, bin, "spec", "apply", bad, "--addr", api(leader))
 	if code != exitUsage {
 		t.Errorf("spec apply of an invalid spec: exit %d, want %d; stderr: %s", code, exitUsage, stderr)
 	}
