@@ -4,6 +4,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
 // TestLimitListener: connections beyond the per-address bound are closed
@@ -63,5 +66,39 @@ func TestLimitListener(t *testing.T) {
 	l.mu.Unlock()
 	for _, c := range []net.Conn{a, b, third, fourth, s2, s4} {
 		_ = c.Close()
+	}
+}
+
+// TestMetricsTLS: with tls, metrics off loopback are served with mutual
+// TLS; on loopback, or on an insecure agent, in plain text.
+func TestMetricsTLS(t *testing.T) {
+	dir := t.TempDir()
+	if err := tlsid.WriteCluster(dir, "test", map[string][]net.IP{"n1": nil}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tlsid.Load(tlsid.FilesIn(dir, "n1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr   string
+		secure bool
+		want   bool
+	}{
+		{"0.0.0.0:7301", true, true},
+		{"198.18.0.11:7301", true, true},
+		{"[::]:7301", true, true},
+		{"127.0.0.1:7301", true, false},
+		{"[::1]:7301", true, false},
+		{"localhost:7301", true, false},
+		{"0.0.0.0:7301", false, false},
+	} {
+		a := &Agent{cfg: &config.Config{MetricsAddr: tc.addr}}
+		if tc.secure {
+			a.tls = st
+		}
+		if got := a.metricsTLS(); got != tc.want {
+			t.Errorf("metrics_addr %s, tls %v: metricsTLS %v, want %v", tc.addr, tc.secure, got, tc.want)
+		}
 	}
 }
