@@ -161,3 +161,52 @@ func TestAuthorization(t *testing.T) {
 		t.Errorf("%s moved to %s epoch %d after refused commands", held.Role, a.Holder, a.Epoch)
 	}
 }
+
+// TestReloadTLS: a renewed node certificate is served to new connections
+// after ReloadTLS (SIGHUP), without a restart; a certificate of another
+// node is refused and the loaded one kept.
+func TestReloadTLS(t *testing.T) {
+	c := newCluster(t, 1, clusterOpts{})
+	n := c.nodes[0]
+	serial := func() string {
+		st, err := tlsid.Load(tlsid.FilesIn(c.tlsDir, "read"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := tls.Dial("tcp", n.agent.APIAddr(), st.ClientConfig(tlsid.AnyNode))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	ca, err := tlsid.LoadCA(tlsid.FilesIn(c.tlsDir, "ca").CA, tlsid.FilesIn(c.tlsDir, "ca").Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(id string) {
+		cp, kp, err := ca.Issue(tlsid.Identity{Kind: tlsid.Node, Name: id}, nil, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tlsid.WritePair(c.tlsDir, n.id, cp, kp, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue(n.id)
+	if err := n.agent.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	renewed := serial()
+	if renewed == before {
+		t.Fatal("the renewed certificate is not served after ReloadTLS")
+	}
+	issue("n2") // the wrong node's certificate in n1's files
+	if err := n.agent.ReloadTLS(); err == nil {
+		t.Error("ReloadTLS accepted another node's certificate")
+	}
+	if got := serial(); got != renewed {
+		t.Errorf("after a refused reload the agent serves %s, want the loaded %s", got, renewed)
+	}
+}
