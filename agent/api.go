@@ -326,6 +326,9 @@ func (s *server) Join(ctx context.Context, req *hmv1.JoinRequest) (*hmv1.JoinRes
 			return nil, status.Errorf(codes.FailedPrecondition, "raft_address: %s is already used by member %s; remove it first", req.RaftAddress, srv.ID)
 		}
 	}
+	if err := s.a.probeMember(ctx, req.Id, req.RaftAddress); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "raft_address: %v; a node is added only once it answers there as itself (start its agent first)", err)
+	}
 	var fut raft.IndexFuture
 	if req.Voter {
 		fut = r.AddVoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress), 0, 10*time.Second)

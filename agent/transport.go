@@ -1,13 +1,17 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
 // tlsStream is Raft's stream layer over mutual TLS: only nodes of this
@@ -125,4 +129,28 @@ func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net
 	}
 	_ = tc.SetDeadline(time.Time{})
 	return tc, nil
+}
+
+// probeMember checks, before a node is added to the configuration, that
+// something answers at its Raft address with that node's certificate: a
+// made-up voter would cost the cluster its quorum. Insecure agents cannot
+// tell who answers and skip the check.
+func (a *Agent) probeMember(ctx context.Context, id, addr string) error {
+	if a.tls == nil {
+		return nil
+	}
+	cfg := a.tls.ClientConfig(func(got tlsid.Identity) error {
+		if got.Name != id {
+			return fmt.Errorf("the node answering is %s, not %s", got, id)
+		}
+		return nil
+	})
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: cfg}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node %s does not answer at %s: %w", id, addr, err)
+	}
+	return c.Close()
 }
