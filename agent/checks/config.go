@@ -94,7 +94,8 @@ type Config struct {
 	// CredentialsFile is an absolute path to a file holding
 	// "username:password" on its first line, used for the registry's Basic
 	// or token authentication (registry-pull). Without it the pull is
-	// anonymous.
+	// anonymous. A secret file: mode 0600 or 0400, owned by the agent's
+	// user or root (internal/secretfile).
 	CredentialsFile string `yaml:"credentials_file,omitempty"`
 	// CAFile is an absolute path to a PEM bundle of CA certificates trusted
 	// in addition to the system's (registry-pull, https).
@@ -119,7 +120,7 @@ type Config struct {
 	// AUTH password (redis). A line "username password" (a space between
 	// them) authenticates an ACL user; a password containing spaces is
 	// written "default <password>", default being the user requirepass
-	// sets.
+	// sets. A secret file, as CredentialsFile.
 	PasswordFile string `yaml:"password_file,omitempty"`
 	// Role, when set, is the replication role the server must have: master
 	// or replica ("slave" is accepted as a synonym of replica) (redis).

@@ -1,13 +1,11 @@
 package checks
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/harbormaster/harbormaster/internal/secretfile"
 )
 
 // Bounds of the texts kept for status.
@@ -171,23 +171,11 @@ func since(start time.Time) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// readSecretLine returns the first line of a small file, without its line
-// ending. It refuses an empty line.
+// readSecretLine returns the first line of a secret file (a password or
+// credentials file), refusing a file others may read or write
+// (internal/secretfile) and an empty line.
 func readSecretLine(field, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", field, err)
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 64<<10)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("%s %s: %w", field, path, err)
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", fmt.Errorf("%s %s: the first line is empty", field, path)
-	}
-	return line, nil
+	return secretfile.ReadLine(field, path)
 }
 
 // credentials is a username and password for a registry.

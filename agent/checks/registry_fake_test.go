@@ -141,6 +141,7 @@ func TestRegistryPullAuth(t *testing.T) {
 	right := writeFile(t, dir, "right", "robot$pull:p4ss:with:colons\n")
 	wrong := writeFile(t, dir, "wrong", "robot$pull:nope")
 	malformed := writeFile(t, dir, "malformed", "just-a-password\n")
+	loose := writeFileMode(t, dir, "loose", "robot$pull:p4ss:with:colons\n", 0o640)
 	tests := []struct {
 		name      string
 		reg       *fakeRegistry
@@ -162,7 +163,9 @@ func TestRegistryPullAuth(t *testing.T) {
 		{"basic without credentials", &fakeRegistry{mode: "basic"}, "",
 			"manifest library/hello:latest: auth: the registry asks for Basic credentials; set credentials_file", nil},
 		{"credentials file missing", &fakeRegistry{mode: "bearer"}, dir + "/missing",
-			"credentials_file: open " + dir + "/missing: no such file or directory", nil},
+			"credentials_file: " + dir + "/missing does not exist; create it (mode 0600) or fix the path", nil},
+		{"credentials file the group may read", &fakeRegistry{mode: "basic"}, loose,
+			"credentials_file: " + loose + " has mode 0640, others may read or change it; a secret file must be mode 0600 or 0400: run chmod 600 " + loose, nil},
 		{"credentials file without a colon", &fakeRegistry{mode: "basic"}, malformed,
 			"credentials_file " + malformed + ": want username:password on the first line", nil},
 		{"blob redirect followed", &fakeRegistry{mode: "bearer", redirectBlobs: true}, right, "", nil},
