@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/harbormaster/harbormaster/internal/childenv"
 	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/hostport"
 
@@ -127,13 +128,19 @@ type Config struct {
 	Role string `yaml:"role,omitempty"`
 
 	// Argv is the program and its arguments, run without a shell (exec).
-	// A bare program name is looked up in the agent's PATH. It runs in /
-	// with the agent's environment and stdin from /dev/null, in a process
-	// group of its own that is killed when it exits or times out. It passes
-	// by exiting 0.
+	// A bare program name is looked up in the program's PATH (Env). It runs
+	// in / with stdin from /dev/null, in a process group of its own that is
+	// killed when it exits or times out. It passes by exiting 0. The first
+	// line of its output (sanitized, at most 200 bytes) is what leaves the
+	// node; the rest stays in the agent's debug log.
 	Argv []string `yaml:"argv,omitempty"`
 	// Shell runs Argv's single element as a /bin/sh -c command line (exec).
 	Shell bool `yaml:"shell,omitempty"`
+	// Env is the program's environment besides PATH (default
+	// internal/childenv.DefaultPath): entries NAME=value, or NAME to pass
+	// the agent's own value through (exec). The agent's environment is not
+	// passed otherwise.
+	Env []string `yaml:"env,omitempty"`
 }
 
 func fieldErr(field, format string, args ...any) error { return conf.Errorf(field, format, args...) }
@@ -193,6 +200,7 @@ var typeFields = []struct {
 	{"role", func(c *Config) bool { return c.Role != "" }, []string{TypeRedis}},
 	{"argv", func(c *Config) bool { return len(c.Argv) > 0 }, []string{TypeExec}},
 	{"shell", func(c *Config) bool { return c.Shell }, []string{TypeExec}},
+	{"env", func(c *Config) bool { return len(c.Env) > 0 }, []string{TypeExec}},
 }
 
 // Validate checks one config after Normalize and returns the first problem
@@ -358,7 +366,7 @@ func (c *Config) validateExec(sub func(string) string) error {
 			return fieldErr(sub(fmt.Sprintf("argv[%d]", i)), "contains a NUL byte, which cannot be passed to a program; remove it")
 		}
 	}
-	return nil
+	return childenv.Validate(sub("env"), c.Env)
 }
 
 // ValidateAll validates the checks of one node, as the list "checks" of its

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harbormaster/harbormaster/internal/childenv"
 	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
@@ -33,7 +34,7 @@ func TestExecProbe(t *testing.T) {
 		{"shell failure", execCheck(true, 2*time.Second, "echo nope; exit 7"), "exit status 7: nope", "nope\n"},
 		{"killed by a signal", execCheck(true, 2*time.Second, "kill -9 $$"), "signal: killed", ""},
 		{"missing program", execCheck(false, 2*time.Second, "/nonexistent/check"), "start: fork/exec /nonexistent/check: no such file or directory", ""},
-		{"program not in PATH", execCheck(false, 2*time.Second, "no-such-check-program"), `start: exec: "no-such-check-program": executable file not found in $PATH`, ""},
+		{"program not in PATH", execCheck(false, 2*time.Second, "no-such-check-program"), `start: "no-such-check-program" not found in PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; give its absolute path, or set PATH in the env list`, ""},
 		{"runs in /", execCheck(true, 2*time.Second, "pwd"), "", "/\n"},
 		{"output bounded to its tail", execCheck(true, 2*time.Second, "printf "+long+"; echo END; exit 2"), "exit status 2: |789END", "789END\n"},
 	}
@@ -46,6 +47,36 @@ func TestExecProbe(t *testing.T) {
 			}
 			if r.err != nil && len(r.err.Error()) > maxErr {
 				t.Errorf("error is %d bytes, want at most %d", len(r.err.Error()), maxErr)
+			}
+		})
+	}
+}
+
+// TestExecEnv: the program sees PATH, its env list and nothing else of the
+// agent's environment; a bare name is found in the program's PATH.
+func TestExecEnv(t *testing.T) {
+	t.Setenv("HM_TEST_SECRET", "hunter2")
+	t.Setenv("HM_TEST_PASS", "passed through")
+	t.Setenv("PATH", "/nonexistent") // the agent's PATH plays no part
+	tests := []struct {
+		name string
+		env  []string
+		argv []string
+		want string
+	}{
+		{"nothing listed", nil, []string{"/usr/bin/env"}, "PATH=" + childenv.DefaultPath + "\n"},
+		{"bare name in the default PATH", nil, []string{"env"}, "PATH=" + childenv.DefaultPath + "\n"},
+		{"set, pass through, unset in the agent", []string{"FOO=bar", "HM_TEST_PASS", "HM_TEST_UNSET"}, []string{"env"},
+			"PATH=" + childenv.DefaultPath + "\nFOO=bar\nHM_TEST_PASS=passed through\n"},
+		{"PATH replaced", []string{"PATH=/usr/bin:/bin"}, []string{"env"}, "PATH=/usr/bin:/bin\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := execCheck(false, 2*time.Second, tc.argv...)
+			c.Env = tc.env
+			r := runProbe(t, c)
+			if r.err != nil || r.out != tc.want {
+				t.Errorf("Probe: got %q, %v; want exactly %q", r.out, r.err, tc.want)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/harbormaster/harbormaster/internal/childenv"
 	"github.com/harbormaster/harbormaster/internal/secretfile"
 )
 
@@ -40,6 +41,7 @@ type Prober interface {
 // copy of c first, so a bad config returns a *conf.FieldError; it does no I/O.
 func NewProber(c Config) (Prober, error) {
 	c.Argv = append([]string(nil), c.Argv...)
+	c.Env = append([]string(nil), c.Env...)
 	c.Normalize()
 	if err := c.Validate(""); err != nil {
 		return nil, err
@@ -68,7 +70,8 @@ func NewProber(c Config) (Prober, error) {
 		if c.Shell {
 			argv = []string{"/bin/sh", "-c", c.Argv[0]}
 		}
-		f = (&execProber{argv: argv, timeout: timeout}).probe
+		env := childenv.Build(c.Env, os.LookupEnv)
+		f = (&execProber{argv: argv, env: env, timeout: timeout}).probe
 	default:
 		return nil, fmt.Errorf("checks: type %q has no prober", c.Type) // Validate let an unknown type through: a bug
 	}

@@ -78,6 +78,7 @@ func NewRunner(cfgs []Config, onChange func(State)) (*Runner, error) {
 	cs := make([]Config, len(cfgs))
 	for i, c := range cfgs {
 		c.Argv = append([]string(nil), c.Argv...)
+		c.Env = append([]string(nil), c.Env...)
 		c.Normalize()
 		cs[i] = c
 	}
