@@ -18,9 +18,6 @@ import (
 // the group (setsid) may hold the pipe open for ever.
 const outputGrace = 100 * time.Millisecond
 
-// errTail is how much of the output (its end) an exec error carries.
-const errTail = 300
-
 // execProber is an exec check: the program runs in its own process group
 // with the environment env (internal/childenv: PATH and the check's env
 // list, not the agent's environment), in /, stdin from /dev/null, stdout
@@ -93,9 +90,11 @@ func (p *execProber) probe(ctx context.Context) (string, error) {
 	case st == nil:
 		return output, fmt.Errorf("wait: %w", waitErr)
 	}
+	// The error leaves the node (State.Report): it carries the summary of
+	// the output, not the output.
 	msg := st.String() // "exit status 3", "signal: killed"
-	if tail := clipTail(oneLine(output), errTail); tail != "" {
-		msg += ": " + tail
+	if sum := Summary(output); sum != "" {
+		msg += ": " + sum
 	}
 	return output, errors.New(msg)
 }

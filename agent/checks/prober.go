@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/harbormaster/harbormaster/internal/childenv"
@@ -20,8 +21,9 @@ import (
 
 // Bounds of the texts kept for status.
 const (
-	maxOutput = 1024 // State.Output and a probe's output
-	maxErr    = 512  // State.LastErr
+	maxOutput  = 1024 // State.Output and a probe's output
+	maxErr     = 512  // State.LastErr
+	maxSummary = 200  // Summary, the output that leaves the node
 )
 
 // userAgent is sent by the HTTP-based probes.
@@ -160,6 +162,57 @@ func clipTail(s string, n int) string {
 		cut++
 	}
 	return ell + s[cut:]
+}
+
+// Summary is the part of a probe's output that may leave the node (the
+// replicated check result, status, explain): its first line that is not
+// blank, as printable ASCII (a tab becomes a space, any other control
+// character or non-ASCII character a '?'), without leading and trailing
+// spaces, at most 200 bytes ("..." ends a cut line). An exec check's program
+// should therefore say what it found on its first line, as a Nagios plugin
+// does; the rest of the output stays on the node (State.Output, the agent's
+// debug log).
+func Summary(output string) string {
+	for line := range strings.Lines(output) {
+		if s := printableASCII(line, maxSummary); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// printableASCII renders s as printable ASCII on one line (see Summary),
+// trimmed, at most max bytes.
+func printableASCII(s string, max int) string {
+	var b strings.Builder
+	for _, r := range strings.TrimRight(s, "\r\n") {
+		switch {
+		case r == '\t':
+			b.WriteByte(' ')
+		case r >= 0x20 && r < 0x7f:
+			b.WriteRune(r)
+		default:
+			b.WriteByte('?')
+		}
+	}
+	out := strings.TrimSpace(b.String())
+	if len(out) > max {
+		out = strings.TrimRight(out[:max-3], " ") + "..."
+	}
+	return out
+}
+
+// oneLinePrintable is s with every run of white space made one space and
+// every other non-printable character a '?', cut to max bytes on a UTF-8
+// boundary.
+func oneLinePrintable(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return r
+		}
+		return '?'
+	}, strings.ToValidUTF8(s, "?"))
+	return clipHead(oneLine(s), max)
 }
 
 // oneLine collapses runs of white space (new lines included) into one space.
