@@ -101,6 +101,14 @@ type Config struct {
 	// CAFile is an absolute path to a PEM bundle of CA certificates trusted
 	// in addition to the system's (registry-pull, https).
 	CAFile string `yaml:"ca_file,omitempty"`
+	// TokenRealms lists the token services a Bearer challenge may send the
+	// pull to besides the default ones (registry-pull): an https realm on
+	// the registry's host (any port), or a realm of the registry URL's own
+	// scheme, host and port. An entry is a URL with a path (that realm
+	// exactly) or without one (any realm of that scheme, host and port).
+	// Any other realm fails the check and is sent nothing, credentials
+	// included.
+	TokenRealms []string `yaml:"token_realms,omitempty"`
 
 	// URL is the URL to request; its scheme is the check's type (http,
 	// https).
@@ -191,6 +199,7 @@ var typeFields = []struct {
 	{"platform", func(c *Config) bool { return c.Platform != "" }, []string{TypeRegistryPull}},
 	{"credentials_file", func(c *Config) bool { return c.CredentialsFile != "" }, []string{TypeRegistryPull}},
 	{"ca_file", func(c *Config) bool { return c.CAFile != "" }, []string{TypeRegistryPull, TypeHTTPS}},
+	{"token_realms", func(c *Config) bool { return len(c.TokenRealms) > 0 }, []string{TypeRegistryPull}},
 	{"url", func(c *Config) bool { return c.URL != "" }, []string{TypeHTTP, TypeHTTPS}},
 	{"method", func(c *Config) bool { return c.Method != "" }, []string{TypeHTTP, TypeHTTPS}},
 	{"status", func(c *Config) bool { return c.Status != "" }, []string{TypeHTTP, TypeHTTPS}},
@@ -298,6 +307,11 @@ func (c *Config) validateRegistry(sub func(string) string) error {
 	}
 	if c.CAFile != "" && u.Scheme == "http" {
 		return fieldErr(sub("ca_file"), "is set but the registry is reached over http://; remove ca_file or use an https:// registry URL")
+	}
+	for i, r := range c.TokenRealms {
+		if _, err := parseRealmEntry(r); err != nil {
+			return fieldErr(sub(fmt.Sprintf("token_realms[%d]", i)), "%v", err)
+		}
 	}
 	if c.Image == "" {
 		return fieldErr(sub("image"), "is missing; give the repository to pull with its tag, e.g. image: library/hello-world:latest")

@@ -44,6 +44,7 @@ type Prober interface {
 func NewProber(c Config) (Prober, error) {
 	c.Argv = append([]string(nil), c.Argv...)
 	c.Env = append([]string(nil), c.Env...)
+	c.TokenRealms = append([]string(nil), c.TokenRealms...)
 	c.Normalize()
 	if err := c.Validate(""); err != nil {
 		return nil, err

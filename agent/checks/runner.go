@@ -88,6 +88,7 @@ func NewRunner(cfgs []Config, onChange func(State)) (*Runner, error) {
 	for i, c := range cfgs {
 		c.Argv = append([]string(nil), c.Argv...)
 		c.Env = append([]string(nil), c.Env...)
+		c.TokenRealms = append([]string(nil), c.TokenRealms...)
 		c.Normalize()
 		cs[i] = c
 	}
