@@ -27,9 +27,13 @@ func (a *Agent) checkLoop(ctx context.Context) {
 				if !ok || (cur.Known && cur.Passing == s.Passing) {
 					continue // not registered yet, or already recorded
 				}
+				// Only the report (the error and a one-line summary of the
+				// output) is replicated: the log is readable by every member
+				// and shown by status; the full output is in the debug log.
+				errText, summary := s.Report()
 				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				_, err := a.Propose(pctx, &fsm.CheckUpdate{Node: a.cfg.NodeID, Check: s.Name, Passing: s.Passing,
-					Error: fsm.Truncate(s.LastErr, fsm.MaxCheckError), Output: fsm.Truncate(s.Output, fsm.MaxCheckOutput),
+					Error: fsm.Truncate(errText, fsm.MaxCheckError), Output: fsm.Truncate(summary, fsm.MaxCheckOutput),
 					Time: s.Since.UnixMilli()})
 				cancel()
 				if err != nil && ctx.Err() == nil {
@@ -48,12 +52,14 @@ func (a *Agent) checkLoop(ctx context.Context) {
 	}
 }
 
-// onCheckChange is the runner's transition callback: log it, wake the loop.
+// onCheckChange is the runner's transition callback: log it (the full
+// output at debug level only: it stays on the node), wake the loop.
 func (a *Agent) onCheckChange(s checks.State) {
 	verdict := "failing"
 	if s.Passing {
 		verdict = "passing"
 	}
 	a.log.Info("check transition", "check", s.Name, "verdict", verdict, "err", s.LastErr)
+	a.log.Debug("check output", "check", s.Name, "output", s.Output)
 	act.Poke(a.checkWake)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/harbormaster/harbormaster/agent/redisctl"
+	"github.com/harbormaster/harbormaster/internal/secretfile"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
@@ -64,7 +65,11 @@ func (a *Agent) ReloadTLS() error {
 	if a.tls == nil {
 		return nil
 	}
-	if err := a.tls.Reload(); err != nil {
+	err := secretfile.CheckExisting("tls.key_file", a.cfg.TLS.KeyFile)
+	if err == nil {
+		err = a.tls.Reload()
+	}
+	if err != nil {
 		a.log.Error("tls reload failed; keeping the loaded certificate", "err", err)
 		return err
 	}

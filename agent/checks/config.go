@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/harbormaster/harbormaster/internal/childenv"
 	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/hostport"
 
@@ -94,11 +95,20 @@ type Config struct {
 	// CredentialsFile is an absolute path to a file holding
 	// "username:password" on its first line, used for the registry's Basic
 	// or token authentication (registry-pull). Without it the pull is
-	// anonymous.
+	// anonymous. A secret file: mode 0600 or 0400, owned by the agent's
+	// user or root (internal/secretfile).
 	CredentialsFile string `yaml:"credentials_file,omitempty"`
 	// CAFile is an absolute path to a PEM bundle of CA certificates trusted
 	// in addition to the system's (registry-pull, https).
 	CAFile string `yaml:"ca_file,omitempty"`
+	// TokenRealms lists the token services a Bearer challenge may send the
+	// pull to besides the default ones (registry-pull): an https realm on
+	// the registry's host (any port), or a realm of the registry URL's own
+	// scheme, host and port. An entry is a URL with a path (that realm
+	// exactly) or without one (any realm of that scheme, host and port).
+	// Any other realm fails the check and is sent nothing, credentials
+	// included.
+	TokenRealms []string `yaml:"token_realms,omitempty"`
 
 	// URL is the URL to request; its scheme is the check's type (http,
 	// https).
@@ -119,20 +129,26 @@ type Config struct {
 	// AUTH password (redis). A line "username password" (a space between
 	// them) authenticates an ACL user; a password containing spaces is
 	// written "default <password>", default being the user requirepass
-	// sets.
+	// sets. A secret file, as CredentialsFile.
 	PasswordFile string `yaml:"password_file,omitempty"`
 	// Role, when set, is the replication role the server must have: master
 	// or replica ("slave" is accepted as a synonym of replica) (redis).
 	Role string `yaml:"role,omitempty"`
 
 	// Argv is the program and its arguments, run without a shell (exec).
-	// A bare program name is looked up in the agent's PATH. It runs in /
-	// with the agent's environment and stdin from /dev/null, in a process
-	// group of its own that is killed when it exits or times out. It passes
-	// by exiting 0.
+	// A bare program name is looked up in the program's PATH (Env). It runs
+	// in / with stdin from /dev/null, in a process group of its own that is
+	// killed when it exits or times out. It passes by exiting 0. The first
+	// line of its output (sanitized, at most 200 bytes) is what leaves the
+	// node; the rest stays in the agent's debug log.
 	Argv []string `yaml:"argv,omitempty"`
 	// Shell runs Argv's single element as a /bin/sh -c command line (exec).
 	Shell bool `yaml:"shell,omitempty"`
+	// Env is the program's environment besides PATH (default
+	// internal/childenv.DefaultPath): entries NAME=value, or NAME to pass
+	// the agent's own value through (exec). The agent's environment is not
+	// passed otherwise.
+	Env []string `yaml:"env,omitempty"`
 }
 
 func fieldErr(field, format string, args ...any) error { return conf.Errorf(field, format, args...) }
@@ -183,6 +199,7 @@ var typeFields = []struct {
 	{"platform", func(c *Config) bool { return c.Platform != "" }, []string{TypeRegistryPull}},
 	{"credentials_file", func(c *Config) bool { return c.CredentialsFile != "" }, []string{TypeRegistryPull}},
 	{"ca_file", func(c *Config) bool { return c.CAFile != "" }, []string{TypeRegistryPull, TypeHTTPS}},
+	{"token_realms", func(c *Config) bool { return len(c.TokenRealms) > 0 }, []string{TypeRegistryPull}},
 	{"url", func(c *Config) bool { return c.URL != "" }, []string{TypeHTTP, TypeHTTPS}},
 	{"method", func(c *Config) bool { return c.Method != "" }, []string{TypeHTTP, TypeHTTPS}},
 	{"status", func(c *Config) bool { return c.Status != "" }, []string{TypeHTTP, TypeHTTPS}},
@@ -192,6 +209,7 @@ var typeFields = []struct {
 	{"role", func(c *Config) bool { return c.Role != "" }, []string{TypeRedis}},
 	{"argv", func(c *Config) bool { return len(c.Argv) > 0 }, []string{TypeExec}},
 	{"shell", func(c *Config) bool { return c.Shell }, []string{TypeExec}},
+	{"env", func(c *Config) bool { return len(c.Env) > 0 }, []string{TypeExec}},
 }
 
 // Validate checks one config after Normalize and returns the first problem
@@ -290,6 +308,11 @@ func (c *Config) validateRegistry(sub func(string) string) error {
 	if c.CAFile != "" && u.Scheme == "http" {
 		return fieldErr(sub("ca_file"), "is set but the registry is reached over http://; remove ca_file or use an https:// registry URL")
 	}
+	for i, r := range c.TokenRealms {
+		if _, err := parseRealmEntry(r); err != nil {
+			return fieldErr(sub(fmt.Sprintf("token_realms[%d]", i)), "%v", err)
+		}
+	}
 	if c.Image == "" {
 		return fieldErr(sub("image"), "is missing; give the repository to pull with its tag, e.g. image: library/hello-world:latest")
 	}
@@ -357,7 +380,7 @@ func (c *Config) validateExec(sub func(string) string) error {
 			return fieldErr(sub(fmt.Sprintf("argv[%d]", i)), "contains a NUL byte, which cannot be passed to a program; remove it")
 		}
 	}
-	return nil
+	return childenv.Validate(sub("env"), c.Env)
 }
 
 // ValidateAll validates the checks of one node, as the list "checks" of its

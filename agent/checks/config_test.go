@@ -204,6 +204,15 @@ func TestValidateErrors(t *testing.T) {
 		{"exec empty program", web(TypeExec, func(c *Config) { c.Argv = []string{" ", "x"} }), "checks[0].argv[0]", []string{"is empty"}},
 		{"exec relative program", web(TypeExec, func(c *Config) { c.Argv = []string{"bin/check"} }), "checks[0].argv[0]", []string{`"bin/check" is a relative path`}},
 		{"exec NUL in an argument", web(TypeExec, func(c *Config) { c.Argv = []string{"/bin/check", "a\x00b"} }), "checks[0].argv[1]", []string{"NUL byte"}},
+		{"exec env bad name", web(TypeExec, func(c *Config) { c.Env = []string{"LANG", "MY-VAR=1"} }), "checks[0].env[1]", []string{`"MY-VAR" is not a variable name`}},
+		{"exec env reserved name", web(TypeExec, func(c *Config) { c.Env = []string{"HARBORMASTER_NODE=n9"} }), "checks[0].env[0]", []string{"set by the agent itself"}},
+		{"exec env twice", web(TypeExec, func(c *Config) { c.Env = []string{"TZ=UTC", "TZ"} }), "checks[0].env[1]", []string{"TZ is also set by checks[0].env[0]"}},
+		{"env on an http check", web(TypeHTTP, func(c *Config) { c.Env = []string{"TZ=UTC"} }), "checks[0].env", []string{"not used by http checks", "only by exec"}},
+		{"token realm not a URL", reg(func(c *Config) { c.TokenRealms = []string{"https://h/t", "harbor.example.com"} }), "checks[0].token_realms[1]", []string{"not an http:// or https:// URL"}},
+		{"token realm with credentials", reg(func(c *Config) { c.TokenRealms = []string{"https://u:p@h/t"} }), "checks[0].token_realms[0]", []string{"credentials"}},
+		{"token realm with a query", reg(func(c *Config) { c.TokenRealms = []string{"https://h/t?service=x"} }), "checks[0].token_realms[0]", []string{"query"}},
+		{"token realm without host", reg(func(c *Config) { c.TokenRealms = []string{"https:///t"} }), "checks[0].token_realms[0]", []string{"no host"}},
+		{"token realms on an http check", web(TypeHTTP, func(c *Config) { c.TokenRealms = []string{"https://h"} }), "checks[0].token_realms", []string{"only by registry-pull"}},
 		{"registry missing", reg(func(c *Config) { c.Registry = "" }), "checks[0].registry", []string{"is missing", "https://127.0.0.1:5000"}},
 		{"registry ftp", reg(func(c *Config) { c.Registry = "ftp://127.0.0.1" }), "checks[0].registry", []string{"http:// or https://"}},
 		{"registry without scheme", reg(func(c *Config) { c.Registry = "127.0.0.1:5000" }), "checks[0].registry", []string{"http:// or https://"}},
@@ -332,13 +341,14 @@ func TestConfigYAML(t *testing.T) {
   type: exec
   argv: ["pgrep -x core"]
   shell: true
+  env: [TZ=UTC, LANG]
 `
 	want := []Config{
 		{Name: "registry", Type: TypeRegistryPull, Registry: "https://127.0.0.1:5000", Image: "library/hello-world:latest", Platform: "linux/arm64",
 			CredentialsFile: "/etc/hm/creds", CAFile: "/etc/hm/ca.pem", Interval: conf.Duration(30 * time.Second), Timeout: conf.Duration(20 * time.Second), Fall: 2, Rise: 3},
 		{Name: "core", Type: TypeHTTP, URL: "http://127.0.0.1:8080/ping", Method: "HEAD", Status: "200", BodyContains: "pong"},
 		{Name: "redis", Type: TypeRedis, Address: "127.0.0.1:6379", PasswordFile: "/etc/hm/redis", Role: "master"},
-		{Name: "script", Type: TypeExec, Argv: []string{"pgrep -x core"}, Shell: true},
+		{Name: "script", Type: TypeExec, Argv: []string{"pgrep -x core"}, Shell: true, Env: []string{"TZ=UTC", "LANG"}},
 	}
 	var got []Config
 	dec := yaml.NewDecoder(strings.NewReader(doc))

@@ -43,6 +43,9 @@
 //   - exec: a program (or a /bin/sh -c command line) exiting 0.
 //
 // Files named by a check (credentials, CA bundle, password) are read at
-// every probe, so they can be rotated without restarting the agent; only
-// their paths are validated with the config.
+// every probe, so they can be rotated without restarting the agent; Validate
+// only requires absolute paths. The secret ones (credentials_file,
+// password_file) must be mode 0600 or 0400 and owned by the agent's user or
+// root (internal/secretfile): a probe refuses any other, and so does the
+// agent's config loader when the file exists at start.
 package checks

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/childenv"
 )
 
 // outputGrace is how long a probe waits, after the program exited and its
@@ -16,15 +18,14 @@ import (
 // the group (setsid) may hold the pipe open for ever.
 const outputGrace = 100 * time.Millisecond
 
-// errTail is how much of the output (its end) an exec error carries.
-const errTail = 300
-
 // execProber is an exec check: the program runs in its own process group
-// with the agent's environment, in /, stdin from /dev/null, stdout and
-// stderr into one pipe. When it ends, or on timeout, the whole group is
+// with the environment env (internal/childenv: PATH and the check's env
+// list, not the agent's environment), in /, stdin from /dev/null, stdout
+// and stderr into one pipe. When it ends, or on timeout, the whole group is
 // killed, so a check never leaves processes behind.
 type execProber struct {
 	argv    []string
+	env     []string
 	timeout time.Duration
 }
 
@@ -34,7 +35,14 @@ func (p *execProber) probe(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("output pipe: %w", err)
 	}
 	defer r.Close()
-	cmd := exec.CommandContext(ctx, p.argv[0], p.argv[1:]...)
+	prog, err := childenv.LookPath(p.argv[0], p.env)
+	if err != nil {
+		w.Close()
+		return "", fmt.Errorf("start: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, prog, p.argv[1:]...)
+	cmd.Args[0] = p.argv[0]
+	cmd.Env = p.env
 	cmd.Dir = "/"
 	// An *os.File is handed to the child as is: Wait returns when the
 	// program exits, not when every holder of the pipe closed it.
@@ -82,9 +90,11 @@ func (p *execProber) probe(ctx context.Context) (string, error) {
 	case st == nil:
 		return output, fmt.Errorf("wait: %w", waitErr)
 	}
+	// The error leaves the node (State.Report): it carries the summary of
+	// the output, not the output.
 	msg := st.String() // "exit status 3", "signal: killed"
-	if tail := clipTail(oneLine(output), errTail); tail != "" {
-		msg += ": " + tail
+	if sum := Summary(output); sum != "" {
+		msg += ": " + sum
 	}
 	return output, errors.New(msg)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harbormaster/harbormaster/internal/childenv"
 	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
@@ -26,16 +27,17 @@ func TestExecProbe(t *testing.T) {
 	}{
 		{"exit 0 passes", execCheck(false, 2*time.Second, "true"), "", ""},
 		{"output is kept", execCheck(false, 2*time.Second, "/bin/echo", "hello", "world"), "", "hello world\n"},
-		{"exit 3 fails with the output's tail", execCheck(false, 2*time.Second, "/bin/sh", "-c", "echo to stdout; echo to stderr >&2; exit 3"),
-			"exit status 3: to stdout to stderr", "to stdout\nto stderr\n"},
+		{"exit 3 fails with the output's first line", execCheck(false, 2*time.Second, "/bin/sh", "-c", "echo; echo to stdout; echo to stderr >&2; exit 3"),
+			"exit status 3: to stdout", "to stdout\nto stderr\n"},
 		{"exit 1 without output", execCheck(false, 2*time.Second, "false"), "exit status 1", ""},
 		{"shell runs a command line", execCheck(true, 2*time.Second, "echo hello | tr a-z A-Z; test -d /"), "", "HELLO\n"},
 		{"shell failure", execCheck(true, 2*time.Second, "echo nope; exit 7"), "exit status 7: nope", "nope\n"},
 		{"killed by a signal", execCheck(true, 2*time.Second, "kill -9 $$"), "signal: killed", ""},
 		{"missing program", execCheck(false, 2*time.Second, "/nonexistent/check"), "start: fork/exec /nonexistent/check: no such file or directory", ""},
-		{"program not in PATH", execCheck(false, 2*time.Second, "no-such-check-program"), `start: exec: "no-such-check-program": executable file not found in $PATH`, ""},
+		{"program not in PATH", execCheck(false, 2*time.Second, "no-such-check-program"), `start: "no-such-check-program" not found in PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; give its absolute path, or set PATH in the env list`, ""},
 		{"runs in /", execCheck(true, 2*time.Second, "pwd"), "", "/\n"},
-		{"output bounded to its tail", execCheck(true, 2*time.Second, "printf "+long+"; echo END; exit 2"), "exit status 2: |789END", "789END\n"},
+		{"output bounded to its tail, error to 200 bytes of its start", execCheck(true, 2*time.Second, "printf "+long+"; echo END; exit 2"),
+			"exit status 2: " + long[:197] + "...", "789END\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,8 +46,57 @@ func TestExecProbe(t *testing.T) {
 			if tc.wantOut != "" && !strings.HasSuffix(r.out, tc.wantOut) {
 				t.Errorf("output %q does not end with %q", r.out, tc.wantOut)
 			}
-			if r.err != nil && len(r.err.Error()) > maxErr {
-				t.Errorf("error is %d bytes, want at most %d", len(r.err.Error()), maxErr)
+			if r.err != nil && len(r.err.Error()) > len("exit status 255: ")+maxSummary {
+				t.Errorf("error is %d bytes, want at most the status and %d bytes of summary", len(r.err.Error()), maxSummary)
+			}
+		})
+	}
+}
+
+// TestExecOutputStaysLocal: a failing program's error (which is
+// replicated) carries the sanitized first line of its output only; the
+// rest, a secret here, is in the local output alone.
+func TestExecOutputStaysLocal(t *testing.T) {
+	c := execCheck(true, 2*time.Second, `printf '\033[2Jdisk 91%%\tfull\nDB_PASSWORD=hunter2\n'; exit 1`)
+	r := runProbe(t, c)
+	if r.err == nil || r.err.Error() != "exit status 1: ?[2Jdisk 91% full" {
+		t.Errorf("Probe: got error %v, want %q", r.err, "exit status 1: ?[2Jdisk 91% full")
+	}
+	if !strings.Contains(r.out, "DB_PASSWORD=hunter2") {
+		t.Errorf("Probe: output %q, want the whole output kept locally", r.out)
+	}
+	s := State{LastErr: r.err.Error(), Output: r.out}
+	errText, out := s.Report()
+	if errText != "exit status 1: ?[2Jdisk 91% full" || out != "?[2Jdisk 91% full" {
+		t.Errorf("Report: got %q, %q; want the error and the first line", errText, out)
+	}
+}
+
+// TestExecEnv: the program sees PATH, its env list and nothing else of the
+// agent's environment; a bare name is found in the program's PATH.
+func TestExecEnv(t *testing.T) {
+	t.Setenv("HM_TEST_SECRET", "hunter2")
+	t.Setenv("HM_TEST_PASS", "passed through")
+	t.Setenv("PATH", "/nonexistent") // the agent's PATH plays no part
+	tests := []struct {
+		name string
+		env  []string
+		argv []string
+		want string
+	}{
+		{"nothing listed", nil, []string{"/usr/bin/env"}, "PATH=" + childenv.DefaultPath + "\n"},
+		{"bare name in the default PATH", nil, []string{"env"}, "PATH=" + childenv.DefaultPath + "\n"},
+		{"set, pass through, unset in the agent", []string{"FOO=bar", "HM_TEST_PASS", "HM_TEST_UNSET"}, []string{"env"},
+			"PATH=" + childenv.DefaultPath + "\nFOO=bar\nHM_TEST_PASS=passed through\n"},
+		{"PATH replaced", []string{"PATH=/usr/bin:/bin"}, []string{"env"}, "PATH=/usr/bin:/bin\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := execCheck(false, 2*time.Second, tc.argv...)
+			c.Env = tc.env
+			r := runProbe(t, c)
+			if r.err != nil || r.out != tc.want {
+				t.Errorf("Probe: got %q, %v; want exactly %q", r.out, r.err, tc.want)
 			}
 		})
 	}

@@ -20,6 +20,17 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
+// writeFileMode is writeFile with the file's mode set to mode (WriteFile's
+// mode is masked by the umask).
+func writeFileMode(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := writeFile(t, dir, name, content)
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatalf("chmod %s: %v", p, err)
+	}
+	return p
+}
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()

@@ -1,26 +1,29 @@
 package checks
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/harbormaster/harbormaster/internal/childenv"
+	"github.com/harbormaster/harbormaster/internal/secretfile"
 )
 
 // Bounds of the texts kept for status.
 const (
-	maxOutput = 1024 // State.Output and a probe's output
-	maxErr    = 512  // State.LastErr
+	maxOutput  = 1024 // State.Output and a probe's output
+	maxErr     = 512  // State.LastErr
+	maxSummary = 200  // Summary, the output that leaves the node
 )
 
 // userAgent is sent by the HTTP-based probes.
@@ -40,6 +43,8 @@ type Prober interface {
 // copy of c first, so a bad config returns a *conf.FieldError; it does no I/O.
 func NewProber(c Config) (Prober, error) {
 	c.Argv = append([]string(nil), c.Argv...)
+	c.Env = append([]string(nil), c.Env...)
+	c.TokenRealms = append([]string(nil), c.TokenRealms...)
 	c.Normalize()
 	if err := c.Validate(""); err != nil {
 		return nil, err
@@ -68,7 +73,8 @@ func NewProber(c Config) (Prober, error) {
 		if c.Shell {
 			argv = []string{"/bin/sh", "-c", c.Argv[0]}
 		}
-		f = (&execProber{argv: argv, timeout: timeout}).probe
+		env := childenv.Build(c.Env, os.LookupEnv)
+		f = (&execProber{argv: argv, env: env, timeout: timeout}).probe
 	default:
 		return nil, fmt.Errorf("checks: type %q has no prober", c.Type) // Validate let an unknown type through: a bug
 	}
@@ -159,6 +165,57 @@ func clipTail(s string, n int) string {
 	return ell + s[cut:]
 }
 
+// Summary is the part of a probe's output that may leave the node (the
+// replicated check result, status, explain): its first line that is not
+// blank, as printable ASCII (a tab becomes a space, any other control
+// character or non-ASCII character a '?'), without leading and trailing
+// spaces, at most 200 bytes ("..." ends a cut line). An exec check's program
+// should therefore say what it found on its first line, as a Nagios plugin
+// does; the rest of the output stays on the node (State.Output, the agent's
+// debug log).
+func Summary(output string) string {
+	for line := range strings.Lines(output) {
+		if s := printableASCII(line, maxSummary); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// printableASCII renders s as printable ASCII on one line (see Summary),
+// trimmed, at most max bytes.
+func printableASCII(s string, max int) string {
+	var b strings.Builder
+	for _, r := range strings.TrimRight(s, "\r\n") {
+		switch {
+		case r == '\t':
+			b.WriteByte(' ')
+		case r >= 0x20 && r < 0x7f:
+			b.WriteRune(r)
+		default:
+			b.WriteByte('?')
+		}
+	}
+	out := strings.TrimSpace(b.String())
+	if len(out) > max {
+		out = strings.TrimRight(out[:max-3], " ") + "..."
+	}
+	return out
+}
+
+// oneLinePrintable is s with every run of white space made one space and
+// every other non-printable character a '?', cut to max bytes on a UTF-8
+// boundary.
+func oneLinePrintable(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return r
+		}
+		return '?'
+	}, strings.ToValidUTF8(s, "?"))
+	return clipHead(oneLine(s), max)
+}
+
 // oneLine collapses runs of white space (new lines included) into one space.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
@@ -171,23 +228,11 @@ func since(start time.Time) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// readSecretLine returns the first line of a small file, without its line
-// ending. It refuses an empty line.
+// readSecretLine returns the first line of a secret file (a password or
+// credentials file), refusing a file others may read or write
+// (internal/secretfile) and an empty line.
 func readSecretLine(field, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", field, err)
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 64<<10)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("%s %s: %w", field, path, err)
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", fmt.Errorf("%s %s: the first line is empty", field, path)
-	}
-	return line, nil
+	return secretfile.ReadLine(field, path)
 }
 
 // credentials is a username and password for a registry.

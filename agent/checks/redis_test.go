@@ -56,6 +56,7 @@ func TestRedisProbe(t *testing.T) {
 	replicaRight := writeFile(t, dir, "replica", "default simple")  // no line end
 	wrong := writeFile(t, dir, "wrong", "default nope\n")
 	empty := writeFile(t, dir, "empty", "\n")
+	loose := writeFileMode(t, dir, "loose", "default simple\n", 0o604)
 	tests := []struct {
 		name     string
 		addr     string
@@ -69,8 +70,9 @@ func TestRedisProbe(t *testing.T) {
 		{"password alone", replica, plain, "", "", "PONG in "},
 		{"password alone is not split", master, plain, "", "AUTH: WRONGPASS", ""},
 		{"no password", master, "", "", "PING: NOAUTH", ""},
-		{"missing password file", master, dir + "/missing", "", "password_file: open " + dir + "/missing: no such file or directory", ""},
-		{"empty password file", master, empty, "", "password_file " + empty + ": the first line is empty", ""},
+		{"missing password file", master, dir + "/missing", "", "password_file: " + dir + "/missing does not exist; create it (mode 0600) or fix the path", ""},
+		{"password file others may read", master, loose, "", "password_file: " + loose + " has mode 0604, others may read or change it; a secret file must be mode 0600 or 0400: run chmod 600 " + loose, ""},
+		{"empty password file", master, empty, "", "password_file: " + empty + ": the first line is empty", ""},
 		{"role master matches", master, right, "master", "", "PONG in |role master"},
 		{"role replica on a master", master, right, "replica", "role is master, want replica", "role master"},
 		{"role slave on a master", master, right, "slave", "role is master, want slave", ""},

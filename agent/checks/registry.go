@@ -41,6 +41,7 @@ const (
 // registryProber is a registry-pull check.
 type registryProber struct {
 	base     string // scheme://host[:port]
+	realms   realmPolicy
 	image    imageRef
 	platform platform
 	credFile string
@@ -61,8 +62,16 @@ func newRegistryProber(c Config) (*registryProber, error) {
 	if err != nil {
 		return nil, &conf.FieldError{Field: "registry", Msg: err.Error()}
 	}
+	realms := realmPolicy{registry: &url.URL{Scheme: u.Scheme, Host: u.Host}}
+	for i, r := range c.TokenRealms {
+		e, err := parseRealmEntry(r)
+		if err != nil {
+			return nil, &conf.FieldError{Field: fmt.Sprintf("token_realms[%d]", i), Msg: err.Error()}
+		}
+		realms.listed = append(realms.listed, e)
+	}
 	return &registryProber{
-		base: u.Scheme + "://" + u.Host, image: img, platform: pf,
+		base: u.Scheme + "://" + u.Host, realms: realms, image: img, platform: pf,
 		credFile: c.CredentialsFile, caFile: c.CAFile, timeout: time.Duration(c.Timeout),
 	}, nil
 }
@@ -89,7 +98,7 @@ func (p *registryProber) probe(ctx context.Context) (string, error) {
 	defer tr.CloseIdleConnections()
 	c := &registryClient{
 		hc:   &http.Client{Transport: tr}, // follows up to 10 redirects (blob storage)
-		base: p.base, repo: p.image.repo, creds: creds, timeout: p.timeout,
+		base: p.base, realms: &p.realms, repo: p.image.repo, creds: creds, timeout: p.timeout,
 	}
 
 	top, err := c.manifest(ctx, p.image.ref(), nil)
@@ -188,6 +197,7 @@ func pickPlatform(ms []descriptor, want platform) (descriptor, error) {
 type registryClient struct {
 	hc      *http.Client
 	base    string
+	realms  *realmPolicy // nil: any realm (tests of the parser only)
 	repo    string
 	creds   *credentials // nil: anonymous
 	auth    string       // Authorization header once authenticated
@@ -362,11 +372,18 @@ func (c *registryClient) authenticate(ctx context.Context, headers []string) err
 	return nil
 }
 
-// token fetches a pull token from a Bearer challenge's realm.
+// token fetches a pull token from a Bearer challenge's realm, when the
+// check's realm policy allows that realm.
 func (c *registryClient) token(ctx context.Context, params map[string]string) (string, error) {
 	realm, err := url.Parse(params["realm"])
-	if err != nil || (realm.Scheme != "http" && realm.Scheme != "https") || realm.Host == "" {
+	if err != nil || (realm.Scheme != "http" && realm.Scheme != "https") || realm.Host == "" || realm.User != nil {
 		return "", fmt.Errorf("auth: token realm %q is not an http(s) URL", clipHead(params["realm"], 120))
+	}
+	if c.realms == nil {
+		return "", errors.New("auth: no token realm policy") // every prober sets one
+	}
+	if err := c.realms.check(realm); err != nil {
+		return "", err
 	}
 	where := realm.Scheme + "://" + realm.Host + realm.Path
 	q := realm.Query()

@@ -26,9 +26,11 @@ type fakeRegistry struct {
 	redirectBlobs bool   // blobs answer 307 to /storage/<digest>
 	wrongHeader   bool   // a wrong Docker-Content-Digest on manifests
 	blobExtra     string // appended to every blob
+	realm         string // the Bearer challenge's realm; default http://<the request's host>/token
 
 	mu          sync.Mutex
 	tokenReqs   []string // "user scope service" of each token request
+	tokenAuths  []string // Authorization headers of token requests
 	sawAuthHdrs []string // Authorization headers of registry requests
 	storageHits int      // blob requests redirected to /storage/
 }
@@ -54,7 +56,11 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !f.authorized(r) {
 		switch f.mode {
 		case "bearer", "bearer-access-token":
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="fake-registry",scope="repository:library/hello:pull"`, r.Host))
+			realm := f.realm
+			if realm == "" {
+				realm = "http://" + r.Host + "/token"
+			}
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s",service="fake-registry",scope="repository:library/hello:pull"`, realm))
 		case "basic":
 			w.Header().Set("WWW-Authenticate", `Basic realm="fake"`)
 		}
@@ -116,6 +122,7 @@ func (f *fakeRegistry) serveToken(w http.ResponseWriter, r *http.Request) {
 	u, p, ok := r.BasicAuth()
 	f.mu.Lock()
 	f.tokenReqs = append(f.tokenReqs, fmt.Sprintf("%s %s %s", u, r.URL.Query().Get("scope"), r.URL.Query().Get("service")))
+	f.tokenAuths = append(f.tokenAuths, r.Header.Get("Authorization"))
 	f.mu.Unlock()
 	if !ok || u != f.user || p != f.pass {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
@@ -141,6 +148,7 @@ func TestRegistryPullAuth(t *testing.T) {
 	right := writeFile(t, dir, "right", "robot$pull:p4ss:with:colons\n")
 	wrong := writeFile(t, dir, "wrong", "robot$pull:nope")
 	malformed := writeFile(t, dir, "malformed", "just-a-password\n")
+	loose := writeFileMode(t, dir, "loose", "robot$pull:p4ss:with:colons\n", 0o640)
 	tests := []struct {
 		name      string
 		reg       *fakeRegistry
@@ -162,7 +170,9 @@ func TestRegistryPullAuth(t *testing.T) {
 		{"basic without credentials", &fakeRegistry{mode: "basic"}, "",
 			"manifest library/hello:latest: auth: the registry asks for Basic credentials; set credentials_file", nil},
 		{"credentials file missing", &fakeRegistry{mode: "bearer"}, dir + "/missing",
-			"credentials_file: open " + dir + "/missing: no such file or directory", nil},
+			"credentials_file: " + dir + "/missing does not exist; create it (mode 0600) or fix the path", nil},
+		{"credentials file the group may read", &fakeRegistry{mode: "basic"}, loose,
+			"credentials_file: " + loose + " has mode 0640, others may read or change it; a secret file must be mode 0600 or 0400: run chmod 600 " + loose, nil},
 		{"credentials file without a colon", &fakeRegistry{mode: "basic"}, malformed,
 			"credentials_file " + malformed + ": want username:password on the first line", nil},
 		{"blob redirect followed", &fakeRegistry{mode: "bearer", redirectBlobs: true}, right, "", nil},
@@ -203,6 +213,77 @@ func TestRegistryPullAuth(t *testing.T) {
 						t.Errorf("registry request %d: Authorization %q, want the token", i+1, h)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestRegistryTokenRealm: the credentials go only to a token realm that is
+// https on the registry's host, on the registry's own origin, or listed in
+// token_realms; any other realm fails the check and receives nothing.
+func TestRegistryTokenRealm(t *testing.T) {
+	img := buildImage(t, false, "amd64", "realm layer\n")
+	creds := writeFile(t, t.TempDir(), "creds", "robot$pull:p4ss\n")
+	// A token service of its own, on a port other than the registry's.
+	tokens := &fakeRegistry{img: img, mode: "none", user: "robot$pull", pass: "p4ss"}
+	tokenSrv := httptest.NewServer(tokens)
+	defer tokenSrv.Close()
+	tokenPort := strings.TrimPrefix(tokenSrv.URL, "http://127.0.0.1:")
+	otherHost := "http://localhost:" + tokenPort // the same server under another host name
+	tlsTokens := &fakeRegistry{img: img, mode: "none", user: "robot$pull", pass: "p4ss"}
+	tlsTokenSrv := newTLSServer(tlsTokens)
+	defer tlsTokenSrv.Close()
+
+	tests := []struct {
+		name    string
+		tls     bool // the registry is https (trusting the token server's CA too)
+		realm   string
+		listed  []string
+		wantErr string // "" passes
+		sent    *fakeRegistry
+	}{
+		{"another host over http refused", false, otherHost + "/token", nil,
+			"manifest library/hello:latest: auth: token realm not allowed: the registry sends the pull to " + otherHost + "/token, which is neither https on the registry's host (127.0.0.1)|list it under token_realms", tokens},
+		{"http on the registry's host, another port, refused", false, tokenSrv.URL + "/token", nil, "token realm not allowed", tokens},
+		{"another host listed by origin", false, otherHost + "/token", []string{otherHost}, "", tokens},
+		{"another host listed exactly", false, otherHost + "/token", []string{"https://elsewhere.example", otherHost + "/token"}, "", tokens},
+		{"another path than the listed one refused", false, otherHost + "/token", []string{otherHost + "/service/token"}, "token realm not allowed", tokens},
+		{"listed with another scheme refused", false, otherHost + "/token", []string{"https://localhost:" + tokenPort}, "token realm not allowed", tokens},
+		{"https on the registry's host, another port", true, tlsTokenSrv.URL + "/token", nil, "", tlsTokens},
+		{"https registry, http realm on its host refused", true, tokenSrv.URL + "/token", nil, "token realm not allowed", tokens},
+		{"https registry, https realm on another host refused", true, strings.Replace(tlsTokenSrv.URL, "127.0.0.1", "localhost", 1) + "/token", nil, "token realm not allowed", tlsTokens},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, f := range []*fakeRegistry{tokens, tlsTokens} {
+				f.mu.Lock()
+				f.tokenReqs, f.tokenAuths = nil, nil
+				f.mu.Unlock()
+			}
+			reg := &fakeRegistry{img: img, mode: "bearer", realm: tc.realm}
+			var srv *httptest.Server
+			if tc.tls {
+				srv = newTLSServer(reg)
+			} else {
+				srv = httptest.NewServer(reg)
+			}
+			defer srv.Close()
+			c := pullCheck(srv.URL, "library/hello:latest", "linux/amd64")
+			c.CredentialsFile = creds
+			c.TokenRealms = tc.listed
+			if tc.tls {
+				c.CAFile = writeCA(t, srv) // httptest's TLS servers share one certificate
+			}
+			r := runProbe(t, c)
+			checkResult(t, r, tc.wantErr, "")
+			tc.sent.mu.Lock()
+			defer tc.sent.mu.Unlock()
+			if tc.wantErr != "" && len(tc.sent.tokenAuths) != 0 {
+				t.Errorf("the refused realm received %d requests (Authorization %q), want none", len(tc.sent.tokenAuths), tc.sent.tokenAuths)
+			}
+			want := "Basic " + base64.StdEncoding.EncodeToString([]byte("robot$pull:p4ss"))
+			if tc.wantErr == "" && (len(tc.sent.tokenAuths) != 1 || tc.sent.tokenAuths[0] != want) {
+				t.Errorf("the allowed realm received Authorization %q, want the credentials once", tc.sent.tokenAuths)
 			}
 		})
 	}

@@ -31,11 +31,20 @@ type State struct {
 	// LastErr is the last probe's error, "" after a success; at most 512
 	// bytes.
 	LastErr string
-	// Output is the last probe's output; at most 1 KiB.
+	// Output is the last probe's output; at most 1 KiB. It stays on the
+	// node: Report says what of it may be replicated.
 	Output string
 	// OK and Failed count the current run of consecutive successes and
 	// failures; one of them is 0.
 	OK, Failed int
+}
+
+// Report returns what may leave the node of the check's last probe, for the
+// replicated check result: the error on one line, its control characters
+// replaced by '?' (at most 512 bytes), and the output's Summary. The full
+// output stays in State.Output, on the node.
+func (s State) Report() (errText, output string) {
+	return oneLinePrintable(s.LastErr, maxErr), Summary(s.Output)
 }
 
 // Runner runs a node's checks, each on its interval in its own goroutine,
@@ -78,6 +87,8 @@ func NewRunner(cfgs []Config, onChange func(State)) (*Runner, error) {
 	cs := make([]Config, len(cfgs))
 	for i, c := range cfgs {
 		c.Argv = append([]string(nil), c.Argv...)
+		c.Env = append([]string(nil), c.Env...)
+		c.TokenRealms = append([]string(nil), c.TokenRealms...)
 		c.Normalize()
 		cs[i] = c
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/harbormaster/harbormaster/internal/conf"
 )
@@ -666,5 +667,50 @@ func TestRunnerRealProbes(t *testing.T) {
 	}
 	if s := got["bad"]; !s.Known || s.Passing || s.Failed != 2 || s.LastErr != "exit status 3: nope" || s.Output != "nope\n" {
 		t.Errorf("bad: got %+v, want failing after 2 failures with LastErr %q", s, "exit status 3: nope")
+	}
+}
+
+func TestSummary(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"PONG\n", "PONG"},
+		{"\n  \r\n\tfirst: ok  \nsecond\n", "first: ok"},
+		{"crlf\r\nnext", "crlf"},
+		{"tab\there", "tab here"},
+		{"\x1b[31mred\x1b[0m", "?[31mred?[0m"},
+		{"caf\u00e9 \u2026 \xff", "caf? ? ?"},
+		{"nul\x00byte\x7f", "nul?byte?"},
+		{long, long[:197] + "..."},
+		{strings.Repeat("ab ", 100), strings.TrimRight(strings.Repeat("ab ", 100)[:197], " ") + "..."},
+	}
+	for _, tc := range tests {
+		got := Summary(tc.in)
+		if got != tc.want {
+			t.Errorf("Summary(%q): got %q, want %q", tc.in, got, tc.want)
+		}
+		if len(got) > maxSummary {
+			t.Errorf("Summary(%q): %d bytes, want at most %d", tc.in, len(got), maxSummary)
+		}
+		for _, r := range got {
+			if r < 0x20 || r > 0x7e {
+				t.Errorf("Summary(%q): %q holds %q, not printable ASCII", tc.in, got, r)
+			}
+		}
+	}
+}
+
+func TestStateReport(t *testing.T) {
+	s := State{LastErr: "HTTP 500, want 200-399: \x1b]0;pwned\x07body\nline two", Output: "HTTP 500 in 3ms\nmore"}
+	errText, out := s.Report()
+	if errText != "HTTP 500, want 200-399: ?]0;pwned?body line two" {
+		t.Errorf("Report error: got %q", errText)
+	}
+	if out != "HTTP 500 in 3ms" {
+		t.Errorf("Report output: got %q, want the first line", out)
+	}
+	s.LastErr = strings.Repeat("é", 400) // 800 bytes
+	if errText, _ := s.Report(); len(errText) > maxErr || !utf8.ValidString(errText) {
+		t.Errorf("Report error: %d bytes (valid UTF-8: %v), want at most %d", len(errText), utf8.ValidString(errText), maxErr)
 	}
 }

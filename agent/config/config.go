@@ -24,6 +24,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/hostport"
+	"github.com/harbormaster/harbormaster/internal/secretfile"
 	"github.com/harbormaster/harbormaster/internal/yamlstrict"
 
 	"github.com/harbormaster/harbormaster/spec"
@@ -131,7 +132,8 @@ type SentinelConfig struct {
 	// Announce is how clients and the other agents reach it (default
 	// Addr; required when Addr is a wildcard).
 	Announce string `yaml:"announce,omitempty"`
-	// PasswordFile makes clients AUTH (first line: the password).
+	// PasswordFile makes clients AUTH (first line: the password). A secret
+	// file: mode 0600 or 0400, owned by the agent's user or root.
 	PasswordFile string `yaml:"password_file,omitempty"`
 }
 
@@ -182,7 +184,8 @@ func (c *Config) IsVoter() bool { return c.Voter == nil || *c.Voter }
 
 // Load reads, decodes strictly, applies defaults and overrides (such as the
 // --data-dir flag), validates a config file, then loads and parses its spec
-// file. Every failure is an *Error.
+// file. Secret files (SecretFiles) that exist must be mode 0600 or 0400 and
+// owned by the agent's user or root. Every failure is an *Error.
 func Load(path string, overrides ...func(*Config)) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -204,6 +207,13 @@ func Load(path string, overrides ...func(*Config)) (*Config, error) {
 			}
 		}
 	}
+	for _, f := range c.SecretFiles() {
+		if err := secretfile.CheckExisting(f.Field, f.Path); err != nil {
+			ce := sectionErr(f.Field, err).(*Error)
+			ce.Path = path
+			return nil, ce
+		}
+	}
 	if c.SpecFile != "" {
 		sp := c.SpecFile
 		if !filepath.IsAbs(sp) {
@@ -221,6 +231,40 @@ func Load(path string, overrides ...func(*Config)) (*Config, error) {
 		c.Spec = s
 	}
 	return c, nil
+}
+
+// SecretFile is a file named in the config that holds a secret.
+type SecretFile struct {
+	Field string // its field, e.g. checks[0].credentials_file
+	Path  string
+}
+
+// SecretFiles lists the secret files the config names, in config order:
+// the checks' credentials_file and password_file, redis.password_file and
+// sentinel.password_file. Load refuses any of them that exists but others
+// may read or write (internal/secretfile); their readers check again at
+// every read.
+func (c *Config) SecretFiles() []SecretFile {
+	var out []SecretFile
+	add := func(field, path string) {
+		if path != "" {
+			out = append(out, SecretFile{Field: field, Path: path})
+		}
+	}
+	for i, ch := range c.Checks {
+		add(fmt.Sprintf("checks[%d].credentials_file", i), ch.CredentialsFile)
+		add(fmt.Sprintf("checks[%d].password_file", i), ch.PasswordFile)
+	}
+	if c.Redis != nil {
+		add("redis.password_file", c.Redis.PasswordFile)
+	}
+	if c.Sentinel != nil {
+		add("sentinel.password_file", c.Sentinel.PasswordFile)
+	}
+	if c.TLS != nil {
+		add("tls.key_file", c.TLS.KeyFile)
+	}
+	return out
 }
 
 // Parse decodes a config document, applies defaults and overrides, and

@@ -612,3 +612,54 @@ func TestErrorString(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadSecretFileModes: every secret file the config names is refused
+// at load when others may read or write it, naming the field, the file, its
+// mode and the fix; a 0600 file and one not there yet pass.
+func TestLoadSecretFileModes(t *testing.T) {
+	dir := t.TempDir()
+	secret := func(name string, mode os.FileMode) string {
+		p := writeFile(t, dir, name, "user:pw\n")
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := secret("good", 0o600)
+	missing := filepath.Join(dir, "not-yet")
+	// One config per field; %s is the file.
+	fields := []struct{ field, edit string }{
+		{"checks[1].credentials_file", `[{name: tcp, type: tcp, address: "127.0.0.1:1"}, {name: pull, type: registry-pull, registry: "https://127.0.0.1:5000", image: "library/x:latest", credentials_file: %s}]`},
+		{"checks[0].password_file", `[{name: redis, type: redis, address: "127.0.0.1:6379", password_file: %s}]`},
+		{"redis.password_file", `{address: "127.0.0.1:6379", password_file: %s}`},
+		{"sentinel.password_file", `{addr: "127.0.0.1:26379", password_file: %s}`},
+	}
+	load := func(field, tmpl, file string) error {
+		key := strings.SplitN(field, ".", 2)[0]
+		key, _, _ = strings.Cut(key, "[")
+		edits := []edit{set(key, fmt.Sprintf(tmpl, file))}
+		if key == "sentinel" {
+			edits = append(edits, set("redis", `{address: "127.0.0.1:6379"}`))
+		}
+		p := writeFile(t, dir, "n1.yaml", doc(edits...))
+		_, err := config.Load(p)
+		return err
+	}
+	for i, f := range fields {
+		for _, ok := range []string{good, missing} {
+			if err := load(f.field, f.edit, ok); err != nil {
+				t.Errorf("%s: %s: got %v, want it loaded", f.field, ok, err)
+			}
+		}
+		loose := secret(fmt.Sprintf("loose%d", i), 0o644)
+		ce := asConfigError(t, load(f.field, f.edit, loose))
+		if ce.Field != f.field {
+			t.Errorf("%s: got field %q (%s), want %q", f.field, ce.Field, ce.Msg, f.field)
+		}
+		for _, m := range []string{loose, "mode 0644", "chmod 600 " + loose} {
+			if !strings.Contains(ce.Msg, m) {
+				t.Errorf("%s: got %q, want it to contain %q", f.field, ce.Msg, m)
+			}
+		}
+	}
+}

@@ -70,7 +70,7 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("PauseWrites without a password: %v, want NOAUTH", err)
 	}
 	c = newClient(t, Config{Address: a.addr, PasswordFile: dir + "/missing"})
-	if err := c.Promote(ctx, "redis-master", 1); err == nil || !strings.Contains(err.Error(), "password_file: open "+dir+"/missing") {
+	if err := c.Promote(ctx, "redis-master", 1); err == nil || !strings.Contains(err.Error(), "password_file: "+dir+"/missing does not exist") {
 		t.Fatalf("Promote with a missing password file: %v, want the open error", err)
 	}
 

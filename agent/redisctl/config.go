@@ -1,17 +1,13 @@
 package redisctl
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/hostport"
+	"github.com/harbormaster/harbormaster/internal/secretfile"
 )
 
 // Config is a node's Redis endpoint, the redis section of its node config
@@ -29,7 +25,8 @@ type Config struct {
 	// PasswordFile holds the AUTH credentials on its first line: the
 	// password alone, or "username password" for an ACL user (so a
 	// password with a space needs the username: "default my pass"). It is
-	// read at each connect, so it may be rotated.
+	// read at each connect, so it may be rotated. A secret file: mode 0600
+	// or 0400, owned by the agent's user or root (internal/secretfile).
 	PasswordFile string `yaml:"password_file,omitempty"`
 	// CAFile turns on TLS to Redis (as with rediss://): the server's
 	// certificate must chain to a CA in this PEM file and name the host of
@@ -102,20 +99,12 @@ func checkAddr(field, addr string) error {
 
 // readAuth returns the AUTH arguments from the first line of path: the
 // password alone, or a username and a password separated by the first
-// space.
+// space. The file must be a secret file (internal/secretfile: mode 0600 or
+// 0400, owned by the agent's user or root).
 func readAuth(path string) ([]string, error) {
-	f, err := os.Open(path)
+	line, err := secretfile.ReadLine("password_file", path)
 	if err != nil {
-		return nil, fmt.Errorf("password_file: %w", err)
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 64<<10)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("password_file %s: %w", path, err)
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return nil, fmt.Errorf("password_file %s: the first line is empty", path)
+		return nil, err
 	}
 	if user, pass, ok := strings.Cut(line, " "); ok && user != "" {
 		return []string{"AUTH", user, pass}, nil

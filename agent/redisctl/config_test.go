@@ -2,6 +2,7 @@ package redisctl
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -116,7 +117,14 @@ func TestReadAuth(t *testing.T) {
 			t.Errorf("readAuth(%q) = %q, %v; want %q", tc.content, got, err, tc.want)
 		}
 	}
-	if _, err := readAuth(dir + "/missing"); err == nil || !strings.Contains(err.Error(), "password_file: open") {
-		t.Errorf("readAuth(missing): %v, want a password_file open error", err)
+	if _, err := readAuth(dir + "/missing"); err == nil || !strings.Contains(err.Error(), "password_file: "+dir+"/missing does not exist") {
+		t.Errorf("readAuth(missing): %v, want a password_file error saying it does not exist", err)
+	}
+	loose := writeFile(t, dir, "loose", "pw\n")
+	if err := os.Chmod(loose, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAuth(loose); err == nil || !strings.Contains(err.Error(), "password_file: "+loose+" has mode 0640") || !strings.Contains(err.Error(), "chmod 600 "+loose) {
+		t.Errorf("readAuth(mode 0640): %v, want a password_file error naming the mode and chmod 600", err)
 	}
 }

@@ -387,7 +387,9 @@ func TestNewErrors(t *testing.T) {
 		{"short run id", Config{RunID: "abc"}, fixture(), `sentinel: run id "abc" is not 40 lower-case hex characters`},
 		{"upper-case run id", Config{RunID: strings.ToUpper(testRunID)}, fixture(), "is not 40 lower-case hex characters"},
 		{"missing password file", Config{RunID: testRunID, PasswordFile: dir + "/missing"}, fixture(),
-			"sentinel: password file: open " + dir + "/missing: no such file or directory"},
+			"sentinel: password_file: " + dir + "/missing does not exist; create it (mode 0600) or fix the path"},
+		{"password file others may read", Config{RunID: testRunID, PasswordFile: writeFileMode(t, "loose", "pw\n", 0o644)}, fixture(),
+			"has mode 0644, others may read or change it; a secret file must be mode 0600 or 0400: run chmod 600 "},
 		{"empty password file", Config{RunID: testRunID, PasswordFile: writeFile(t, "empty", "\nsecond line\n")}, fixture(),
 			"the first line is empty"},
 	}

@@ -136,6 +136,16 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
+// writeFileMode is writeFile with the file's mode set to mode.
+func writeFileMode(t *testing.T, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := writeFile(t, name, content)
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // client is a raw RESP client that returns replies as the exact bytes
 // received.
 type client struct {

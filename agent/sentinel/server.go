@@ -1,19 +1,19 @@
 package sentinel
 
 import (
-	"bufio"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/secretfile"
 )
 
 // Addr is a host (IP address or name) and TCP port, as Sentinel reports
@@ -68,7 +68,8 @@ type Config struct {
 	// PasswordFile, when set, makes AUTH (or HELLO ... AUTH) required. Its
 	// first line is the password, or "user password" in ACL style, as the
 	// agent's redis checks read it. It is read by New and again at every
-	// authentication attempt, so it may be rotated.
+	// authentication attempt, so it may be rotated. A secret file: mode
+	// 0600 or 0400, owned by the agent's user or root (internal/secretfile).
 	PasswordFile string
 	// RunID is 40 lower-case hex characters identifying this sentinel
 	// (SENTINEL myid, INFO's run_id); it should be stable per node, e.g.
@@ -179,20 +180,13 @@ func (s *Server) track(m Master, now time.Time) *tracked {
 func isDown(m Master) bool { return m.Down || m.Addr.IsZero() }
 
 // readPasswordFile reads "password" or "user password" from the first line
-// of path; the user defaults to "default".
+// of path; the user defaults to "default". The file must be a secret file
+// (internal/secretfile: mode 0600 or 0400, owned by the agent's user or
+// root).
 func readPasswordFile(path string) (user, pass string, err error) {
-	f, err := os.Open(path)
+	line, err := secretfile.ReadLine("password_file", path)
 	if err != nil {
-		return "", "", fmt.Errorf("password file: %w", err)
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 64<<10)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", "", fmt.Errorf("password file %s: %w", path, err)
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", "", fmt.Errorf("password file %s: the first line is empty", path)
+		return "", "", err
 	}
 	if u, p, ok := strings.Cut(line, " "); ok && u != "" {
 		return u, p, nil

@@ -8,9 +8,12 @@
 //
 // In hooks mode (the default) the node's config gives argv lists for start,
 // stop and, optionally, status. Each is run directly (no shell), with "/" as
-// its working directory, /dev/null as stdin, the agent's environment plus
-// HARBORMASTER_ROLE, HARBORMASTER_NODE and HARBORMASTER_EPOCH (decimal), and
-// in a new process group of its own (its pgid is its pid). A hook succeeds by
+// its working directory, /dev/null as stdin, and in a new process group of
+// its own (its pgid is its pid). Its environment is built by
+// internal/childenv, not inherited: PATH (a fixed default unless the env
+// list sets it; a bare program name is looked up there), the config's env
+// list (NAME=value, or NAME passing the agent's value through), then
+// HARBORMASTER_ROLE, HARBORMASTER_NODE and HARBORMASTER_EPOCH (decimal). A hook succeeds by
 // exiting 0; the status hook follows the LSB convention: exit 0 means active,
 // exit 3 inactive, anything else is an error. A failing hook's error carries
 // its exit status and the last 4 KiB of its combined stdout and stderr.

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/childenv"
 )
 
 const (
@@ -28,25 +30,26 @@ const (
 // It holds no state: it is safe for concurrent use.
 type Hooks struct {
 	start, stop, status []string
+	env                 []string // the config's env list
 }
 
 // NewHooks returns the hooks actuator for c, which should be valid.
 func NewHooks(c Config) *Hooks {
-	return &Hooks{start: c.Start, stop: c.Stop, status: c.Status}
+	return &Hooks{start: c.Start, stop: c.Stop, status: c.Status, env: c.Env}
 }
 
 // Start runs the start hook and returns when it exited. Processes it left
 // running (the daemon) are kept, unless ctx ends first: then its whole
 // process group is killed and the error wraps ErrTimeout.
 func (h *Hooks) Start(ctx context.Context, env Env) error {
-	_, err := runHook(ctx, "start", h.start, env, exitZero)
+	_, err := runHook(ctx, "start", h.start, h.childEnv(env), exitZero)
 	return err
 }
 
 // Stop runs the stop hook; on timeout its process group is killed and the
 // error wraps ErrTimeout. The service itself may then still run.
 func (h *Hooks) Stop(ctx context.Context, env Env) error {
-	_, err := runHook(ctx, "stop", h.stop, env, exitZero)
+	_, err := runHook(ctx, "stop", h.stop, h.childEnv(env), exitZero)
 	return err
 }
 
@@ -56,11 +59,18 @@ func (h *Hooks) Status(ctx context.Context, env Env) (bool, error) {
 	if len(h.status) == 0 {
 		return false, ErrNoStatus
 	}
-	code, err := runHook(ctx, "status", h.status, env, exitLSBStatus)
+	code, err := runHook(ctx, "status", h.status, h.childEnv(env), exitLSBStatus)
 	if err != nil {
 		return false, err
 	}
 	return code == 0, nil
+}
+
+// childEnv is a hook's whole environment (internal/childenv): PATH, the
+// config's env list with the agent's values of the names passed through,
+// then env's HARBORMASTER_* variables.
+func (h *Hooks) childEnv(env Env) []string {
+	return childenv.Build(h.env, os.LookupEnv, env.vars()...)
 }
 
 // exits says which exit codes of a hook are answers rather than failures.
@@ -71,17 +81,23 @@ const (
 	exitLSBStatus              // status: 0 (active) or 3 (inactive, as LSB's status)
 )
 
-// runHook runs argv in a new process group and waits for it. It returns nil
+// runHook runs argv in a new process group, with exactly the environment
+// env, and waits for it. It returns nil
 // when the hook exits 0, or exits 3 under exitLSBStatus (then code is 3).
-func runHook(ctx context.Context, name string, argv []string, env Env, accept exits) (code int, err error) {
+func runHook(ctx context.Context, name string, argv []string, env []string, accept exits) (code int, err error) {
 	if len(argv) == 0 {
 		return -1, fmt.Errorf("%s hook: no command configured", name)
 	}
 	begin := time.Now()
+	prog, err := childenv.LookPath(argv[0], env)
+	if err != nil {
+		return -1, fmt.Errorf("%s hook %q cannot be run: %w", name, argv, err)
+	}
 	out := &tailBuffer{max: outputTail}
 	var killed atomic.Bool
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env.vars()...)
+	cmd := exec.CommandContext(ctx, prog, argv[1:]...)
+	cmd.Args[0] = argv[0]
+	cmd.Env = env
 	cmd.Dir = "/"
 	cmd.Stdout = out
 	cmd.Stderr = out

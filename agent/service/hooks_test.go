@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/internal/childenv"
 )
 
 // writeScript writes an executable sh script into dir.
@@ -79,16 +81,19 @@ func killInCleanup(t *testing.T, pid int) {
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 }
 
+// TestHooksPassEnvAndArgv: a hook gets its argv as is, runs in /, and sees
+// exactly PATH, its env list and the HARBORMASTER_* variables: nothing else
+// of the agent's environment (HM_SERVICE_TEST_SECRET), and the agent's own
+// HARBORMASTER_EPOCH is replaced.
 func TestHooksPassEnvAndArgv(t *testing.T) {
-	t.Setenv("HM_SERVICE_TEST_INHERITED", "from the agent")
+	t.Setenv("HM_SERVICE_TEST_SECRET", "hunter2")
+	t.Setenv("HM_SERVICE_TEST_PASS", "passed through")
 	t.Setenv("HARBORMASTER_EPOCH", "stale value of the agent")
 	dir := t.TempDir()
+	// env | sort: the whole environment, less PWD, which dash exports itself.
 	rec := writeScript(t, dir, "rec.sh", `out="$1"; shift
 {
-  echo "role=$HARBORMASTER_ROLE"
-  echo "node=$HARBORMASTER_NODE"
-  echo "epoch=$HARBORMASTER_EPOCH"
-  echo "inherited=$HM_SERVICE_TEST_INHERITED"
+  env | grep -v '^PWD=' | sort
   echo "pwd=$(pwd)"
   for a in "$@"; do echo "arg=$a"; done
 } > "$out"
@@ -96,7 +101,8 @@ func TestHooksPassEnvAndArgv(t *testing.T) {
 	argv := func(action string) []string {
 		return []string{rec, filepath.Join(dir, action+".out"), action, "two words", "$HOME;`id`"}
 	}
-	h := NewHooks(Config{Start: argv("start"), Stop: argv("stop"), Status: argv("status")})
+	h := NewHooks(Config{Start: argv("start"), Stop: argv("stop"), Status: argv("status"),
+		Env: []string{"TZ=UTC", "HM_SERVICE_TEST_PASS", "HM_SERVICE_TEST_UNSET"}})
 	env := Env{Role: "notary", Node: "n1", Epoch: 18446744073709551615}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -121,7 +127,8 @@ func TestHooksPassEnvAndArgv(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the %s hook did not run: %v", action, err)
 			}
-			want := "role=notary\nnode=n1\nepoch=18446744073709551615\ninherited=from the agent\npwd=/\n" +
+			want := "HARBORMASTER_EPOCH=18446744073709551615\nHARBORMASTER_NODE=n1\nHARBORMASTER_ROLE=notary\n" +
+				"HM_SERVICE_TEST_PASS=passed through\nPATH=" + childenv.DefaultPath + "\nTZ=UTC\npwd=/\n" +
 				"arg=" + action + "\narg=two words\narg=$HOME;`id`\n"
 			if string(got) != want {
 				t.Fatalf("the %s hook saw\n%s\nwant\n%s", action, got, want)
@@ -368,6 +375,26 @@ func TestHookNotRunWhenContextDone(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("the hook ran with a done context (stat: %v)", err)
+	}
+}
+
+// TestHookBareNameInHookPath: a bare program name is looked up in the
+// hook's PATH (here set by the env list), not the agent's.
+func TestHookBareNameInHookPath(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	writeScript(t, dir, "hm-test-hook", fmt.Sprintf("touch '%s'\n", marker))
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	h := NewHooks(Config{Start: []string{"hm-test-hook"}, Stop: sh("exit 0")})
+	if err := h.Start(context.Background(), Env{}); err == nil || !strings.Contains(err.Error(), "not found in PATH "+childenv.DefaultPath) {
+		t.Fatalf("Start() with the program in the agent's PATH only = %v, want not found in the default PATH", err)
+	}
+	h = NewHooks(Config{Start: []string{"hm-test-hook"}, Stop: sh("exit 0"), Env: []string{"PATH=/usr/bin:" + dir}})
+	if err := h.Start(context.Background(), Env{}); err != nil {
+		t.Fatalf("Start() with the program in the hook's PATH: %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the hook did not run: %v", err)
 	}
 }
 

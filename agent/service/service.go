@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/harbormaster/harbormaster/internal/childenv"
 	"github.com/harbormaster/harbormaster/internal/conf"
 )
 
@@ -23,6 +24,7 @@ const (
 //	    start: [/usr/local/bin/notary-ctl, start]
 //	    stop:  [/usr/local/bin/notary-ctl, stop]
 //	    status: [/usr/local/bin/notary-ctl, status]   # optional
+//	    env: [TZ=UTC, HTTPS_PROXY]                      # optional
 //	  clair:
 //	    mode: systemd
 //	    unit: clair.service
@@ -36,6 +38,11 @@ type Config struct {
 	// Status is the argv of the status hook (hooks mode, optional): exit 0
 	// means active, 3 inactive (LSB), anything else is an error.
 	Status []string `yaml:"status,omitempty"`
+	// Env is the hooks' environment besides PATH (default
+	// internal/childenv.DefaultPath) and the HARBORMASTER_* variables of
+	// Env: entries NAME=value, or NAME to pass the agent's own value through
+	// (hooks mode). The agent's environment is not passed otherwise.
+	Env []string `yaml:"env,omitempty"`
 	// Unit is the systemd unit (systemd mode, required); it ends in .service.
 	Unit string `yaml:"unit,omitempty"`
 }
@@ -63,6 +70,9 @@ func (c *Config) Validate(field string) error {
 		if err := checkArgv(sub("status"), c.Status, false); err != nil {
 			return err
 		}
+		if err := childenv.Validate(sub("env"), c.Env); err != nil {
+			return err
+		}
 		if c.Unit != "" {
 			return fieldErr(sub("unit"), "is for mode: systemd; remove it, or set mode: systemd and remove start, stop and status")
 		}
@@ -74,6 +84,9 @@ func (c *Config) Validate(field string) error {
 			if len(f.argv) > 0 {
 				return fieldErr(sub(f.name), "is for mode: hooks; remove it (systemd starts, stops and queries the unit), or set mode: hooks and remove unit")
 			}
+		}
+		if len(c.Env) > 0 {
+			return fieldErr(sub("env"), "is for mode: hooks; a unit gets its environment from its own Environment= settings, so remove env")
 		}
 		if c.Unit == "" {
 			return fieldErr(sub("unit"), "is missing; name the systemd unit to run, e.g. unit: clair.service")
@@ -88,7 +101,7 @@ func (c *Config) Validate(field string) error {
 }
 
 // checkArgv validates a hook's argv: a non-empty list whose program is an
-// absolute path or a bare name looked up in PATH.
+// absolute path or a bare name looked up in the hook's PATH.
 func checkArgv(field string, argv []string, required bool) error {
 	if len(argv) == 0 {
 		if !required {
@@ -146,9 +159,9 @@ func checkUnit(unit string) string {
 }
 
 // Env is handed to every hook as the environment variables HARBORMASTER_ROLE,
-// HARBORMASTER_NODE and HARBORMASTER_EPOCH (decimal), in addition to the
-// agent's own environment; in systemd mode it is written into the unit's
-// drop-in by Start.
+// HARBORMASTER_NODE and HARBORMASTER_EPOCH (decimal), besides PATH and the
+// config's env list (never the agent's whole environment); in systemd mode
+// it is written into the unit's drop-in by Start.
 type Env struct {
 	Role  string
 	Node  string

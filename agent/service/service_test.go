@@ -32,6 +32,7 @@ func TestValidate(t *testing.T) {
 			c.Start = []string{"notary-ctl", "start"}
 			c.Status = []string{"notary-ctl", "status"}
 		}), "", ""},
+		{"hooks with env", hooks(func(c *Config) { c.Env = []string{"TZ=UTC", "HTTPS_PROXY"} }), "", ""},
 		{"systemd", systemd(none), "", ""},
 		{"systemd instance", systemd(func(c *Config) { c.Unit = "trivy@main.service" }), "", ""},
 		{"systemd escaped name", systemd(func(c *Config) { c.Unit = `clair-x\x2dy:z_1.service` }), "", ""},
@@ -46,6 +47,9 @@ func TestValidate(t *testing.T) {
 		{"status program relative", hooks(func(c *Config) { c.Status = []string{"../ctl", "status"} }), "services.notary.status[0]", "bare program name"},
 		{"start program is a directory", hooks(func(c *Config) { c.Start = []string{"/usr/local/bin/"} }), "services.notary.start[0]", "is a directory"},
 		{"argument with NUL", hooks(func(c *Config) { c.Start = []string{"/bin/x", "a\x00b"} }), "services.notary.start[1]", "NUL"},
+		{"env bad name", hooks(func(c *Config) { c.Env = []string{"TZ=UTC", "9LIVES=1"} }), "services.notary.env[1]", "not a variable name"},
+		{"env reserved name", hooks(func(c *Config) { c.Env = []string{"HARBORMASTER_ROLE=x"} }), "services.notary.env[0]", "set by the agent itself"},
+		{"systemd with env", systemd(func(c *Config) { c.Env = []string{"TZ=UTC"} }), "services.notary.env", "Environment="},
 		{"hooks with unit", hooks(func(c *Config) { c.Unit = "notary.service" }), "services.notary.unit", "set mode: systemd"},
 
 		{"systemd without unit", systemd(func(c *Config) { c.Unit = "" }), "services.notary.unit", "unit: clair.service"},
