@@ -59,7 +59,7 @@ for t in "${targets[@]}"; do
 	printf '%-4s %-28s ./%-20s %10s execs in %ds\n' "$status" "$name" "$dir" "${execs:-?}" $((SECONDS - start))
 	if [[ $status == FAIL ]]; then
 		sed 's/^/    /' "$out"
-		echo "    (a failing input is saved under ./$dir/testdata/fuzz/$name/; commit it with the fix)"
+		echo "    (a failing input the fuzzer found is in ./$dir/testdata/fuzz/$name/: commit it with the fix)"
 	fi
 done
 if [[ $ran -eq 0 ]]; then
