@@ -5,7 +5,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean
+.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke
 
 all: build
 
@@ -26,6 +26,17 @@ test: deps build vet loopback-certs
 
 vet:
 	$(GO) vet ./...
+
+# fuzz runs every fuzz target (each func Fuzz... in a _test.go file) for
+# FUZZTIME, one after the other; fuzz-smoke runs each for 3 s. A failing
+# input lands in the package's testdata/fuzz/<FuzzName>/: commit it with
+# the fix as a regression seed.
+FUZZTIME ?= 60s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
+
+fuzz-smoke:
+	FUZZTIME=3s GO=$(GO) scripts/fuzz.sh
 
 # demo: a VIP failover live in network namespaces (root). demo-loopback: the
 # Raft-only demo on 127.0.0.1 (no root needed).

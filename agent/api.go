@@ -138,27 +138,15 @@ func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
 // node proposes only for itself, and operator commands forwarded by a
 // member carry that operator as their actor (checkProposer).
 func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.ProposeResponse, error) {
-	if len(req.Command) > fsm.MaxCommandSize {
-		return nil, status.Errorf(codes.InvalidArgument, "command: %d bytes exceeds the %d-byte limit", len(req.Command), fsm.MaxCommandSize)
-	}
-	cmd, err := fsm.Decode(req.Command)
+	cmd, err := checkProposal(req.Command)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if err := cmd.Validate(); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	if err := checkProposer(ctx, cmd); err != nil {
 		return nil, err
 	}
-	switch c := cmd.(type) {
-	case *fsm.RegisterNode:
-		if !s.isMember(c.Node) {
-			return nil, status.Errorf(codes.FailedPrecondition, "node: %s is not a member of the Raft configuration; join it first", c.Node)
-		}
-	case *fsm.Leave, *fsm.Release, *fsm.RecordEvent, *fsm.ApplySpec, *fsm.CheckUpdate, *fsm.RedisReport:
-	default:
-		return nil, status.Errorf(codes.PermissionDenied, "command %s is not accepted from other nodes", cmd.Type())
+	if c, ok := cmd.(*fsm.RegisterNode); ok && !s.isMember(c.Node) {
+		return nil, status.Errorf(codes.FailedPrecondition, "node: %s is not a member of the Raft configuration; join it first", c.Node)
 	}
 	if s.a.raft.State() != raft.Leader {
 		if forwarded(ctx) {
@@ -294,15 +282,12 @@ func (s *server) record(ctx context.Context, e fsm.Event) {
 }
 
 func (s *server) Join(ctx context.Context, req *hmv1.JoinRequest) (*hmv1.JoinResponse, error) {
-	if !spec.ValidName(req.Id) {
-		return nil, status.Errorf(codes.InvalidArgument, "id: %q is not a valid node id (1-63 lower-case letters, digits, inner hyphens)", req.Id)
+	if err := validateJoin(req); err != nil {
+		return nil, err
 	}
 	// A node joins only itself; adding another needs an admin.
 	if c, ok := callerOf(ctx); ok && c.effective.Kind == tlsid.Node && c.effective.Name != req.Id {
 		return nil, status.Errorf(codes.PermissionDenied, "id: node %s may join only itself, not %s; an admin adds other nodes", c.effective.Name, req.Id)
-	}
-	if req.RaftAddress == "" {
-		return nil, status.Error(codes.InvalidArgument, "raft_address: is empty; give the joining node's raft_addr")
 	}
 	var resp *hmv1.JoinResponse
 	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
@@ -348,8 +333,8 @@ func (s *server) Join(ctx context.Context, req *hmv1.JoinRequest) (*hmv1.JoinRes
 }
 
 func (s *server) Remove(ctx context.Context, req *hmv1.RemoveRequest) (*hmv1.RemoveResponse, error) {
-	if !spec.ValidName(req.Id) {
-		return nil, status.Errorf(codes.InvalidArgument, "id: %q is not a valid node id", req.Id)
+	if err := validateRemove(req); err != nil {
+		return nil, err
 	}
 	var resp *hmv1.RemoveResponse
 	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
@@ -411,6 +396,9 @@ func (s *server) Remove(ctx context.Context, req *hmv1.RemoveRequest) (*hmv1.Rem
 }
 
 func (s *server) TransferLeadership(ctx context.Context, req *hmv1.TransferLeadershipRequest) (*hmv1.TransferLeadershipResponse, error) {
+	if err := validateTransferLeadership(req); err != nil {
+		return nil, err
+	}
 	var resp *hmv1.TransferLeadershipResponse
 	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
 		resp, err = c.TransferLeadership(ctx, req)
@@ -472,9 +460,9 @@ func (s *server) GetSpec(ctx context.Context, _ *hmv1.GetSpecRequest) (*hmv1.Get
 }
 
 func (s *server) ApplySpec(ctx context.Context, req *hmv1.ApplySpecRequest) (*hmv1.ApplySpecResponse, error) {
-	sp, err := spec.Parse([]byte(req.Document))
+	sp, err := parseSpecRequest(req)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	idx, err := s.a.Propose(ctx, &fsm.ApplySpec{Spec: sp, ExpectedVersion: req.ExpectedVersion,
 		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli()})
@@ -547,8 +535,8 @@ func checksToProto(m map[string]fsm.CheckResult) []*hmv1.Check {
 // Explain implements the admin service: a dry run of the placement of one
 // role on this node's state, with the voters' current lease verdicts.
 func (s *server) Explain(ctx context.Context, req *hmv1.ExplainRequest) (*hmv1.ExplainResponse, error) {
-	if !spec.ValidName(req.Role) {
-		return nil, status.Errorf(codes.InvalidArgument, "role: %q is not a valid role name", req.Role)
+	if err := validateExplain(req); err != nil {
+		return nil, err
 	}
 	st := s.a.State()
 	if _, ok := st.Spec.Role(req.Role); !ok {
@@ -606,11 +594,8 @@ func (s *server) WatchEvents(req *hmv1.WatchEventsRequest, stream hmv1.Admin_Wat
 
 // Move implements the admin service: an operator's planned move.
 func (s *server) Move(ctx context.Context, req *hmv1.MoveRequest) (*hmv1.MoveResponse, error) {
-	if !spec.ValidName(req.Role) {
-		return nil, status.Errorf(codes.InvalidArgument, "role: %q is not a valid role name", req.Role)
-	}
-	if !spec.ValidName(req.Node) {
-		return nil, status.Errorf(codes.InvalidArgument, "node: %q is not a valid node id", req.Node)
+	if err := validateMove(req); err != nil {
+		return nil, err
 	}
 	var resp *hmv1.MoveResponse
 	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
@@ -665,8 +650,8 @@ func moveBlocker(st *fsm.State, r spec.Role, node string) string {
 
 // Drain implements the admin service.
 func (s *server) Drain(ctx context.Context, req *hmv1.DrainRequest) (*hmv1.DrainResponse, error) {
-	if !spec.ValidName(req.Node) {
-		return nil, status.Errorf(codes.InvalidArgument, "node: %q is not a valid node id", req.Node)
+	if err := validateDrain(req); err != nil {
+		return nil, err
 	}
 	var resp *hmv1.DrainResponse
 	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {

@@ -11,7 +11,6 @@ import (
 	"github.com/harbormaster/harbormaster/agent/leasing"
 	"github.com/harbormaster/harbormaster/lease"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
-	"github.com/harbormaster/harbormaster/spec"
 )
 
 // raftMembers returns the Raft configuration with the registered API
@@ -45,15 +44,9 @@ func (s *server) Leases(ctx context.Context, req *hmv1.LeasesRequest) (*hmv1.Lea
 			return nil, status.Errorf(codes.PermissionDenied, "leases: only the leader asks; %s is not the leader here (%q)", c.peer, leader)
 		}
 	}
-	if len(req.Queries) > 4096 {
-		return nil, status.Error(codes.InvalidArgument, "queries: at most 4096")
-	}
-	var qs []lease.Query
-	for _, q := range req.Queries {
-		if !spec.ValidName(q.Node) || q.Gen == 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "queries: %q/%d is not a node id and a generation", q.Node, q.Gen)
-		}
-		qs = append(qs, lease.Query{Node: q.Node, Gen: q.Gen})
+	qs, err := leaseQueries(req)
+	if err != nil {
+		return nil, err
 	}
 	v := s.a.leases.Grants().Verdicts(time.Now(), qs...)
 	resp := &hmv1.LeasesResponse{Granter: s.a.cfg.NodeID, Guarded: v.Guarded, SinceGuardUs: v.SinceGuard.Microseconds()}

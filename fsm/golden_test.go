@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -92,6 +93,24 @@ func goldenCommandsState() *State {
 	}
 }
 
+// parseGoldenCommands returns the log entries of a commands-v1.jsonl
+// file: each line's header bytes followed by its payload.
+func parseGoldenCommands(golden []byte) ([][]byte, error) {
+	var logData [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(golden))
+	sc.Buffer(nil, 2*MaxCommandSize)
+	for n := 1; sc.Scan(); n++ {
+		var gl goldenLine
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&gl); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		logData = append(logData, append([]byte{gl.Type, gl.Version}, gl.Payload...))
+	}
+	return logData, sc.Err()
+}
+
 func TestGoldenCommands(t *testing.T) {
 	cmds := sampleCommands()
 	var encoded [][]byte
@@ -111,21 +130,9 @@ func TestGoldenCommands(t *testing.T) {
 	}
 
 	// Every golden line is what this build encodes for the same command.
-	golden := readGolden(t, goldenCommandsFile)
-	var logData [][]byte
-	sc := bufio.NewScanner(bytes.NewReader(golden))
-	sc.Buffer(nil, 2*MaxCommandSize)
-	for n := 1; sc.Scan(); n++ {
-		var gl goldenLine
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&gl); err != nil {
-			t.Fatalf("%s:%d: %v", goldenCommandsFile, n, err)
-		}
-		logData = append(logData, append([]byte{gl.Type, gl.Version}, gl.Payload...))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	logData, err := parseGoldenCommands(readGolden(t, goldenCommandsFile))
+	if err != nil {
+		t.Fatalf("%s: %v", goldenCommandsFile, err)
 	}
 	if len(logData) != len(encoded) {
 		t.Fatalf("%s: got %d commands, want %d (one per sample command); regenerate with -update if a command was added",

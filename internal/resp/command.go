@@ -62,7 +62,9 @@ func readMultibulk(br *bufio.Reader, lim CommandLimits) ([]string, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	args := make([]string, 0, n)
+	// Arguments are allocated as they arrive: a client that announces
+	// MaxArgs of them and sends none costs what it sent.
+	args := make([]string, 0, min(n, 16))
 	total := 0
 	for range n {
 		line, err := readLine(br, 32, "invalid bulk length")

@@ -18,9 +18,9 @@ const (
 const maxReplyLine = 64 << 10
 
 // Limits bound what ReadReply accepts; a zero field takes its default. A
-// reply beyond them is a *ProtocolError. Elements of an array are
-// allocated as they arrive, so MaxArray bounds what a peer can announce,
-// not what it makes us allocate up front.
+// reply beyond them is a *ProtocolError. Elements of an array and bytes
+// of a bulk string are allocated as they arrive, so MaxArray and MaxBulk
+// bound what a peer can announce, not what it makes us allocate up front.
 type Limits struct {
 	MaxBulk  int // bytes of one bulk string
 	MaxArray int // elements of one array

@@ -43,6 +43,10 @@ func TestReadReply(t *testing.T) {
 		{"integer", ":-42\r\n:0\r\n", Limits{}, []any{int64(-42), int64(0)}, ""},
 		{"bulk string with a line break", "$5\r\na\r\nbc\r\n", Limits{}, []any{"a\r\nbc"}, ""},
 		{"empty bulk string", "$0\r\n\r\n", Limits{}, []any{""}, ""},
+		{"bulk string of several read chunks", "$200000\r\n" + strings.Repeat("ab", 100000) + "\r\n", Limits{},
+			[]any{strings.Repeat("ab", 100000)}, ""},
+		{"bulk string of exactly one read chunk", "$65534\r\n" + strings.Repeat("c", 65534) + "\r\n", Limits{},
+			[]any{strings.Repeat("c", 65534)}, ""},
 		{"null bulk string", "$-1\r\n", Limits{}, []any{nil}, ""},
 		{"null array", "*-1\r\n", Limits{}, []any{nil}, ""},
 		{"empty array", "*0\r\n", Limits{}, []any{[]any{}}, ""},
@@ -80,6 +84,7 @@ func TestReadReply(t *testing.T) {
 
 		{"truncated line", "+OK", Limits{}, nil, io.ErrUnexpectedEOF.Error()},
 		{"truncated bulk", "$10\r\nabc", Limits{}, nil, io.ErrUnexpectedEOF.Error()},
+		{"bulk truncated after its first read chunk", "$200000\r\n" + strings.Repeat("x", 70000), Limits{}, nil, io.ErrUnexpectedEOF.Error()},
 		{"bulk without its line end", "$3\r\nabc", Limits{}, nil, io.ErrUnexpectedEOF.Error()},
 		{"truncated array", "*3\r\n:1\r\n", Limits{}, nil, io.ErrUnexpectedEOF.Error()},
 		{"truncated nested array", "*2\r\n*2\r\n:1\r\n", Limits{}, nil, io.ErrUnexpectedEOF.Error()},
@@ -117,21 +122,47 @@ func TestErrorPrefix(t *testing.T) {
 	}
 }
 
-// TestAnnouncedLengthsDoNotAllocate: an array that announces many elements
-// and sends none costs what arrived, not what was announced.
+// TestAnnouncedLengthsDoNotAllocate: a reply or request that announces a
+// large array or bulk string, within the limits, and sends little of it
+// costs what arrived, not what was announced.
 func TestAnnouncedLengthsDoNotAllocate(t *testing.T) {
-	lim := Limits{MaxArray: 1 << 30}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range 10 {
-		br := bufio.NewReader(strings.NewReader("*1000000000\r\n:1\r\n"))
-		if _, err := ReadReply(br, lim); !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("ReadReply: %v, want io.ErrUnexpectedEOF", err)
-		}
+	bigLimits := CommandLimits{MaxArgs: 1 << 20, MaxBulk: 1 << 24, MaxInline: 1 << 10, MaxRequest: 1 << 24}
+	tests := []struct {
+		name string
+		in   string
+		read func(*bufio.Reader) error
+	}{
+		{"reply array", "*1000000000\r\n:1\r\n", func(br *bufio.Reader) error {
+			_, err := ReadReply(br, Limits{MaxArray: 1 << 30})
+			return err
+		}},
+		{"reply bulk", "$16777216\r\nab", func(br *bufio.Reader) error {
+			_, err := ReadReply(br, Limits{MaxBulk: 1 << 24})
+			return err
+		}},
+		{"request arguments", "*1048576\r\n$1\r\na\r\n", func(br *bufio.Reader) error {
+			_, err := ReadCommand(br, bigLimits)
+			return err
+		}},
+		{"request bulk", "*1\r\n$16777216\r\nab", func(br *bufio.Reader) error {
+			_, err := ReadCommand(br, bigLimits)
+			return err
+		}},
 	}
-	runtime.ReadMemStats(&after)
-	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
-		t.Errorf("10 reads of an announced array of 10^9 elements allocated %d bytes, want under 1 MiB", n)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range 10 {
+				if err := tc.read(bufio.NewReader(strings.NewReader(tc.in))); !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("read %q: %v, want io.ErrUnexpectedEOF", tc.in, err)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+				t.Errorf("10 reads of %q allocated %d bytes, want under 1 MiB", tc.in, n)
+			}
+		})
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -98,12 +99,23 @@ func readLine(br *bufio.Reader, max int, tooLong string) ([]byte, error) {
 	}
 }
 
+// bulkChunk is what readBulk allocates ahead of the bytes that arrive.
+const bulkChunk = 64 << 10
+
 // readBulk reads n bytes and the CRLF after them; a missing CRLF is a
-// *ProtocolError with message noCRLF.
+// *ProtocolError with message noCRLF. The buffer grows as the bytes
+// arrive, at most bulkChunk ahead of them: a peer that announces a large
+// bulk string and sends nothing costs that much, not the announced length.
 func readBulk(br *bufio.Reader, n int, noCRLF string) (string, error) {
-	buf := make([]byte, n+2)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		return "", eofInside(err)
+	buf := make([]byte, 0, min(n+2, bulkChunk))
+	for len(buf) < n+2 {
+		k := min(n+2-len(buf), bulkChunk)
+		buf = slices.Grow(buf, k)
+		got, err := io.ReadFull(br, buf[len(buf):len(buf)+k])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return "", eofInside(err)
+		}
 	}
 	if buf[n] != '\r' || buf[n+1] != '\n' {
 		return "", protocolErr(noCRLF)
