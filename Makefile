@@ -23,6 +23,7 @@ deps:
 test: deps build vet loopback-certs
 	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /chaos/scenario)
 	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 10m ./chaos/scenario/
+	FUZZTIME=2s GO=$(GO) scripts/fuzz.sh
 
 vet:
 	$(GO) vet ./...
