@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -118,5 +119,28 @@ func TestLeasesReplyBoundedAt7VotersAnd200Roles(t *testing.T) {
 	}
 	if g.Len() != 7 {
 		t.Fatalf("table grew to %d", g.Len())
+	}
+}
+
+// The data dir holds the lease key (Raft log, snapshots): only the agent's
+// user may read it, whether it is new or was created open.
+func TestPrepareDataDirIsPrivate(t *testing.T) {
+	root := t.TempDir()
+	fresh := filepath.Join(root, "a", "n1")
+	open := filepath.Join(root, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{fresh, open} {
+		if err := prepareDataDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Fatalf("%s: mode %v, want 0700", dir, fi.Mode().Perm())
+		}
 	}
 }

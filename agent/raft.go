@@ -72,8 +72,8 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 		s := raft.NewInmemStore()
 		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
 	} else {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-			return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+		if err := prepareDataDir(cfg.DataDir); err != nil {
+			return err
 		}
 		path := filepath.Join(cfg.DataDir, "raft.db")
 		bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
@@ -145,6 +145,19 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 	}
 	a.raft = r
 	cleanup.push(func() { _ = r.Shutdown().Error() }) // a no-op once Run shut it down
+	return nil
+}
+
+// prepareDataDir creates the data dir, or tightens an existing one, to
+// 0700: the Raft log and the snapshots in it hold the cluster lease key,
+// and hashicorp/raft writes snapshot files 0644.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: make it private (0700): %w", dir, err)
+	}
 	return nil
 }
 

@@ -30,15 +30,16 @@ const (
 
 // Reasons a lease datagram is dropped (Node.Drops, the metrics' label).
 const (
-	DropMalformed  = "malformed"
-	DropUnknownKey = "unknown-key"
-	DropBadMAC     = "bad-mac"
-	DropNonMember  = "non-member"
-	DropTTL        = "ttl"
-	DropGeneration = "generation"
-	DropReplay     = "replay"
-	DropUnexpected = "unexpected-reply"
-	DropWrongPeer  = "wrong-granter"
+	DropMalformed    = "malformed"
+	DropUnknownKey   = "unknown-key"
+	DropBadMAC       = "bad-mac"
+	DropNonMember    = "non-member"
+	DropUnregistered = "unregistered"
+	DropTTL          = "ttl"
+	DropGeneration   = "generation"
+	DropReplay       = "replay"
+	DropUnexpected   = "unexpected-reply"
+	DropWrongPeer    = "wrong-granter"
 )
 
 var errNoKey = errors.New("no lease key committed yet")
@@ -99,13 +100,14 @@ func (ln *leaseNet) dropped(from, to string) bool {
 func (ln *leaseNet) close() { _ = ln.conn.Close() }
 
 // drop counts a refused datagram; the first of each reason is logged (a
-// flood is counted, not logged).
+// flood is counted, not logged), except late replies: the answer to a
+// retry that arrives after the first answer is normal.
 func (ln *leaseNet) drop(reason string, from net.Addr, node string, err error) {
 	ln.mu.Lock()
 	ln.drops[reason]++
 	first := ln.drops[reason] == 1
 	ln.mu.Unlock()
-	if first {
+	if first && reason != DropUnexpected {
 		ln.log.Warn("lease datagram dropped (further drops are counted in harbormaster_lease_datagrams_dropped_total)",
 			"reason", reason, "from", from.String(), "sender", node, "err", err)
 	}
@@ -209,7 +211,7 @@ func (ln *leaseNet) admit(m *lease.Request, now time.Time) (string, error) {
 	}
 	reg, ok := ln.state().Nodes[m.Node]
 	if !ok {
-		return DropNonMember, fmt.Errorf("%s has not registered its lease length yet", m.Node)
+		return DropUnregistered, fmt.Errorf("%s has not registered its lease length yet", m.Node)
 	}
 	ttl := time.Duration(m.TTLMs) * time.Millisecond
 	if limit := min(time.Duration(reg.LeaseTTLMillis)*time.Millisecond, lease.MaxTTL); ttl <= 0 || ttl > limit {
