@@ -356,3 +356,50 @@ func TestMajorityCountsFailedViews(t *testing.T) {
 		t.Fatalf("view errors %v, want n2 and n3 counted twice", got)
 	}
 }
+
+// Without a lease key a node neither renews nor grants, even its own lease
+// in a one-voter cluster (where its own grant is a majority); once the key
+// is committed it holds its lease.
+func TestRenewLoopWaitsForTheKey(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var st atomic.Pointer[fsm.State]
+	st.Store(fsm.NewState())
+	rounds := make(chan struct{}, 100)
+	n := New(Config{Self: "n1", Lease: 50 * time.Millisecond, Renew: 5 * time.Millisecond, State: st.Load,
+		Members: func() ([]Member, error) { return []Member{{ID: "n1", Voter: true}}, nil },
+		Fenced:  func(time.Time) bool { return false },
+		OnRenew: func() {
+			select {
+			case rounds <- struct{}{}:
+			default:
+			}
+		},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.RenewLoop(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; i < 3; i++ {
+		<-rounds
+	}
+	if _, valid, _ := n.Lease(time.Now()); valid || n.Grants().Len() != 0 {
+		t.Fatalf("without a key: lease valid %t, %d grants; want neither", valid, n.Grants().Len())
+	}
+	withKey := *st.Load()
+	withKey.LeaseKey = &fsm.LeaseKey{ID: 1, Secret: key(1)}
+	st.Store(&withKey)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, valid, _ := n.Lease(time.Now()); valid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lease after the key was committed")
+		}
+		<-rounds
+	}
+}
