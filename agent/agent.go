@@ -111,6 +111,9 @@ type Agent struct {
 	conns    connPool
 	tls      *tlsid.Store // the node's identity; nil on an insecure agent
 
+	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
+	leaseBoot uint64
+
 	// The actuators, in the order a graceful stop quiesces them (VIP,
 	// services, Redis); vips and services are also kept typed for the
 	// re-announcements and the metrics (nil when the node has none).
@@ -258,7 +261,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopWork()
 	var work tasks
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
-		Seed: a.cfg.Spec, Log: a.log}, raftNode{a}, a.fsm.State, a)
+		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, Log: a.log}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
 	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })
 	work.Go("join loop", func() error { a.joinLoop(workCtx); return nil })
@@ -331,12 +334,12 @@ func (a *Agent) open(cleanup *cleanups) (*opened, error) {
 		return nil, fmt.Errorf("listen for lease renewals on udp %s: %w", o.api.Addr(), err)
 	}
 	cleanup.push(func() { _ = pc.Close() })
-	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
-		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, OnRenew: a.wakeActuators,
-		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Log: a.log.With("component", "lease")}, pc)
 	if err := a.openRaft(cleanup); err != nil {
 		return nil, err
 	}
+	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
+		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, OnRenew: a.wakeActuators,
+		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {
 		return nil, fmt.Errorf("vip_interface %s: %w", a.cfg.VIPInterface, err)

@@ -1,8 +1,15 @@
 package agent_test
 
 import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
@@ -130,5 +137,122 @@ func TestQuorumLeaseCutOffHolderLapsesBeforeReassign(t *testing.T) {
 	})
 	if cur := l.agent.State().Assignment(as.Role); cur.Holder != moved.Holder {
 		t.Fatalf("role went back after the heal: %+v", cur)
+	}
+}
+
+// The first leader installs the cluster lease key before any role is
+// placed; a rotation through any node's admin API reaches the leader,
+// keeps the previous key accepted, and leases keep running across it on
+// the same generation. The key appears in no API reply.
+func TestLeaseKeyCommittedAndRotated(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{})
+	c.waitFor("every role held by a non-leader, its lease valid", 10*time.Second, func() bool {
+		l := c.leader()
+		if l == nil || !allHeld(l.agent.State()) {
+			return false
+		}
+		h, _ := holderNotLeader(c)
+		if h == nil {
+			return false
+		}
+		_, valid, _ := h.agent.Lease()
+		return valid
+	})
+	l := c.leader()
+	st := l.agent.State()
+	if st.LeaseKey == nil || st.LeaseKey.ID != 1 || st.PrevLeaseKey != nil {
+		t.Fatalf("lease key after start: %+v, previous %+v; want key 1 only", st.LeaseKey, st.PrevLeaseKey)
+	}
+	var keyAt uint64
+	for _, e := range st.Events {
+		switch {
+		case e.Kind == fsm.EventLeaseKey && keyAt == 0:
+			keyAt = e.Seq
+		case e.Kind == fsm.EventRoleAssigned && (keyAt == 0 || e.Seq < keyAt):
+			t.Fatalf("role %s assigned at index %d, before the lease key (index %d)", e.Role, e.Seq, keyAt)
+		}
+	}
+	secrets := [][]byte{st.LeaseKey.Secret}
+	holder, as := holderNotLeader(c)
+	follower := c.node(c.others(l.id)[0])
+
+	for _, want := range []uint32{2, 3} {
+		resp, err := c.admin(follower).RotateLeaseKey(ctxT(t, 5*time.Second), &hmv1.RotateLeaseKeyRequest{Actor: "test"})
+		if err != nil {
+			t.Fatalf("rotate through follower %s: %v", follower.id, err)
+		}
+		if resp.KeyId != want || resp.PreviousKeyId != want-1 {
+			t.Fatalf("rotation: key %d previous %d, want %d and %d", resp.KeyId, resp.PreviousKeyId, want, want-1)
+		}
+		c.waitFor(fmt.Sprintf("key %d on every node", want), 5*time.Second, func() bool {
+			for _, n := range c.nodes {
+				if k := n.agent.State().LeaseKey; k == nil || k.ID != want {
+					return false
+				}
+			}
+			return true
+		})
+		// A lease ends at sentAt + TTL: an end past everywhere + TTL comes
+		// from a renewal sent with the new key.
+		everywhere := time.Now()
+		ttl := time.Duration(l.agent.State().Nodes[holder.id].LeaseTTLMillis) * time.Millisecond
+		c.waitFor(fmt.Sprintf("the holder's renewal under key %d", want), 5*time.Second, func() bool {
+			_, valid, until := holder.agent.Lease()
+			return valid && until.After(everywhere.Add(ttl))
+		})
+		st := l.agent.State()
+		secrets = append(secrets, st.LeaseKey.Secret)
+		if st.PrevLeaseKey == nil || st.PrevLeaseKey.ID != want-1 || st.LeaseKeyByID(want-2) != nil {
+			t.Fatalf("after rotation to %d: previous %+v, key %d still held: %t", want, st.PrevLeaseKey, want-2, st.LeaseKeyByID(want-2) != nil)
+		}
+		if gen, valid, _ := holder.agent.Lease(); !valid || gen != as.HolderGen {
+			t.Fatalf("holder %s across rotation to key %d: generation %d valid %t, want %d still valid", holder.id, want, gen, valid, as.HolderGen)
+		}
+		if cur := l.agent.State().Assignment(as.Role); cur.Holder != holder.id || cur.Epoch != as.Epoch {
+			t.Fatalf("role %s moved across a key rotation: %+v", as.Role, cur)
+		}
+	}
+
+	// No reply carries a key.
+	ctx := ctxT(t, 5*time.Second)
+	var replies []proto.Message
+	for _, n := range c.nodes {
+		a := c.admin(n)
+		s, err := a.Status(ctx, &hmv1.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := a.Members(ctx, &hmv1.MembersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := a.ListRoles(ctx, &hmv1.ListRolesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, s, m, r)
+		ev, err := a.WatchEvents(ctx, &hmv1.WatchEventsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			e, err := ev.Recv()
+			if err != nil {
+				break
+			}
+			replies = append(replies, e)
+		}
+	}
+	for _, r := range replies {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := prototext.Format(r)
+		for i, k := range secrets {
+			if bytes.Contains(b, k) || strings.Contains(text, base64.StdEncoding.EncodeToString(k)) {
+				t.Fatalf("a %T reply carries lease key %d", r, i+1)
+			}
+		}
 	}
 }

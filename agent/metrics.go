@@ -32,6 +32,8 @@ type collector struct {
 	checkFails *prometheus.Desc
 	svcActive  *prometheus.Desc
 	fenced     *prometheus.Desc
+	viewErrs   *prometheus.Desc
+	leaseDrops *prometheus.Desc
 }
 
 func newCollector(a *Agent) *collector {
@@ -55,12 +57,15 @@ func newCollector(a *Agent) *collector {
 		checkFails: d("check_consecutive_failures", "Current run of consecutive failed probes of this node's check.", "check", "type"),
 		svcActive:  d("service_active", "1 if this node runs the service role's active instance.", "role"),
 		fenced:     d("fenced", "1 while this node lets its lease lapse after a service stop it could not confirm."),
+		viewErrs:   d("lease_view_errors_total", "Leases answers of a voter that failed (the voter counted against every verdict of that round).", "voter"),
+		leaseDrops: d("lease_datagrams_dropped_total", "Lease datagrams this node dropped, by reason (bad-mac, unknown-key, replay, non-member, ttl, generation, ...).", "reason"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
-		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced} {
+		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced,
+		c.viewErrs, c.leaseDrops} {
 		ch <- d
 	}
 }
@@ -123,6 +128,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(a.fenced(now)))
+	for voter, n := range a.leases.ViewErrors() {
+		ch <- prometheus.MustNewConstMetric(c.viewErrs, prometheus.CounterValue, float64(n), voter)
+	}
+	for reason, n := range a.leases.Drops() {
+		ch <- prometheus.MustNewConstMetric(c.leaseDrops, prometheus.CounterValue, float64(n), reason)
+	}
 }
 
 func (a *Agent) metricsHandler() http.Handler {

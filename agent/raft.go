@@ -15,6 +15,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/harbormaster/harbormaster/agent/leasing"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
@@ -72,8 +73,8 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 		s := raft.NewInmemStore()
 		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
 	} else {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-			return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+		if err := prepareDataDir(cfg.DataDir); err != nil {
+			return err
 		}
 		path := filepath.Join(cfg.DataDir, "raft.db")
 		bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
@@ -95,6 +96,12 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 		}
 		snaps = fss
 	}
+
+	boot, err := nextLeaseBoot(stable, time.Now())
+	if err != nil {
+		return err
+	}
+	a.leaseBoot = boot
 
 	trans := a.opts.Transport
 	if trans == nil {
@@ -151,6 +158,50 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 	a.raft = r
 	cleanup.push(func() { _ = r.Shutdown().Error() }) // a no-op once Run shut it down
 	return nil
+}
+
+// prepareDataDir creates the data dir, or tightens an existing one, to
+// 0700: the Raft log and the snapshots in it hold the cluster lease key,
+// and hashicorp/raft writes snapshot files 0644.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: make it private (0700): %w", dir, err)
+	}
+	return nil
+}
+
+// leaseBootKey is where the stable store keeps the lease boot counter.
+var leaseBootKey = []byte("harbormaster_lease_boot")
+
+// leaseBootEpoch is the zero of the boot counter's clock floor.
+var leaseBootEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// nextLeaseBoot increases the boot counter in the stable store and returns
+// it: the high bits of this run's lease sequence numbers, which the other
+// nodes' replay windows require to increase across restarts. It is at
+// least the hours since 2020, so that a node whose data dir was wiped
+// (the counter lost) still starts above its old sequence numbers unless it
+// restarted more than once an hour on average; a lease key rotation
+// clears the windows otherwise.
+func nextLeaseBoot(stable raft.StableStore, now time.Time) (uint64, error) {
+	prev, err := stable.GetUint64(leaseBootKey)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return 0, fmt.Errorf("read the lease boot counter: %w", err)
+	}
+	boot := prev + 1
+	if h := now.Sub(leaseBootEpoch) / time.Hour; h > 0 {
+		boot = max(boot, uint64(h))
+	}
+	if boot > leasing.MaxBoot {
+		return 0, fmt.Errorf("lease boot counter %d exceeds %d; rotate the lease key and reset %s in the stable store", boot, uint64(leasing.MaxBoot), leaseBootKey)
+	}
+	if err := stable.SetUint64(leaseBootKey, boot); err != nil {
+		return 0, fmt.Errorf("write the lease boot counter: %w", err)
+	}
+	return boot, nil
 }
 
 // raftNode adapts the agent to coordinator.Raft.

@@ -52,6 +52,12 @@ type Config struct {
 	Log  *slog.Logger
 	// Now is the clock (time.Now when nil); tests inject their own.
 	Now func() time.Time
+	// NewLeaseKey, when set, makes the secret of a new cluster lease key
+	// (random bytes): a leader that finds the state without a lease key
+	// installs one as soon as it takes office (and retries on every
+	// reconcile until one is committed). No node renews a lease, so none
+	// acts for a role, before then.
+	NewLeaseKey func() (fsm.Secret, error)
 }
 
 // Coordinator runs the leader-only reconcile loop. Construct it with New and
@@ -168,6 +174,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 }
 
 func (c *Coordinator) establish(ctx context.Context, term uint64) {
+	c.ensureLeaseKey(ctx)
 	now := c.now()
 	ev := &fsm.RecordEvent{Event: fsm.Event{Time: now.UnixMilli(), Kind: fsm.EventLeadership, Node: c.cfg.NodeID,
 		Actor: c.cfg.NodeID, New: c.cfg.NodeID, Message: fmt.Sprintf("became leader in term %d", term)}}
@@ -188,6 +195,28 @@ func (c *Coordinator) establish(ctx context.Context, term uint64) {
 	}
 }
 
+// ensureLeaseKey proposes the first cluster lease key when the state has
+// none. A rejection means another leader's key got there first.
+func (c *Coordinator) ensureLeaseKey(ctx context.Context) {
+	if st, _ := c.states(); st.LeaseKey != nil || c.cfg.NewLeaseKey == nil {
+		return
+	}
+	secret, err := c.cfg.NewLeaseKey()
+	if err != nil {
+		c.log.Error("make a lease key", "err", err)
+		return
+	}
+	_, err = c.raft.Propose(ctx, &fsm.SetLeaseKey{ID: 1, Secret: secret, Actor: c.cfg.NodeID, Time: c.now().UnixMilli()})
+	var rej *fsm.RejectedError
+	switch {
+	case err == nil:
+		c.log.Info("installed the cluster lease key", "key_id", 1)
+	case errors.As(err, &rej):
+	default:
+		c.log.Warn("install the cluster lease key; retrying", "err", err)
+	}
+}
+
 // reconcile runs Plan on the current state and proposes its commands in
 // order. A rejected command is logged and skipped: the next pass plans again
 // from the state that rejected it.
@@ -195,6 +224,7 @@ func (c *Coordinator) establish(ctx context.Context, term uint64) {
 // detected remembers, for the term, when each holder's lease generation was
 // first seen ended; it dates the start of a failover (fsm.Assign.Detected).
 func (c *Coordinator) reconcile(ctx context.Context, established time.Time, detected map[string]time.Time) error {
+	c.ensureLeaseKey(ctx)
 	st, _ := c.states()
 	now := c.now()
 	maj, err := c.leases.Majority(ctx)

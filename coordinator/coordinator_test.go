@@ -1000,3 +1000,43 @@ func TestRunReleasesARemovedRoleOnceItsHoldersGenerationEnded(t *testing.T) {
 		t.Fatalf("release: got %+v, want web released for n2 at epoch 1", rel)
 	}
 }
+
+func TestLeaderInstallsTheFirstLeaseKey(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"))
+	r.members = []string{"n1"}
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	var fail atomic.Bool
+	fail.Store(true)
+	newKey := func() (fsm.Secret, error) {
+		if fail.Swap(false) {
+			return nil, errors.New("entropy unavailable")
+		}
+		return fsm.Secret(bytes.Repeat([]byte{7}, fsm.LeaseKeySize)), nil
+	}
+	c := newCoordinator(r, l, Config{Settle: time.Minute, NewLeaseKey: newKey})
+	rn := start(t, c)
+	rn.send(t, true)
+	// The first attempt fails; a reconcile pass tries again.
+	waitFor(t, "a lease key", func() bool { return r.state().LeaseKey != nil })
+	if k := r.state().LeaseKey; k.ID != 1 || !bytes.Equal(k.Secret, bytes.Repeat([]byte{7}, fsm.LeaseKeySize)) {
+		t.Fatalf("lease key: id %d", k.ID)
+	}
+	waitFor(t, "two more reconcile passes", func() bool { return r.count("majority") >= 3 })
+	if n := r.count("propose lease-key "); n != 1 {
+		t.Fatalf("lease-key proposals: %d, want 1 (none once a key is committed)", n)
+	}
+}
+
+func TestLeaderKeepsAnExistingLeaseKey(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), &fsm.SetLeaseKey{ID: 1, Secret: bytes.Repeat([]byte{1}, fsm.LeaseKeySize)})
+	r.members = []string{"n1"}
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	c := newCoordinator(r, l, Config{Settle: time.Minute,
+		NewLeaseKey: func() (fsm.Secret, error) { return fsm.Secret(bytes.Repeat([]byte{2}, fsm.LeaseKeySize)), nil }})
+	rn := start(t, c)
+	rn.send(t, true)
+	waitFor(t, "two reconcile passes", func() bool { return r.count("majority") >= 2 })
+	if n := r.count("propose lease-key "); n != 0 {
+		t.Fatalf("lease-key proposals: %d, want none", n)
+	}
+}

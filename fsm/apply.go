@@ -56,6 +56,8 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		err = applyCheckUpdate(next, index, c)
 	case *RedisReport:
 		err = applyRedisReport(next, index, c)
+	case *SetLeaseKey:
+		err = applySetLeaseKey(next, index, c)
 	case *RecordEvent:
 		next.addEvent(index, c.Event)
 	default:
@@ -373,5 +375,24 @@ func applyRedisReport(s *State, index uint64, c *RedisReport) error {
 	}
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node,
 		Old: describe(cur, had), New: describe(next, true), Message: msg})
+	return nil
+}
+
+func applySetLeaseKey(s *State, index uint64, c *SetLeaseKey) error {
+	var cur uint32
+	if s.LeaseKey != nil {
+		cur = s.LeaseKey.ID
+	}
+	if c.ID != cur+1 {
+		return reject(c, "lease key %d is not the successor of the current key %d", c.ID, cur)
+	}
+	s.PrevLeaseKey = s.LeaseKey
+	s.LeaseKey = &LeaseKey{ID: c.ID, Secret: append(Secret(nil), c.Secret...)}
+	msg := fmt.Sprintf("lease key %d in use", c.ID)
+	if cur > 0 {
+		msg += fmt.Sprintf("; key %d accepted until the next rotation", cur)
+	}
+	s.addEvent(index, Event{Time: c.Time, Kind: EventLeaseKey, Actor: c.Actor, Old: strconv.FormatUint(uint64(cur), 10),
+		New: strconv.FormatUint(uint64(c.ID), 10), Message: msg})
 	return nil
 }

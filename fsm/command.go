@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 
 	"github.com/harbormaster/harbormaster/internal/conf"
@@ -36,6 +37,7 @@ const (
 	TypeSetDrain       CommandType = 10
 	TypeCheckUpdate    CommandType = 11
 	TypeRedisReport    CommandType = 12
+	TypeSetLeaseKey    CommandType = 13
 )
 
 // MaxCommandSize bounds an encoded command; Propose refuses larger ones.
@@ -70,6 +72,7 @@ var registry = map[CommandType]cmdInfo{
 	TypeSetDrain:       {"set-drain", 1, false, func() Command { return &SetDrain{} }},
 	TypeCheckUpdate:    {"check-update", 1, false, func() Command { return &CheckUpdate{} }},
 	TypeRedisReport:    {"redis-report", 1, false, func() Command { return &RedisReport{} }},
+	TypeSetLeaseKey:    {"lease-key", 1, false, func() Command { return &SetLeaseKey{} }},
 }
 
 func (t CommandType) String() string {
@@ -306,6 +309,44 @@ func (c *RedisReport) Validate() error {
 	return nil
 }
 
+// LeaseKeySize is the length of a lease key's secret.
+const LeaseKeySize = 32
+
+// Secret is key material. It is encoded in the log and in snapshots
+// (base64) and nowhere else: formatted or logged it prints as [redacted].
+type Secret []byte
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "fsm.Secret([redacted])" }
+
+// LogValue keeps the secret out of slog output.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// SetLeaseKey installs a new cluster lease key, the HMAC key of lease
+// datagrams (lease/wire.go); the key it replaces stays accepted until the
+// next one. Only the leader proposes it (never accepted from other nodes):
+// the first when it finds the state without one, the next ones when an
+// operator rotates. ID must be the current key's id + 1 (1 for the first),
+// so a rotation decided on a stale view never applies.
+type SetLeaseKey struct {
+	ID     uint32 `json:"id"`
+	Secret Secret `json:"secret"`
+	Actor  string `json:"actor"`
+	Time   int64  `json:"time"`
+}
+
+// Validate implements Command.
+func (c *SetLeaseKey) Validate() error {
+	if c.ID == 0 {
+		return badField("id", "must be positive")
+	}
+	if len(c.Secret) != LeaseKeySize {
+		return badField("secret", fmt.Sprintf("is %d bytes; a lease key is %d random bytes", len(c.Secret), LeaseKeySize))
+	}
+	return nil
+}
+
+func (*SetLeaseKey) Type() CommandType    { return TypeSetLeaseKey }
 func (*RedisReport) Type() CommandType    { return TypeRedisReport }
 func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (*RemoveNode) Type() CommandType     { return TypeRemoveNode }

@@ -50,6 +50,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"redis-report replica", &RedisReport{Node: "n2", Role: RedisReplica, Master: "10.0.0.1:6379", LinkUp: true, Offset: 1 << 40,
 			ReplID: "8d9c", RunID: "f00", Time: t0}, 12},
 		{"redis-report error", &RedisReport{Node: "n2", Offset: -1, Error: "connection refused", Time: t0}, 12},
+		{"lease-key", &SetLeaseKey{ID: 2, Secret: testLeaseKey(7), Actor: "operator", Time: t0}, 13},
 		{"register-node redis", &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 500, Redis: "10.0.0.1:6379", Sentinel: "10.0.0.1:26379"}, 1},
 	}
 	seen := map[CommandType]bool{}
@@ -111,6 +112,7 @@ func TestCommandTypeString(t *testing.T) {
 		{TypeRecordEvent | IgnoreUnknownFlag, "record-event"},
 		{TypeLeave, "leave"},
 		{TypeSetDrain, "set-drain"},
+		{TypeSetLeaseKey, "lease-key"},
 		{0, "type-0"},
 		{42, "type-42"},
 		{42 | IgnoreUnknownFlag, "type-170"},

@@ -69,7 +69,7 @@ func goldenCommandsState() *State {
 		{Name: "db", Type: spec.TypeService},
 	}}
 	return &State{
-		Index:       12,
+		Index:       13,
 		SpecVersion: 1,
 		Spec:        webDB,
 		Nodes:       map[string]*Node{},
@@ -88,8 +88,10 @@ func goldenCommandsState() *State {
 			{Seq: 10, Index: 10, Time: t0 + 7, Kind: EventCheck, Node: "n1", Actor: "n1", Old: "unknown", New: "passing", Message: "registry-pull passing"},
 			{Seq: 11, Index: 11, Time: t0 + 7, Kind: EventRedis, Node: "n1", Actor: "n1", Old: "unknown", New: "master", Message: "offset 4711"},
 			{Seq: 12, Index: 12, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
+			{Seq: 13, Index: 13, Time: t0 + 8, Kind: EventLeaseKey, Actor: "n1", Old: "0", New: "1", Message: "lease key 1 in use"},
 		},
-		EventSeq: 12,
+		EventSeq: 13,
+		LeaseKey: &LeaseKey{ID: 1, Secret: testLeaseKey(1)},
 	}
 }
 
@@ -180,9 +182,17 @@ func TestGoldenCommands(t *testing.T) {
 
 // snapshotCommands builds the golden snapshot's state: the sample commands,
 // then two nodes back in, both roles placed, and web given back to its
-// holder at a new lease generation.
+// holder at a new lease generation. The lease key is left out: the golden
+// snapshot predates it, and restoring it unchanged shows that snapshots
+// without a key still restore (TestSnapshotKeepsLeaseKeys covers the key).
 func snapshotCommands() []Command {
-	return append(sampleCommands(),
+	var cmds []Command
+	for _, c := range sampleCommands() {
+		if c.Type() != TypeSetLeaseKey {
+			cmds = append(cmds, c)
+		}
+	}
+	return append(cmds,
 		&RegisterNode{Node: "n2", RaftAddr: "10.0.0.2:7000", APIAddr: "10.0.0.2:7001", Voter: true, VIP: true, LeaseTTLMillis: 3000, Time: t0 + 10,
 			Services: []string{"db", "web"}},
 		&RegisterNode{Node: "w1", RaftAddr: "10.0.0.9:7000", APIAddr: "10.0.0.9:7001", Voter: true, Witness: true, LeaseTTLMillis: 3000, Time: t0 + 11},

@@ -34,8 +34,12 @@ func sampleCommands() []Command {
 		&CheckUpdate{Node: "n1", Check: "registry-pull", Passing: true, Output: "pulled library/hello:latest", Time: t0 + 7},
 		&RedisReport{Node: "n1", Role: RedisMaster, Offset: 4711, ReplID: "a1", RunID: "b2", Time: t0 + 7},
 		&RemoveNode{Node: "n1", Actor: "operator", Time: t0 + 7},
+		&SetLeaseKey{ID: 1, Secret: testLeaseKey(1), Actor: "n1", Time: t0 + 8},
 	}
 }
+
+// testLeaseKey is a fixed, made-up lease key (32 bytes of b).
+func testLeaseKey(b byte) Secret { return Secret(bytes.Repeat([]byte{b}, LeaseKeySize)) }
 
 // tb is the part of testing.TB the helpers use; *rapid.T has it too.
 type tb interface {

@@ -186,8 +186,18 @@ func commandGen(st *State) *rapid.Generator[entry] {
 			}}
 		case kind < 84:
 			c = &Leave{Node: node, Reason: "shutdown", Time: time}
-		case kind < 88:
+		case kind < 87:
 			c = &SetDrain{Node: node, Drained: rapid.Bool().Draw(t, "drained"), Actor: "operator", Time: time}
+		case kind < 88:
+			// The leader's next key, or one decided on a stale view.
+			id := uint32(1)
+			if st.LeaseKey != nil {
+				id = st.LeaseKey.ID + 1
+			}
+			if !plausible {
+				id = uint32(rapid.IntRange(1, 4).Draw(t, "key_id"))
+			}
+			c = &SetLeaseKey{ID: id, Secret: testLeaseKey(byte(id)), Actor: "n1", Time: time}
 		case kind < 91:
 			// A well-formed command that fails Validate, written by hand.
 			// Apply rejects it, except an ApplySpec with an invalid spec:

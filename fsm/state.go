@@ -40,6 +40,30 @@ type State struct {
 	Events []Event `json:"events,omitempty"`
 	// EventSeq is the sequence number (log index) of the last event recorded.
 	EventSeq uint64 `json:"event_seq"`
+	// LeaseKey is the cluster key lease datagrams are MAC'd with (nil
+	// until the first leader installs one) and PrevLeaseKey the one it
+	// replaced, still accepted from senders that have not applied the
+	// rotation yet. Never shown by any API: only the log and snapshots
+	// hold them.
+	LeaseKey     *LeaseKey `json:"lease_key,omitempty"`
+	PrevLeaseKey *LeaseKey `json:"prev_lease_key,omitempty"`
+}
+
+// LeaseKey is one cluster lease key.
+type LeaseKey struct {
+	ID     uint32 `json:"id"`
+	Secret Secret `json:"secret"`
+}
+
+// LeaseKeyByID returns the secret of the current or previous lease key
+// with this id, nil if the state holds neither.
+func (s *State) LeaseKeyByID(id uint32) []byte {
+	for _, k := range []*LeaseKey{s.LeaseKey, s.PrevLeaseKey} {
+		if k != nil && k.ID == id {
+			return k.Secret
+		}
+	}
+	return nil
 }
 
 // Node is an agent's registration and its node lease counter.
@@ -196,6 +220,7 @@ const (
 	EventCheck            EventKind = "check"
 	EventService          EventKind = "service"
 	EventRedis            EventKind = "redis"
+	EventLeaseKey         EventKind = "lease-key"
 )
 
 // NewState returns the empty state every node starts from.

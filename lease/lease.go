@@ -7,10 +7,43 @@
 package lease
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
 )
+
+// Bounds of a renewal, checked before it touches a grant table.
+const (
+	// MaxTTL is the longest lease any table grants, whatever the holder
+	// registered: a forged or buggy renewal cannot keep a dead node's
+	// roles for longer.
+	MaxTTL = 10 * time.Minute
+	// MaxGenAhead is how far ahead of the receiver's wall clock a
+	// generation may be. Generations start at the holder's wall clock in
+	// nanoseconds (Holder.Begin) and grow by one per new generation, so a
+	// generation further ahead is a forgery or a clock set wrong by more
+	// than this; accepting it would leave the holder unable to go above it.
+	MaxGenAhead = time.Hour
+)
+
+// Errors of Grants.Renew: the renewal was not considered.
+var (
+	ErrImplausibleGen = errors.New("generation implausible")
+	ErrTTL            = errors.New("lease length out of bounds")
+)
+
+// PlausibleGen reports whether gen may be a generation at now: not 0 and
+// not more than MaxGenAhead ahead of now's wall clock.
+func PlausibleGen(gen uint64, now time.Time) bool {
+	wall := now.UnixNano()
+	if wall < 0 {
+		wall = 0
+	}
+	return gen != 0 && gen <= uint64(wall)+uint64(MaxGenAhead)
+}
 
 // Verdict is a grant table's answer to a renewal.
 type Verdict int
@@ -72,8 +105,23 @@ func NewGrants(started time.Time, margin float64, guard time.Duration) *Grants {
 
 // Renew handles a renewal of node's lease at generation gen with length
 // ttl, received at now. It returns the verdict and the generation the table
-// holds for the node afterwards.
-func (g *Grants) Renew(node string, gen uint64, ttl time.Duration, now time.Time) (Verdict, uint64) {
+// holds for the node afterwards, or an error without touching the table
+// for an implausible generation (PlausibleGen) or a ttl outside
+// (0, MaxTTL]. The caller checks first that node is a member and that ttl
+// is not above the lease the node registered.
+func (g *Grants) Renew(node string, gen uint64, ttl time.Duration, now time.Time) (Verdict, uint64, error) {
+	if !PlausibleGen(gen, now) {
+		return 0, 0, fmt.Errorf("renewal of %s: %w: %d is more than %s ahead of this node's clock", node, ErrImplausibleGen, gen, MaxGenAhead)
+	}
+	if ttl <= 0 || ttl > MaxTTL {
+		return 0, 0, fmt.Errorf("renewal of %s: %w: %s not in (0, %s]", node, ErrTTL, ttl, MaxTTL)
+	}
+	v, held := g.renew(node, gen, ttl, now)
+	return v, held, nil
+}
+
+// renew is Renew without the bounds.
+func (g *Grants) renew(node string, gen uint64, ttl time.Duration, now time.Time) (Verdict, uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	end := now.Add(ttl + time.Duration(float64(ttl)*g.margin))
@@ -147,6 +195,9 @@ func (g *Grants) verdicts(now time.Time, queries []Query) View {
 		return v // answers "not ended" to everything: nothing to record
 	}
 	for _, q := range queries {
+		if !PlausibleGen(q.Gen, now) {
+			continue // never recorded: a table holding it would refuse every real generation as stale
+		}
 		cur, ok := g.nodes[q.Node]
 		switch {
 		case !ok:
@@ -163,6 +214,28 @@ func (g *Grants) verdicts(now time.Time, queries []Query) View {
 	return v
 }
 
+// Retain forgets the nodes member reports false for once every grant the
+// table made them (current and superseded) has ended at now, so that the
+// table holds members only and a node that left cannot grow it. A grant
+// still running is kept: a coordinator must not see it ended before it is.
+func (g *Grants) Retain(member func(node string) bool, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id, gr := range g.nodes {
+		if !member(id) && !now.Before(gr.end) && !now.Before(gr.supersededEnd) {
+			delete(g.nodes, id)
+		}
+	}
+}
+
+// Len is the number of nodes in the table.
+func (g *Grants) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.nodes)
+}
+
+// Guarded reports whether the table is still in its restart guard at now.
 func (g *Grants) Guarded(now time.Time) bool {
 	return now.Before(g.started.Add(g.guard))
 }
@@ -351,7 +424,8 @@ func NewHolder(ttl time.Duration) *Holder { return &Holder{ttl: ttl, newGen: tru
 // Begin returns the generation to renew at now. A lapse (the lease was held
 // and ran out) or a refusal starts a new generation, strictly above every
 // earlier one and at least wallNanos, so a restarted node does not reuse a
-// generation it had before.
+// generation it had before. Generations never wrap: they stop at the
+// largest uint64 (which no table grants, PlausibleGen).
 func (h *Holder) Begin(now time.Time, wallNanos uint64) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -359,7 +433,7 @@ func (h *Holder) Begin(now time.Time, wallNanos uint64) uint64 {
 		h.newGen = true
 	}
 	if h.newGen {
-		h.gen = max(h.gen+1, wallNanos, h.minNext)
+		h.gen = max(satInc(h.gen), wallNanos, h.minNext)
 		h.until = time.Time{}
 		h.newGen = false
 	}
@@ -378,8 +452,11 @@ func (h *Holder) Result(gen uint64, sentAt time.Time, granted, quorum int, refus
 		return // a renewal of a generation already abandoned
 	}
 	for _, r := range refusals {
-		if r.Verdict == Stale && r.Gen+1 > h.minNext {
-			h.minNext = r.Gen + 1
+		// A stale refusal names the newer generation the voter holds;
+		// one no table would grant (PlausibleGen) is not a floor to climb
+		// to: it could only lock this node out.
+		if r.Verdict == Stale && PlausibleGen(r.Gen, sentAt) && satInc(r.Gen) > h.minNext {
+			h.minNext = satInc(r.Gen)
 		}
 	}
 	if granted >= quorum {
@@ -396,6 +473,14 @@ func (h *Holder) Result(gen uint64, sentAt time.Time, granted, quorum int, refus
 		h.newGen = true
 		h.until = time.Time{}
 	}
+}
+
+// satInc is n+1, stopping at the largest uint64.
+func satInc(n uint64) uint64 {
+	if n == math.MaxUint64 {
+		return n
+	}
+	return n + 1
 }
 
 // Refusal is one voter's non-grant.

@@ -1,6 +1,8 @@
 package lease
 
 import (
+	"errors"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -13,11 +15,11 @@ const ttl = 500 * time.Millisecond
 
 func TestGrantsRenewRules(t *testing.T) {
 	g := NewGrants(at(-10_000), 0.1, 550*time.Millisecond)
-	if v, gen := g.Renew("n1", 5, ttl, at(0)); v != Granted || gen != 5 {
+	if v, gen := g.renew("n1", 5, ttl, at(0)); v != Granted || gen != 5 {
 		t.Fatalf("first renewal: %v %d", v, gen)
 	}
 	// Extends within the grant: end = 300 + 550.
-	if v, _ := g.Renew("n1", 5, ttl, at(300)); v != Granted {
+	if v, _ := g.renew("n1", 5, ttl, at(300)); v != Granted {
 		t.Fatalf("renewal within the grant: %v", v)
 	}
 	if g.Ended("n1", 5, at(849)) {
@@ -27,20 +29,20 @@ func TestGrantsRenewRules(t *testing.T) {
 		t.Fatal("not ended at 300+550")
 	}
 	// No extension across a gap, and the verdict stays stable.
-	if v, gen := g.Renew("n1", 5, ttl, at(900)); v != Lapsed || gen != 5 {
+	if v, gen := g.renew("n1", 5, ttl, at(900)); v != Lapsed || gen != 5 {
 		t.Fatalf("renewal after a gap: %v %d, want lapsed 5", v, gen)
 	}
 	if !g.Ended("n1", 5, at(901)) {
 		t.Fatal("a lapsed generation came back")
 	}
 	// Older generations are refused as stale.
-	if v, gen := g.Renew("n1", 4, ttl, at(910)); v != Stale || gen != 5 {
+	if v, gen := g.renew("n1", 4, ttl, at(910)); v != Stale || gen != 5 {
 		t.Fatalf("older generation: %v %d, want stale 5", v, gen)
 	}
 	// A newer generation supersedes; the older ones end when their last
 	// grant ends.
-	g.Renew("n2", 1, ttl, at(1000)) // ends 1550
-	if v, _ := g.Renew("n2", 2, ttl, at(1100)); v != Granted {
+	g.renew("n2", 1, ttl, at(1000)) // ends 1550
+	if v, _ := g.renew("n2", 2, ttl, at(1100)); v != Granted {
 		t.Fatalf("newer generation: %v", v)
 	}
 	if g.Ended("n2", 1, at(1549)) {
@@ -149,9 +151,9 @@ func TestHolder(t *testing.T) {
 
 func TestEndedForGrace(t *testing.T) {
 	g := NewGrants(at(0), 0.1, 550*time.Millisecond)
-	g.Renew("n1", 5, ttl, at(1000)) // ends 1550
-	g.Renew("n2", 1, ttl, at(1000)) // ends 1550, superseded at 1100
-	g.Renew("n2", 2, ttl, at(1100)) // ends 1650
+	g.renew("n1", 5, ttl, at(1000)) // ends 1550
+	g.renew("n2", 1, ttl, at(1000)) // ends 1550, superseded at 1100
+	g.renew("n2", 2, ttl, at(1100)) // ends 1650
 	grace := 2 * time.Second
 	for _, tc := range []struct {
 		node string
@@ -181,7 +183,7 @@ func TestEndedForGrace(t *testing.T) {
 	// generation 5 looks superseded long ago (no recorded end); the grace
 	// still counts from the guard's end, not from the zero time.
 	r := NewGrants(at(10_000), 0.1, 550*time.Millisecond)
-	r.Renew("n1", 9, ttl, at(10_600))
+	r.renew("n1", 9, ttl, at(10_600))
 	if r.Snapshot(at(10_700)).EndedFor("n1", 5, grace) {
 		t.Error("restarted table: superseded generation ended-for-grace 150 ms after its guard")
 	}
@@ -201,13 +203,13 @@ func TestEndedForGrace(t *testing.T) {
 
 func TestGapExtendedOnlyWhileNoVerdictSawIt(t *testing.T) {
 	g := NewGrants(at(-10_000), 0.1, 550*time.Millisecond)
-	g.Renew("n1", 5, ttl, at(0)) // ends 550
+	g.renew("n1", 5, ttl, at(0)) // ends 550
 	// Cut off for a while: the grant ran out, but no coordinator looked.
 	// The display snapshot does not count as a verdict.
 	if v := g.Snapshot(at(700)); !v.Ended("n1", 5) {
 		t.Fatal("snapshot: grant not ended at 700")
 	}
-	if v, gen := g.Renew("n1", 5, ttl, at(800)); v != Granted || gen != 5 {
+	if v, gen := g.renew("n1", 5, ttl, at(800)); v != Granted || gen != 5 {
 		t.Fatalf("renewal after an unseen gap: %v %d, want granted 5", v, gen)
 	}
 	if g.Snapshot(at(1300)).Ended("n1", 5) {
@@ -217,7 +219,7 @@ func TestGapExtendedOnlyWhileNoVerdictSawIt(t *testing.T) {
 	if !g.Verdicts(at(1400)).Ended("n1", 5) {
 		t.Fatal("verdicts: grant not ended at 1400")
 	}
-	if v, _ := g.Renew("n1", 5, ttl, at(1410)); v != Granted {
+	if v, _ := g.renew("n1", 5, ttl, at(1410)); v != Granted {
 		t.Fatalf("renewal after a gap no verdict judged: %v, want granted", v)
 	}
 	// A verdict view asked about it sees the next gap: the grant is never
@@ -225,23 +227,23 @@ func TestGapExtendedOnlyWhileNoVerdictSawIt(t *testing.T) {
 	if !g.Verdicts(at(2000), Query{"n1", 5}).Ended("n1", 5) {
 		t.Fatal("verdicts: grant not ended at 1400")
 	}
-	if v, _ := g.Renew("n1", 5, ttl, at(2100)); v != Lapsed {
+	if v, _ := g.renew("n1", 5, ttl, at(2100)); v != Lapsed {
 		t.Fatalf("renewal after a gap a verdict saw: %v, want lapsed", v)
 	}
 	if !g.Verdicts(at(2200)).Ended("n1", 5) {
 		t.Fatal("a reported-ended grant came back")
 	}
 	// A new generation starts clean.
-	if v, _ := g.Renew("n1", 6, ttl, at(2300)); v != Granted {
+	if v, _ := g.renew("n1", 6, ttl, at(2300)); v != Granted {
 		t.Fatalf("new generation: %v", v)
 	}
 	g.Snapshot(at(3000))
-	if v, _ := g.Renew("n1", 6, ttl, at(3000)); v != Granted {
+	if v, _ := g.renew("n1", 6, ttl, at(3000)); v != Granted {
 		t.Fatalf("new generation after an unseen gap: %v, want granted", v)
 	}
 	// A running grant seen by a verdict view is not marked.
 	g.Verdicts(at(3100))
-	if v, _ := g.Renew("n1", 6, ttl, at(3200)); v != Granted {
+	if v, _ := g.renew("n1", 6, ttl, at(3200)); v != Granted {
 		t.Fatalf("renewal of a running grant after a verdict: %v", v)
 	}
 }
@@ -255,18 +257,18 @@ func TestVerdictOnAnUnknownGenerationIsFinal(t *testing.T) {
 	if !g.Verdicts(at(0), Query{"n1", 7}).Ended("n1", 7) {
 		t.Fatal("never granted: not ended")
 	}
-	if v, gen := g.Renew("n1", 7, ttl, at(10)); v != Lapsed || gen != 7 {
+	if v, gen := g.renew("n1", 7, ttl, at(10)); v != Lapsed || gen != 7 {
 		t.Fatalf("renewal of a generation reported ended: %v %d, want lapsed 7", v, gen)
 	}
-	if v, _ := g.Renew("n1", 8, ttl, at(20)); v != Granted {
+	if v, _ := g.renew("n1", 8, ttl, at(20)); v != Granted {
 		t.Fatalf("next generation: %v, want granted", v)
 	}
 	// The same for a generation newer than the one the table holds.
-	g.Renew("n2", 3, ttl, at(0)) // ends 550
+	g.renew("n2", 3, ttl, at(0)) // ends 550
 	if !g.Verdicts(at(100), Query{"n2", 4}).Ended("n2", 4) {
 		t.Fatal("generation 4 never granted: not ended")
 	}
-	if v, _ := g.Renew("n2", 4, ttl, at(200)); v != Lapsed {
+	if v, _ := g.renew("n2", 4, ttl, at(200)); v != Lapsed {
 		t.Fatalf("renewal of generation 4 after it was reported ended: %v, want lapsed", v)
 	}
 	// Generation 3's grant is kept as superseded: it still runs to 550.
@@ -278,7 +280,7 @@ func TestVerdictOnAnUnknownGenerationIsFinal(t *testing.T) {
 	if r.Verdicts(at(100), Query{"n3", 5}).Ended("n3", 5) {
 		t.Fatal("guarded table said ended")
 	}
-	if v, _ := r.Renew("n3", 5, ttl, at(200)); v != Granted {
+	if v, _ := r.renew("n3", 5, ttl, at(200)); v != Granted {
 		t.Fatalf("renewal after a guarded verdict: %v, want granted", v)
 	}
 }
@@ -296,5 +298,89 @@ func TestMajorityAskedRestrictsEnded(t *testing.T) {
 	m.Asked[Query{"n1", 5}] = true
 	if !m.Ended("n1", 5) {
 		t.Fatal("an asked pair: not ended")
+	}
+}
+
+// wall is a receive time whose wall clock is a real date, as on a node (the
+// generations a holder starts are its wall clock in nanoseconds).
+var wall = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// One forged renewal per voter at generation 2^64-1 used to lock a node out
+// for good: every table held that generation, refused the node's real ones
+// as stale, and the holder's floor (2^64-1)+1 wrapped to 0. Now the tables
+// refuse the generation, and the holder neither wraps nor climbs to it.
+func TestMaxGenerationCannotLockANodeOut(t *testing.T) {
+	const maxGen = 1<<64 - 1
+	g := NewGrants(wall.Add(-time.Hour), 0.1, 550*time.Millisecond)
+	if _, _, err := g.Renew("n1", maxGen, ttl, wall); !errors.Is(err, ErrImplausibleGen) {
+		t.Fatalf("renewal at 2^64-1: err %v, want ErrImplausibleGen", err)
+	}
+	if _, _, err := g.Renew("n1", uint64(wall.Add(2*MaxGenAhead).UnixNano()), ttl, wall); !errors.Is(err, ErrImplausibleGen) {
+		t.Fatalf("renewal two hours ahead: err %v, want ErrImplausibleGen", err)
+	}
+	if g.Len() != 0 {
+		t.Fatalf("refused renewals made %d table entries", g.Len())
+	}
+	// A verdict query at 2^64-1 is not recorded either.
+	g.Verdicts(wall, Query{"n1", maxGen})
+	h := NewHolder(ttl)
+	gen := h.Begin(wall, uint64(wall.UnixNano()))
+	if v, held, err := g.Renew("n1", gen, ttl, wall); err != nil || v != Granted || held != gen {
+		t.Fatalf("the node's real generation after the forgeries: %v %d %v, want granted %d", v, held, err, gen)
+	}
+	// A stale refusal naming 2^64-1 (a voter that still holds it) is not
+	// a floor: the holder's next generation stays near its clock.
+	h.Result(gen, wall, 0, 2, []Refusal{{Stale, maxGen}})
+	next := h.Begin(wall.Add(time.Millisecond), uint64(wall.UnixNano()))
+	if next == 0 || next <= gen || !PlausibleGen(next, wall) {
+		t.Fatalf("generation after a refusal at 2^64-1: %d (was %d)", next, gen)
+	}
+	// And at the top a holder stays there instead of wrapping to 0.
+	h2 := &Holder{ttl: ttl, gen: maxGen, newGen: true}
+	if got := h2.Begin(wall, 5); got != maxGen {
+		t.Fatalf("Begin after 2^64-1: %d, want no wrap", got)
+	}
+}
+
+func TestRenewTTLBounds(t *testing.T) {
+	g := NewGrants(wall.Add(-time.Hour), 0.1, 550*time.Millisecond)
+	gen := uint64(wall.UnixNano())
+	for _, d := range []time.Duration{0, -time.Second, MaxTTL + time.Millisecond, 11 * time.Minute} {
+		if _, _, err := g.Renew("n1", gen, d, wall); !errors.Is(err, ErrTTL) {
+			t.Errorf("ttl %s: err %v, want ErrTTL", d, err)
+		}
+	}
+	if v, _, err := g.Renew("n1", gen, MaxTTL, wall); err != nil || v != Granted {
+		t.Fatalf("ttl = MaxTTL: %v %v", v, err)
+	}
+	if rem := g.Snapshot(wall).Nodes["n1"].Remaining; rem > MaxTTL+MaxTTL/10 {
+		t.Fatalf("granted %s, more than MaxTTL with the margin", rem)
+	}
+}
+
+func TestRetainPrunesNonMembersOnceEnded(t *testing.T) {
+	g := NewGrants(at(-10_000), 0.1, 550*time.Millisecond)
+	g.renew("n1", 5, ttl, at(0)) // ends 550
+	g.renew("n2", 5, ttl, at(0))
+	g.renew("gone", 5, ttl, at(0))
+	g.Verdicts(at(100), Query{"never", 3}) // a recorded query makes an entry
+	member := func(id string) bool { return id == "n1" || id == "n2" }
+	g.Retain(member, at(100))
+	if _, ok := g.Snapshot(at(100)).Nodes["gone"]; !ok {
+		t.Fatal("a grant still running was dropped: a coordinator would see it ended early")
+	}
+	if _, ok := g.Snapshot(at(100)).Nodes["never"]; ok {
+		t.Fatal("an ended entry of a non-member was kept")
+	}
+	g.Retain(member, at(550))
+	if ids := SortedIDs(g.Snapshot(at(550))); !reflect.DeepEqual(ids, []string{"n1", "n2"}) {
+		t.Fatalf("after the grant ended: table holds %v, want the members", ids)
+	}
+	// A superseded grant still running keeps the entry too.
+	g.renew("gone", 1, ttl, at(1000))
+	g.renew("gone", 2, time.Millisecond, at(1001))
+	g.Retain(member, at(1100))
+	if _, ok := g.Snapshot(at(1100)).Nodes["gone"]; !ok {
+		t.Fatal("a running superseded grant was dropped")
 	}
 }

@@ -7,6 +7,7 @@ package leasing
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -56,7 +57,12 @@ type Config struct {
 	// Filter, when set, drops lease datagrams from one node to another when
 	// it returns true (tests use it to cut links).
 	Filter func(from, to string) bool
-	Log    *slog.Logger
+	// Boot is this node's boot counter, persisted across restarts and
+	// increased at each (at most MaxBoot): the high bits of its lease
+	// sequence numbers, so that they keep increasing across restarts and
+	// the other nodes' replay windows accept them.
+	Boot uint64
+	Log  *slog.Logger
 }
 
 // Node is this node's quorum lease and its grant table. Build it with New;
@@ -67,6 +73,7 @@ type Node struct {
 	holder    *lease.Holder
 	net       *leaseNet
 	peers     peerWatch
+	views     viewErrors
 	lastRenew atomic.Int64 // unix nanos of the renew loop's last pass
 }
 
@@ -75,9 +82,17 @@ type Node struct {
 // ended" to everything for one stretched lease.
 func New(cfg Config, conn net.PacketConn) *Node {
 	grants := lease.NewGrants(time.Now(), Margin, cfg.Lease+time.Duration(float64(cfg.Lease)*Margin))
-	return &Node{cfg: cfg, grants: grants, holder: lease.NewHolder(cfg.Lease),
-		net: newLeaseNet(conn, cfg.Self, grants, cfg.Filter, cfg.Log)}
+	return &Node{cfg: cfg, grants: grants, holder: lease.NewHolder(cfg.Lease), net: newLeaseNet(conn, cfg, grants),
+		views: viewErrors{log: cfg.Log, count: map[string]uint64{}, failing: map[string]bool{}}}
 }
+
+// Drops returns how many lease datagrams this node dropped, by reason
+// (Drop*): forged, replayed, from non-members, out of bounds.
+func (n *Node) Drops() map[string]uint64 { return n.net.dropCounts() }
+
+// ViewErrors returns, per voter, how many of its Leases answers failed
+// (the voter then counts against every verdict of that round).
+func (n *Node) ViewErrors() map[string]uint64 { return n.views.counts() }
 
 // Grants is the table of the leases this node granted.
 func (n *Node) Grants() *lease.Grants { return n.grants }
@@ -105,10 +120,14 @@ func (n *Node) Close() { n.net.close() }
 // renewal sent at t makes the lease valid until t + lease by this node's
 // clock. Renewals go to every member, voters or not, so that every node can
 // tell who is alive; only voters' grants count towards the majority.
+//
+// Until the leader has committed the cluster lease key, the node neither
+// renews nor grants (datagrams are authenticated with the key): it holds
+// no lease, so it acts for no role.
 func (n *Node) RenewLoop(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.Renew)
 	defer tick.Stop()
-	failing := false
+	failing, keyless := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -125,7 +144,21 @@ func (n *Node) RenewLoop(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
-		gen := n.holder.Begin(now, uint64(time.Now().UnixNano()))
+		n.grants.Retain(func(id string) bool { return isMember(ms, id) }, now)
+		n.net.retain(ms)
+		if n.cfg.State().LeaseKey == nil {
+			if !keyless {
+				n.cfg.Log.Info("no lease key committed yet; not renewing or granting leases until the leader installs one")
+				keyless = true
+			}
+			n.cfg.OnRenew()
+			continue
+		}
+		if keyless {
+			n.cfg.Log.Info("lease key committed; renewing")
+			keyless = false
+		}
+		gen := n.holder.Begin(now, uint64(now.UnixNano()))
 		granted, voters, refusals := n.renewOnce(ctx, ms, gen, now)
 		q := lease.Quorum(voters)
 		n.holder.Result(gen, now, granted, q, refusals)
@@ -162,8 +195,8 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 			voters++
 		}
 		if m.ID == n.cfg.Self {
-			v, g := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
-			answers <- answer{voter: m.Voter, v: v, gen: g}
+			v, g, err := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
+			answers <- answer{voter: m.Voter, v: v, gen: g, err: err}
 			continue
 		}
 		if m.APIAddr == "" {
@@ -224,8 +257,19 @@ func (n *Node) Majority(ctx context.Context) (lease.Majority, error) {
 	live := m.Live()
 	asked := map[lease.Query]bool{}
 	var queries []lease.Query
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return m, err
+	}
 	for _, as := range n.cfg.State().Assignments {
 		if as.Holder == "" || as.HolderGen == 0 {
+			continue
+		}
+		if !isMember(ms, as.Holder) {
+			// A holder that left the configuration: the voters hold no
+			// grant of it once its last one ended (lease.Grants.Retain)
+			// and record nothing for it; its pair is judged unasked.
+			asked[lease.Query{Node: as.Holder, Gen: as.HolderGen}] = true
 			continue
 		}
 		if gen, ok := live[as.Holder]; ok && gen == as.HolderGen {
@@ -279,20 +323,27 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 			mu.Unlock()
 			continue
 		}
-		if m.APIAddr == "" || (only != nil && !only[m.ID]) {
+		if only != nil && !only[m.ID] {
 			continue // a voter that did not answer the first round is not waited for again
+		}
+		if m.APIAddr == "" {
+			n.views.failed(m.ID, errors.New("the voter has not registered its API address"))
+			continue
 		}
 		wg.Add(1)
 		go func(m Member) {
 			defer wg.Done()
 			c, err := n.cfg.Conn(m.APIAddr)
 			if err != nil {
+				n.views.failed(m.ID, err)
 				return
 			}
 			r, err := hmv1.NewClusterClient(c).Leases(ctx, &hmv1.LeasesRequest{Queries: pb})
 			if err != nil {
+				n.views.failed(m.ID, err)
 				return
 			}
+			n.views.ok(m.ID)
 			v := lease.View{Guarded: r.Guarded, SinceGuard: time.Duration(r.SinceGuardUs) * time.Microsecond,
 				Nodes: make(map[string]lease.GrantView, len(r.Grants))}
 			for _, g := range r.Grants {
@@ -307,6 +358,48 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 	}
 	wg.Wait()
 	return out, answered, nil
+}
+
+// viewErrors counts the voters' failed Leases answers and logs when a
+// voter starts and stops failing (not every failure: a voter down fails
+// every round).
+type viewErrors struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	count   map[string]uint64
+	failing map[string]bool
+}
+
+func (v *viewErrors) failed(voter string, err error) {
+	v.mu.Lock()
+	v.count[voter]++
+	first := !v.failing[voter]
+	v.failing[voter] = true
+	v.mu.Unlock()
+	if first {
+		v.log.Warn("a voter's lease view failed; it counts against every verdict until it answers",
+			"voter", voter, "err", err)
+	}
+}
+
+func (v *viewErrors) ok(voter string) {
+	v.mu.Lock()
+	back := v.failing[voter]
+	delete(v.failing, voter)
+	v.mu.Unlock()
+	if back {
+		v.log.Info("a voter's lease view answers again", "voter", voter)
+	}
+}
+
+func (v *viewErrors) counts() map[string]uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make(map[string]uint64, len(v.count))
+	for k, c := range v.count {
+		out[k] = c
+	}
+	return out
 }
 
 // peerWatch remembers which members did not answer the last renewal.

@@ -1869,6 +1869,112 @@ func (x *LeasesResponse) GetSinceGuardUs() int64 {
 	return 0
 }
 
+type RotateLeaseKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateLeaseKeyRequest) Reset() {
+	*x = RotateLeaseKeyRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateLeaseKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateLeaseKeyRequest) ProtoMessage() {}
+
+func (x *RotateLeaseKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateLeaseKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateLeaseKeyRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RotateLeaseKeyRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+type RotateLeaseKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_id is the id of the key now in use; previous_key_id the one still
+	// accepted until the next rotation.
+	KeyId         uint32 `protobuf:"varint,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PreviousKeyId uint32 `protobuf:"varint,2,opt,name=previous_key_id,json=previousKeyId,proto3" json:"previous_key_id,omitempty"`
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateLeaseKeyResponse) Reset() {
+	*x = RotateLeaseKeyResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateLeaseKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateLeaseKeyResponse) ProtoMessage() {}
+
+func (x *RotateLeaseKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateLeaseKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateLeaseKeyResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RotateLeaseKeyResponse) GetKeyId() uint32 {
+	if x != nil {
+		return x.KeyId
+	}
+	return 0
+}
+
+func (x *RotateLeaseKeyResponse) GetPreviousKeyId() uint32 {
+	if x != nil {
+		return x.PreviousKeyId
+	}
+	return 0
+}
+
+func (x *RotateLeaseKeyResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ExplainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
@@ -1878,7 +1984,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1996,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2009,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExplainRequest) GetRole() string {
@@ -1933,7 +2039,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2051,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2064,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExplainResponse) GetNode() string {
@@ -2046,7 +2152,7 @@ type Candidacy struct {
 
 func (x *Candidacy) Reset() {
 	*x = Candidacy{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2164,7 @@ func (x *Candidacy) String() string {
 func (*Candidacy) ProtoMessage() {}
 
 func (x *Candidacy) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2177,7 @@ func (x *Candidacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidacy.ProtoReflect.Descriptor instead.
 func (*Candidacy) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Candidacy) GetNode() string {
@@ -2155,7 +2261,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2273,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2286,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MoveRequest) GetRole() string {
@@ -2215,7 +2321,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2333,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2346,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MoveResponse) GetAlready() bool {
@@ -2268,7 +2374,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2386,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2399,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2326,7 +2432,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2444,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2457,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DrainResponse) GetIndex() uint64 {
@@ -2509,7 +2615,13 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\agranter\x18\x01 \x01(\tR\agranter\x12\x18\n" +
 	"\aguarded\x18\x02 \x01(\bR\aguarded\x123\n" +
 	"\x06grants\x18\x03 \x03(\v2\x1b.harbormaster.v1.LeaseGrantR\x06grants\x12$\n" +
-	"\x0esince_guard_us\x18\x04 \x01(\x03R\fsinceGuardUs\"$\n" +
+	"\x0esince_guard_us\x18\x04 \x01(\x03R\fsinceGuardUs\"-\n" +
+	"\x15RotateLeaseKeyRequest\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\"m\n" +
+	"\x16RotateLeaseKeyResponse\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\rR\x05keyId\x12&\n" +
+	"\x0fprevious_key_id\x18\x02 \x01(\rR\rpreviousKeyId\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"$\n" +
 	"\x0eExplainRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\"\xfe\x01\n" +
 	"\x0fExplainResponse\x12\x12\n" +
@@ -2547,7 +2659,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\adrained\x18\x02 \x01(\bR\adrained\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\"%\n" +
 	"\rDrainResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xbe\a\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xa1\b\n" +
 	"\x05Admin\x12I\n" +
 	"\x06Status\x12\x1e.harbormaster.v1.StatusRequest\x1a\x1f.harbormaster.v1.StatusResponse\x12L\n" +
 	"\aMembers\x12\x1f.harbormaster.v1.MembersRequest\x1a .harbormaster.v1.MembersResponse\x12C\n" +
@@ -2560,7 +2672,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x04Move\x12\x1c.harbormaster.v1.MoveRequest\x1a\x1d.harbormaster.v1.MoveResponse\x12F\n" +
 	"\x05Drain\x12\x1d.harbormaster.v1.DrainRequest\x1a\x1e.harbormaster.v1.DrainResponse\x12L\n" +
 	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x01\x12L\n" +
-	"\aExplain\x12\x1f.harbormaster.v1.ExplainRequest\x1a .harbormaster.v1.ExplainResponse2\xa2\x01\n" +
+	"\aExplain\x12\x1f.harbormaster.v1.ExplainRequest\x1a .harbormaster.v1.ExplainResponse\x12a\n" +
+	"\x0eRotateLeaseKey\x12&.harbormaster.v1.RotateLeaseKeyRequest\x1a'.harbormaster.v1.RotateLeaseKeyResponse2\xa2\x01\n" +
 	"\aCluster\x12L\n" +
 	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12I\n" +
 	"\x06Leases\x12\x1e.harbormaster.v1.LeasesRequest\x1a\x1f.harbormaster.v1.LeasesResponseBAZ?github.com/harbormaster/harbormaster/proto/harbormaster/v1;hmv1b\x06proto3"
@@ -2577,7 +2690,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -2606,13 +2719,15 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*LeaseQuery)(nil),                 // 24: harbormaster.v1.LeaseQuery
 	(*LeaseGrant)(nil),                 // 25: harbormaster.v1.LeaseGrant
 	(*LeasesResponse)(nil),             // 26: harbormaster.v1.LeasesResponse
-	(*ExplainRequest)(nil),             // 27: harbormaster.v1.ExplainRequest
-	(*ExplainResponse)(nil),            // 28: harbormaster.v1.ExplainResponse
-	(*Candidacy)(nil),                  // 29: harbormaster.v1.Candidacy
-	(*MoveRequest)(nil),                // 30: harbormaster.v1.MoveRequest
-	(*MoveResponse)(nil),               // 31: harbormaster.v1.MoveResponse
-	(*DrainRequest)(nil),               // 32: harbormaster.v1.DrainRequest
-	(*DrainResponse)(nil),              // 33: harbormaster.v1.DrainResponse
+	(*RotateLeaseKeyRequest)(nil),      // 27: harbormaster.v1.RotateLeaseKeyRequest
+	(*RotateLeaseKeyResponse)(nil),     // 28: harbormaster.v1.RotateLeaseKeyResponse
+	(*ExplainRequest)(nil),             // 29: harbormaster.v1.ExplainRequest
+	(*ExplainResponse)(nil),            // 30: harbormaster.v1.ExplainResponse
+	(*Candidacy)(nil),                  // 31: harbormaster.v1.Candidacy
+	(*MoveRequest)(nil),                // 32: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 33: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 34: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 35: harbormaster.v1.DrainResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
@@ -2621,7 +2736,7 @@ var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	17, // 3: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
 	24, // 4: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
 	25, // 5: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
-	29, // 6: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
+	31, // 6: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
 	0,  // 7: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
 	4,  // 8: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
 	6,  // 9: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
@@ -2630,28 +2745,30 @@ var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	12, // 12: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
 	14, // 13: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
 	16, // 14: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	30, // 15: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
-	32, // 16: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	32, // 15: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	34, // 16: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
 	19, // 17: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	27, // 18: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
-	21, // 19: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	23, // 20: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 21: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	5,  // 22: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	7,  // 23: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	9,  // 24: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	11, // 25: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	13, // 26: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	15, // 27: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	18, // 28: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	31, // 29: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	33, // 30: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	20, // 31: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	28, // 32: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
-	22, // 33: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	26, // 34: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	21, // [21:35] is the sub-list for method output_type
-	7,  // [7:21] is the sub-list for method input_type
+	29, // 18: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
+	27, // 19: harbormaster.v1.Admin.RotateLeaseKey:input_type -> harbormaster.v1.RotateLeaseKeyRequest
+	21, // 20: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	23, // 21: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 22: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 23: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 24: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 25: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 26: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 27: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 28: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	18, // 29: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	33, // 30: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	35, // 31: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	20, // 32: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	30, // 33: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	28, // 34: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
+	22, // 35: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	26, // 36: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	22, // [22:37] is the sub-list for method output_type
+	7,  // [7:22] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -2668,7 +2785,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

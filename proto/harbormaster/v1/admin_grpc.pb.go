@@ -39,6 +39,7 @@ const (
 	Admin_Drain_FullMethodName              = "/harbormaster.v1.Admin/Drain"
 	Admin_WatchEvents_FullMethodName        = "/harbormaster.v1.Admin/WatchEvents"
 	Admin_Explain_FullMethodName            = "/harbormaster.v1.Admin/Explain"
+	Admin_RotateLeaseKey_FullMethodName     = "/harbormaster.v1.Admin/RotateLeaseKey"
 )
 
 // AdminClient is the client API for Admin service.
@@ -74,6 +75,10 @@ type AdminClient interface {
 	// state: per node, whether it qualifies and why, and which node the
 	// coordinator would choose.
 	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
+	// RotateLeaseKey installs a new cluster lease key (the HMAC key of lease
+	// datagrams); the previous one stays accepted until the next rotation.
+	// The key itself is never returned.
+	RotateLeaseKey(ctx context.Context, in *RotateLeaseKeyRequest, opts ...grpc.CallOption) (*RotateLeaseKeyResponse, error)
 }
 
 type adminClient struct {
@@ -213,6 +218,16 @@ func (c *adminClient) Explain(ctx context.Context, in *ExplainRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) RotateLeaseKey(ctx context.Context, in *RotateLeaseKeyRequest, opts ...grpc.CallOption) (*RotateLeaseKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateLeaseKeyResponse)
+	err := c.cc.Invoke(ctx, Admin_RotateLeaseKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -246,6 +261,10 @@ type AdminServer interface {
 	// state: per node, whether it qualifies and why, and which node the
 	// coordinator would choose.
 	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
+	// RotateLeaseKey installs a new cluster lease key (the HMAC key of lease
+	// datagrams); the previous one stays accepted until the next rotation.
+	// The key itself is never returned.
+	RotateLeaseKey(context.Context, *RotateLeaseKeyRequest) (*RotateLeaseKeyResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -291,6 +310,9 @@ func (UnimplementedAdminServer) WatchEvents(*WatchEventsRequest, grpc.ServerStre
 }
 func (UnimplementedAdminServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
+}
+func (UnimplementedAdminServer) RotateLeaseKey(context.Context, *RotateLeaseKeyRequest) (*RotateLeaseKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateLeaseKey not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -522,6 +544,24 @@ func _Admin_Explain_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RotateLeaseKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateLeaseKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RotateLeaseKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RotateLeaseKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RotateLeaseKey(ctx, req.(*RotateLeaseKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -573,6 +613,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Explain",
 			Handler:    _Admin_Explain_Handler,
 		},
+		{
+			MethodName: "RotateLeaseKey",
+			Handler:    _Admin_RotateLeaseKey_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -601,7 +645,9 @@ const (
 // (lease/wire.go).
 type ClusterClient interface {
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
-	// Leases returns this node's grant table, for the leader's verdicts.
+	// Leases returns this node's grant table, for the leader's verdicts. The
+	// table holds Raft members only; queries about other nodes are answered
+	// from it but never recorded.
 	Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error)
 }
 
@@ -645,7 +691,9 @@ func (c *clusterClient) Leases(ctx context.Context, in *LeasesRequest, opts ...g
 // (lease/wire.go).
 type ClusterServer interface {
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
-	// Leases returns this node's grant table, for the leader's verdicts.
+	// Leases returns this node's grant table, for the leader's verdicts. The
+	// table holds Raft members only; queries about other nodes are answered
+	// from it but never recorded.
 	Leases(context.Context, *LeasesRequest) (*LeasesResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
