@@ -882,6 +882,46 @@ func TestEpochsStrictlyIncrease(t *testing.T) {
 	checkRejected(t, st, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 5})
 }
 
+// TestEventsBoundedByBytes: large events make the log keep fewer than
+// MaxEvents, within MaxEventBytes, oldest dropped first; the newest is kept
+// even alone over the bound (an older build may have proposed it), and
+// Apply does not refuse it: every build applies the log alike.
+func TestEventsBoundedByBytes(t *testing.T) {
+	msg := strings.Repeat("m", MaxEventMessage)
+	per := EventSize(Event{Kind: EventOperator, Message: msg})
+	st := NewState()
+	const n = 600
+	for i := 1; i <= n; i++ {
+		next, err := Apply(st, uint64(i), &RecordEvent{Event: Event{Kind: EventOperator, Message: msg}})
+		if err != nil {
+			t.Fatalf("RecordEvent %d: %v", i, err)
+		}
+		st = next
+	}
+	want := MaxEventBytes / per
+	if len(st.Events) != want {
+		t.Fatalf("events of %d bytes kept: %d, want %d (%d bytes in all)", per, len(st.Events), want, MaxEventBytes)
+	}
+	if got := st.Events[len(st.Events)-1].Seq; got != n {
+		t.Fatalf("newest kept: seq %d, want %d", got, n)
+	}
+	if got := st.Events[0].Seq; got != uint64(n-want+1) {
+		t.Fatalf("oldest kept: seq %d, want %d (oldest dropped first)", got, n-want+1)
+	}
+	huge := strings.Repeat("h", MaxEventBytes)
+	st, err := Apply(st, n+1, &RecordEvent{Event: Event{Kind: EventOperator, Message: huge}})
+	if err != nil {
+		t.Fatalf("RecordEvent over the bound: %v; Apply must not refuse what an older build accepted", err)
+	}
+	if len(st.Events) != 1 || st.Events[0].Message != huge {
+		t.Fatalf("after an event alone over the bound: %d events kept, want it alone", len(st.Events))
+	}
+	st, _ = Apply(st, n+2, &RecordEvent{Event: Event{Kind: EventOperator, Message: "small"}})
+	if len(st.Events) != 1 || st.Events[0].Message != "small" {
+		t.Fatalf("after a small event: %d events kept, want the small one alone", len(st.Events))
+	}
+}
+
 func TestEventsBounded(t *testing.T) {
 	// Event i is recorded at log index idx(i): strictly increasing, with
 	// gaps of 4 and 2, so Seq is not contiguous.

@@ -444,12 +444,58 @@ func (c *Release) Validate() error {
 	return nil
 }
 
-// Validate implements Command.
+// Bounds of an event's text fields, which RecordEvent.Validate enforces
+// and Event.Bounded cuts to.
+const (
+	MaxEventName    = 256     // kind, node, actor, role
+	MaxEventText    = 1 << 10 // old, new
+	MaxEventMessage = 4 << 10 // message
+)
+
+// Validate implements Command. The size bounds are checked where the
+// command is proposed (Encode, the API's Propose), not when it is applied:
+// a log written by an older build may hold longer events, and every build
+// must apply them alike (the event log's byte bound keeps them in check).
 func (c *RecordEvent) Validate() error {
+	if err := c.validateStructure(); err != nil {
+		return err
+	}
+	e := c.Event
+	for _, f := range []struct {
+		name, val string
+		max       int
+	}{
+		{"event.kind", string(e.Kind), MaxEventName}, {"event.node", e.Node, MaxEventName},
+		{"event.actor", e.Actor, MaxEventName}, {"event.role", e.Role, MaxEventName},
+		{"event.old", e.Old, MaxEventText}, {"event.new", e.New, MaxEventText},
+		{"event.message", e.Message, MaxEventMessage},
+	} {
+		if len(f.val) > f.max {
+			return badField(f.name, fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(f.val), f.max))
+		}
+	}
+	return nil
+}
+
+// validateStructure is the part of Validate that Apply runs.
+func (c *RecordEvent) validateStructure() error {
 	if c.Event.Kind == "" {
 		return badField("event.kind", "is empty")
 	}
 	return nil
+}
+
+// Bounded returns e with every text field cut to the bound
+// RecordEvent.Validate enforces, on a UTF-8 boundary.
+func (e Event) Bounded() Event {
+	e.Kind = EventKind(Truncate(string(e.Kind), MaxEventName))
+	e.Node = Truncate(e.Node, MaxEventName)
+	e.Actor = Truncate(e.Actor, MaxEventName)
+	e.Role = Truncate(e.Role, MaxEventName)
+	e.Old = Truncate(e.Old, MaxEventText)
+	e.New = Truncate(e.New, MaxEventText)
+	e.Message = Truncate(e.Message, MaxEventMessage)
+	return e
 }
 
 // Encode renders a command for the log: one type byte (with
