@@ -124,9 +124,17 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // fieldErr is the *conf.FieldError for field.
 func fieldErr(field, msg string) error { return &conf.FieldError{Field: field, Msg: msg} }
 
+// MaxSize bounds a spec document. An applied spec travels in one Raft
+// command (512 KiB of JSON, fsm.MaxCommandSize); a real one is a few KiB.
+const MaxSize = 256 << 10
+
 // Parse decodes a YAML (or JSON) spec document strictly: an unknown field is
-// an error naming it. It then validates the spec.
+// an error naming it. It then validates the spec. A document over MaxSize
+// is refused before it is decoded.
 func Parse(doc []byte) (*Spec, error) {
+	if len(doc) > MaxSize {
+		return nil, fmt.Errorf("spec: the document is %d bytes, over the %d-byte (%d KiB) limit; a spec is a few KiB", len(doc), MaxSize, MaxSize>>10)
+	}
 	var s Spec
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)

@@ -3,6 +3,7 @@ package leasing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -74,7 +75,7 @@ func (ln *leaseNet) serve() error {
 		}
 		switch m := msg.(type) {
 		case *lease.Request:
-			if !spec.ValidName(m.Node) || m.Gen == 0 || m.TTLMs == 0 || m.TTLMs > 600_000 || ln.dropped(m.Node, self) {
+			if !spec.ValidName(m.Node) || m.Gen == 0 || m.TTLMs == 0 || m.TTLMs > uint32(MaxTTL/time.Millisecond) || ln.dropped(m.Node, self) {
 				continue
 			}
 			v, gen := ln.grants.Renew(m.Node, m.Gen, time.Duration(m.TTLMs)*time.Millisecond, time.Now())
@@ -113,6 +114,20 @@ func (ln *leaseNet) udpAddr(apiAddr string) (*net.UDPAddr, error) {
 	return u, nil
 }
 
+// MaxTTL is the longest lease a voter grants; a request for more is
+// ignored. The node config refuses a longer timing.lease.
+const MaxTTL = 10 * time.Minute
+
+// wireTTL is ttl in the request's milliseconds. It refuses what the wire's
+// uint32 would wrap, or a voter would ignore, rather than ask for another
+// lease than the one the node counts on.
+func wireTTL(ttl time.Duration) (uint32, error) {
+	if ttl < time.Millisecond || ttl > MaxTTL {
+		return 0, fmt.Errorf("lease of %s is outside 1ms to %s", ttl, MaxTTL)
+	}
+	return uint32(ttl / time.Millisecond), nil
+}
+
 // renew asks one member to grant this node's lease and waits for its
 // answer until ctx ends, sending the request again every retry.
 func (ln *leaseNet) renew(ctx context.Context, m Member, gen uint64, ttl, retry time.Duration) (*lease.Reply, error) {
@@ -131,7 +146,11 @@ func (ln *leaseNet) renew(ctx context.Context, m Member, gen uint64, ttl, retry 
 		ln.mu.Unlock()
 	}()
 	self := ln.self
-	pkt, err := lease.MarshalRequest(lease.Request{Nonce: nonce, Node: self, Gen: gen, TTLMs: uint32(ttl.Milliseconds())})
+	ttlMs, err := wireTTL(ttl)
+	if err != nil {
+		return nil, err
+	}
+	pkt, err := lease.MarshalRequest(lease.Request{Nonce: nonce, Node: self, Gen: gen, TTLMs: ttlMs})
 	if err != nil {
 		return nil, err
 	}
