@@ -96,6 +96,14 @@ type Role struct {
 // DefaultStopTimeout is a service role's stop timeout when the spec sets none.
 const DefaultStopTimeout = 10 * time.Second
 
+// Upper bounds of a role's durations: each is time the role may go without
+// its preferred holder, or without any.
+const (
+	MaxStopTimeout  = 10 * time.Minute
+	MaxPreemptDelay = time.Hour
+	MaxHoldDown     = time.Hour
+)
+
 // Candidate is a node allowed to hold a role. A higher Priority wins; ties go
 // to the lower node id so placement is deterministic.
 type Candidate struct {
@@ -183,8 +191,8 @@ func (s *Spec) Validate() error {
 				return fieldErr(f+".address", fmt.Sprintf("%q is not an address with a prefix length; write it like 198.18.0.200/24 or fd00::200/64", r.Address))
 			}
 			p := r.Address.Prefix
-			if p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast() || p.Addr().IsLinkLocalUnicast() {
-				return fieldErr(f+".address", fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", p.Addr()))
+			if err := checkVIP(f+".address", p); err != nil {
+				return err
 			}
 			if j, dup := addrs[p.Addr()]; dup {
 				return fieldErr(f+".address", fmt.Sprintf("%s is already the address of roles[%d]; every vip needs its own", p.Addr(), j))
@@ -216,8 +224,14 @@ func (s *Spec) Validate() error {
 			case !r.Preempt:
 				return fieldErr(f+".preempt_delay", "is set without preempt: true; set preempt or remove the delay")
 			}
+			if err := conf.AtMost(f+".preempt_delay", r.PreemptDelay.Std(), MaxPreemptDelay, "the preferred node waits that long to take its role back"); err != nil {
+				return err
+			}
 		}
 		if err := validateDuration(f+".hold_down", r.HoldDown); err != nil {
+			return err
+		}
+		if err := conf.AtMost(f+".hold_down", r.HoldDown.Std(), MaxHoldDown, "the last holder waits that long to get the role back"); err != nil {
 			return err
 		}
 		if r.Marker && r.Type != TypeService {
@@ -235,6 +249,9 @@ func (s *Spec) Validate() error {
 			}
 			if r.StopTimeout.Std() <= 0 {
 				return fieldErr(f+".stop_timeout", "must be positive; write it like \"10s\"")
+			}
+			if err := conf.AtMost(f+".stop_timeout", r.StopTimeout.Std(), MaxStopTimeout, "after a holder is lost, the service stays stopped that long"); err != nil {
+				return err
 			}
 		}
 		checks := map[string]int{}
