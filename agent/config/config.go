@@ -343,10 +343,12 @@ func (c *Config) validateRedis() error {
 		if s.PasswordFile != "" && !filepath.IsAbs(s.PasswordFile) {
 			return fieldErr("sentinel.password_file", "%q is relative; give an absolute path", s.PasswordFile)
 		}
-		if s.MaxConnections < 1 || s.MaxConnections > MaxSentinelConnections {
+		// Zero is the default (applyDefaults fills it in; a Config built
+		// in code may leave it).
+		if s.MaxConnections < 0 || s.MaxConnections > MaxSentinelConnections {
 			return fieldErr("sentinel.max_connections", "%d is out of range; use 1 to %d (default 1024)", s.MaxConnections, MaxSentinelConnections)
 		}
-		if d := time.Duration(s.IdleTimeout); d < MinSentinelIdle {
+		if d := time.Duration(s.IdleTimeout); d != 0 && d < MinSentinelIdle {
 			return fieldErr("sentinel.idle_timeout", "%s is too short; use at least %s (default 5m)", d, MinSentinelIdle)
 		}
 		if err := atMost("sentinel.idle_timeout", time.Duration(s.IdleTimeout), MaxSentinelIdle, "idle connections hold places of max_connections"); err != nil {

@@ -361,7 +361,8 @@ func (s *Server) refuse(nc net.Conn) {
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.refusing }()
-		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		// Both ways: over TLS, the write first reads the handshake.
+		nc.SetDeadline(time.Now().Add(time.Second))
 		io.WriteString(nc, "-ERR max number of clients reached\r\n")
 		nc.Close()
 	}()
