@@ -83,6 +83,10 @@ func validateForApply(cmd Command) error {
 		return nil
 	case *RecordEvent:
 		return c.validateStructure()
+	case *Release:
+		return c.validateStructure()
+	case *Leave:
+		return checkNode("node", c.Node)
 	}
 	return cmd.Validate()
 }

@@ -886,6 +886,33 @@ func TestEpochsStrictlyIncrease(t *testing.T) {
 // MaxEvents, within MaxEventBytes, oldest dropped first; the newest is kept
 // even alone over the bound (an older build may have proposed it), and
 // Apply does not refuse it: every build applies the log alike.
+// TestApplyKeepsLongTextOfOlderBuilds: the text bounds of leave, release
+// and record-event are checked where they are proposed; Apply takes what an
+// older build proposed, as that build did, or the nodes would diverge.
+func TestApplyKeepsLongTextOfOlderBuilds(t *testing.T) {
+	long := strings.Repeat("r", MaxEventMessage+1)
+	st := mustApply(t, NewState(), &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 1000})
+	for _, c := range []Command{
+		&Leave{Node: "n1", Reason: long},
+		&RecordEvent{Event: Event{Kind: EventOperator, Message: long}},
+	} {
+		if c.Validate() == nil {
+			t.Fatalf("%s: Validate accepted a reason over the bound", c.Type())
+		}
+		next, err := Apply(st, st.Index+1, c)
+		if err != nil {
+			t.Fatalf("%s with a long text: Apply refused it: %v", c.Type(), err)
+		}
+		if got := next.Events[len(next.Events)-1].Message; got != long {
+			t.Fatalf("%s: event message of %d bytes, want the %d proposed", c.Type(), len(got), len(long))
+		}
+		st = next
+	}
+	if err := validateForApply(&Release{Role: "web", Node: "n1", Epoch: 1, Reason: long}); err != nil {
+		t.Fatalf("release with a long reason: Apply would refuse it: %v", err)
+	}
+}
+
 func TestEventsBoundedByBytes(t *testing.T) {
 	msg := strings.Repeat("m", MaxEventMessage)
 	per := EventSize(Event{Kind: EventOperator, Message: msg})

@@ -376,7 +376,12 @@ func uniqueNames(field, what string, names []string) error {
 }
 
 // Validate implements Command.
-func (c *Leave) Validate() error { return checkNode("node", c.Node) }
+func (c *Leave) Validate() error {
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	return checkText("reason", c.Reason, MaxEventMessage)
+}
 
 // Validate implements Command.
 func (c *RemoveNode) Validate() error { return checkNode("node", c.Node) }
@@ -397,7 +402,19 @@ func (c *ApplySpec) Validate() error {
 	if c.Spec == nil {
 		return badField("spec", "is missing")
 	}
+	if err := checkText("actor", c.Actor, MaxEventName); err != nil {
+		return err
+	}
 	return c.Spec.Validate()
+}
+
+// checkText bounds a free-text field that ends up in an event. Validate
+// checks it where a command is proposed; Apply does not (see RecordEvent).
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return badField(field, fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(s), max))
+	}
+	return nil
 }
 
 // Validate implements Command.
@@ -432,6 +449,14 @@ func (c *RequestRelease) Validate() error {
 
 // Validate implements Command.
 func (c *Release) Validate() error {
+	if err := c.validateStructure(); err != nil {
+		return err
+	}
+	return checkText("reason", c.Reason, MaxEventMessage)
+}
+
+// validateStructure is the part of Validate that Apply runs.
+func (c *Release) validateStructure() error {
 	if err := checkRole("role", c.Role); err != nil {
 		return err
 	}
@@ -470,8 +495,8 @@ func (c *RecordEvent) Validate() error {
 		{"event.old", e.Old, MaxEventText}, {"event.new", e.New, MaxEventText},
 		{"event.message", e.Message, MaxEventMessage},
 	} {
-		if len(f.val) > f.max {
-			return badField(f.name, fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(f.val), f.max))
+		if err := checkText(f.name, f.val, f.max); err != nil {
+			return err
 		}
 	}
 	return nil

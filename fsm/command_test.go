@@ -330,6 +330,9 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"record-event long new", &RecordEvent{Event: Event{Kind: EventOperator, New: strings.Repeat("n", MaxEventText+1)}}, "event.new"},
 		{"record-event long message", &RecordEvent{Event: Event{Kind: EventOperator, Message: strings.Repeat("m", MaxEventMessage+1)}}, "event.message"},
 		{"leave empty node", &Leave{Reason: "bye"}, "node"},
+		{"leave long reason", &Leave{Node: "n1", Reason: strings.Repeat("r", MaxEventMessage+1)}, "reason"},
+		{"release long reason", &Release{Role: "web", Node: "n1", Epoch: 1, Reason: strings.Repeat("r", MaxEventMessage+1)}, "reason"},
+		{"apply-spec long actor", &ApplySpec{Spec: &spec.Spec{}, Actor: strings.Repeat("a", MaxEventName+1)}, "actor"},
 		{"leave invalid node", &Leave{Node: "n1."}, "node"},
 		{"set-drain empty node", &SetDrain{Drained: true}, "node"},
 		{"set-drain invalid node", &SetDrain{Node: "n_1", Drained: true}, "node"},
@@ -373,9 +376,10 @@ func TestEncodeUnknownType(t *testing.T) {
 }
 
 func TestEncodeSizeLimit(t *testing.T) {
-	// A leave's reason is one free-text field without a bound of its own.
-	ev := func(n int) *Leave {
-		return &Leave{Node: "n1", Reason: strings.Repeat("x", n)}
+	// A request-release's reason is a free-text field without a bound of
+	// its own: the leader alone proposes the command.
+	ev := func(n int) *RequestRelease {
+		return &RequestRelease{Role: "web", Epoch: 1, Reason: strings.Repeat("x", n)}
 	}
 	base := len(mustEncode(t, ev(1))) - 1 // bytes besides the message
 	atLimit := ev(MaxCommandSize - base)
