@@ -276,7 +276,7 @@ func actor(ctx context.Context, given string) string {
 
 func (s *server) record(ctx context.Context, e fsm.Event) {
 	e.Time = time.Now().UnixMilli()
-	if _, err := s.a.Propose(ctx, &fsm.RecordEvent{Event: e}); err != nil {
+	if _, err := s.a.Propose(ctx, &fsm.RecordEvent{Event: e.Bounded()}); err != nil {
 		s.a.log.Warn("record event", "kind", e.Kind, "err", err)
 	}
 }

@@ -14,6 +14,9 @@ const (
 	// eventQueue is how many events wait for the log at most; beyond it
 	// new ones are dropped (and counted).
 	eventQueue = 256
+	// eventQueueBytes bounds the events waiting, by fsm.EventSize; beyond
+	// it new ones are dropped (and counted) too.
+	eventQueueBytes = 256 << 10
 	// eventTimeout bounds one event's proposal.
 	eventTimeout = 2 * time.Second
 	// eventFlush bounds how long a stopping agent keeps trying to commit
@@ -30,20 +33,29 @@ type recorder struct {
 	propose func(context.Context, fsm.Command) (uint64, error)
 	log     *slog.Logger
 	dropped atomic.Int64
+	queued  atomic.Int64 // bytes of the events in ch, by fsm.EventSize
 }
 
 func newRecorder(propose func(context.Context, fsm.Command) (uint64, error), log *slog.Logger) *recorder {
 	return &recorder{ch: make(chan fsm.Event, eventQueue), propose: propose, log: log}
 }
 
-// Record queues e. It never blocks: when the queue is full, e is dropped.
+// Record queues e, its text cut to the log's bounds (fsm.Event.Bounded).
+// It never blocks: when the queue holds eventQueue events or
+// eventQueueBytes, e is dropped.
 func (r *recorder) Record(e fsm.Event) {
-	select {
-	case r.ch <- e:
-	default:
-		if r.dropped.Add(1) == 1 {
-			r.log.Warn("event queue full; dropping events until the log takes them again", "kind", e.Kind)
+	e = e.Bounded()
+	n := int64(fsm.EventSize(e))
+	if r.queued.Add(n) <= eventQueueBytes {
+		select {
+		case r.ch <- e:
+			return
+		default:
 		}
+	}
+	r.queued.Add(-n)
+	if r.dropped.Add(1) == 1 {
+		r.log.Warn("event queue full; dropping events until the log takes them again", "kind", e.Kind)
 	}
 }
 
@@ -81,6 +93,7 @@ func (r *recorder) flush() {
 }
 
 func (r *recorder) one(ctx context.Context, e fsm.Event) {
+	r.queued.Add(-int64(fsm.EventSize(e)))
 	pctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
 	if _, err := r.propose(pctx, &fsm.RecordEvent{Event: e}); err != nil && ctx.Err() == nil {

@@ -76,7 +76,8 @@ func (a *Agent) openSentinel() (*sentinel.Server, net.Listener, error) {
 	}
 	sum := sha1.Sum([]byte("harbormaster sentinel " + a.cfg.NodeID))
 	srv, err := sentinel.New(sentinel.Config{Addr: sc.Addr, PasswordFile: sc.PasswordFile, RunID: hex.EncodeToString(sum[:]),
-		Announce: hostPort(sc.AnnounceAddr())}, sentinelSource{self: a.cfg.NodeID, state: a.fsm.State, grants: a.leases.Grants()},
+		Announce: hostPort(sc.AnnounceAddr()), MaxConnections: sc.MaxConnections, IdleTimeout: time.Duration(sc.IdleTimeout)},
+		sentinelSource{self: a.cfg.NodeID, state: a.fsm.State, grants: a.leases.Grants()},
 		a.log.With("component", "sentinel"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("sentinel: %w", err)

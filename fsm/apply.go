@@ -74,14 +74,21 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 
 // validateForApply is the part of a command's validation that every build
 // answers alike: the structure of the command. What a newer build may accept
-// differently (the spec's role types and fields) is checked only at the edge,
-// before proposing.
+// differently (the spec's role types and fields, an event's size bounds) is
+// checked only at the edge, before proposing.
 func validateForApply(cmd Command) error {
-	if c, ok := cmd.(*ApplySpec); ok {
+	switch c := cmd.(type) {
+	case *ApplySpec:
 		if c.Spec == nil {
 			return badField("spec", "is missing")
 		}
 		return nil
+	case *RecordEvent:
+		return c.validateStructure()
+	case *Release:
+		return c.validateStructure()
+	case *Leave:
+		return checkNode("node", c.Node)
 	}
 	return cmd.Validate()
 }

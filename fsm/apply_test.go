@@ -882,6 +882,73 @@ func TestEpochsStrictlyIncrease(t *testing.T) {
 	checkRejected(t, st, &Assign{Role: "web", Node: "n2", PrevHolder: "n1", Epoch: 5})
 }
 
+// TestEventsBoundedByBytes: large events make the log keep fewer than
+// MaxEvents, within MaxEventBytes, oldest dropped first; the newest is kept
+// even alone over the bound (an older build may have proposed it), and
+// Apply does not refuse it: every build applies the log alike.
+// TestApplyKeepsLongTextOfOlderBuilds: the text bounds of leave, release
+// and record-event are checked where they are proposed; Apply takes what an
+// older build proposed, as that build did, or the nodes would diverge.
+func TestApplyKeepsLongTextOfOlderBuilds(t *testing.T) {
+	long := strings.Repeat("r", MaxEventMessage+1)
+	st := mustApply(t, NewState(), &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 1000})
+	for _, c := range []Command{
+		&Leave{Node: "n1", Reason: long},
+		&RecordEvent{Event: Event{Kind: EventOperator, Message: long}},
+	} {
+		if c.Validate() == nil {
+			t.Fatalf("%s: Validate accepted a reason over the bound", c.Type())
+		}
+		next, err := Apply(st, st.Index+1, c)
+		if err != nil {
+			t.Fatalf("%s with a long text: Apply refused it: %v", c.Type(), err)
+		}
+		if got := next.Events[len(next.Events)-1].Message; got != long {
+			t.Fatalf("%s: event message of %d bytes, want the %d proposed", c.Type(), len(got), len(long))
+		}
+		st = next
+	}
+	if err := validateForApply(&Release{Role: "web", Node: "n1", Epoch: 1, Reason: long}); err != nil {
+		t.Fatalf("release with a long reason: Apply would refuse it: %v", err)
+	}
+}
+
+func TestEventsBoundedByBytes(t *testing.T) {
+	msg := strings.Repeat("m", MaxEventMessage)
+	per := EventSize(Event{Kind: EventOperator, Message: msg})
+	st := NewState()
+	const n = 600
+	for i := 1; i <= n; i++ {
+		next, err := Apply(st, uint64(i), &RecordEvent{Event: Event{Kind: EventOperator, Message: msg}})
+		if err != nil {
+			t.Fatalf("RecordEvent %d: %v", i, err)
+		}
+		st = next
+	}
+	want := MaxEventBytes / per
+	if len(st.Events) != want {
+		t.Fatalf("events of %d bytes kept: %d, want %d (%d bytes in all)", per, len(st.Events), want, MaxEventBytes)
+	}
+	if got := st.Events[len(st.Events)-1].Seq; got != n {
+		t.Fatalf("newest kept: seq %d, want %d", got, n)
+	}
+	if got := st.Events[0].Seq; got != uint64(n-want+1) {
+		t.Fatalf("oldest kept: seq %d, want %d (oldest dropped first)", got, n-want+1)
+	}
+	huge := strings.Repeat("h", MaxEventBytes)
+	st, err := Apply(st, n+1, &RecordEvent{Event: Event{Kind: EventOperator, Message: huge}})
+	if err != nil {
+		t.Fatalf("RecordEvent over the bound: %v; Apply must not refuse what an older build accepted", err)
+	}
+	if len(st.Events) != 1 || st.Events[0].Message != huge {
+		t.Fatalf("after an event alone over the bound: %d events kept, want it alone", len(st.Events))
+	}
+	st, _ = Apply(st, n+2, &RecordEvent{Event: Event{Kind: EventOperator, Message: "small"}})
+	if len(st.Events) != 1 || st.Events[0].Message != "small" {
+		t.Fatalf("after a small event: %d events kept, want the small one alone", len(st.Events))
+	}
+}
+
 func TestEventsBounded(t *testing.T) {
 	// Event i is recorded at log index idx(i): strictly increasing, with
 	// gaps of 4 and 2, so Seq is not contiguous.

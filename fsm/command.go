@@ -417,7 +417,12 @@ func uniqueNames(field, what string, names []string) error {
 }
 
 // Validate implements Command.
-func (c *Leave) Validate() error { return checkNode("node", c.Node) }
+func (c *Leave) Validate() error {
+	if err := checkNode("node", c.Node); err != nil {
+		return err
+	}
+	return checkText("reason", c.Reason, MaxEventMessage)
+}
 
 // Validate implements Command.
 func (c *RemoveNode) Validate() error { return checkNode("node", c.Node) }
@@ -438,7 +443,19 @@ func (c *ApplySpec) Validate() error {
 	if c.Spec == nil {
 		return badField("spec", "is missing")
 	}
+	if err := checkText("actor", c.Actor, MaxEventName); err != nil {
+		return err
+	}
 	return c.Spec.Validate()
+}
+
+// checkText bounds a free-text field that ends up in an event. Validate
+// checks it where a command is proposed; Apply does not (see RecordEvent).
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return badField(field, fmt.Sprintf("is %d bytes; at most %d (truncate it)", len(s), max))
+	}
+	return nil
 }
 
 // Validate implements Command.
@@ -473,6 +490,14 @@ func (c *RequestRelease) Validate() error {
 
 // Validate implements Command.
 func (c *Release) Validate() error {
+	if err := c.validateStructure(); err != nil {
+		return err
+	}
+	return checkText("reason", c.Reason, MaxEventMessage)
+}
+
+// validateStructure is the part of Validate that Apply runs.
+func (c *Release) validateStructure() error {
 	if err := checkRole("role", c.Role); err != nil {
 		return err
 	}
@@ -485,12 +510,58 @@ func (c *Release) Validate() error {
 	return nil
 }
 
-// Validate implements Command.
+// Bounds of an event's text fields, which RecordEvent.Validate enforces
+// and Event.Bounded cuts to.
+const (
+	MaxEventName    = 256     // kind, node, actor, role
+	MaxEventText    = 1 << 10 // old, new
+	MaxEventMessage = 4 << 10 // message
+)
+
+// Validate implements Command. The size bounds are checked where the
+// command is proposed (Encode, the API's Propose), not when it is applied:
+// a log written by an older build may hold longer events, and every build
+// must apply them alike (the event log's byte bound keeps them in check).
 func (c *RecordEvent) Validate() error {
+	if err := c.validateStructure(); err != nil {
+		return err
+	}
+	e := c.Event
+	for _, f := range []struct {
+		name, val string
+		max       int
+	}{
+		{"event.kind", string(e.Kind), MaxEventName}, {"event.node", e.Node, MaxEventName},
+		{"event.actor", e.Actor, MaxEventName}, {"event.role", e.Role, MaxEventName},
+		{"event.old", e.Old, MaxEventText}, {"event.new", e.New, MaxEventText},
+		{"event.message", e.Message, MaxEventMessage},
+	} {
+		if err := checkText(f.name, f.val, f.max); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateStructure is the part of Validate that Apply runs.
+func (c *RecordEvent) validateStructure() error {
 	if c.Event.Kind == "" {
 		return badField("event.kind", "is empty")
 	}
 	return nil
+}
+
+// Bounded returns e with every text field cut to the bound
+// RecordEvent.Validate enforces, on a UTF-8 boundary.
+func (e Event) Bounded() Event {
+	e.Kind = EventKind(Truncate(string(e.Kind), MaxEventName))
+	e.Node = Truncate(e.Node, MaxEventName)
+	e.Actor = Truncate(e.Actor, MaxEventName)
+	e.Role = Truncate(e.Role, MaxEventName)
+	e.Old = Truncate(e.Old, MaxEventText)
+	e.New = Truncate(e.New, MaxEventText)
+	e.Message = Truncate(e.Message, MaxEventMessage)
+	return e
 }
 
 // Encode renders a command for the log: one type byte (with

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/spec"
@@ -323,7 +324,17 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		{"release invalid node", &Release{Role: "web", Node: "n 1", Epoch: 1}, "node"},
 		{"release zero epoch", &Release{Role: "web", Node: "n1"}, "epoch"},
 		{"record-event empty kind", &RecordEvent{Event: Event{Message: "hello"}}, "event.kind"},
+		{"record-event long kind", &RecordEvent{Event: Event{Kind: EventKind(strings.Repeat("k", MaxEventName+1))}}, "event.kind"},
+		{"record-event long node", &RecordEvent{Event: Event{Kind: EventOperator, Node: strings.Repeat("n", MaxEventName+1)}}, "event.node"},
+		{"record-event long actor", &RecordEvent{Event: Event{Kind: EventOperator, Actor: strings.Repeat("a", MaxEventName+1)}}, "event.actor"},
+		{"record-event long role", &RecordEvent{Event: Event{Kind: EventOperator, Role: strings.Repeat("r", MaxEventName+1)}}, "event.role"},
+		{"record-event long old", &RecordEvent{Event: Event{Kind: EventOperator, Old: strings.Repeat("o", MaxEventText+1)}}, "event.old"},
+		{"record-event long new", &RecordEvent{Event: Event{Kind: EventOperator, New: strings.Repeat("n", MaxEventText+1)}}, "event.new"},
+		{"record-event long message", &RecordEvent{Event: Event{Kind: EventOperator, Message: strings.Repeat("m", MaxEventMessage+1)}}, "event.message"},
 		{"leave empty node", &Leave{Reason: "bye"}, "node"},
+		{"leave long reason", &Leave{Node: "n1", Reason: strings.Repeat("r", MaxEventMessage+1)}, "reason"},
+		{"release long reason", &Release{Role: "web", Node: "n1", Epoch: 1, Reason: strings.Repeat("r", MaxEventMessage+1)}, "reason"},
+		{"apply-spec long actor", &ApplySpec{Spec: &spec.Spec{}, Actor: strings.Repeat("a", MaxEventName+1)}, "actor"},
 		{"leave invalid node", &Leave{Node: "n1."}, "node"},
 		{"set-drain empty node", &SetDrain{Drained: true}, "node"},
 		{"set-drain invalid node", &SetDrain{Node: "n_1", Drained: true}, "node"},
@@ -367,8 +378,10 @@ func TestEncodeUnknownType(t *testing.T) {
 }
 
 func TestEncodeSizeLimit(t *testing.T) {
-	ev := func(n int) *RecordEvent {
-		return &RecordEvent{Event: Event{Kind: EventOperator, Message: strings.Repeat("x", n)}}
+	// A request-release's reason is a free-text field without a bound of
+	// its own: the leader alone proposes the command.
+	ev := func(n int) *RequestRelease {
+		return &RequestRelease{Role: "web", Epoch: 1, Reason: strings.Repeat("x", n)}
 	}
 	base := len(mustEncode(t, ev(1))) - 1 // bytes besides the message
 	atLimit := ev(MaxCommandSize - base)
@@ -425,5 +438,28 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 	}
 	if got := Truncate("abc", 5); got != "abc" {
 		t.Fatalf("Truncate(abc, 5) = %q", got)
+	}
+}
+
+// TestEventBounded: Bounded cuts every field to what Validate accepts, so a
+// bounded event always encodes; an event within the bounds is unchanged.
+func TestEventBounded(t *testing.T) {
+	long := strings.Repeat("é", MaxEventMessage) // 2 bytes a rune: cuts land mid-rune
+	e := Event{Kind: EventKind(long), Node: long, Actor: long, Role: long, Old: long, New: long, Message: long}
+	b := e.Bounded()
+	if _, err := Encode(&RecordEvent{Event: b}); err != nil {
+		t.Fatalf("Encode of a bounded event: %v", err)
+	}
+	for name, f := range map[string]string{"kind": string(b.Kind), "node": b.Node, "old": b.Old, "message": b.Message} {
+		if !utf8.ValidString(f) || len(f) == 0 {
+			t.Errorf("bounded %s: %d bytes, valid UTF-8 %v", name, len(f), utf8.ValidString(f))
+		}
+	}
+	if b.Message != Truncate(long, MaxEventMessage) {
+		t.Errorf("bounded message: %d bytes, want %d", len(b.Message), len(Truncate(long, MaxEventMessage)))
+	}
+	small := Event{Kind: EventOperator, Node: "n1", Message: "hello"}
+	if small.Bounded() != small {
+		t.Errorf("Bounded changed an event within the bounds: %+v", small.Bounded())
 	}
 }

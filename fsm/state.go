@@ -13,9 +13,13 @@ import (
 	"github.com/harbormaster/harbormaster/spec"
 )
 
-// MaxEvents bounds the event log kept in the state; older events are dropped
-// first. Snapshots carry the same bound.
-const MaxEvents = 1024
+// Bounds of the event log kept in the state: at most MaxEvents events and
+// MaxEventBytes of their text (EventSize); older events are dropped first,
+// and the newest is always kept. Snapshots carry the same bounds.
+const (
+	MaxEvents     = 1024
+	MaxEventBytes = 1 << 20
+)
 
 // State is the replicated state after applying a prefix of the log. A *State
 // is immutable once published: Apply returns a new value and shares the parts
@@ -198,6 +202,16 @@ type Event struct {
 	Message string    `json:"message,omitempty"`
 }
 
+// eventOverhead is what EventSize counts for an event besides its text:
+// its numbers and string headers.
+const eventOverhead = 128
+
+// EventSize is the memory an event takes in the log, roughly: its text
+// fields and a fixed overhead. MaxEventBytes bounds the sum.
+func EventSize(e Event) int {
+	return eventOverhead + len(e.Kind) + len(e.Node) + len(e.Actor) + len(e.Role) + len(e.Old) + len(e.New) + len(e.Message)
+}
+
 // EventKind names what an Event records. Its JSON form is the plain string.
 type EventKind string
 
@@ -357,6 +371,11 @@ func (s *State) addEvent(index uint64, e Event) {
 	if len(keep) >= MaxEvents {
 		keep = keep[len(keep)-MaxEvents+1:]
 	}
+	total, i := EventSize(e), len(keep)
+	for ; i > 0 && total+EventSize(keep[i-1]) <= MaxEventBytes; i-- {
+		total += EventSize(keep[i-1])
+	}
+	keep = keep[i:]
 	ev := make([]Event, 0, len(keep)+1)
 	ev = append(ev, keep...)
 	s.Events = append(ev, e)

@@ -63,3 +63,58 @@ func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return p.UnmarshalText([]byte(n.Value))
 }
+
+// Shortest prefix lengths of a vip address: a VIP is announced on the
+// nodes' subnet, and a shorter prefix would put a route to a large part of
+// the address space on every holder.
+const (
+	MinVIPBits4 = 8
+	MinVIPBits6 = 16
+)
+
+// checkVIP reports why p cannot be a vip role's address, as a
+// *conf.FieldError for field: it must be a host address of a sane subnet.
+// Refused: an unspecified, loopback, multicast, link-local or limited
+// broadcast address, an IPv4 address written as IPv6 (::ffff:a.b.c.d), a
+// prefix shorter than /8 (IPv4) or /16 (IPv6), the subnet's network address
+// (the IPv6 subnet-router anycast) and its IPv4 broadcast address, except
+// on /31 and /32 (/127 and /128) where every address is a host.
+func checkVIP(field string, p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case a.Is4In6():
+		return fieldErr(field, fmt.Sprintf("%s is an IPv4 address written as IPv6; write it as IPv4 with its prefix length, e.g. %s/24", p, a.Unmap()))
+	case a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) ||
+		a.Is4() && a.As4()[0] == 0:
+		return fieldErr(field, fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", a))
+	case p.Bits() == 0:
+		return fieldErr(field, fmt.Sprintf("%s has prefix length 0; give the prefix length of the nodes' subnet, e.g. /24 or /64", p))
+	case a.Is4() && p.Bits() < MinVIPBits4, a.Is6() && p.Bits() < MinVIPBits6:
+		min := MinVIPBits4
+		if a.Is6() {
+			min = MinVIPBits6
+		}
+		return fieldErr(field, fmt.Sprintf("%s has a /%d prefix; use the prefix length of the nodes' subnet, at least /%d", p, p.Bits(), min))
+	}
+	hostBits := a.BitLen() - p.Bits()
+	if hostBits < 2 { // /31, /32, /127, /128: every address is a host
+		return nil
+	}
+	if a == p.Masked().Addr() {
+		return fieldErr(field, fmt.Sprintf("%s is the network address of %s, not a host's; use a host address of the subnet, e.g. %s/%d", a, p.Masked(), a.Next(), p.Bits()))
+	}
+	if a.Is4() && a == lastAddr(p) {
+		return fieldErr(field, fmt.Sprintf("%s is the broadcast address of %s, not a host's; use a host address of the subnet, e.g. %s/%d", a, p.Masked(), a.Prev(), p.Bits()))
+	}
+	return nil
+}
+
+// lastAddr is the highest address of p's subnet.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}

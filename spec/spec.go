@@ -96,6 +96,14 @@ type Role struct {
 // DefaultStopTimeout is a service role's stop timeout when the spec sets none.
 const DefaultStopTimeout = 10 * time.Second
 
+// Upper bounds of a role's durations: each is time the role may go without
+// its preferred holder, or without any.
+const (
+	MaxStopTimeout  = 10 * time.Minute
+	MaxPreemptDelay = time.Hour
+	MaxHoldDown     = time.Hour
+)
+
 // Candidate is a node allowed to hold a role. A higher Priority wins; ties go
 // to the lower node id so placement is deterministic.
 type Candidate struct {
@@ -124,9 +132,17 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // fieldErr is the *conf.FieldError for field.
 func fieldErr(field, msg string) error { return &conf.FieldError{Field: field, Msg: msg} }
 
+// MaxSize bounds a spec document. An applied spec travels in one Raft
+// command (512 KiB of JSON, fsm.MaxCommandSize); a real one is a few KiB.
+const MaxSize = 256 << 10
+
 // Parse decodes a YAML (or JSON) spec document strictly: an unknown field is
-// an error naming it. It then validates the spec.
+// an error naming it. It then validates the spec. A document over MaxSize
+// is refused before it is decoded.
 func Parse(doc []byte) (*Spec, error) {
+	if len(doc) > MaxSize {
+		return nil, fmt.Errorf("spec: the document is %d bytes, over the %d-byte (%d KiB) limit; a spec is a few KiB", len(doc), MaxSize, MaxSize>>10)
+	}
 	var s Spec
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)
@@ -175,8 +191,8 @@ func (s *Spec) Validate() error {
 				return fieldErr(f+".address", fmt.Sprintf("%q is not an address with a prefix length; write it like 198.18.0.200/24 or fd00::200/64", r.Address))
 			}
 			p := r.Address.Prefix
-			if p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast() || p.Addr().IsLinkLocalUnicast() {
-				return fieldErr(f+".address", fmt.Sprintf("%s cannot be a virtual IP; use a unicast address of the nodes' subnet", p.Addr()))
+			if err := checkVIP(f+".address", p); err != nil {
+				return err
 			}
 			if j, dup := addrs[p.Addr()]; dup {
 				return fieldErr(f+".address", fmt.Sprintf("%s is already the address of roles[%d]; every vip needs its own", p.Addr(), j))
@@ -208,8 +224,14 @@ func (s *Spec) Validate() error {
 			case !r.Preempt:
 				return fieldErr(f+".preempt_delay", "is set without preempt: true; set preempt or remove the delay")
 			}
+			if err := conf.AtMost(f+".preempt_delay", r.PreemptDelay.Std(), MaxPreemptDelay, "the preferred node waits that long to take its role back"); err != nil {
+				return err
+			}
 		}
 		if err := validateDuration(f+".hold_down", r.HoldDown); err != nil {
+			return err
+		}
+		if err := conf.AtMost(f+".hold_down", r.HoldDown.Std(), MaxHoldDown, "the last holder waits that long to get the role back"); err != nil {
 			return err
 		}
 		if r.Marker && r.Type != TypeService {
@@ -227,6 +249,9 @@ func (s *Spec) Validate() error {
 			}
 			if r.StopTimeout.Std() <= 0 {
 				return fieldErr(f+".stop_timeout", "must be positive; write it like \"10s\"")
+			}
+			if err := conf.AtMost(f+".stop_timeout", r.StopTimeout.Std(), MaxStopTimeout, "after a holder is lost, the service stays stopped that long"); err != nil {
+				return err
 			}
 		}
 		checks := map[string]int{}

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -144,6 +145,26 @@ func TestFieldErrors(t *testing.T) {
 		{"marker with stop_timeout", "roles:\n  - {name: a, type: service, marker: true, stop_timeout: 5s}\n", "roles[0].stop_timeout"},
 		{"stop_timeout zero", "roles:\n  - {name: a, type: service, stop_timeout: 0s}\n", "roles[0].stop_timeout"},
 		{"stop_timeout not a duration", "roles:\n  - {name: a, type: service, stop_timeout: 5}\n", "roles[0].stop_timeout"},
+		{"vip prefix length 0", "roles:\n  - {name: ip, type: vip, address: \"198.18.0.200/0\"}\n", "roles[0].address"},
+		{"vip ipv4 prefix shorter than /8", "roles:\n  - {name: ip, type: vip, address: \"10.1.2.3/7\"}\n", "roles[0].address"},
+		{"vip ipv6 prefix shorter than /16", "roles:\n  - {name: ip, type: vip, address: \"fd00::200/15\"}\n", "roles[0].address"},
+		{"vip ipv6 /0", "roles:\n  - {name: ip, type: vip, address: \"fd00::200/0\"}\n", "roles[0].address"},
+		{"vip network address", "roles:\n  - {name: ip, type: vip, address: \"198.18.0.0/24\"}\n", "roles[0].address"},
+		{"vip broadcast address", "roles:\n  - {name: ip, type: vip, address: \"198.18.0.255/24\"}\n", "roles[0].address"},
+		{"vip network address /30", "roles:\n  - {name: ip, type: vip, address: \"198.18.0.4/30\"}\n", "roles[0].address"},
+		{"vip broadcast address /30", "roles:\n  - {name: ip, type: vip, address: \"198.18.0.7/30\"}\n", "roles[0].address"},
+		{"vip ipv6 subnet-router anycast", "roles:\n  - {name: ip, type: vip, address: \"fd00::/64\"}\n", "roles[0].address"},
+		{"vip limited broadcast", "roles:\n  - {name: ip, type: vip, address: \"255.255.255.255/32\"}\n", "roles[0].address"},
+		{"vip this-network address", "roles:\n  - {name: ip, type: vip, address: \"0.1.2.3/24\"}\n", "roles[0].address"},
+		{"vip unspecified", "roles:\n  - {name: ip, type: vip, address: \"0.0.0.0/24\"}\n", "roles[0].address"},
+		{"vip multicast", "roles:\n  - {name: ip, type: vip, address: \"224.0.0.18/24\"}\n", "roles[0].address"},
+		{"vip ipv4 link-local", "roles:\n  - {name: ip, type: vip, address: \"169.254.1.1/16\"}\n", "roles[0].address"},
+		{"vip ipv6 link-local", "roles:\n  - {name: ip, type: vip, address: \"fe80::1/64\"}\n", "roles[0].address"},
+		{"vip ipv6 loopback", "roles:\n  - {name: ip, type: vip, address: \"::1/128\"}\n", "roles[0].address"},
+		{"vip ipv4-mapped ipv6", "roles:\n  - {name: ip, type: vip, address: \"::ffff:198.18.0.200/120\"}\n", "roles[0].address"},
+		{"stop_timeout over 10m", "roles:\n  - {name: a, type: service, stop_timeout: 10m1s}\n", "roles[0].stop_timeout"},
+		{"hold_down over 1h", "roles:\n  - {name: a, type: service, hold_down: 61m}\n", "roles[0].hold_down"},
+		{"preempt_delay over 1h", "roles:\n  - {name: a, type: service, preempt: true, preempt_delay: 1193h2m47.7965s}\n", "roles[0].preempt_delay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -510,5 +531,57 @@ func TestDurationsParsedOnceKeptAsWritten(t *testing.T) {
 	var fe *conf.FieldError
 	if err := bad.Validate(); !errors.As(err, &fe) || fe.Field != "roles[0].hold_down" || !strings.Contains(fe.Msg, `"soon"`) {
 		t.Fatalf("Validate: got %v, want a field error on roles[0].hold_down quoting the text", err)
+	}
+}
+
+// TestVIPAddressAccepted: host addresses of sane subnets pass, including
+// the ends of /31 and /32 (/127, /128) subnets, where every address is a
+// host.
+func TestVIPAddressAccepted(t *testing.T) {
+	for _, a := range []string{
+		"198.18.0.200/24", "198.18.0.1/24", "198.18.0.254/24", "10.0.0.1/8", "198.18.0.4/31", "198.18.0.5/31", "198.18.0.0/32",
+		"198.18.0.255/32", "fd00::200/64", "fd00::1/64", "fd00::ffff:ffff:ffff:ffff/64", "fd00::/127", "fd00::/128", "2001:db8::5/16",
+	} {
+		if _, err := Parse([]byte("roles:\n  - {name: ip, type: vip, address: \"" + a + "\"}\n")); err != nil {
+			t.Errorf("vip address %s: %v", a, err)
+		}
+	}
+}
+
+// TestVIPAddressErrorsSayTheFix: the refusals name a host address to use.
+func TestVIPAddressErrorsSayTheFix(t *testing.T) {
+	for addr, want := range map[string]string{
+		"198.18.0.0/24":   "198.18.0.0 is the network address of 198.18.0.0/24, not a host's; use a host address of the subnet, e.g. 198.18.0.1/24",
+		"198.18.0.255/24": "198.18.0.255 is the broadcast address of 198.18.0.0/24, not a host's; use a host address of the subnet, e.g. 198.18.0.254/24",
+		"198.18.0.200/0":  "198.18.0.200/0 has prefix length 0; give the prefix length of the nodes' subnet, e.g. /24 or /64",
+		"10.1.2.3/7":      "10.1.2.3/7 has a /7 prefix; use the prefix length of the nodes' subnet, at least /8",
+	} {
+		_, err := Parse([]byte("roles:\n  - {name: ip, type: vip, address: \"" + addr + "\"}\n"))
+		if err == nil || err.Error() != "roles[0].address: "+want {
+			t.Errorf("vip address %s: got %v, want %q", addr, err, want)
+		}
+	}
+}
+
+// TestDurationCaps: each role duration is accepted at its cap.
+func TestDurationCaps(t *testing.T) {
+	doc := "roles:\n  - {name: a, type: service, stop_timeout: 10m, hold_down: 1h, preempt: true, preempt_delay: 1h}\n"
+	s, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("durations at their caps: %v", err)
+	}
+	if r := s.Roles[0]; r.StopGrace() != MaxStopTimeout || r.HoldDownFor() != MaxHoldDown || r.PreemptAfter() != MaxPreemptDelay {
+		t.Fatalf("got stop %s, hold-down %s, preempt delay %s", r.StopGrace(), r.HoldDownFor(), r.PreemptAfter())
+	}
+}
+
+func TestParseRefusesLargeDocument(t *testing.T) {
+	doc := "roles: []\n# " + strings.Repeat("x", MaxSize) + "\n"
+	_, err := Parse([]byte(doc))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("over the %d-byte (256 KiB) limit", MaxSize)) {
+		t.Fatalf("Parse of %d bytes: got %v, want the size limit", len(doc), err)
+	}
+	if _, err := Parse([]byte("roles: []\n# " + strings.Repeat("x", MaxSize-20) + "\n")); err != nil {
+		t.Fatalf("Parse just under the limit: %v", err)
 	}
 }

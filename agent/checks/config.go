@@ -36,8 +36,15 @@ const (
 	DefaultMethod   = "GET"
 )
 
-// MinInterval is the shortest interval Validate accepts.
-const MinInterval = 10 * time.Millisecond
+// Bounds Validate enforces: MinInterval and MaxInterval for the interval
+// (the timeout is at most the interval), MaxCount for rise and fall. A
+// role waits up to fall (rise) intervals to follow its check, so both are
+// bounded.
+const (
+	MinInterval = 10 * time.Millisecond
+	MaxInterval = time.Hour
+	MaxCount    = 100
+)
 
 const typeList = "registry-pull, http, https, tcp, redis or exec"
 
@@ -240,6 +247,9 @@ func (c *Config) Validate(field string) error {
 	if time.Duration(c.Interval) < MinInterval {
 		return fieldErr(sub("interval"), "%s is too short; use at least %s, e.g. interval: 10s", c.Interval, MinInterval)
 	}
+	if err := conf.AtMost(sub("interval"), time.Duration(c.Interval), MaxInterval, "a role follows its check only at each probe"); err != nil {
+		return err
+	}
 	if c.Timeout <= 0 {
 		return fieldErr(sub("timeout"), "%s is not positive; give the time a probe may take, e.g. timeout: 5s", c.Timeout)
 	}
@@ -251,6 +261,12 @@ func (c *Config) Validate(field string) error {
 	}
 	if c.Rise < 1 {
 		return fieldErr(sub("rise"), "is %d; give the number of consecutive successes that make the check pass, 1 or more", c.Rise)
+	}
+	if c.Fall > MaxCount {
+		return fieldErr(sub("fall"), "is %d; use at most %d: a failing check goes unnoticed for fall intervals", c.Fall, MaxCount)
+	}
+	if c.Rise > MaxCount {
+		return fieldErr(sub("rise"), "is %d; use at most %d: a recovered check goes unnoticed for rise intervals", c.Rise, MaxCount)
 	}
 	for _, f := range typeFields {
 		if f.isSet(c) && !slices.Contains(f.types, c.Type) {

@@ -121,6 +121,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"redis role replica", with(validConfig(TypeRedis), func(c *Config) { c.Role = "replica" })},
 		{"exec bare program", with(validConfig(TypeExec), func(c *Config) { c.Argv = []string{"pgrep", "-x", "redis"} })},
 		{"exec shell", with(validConfig(TypeExec), func(c *Config) { c.Argv, c.Shell = []string{"pgrep -x redis >/dev/null"}, true })},
+		{"interval, rise and fall at their caps", with(validConfig(TypeExec), func(c *Config) {
+			c.Interval, c.Timeout, c.Rise, c.Fall = conf.Duration(MaxInterval), conf.Duration(MaxInterval), MaxCount, MaxCount
+		})},
 		{"timeout equal to interval", with(validConfig(TypeExec), func(c *Config) { c.Interval, c.Timeout = conf.Duration(time.Second), conf.Duration(time.Second) })},
 	}
 	for _, tc := range tests {
@@ -166,6 +169,9 @@ func TestValidateErrors(t *testing.T) {
 		{"zero timeout (not normalized)", web(TypeExec, func(c *Config) { c.Timeout = 0 }), "checks[0].timeout", []string{"0s is not positive"}},
 		{"fall 0 (not normalized)", web(TypeExec, func(c *Config) { c.Fall = 0 }), "checks[0].fall", []string{"is 0", "1 or more"}},
 		{"negative fall", web(TypeExec, func(c *Config) { c.Fall = -2 }), "checks[0].fall", []string{"is -2"}},
+		{"fall over the cap", web(TypeExec, func(c *Config) { c.Fall = MaxCount + 1 }), "checks[0].fall", []string{"is 101", "at most 100"}},
+		{"rise over the cap", web(TypeExec, func(c *Config) { c.Rise = MaxCount + 1 }), "checks[0].rise", []string{"is 101", "at most 100"}},
+		{"interval over the cap", web(TypeExec, func(c *Config) { c.Interval = conf.Duration(MaxInterval + time.Second) }), "checks[0].interval", []string{"1h0m1s is too long", "at most 1h0m0s"}},
 		{"rise 0 (not normalized)", web(TypeExec, func(c *Config) { c.Rise = 0 }), "checks[0].rise", []string{"is 0", "1 or more"}},
 		{"url on a tcp check", web(TypeTCP, func(c *Config) { c.URL = "http://x/" }), "checks[0].url", []string{"not used by tcp checks", "only by http and https", "remove it"}},
 		{"argv on an http check", web(TypeHTTP, func(c *Config) { c.Argv = []string{"true"} }), "checks[0].argv", []string{"not used by http checks", "only by exec"}},

@@ -135,7 +135,32 @@ type SentinelConfig struct {
 	// PasswordFile makes clients AUTH (first line: the password). A secret
 	// file: mode 0600 or 0400, owned by the agent's user or root.
 	PasswordFile string `yaml:"password_file,omitempty"`
+	// MaxConnections bounds the open client connections (default 1024,
+	// at most MaxSentinelConnections); one more is refused at once.
+	MaxConnections int `yaml:"max_connections,omitempty"`
+	// IdleTimeout closes a connection that sends nothing for that long,
+	// unless it is subscribed (default 5m, 1s to 24h).
+	IdleTimeout conf.Duration `yaml:"idle_timeout,omitempty"`
 }
+
+// Defaults and bounds of the sentinel section (the defaults are
+// agent/sentinel's).
+const (
+	DefaultSentinelConnections = 1024
+	DefaultSentinelIdle        = 5 * time.Minute
+	MaxSentinelConnections     = 65536
+	MinSentinelIdle            = time.Second
+	MaxSentinelIdle            = 24 * time.Hour
+)
+
+// Bounds of the garp section.
+const (
+	MaxGARPInterval = 10 * time.Second
+	MaxGARPRefresh  = 24 * time.Hour
+)
+
+// MaxSize bounds a config file, and a spec file it names (spec.MaxSize).
+const MaxSize = 1 << 20
 
 // AnnounceAddr is the address others use to reach the listener.
 func (s *SentinelConfig) AnnounceAddr() string {
@@ -187,7 +212,7 @@ func (c *Config) IsVoter() bool { return c.Voter == nil || *c.Voter }
 // file. Secret files (SecretFiles) that exist must be mode 0600 or 0400 and
 // owned by the agent's user or root. Every failure is an *Error.
 func Load(path string, overrides ...func(*Config)) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path, MaxSize)
 	if err != nil {
 		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read the config file: %v", err)}
 	}
@@ -219,7 +244,7 @@ func Load(path string, overrides ...func(*Config)) (*Config, error) {
 		if !filepath.IsAbs(sp) {
 			sp = filepath.Join(filepath.Dir(path), sp)
 		}
-		doc, err := os.ReadFile(sp)
+		doc, err := readFile(sp, spec.MaxSize)
 		if err != nil {
 			return nil, &Error{Path: path, Field: "spec_file", Msg: fmt.Sprintf("cannot read %s: %v; fix the path (relative paths start at the config file's folder)", sp, err)}
 		}
@@ -267,9 +292,29 @@ func (c *Config) SecretFiles() []SecretFile {
 	return out
 }
 
+// readFile reads the file at path, refusing one over max bytes.
+func readFile(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("the file is over %d bytes (%d KiB), the limit; a config or spec is a few KiB", max, max>>10)
+	}
+	return b, nil
+}
+
 // Parse decodes a config document, applies defaults and overrides, and
-// validates it (no spec file loading).
+// validates it (no spec file loading). A document over MaxSize is refused.
 func Parse(doc []byte, overrides ...func(*Config)) (*Config, error) {
+	if len(doc) > MaxSize {
+		return nil, &Error{Msg: fmt.Sprintf("the config is %d bytes, over the %d-byte (%d KiB) limit; a node config is a few KiB", len(doc), MaxSize, MaxSize>>10)}
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)
@@ -313,6 +358,14 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Checks {
 		c.Checks[i].Normalize()
+	}
+	if s := c.Sentinel; s != nil {
+		if s.MaxConnections == 0 {
+			s.MaxConnections = DefaultSentinelConnections
+		}
+		if s.IdleTimeout == 0 {
+			s.IdleTimeout = conf.Duration(DefaultSentinelIdle)
+		}
 	}
 }
 
@@ -358,6 +411,17 @@ func (c *Config) validateRedis() error {
 		}
 		if s.PasswordFile != "" && !filepath.IsAbs(s.PasswordFile) {
 			return fieldErr("sentinel.password_file", "%q is relative; give an absolute path", s.PasswordFile)
+		}
+		// Zero is the default (applyDefaults fills it in; a Config built
+		// in code may leave it).
+		if s.MaxConnections < 0 || s.MaxConnections > MaxSentinelConnections {
+			return fieldErr("sentinel.max_connections", "%d is out of range; use 1 to %d (default 1024)", s.MaxConnections, MaxSentinelConnections)
+		}
+		if d := time.Duration(s.IdleTimeout); d != 0 && d < MinSentinelIdle {
+			return fieldErr("sentinel.idle_timeout", "%s is too short; use at least %s (default 5m)", d, MinSentinelIdle)
+		}
+		if err := atMost("sentinel.idle_timeout", time.Duration(s.IdleTimeout), MaxSentinelIdle, "idle connections hold places of max_connections"); err != nil {
+			return err
 		}
 		if c.Redis == nil {
 			return fieldErr("sentinel", "is set without redis; the listener answers for the redis-master role, configure this node's redis too")
@@ -415,6 +479,14 @@ func (c *Config) validateTLS() error {
 
 func fieldErr(field, format string, args ...any) error {
 	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// atMost is conf.AtMost as an *Error.
+func atMost(field string, d, max time.Duration, reason string) error {
+	if err := conf.AtMost(field, d, max, reason); err != nil {
+		return sectionErr(field, err)
+	}
+	return nil
 }
 
 // Validate checks every field and returns the first problem as an *Error.
@@ -480,8 +552,14 @@ func (c *Config) Validate() error {
 	if c.GARP.Interval < 0 || (c.GARP.Interval > 0 && time.Duration(c.GARP.Interval) < time.Millisecond) {
 		return fieldErr("garp.interval", "%s is too short; use at least 1ms", time.Duration(c.GARP.Interval))
 	}
+	if err := atMost("garp.interval", time.Duration(c.GARP.Interval), MaxGARPInterval, "the announcements of a moved VIP are spread over repeat intervals, while neighbours may still send to the old holder"); err != nil {
+		return err
+	}
 	if c.GARP.Refresh < 0 || (c.GARP.Refresh > 0 && time.Duration(c.GARP.Refresh) < 100*time.Millisecond) {
 		return fieldErr("garp.refresh", "%s is too short; use at least 100ms, or leave it out to turn refreshes off", time.Duration(c.GARP.Refresh))
+	}
+	if err := atMost("garp.refresh", time.Duration(c.GARP.Refresh), MaxGARPRefresh, "or leave it out to turn refreshes off"); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

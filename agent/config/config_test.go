@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/agent/leasing"
+	"github.com/harbormaster/harbormaster/spec"
 )
 
 // baseKeys is a valid config document, one top-level key per line, in the
@@ -195,6 +197,22 @@ func TestValidationErrors(t *testing.T) {
 		{"duration written as a map", doc(set("timing", "{heartbeat: {ms: 250}}")), "", []string{"want a duration string", `"250ms"`}},
 		{"two YAML documents", doc() + "---\nnode_id: n2\n", "", []string{"more than one YAML document", "keep one"}},
 		{"duration without unit", doc(set("timing", "{lease: \"2\"}")), "", []string{`"2" is not a duration`}},
+		// Durations are bounded for what they do; the lease goes on the
+		// wire in uint32 milliseconds, which 1193h2m47.7965s would wrap.
+		{"timing.lease that wraps the wire", doc(set("timing", "{lease: 1193h2m47.7965s}")), "timing.lease", []string{"is too long", "at most 10m0s", "voters grant no longer lease"}},
+		{"timing.lease over 10m", doc(set("timing", "{lease: 10m1ms}")), "timing.lease", []string{"10m0.001s is too long"}},
+		{"timing.heartbeat over 1m", doc(set("timing", "{heartbeat: 61s, election: 61s}")), "timing.heartbeat", []string{"1m1s is too long", "at most 1m0s"}},
+		{"timing.election over 1m", doc(set("timing", "{election: 2m}")), "timing.election", []string{"at most 1m0s"}},
+		{"timing.leader_lease over 1m", doc(set("timing", "{leader_lease: 2m}")), "timing.leader_lease", []string{"at most 1m0s"}},
+		{"timing.renew over 1m", doc(set("timing", "{renew: 2m, lease: 10m}")), "timing.renew", []string{"at most 1m0s"}},
+		{"garp.interval over 10s", doc(set("garp", "{interval: 11s}")), "garp.interval", []string{"11s is too long", "at most 10s"}},
+		{"garp.refresh over 24h", doc(set("garp", "{refresh: 25h}")), "garp.refresh", []string{"25h0m0s is too long", "at most 24h0m0s"}},
+		{"sentinel.max_connections negative", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379, max_connections: -1}")), "sentinel.max_connections", []string{"-1 is out of range", "1 to 65536"}},
+		{"sentinel.max_connections over the cap", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379, max_connections: 65537}")), "sentinel.max_connections", []string{"65537 is out of range"}},
+		{"sentinel.idle_timeout too short", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379, idle_timeout: 500ms}")), "sentinel.idle_timeout", []string{"500ms is too short", "at least 1s"}},
+		{"sentinel.idle_timeout over 24h", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379, idle_timeout: 25h}")), "sentinel.idle_timeout", []string{"25h0m0s is too long", "at most 24h0m0s"}},
+		{"check interval over 1h", doc(set("checks", "[{name: pull, type: tcp, address: 127.0.0.1:5000, interval: 2h}]")), "checks[0].interval", []string{"2h0m0s is too long", "at most 1h0m0s"}},
+		{"config over 1 MiB", doc() + "# " + strings.Repeat("x", config.MaxSize) + "\n", "", []string{"over the 1048576-byte (1024 KiB) limit"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,6 +255,17 @@ func TestValidVariants(t *testing.T) {
 		check func(t *testing.T, c *config.Config)
 	}{
 		{"no metrics_addr", doc(del("metrics_addr")), nil},
+		{"durations at their caps", doc(set("timing", "{lease: 10m, renew: 1m, heartbeat: 1m, election: 1m, leader_lease: 1m}"), set("garp", "{interval: 10s, refresh: 24h}")), func(t *testing.T, c *config.Config) {
+			if tm, _ := c.TimingProfile(); tm.Lease != config.MaxLease {
+				t.Errorf("lease: got %s, want %s", tm.Lease, config.MaxLease)
+			}
+		}},
+		{"sentinel defaults", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379}")), func(t *testing.T, c *config.Config) {
+			if s := c.Sentinel; s.MaxConnections != 1024 || time.Duration(s.IdleTimeout) != 5*time.Minute {
+				t.Errorf("sentinel defaults: max_connections %d, idle_timeout %s; want 1024, 5m", s.MaxConnections, s.IdleTimeout)
+			}
+		}},
+		{"sentinel limits at their caps", doc(set("redis", "{address: 10.0.0.1:6379}"), set("sentinel", "{addr: 10.0.0.1:26379, max_connections: 65536, idle_timeout: 24h}")), nil},
 		{"checks and services", doc(set("checks", "[{name: pull, type: registry-pull, registry: http://127.0.0.1:5000, image: library/hello:latest, interval: 10s, fall: 2}, {name: redis, type: redis, address: 127.0.0.1:6379, role: master}]"),
 			set("services", "{notary: {start: [/usr/local/bin/notary-ctl, start], stop: [/usr/local/bin/notary-ctl, stop]}, clair: {mode: systemd, unit: clair.service}}")),
 			func(t *testing.T, c *config.Config) {
@@ -661,5 +690,30 @@ func TestLoadSecretFileModes(t *testing.T) {
 				t.Errorf("%s: got %q, want it to contain %q", f.field, ce.Msg, m)
 			}
 		}
+	}
+}
+
+// TestMaxLeaseIsWhatVotersGrant: a lease the config accepts is one the
+// voters grant as asked (agent/leasing refuses to send a longer one).
+func TestMaxLeaseIsWhatVotersGrant(t *testing.T) {
+	if config.MaxLease != leasing.MaxTTL {
+		t.Fatalf("config.MaxLease %s, leasing.MaxTTL %s: keep them equal", config.MaxLease, leasing.MaxTTL)
+	}
+}
+
+func TestLoadRefusesLargeFiles(t *testing.T) {
+	dir := t.TempDir()
+	big := writeFile(t, dir, "big.yaml", doc()+"# "+strings.Repeat("x", config.MaxSize)+"\n")
+	_, err := config.Load(big)
+	ce := asConfigError(t, err)
+	if !strings.Contains(ce.Msg, "over 1048576 bytes") || ce.Path != big {
+		t.Fatalf("Load of a config over the limit: got %v, want the path and the limit", err)
+	}
+	bigSpec := writeFile(t, dir, "spec.yaml", validSpec+"# "+strings.Repeat("x", spec.MaxSize)+"\n")
+	cfgPath := writeFile(t, dir, "n1.yaml", doc(set("spec_file", bigSpec)))
+	_, err = config.Load(cfgPath)
+	ce = asConfigError(t, err)
+	if ce.Field != "spec_file" || !strings.Contains(ce.Msg, fmt.Sprintf("over %d bytes", spec.MaxSize)) {
+		t.Fatalf("Load of a spec over the limit: got %v, want spec_file and the limit", err)
 	}
 }

@@ -35,6 +35,14 @@ var Profiles = map[string]Timing{
 	"wan":  {Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Lease: 3 * time.Second, Renew: 500 * time.Millisecond},
 }
 
+// Upper bounds of the timing overrides. MaxLease is the longest lease a
+// voter grants (agent/leasing.MaxTTL); a longer one could not be asked for.
+const (
+	MaxLease       = 10 * time.Minute
+	MaxRaftTimeout = time.Minute
+	raftReason     = "a longer Raft timeout leaves the cluster without a leader for that long after a failure"
+)
+
 // ProfileNames returns the profile names, sorted.
 func ProfileNames() []string {
 	var n []string
@@ -54,18 +62,23 @@ func (c *Config) TimingProfile() (Timing, error) {
 	}
 	o := c.Timing
 	for _, v := range []struct {
-		field string
-		val   conf.Duration
-		dst   *time.Duration
+		field  string
+		val    conf.Duration
+		dst    *time.Duration
+		max    time.Duration
+		reason string
 	}{
-		{"timing.heartbeat", o.Heartbeat, &t.Heartbeat},
-		{"timing.election", o.Election, &t.Election},
-		{"timing.leader_lease", o.LeaderLease, &t.LeaderLease},
-		{"timing.lease", o.Lease, &t.Lease},
-		{"timing.renew", o.Renew, &t.Renew},
+		{"timing.heartbeat", o.Heartbeat, &t.Heartbeat, MaxRaftTimeout, raftReason},
+		{"timing.election", o.Election, &t.Election, MaxRaftTimeout, raftReason},
+		{"timing.leader_lease", o.LeaderLease, &t.LeaderLease, MaxRaftTimeout, raftReason},
+		{"timing.lease", o.Lease, &t.Lease, MaxLease, "voters grant no longer lease, and a holder cut off keeps acting for its whole lease"},
+		{"timing.renew", o.Renew, &t.Renew, MaxRaftTimeout, "renew several times per lease"},
 	} {
 		if v.val < 0 || (v.val > 0 && time.Duration(v.val) < 5*time.Millisecond) {
 			return Timing{}, fieldErr(v.field, "%s is too short; use at least 5ms", time.Duration(v.val))
+		}
+		if err := atMost(v.field, time.Duration(v.val), v.max, v.reason); err != nil {
+			return Timing{}, err
 		}
 		if v.val > 0 {
 			*v.dst = time.Duration(v.val)

@@ -312,8 +312,26 @@ func (ln *leaseNet) request(nonce, gen uint64, ttl time.Duration) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	ttlMs, err := wireTTL(ttl)
+	if err != nil {
+		return nil, err
+	}
 	return lease.MarshalRequest(lease.Request{KeyID: k.ID, Nonce: nonce, Seq: seq, Node: ln.self, Gen: gen,
-		TTLMs: uint32(ttl.Milliseconds())}, k.Secret)
+		TTLMs: ttlMs}, k.Secret)
+}
+
+// MaxTTL is the longest lease a voter grants; a request for more is
+// ignored. The node config refuses a longer timing.lease.
+const MaxTTL = lease.MaxTTL
+
+// wireTTL is ttl in the request's milliseconds. It refuses what the wire's
+// uint32 would wrap, or a voter would ignore, rather than ask for another
+// lease than the one the node counts on.
+func wireTTL(ttl time.Duration) (uint32, error) {
+	if ttl < time.Millisecond || ttl > MaxTTL {
+		return 0, fmt.Errorf("lease of %s is outside 1ms to %s", ttl, MaxTTL)
+	}
+	return uint32(ttl / time.Millisecond), nil
 }
 
 // renew asks one member to grant this node's lease and waits for its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +38,8 @@ type conn struct {
 	mu       sync.Mutex
 	proto    int      // 2 or 3
 	channels []string // subscribed channels, in subscription order
-	patterns []string // subscribed patterns, in subscription order
+	patterns []string // subscribed patterns, in subscription order; replaced, never modified in place
+	subGen   uint64   // incremented at every change of channels or patterns
 	out      []byte   // replies and messages not yet written
 	spare    []byte   // a written buffer kept for reuse
 	kicked   bool     // an asynchronous flush is pending
@@ -57,15 +59,23 @@ func newConn(s *Server, nc net.Conn, id int64) *conn {
 }
 
 // serve runs the connection until the client quits or disconnects, a
-// request is malformed, a write fails or the server closes.
+// request is malformed, a write fails, the connection is idle for the
+// server's IdleTimeout while not subscribed, or the server closes.
 func (c *conn) serve() {
 	defer c.close()
 	log := c.s.log.With("client", c.nc.RemoteAddr().String())
 	for {
+		if c.subscriptions() > 0 {
+			c.nc.SetReadDeadline(time.Time{})
+		} else {
+			c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		}
 		args, err := resp.ReadCommand(c.br, requestLimits(c.authed))
 		if err != nil {
 			var pe *resp.ProtocolError
 			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				log.Debug("closing an idle connection", "idle_timeout", c.s.cfg.IdleTimeout)
 			case errors.As(err, &pe):
 				log.Debug("closing the connection after a protocol error", "err", err)
 				c.w.err("ERR Protocol error: " + pe.Msg)
@@ -143,8 +153,35 @@ func (c *conn) flushLocked() error {
 // directly or by pattern, and has it written asynchronously. A connection
 // that lets more than maxPendingOutput bytes pile up is closed, as Redis
 // does with its pubsub output buffer limit.
+//
+// Patterns are matched without holding c.mu, on a snapshot of the
+// subscriptions: the serve goroutine (and so the client's next PSUBSCRIBE
+// or PING) never waits for a match. Should the subscriptions change
+// meanwhile, the match is redone on the new ones, under c.mu after two
+// tries, so a message never follows the confirmation of the UNSUBSCRIBE
+// that ended its subscription.
 func (c *conn) deliver(channel, message string) {
-	c.mu.Lock()
+	var matched []string
+	for try := 0; ; try++ {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		if try >= 2 {
+			matched = c.s.matchPatterns(c.patterns, channel, matched[:0])
+			break
+		}
+		pats, gen := c.patterns, c.subGen
+		c.mu.Unlock()
+		matched = c.s.matchPatterns(pats, channel, matched[:0])
+		c.mu.Lock()
+		if c.subGen == gen {
+			break
+		}
+		c.mu.Unlock()
+	}
+	// c.mu is held.
 	if c.closed {
 		c.mu.Unlock()
 		return
@@ -156,14 +193,12 @@ func (c *conn) deliver(channel, message string) {
 		w.bulk(channel)
 		w.bulk(message)
 	}
-	for _, p := range c.patterns {
-		if globMatch(p, channel) {
-			w.push(4)
-			w.bulk("pmessage")
-			w.bulk(p)
-			w.bulk(channel)
-			w.bulk(message)
-		}
+	for _, p := range matched {
+		w.push(4)
+		w.bulk("pmessage")
+		w.bulk(p)
+		w.bulk(channel)
+		w.bulk(message)
 	}
 	if len(w.b) == len(c.out) {
 		c.mu.Unlock()
@@ -484,6 +519,7 @@ func (c *conn) quitCmd([]string) {
 func (c *conn) reset([]string) {
 	c.mu.Lock()
 	c.channels, c.patterns = nil, nil
+	c.subGen++
 	c.mu.Unlock()
 	c.name = ""
 	c.authed = !c.s.auth
@@ -536,32 +572,51 @@ func (c *conn) commandCmd([]string) { c.w.array(0) }
 
 // subscribe is SUBSCRIBE and PSUBSCRIBE. The subscriptions and their
 // confirmations enter the output under one lock, so no message overtakes
-// a confirmation.
+// a confirmation. A request that would take the connection over
+// maxChannels (maxPatterns), or names one longer than
+// maxSubscriptionName, is refused whole with an error; the connection and
+// its other subscriptions stay.
 func (c *conn) subscribe(args []string) {
 	pattern := strings.EqualFold(args[0], "psubscribe")
-	kind := "subscribe"
+	kind, what, limit := "subscribe", "channels", maxChannels
 	if pattern {
-		kind = "psubscribe"
+		kind, what, limit = "psubscribe", "patterns", maxPatterns
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.subscriptions()+len(args)-1 > maxArgs {
-		c.w.err(fmt.Sprintf("ERR too many subscriptions on one connection (at most %d)", maxArgs))
+	set, other := c.channels, len(c.patterns)
+	if pattern {
+		set, other = c.patterns, len(c.channels)
+	}
+	next := slices.Clip(set) // appends copy: deliver may be reading set
+	counts := make([]int, 0, len(args)-1)
+	for _, name := range args[1:] {
+		if len(name) > maxSubscriptionName {
+			c.w.err(fmt.Sprintf("ERR a name of %d bytes is too long; subscribe to names of at most %d bytes", len(name), maxSubscriptionName))
+			c.emitLocked()
+			return
+		}
+		if !slices.Contains(next, name) {
+			next = append(next, name)
+		}
+		counts = append(counts, other+len(next))
+	}
+	if len(next) > limit {
+		c.w.err(fmt.Sprintf("ERR too many %s on one connection: at most %d; unsubscribe some first", what, limit))
 		c.emitLocked()
 		return
 	}
-	for _, name := range args[1:] {
-		if pattern {
-			if !slices.Contains(c.patterns, name) {
-				c.patterns = append(c.patterns, name)
-			}
-		} else if !slices.Contains(c.channels, name) {
-			c.channels = append(c.channels, name)
-		}
+	if pattern {
+		c.patterns = next
+	} else {
+		c.channels = next
+	}
+	c.subGen++
+	for i, name := range args[1:] {
 		c.w.push(3)
 		c.w.bulk(kind)
 		c.w.bulk(name)
-		c.w.int(int64(c.subscriptions()))
+		c.w.int(int64(counts[i]))
 	}
 	c.emitLocked()
 }
@@ -592,7 +647,9 @@ func (c *conn) unsubscribe(args []string) {
 	}
 	for _, name := range names {
 		if i := slices.Index(*set, name); i >= 0 {
-			*set = slices.Delete(*set, i, i+1)
+			// A new slice: deliver may be reading the old one.
+			*set = slices.Delete(slices.Clone(*set), i, i+1)
+			c.subGen++
 		}
 		c.w.push(3)
 		c.w.bulk(kind)

@@ -50,8 +50,16 @@
 // A request has at most 1024 arguments of at most 64 KiB each and 1 MiB in
 // all (10 arguments of 16 KiB before authentication, as Redis); an inline
 // request at most 64 KiB. A malformed or oversized request gets a protocol
-// error and the connection is closed. Idle connections stay open (clients
-// hold subscriptions for hours); at most 4096 are open at once. A client
+// error and the connection is closed. At most Config.MaxConnections are
+// open at once (default 1024); one more is answered "-ERR max number of
+// clients reached" and closed. A connection that sends no request for
+// Config.IdleTimeout (default 5 min) is closed, unless it is subscribed:
+// clients hold a subscription for hours, and Redis never times out
+// subscribers either. A connection subscribes to at most 64 channels and 64
+// patterns of at most 128 bytes; a (P)SUBSCRIBE beyond is refused whole and
+// the connection stays. Patterns are matched in time linear in the product
+// of the lengths (never exponential, as Redis's own matcher can be), with
+// no lock held that other clients need. A client
 // that does not read is disconnected once a write blocks for 10 s, and a
 // subscriber once 1 MiB of messages is pending: Changed never waits for a
 // client.

@@ -22,6 +22,15 @@ const (
 	maxPendingOutput = 1 << 20 // replies and messages not yet written
 )
 
+// Subscription limits per connection. Sentinel clients subscribe to a few
+// short channels ("+switch-master"); the limits bound what one connection
+// makes the server keep and match on every publish.
+const (
+	maxChannels         = 64  // SUBSCRIBE channels
+	maxPatterns         = 64  // PSUBSCRIBE patterns
+	maxSubscriptionName = 128 // bytes of a channel or pattern
+)
+
 // requestLimits returns the limits of the next request of a client that
 // has authenticated or not. Requests are read with resp.ReadCommand.
 func requestLimits(authed bool) resp.CommandLimits {
@@ -132,87 +141,3 @@ func (w *writer) fields(kv []string) {
 
 // reset empties the buffer, keeping its memory.
 func (w *writer) reset() { w.b = w.b[:0] }
-
-// globMatch reports whether s matches the Redis glob pattern (as PSUBSCRIBE
-// uses it): * and ? and [abc], [^a], [a-z] classes, \ escapes the next
-// character.
-func globMatch(pattern, s string) bool {
-	for len(pattern) > 0 {
-		switch pattern[0] {
-		case '*':
-			for len(pattern) > 1 && pattern[1] == '*' {
-				pattern = pattern[1:]
-			}
-			if len(pattern) == 1 {
-				return true
-			}
-			for i := 0; i <= len(s); i++ {
-				if globMatch(pattern[1:], s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if len(s) == 0 {
-				return false
-			}
-			s = s[1:]
-			pattern = pattern[1:]
-		case '[':
-			if len(s) == 0 {
-				return false
-			}
-			rest, ok := matchClass(pattern[1:], s[0])
-			if !ok {
-				return false
-			}
-			pattern = rest
-			s = s[1:]
-		case '\\':
-			if len(pattern) >= 2 {
-				pattern = pattern[1:]
-			}
-			fallthrough
-		default:
-			if len(s) == 0 || s[0] != pattern[0] {
-				return false
-			}
-			s = s[1:]
-			pattern = pattern[1:]
-		}
-	}
-	return len(s) == 0
-}
-
-// matchClass matches c against the class that starts after '[' in p and
-// returns the pattern after the class. An unterminated class ends at the end
-// of the pattern, as in Redis.
-func matchClass(p string, c byte) (rest string, ok bool) {
-	negate := false
-	if len(p) > 0 && p[0] == '^' {
-		negate = true
-		p = p[1:]
-	}
-	match := false
-	for len(p) > 0 && p[0] != ']' {
-		switch {
-		case p[0] == '\\' && len(p) >= 2:
-			match = match || p[1] == c
-			p = p[2:]
-		case len(p) >= 3 && p[1] == '-' && p[2] != ']':
-			lo, hi := p[0], p[2]
-			if lo > hi {
-				lo, hi = hi, lo
-			}
-			match = match || lo <= c && c <= hi
-			p = p[3:]
-		default:
-			match = match || p[0] == c
-			p = p[1:]
-		}
-	}
-	if len(p) > 0 {
-		p = p[1:] // the ']'
-	}
-	return p, match != negate
-}

@@ -63,35 +63,3 @@ func TestWriter(t *testing.T) {
 		})
 	}
 }
-
-func TestGlobMatch(t *testing.T) {
-	tests := []struct {
-		pattern, s string
-		want       bool
-	}{
-		{"*", "+switch-master", true},
-		{"*", "", true},
-		{"+switch-*", "+switch-master", true},
-		{"+switch-*", "+sdown", false},
-		{"+s?own", "+sdown", true},
-		{"+s?own", "+sddown", false},
-		{"**master", "+switch-master", true},
-		{"*master*x", "+switch-master", false},
-		{"[+-]sdown", "-sdown", true},
-		{"[^+]sdown", "+sdown", false},
-		{"[a-c]", "b", true},
-		{"[c-a]", "b", true},
-		{"[a-c]", "d", false},
-		{`\*`, "*", true},
-		{`\*`, "a", false},
-		{`[\]]`, "]", true},
-		{"a[bc", "ab", true},
-		{"abc", "ab", false},
-		{"ab", "abc", false},
-	}
-	for _, tc := range tests {
-		if got := globMatch(tc.pattern, tc.s); got != tc.want {
-			t.Errorf("globMatch(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
-		}
-	}
-}

@@ -2,6 +2,7 @@ package sentinel
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -80,7 +81,26 @@ type Config struct {
 	// SENTINEL sentinels answers should the Source list it, and reports its
 	// port as INFO's tcp_port.
 	Announce Addr
+	// MaxConnections bounds the open client connections (default
+	// DefaultMaxConnections). A connection beyond it is answered
+	// "-ERR max number of clients reached" and closed at once.
+	MaxConnections int
+	// IdleTimeout closes a connection that sends no request for that long
+	// (default DefaultIdleTimeout), unless it is subscribed: clients hold
+	// a SUBSCRIBE to "+switch-master" open for hours without a word, and
+	// Redis never times out subscribers either. The timeout also bounds
+	// how long a request may take to arrive.
+	IdleTimeout time.Duration
+	// TLS, when set, makes every listener given to Serve a TLS listener
+	// with this configuration; nil serves plain TCP.
+	TLS *tls.Config
 }
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxConnections = 1024
+	DefaultIdleTimeout    = 5 * time.Minute
+)
 
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("sentinel: server closed")
@@ -97,6 +117,12 @@ type Server struct {
 
 	// auth is set when a password file is configured.
 	auth bool
+	// match is the pattern matcher: globMatch, but in tests.
+	match func(pattern, s string) bool
+	// refusing holds a token per connection being refused (answered
+	// "max number of clients" in its own goroutine); when none is left,
+	// further ones are closed without an answer.
+	refusing chan struct{}
 
 	mu        sync.Mutex
 	closed    bool
@@ -105,8 +131,11 @@ type Server struct {
 	nextID    int64
 	wg        sync.WaitGroup
 
-	// trackMu serializes Changed and guards tracked. It is taken before
-	// mu and before any conn's mu, never while holding them.
+	// pubMu serializes Changed, so messages keep their order; publishing
+	// (and matching patterns) happens under it alone. It is taken before
+	// trackMu, mu and any conn's mu, never while holding them.
+	pubMu sync.Mutex
+	// trackMu guards tracked; it is held only to read or update it.
 	trackMu sync.Mutex
 	tracked map[string]*tracked
 }
@@ -118,8 +147,8 @@ type tracked struct {
 	downSince time.Time // when the master was first seen down; zero when up
 }
 
-// maxClients bounds the open connections, as Redis's maxclients.
-const maxClients = 4096
+// maxRefusing bounds the connections being refused at once.
+const maxRefusing = 16
 
 // writeTimeout bounds every write to a client; a client that does not read
 // for that long is disconnected.
@@ -144,6 +173,18 @@ func newServer(cfg Config, src Source, log *slog.Logger, now func() time.Time) (
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case cfg.MaxConnections < 0:
+		return nil, fmt.Errorf("sentinel: max connections %d is negative", cfg.MaxConnections)
+	case cfg.MaxConnections == 0:
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	switch {
+	case cfg.IdleTimeout < 0:
+		return nil, fmt.Errorf("sentinel: idle timeout %s is negative", cfg.IdleTimeout)
+	case cfg.IdleTimeout == 0:
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	s := &Server{
 		cfg:       cfg,
 		src:       src,
@@ -153,6 +194,8 @@ func newServer(cfg Config, src Source, log *slog.Logger, now func() time.Time) (
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		tracked:   make(map[string]*tracked),
+		match:     globMatch,
+		refusing:  make(chan struct{}, maxRefusing),
 	}
 	if cfg.PasswordFile != "" {
 		if _, _, err := readPasswordFile(cfg.PasswordFile); err != nil {
@@ -214,8 +257,12 @@ func (s *Server) checkAuth(user, pass string) bool {
 // Serve accepts connections on ln and serves each in its own goroutine
 // until Close, then returns ErrServerClosed. It may run on several
 // listeners at once. Other accept errors are returned (temporary ones are
-// retried); Serve closes ln when it returns.
+// retried); Serve closes ln when it returns. With Config.TLS, ln's
+// connections are served over TLS.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -257,11 +304,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrServerClosed
-		case len(s.conns) >= maxClients:
+		case len(s.conns) >= s.cfg.MaxConnections:
+			s.refuse(nc) // under mu, so Close waits for it
 			s.mu.Unlock()
-			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(nc, "-ERR max number of clients reached\r\n")
-			nc.Close()
 			continue
 		}
 		s.nextID++
@@ -295,6 +340,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// refuse answers nc "max number of clients reached" and closes it, in a
+// goroutine of its own (a TLS handshake or a full socket buffer must not
+// hold up Accept), or closes it at once when maxRefusing are being
+// answered already. Callers hold mu.
+func (s *Server) refuse(nc net.Conn) {
+	select {
+	case s.refusing <- struct{}{}:
+	default:
+		nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.refusing }()
+		// Both ways: over TLS, the write first reads the handshake.
+		nc.SetDeadline(time.Now().Add(time.Second))
+		io.WriteString(nc, "-ERR max number of clients reached\r\n")
+		nc.Close()
+	}()
+}
+
 // goAsync runs f in a goroutine that Close waits for, unless the server is
 // closed.
 func (s *Server) goAsync(f func()) {
@@ -319,10 +386,11 @@ func (s *Server) goAsync(f func()) {
 // nothing changed it reads the Source once and allocates nothing more.
 // Publishing never blocks on slow clients.
 func (s *Server) Changed() {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	ms := s.src.Masters()
 	now := s.now()
 	s.trackMu.Lock()
-	defer s.trackMu.Unlock()
 	var msgs []string
 	for _, m := range ms {
 		t, ok := s.tracked[m.Name]
@@ -345,14 +413,15 @@ func (s *Server) Changed() {
 		}
 		t.addr, t.since = m.Addr, now
 	}
+	s.trackMu.Unlock()
 	for _, msg := range msgs {
 		s.publish("+switch-master", msg)
 	}
 }
 
 // publish queues message on channel to every connection subscribed to it,
-// directly or by a pattern. Callers hold trackMu, so messages keep their
-// order.
+// directly or by a pattern. Callers hold pubMu, so messages keep their
+// order; no other lock is held while patterns are matched.
 func (s *Server) publish(channel, message string) {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
@@ -363,6 +432,16 @@ func (s *Server) publish(channel, message string) {
 	for _, c := range conns {
 		c.deliver(channel, message)
 	}
+}
+
+// matchPatterns appends to dst the patterns that match channel.
+func (s *Server) matchPatterns(patterns []string, channel string, dst []string) []string {
+	for _, p := range patterns {
+		if s.match(p, channel) {
+			dst = append(dst, p)
+		}
+	}
+	return dst
 }
 
 // masterTimes returns how long ago the master's current address was first

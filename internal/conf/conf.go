@@ -55,3 +55,14 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 
 // String returns the Go duration string.
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// AtMost returns a *FieldError naming field when d is longer than max, and
+// nil otherwise: the upper bound a duration gets for what it does (a lease
+// a voter would refuse, a timeout that would stall a failover for days).
+// reason says what the bound protects, completing "at most max: ...".
+func AtMost(field string, d, max time.Duration, reason string) error {
+	if d <= max {
+		return nil
+	}
+	return Errorf(field, "%s is too long; use at most %s: %s", d, max, reason)
+}

@@ -47,3 +47,17 @@ func TestFieldError(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestAtMost(t *testing.T) {
+	if err := AtMost("timing.lease", 10*time.Minute, 10*time.Minute, "voters grant no more"); err != nil {
+		t.Errorf("at the bound: %v", err)
+	}
+	err := AtMost("timing.lease", 10*time.Minute+time.Millisecond, 10*time.Minute, "voters grant no more")
+	want := "timing.lease: 10m0.001s is too long; use at most 10m0s: voters grant no more"
+	if err == nil || err.Error() != want {
+		t.Fatalf("over the bound: got %v, want %q", err, want)
+	}
+	if fe, ok := err.(*FieldError); !ok || fe.Field != "timing.lease" {
+		t.Fatalf("got %T %v, want a *FieldError naming timing.lease", err, err)
+	}
+}
