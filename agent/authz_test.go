@@ -1,9 +1,12 @@
 package agent_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -208,5 +211,42 @@ func TestReloadTLS(t *testing.T) {
 	}
 	if got := serial(); got != renewed {
 		t.Errorf("after a refused reload the agent serves %s, want the loaded %s", got, renewed)
+	}
+}
+
+// TestSentinelTLS: with sentinel.tls the listener speaks TLS with the
+// node's certificate, which a Redis client verifies with the cluster CA;
+// plain RESP gets no answer.
+func TestSentinelTLS(t *testing.T) {
+	addr := freeAddr(t)
+	c := newCluster(t, 1, clusterOpts{redis: []string{freeAddr(t)}, sentinel: []string{addr}, sentinelTLS: true})
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(tlsid.FilesIn(c.tlsDir, "ca").CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pem)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: tlsid.NodeDNS("test", "n1")})
+	if err != nil {
+		t.Fatalf("TLS to the Sentinel listener, verified with the cluster CA: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || line != "+PONG\r\n" {
+		t.Fatalf("PING over TLS: %q, %v", line, err)
+	}
+	plain, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	_ = plain.SetDeadline(time.Now().Add(2 * time.Second))
+	_, _ = plain.Write([]byte("PING\r\n"))
+	if line, _ := bufio.NewReader(plain).ReadString('\n'); line == "+PONG\r\n" {
+		t.Error("plain RESP answered on a TLS listener")
 	}
 }

@@ -149,6 +149,8 @@ type clusterOpts struct {
 	// Sentinel-compatible listener on sentinel[i] when set.
 	redis    []string
 	sentinel []string
+	// sentinelTLS serves the Sentinel listeners with the nodes' certificates.
+	sentinelTLS bool
 }
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
@@ -193,7 +195,7 @@ func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
 		if i := len(c.nodes); i < len(o.redis) {
 			cfg.Redis = &redisctl.Config{Address: o.redis[i]}
 			if i < len(o.sentinel) {
-				cfg.Sentinel = &config.SentinelConfig{Addr: o.sentinel[i]}
+				cfg.Sentinel = &config.SentinelConfig{Addr: o.sentinel[i], TLS: o.sentinelTLS}
 			}
 		}
 		for _, ch := range o.checks {

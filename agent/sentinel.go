@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -76,7 +77,8 @@ func (a *Agent) openSentinel() (*sentinel.Server, net.Listener, error) {
 	}
 	sum := sha1.Sum([]byte("harbormaster sentinel " + a.cfg.NodeID))
 	srv, err := sentinel.New(sentinel.Config{Addr: sc.Addr, PasswordFile: sc.PasswordFile, RunID: hex.EncodeToString(sum[:]),
-		Announce: hostPort(sc.AnnounceAddr()), MaxConnections: sc.MaxConnections, IdleTimeout: time.Duration(sc.IdleTimeout)},
+		Announce: hostPort(sc.AnnounceAddr()), MaxConnections: sc.MaxConnections, IdleTimeout: time.Duration(sc.IdleTimeout),
+		TLS: a.sentinelTLS()},
 		sentinelSource{self: a.cfg.NodeID, state: a.fsm.State, grants: a.leases.Grants()},
 		a.log.With("component", "sentinel"))
 	if err != nil {
@@ -103,4 +105,13 @@ func (a *Agent) watchSentinel(ctx context.Context, srv *sentinel.Server) {
 		case <-time.After(a.timing.Renew):
 		}
 	}
+}
+
+// sentinelTLS is the listener's TLS configuration: the node's certificate
+// when sentinel.tls is set, else nil (plain RESP).
+func (a *Agent) sentinelTLS() *tls.Config {
+	if a.tls == nil || !a.cfg.Sentinel.TLS {
+		return nil
+	}
+	return a.tls.ServerConfigNoClientAuth()
 }

@@ -141,6 +141,10 @@ type SentinelConfig struct {
 	// IdleTimeout closes a connection that sends nothing for that long,
 	// unless it is subscribed (default 5m, 1s to 24h).
 	IdleTimeout conf.Duration `yaml:"idle_timeout,omitempty"`
+	// TLS serves the listener over TLS with the node's certificate (the
+	// tls section); clients verify it with the cluster CA and present
+	// none (Redis clients' tls options).
+	TLS bool `yaml:"tls,omitempty"`
 }
 
 // Defaults and bounds of the sentinel section (the defaults are
@@ -422,6 +426,9 @@ func (c *Config) validateRedis() error {
 		}
 		if err := atMost("sentinel.idle_timeout", time.Duration(s.IdleTimeout), MaxSentinelIdle, "idle connections hold places of max_connections"); err != nil {
 			return err
+		}
+		if s.TLS && c.TLS == nil {
+			return fieldErr("sentinel.tls", "is true but the node has no tls section; the listener serves the node's certificate, so set tls (or remove sentinel.tls)")
 		}
 		if c.Redis == nil {
 			return fieldErr("sentinel", "is set without redis; the listener answers for the redis-master role, configure this node's redis too")
