@@ -43,7 +43,7 @@ loopback-certs: build
 # bench: Raft leader failover on loopback, the VIP table against keepalived
 # and the Redis table against Redis Sentinel in the namespace lab, and mutual
 # TLS against insecure: true (crash-holder failover, idle CPU) (root; about
-# an hour and a quarter). docs/bench-*.md
+# an hour and ten minutes). docs/bench-*.md
 # hold the committed runs.
 bench: deps build
 	$(GO) run ./chaos/cmd/bench-leader --bin $(CURDIR)/$(BIN)/harbormaster --trials 20

@@ -50,7 +50,7 @@ func writeFailover(w io.Writer, r report) {
 		"Per mode and profile %d trials requested, in blocks of %d trials per fresh lab; the modes alternate block by block "+
 		"(tls, insecure, insecure, tls, ...). outage_ms: longest gap between successful client connects to the VIP "+
 		"(every 10 ms, 50 ms timeout) after the crash; failover_ms: crash to the first 10 ms kernel sample showing the "+
-		"address on the new holder. p99 is nearest-rank: with 20 trials it is the maximum. Ratio: TLS / insecure.\n\n",
+		"address on the new holder. p99 is nearest-rank: with fewer than 100 trials it is the maximum. Ratio: TLS / insecure.\n\n",
 		r.Trials, r.Block)
 	fmt.Fprintln(w, "| profile | figure | trials tls / insecure | p50 ms tls / insecure | p99 ms tls / insecure | max ms tls / insecure | ratio p50 | ratio p99 | target p99 |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
