@@ -53,13 +53,15 @@ loopback-certs: build
 	@HM_BIN=$(CURDIR)/$(BIN)/harbormaster scripts/loopback-certs.sh
 
 # bench: Raft leader failover on loopback, the VIP table against keepalived
-# and the Redis table against Redis Sentinel in the namespace lab (root;
-# about an hour). docs/bench-*.md
+# and the Redis table against Redis Sentinel in the namespace lab, and mutual
+# TLS against insecure: true (crash-holder failover, idle CPU) (root; about
+# an hour and ten minutes). docs/bench-*.md
 # hold the committed runs.
 bench: deps build
 	$(GO) run ./chaos/cmd/bench-leader --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
 	$(GO) run ./chaos/cmd/bench-vip --bin $(CURDIR)/$(BIN)/harbormaster --trials 20 --timeout 45m
 	$(GO) run ./chaos/cmd/bench-redis --bin $(CURDIR)/$(BIN)/harbormaster --trials 10 --timeout 60m
+	$(GO) run ./chaos/cmd/bench-tls --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
 
 # proto regenerates proto/harbormaster/v1/*.pb.go with pinned generators.
 proto:
