@@ -180,7 +180,7 @@ func TestServiceMoveStopsBeforeTheNewStart(t *testing.T) {
 	f := newFakeServices()
 	// A stop_timeout far beyond the test: a move that waited for it
 	// would not finish within the liveness wait below.
-	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service, stop_timeout: 1h}\n", services: []string{"notary"}, fake: f})
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service, stop_timeout: 10m}\n", services: []string{"notary"}, fake: f})
 	c.waitFor("notary started", 5*time.Second, func() bool { return len(f.runners("notary")) == 1 })
 	waitAllAlive(c)
 	holder := c.nodes[0].agent.State().Assignment("notary").Holder
@@ -188,7 +188,7 @@ func TestServiceMoveStopsBeforeTheNewStart(t *testing.T) {
 	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "notary", Node: target, Actor: "test"}); err != nil {
 		t.Fatalf("Move: %v", err)
 	}
-	c.waitFor("notary on the target, without waiting for the 1h stop_timeout", 10*time.Second, func() bool {
+	c.waitFor("notary on the target, without waiting for the 10m stop_timeout", 10*time.Second, func() bool {
 		a := c.nodes[0].agent.State().Assignment("notary")
 		return a.Holder == target && onlyRunner(f, "notary", target, a.Epoch)()
 	})
