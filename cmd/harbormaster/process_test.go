@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/internal/proccluster"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
@@ -308,6 +311,35 @@ func procFailover(t *testing.T, bin string) {
 	_, stderr, code = procCLI(t, bin, "status", "--addr", api(leader), "--ca-file", "", "--cert-file", "", "--key-file", "")
 	if code != exitUnavailable || !strings.Contains(stderr, "--ca-file") {
 		t.Errorf("status without certificates: exit %d, want %d with the TLS hint; stderr: %s", code, exitUnavailable, stderr)
+	}
+
+	// 2c. An admin adding a made-up voter is refused: nothing answers at its
+	// Raft address as that node, and a voter that never answers would cost
+	// the cluster its quorum.
+	{
+		cl, err := c.Client(leader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = cl.Join(jctx, &hmv1.JoinRequest{Id: "n7", RaftAddress: "127.0.0.1:7107", Voter: true})
+		cancel()
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(fmt.Sprint(err), "does not answer") {
+			t.Errorf("join of a made-up voter: %v, want FailedPrecondition saying n7 does not answer", err)
+		}
+		// Another node's Raft address, claimed under a new id.
+		jctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = cl.Join(jctx, &hmv1.JoinRequest{Id: "n8", RaftAddress: "127.0.0.1:7103", Voter: true})
+		cancel()
+		if err == nil {
+			t.Errorf("join of n8 at n3's Raft address was accepted")
+		}
+		mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ms, err := cl.Members(mctx, &hmv1.MembersRequest{})
+		cancel()
+		if err != nil || len(ms.Members) != 3 {
+			t.Errorf("members after refused joins: %v, %v; want the 3", ms, err)
+		}
 	}
 
 	// 3. An invalid spec is refused with exit 2, naming the field.
