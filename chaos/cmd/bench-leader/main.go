@@ -33,16 +33,15 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"os/signal"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/harbormaster/harbormaster/chaos/procstat"
 	"github.com/harbormaster/harbormaster/internal/proccluster"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -539,7 +538,7 @@ func measureFootprint(ctx context.Context, c *proccluster.Cluster, o options) (f
 	if err := sleep(ctx, o.idle); err != nil {
 		return fp, err
 	}
-	hz := clockTicks()
+	hz := procstat.ClockTicks()
 	type sample struct {
 		pid   int
 		ticks int64
@@ -550,11 +549,11 @@ func measureFootprint(ctx context.Context, c *proccluster.Cluster, o options) (f
 		if pid == 0 {
 			return fp, fmt.Errorf("%s is not running", id)
 		}
-		rss, err := readRSS(pid)
+		rss, err := procstat.ReadRSS(pid)
 		if err != nil {
 			return fp, err
 		}
-		ticks, err := readCPUTicks(pid)
+		ticks, err := procstat.ReadCPUTicks(pid)
 		if err != nil {
 			return fp, err
 		}
@@ -571,7 +570,7 @@ func measureFootprint(ctx context.Context, c *proccluster.Cluster, o options) (f
 		if c.PID(a.Node) != a.PID {
 			return fp, fmt.Errorf("%s restarted or died during the CPU window", a.Node)
 		}
-		ticks, err := readCPUTicks(a.PID)
+		ticks, err := procstat.ReadCPUTicks(a.PID)
 		if err != nil {
 			return fp, err
 		}
@@ -590,58 +589,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-// readRSS returns VmRSS of pid in KiB.
-func readRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v) // "12345 kB"
-			if len(f) == 2 && f[1] == "kB" {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS line", pid)
-}
-
-// readCPUTicks returns utime+stime of pid in clock ticks.
-func readCPUTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14, utime
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15, stime
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return ut + st, nil
-}
-
-// clockTicks is the kernel's USER_HZ (getconf CLK_TCK), 100 on Linux when
-// getconf is missing.
-func clockTicks() int64 {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if v, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && v > 0 {
-			return v
-		}
-	}
-	return 100
 }
 
 func printTables(w io.Writer, r *result) {

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/harbormaster/harbormaster/chaos/procstat"
 	"github.com/harbormaster/harbormaster/internal/proccluster"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -238,7 +239,7 @@ func measure(ctx context.Context, c *proccluster.Cluster, idle, window time.Dura
 	if err := sleep(ctx, idle); err != nil {
 		return nil, err
 	}
-	hz := clockTicks()
+	hz := procstat.ClockTicks()
 	var out []sample
 	start := map[string]int64{}
 	for _, id := range c.IDs() {
@@ -246,11 +247,11 @@ func measure(ctx context.Context, c *proccluster.Cluster, idle, window time.Dura
 		if pid == 0 {
 			return nil, fmt.Errorf("%s is not running", id)
 		}
-		rss, err := readRSS(pid)
+		rss, err := procstat.ReadRSS(pid)
 		if err != nil {
 			return nil, err
 		}
-		ticks, err := readCPUTicks(pid)
+		ticks, err := procstat.ReadCPUTicks(pid)
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +268,7 @@ func measure(ctx context.Context, c *proccluster.Cluster, idle, window time.Dura
 		if c.PID(s.Node) != s.PID {
 			return nil, fmt.Errorf("%s restarted or died during the CPU window", s.Node)
 		}
-		ticks, err := readCPUTicks(s.PID)
+		ticks, err := procstat.ReadCPUTicks(s.PID)
 		if err != nil {
 			return nil, err
 		}

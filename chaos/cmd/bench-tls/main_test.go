@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/chaos/procstat"
 	"github.com/harbormaster/harbormaster/chaos/scenario"
 	"github.com/harbormaster/harbormaster/internal/proccluster"
 )
@@ -115,11 +116,11 @@ func TestInsecureConfigKeepsAbsoluteSpec(t *testing.T) {
 func TestParseStatTicks(t *testing.T) {
 	// A command name with a space and a parenthesis; utime 120, stime 34.
 	line := "4242 (harbor (x) master) S 1 4242 4242 0 -1 4194560 1000 0 0 0 120 34 0 0 20 0 12 0 100 0 0\n"
-	got, err := parseStatTicks(line)
+	got, err := procstat.ParseStatTicks(line)
 	if err != nil || got != 154 {
 		t.Errorf("parseStatTicks = %d, %v; want 154", got, err)
 	}
-	if _, err := parseStatTicks("4242 (x) S 1 2"); err == nil {
+	if _, err := procstat.ParseStatTicks("4242 (x) S 1 2"); err == nil {
 		t.Error("short line: no error")
 	}
 }
