@@ -140,6 +140,7 @@ func (h *hostile) phase(ctx context.Context, kind string, run func(ctx context.C
 	if err := h.guardFailed(); err != nil {
 		return fmt.Errorf("%s: %w", kind, err)
 	}
+	h.tr.accept(kind, explicit)
 	if err := Sleep(ctx, hostileSettle); err != nil {
 		return err
 	}
@@ -149,7 +150,9 @@ func (h *hostile) phase(ctx context.Context, kind string, run func(ctx context.C
 			return ctx.Err()
 		}
 		h.tr.violate("accepted: %s: the observer could not read the cluster afterwards: %v", kind, err)
-		h.tr.accept(kind, max(1-explicit, 0))
+		if explicit == 0 {
+			h.tr.accept(kind, 1)
+		}
 		return nil
 	}
 	issues := h.judge(h.last, after, h.c.SamplesSince(start), kernel)
@@ -159,7 +162,6 @@ func (h *hostile) phase(ctx context.Context, kind string, run func(ctx context.C
 	if explicit == 0 && len(issues) > 0 {
 		h.tr.accept(kind, 1)
 	}
-	h.tr.accept(kind, explicit)
 	h.last = after
 	return nil
 }
