@@ -67,6 +67,10 @@ type ClusterOptions struct {
 	Log *slog.Logger
 	// LabName labels the lab's namespaces (see lab.Options.Name).
 	LabName string
+	// Clients is the number of client hosts c1..cN (default 1). c1 runs
+	// the observers (prober, admin calls); the others are free for a
+	// scenario's own use (hostile-lan's attacker is c2).
+	Clients int
 	// LabBin is the harbormaster-lab binary, for the helpers that run
 	// inside the lab (`harbormaster-lab internal push`, the stand-in
 	// services' `internal service`). Scenarios that need it fail without.
@@ -194,7 +198,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 			c.Close()
 		}
 	}()
-	if c.Lab, err = lab.New(ctx, lab.Options{Nodes: 3, Clients: 1, Name: opts.LabName}); err != nil {
+	if c.Lab, err = lab.New(ctx, lab.Options{Nodes: 3, Clients: max(opts.Clients, 1), Name: opts.LabName}); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.nodes = c.Lab.Nodes()

@@ -104,9 +104,13 @@ type Trial struct {
 	DualMasterMS *float64 `json:"dual_master_ms,omitempty"`
 	// Figures are the scenario's own measurements, in ms unless named
 	// otherwise.
-	Figures    map[string]float64 `json:"figures,omitempty"`
-	Violations []string           `json:"violations,omitempty"`
-	Notes      []string           `json:"notes,omitempty"`
+	Figures map[string]float64 `json:"figures,omitempty"`
+	// Attacks and Accepted (hostile-lan) count, per kind of attack, the
+	// attempts made and those the cluster accepted (see Result).
+	Attacks    map[string]int `json:"attacks,omitempty"`
+	Accepted   map[string]int `json:"accepted,omitempty"`
+	Violations []string       `json:"violations,omitempty"`
+	Notes      []string       `json:"notes,omitempty"`
 }
 
 func (t *Trial) violate(format string, args ...any) {
@@ -115,6 +119,22 @@ func (t *Trial) violate(format string, args ...any) {
 
 func (t *Trial) note(format string, args ...any) {
 	t.Notes = append(t.Notes, fmt.Sprintf(format, args...))
+}
+
+// attack counts n attempts of an attack kind; accept counts n of them
+// that the cluster accepted (kind appears in Accepted even when n is 0).
+func (t *Trial) attack(kind string, n int) {
+	if t.Attacks == nil {
+		t.Attacks = map[string]int{}
+	}
+	t.Attacks[kind] += n
+}
+
+func (t *Trial) accept(kind string, n int) {
+	if t.Accepted == nil {
+		t.Accepted = map[string]int{}
+	}
+	t.Accepted[kind] += n
 }
 
 func (t *Trial) figure(name string, v float64) {
@@ -155,7 +175,15 @@ type Result struct {
 	LostAckedWrites *Stats           `json:"lost_acked_writes,omitempty"`
 	DualMasterMS    *float64         `json:"dual_master_ms,omitempty"`
 	Figures         map[string]Stats `json:"figures,omitempty"`
-	Targets         []Target         `json:"targets,omitempty"`
+	// Attacks (hostile-lan) is the number of attempts per kind of attack
+	// over the trials; Accepted how many of them the cluster accepted: an
+	// API call that passed authorization, a lease datagram granted, a
+	// Raft frame answered, or an attack after which the state changed
+	// (then 1 if no single attempt could be blamed). Each acceptance is
+	// also a violation naming it.
+	Attacks  map[string]int `json:"attacks,omitempty"`
+	Accepted map[string]int `json:"accepted,omitempty"`
+	Targets  []Target       `json:"targets,omitempty"`
 	// Skipped says why the scenario did not run.
 	Skipped  string  `json:"skipped,omitempty"`
 	PerTrial []Trial `json:"per_trial"`
@@ -239,6 +267,8 @@ func catalogue() []scenario {
 			run: redisMove, cluster: redisCluster},
 		{name: "redis-restart-all", about: "SIGTERM of all three agents and a restart (Redis keeps running), then a rolling restart of every Redis server, master last: re-elected by offset, no two masters, no acknowledged write lost",
 			run: redisRestartAll, cluster: redisCluster},
+		{name: "hostile-lan", about: "an attacker on the LAN (c2, no certificate of the cluster) forges and replays lease datagrams, calls every API method in plain text, without a certificate and with other CAs' certificates, sends forged Raft frames and floods the API and Raft ports: nothing accepted, no failover",
+			run: hostileLAN, cluster: hostileCluster},
 	}
 }
 
@@ -391,6 +421,8 @@ func finish(res Result, sc scenario) Result {
 		for k, v := range tr.Figures {
 			figs[k] = append(figs[k], v)
 		}
+		res.Attacks = addCounts(res.Attacks, tr.Attacks)
+		res.Accepted = addCounts(res.Accepted, tr.Accepted)
 	}
 	res.OutageMS = summarize(outages)
 	if len(lost) > 0 {
@@ -408,6 +440,17 @@ func finish(res Result, sc scenario) Result {
 		res.Targets = sc.targets(&res)
 	}
 	return res
+}
+
+// addCounts adds b into a (allocated when b has keys) and returns a.
+func addCounts(a, b map[string]int) map[string]int {
+	for k, v := range b {
+		if a == nil {
+			a = map[string]int{}
+		}
+		a[k] += v
+	}
+	return a
 }
 
 // FigureNames returns the result's figure names, sorted.

@@ -355,6 +355,27 @@ func TestStopHookHangs(t *testing.T) {
 	hasFigures(t, r, "move_ms", "hook_killed_ms", "fenced_ms", "old_stopped_ms")
 }
 
+// TestHostileLAN: every kind of attack from the LAN was made and none was
+// accepted (an acceptance is also a violation, which runScenario fails on).
+func TestHostileLAN(t *testing.T) {
+	r := runScenario(t, "hostile-lan", nil)
+	for _, kind := range []string{"api-plaintext", "api-tls-no-cert", "api-foreign-ca-admin", "api-foreign-ca-node",
+		"api-other-cluster-admin", "api-other-cluster-node", "raft-plaintext", "raft-tls-no-cert", "raft-foreign-ca-node",
+		"flood-api", "flood-raft", "lease-replay-now", "lease-ttl", "lease-replay-later", "lease-gen-next", "lease-names",
+		"lease-gen-max"} {
+		if r.Attacks[kind] == 0 {
+			t.Errorf("hostile-lan: no attempt of %s", kind)
+		}
+		if n, ok := r.Accepted[kind]; !ok || n != 0 {
+			t.Errorf("hostile-lan: %s: accepted %d (reported: %v)", kind, n, ok)
+		}
+	}
+	hasFigures(t, r, "lease_captured", "flood-api_observer_calls")
+	if s := r.Figures["lease_captured"]; s.Max == 0 {
+		t.Error("hostile-lan: no lease datagram captured: the replays proved nothing")
+	}
+}
+
 // The Redis scenarios. Dual masters, lost writes where none may
 // be lost, a late fence and a Redis that does not rejoin are violations
 // inside the scenarios; the tests check the figures were measured and

@@ -181,6 +181,14 @@ func printResult(w io.Writer, r *scenario.Result) {
 	for _, k := range r.FigureNames() {
 		fmt.Fprintf(t, "%s\t%s\n", k, stats(r.Figures[k]))
 	}
+	var kinds []string
+	for k := range r.Attacks {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(t, "attack %s	%d attempts, %d accepted\n", k, r.Attacks[k], r.Accepted[k])
+	}
 	for _, tg := range r.Targets {
 		fmt.Fprintf(t, "target %s\tmeasured %.0f: %s\n", tg.What, tg.Measured, map[bool]string{true: "met", false: "MISSED"}[tg.Met])
 	}
