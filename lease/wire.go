@@ -14,13 +14,16 @@ import (
 // renewal may wait; independent datagrams retried every few tens of
 // milliseconds get through. Big-endian:
 //
-//	request: "HMLS" | version 2 | type 1 | key_id u32 | nonce u64 | seq u64 | gen u64 | ttl_ms u32 | len u8 | node    | mac [16]
+//	request: "HMLS" | version 2 | type 1 | key_id u32 | nonce u64 | seq u64 | gen u64 | ttl_ms u32 | len u8 | node    | len u8 | to | mac [16]
 //	reply:   "HMLS" | version 2 | type 2 | key_id u32 | nonce u64 |           gen u64 | verdict u8 | len u8 | granter | mac [16]
 //
 // mac is HMAC-SHA256 under the cluster lease key key_id (fsm.LeaseKey),
 // truncated to 16 bytes, over every byte before it. A request's seq is the
 // sender's sequence number (the receiver's replay window); a reply carries
 // the nonce of the request it answers and is MAC'd under the request's key.
+// A request names its receiver (to): a renewal captured on its way to one
+// voter and replayed to another, whose window has not seen its sequence
+// number, is refused there.
 const (
 	wireMagic   = "HMLS"
 	wireVersion = 2
@@ -31,7 +34,7 @@ const (
 	// headerSize: magic, version, type, key id, nonce.
 	headerSize = 4 + 1 + 1 + 4 + 8
 	// MaxDatagram bounds a lease datagram.
-	MaxDatagram = headerSize + 8 + 8 + 4 + 1 + 255 + MACSize
+	MaxDatagram = headerSize + 8 + 8 + 4 + 1 + 255 + 1 + 255 + MACSize
 	// KeySize is the length of a lease key.
 	KeySize = 32
 )
@@ -45,6 +48,8 @@ type Request struct {
 	// sender's lifetime, restarts included (ReplayWindow).
 	Seq   uint64
 	Node  string
+	// To is the receiver the sender addressed it to.
+	To    string
 	Gen   uint64
 	TTLMs uint32
 }
@@ -100,12 +105,17 @@ func MarshalRequest(r Request, key []byte) ([]byte, error) {
 	if len(r.Node) == 0 || len(r.Node) > 255 {
 		return nil, fmt.Errorf("lease request: node id of %d bytes", len(r.Node))
 	}
+	if len(r.To) == 0 || len(r.To) > 255 {
+		return nil, fmt.Errorf("lease request: receiver id of %d bytes", len(r.To))
+	}
 	b := header(typeRenew, r.KeyID, r.Nonce)
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	b = binary.BigEndian.AppendUint64(b, r.Gen)
 	b = binary.BigEndian.AppendUint32(b, r.TTLMs)
 	b = append(b, byte(len(r.Node)))
-	return seal(append(b, r.Node...), key)
+	b = append(b, r.Node...)
+	b = append(b, byte(len(r.To)))
+	return seal(append(b, r.To...), key)
 }
 
 // MarshalReply encodes r and MACs it with key (the key named r.KeyID).
@@ -156,12 +166,20 @@ func Unmarshal(b []byte, keys Keys) (any, error) {
 		if len(rest) < 21 {
 			return nil, errors.New("lease request: too short")
 		}
-		node, err := str(rest[20:])
+		ids := rest[20:]
+		if n := int(ids[0]); 1+n >= len(ids) {
+			return nil, errors.New("lease request: bad id length")
+		}
+		node, err := str(ids[:1+int(ids[0])])
+		if err != nil {
+			return nil, err
+		}
+		to, err := str(ids[1+int(ids[0]):])
 		if err != nil {
 			return nil, err
 		}
 		return &Request{KeyID: keyID, Nonce: nonce, Seq: binary.BigEndian.Uint64(rest), Gen: binary.BigEndian.Uint64(rest[8:]),
-			TTLMs: binary.BigEndian.Uint32(rest[16:]), Node: node}, nil
+			TTLMs: binary.BigEndian.Uint32(rest[16:]), Node: node, To: to}, nil
 	case typeReply:
 		if len(rest) < 10 {
 			return nil, errors.New("lease reply: too short")

@@ -24,7 +24,7 @@ func keysAB(id uint32) []byte {
 }
 
 func TestWireRoundTrip(t *testing.T) {
-	req := Request{KeyID: 2, Nonce: 1<<63 + 5, Seq: 7<<40 | 9, Node: "n1", Gen: 1795646488408358850, TTLMs: 500}
+	req := Request{KeyID: 2, Nonce: 1<<63 + 5, Seq: 7<<40 | 9, Node: "n1", To: "n2", Gen: 1795646488408358850, TTLMs: 500}
 	b, err := MarshalRequest(req, keyB)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestWireRoundTrip(t *testing.T) {
 }
 
 func TestWireRejects(t *testing.T) {
-	good, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", Gen: 2, TTLMs: 3}, keyA)
+	good, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", To: "n2", Gen: 2, TTLMs: 3}, keyA)
 	bad := func(mut func([]byte) []byte) []byte { return mut(append([]byte(nil), good...)) }
 	for name, b := range map[string][]byte{
 		"empty":          nil,
@@ -66,7 +66,7 @@ func TestWireRejects(t *testing.T) {
 	if _, err := MarshalRequest(Request{Node: ""}, keyA); err == nil {
 		t.Error("empty node id accepted")
 	}
-	if _, err := MarshalRequest(Request{Node: "n1"}, keyA[:16]); err == nil {
+	if _, err := MarshalRequest(Request{Node: "n1", To: "n2"}, keyA[:16]); err == nil {
 		t.Error("a 16-byte key accepted")
 	}
 	if _, err := MarshalReply(Reply{Granter: "n2", Verdict: 9}, keyA); err == nil {
@@ -77,7 +77,7 @@ func TestWireRejects(t *testing.T) {
 // Every byte of a datagram is covered by the MAC: a forger who flips any
 // of them (generation, ttl, node, sequence number, key id) is refused.
 func TestWireMACCoversEveryByte(t *testing.T) {
-	good, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 5, Node: "n1", Gen: 2, TTLMs: 500}, keyA)
+	good, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 5, Node: "n1", To: "n2", Gen: 2, TTLMs: 500}, keyA)
 	for i := 6; i < len(good); i++ { // magic and version fail earlier
 		b := append([]byte(nil), good...)
 		b[i] ^= 0x01
@@ -93,22 +93,22 @@ func TestWireMACCoversEveryByte(t *testing.T) {
 
 func TestWireForgedAndWrongKey(t *testing.T) {
 	// An attacker without the key: any MAC it makes up fails.
-	forged, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", Gen: 1<<64 - 1, TTLMs: 600_000},
+	forged, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", To: "n2", Gen: 1<<64 - 1, TTLMs: 600_000},
 		bytes.Repeat([]byte{0}, KeySize))
 	if _, err := Unmarshal(forged, keysAB); !errors.Is(err, ErrBadMAC) {
 		t.Errorf("forged MAC: err %v, want ErrBadMAC", err)
 	}
 	// The right id with the wrong key (another cluster's key 1).
-	other, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", Gen: 2, TTLMs: 500}, keyB)
+	other, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", To: "n2", Gen: 2, TTLMs: 500}, keyB)
 	if _, err := Unmarshal(other, keysAB); !errors.Is(err, ErrBadMAC) {
 		t.Errorf("wrong key: err %v, want ErrBadMAC", err)
 	}
 	// A key id the receiver does not hold, and a receiver with no key.
-	unknown, _ := MarshalRequest(Request{KeyID: 3, Nonce: 1, Seq: 1, Node: "n1", Gen: 2, TTLMs: 500}, keyA)
+	unknown, _ := MarshalRequest(Request{KeyID: 3, Nonce: 1, Seq: 1, Node: "n1", To: "n2", Gen: 2, TTLMs: 500}, keyA)
 	if _, err := Unmarshal(unknown, keysAB); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("unknown key id: err %v, want ErrUnknownKey", err)
 	}
-	good, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", Gen: 2, TTLMs: 500}, keyA)
+	good, _ := MarshalRequest(Request{KeyID: 1, Nonce: 1, Seq: 1, Node: "n1", To: "n2", Gen: 2, TTLMs: 500}, keyA)
 	if _, err := Unmarshal(good, func(uint32) []byte { return nil }); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("no key: err %v, want ErrUnknownKey", err)
 	}
@@ -161,7 +161,7 @@ func TestReplayWindow(t *testing.T) {
 // that verifies re-encodes to the same bytes (there is one encoding of each
 // datagram, so nothing that verifies can mean two things).
 func FuzzLeaseWire(f *testing.F) {
-	req, _ := MarshalRequest(Request{KeyID: 1, Nonce: 3, Seq: 1<<40 | 1, Node: "n1", Gen: 1795646488408358850, TTLMs: 500}, keyA)
+	req, _ := MarshalRequest(Request{KeyID: 1, Nonce: 3, Seq: 1<<40 | 1, Node: "n1", To: "n2", Gen: 1795646488408358850, TTLMs: 500}, keyA)
 	rep, _ := MarshalReply(Reply{KeyID: 2, Nonce: 3, Granter: "n2", Verdict: Granted, Gen: 1795646488408358850}, keyB)
 	f.Add(req)
 	f.Add(rep)

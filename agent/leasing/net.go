@@ -38,6 +38,7 @@ const (
 	DropTTL          = "ttl"
 	DropGeneration   = "generation"
 	DropReplay       = "replay"
+	DropMisdirected  = "misdirected"
 	DropUnexpected   = "unexpected-reply"
 	DropWrongPeer    = "wrong-granter"
 )
@@ -202,6 +203,9 @@ func (ln *leaseNet) admit(m *lease.Request, now time.Time) (string, error) {
 	if !spec.ValidName(m.Node) {
 		return DropMalformed, fmt.Errorf("node id %q", m.Node)
 	}
+	if m.To != ln.self {
+		return DropMisdirected, fmt.Errorf("addressed to %q, not this node", m.To)
+	}
 	ms, err := ln.members()
 	if err != nil {
 		return DropNonMember, err
@@ -301,9 +305,9 @@ func (ln *leaseNet) nextSeq() (uint64, error) {
 	return ln.boot<<seqBootShift | c, nil
 }
 
-// request encodes a renewal with a fresh sequence number under the current
-// lease key.
-func (ln *leaseNet) request(nonce, gen uint64, ttl time.Duration) ([]byte, error) {
+// request encodes a renewal addressed to member to, with a fresh sequence
+// number, under the current lease key.
+func (ln *leaseNet) request(to string, nonce, gen uint64, ttl time.Duration) ([]byte, error) {
 	k := ln.state().LeaseKey
 	if k == nil {
 		return nil, errNoKey
@@ -316,7 +320,7 @@ func (ln *leaseNet) request(nonce, gen uint64, ttl time.Duration) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	return lease.MarshalRequest(lease.Request{KeyID: k.ID, Nonce: nonce, Seq: seq, Node: ln.self, Gen: gen,
+	return lease.MarshalRequest(lease.Request{KeyID: k.ID, Nonce: nonce, Seq: seq, Node: ln.self, To: to, Gen: gen,
 		TTLMs: ttlMs}, k.Secret)
 }
 
@@ -354,7 +358,7 @@ func (ln *leaseNet) renew(ctx context.Context, m Member, gen uint64, ttl, retry 
 	tick := time.NewTicker(retry)
 	defer tick.Stop()
 	for {
-		pkt, err := ln.request(nonce, gen, ttl)
+		pkt, err := ln.request(m.ID, nonce, gen, ttl)
 		if err != nil {
 			return nil, err
 		}

@@ -87,7 +87,7 @@ func (r *rig) req(node string, seq, gen uint64, ttlMs uint32) lease.Request {
 	if gen == 0 {
 		gen = uint64(time.Now().UnixNano())
 	}
-	return lease.Request{KeyID: 1, Nonce: r.nonce, Seq: seq, Node: node, Gen: gen, TTLMs: ttlMs}
+	return lease.Request{KeyID: 1, Nonce: r.nonce, Seq: seq, Node: node, To: "n1", Gen: gen, TTLMs: ttlMs}
 }
 
 func (r *rig) seal(q lease.Request, k []byte) []byte {
@@ -189,6 +189,17 @@ func TestReplayRefused(t *testing.T) {
 	// After a restart the boot counter puts the sender above.
 	r.granted("next boot", r.seal(r.req("n2", 2<<seqBootShift|1, 0, 500), key(1)))
 	r.refused("previous boot", r.seal(r.req("n2", 1<<seqBootShift|100, 0, 500), key(1)), "n2", DropReplay)
+}
+
+// TestMisdirectedRefused: a renewal n2 addressed to n3, captured and
+// replayed to n1 (whose window has not seen its sequence number), is
+// refused: the receiver is MAC'd into the request.
+func TestMisdirectedRefused(t *testing.T) {
+	r := newRig(t)
+	q := r.req("n2", 50, 0, 500)
+	q.To = "n3"
+	r.refused("a renewal addressed to n3", r.seal(q, key(1)), "n2", DropMisdirected)
+	r.granted("the next one, addressed to n1", r.seal(r.req("n2", 51, 0, 500), key(1)))
 }
 
 func TestNonMemberRefusedWithoutTableGrowth(t *testing.T) {
