@@ -46,8 +46,8 @@ type Request struct {
 	Nonce uint64
 	// Seq is the sender's sequence number: strictly increasing over the
 	// sender's lifetime, restarts included (ReplayWindow).
-	Seq   uint64
-	Node  string
+	Seq  uint64
+	Node string
 	// To is the receiver the sender addressed it to.
 	To    string
 	Gen   uint64
