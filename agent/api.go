@@ -102,7 +102,7 @@ func (s *server) onLeader(ctx context.Context, fn func(ctx context.Context, c hm
 	if err != nil {
 		return true, status.Error(codes.Unavailable, err.Error())
 	}
-	out := metadata.AppendToOutgoingContext(forwardFor(ctx, ctx), forwardedKey, s.a.cfg.NodeID)
+	out := metadata.AppendToOutgoingContext(forwardFor(ctx), forwardedKey, s.a.cfg.NodeID)
 	return true, fn(out, hmv1.NewAdminClient(c))
 }
 
@@ -116,7 +116,7 @@ func (a *Agent) forwardPropose(ctx context.Context, b []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx = metadata.AppendToOutgoingContext(forwardFor(ctx, ctx), forwardedKey, a.cfg.NodeID)
+	ctx = metadata.AppendToOutgoingContext(forwardFor(ctx), forwardedKey, a.cfg.NodeID)
 	resp, err := hmv1.NewClusterClient(c).Propose(ctx, &hmv1.ProposeRequest{Command: b})
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {

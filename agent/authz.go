@@ -201,14 +201,14 @@ func (a *Agent) streamAuthz(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	return h(srv, authzStream{ServerStream: ss, ctx: ctx})
 }
 
-// forwardFor adds the identity a request acts as to an outgoing context,
-// so the leader authorizes the original operator, not this node.
-func forwardFor(in, out context.Context) context.Context {
-	c, ok := callerOf(in)
+// forwardFor adds the identity a request acts as to ctx's outgoing
+// metadata, so the leader authorizes the original caller, not this node.
+func forwardFor(ctx context.Context) context.Context {
+	c, ok := callerOf(ctx)
 	if !ok {
-		return out
+		return ctx
 	}
-	return metadata.AppendToOutgoingContext(out, onBehalfOfKey, c.effective.URI().String())
+	return metadata.AppendToOutgoingContext(ctx, onBehalfOfKey, c.effective.URI().String())
 }
 
 // checkProposer checks that a command forwarded through Cluster.Propose
