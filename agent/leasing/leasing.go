@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -395,11 +396,7 @@ func (v *viewErrors) ok(voter string) {
 func (v *viewErrors) counts() map[string]uint64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	out := make(map[string]uint64, len(v.count))
-	for k, c := range v.count {
-		out[k] = c
-	}
-	return out
+	return maps.Clone(v.count)
 }
 
 // peerWatch remembers which members did not answer the last renewal.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -118,11 +119,7 @@ func (ln *leaseNet) drop(reason string, from net.Addr, node string, err error) {
 func (ln *leaseNet) dropCounts() map[string]uint64 {
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
-	out := make(map[string]uint64, len(ln.drops))
-	for k, v := range ln.drops {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(ln.drops)
 }
 
 // keys looks a lease key up in the current state.
