@@ -250,3 +250,30 @@ func TestSentinelTLS(t *testing.T) {
 		t.Error("plain RESP answered on a TLS listener")
 	}
 }
+
+// TestAPIStreamLimit: one connection gets at most 64 concurrent calls
+// (5,000 streams on one connection used to be accepted); the 65th waits
+// until one ends.
+func TestAPIStreamLimit(t *testing.T) {
+	c := newCluster(t, 1, clusterOpts{})
+	conn := c.connAs(c.nodes[0], "read")
+	cl := hmv1.NewAdminClient(conn)
+	ctx, cancel := context.WithCancel(ctxT(t, 30*time.Second))
+	defer cancel()
+	for i := 0; i < 64; i++ {
+		s, err := cl.WatchEvents(ctx, &hmv1.WatchEventsRequest{Follow: true})
+		if err != nil {
+			t.Fatalf("stream %d: %v", i+1, err)
+		}
+		if _, err := s.Header(); err != nil {
+			t.Fatalf("stream %d: %v", i+1, err)
+		}
+	}
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancelShort()
+	if s, err := cl.WatchEvents(short, &hmv1.WatchEventsRequest{Follow: true}); err == nil {
+		if _, err := s.Header(); err == nil {
+			t.Fatal("a 65th concurrent stream on one connection was served")
+		}
+	}
+}
