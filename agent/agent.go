@@ -71,6 +71,9 @@ type Options struct {
 	VIPAnnouncer vip.Announcer
 	// ServiceActuator replaces agent/service's actuators (tests).
 	ServiceActuator func(role string, c service.Config) (service.Actuator, error)
+	// BootstrapNewCluster bootstraps the bootstrap list even when a peer
+	// does not answer or holds another history (--bootstrap-new-cluster).
+	BootstrapNewCluster bool
 	// SnapshotThreshold and TrailingLogs override Raft's defaults (tests use
 	// small values to force snapshots and install-snapshot catch-up).
 	SnapshotThreshold uint64
@@ -110,6 +113,10 @@ type Agent struct {
 	health   *health.Server
 	conns    connPool
 	tls      *tlsid.Store // the node's identity; nil on an insecure agent
+	// clusterID is the id of the history this node belongs to (nil or ""
+	// until known); startedWithState says the stores held Raft state.
+	clusterID        atomic.Pointer[string]
+	startedWithState atomic.Bool
 
 	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
 	leaseBoot uint64
@@ -170,6 +177,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.tls = st
 		a.conns.tls = st
 	}
+	a.conns.clusterID = a.currentClusterID
 	a.events = newRecorder(a.Propose, a.log)
 	if len(cfg.Checks) > 0 {
 		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
@@ -242,7 +250,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	var cleanup cleanups
 	defer cleanup.run()
-	o, err := a.open(&cleanup)
+	o, err := a.open(ctx, &cleanup)
 	if err != nil {
 		return err
 	}
@@ -261,7 +269,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopWork()
 	var work tasks
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
-		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, Log: a.log}, raftNode{a}, a.fsm.State, a)
+		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
 	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })
 	work.Go("join loop", func() error { a.joinLoop(workCtx); return nil })
@@ -269,6 +277,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	work.Go("renew loop", func() error { a.leases.RenewLoop(workCtx); return nil })
 	work.Go("release loop", func() error { a.releaseLoop(workCtx); return nil })
 	work.Go("ready loop", func() error { a.readyLoop(workCtx); return nil })
+	work.Go("cluster id", func() error { return a.clusterIDLoop(workCtx) })
 	work.Go("watchdog loop", func() error { a.watchdogLoop(workCtx); return nil })
 	if a.checks != nil {
 		work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
@@ -315,7 +324,7 @@ type opened struct {
 
 // open is Run's first phase: everything that can fail at start, each undo
 // pushed on cleanup.
-func (a *Agent) open(cleanup *cleanups) (*opened, error) {
+func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 	o := &opened{api: a.opts.APIListener}
 	if o.api == nil {
 		lis, err := net.Listen("tcp", a.cfg.APIAddr)
@@ -334,7 +343,7 @@ func (a *Agent) open(cleanup *cleanups) (*opened, error) {
 		return nil, fmt.Errorf("listen for lease renewals on udp %s: %w", o.api.Addr(), err)
 	}
 	cleanup.push(func() { _ = pc.Close() })
-	if err := a.openRaft(cleanup); err != nil {
+	if err := a.openRaft(ctx, cleanup); err != nil {
 		return nil, err
 	}
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
@@ -512,7 +521,10 @@ func (a *Agent) handOverLeadership() {
 type connPool struct {
 	dialer func(ctx context.Context, addr string) (net.Conn, error) // Options.Dialer (tests)
 	tls    *tlsid.Store                                             // nil: plain text
-	mu     sync.Mutex
+	// clusterID, when set, names this node's history on every call
+	// (clusterIDKey), so a member of another history is refused.
+	clusterID func() string
+	mu        sync.Mutex
 	conns  map[string]*grpc.ClientConn
 }
 
@@ -534,6 +546,13 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 			BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}})}
 	if p.dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(p.dialer))
+	}
+	if p.clusterID != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
+			return inv(withClusterID(ctx, p.clusterID()), method, req, reply, cc, o...)
+		}), grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, st grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+			return st(withClusterID(ctx, p.clusterID()), desc, cc, method, o...)
+		}))
 	}
 	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {

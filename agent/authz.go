@@ -134,6 +134,9 @@ func allowed(id tlsid.Identity, perm permission) bool {
 // authorize checks a call to method and returns the context carrying its
 // caller.
 func (a *Agent) authorize(ctx context.Context, method string) (context.Context, error) {
+	if err := a.checkClusterID(ctx); err != nil {
+		return nil, err
+	}
 	if a.tls == nil {
 		return ctx, nil
 	}

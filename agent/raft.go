@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +43,7 @@ func (e *NotLeaderError) Error() string {
 // openRaft builds the Raft node: stores under the data dir (or in memory),
 // the transport, and bootstrap from the static peer list when this node has
 // no state yet.
-func (a *Agent) openRaft(cleanup *cleanups) error {
+func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 	cfg := a.cfg
 	t := a.timing
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(a.opts.raftLogLevel(cfg.LogLevel)),
@@ -103,39 +104,52 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 	}
 	a.leaseBoot = boot
 
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	a.startedWithState.Store(has)
+	if !a.opts.InmemStore {
+		id, err := readClusterID(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if id != "" {
+			a.clusterID.Store(&id)
+		}
+	}
+
 	trans := a.opts.Transport
+	var stream *tlsStream
 	if trans == nil {
 		adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 		if err != nil {
 			return fmt.Errorf("resolve raft_addr %s: %w", cfg.RaftAddr, err)
 		}
-		var nt *raft.NetworkTransport
-		if a.tls == nil {
-			nt, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
-				MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
-			if err != nil {
-				return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
-			}
-		} else {
-			lis, err := net.Listen("tcp", cfg.RaftAddr)
-			if err != nil {
-				return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
-			}
-			stream := newTLSStream(lis, adv, a.tls.ServerConfig(tlsid.AnyNode), a.tls.ClientConfig(tlsid.AnyNode))
-			nt = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-				Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
+		lis, err := net.Listen("tcp", cfg.RaftAddr)
+		if err != nil {
+			return fmt.Errorf("listen on raft_addr %s: %w", cfg.RaftAddr, err)
 		}
+		var server, client *tls.Config
+		if a.tls != nil {
+			server, client = a.tls.ServerConfig(tlsid.AnyNode), a.tls.ClientConfig(tlsid.AnyNode)
+		}
+		stream = newTLSStream(lis, adv, server, client, a.localHello, a.log.With("component", "raft-transport").Warn)
+		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: logger})
 		cleanup.push(func() { _ = nt.Close() })
 		trans = nt
 	}
 	a.raftAddr = string(trans.LocalAddr())
 
-	if len(cfg.Bootstrap) > 0 {
-		has, err := raft.HasExistingState(logs, stable, snaps)
-		if err != nil {
-			return fmt.Errorf("read raft state: %w", err)
+	if len(cfg.Bootstrap) > 0 && !has {
+		boot := true
+		if stream != nil && !a.opts.BootstrapNewCluster {
+			if boot, err = a.awaitBootstrapPeers(ctx, stream); err != nil {
+				return fmt.Errorf("bootstrap: %w", err)
+			}
 		}
-		if !has {
+		if boot {
 			var conf raft.Configuration
 			for _, p := range cfg.Bootstrap {
 				addr := raft.ServerAddress(p.RaftAddr)
@@ -147,7 +161,8 @@ func (a *Agent) openRaft(cleanup *cleanups) error {
 			if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, conf); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 				return fmt.Errorf("bootstrap: %w", err)
 			}
-			a.log.Info("bootstrapped a new cluster", "peers", len(conf.Servers))
+			a.startedWithState.Store(true)
+			a.log.Info("bootstrapped a new cluster", "peers", len(conf.Servers), "forced", a.opts.BootstrapNewCluster)
 		}
 	}
 

@@ -14,14 +14,19 @@ import (
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
-// tlsStream is Raft's stream layer over mutual TLS: only nodes of this
-// cluster (tlsid.AnyNode, checked in the handshake) may open a Raft
-// connection or answer one.
+// tlsStream is Raft's stream layer: over mutual TLS when it has TLS
+// configurations (only nodes of this cluster, tlsid.AnyNode, checked in the
+// handshake, may open a Raft connection or answer one), plain TCP on an
+// insecure agent. Every connection then opens with a hello (hello.go): both
+// sides say which cluster history they belong to, and a connection between
+// two histories is refused; a probe connection only asks.
 type tlsStream struct {
 	lis     net.Listener
 	adv     net.Addr
-	server  *tls.Config
+	server  *tls.Config // nil: plain TCP
 	client  *tls.Config
+	local   func() hello // what this node says in a hello
+	log     func(msg string, args ...any)
 	conns   chan net.Conn
 	done    chan struct{}
 	once    sync.Once
@@ -38,8 +43,14 @@ const handshakeTimeout = 5 * time.Second
 // the Raft port at once; more are closed at once.
 const maxPendingHandshakes = 64
 
-func newTLSStream(lis net.Listener, adv net.Addr, server, client *tls.Config) *tlsStream {
-	s := &tlsStream{lis: lis, adv: adv, server: server, client: client,
+func newTLSStream(lis net.Listener, adv net.Addr, server, client *tls.Config, local func() hello, log func(string, ...any)) *tlsStream {
+	if local == nil {
+		local = func() hello { return hello{} }
+	}
+	if log == nil {
+		log = func(string, ...any) {}
+	}
+	s := &tlsStream{lis: lis, adv: adv, server: server, client: client, local: local, log: log,
 		conns: make(chan net.Conn), done: make(chan struct{}), pending: make(chan struct{}, maxPendingHandshakes)}
 	go s.acceptLoop()
 	return s
@@ -69,17 +80,31 @@ func (s *tlsStream) acceptLoop() {
 		}
 		go func() {
 			defer func() { <-s.pending }()
-			tc := tls.Server(c, s.server)
-			_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
-			if err := tc.Handshake(); err != nil {
-				_ = c.Close()
+			conn := c
+			_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+			if s.server != nil {
+				tc := tls.Server(c, s.server)
+				if err := tc.Handshake(); err != nil {
+					_ = c.Close()
+					return
+				}
+				conn = tc
+			}
+			peer, err := answerHello(conn, s.local())
+			if err != nil {
+				s.log("raft connection refused", "from", c.RemoteAddr().String(), "err", err)
+				_ = conn.Close()
 				return
 			}
-			_ = tc.SetDeadline(time.Time{})
+			if peer.probe {
+				_ = conn.Close()
+				return
+			}
+			_ = conn.SetDeadline(time.Time{})
 			select {
-			case s.conns <- tc:
+			case s.conns <- conn:
 			case <-s.done:
-				_ = tc.Close()
+				_ = conn.Close()
 			}
 		}()
 	}
@@ -116,19 +141,49 @@ func (s *tlsStream) Addr() net.Addr {
 }
 
 func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	conn, _, err := s.dial(string(address), timeout, s.local())
+	return conn, err
+}
+
+// dial opens a connection to a Raft address and exchanges hellos; it
+// returns what the peer said.
+func (s *tlsStream) dial(address string, timeout time.Duration, h hello) (net.Conn, hello, error) {
 	d := &net.Dialer{Timeout: timeout}
-	c, err := d.Dial("tcp", string(address))
+	c, err := d.Dial("tcp", address)
 	if err != nil {
-		return nil, err
+		return nil, hello{}, err
 	}
-	tc := tls.Client(c, s.client)
-	_ = tc.SetDeadline(time.Now().Add(timeout))
-	if err := tc.Handshake(); err != nil {
-		_ = c.Close()
-		return nil, err
+	conn := c
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if s.client != nil {
+		tc := tls.Client(c, s.client)
+		if err := tc.Handshake(); err != nil {
+			_ = c.Close()
+			return nil, hello{}, err
+		}
+		conn = tc
 	}
-	_ = tc.SetDeadline(time.Time{})
-	return tc, nil
+	peer, err := sendHello(conn, h)
+	if err != nil {
+		_ = conn.Close()
+		if !h.probe {
+			s.log("raft connection refused", "to", address, "err", err)
+		}
+		return nil, peer, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, peer, nil
+}
+
+// probe asks the node at a Raft address what it holds (no Raft traffic).
+func (s *tlsStream) probe(address string, timeout time.Duration) (hello, error) {
+	h := s.local()
+	h.probe = true
+	conn, peer, err := s.dial(address, timeout, h)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	return peer, err
 }
 
 // probeMember checks, before a node is added to the configuration, that

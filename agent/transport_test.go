@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestTLSStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newTLSStream(lis, nil, n1.ServerConfig(tlsid.AnyNode), n1.ClientConfig(tlsid.AnyNode))
+	s := newTLSStream(lis, nil, n1.ServerConfig(tlsid.AnyNode), n1.ClientConfig(tlsid.AnyNode), nil, nil)
 	defer s.Close()
 	addr := lis.Addr().String()
 
@@ -52,7 +53,7 @@ func TestTLSStream(t *testing.T) {
 	_, _ = plain.Write([]byte{0, 0x85, 0xa4, 'T', 'e', 'r', 'm', 0x01})
 	defer plain.Close()
 
-	peer := &tlsStream{server: n2.ServerConfig(tlsid.AnyNode), client: n2.ClientConfig(tlsid.AnyNode)}
+	peer := &tlsStream{server: n2.ServerConfig(tlsid.AnyNode), client: n2.ClientConfig(tlsid.AnyNode), local: func() hello { return hello{} }, log: func(string, ...any) {}}
 	accepted := make(chan error, 1)
 	go func() {
 		c, err := s.Accept()
@@ -76,7 +77,7 @@ func TestTLSStream(t *testing.T) {
 	}
 
 	for name, st := range map[string]*tlsid.Store{"an operator": admin, "another cluster's n2": impostor} {
-		p := &tlsStream{client: st.ClientConfig(tlsid.AnyIdentity)}
+		p := &tlsStream{client: st.ClientConfig(tlsid.AnyIdentity), local: func() hello { return hello{} }, log: func(string, ...any) {}}
 		go func() {
 			c, err := s.Accept()
 			if err == nil {
@@ -109,3 +110,61 @@ func TestTLSStream(t *testing.T) {
 }
 
 func raftAddr(addr string) raft.ServerAddress { return raft.ServerAddress(addr) }
+
+// TestHelloRefusesAnotherHistory: nodes of two cluster ids refuse each
+// other's Raft connections, both ways; a node without an id yet (a wiped
+// node being caught up) is let in; a probe says whether the node holds
+// state and never reaches Raft.
+func TestHelloRefusesAnotherHistory(t *testing.T) {
+	const a, b = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTLSStream(lis, nil, nil, nil, func() hello { return hello{hasState: true, clusterID: a} }, nil)
+	defer s.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := s.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dialer := func(id string) *tlsStream {
+		return &tlsStream{local: func() hello { return hello{clusterID: id} }, log: func(string, ...any) {}}
+	}
+	addr := lis.Addr().String()
+	if _, err := dialer(b).Dial(raft.ServerAddress(addr), time.Second); !errors.Is(err, ErrOtherHistory) {
+		t.Errorf("a node of another cluster dialled in: %v, want ErrOtherHistory", err)
+	}
+	select {
+	case <-accepted:
+		t.Error("a connection from another history reached Raft")
+	case <-time.After(200 * time.Millisecond):
+	}
+	for _, id := range []string{a, ""} {
+		c, err := dialer(id).Dial(raft.ServerAddress(addr), time.Second)
+		if err != nil {
+			t.Fatalf("cluster id %q: %v", id, err)
+		}
+		_ = c.Close()
+		select {
+		case c := <-accepted:
+			_ = c.Close()
+		case <-time.After(2 * time.Second):
+			t.Fatalf("cluster id %q: not accepted", id)
+		}
+	}
+	h, err := dialer("").probe(addr, time.Second)
+	if err != nil || !h.hasState || h.clusterID != a {
+		t.Errorf("probe: %+v, %v; want state and cluster %s", h, err, a)
+	}
+	select {
+	case <-accepted:
+		t.Error("a probe reached Raft")
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -58,6 +58,9 @@ type Config struct {
 	// reconcile until one is committed). No node renews a lease, so none
 	// acts for a role, before then.
 	NewLeaseKey func() (fsm.Secret, error)
+	// NewClusterID, when set, makes the cluster id the leader proposes
+	// when the state has none (fsm.SetClusterID).
+	NewClusterID func() (string, error)
 }
 
 // Coordinator runs the leader-only reconcile loop. Construct it with New and
@@ -174,6 +177,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 }
 
 func (c *Coordinator) establish(ctx context.Context, term uint64) {
+	c.ensureClusterID(ctx)
 	c.ensureLeaseKey(ctx)
 	now := c.now()
 	ev := &fsm.RecordEvent{Event: fsm.Event{Time: now.UnixMilli(), Kind: fsm.EventLeadership, Node: c.cfg.NodeID,
@@ -192,6 +196,29 @@ func (c *Coordinator) establish(ctx context.Context, term uint64) {
 		default:
 			c.log.Warn("seed spec", "err", err)
 		}
+	}
+}
+
+// ensureClusterID proposes the cluster id when the state has none (a new
+// cluster, or one from before ids). A rejection means another leader's id
+// got there first.
+func (c *Coordinator) ensureClusterID(ctx context.Context) {
+	if st, _ := c.states(); st.ClusterID != "" || c.cfg.NewClusterID == nil {
+		return
+	}
+	id, err := c.cfg.NewClusterID()
+	if err != nil {
+		c.log.Error("make a cluster id", "err", err)
+		return
+	}
+	_, err = c.raft.Propose(ctx, &fsm.SetClusterID{ID: id, Actor: c.cfg.NodeID, Time: c.now().UnixMilli()})
+	var rej *fsm.RejectedError
+	switch {
+	case err == nil:
+		c.log.Info("set the cluster id", "cluster_id", id)
+	case errors.As(err, &rej):
+	default:
+		c.log.Warn("set the cluster id; retrying", "err", err)
 	}
 }
 
@@ -224,6 +251,7 @@ func (c *Coordinator) ensureLeaseKey(ctx context.Context) {
 // detected remembers, for the term, when each holder's lease generation was
 // first seen ended; it dates the start of a failover (fsm.Assign.Detected).
 func (c *Coordinator) reconcile(ctx context.Context, established time.Time, detected map[string]time.Time) error {
+	c.ensureClusterID(ctx)
 	c.ensureLeaseKey(ctx)
 	st, _ := c.states()
 	now := c.now()

@@ -1040,3 +1040,31 @@ func TestLeaderKeepsAnExistingLeaseKey(t *testing.T) {
 		t.Fatalf("lease-key proposals: %d, want none", n)
 	}
 }
+
+// TestLeaderSetsTheClusterIDOnce: a leader finding no cluster id proposes
+// one, and none once it is committed; an existing id is kept.
+func TestLeaderSetsTheClusterIDOnce(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"))
+	r.members = []string{"n1"}
+	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11}))
+	id := "00112233445566778899aabbccddeeff"
+	c := newCoordinator(r, l, Config{Settle: time.Minute, NewClusterID: func() (string, error) { return id, nil }})
+	rn := start(t, c)
+	rn.send(t, true)
+	waitFor(t, "the cluster id", func() bool { return r.state().ClusterID == id })
+	waitFor(t, "two more reconcile passes", func() bool { return r.count("majority") >= 3 })
+	if n := r.count("propose cluster-id "); n != 1 {
+		t.Fatalf("cluster-id proposals: %d, want 1", n)
+	}
+
+	kept := newFakeRaft(t, reg("n1"), &fsm.SetClusterID{ID: id})
+	kept.members = []string{"n1"}
+	c2 := newCoordinator(kept, newFakeLeases(kept, allRunning(map[string]uint64{"n1": 11})), Config{Settle: time.Minute,
+		NewClusterID: func() (string, error) { return "ffeeddccbbaa99887766554433221100", nil }})
+	rn2 := start(t, c2)
+	rn2.send(t, true)
+	waitFor(t, "two reconcile passes", func() bool { return kept.count("majority") >= 2 })
+	if n := kept.count("propose cluster-id "); n != 0 || kept.state().ClusterID != id {
+		t.Fatalf("cluster-id proposals %d, id %s; want none and %s kept", n, kept.state().ClusterID, id)
+	}
+}

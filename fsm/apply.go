@@ -58,6 +58,8 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		err = applyRedisReport(next, index, c)
 	case *SetLeaseKey:
 		err = applySetLeaseKey(next, index, c)
+	case *SetClusterID:
+		err = applySetClusterID(next, index, c)
 	case *RecordEvent:
 		next.addEvent(index, c.Event)
 	default:
@@ -382,6 +384,15 @@ func applyRedisReport(s *State, index uint64, c *RedisReport) error {
 	}
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node,
 		Old: describe(cur, had), New: describe(next, true), Message: msg})
+	return nil
+}
+
+func applySetClusterID(s *State, index uint64, c *SetClusterID) error {
+	if s.ClusterID != "" {
+		return reject(c, "the cluster id is %s already; it never changes", s.ClusterID)
+	}
+	s.ClusterID = c.ID
+	s.addEvent(index, Event{Time: c.Time, Kind: EventClusterID, Actor: c.Actor, New: c.ID, Message: "cluster id set"})
 	return nil
 }
 

@@ -38,6 +38,7 @@ const (
 	TypeCheckUpdate    CommandType = 11
 	TypeRedisReport    CommandType = 12
 	TypeSetLeaseKey    CommandType = 13
+	TypeSetClusterID   CommandType = 14
 )
 
 // MaxCommandSize bounds an encoded command; Propose refuses larger ones.
@@ -73,6 +74,7 @@ var registry = map[CommandType]cmdInfo{
 	TypeCheckUpdate:    {"check-update", 1, false, func() Command { return &CheckUpdate{} }},
 	TypeRedisReport:    {"redis-report", 1, false, func() Command { return &RedisReport{} }},
 	TypeSetLeaseKey:    {"lease-key", 1, false, func() Command { return &SetLeaseKey{} }},
+	TypeSetClusterID:   {"cluster-id", 1, false, func() Command { return &SetClusterID{} }},
 }
 
 func (t CommandType) String() string {
@@ -346,6 +348,40 @@ func (c *SetLeaseKey) Validate() error {
 	return nil
 }
 
+// SetClusterID names the cluster's history once: a random id the first
+// leader proposes (never accepted from other nodes), stored by every node in
+// its data dir and exchanged when Raft connections open, so that a node of
+// another history (a wiped node that bootstrapped anew, a restored backup)
+// cannot talk to this one. It never changes once set.
+type SetClusterID struct {
+	ID    string `json:"id"`
+	Actor string `json:"actor"`
+	Time  int64  `json:"time"`
+}
+
+// ValidClusterID reports whether id is a cluster id: 32 lower-case hex
+// digits (16 random bytes).
+func ValidClusterID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate implements Command.
+func (c *SetClusterID) Validate() error {
+	if !ValidClusterID(c.ID) {
+		return badField("id", fmt.Sprintf("%q is not 32 lower-case hex digits", c.ID))
+	}
+	return nil
+}
+
+func (*SetClusterID) Type() CommandType   { return TypeSetClusterID }
 func (*SetLeaseKey) Type() CommandType    { return TypeSetLeaseKey }
 func (*RedisReport) Type() CommandType    { return TypeRedisReport }
 func (*RegisterNode) Type() CommandType   { return TypeRegisterNode }

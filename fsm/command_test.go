@@ -52,6 +52,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			ReplID: "8d9c", RunID: "f00", Time: t0}, 12},
 		{"redis-report error", &RedisReport{Node: "n2", Offset: -1, Error: "connection refused", Time: t0}, 12},
 		{"lease-key", &SetLeaseKey{ID: 2, Secret: testLeaseKey(7), Actor: "operator", Time: t0}, 13},
+		{"cluster-id", &SetClusterID{ID: "0123456789abcdef0123456789abcdef", Actor: "n1", Time: t0}, 14},
 		{"register-node redis", &RegisterNode{Node: "n1", RaftAddr: "a:1", APIAddr: "a:2", LeaseTTLMillis: 500, Redis: "10.0.0.1:6379", Sentinel: "10.0.0.1:26379"}, 1},
 	}
 	seen := map[CommandType]bool{}
@@ -114,6 +115,7 @@ func TestCommandTypeString(t *testing.T) {
 		{TypeLeave, "leave"},
 		{TypeSetDrain, "set-drain"},
 		{TypeSetLeaseKey, "lease-key"},
+		{TypeSetClusterID, "cluster-id"},
 		{0, "type-0"},
 		{42, "type-42"},
 		{42 | IgnoreUnknownFlag, "type-170"},

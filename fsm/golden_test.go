@@ -69,7 +69,7 @@ func goldenCommandsState() *State {
 		{Name: "db", Type: spec.TypeService},
 	}}
 	return &State{
-		Index:       13,
+		Index:       14,
 		SpecVersion: 1,
 		Spec:        webDB,
 		Nodes:       map[string]*Node{},
@@ -89,9 +89,11 @@ func goldenCommandsState() *State {
 			{Seq: 11, Index: 11, Time: t0 + 7, Kind: EventRedis, Node: "n1", Actor: "n1", Old: "unknown", New: "master", Message: "offset 4711"},
 			{Seq: 12, Index: 12, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
 			{Seq: 13, Index: 13, Time: t0 + 8, Kind: EventLeaseKey, Actor: "n1", Old: "0", New: "1", Message: "lease key 1 in use"},
+			{Seq: 14, Index: 14, Time: t0 + 9, Kind: EventClusterID, Actor: "n1", New: "0123456789abcdef0123456789abcdef", Message: "cluster id set"},
 		},
-		EventSeq: 13,
-		LeaseKey: &LeaseKey{ID: 1, Secret: testLeaseKey(1)},
+		EventSeq:  14,
+		LeaseKey:  &LeaseKey{ID: 1, Secret: testLeaseKey(1)},
+		ClusterID: "0123456789abcdef0123456789abcdef",
 	}
 }
 
@@ -188,7 +190,7 @@ func TestGoldenCommands(t *testing.T) {
 func snapshotCommands() []Command {
 	var cmds []Command
 	for _, c := range sampleCommands() {
-		if c.Type() != TypeSetLeaseKey {
+		if c.Type() != TypeSetLeaseKey && c.Type() != TypeSetClusterID {
 			cmds = append(cmds, c)
 		}
 	}

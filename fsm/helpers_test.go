@@ -35,6 +35,7 @@ func sampleCommands() []Command {
 		&RedisReport{Node: "n1", Role: RedisMaster, Offset: 4711, ReplID: "a1", RunID: "b2", Time: t0 + 7},
 		&RemoveNode{Node: "n1", Actor: "operator", Time: t0 + 7},
 		&SetLeaseKey{ID: 1, Secret: testLeaseKey(1), Actor: "n1", Time: t0 + 8},
+		&SetClusterID{ID: "0123456789abcdef0123456789abcdef", Actor: "n1", Time: t0 + 9},
 	}
 }
 

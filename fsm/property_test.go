@@ -186,8 +186,12 @@ func commandGen(st *State) *rapid.Generator[entry] {
 			}}
 		case kind < 84:
 			c = &Leave{Node: node, Reason: "shutdown", Time: time}
-		case kind < 87:
+		case kind < 86:
 			c = &SetDrain{Node: node, Drained: rapid.Bool().Draw(t, "drained"), Actor: "operator", Time: time}
+		case kind < 87:
+			// The cluster id: the first applies, every later one fails.
+			c = &SetClusterID{ID: rapid.SampledFrom([]string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"}).Draw(t, "cluster_id"),
+				Actor: "n1", Time: time}
 		case kind < 88:
 			// The leader's next key, or one decided on a stale view.
 			id := uint32(1)

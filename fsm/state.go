@@ -51,6 +51,9 @@ type State struct {
 	// hold them.
 	LeaseKey     *LeaseKey `json:"lease_key,omitempty"`
 	PrevLeaseKey *LeaseKey `json:"prev_lease_key,omitempty"`
+	// ClusterID names this cluster's history ("" until the first leader
+	// sets it; SetClusterID).
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // LeaseKey is one cluster lease key.
@@ -235,6 +238,7 @@ const (
 	EventService          EventKind = "service"
 	EventRedis            EventKind = "redis"
 	EventLeaseKey         EventKind = "lease-key"
+	EventClusterID        EventKind = "cluster-id"
 )
 
 // NewState returns the empty state every node starts from.

@@ -15,7 +15,10 @@ import (
 )
 
 func agentCmd() *cobra.Command {
-	var cfgPath, dataDir string
+	var (
+		cfgPath, dataDir string
+		newCluster       bool
+	)
 	cmd := &cobra.Command{
 		Use:   "agent --config FILE [--data-dir DIR]",
 		Short: "Run the harbormaster agent of this node",
@@ -35,7 +38,7 @@ func agentCmd() *cobra.Command {
 			var level slog.Level
 			_ = level.UnmarshalText([]byte(cfg.LogLevel))
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			a, err := agent.New(cfg, agent.Options{Logger: log})
+			a, err := agent.New(cfg, agent.Options{Logger: log, BootstrapNewCluster: newCluster})
 			if err != nil {
 				return err
 			}
@@ -62,6 +65,8 @@ func agentCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "node config file (YAML)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (overrides data_dir in the config)")
+	cmd.Flags().BoolVar(&newCluster, "bootstrap-new-cluster", false,
+		"with an empty data dir, bootstrap the bootstrap list at once, even while peers do not answer or hold another history (a new cluster; never needed for the first start of all nodes together)")
 	return cmd
 }
 
