@@ -525,7 +525,7 @@ type connPool struct {
 	// (clusterIDKey), so a member of another history is refused.
 	clusterID func() string
 	mu        sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	conns     map[string]*grpc.ClientConn
 }
 
 // get returns a pooled client connection to another agent's API.
