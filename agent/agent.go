@@ -71,6 +71,9 @@ type Options struct {
 	VIPAnnouncer vip.Announcer
 	// ServiceActuator replaces agent/service's actuators (tests).
 	ServiceActuator func(role string, c service.Config) (service.Actuator, error)
+	// StoreWriteErr, when set, is asked before every write to the Raft
+	// log and stable stores; an error fails the write (tests: a full disk).
+	StoreWriteErr func() error
 	// BootstrapNewCluster bootstraps the bootstrap list even when a peer
 	// does not answer or holds another history (--bootstrap-new-cluster).
 	BootstrapNewCluster bool
@@ -117,6 +120,10 @@ type Agent struct {
 	// until known); startedWithState says the stores held Raft state.
 	clusterID        atomic.Pointer[string]
 	startedWithState atomic.Bool
+	// faults records the Raft stores' write failures (store.go).
+	faults      *storeFaults
+	faultLogged atomic.Bool
+	faultFenced atomic.Int64 // unix nanos of the last fence for a store fault
 
 	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
 	leaseBoot uint64

@@ -137,6 +137,11 @@ func (a *Agent) authorize(ctx context.Context, method string) (context.Context, 
 	if err := a.checkClusterID(ctx); err != nil {
 		return nil, err
 	}
+	if perm := methodPermissions[method]; perm == permOperate || perm == permAdmin {
+		if err := a.StoreFault(); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "this node's Raft store is failing (%v); it refuses changes until it writes again: ask another node", err)
+		}
+	}
 	if a.tls == nil {
 		return ctx, nil
 	}

@@ -150,6 +150,10 @@ func (a *Agent) metricsHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.StoreFault(); err != nil {
+			http.Error(w, "store fault: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		select {
 		case <-a.ready:
 			w.Write([]byte("ok\n"))

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -78,25 +79,47 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 			return err
 		}
 		path := filepath.Join(cfg.DataDir, "raft.db")
-		bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
-		if err != nil {
-			if errors.Is(err, bbolt.ErrTimeout) {
-				return fmt.Errorf("open %s: the data dir is in use by another agent", path)
+		// A damaged file may panic or fault inside bbolt: openGuarded
+		// turns that into a StoreError (exit code 5), never a crash.
+		err := openGuarded(path, func() error {
+			bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
+			if err != nil {
+				if errors.Is(err, bbolt.ErrTimeout) {
+					return fmt.Errorf("open %s: the data dir is in use by another agent", path)
+				}
+				return &StoreError{Path: path, Err: err}
 			}
-			return fmt.Errorf("open %s: %w", path, err)
-		}
-		cleanup.push(func() { _ = bolt.Close() })
-		cache, err := raft.NewLogCache(512, bolt)
-		if err != nil {
+			cleanup.push(func() { _ = bolt.Close() })
+			cache, err := raft.NewLogCache(512, bolt)
+			if err != nil {
+				return err
+			}
+			logs, stable = cache, bolt
+			if _, err := logs.LastIndex(); err != nil {
+				return err
+			}
+			return nil
+		})
+		var se *StoreError
+		if err != nil && !errors.As(err, &se) {
 			return err
 		}
-		logs, stable = cache, bolt
+		if se != nil {
+			if inUse := se.Err; inUse != nil && strings.Contains(inUse.Error(), "in use by another agent") {
+				return inUse
+			}
+			return se
+		}
 		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, logger)
 		if err != nil {
 			return fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
 		}
 		snaps = fss
 	}
+	a.faults = &storeFaults{on: a.onStoreFault}
+	logs = guardedLogs{logs, a.faults, a.opts.StoreWriteErr}
+	stable = guardedStable{stable, a.faults, a.opts.StoreWriteErr}
+	snaps = guardedSnaps{snaps, a.faults}
 
 	boot, err := nextLeaseBoot(stable, time.Now())
 	if err != nil {
@@ -104,9 +127,12 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 	}
 	a.leaseBoot = boot
 
-	has, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
-		return fmt.Errorf("read raft state: %w", err)
+	var has bool
+	if err := openGuarded(filepath.Join(cfg.DataDir, "raft.db"), func() (err error) {
+		has, err = raft.HasExistingState(logs, stable, snaps)
+		return err
+	}); err != nil {
+		return err
 	}
 	a.startedWithState.Store(has)
 	if !a.opts.InmemStore {

@@ -187,4 +187,30 @@ func procWipedDataDirs(t *testing.T, bin string) {
 	}); err != nil {
 		t.Fatalf("(2) %v, want %s everywhere", err, cid)
 	}
+
+	// (3) A damaged raft.db: a clean error naming the file and the way
+	// back, exit code 5, no panic; truncated (bbolt maps the file: a fault)
+	// and overwritten with garbage.
+	for _, id := range c.IDs() {
+		if err := c.Stop(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := filepath.Join(node("n1").DataDir, "raft.db")
+	fi, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, damage := range map[string]func() error{
+		"truncated": func() error { return os.Truncate(db, fi.Size()/3) },
+		"garbage":   func() error { return os.WriteFile(db, []byte(strings.Repeat("not a bolt file ", 4096)), 0o600) },
+	} {
+		if err := damage(); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := procCLI(t, bin, "agent", "--config", node("n1").Config, "--data-dir", node("n1").DataDir)
+		if code != exitStore || !strings.Contains(stderr, "raft.db") || !strings.Contains(stderr, "damaged") || strings.Contains(stderr, "panic") {
+			t.Errorf("(3) %s raft.db: exit %d, want %d with a message naming raft.db; stderr: %s", name, code, exitStore, stderr)
+		}
+	}
 }

@@ -3,7 +3,8 @@
 // Exit codes: 0 success; 1 the request was refused or failed; 2 bad usage,
 // bad config or invalid input; 3 the agent or the cluster's leader could not
 // be reached (retry later); 4 not authorized: the certificate was refused or
-// its role does not allow the command.
+// its role does not allow the command; 5 (agent) the Raft store in the data
+// dir is damaged.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/harbormaster/harbormaster/agent"
 	"github.com/harbormaster/harbormaster/agent/config"
 )
 
@@ -27,6 +29,8 @@ const (
 	exitUsage       = 2
 	exitUnavailable = 3
 	exitDenied      = 4
+	// exitStore: the agent's Raft store (raft.db) is damaged.
+	exitStore = 5
 )
 
 type usageError struct{ error }
@@ -44,7 +48,10 @@ func exitCode(err error) int {
 	fmt.Fprintln(os.Stderr, "error:", errMessage(err))
 	var ce *config.Error
 	var ue usageError
+	var se *agent.StoreError
 	switch {
+	case errors.As(err, &se):
+		return exitStore
 	case errors.As(err, &ce), errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, context.DeadlineExceeded):
