@@ -146,18 +146,19 @@ func (a *Agent) wakeActuators() {
 // fenceSelf stops renewing this node's lease until it has surely lapsed
 // everywhere (two leases), so that every role it holds is dropped here at
 // the lease's end (act.MayAct turns false as the lease runs out) and moved
-// by the coordinator.
+// by the coordinator. The fence runs on the monotonic clock: a wall-clock
+// step neither ends it early nor makes it last.
 func (a *Agent) fenceSelf(reason string) {
-	until := time.Now().Add(2*a.timing.Lease + a.timing.Renew)
-	a.fenceUntil.Store(until.UnixNano())
-	a.log.Warn("fencing: letting the lease lapse", "reason", reason, "until", until.Format(time.RFC3339Nano))
-	a.events.Record(fsm.Event{Time: time.Now().UnixMilli(), Kind: fsm.EventService, Node: a.cfg.NodeID,
+	d := 2*a.timing.Lease + a.timing.Renew
+	a.fenceUntil.Store(int64(a.clock.Mono() + d))
+	a.log.Warn("fencing: letting the lease lapse", "reason", reason, "for", d.String())
+	a.events.Record(fsm.Event{Time: a.clock.Now().UnixMilli(), Kind: fsm.EventService, Node: a.cfg.NodeID,
 		Actor: a.cfg.NodeID, Message: "node fences itself (lease left to lapse): " + reason})
 	a.wakeActuators()
 }
 
 // fenced reports whether the node is inside a self-fence.
-func (a *Agent) fenced(now time.Time) bool { return now.UnixNano() < a.fenceUntil.Load() }
+func (a *Agent) fenced() bool { return int64(a.clock.Mono()) < a.fenceUntil.Load() }
 
 // reannounce starts a new announcement burst for the VIPs this node holds:
 // a member that did not answer the previous renewal answers again (a

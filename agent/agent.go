@@ -38,6 +38,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/vipact"
 	"github.com/harbormaster/harbormaster/coordinator"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/clock"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 	"github.com/harbormaster/harbormaster/vip"
 )
@@ -81,6 +82,10 @@ type Options struct {
 	// small values to force snapshots and install-snapshot catch-up).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// Clock replaces the machine's clocks for the self-fence, the
+	// watchdog's sign of life and the coordinator (tests step the wall
+	// clock with internal/clock/clocktest).
+	Clock clock.Clock
 }
 
 func (o Options) raftLogOutput() io.Writer {
@@ -123,7 +128,7 @@ type Agent struct {
 	// faults records the Raft stores' write failures (store.go).
 	faults      *storeFaults
 	faultLogged atomic.Bool
-	faultFenced atomic.Int64 // unix nanos of the last fence for a store fault
+	faultFenced atomic.Int64 // clock.Mono reading (+1) of the last fence for a store fault
 
 	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
 	leaseBoot uint64
@@ -139,7 +144,8 @@ type Agent struct {
 	checks      *checks.Runner // nil without checks
 	checkWake   chan struct{}  // pokes the check loop on a transition
 	releaseWake chan struct{}  // pokes the release loop (authority changed, an actuator let go)
-	fenceUntil  atomic.Int64   // unix nanos until which the lease is left to lapse
+	clock       clock.Clock    // Options.Clock or the machine's
+	fenceUntil  atomic.Int64   // clock.Mono (ns) until which the lease is left to lapse; never a wall time
 
 	stopping  atomic.Bool   // set when a graceful stop begins
 	stopped   chan struct{} // closed when a graceful stop begins
@@ -170,6 +176,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		ready:       make(chan struct{}),
 		stopped:     make(chan struct{}),
 		conns:       connPool{dialer: opts.Dialer},
+		clock:       opts.Clock,
+	}
+	if a.clock == nil {
+		a.clock = clock.System()
 	}
 	if cfg.TLS != nil {
 		st, err := tlsid.Load(tlsid.Files{CA: cfg.TLS.CAFile, Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile}, func(id tlsid.Identity) error {
@@ -276,7 +286,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopWork()
 	var work tasks
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
-		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log}, raftNode{a}, a.fsm.State, a)
+		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log, Clock: a.clock}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
 	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })
 	work.Go("join loop", func() error { a.joinLoop(workCtx); return nil })
@@ -354,7 +364,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 		return nil, err
 	}
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
-		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, OnRenew: a.wakeActuators,
+		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
 		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {

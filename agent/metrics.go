@@ -127,7 +127,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.svcActive, g, b2f(active[name]), name)
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(a.fenced(now)))
+	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(a.fenced()))
 	for voter, n := range a.leases.ViewErrors() {
 		ch <- prometheus.MustNewConstMetric(c.viewErrs, prometheus.CounterValue, float64(n), voter)
 	}

@@ -116,7 +116,7 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 		}
 		snaps = fss
 	}
-	a.faults = &storeFaults{on: a.onStoreFault}
+	a.faults = &storeFaults{on: a.onStoreFault, mono: a.clock.Mono}
 	logs = guardedLogs{logs, a.faults, a.opts.StoreWriteErr}
 	stable = guardedStable{stable, a.faults, a.opts.StoreWriteErr}
 	snaps = guardedSnaps{snaps, a.faults}

@@ -53,10 +53,12 @@ func openGuarded(path string, f func() error) (err error) {
 	return nil
 }
 
-// storeFaults records write failures of the Raft stores.
+// storeFaults records write failures of the Raft stores, timed on the
+// monotonic clock (mono).
 type storeFaults struct {
 	on     func(op string, err error) // called on every failure
-	last   atomic.Int64               // unix nanos of the last failure
+	mono   func() time.Duration
+	last   atomic.Int64 // mono reading of the last failure, 0: none
 	mu     sync.Mutex
 	lastEr error
 }
@@ -65,7 +67,7 @@ func (s *storeFaults) fail(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	s.last.Store(time.Now().UnixNano())
+	s.last.Store(int64(s.mono()) + 1)
 	s.mu.Lock()
 	s.lastEr = fmt.Errorf("%s: %w", op, err)
 	s.mu.Unlock()
@@ -78,7 +80,7 @@ func (s *storeFaults) fail(op string, err error) error {
 // recent returns the last failure if it happened within d, else nil.
 func (s *storeFaults) recent(d time.Duration) error {
 	at := s.last.Load()
-	if at == 0 || time.Since(time.Unix(0, at)) > d {
+	if at == 0 || s.mono()-time.Duration(at-1) > d {
 		return nil
 	}
 	s.mu.Lock()
@@ -171,8 +173,8 @@ func (a *Agent) onStoreFault(op string, err error) {
 		a.log.Error("the Raft store failed to write: fencing this node (its roles move within the lease), failing /healthz and refusing writes until writes succeed again",
 			"op", op, "err", err)
 	}
-	now := time.Now().UnixNano()
-	if last := a.faultFenced.Load(); now-last < int64(a.timing.Lease) {
+	now := int64(a.clock.Mono()) + 1
+	if last := a.faultFenced.Load(); last != 0 && now-last < int64(a.timing.Lease) {
 		return
 	}
 	a.faultFenced.Store(now)

@@ -58,8 +58,9 @@ func (a *Agent) watchdogLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			last := a.leases.LastRenew()
-			if a.raft.State() != raft.Shutdown && time.Since(last) < 3*a.timing.Renew+iv/2 {
+			// On the monotonic clock: a wall step neither silences a
+			// live agent nor keeps a wedged one pinging.
+			if a.raft.State() != raft.Shutdown && a.leases.SinceRenew() < 3*a.timing.Renew+iv/2 {
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			}
 		}

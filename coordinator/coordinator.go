@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/clock"
 	"github.com/harbormaster/harbormaster/lease"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -50,8 +51,10 @@ type Config struct {
 	// Seed is the spec applied when the cluster has none (may be nil).
 	Seed *spec.Spec
 	Log  *slog.Logger
-	// Now is the clock (time.Now when nil); tests inject their own.
-	Now func() time.Time
+	// Clock is the clock (clock.System() when nil); tests inject their
+	// own. Its wall clock dates the commands, its monotonic clock measures
+	// the settle time, preempt_delay and hold_down (timers).
+	Clock clock.Clock
 	// NewLeaseKey, when set, makes the secret of a new cluster lease key
 	// (random bytes): a leader that finds the state without a lease key
 	// installs one as soon as it takes office (and retries on every
@@ -71,21 +74,21 @@ type Coordinator struct {
 	states func() (*fsm.State, <-chan struct{})
 	leases Leases
 	log    *slog.Logger
-	now    func() time.Time
+	clock  clock.Clock
 }
 
 // New returns a coordinator; states returns the current state and a channel
 // closed at its next change (fsm.FSM.State).
 func New(cfg Config, r Raft, states func() (*fsm.State, <-chan struct{}), leases Leases) *Coordinator {
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.System()
 	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Coordinator{cfg: cfg, raft: r, states: states, leases: leases, log: log.With("component", "coordinator"), now: now}
+	return &Coordinator{cfg: cfg, raft: r, states: states, leases: leases, log: log.With("component", "coordinator"), clock: clk}
 }
 
 // Run follows leadership changes from notify (raft.Config.NotifyCh, which is
@@ -155,16 +158,17 @@ func (c *Coordinator) lead(ctx context.Context) {
 	}
 	// Leases are granted by the voters, not the leader: a new leader has no
 	// timers to restart, it asks the voters.
-	established := c.now()
+	established := c.clock.Mono()
 	log.Info("leadership established")
 	c.establish(ctx, term)
 
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
 	detected := map[string]time.Time{}
+	tm := newTimers()
 	for {
 		_, changed := c.states()
-		if err := c.reconcile(ctx, established, detected); err != nil && ctx.Err() == nil {
+		if err := c.reconcile(ctx, established, detected, tm); err != nil && ctx.Err() == nil {
 			log.Warn("reconcile failed", "err", err)
 		}
 		select {
@@ -179,7 +183,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 func (c *Coordinator) establish(ctx context.Context, term uint64) {
 	c.ensureClusterID(ctx)
 	c.ensureLeaseKey(ctx)
-	now := c.now()
+	now := c.clock.Now()
 	ev := &fsm.RecordEvent{Event: fsm.Event{Time: now.UnixMilli(), Kind: fsm.EventLeadership, Node: c.cfg.NodeID,
 		Actor: c.cfg.NodeID, New: c.cfg.NodeID, Message: fmt.Sprintf("became leader in term %d", term)}}
 	if _, err := c.raft.Propose(ctx, ev); err != nil {
@@ -211,7 +215,7 @@ func (c *Coordinator) ensureClusterID(ctx context.Context) {
 		c.log.Error("make a cluster id", "err", err)
 		return
 	}
-	_, err = c.raft.Propose(ctx, &fsm.SetClusterID{ID: id, Actor: c.cfg.NodeID, Time: c.now().UnixMilli()})
+	_, err = c.raft.Propose(ctx, &fsm.SetClusterID{ID: id, Actor: c.cfg.NodeID, Time: c.clock.Now().UnixMilli()})
 	var rej *fsm.RejectedError
 	switch {
 	case err == nil:
@@ -233,7 +237,7 @@ func (c *Coordinator) ensureLeaseKey(ctx context.Context) {
 		c.log.Error("make a lease key", "err", err)
 		return
 	}
-	_, err = c.raft.Propose(ctx, &fsm.SetLeaseKey{ID: 1, Secret: secret, Actor: c.cfg.NodeID, Time: c.now().UnixMilli()})
+	_, err = c.raft.Propose(ctx, &fsm.SetLeaseKey{ID: 1, Secret: secret, Actor: c.cfg.NodeID, Time: c.clock.Now().UnixMilli()})
 	var rej *fsm.RejectedError
 	switch {
 	case err == nil:
@@ -250,17 +254,20 @@ func (c *Coordinator) ensureLeaseKey(ctx context.Context) {
 //
 // detected remembers, for the term, when each holder's lease generation was
 // first seen ended; it dates the start of a failover (fsm.Assign.Detected).
-func (c *Coordinator) reconcile(ctx context.Context, established time.Time, detected map[string]time.Time) error {
+// tm measures the term's policy timers; established is the Mono reading
+// when the term began.
+func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, detected map[string]time.Time, tm *timers) error {
 	c.ensureClusterID(ctx)
 	c.ensureLeaseKey(ctx)
 	st, _ := c.states()
-	now := c.now()
+	now, mono := c.clock.Now(), c.clock.Mono()
+	elapsed := tm.observe(st, now, mono)
 	maj, err := c.leases.Majority(ctx)
 	if err != nil {
 		return fmt.Errorf("ask the voters for leases: %w", err)
 	}
 	settling := false
-	if now.Sub(established) < c.cfg.Settle {
+	if mono-established < c.cfg.Settle {
 		ids, err := c.raft.Members()
 		if err != nil {
 			return fmt.Errorf("read members: %w", err)
@@ -271,7 +278,8 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Time, dete
 			}
 		}
 	}
-	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.EndedFor, Now: now.UnixMilli(), Actor: c.cfg.NodeID, Settling: settling})
+	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.EndedFor, Now: now.UnixMilli(),
+		Elapsed: elapsed, Actor: c.cfg.NodeID, Settling: settling})
 	for _, a := range st.Assignments {
 		key := fmt.Sprintf("%s/%d", a.Holder, a.HolderGen)
 		if _, seen := detected[key]; a.Holder != "" && !seen && maj.Ended(a.Holder, a.HolderGen) {

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/clock/clocktest"
 	"github.com/harbormaster/harbormaster/lease"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -286,24 +287,6 @@ func checkMajority(t *testing.T, m lease.Majority, live map[string]uint64, ended
 			t.Fatalf("test setup: Majority.Ended(%s, %d) = true, want false", id, g)
 		}
 	}
-}
-
-// fakeClock is a settable clock for Config.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -735,7 +718,7 @@ func TestRunRetriesAFailedBarrier(t *testing.T) {
 }
 
 func TestRunMovesARoleWhenTheHoldersGenerationEnds(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	r := newFakeRaft(t, reg("n1"), reg("n2"), reg("n3"),
 		applySpec(role("web", "n2:10", "n3:5", "n1")), assign("web", "n2", "", 1))
 	r.members = []string{"n1", "n2", "n3"}
@@ -753,7 +736,7 @@ func TestRunMovesARoleWhenTheHoldersGenerationEnds(t *testing.T) {
 	limbo := threeVoters(with("n2", grantOver(21)), with("n2", grantRunning(21)), restarted)
 	checkMajority(t, limbo, map[string]uint64{"n1": 11, "n3": 31}, nil, map[string]uint64{"n2": 21})
 	l := newFakeLeases(r, limbo)
-	c := newCoordinator(r, l, Config{Now: clock.Now})
+	c := newCoordinator(r, l, Config{Clock: clock})
 	rn := start(t, c)
 	rn.send(t, true)
 
@@ -905,12 +888,12 @@ func TestRunReactsToStateChangesBetweenTicks(t *testing.T) {
 // holders they see running keep their roles across leader changes, however
 // much time passes on the leader's clock.
 func TestRunLeaderChangeKeepsLiveHolders(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	r := newFakeRaft(t, reg("n1"), reg("n2"),
 		applySpec(role("web", "n1:10", "n2")), assign("web", "n2", "", 1))
 	r.members = []string{"n1", "n2"}
 	l := newFakeLeases(r, allRunning(map[string]uint64{"n1": 11, "n2": 21}))
-	c := newCoordinator(r, l, Config{Settle: time.Second, Now: clock.Now})
+	c := newCoordinator(r, l, Config{Settle: time.Second, Clock: clock})
 	rn := start(t, c)
 	for term := 0; term < 3; term++ {
 		rn.send(t, true)

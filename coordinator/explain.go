@@ -71,7 +71,7 @@ func Explain(in Input, role string) (Explanation, error) {
 			c.Reasons = append(c.Reasons, "lease not live")
 		}
 		if c.HeldDown {
-			c.Reasons = append(c.Reasons, fmt.Sprintf("held down: lost the role %d ms ago (hold_down %s)", in.Now-a.LostAt, r.HoldDown))
+			c.Reasons = append(c.Reasons, fmt.Sprintf("held down: lost the role %d ms ago (hold_down %s)", in.lostFor(a).Milliseconds(), r.HoldDown))
 		}
 		for _, o := range c.AvoidedHeld {
 			c.Reasons = append(c.Reasons, "holds "+o+", which this role avoids")

@@ -24,12 +24,47 @@ type Input struct {
 	Ended func(node string, gen uint64, grace time.Duration) bool
 	// Now is the proposer's wall clock in unix ms, stamped on commands.
 	Now int64
+	// Elapsed, when set, is how long ago each role's timed events happened
+	// by the deciding leader's monotonic clock (a timers record): the
+	// preempt_delay and hold_down are measured with it, so that a step of
+	// the leader's wall clock neither fires them early nor stalls them.
+	// Nil: they are measured from the replicated stamps to Now, on the wall
+	// clock (explain on any node, tests of the policy alone).
+	Elapsed *Elapsed
 	// Actor is the deciding node, for the event log.
 	Actor string
 	// Settling is set while a new leader waits for the members to register
 	// (at most one lease): roles without a holder are not placed yet, so the
 	// first placement sees every member instead of only the fastest.
 	Settling bool
+}
+
+// Elapsed is how long ago, by one clock, each role's timed events
+// happened, keyed by role name. A role missing from a map has an event
+// that just happened (its timer starts now).
+type Elapsed struct {
+	// Held: since the current holder got the role at its current epoch
+	// (fsm.Assignment.Since; the preempt_delay).
+	Held map[string]time.Duration
+	// Lost: since the role's LostBy lost it (fsm.Assignment.LostAt; the
+	// hold_down).
+	Lost map[string]time.Duration
+}
+
+// heldFor is how long a's holder has held its role (preempt_delay).
+func (in Input) heldFor(a fsm.Assignment) time.Duration {
+	if in.Elapsed == nil {
+		return time.Duration(in.Now-a.Since) * time.Millisecond
+	}
+	return in.Elapsed.Held[a.Role]
+}
+
+// lostFor is how long ago a's LostBy lost its role (hold_down).
+func (in Input) lostFor(a fsm.Assignment) time.Duration {
+	if in.Elapsed == nil {
+		return time.Duration(in.Now-a.LostAt) * time.Millisecond
+	}
+	return in.Elapsed.Lost[a.Role]
 }
 
 // Plan is the placement policy: a pure function from the state to the
@@ -168,7 +203,7 @@ func Plan(in Input) []fsm.Command {
 // strictly higher priority than its holder, when the role preempts and the
 // holder has kept it for the preempt delay; nil otherwise.
 func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.Command {
-	if !r.Preempt || a.Releasing || in.Now-a.Since < r.PreemptAfter().Milliseconds() {
+	if !r.Preempt || a.Releasing || in.heldFor(a) < r.PreemptAfter() {
 		return nil
 	}
 	best := pick(in, r, a, load)
@@ -338,7 +373,7 @@ func pick(in Input, r spec.Role, a fsm.Assignment, load map[string]int) string {
 // heldDown reports whether node lost r less than the role's hold_down ago.
 func heldDown(in Input, r spec.Role, a fsm.Assignment, node string) bool {
 	hd := r.HoldDownFor()
-	return hd > 0 && a.LostBy == node && node != a.Holder && in.Now-a.LostAt < hd.Milliseconds()
+	return hd > 0 && a.LostBy == node && node != a.Holder && in.lostFor(a) < hd
 }
 
 // avoidedHeld lists the roles r avoids that node holds.

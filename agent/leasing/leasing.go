@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/clock"
 	"github.com/harbormaster/harbormaster/lease"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -48,7 +49,10 @@ type Config struct {
 	Conn func(addr string) (*grpc.ClientConn, error)
 	// Fenced reports whether the node has fenced itself: it then lets its
 	// lease lapse (no renewals).
-	Fenced func(now time.Time) bool
+	Fenced func() bool
+	// Clock times the renew loop's sign of life (SinceRenew) on its
+	// monotonic clock (clock.System() when nil).
+	Clock clock.Clock
 	// OnRenew is called after every renewal round, and every round skipped
 	// while fenced (the lease may have changed).
 	OnRenew func()
@@ -75,7 +79,8 @@ type Node struct {
 	net       *leaseNet
 	peers     peerWatch
 	views     viewErrors
-	lastRenew atomic.Int64 // unix nanos of the renew loop's last pass
+	clock     clock.Clock
+	lastRenew atomic.Int64 // clock.Mono (ns) of the renew loop's last pass
 }
 
 // New returns a node answering renewals on conn from now on. A restarted
@@ -83,7 +88,11 @@ type Node struct {
 // ended" to everything for one stretched lease.
 func New(cfg Config, conn net.PacketConn) *Node {
 	grants := lease.NewGrants(time.Now(), Margin, cfg.Lease+time.Duration(float64(cfg.Lease)*Margin))
-	return &Node{cfg: cfg, grants: grants, holder: lease.NewHolder(cfg.Lease), net: newLeaseNet(conn, cfg, grants),
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.System()
+	}
+	return &Node{cfg: cfg, grants: grants, clock: clk, holder: lease.NewHolder(cfg.Lease), net: newLeaseNet(conn, cfg, grants),
 		views: viewErrors{log: cfg.Log, count: map[string]uint64{}, failing: map[string]bool{}}}
 }
 
@@ -106,9 +115,14 @@ func (n *Node) Lease(now time.Time) (gen uint64, valid bool, until time.Time) {
 	return gen, valid, until
 }
 
-// LastRenew is when the renew loop last made a pass (the watchdog's sign of
-// life).
-func (n *Node) LastRenew() time.Time { return time.Unix(0, n.lastRenew.Load()) }
+// SinceRenew is how long ago, on the monotonic clock, the renew loop last
+// made a pass (the watchdog's sign of life; since New before the first).
+func (n *Node) SinceRenew() time.Duration {
+	return n.clock.Mono() - time.Duration(n.lastRenew.Load())
+}
+
+// markRenew records a pass of the renew loop.
+func (n *Node) markRenew() { n.lastRenew.Store(int64(n.clock.Mono())) }
 
 // Serve answers renewals until Close.
 func (n *Node) Serve() error { return n.net.serve() }
@@ -135,8 +149,8 @@ func (n *Node) RenewLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		n.lastRenew.Store(time.Now().UnixNano())
-		if n.cfg.Fenced(time.Now()) {
+		n.markRenew()
+		if n.cfg.Fenced() {
 			n.cfg.OnRenew() // fenced: let the lease lapse
 			continue
 		}

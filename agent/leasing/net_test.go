@@ -382,7 +382,7 @@ func TestRenewLoopWaitsForTheKey(t *testing.T) {
 	rounds := make(chan struct{}, 100)
 	n := New(Config{Self: "n1", Lease: 50 * time.Millisecond, Renew: 5 * time.Millisecond, State: st.Load,
 		Members: func() ([]Member, error) { return []Member{{ID: "n1", Voter: true}}, nil },
-		Fenced:  func(time.Time) bool { return false },
+		Fenced:  func() bool { return false },
 		OnRenew: func() {
 			select {
 			case rounds <- struct{}{}:
