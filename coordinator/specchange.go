@@ -46,6 +46,9 @@ type SpecProblem struct {
 }
 
 func (p SpecProblem) String() string {
+	if p.Field == "" {
+		return fmt.Sprintf("roles[%s]: %s", p.Role, p.Message)
+	}
 	return fmt.Sprintf("roles[%s].%s: %s", p.Role, p.Field, p.Message)
 }
 
