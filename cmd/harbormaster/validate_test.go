@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/harbormaster/harbormaster/internal/tlsid"
+	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
 // validateDir writes a node config for n1 (a check "disk", tls files of
@@ -190,5 +191,26 @@ func issue(t *testing.T, dir string, validity time.Duration) {
 	}
 	if _, _, err := tlsid.WritePair(dir, "n1", c, k, true); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The dry run's table: holder now and after, a stopping role marked, its
+// changed fields and why nothing holds it after.
+func TestPrintSpecPreview(t *testing.T) {
+	var out bytes.Buffer
+	printSpecPreview(&out, &hmv1.ApplySpecResponse{Node: "n1", Version: 3, DryRun: true, Roles: []*hmv1.SpecRoleChange{
+		{Role: "api", Change: "added", HolderAfter: "n2"},
+		{Role: "web", Change: "changed", Fields: []string{`requires: ["disk"] -> ["nosuchcheck"]`}, HolderNow: "n1", Stops: true, Why: "no node qualifies"},
+	}, Problems: []string{"roles[web].requires[0]: typo"}})
+	want := `dry run on n1 (spec version 3); nothing applied
+ROLE  CHANGE   HOLDER NOW  HOLDER AFTER
+api   added    -           n2
+web   changed  n1          - (stops)
+  web.requires: ["disk"] -> ["nosuchcheck"]
+  web: no holder after: no node qualifies
+refused without --force: roles[web].requires[0]: typo
+`
+	if out.String() != want {
+		t.Fatalf("printSpecPreview:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
