@@ -459,11 +459,59 @@ func (s *server) GetSpec(ctx context.Context, _ *hmv1.GetSpecRequest) (*hmv1.Get
 	return &hmv1.GetSpecResponse{Version: st.SpecVersion, Document: string(st.Spec.YAML()), Node: s.a.cfg.NodeID}, nil
 }
 
+// ApplySpec implements the admin service; a follower forwards it to the
+// leader. The new spec is checked against the leader's state first
+// (coordinator.CheckSpec): a role that
+// requires a check no registered node defines, or a role held now that no
+// node would qualify for, is refused with FailedPrecondition unless force
+// is set. dry_run answers what would change, from the leader's state and
+// lease view, and commits nothing.
 func (s *server) ApplySpec(ctx context.Context, req *hmv1.ApplySpecRequest) (*hmv1.ApplySpecResponse, error) {
 	sp, err := parseSpecRequest(req)
 	if err != nil {
 		return nil, err
 	}
+	// The checks and a dry run use the leader's state and its lease view
+	// (only the leader may ask the voters for leases).
+	var resp *hmv1.ApplySpecResponse
+	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
+		resp, err = c.ApplySpec(ctx, req)
+		return err
+	}); done {
+		if err == nil && !req.DryRun {
+			// Wait until this node has it too, so that a read right after
+			// the write sees it.
+			s.a.waitApplied(ctx, resp.Index)
+		}
+		return resp, err
+	}
+	st := s.a.State()
+	var problems []string
+	for _, p := range coordinator.CheckSpec(st, sp) {
+		problems = append(problems, p.String())
+	}
+	if req.DryRun {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		maj, err := s.a.Majority(mctx)
+		cancel()
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "ask the voters for leases: %v", err)
+		}
+		resp := specPreview(coordinator.PreviewSpec(coordinator.Input{State: st, Live: maj.Live(),
+			Now: time.Now().UnixMilli(), Actor: s.a.cfg.NodeID}, sp))
+		resp.Version, resp.Node, resp.DryRun, resp.Problems = st.SpecVersion, s.a.cfg.NodeID, true, problems
+		return resp, nil
+	}
+	if len(problems) > 0 && !req.Force {
+		return nil, status.Errorf(codes.FailedPrecondition, "spec refused: %s; fix the spec, or --force (force: true) to apply anyway; --dry-run shows what would stop",
+			strings.Join(problems, "; "))
+	}
+	// What stops, liveness aside (as CheckSpec): said in the reply.
+	all := map[string]uint64{}
+	for id := range st.Nodes {
+		all[id] = 0
+	}
+	preview := specPreview(coordinator.PreviewSpec(coordinator.Input{State: st, Live: all}, sp))
 	idx, err := s.a.Propose(ctx, &fsm.ApplySpec{Spec: sp, ExpectedVersion: req.ExpectedVersion,
 		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli()})
 	if err != nil {
@@ -472,7 +520,21 @@ func (s *server) ApplySpec(ctx context.Context, req *hmv1.ApplySpecRequest) (*hm
 	// The command is applied on the leader; wait until this node has it too
 	// so that a read right after the write sees it.
 	s.a.waitApplied(ctx, idx)
-	return &hmv1.ApplySpecResponse{Version: s.a.State().SpecVersion, Index: idx}, nil
+	return &hmv1.ApplySpecResponse{Version: s.a.State().SpecVersion, Index: idx, Node: s.a.cfg.NodeID,
+		Problems: problems, Stopping: preview.Stopping}, nil
+}
+
+// specPreview renders a spec preview: its roles and those that stop.
+func specPreview(cs []coordinator.RoleChange) *hmv1.ApplySpecResponse {
+	resp := &hmv1.ApplySpecResponse{}
+	for _, c := range cs {
+		resp.Roles = append(resp.Roles, &hmv1.SpecRoleChange{Role: c.Role, Change: c.Change, Fields: c.Fields,
+			HolderNow: c.HolderNow, HolderAfter: c.HolderAfter, Stops: c.Stops, Why: c.Why})
+		if c.Stops {
+			resp.Stopping = append(resp.Stopping, c.Role)
+		}
+	}
+	return resp
 }
 
 // waitApplied waits until the local state has applied index (bounded by ctx).

@@ -381,7 +381,10 @@ func specCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	var expected uint64
+	var (
+		expected      uint64
+		dryRun, force bool
+	)
 	apply := &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Validate and apply a spec file (use - for standard input)",
@@ -399,21 +402,62 @@ func specCmd(g *globals) *cobra.Command {
 			}
 			actor := cliActor()
 			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
-				r, err := c.ApplySpec(ctx, &hmv1.ApplySpecRequest{Document: string(doc), ExpectedVersion: expected, Actor: actor})
+				r, err := c.ApplySpec(ctx, &hmv1.ApplySpecRequest{Document: string(doc), ExpectedVersion: expected, Actor: actor,
+					DryRun: dryRun, Force: force})
 				if err != nil {
 					return err
 				}
 				if g.json {
 					return printProto(cmd.OutOrStdout(), r)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "spec applied: version %d (log index %d)\n", r.Version, r.Index)
+				w := cmd.OutOrStdout()
+				if dryRun {
+					printSpecPreview(w, r)
+					return nil
+				}
+				fmt.Fprintf(w, "spec applied: version %d (log index %d)\n", r.Version, r.Index)
+				for _, p := range r.Problems {
+					fmt.Fprintf(w, "forced past: %s\n", p)
+				}
+				if len(r.Stopping) > 0 {
+					fmt.Fprintf(w, "stopping (no holder after): %s\n", strings.Join(r.Stopping, ", "))
+				}
 				return nil
 			})
 		},
 	}
 	apply.Flags().Uint64Var(&expected, "expected-version", 0, "apply only if the current spec version is this one")
+	apply.Flags().BoolVar(&dryRun, "dry-run", false, "show what would change (roles, fields, holders now and after) on the leader's state; commit nothing")
+	apply.Flags().BoolVar(&force, "force", false, "apply a spec refused because a role requires a check no node defines or a held role would lose every eligible node")
 	cmd.AddCommand(show, apply)
 	return cmd
+}
+
+// printSpecPreview prints a dry run of spec apply: per role its change,
+// the fields that differ and its holder now and after.
+func printSpecPreview(w io.Writer, r *hmv1.ApplySpecResponse) {
+	fmt.Fprintf(w, "dry run on %s (spec version %d); nothing applied\n", r.Node, r.Version)
+	t := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(t, "ROLE\tCHANGE\tHOLDER NOW\tHOLDER AFTER")
+	for _, c := range r.Roles {
+		after := orDash(c.HolderAfter)
+		if c.Stops {
+			after = "- (stops)"
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", c.Role, c.Change, orDash(c.HolderNow), after)
+	}
+	t.Flush()
+	for _, c := range r.Roles {
+		for _, f := range c.Fields {
+			fmt.Fprintf(w, "  %s.%s\n", c.Role, f)
+		}
+		if c.HolderAfter == "" && c.Why != "" {
+			fmt.Fprintf(w, "  %s: no holder after: %s\n", c.Role, c.Why)
+		}
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "refused without --force: %s\n", p)
+	}
 }
 
 func exactArgs(n int, names string) cobra.PositionalArgs {

@@ -1014,7 +1014,14 @@ type ApplySpecRequest struct {
 	// this one (compare-and-set).
 	ExpectedVersion uint64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	// actor names who applied it, for the event log.
-	Actor         string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// dry_run previews the change on the leader's state (roles, fields,
+	// holders now and after) and commits nothing.
+	DryRun bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// force applies a spec that is refused otherwise: a role requiring a
+	// check no registered node defines, or a role held now that no node
+	// would qualify for (its holder stops). The reply lists what stops.
+	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1070,10 +1077,35 @@ func (x *ApplySpecRequest) GetActor() string {
 	return ""
 }
 
+func (x *ApplySpecRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ApplySpecRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type ApplySpecResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the spec version after the apply (with dry_run: now).
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Index   uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// node is the leader that checked the spec (whose state a dry run used).
+	Node   string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	DryRun bool   `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// roles is, per role of the current or the new spec, what changes.
+	Roles []*SpecRoleChange `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
+	// problems are the reasons the spec is refused without force (with
+	// force: applied anyway).
+	Problems []string `protobuf:"bytes,6,rep,name=problems,proto3" json:"problems,omitempty"`
+	// stopping names the roles that have a holder now and none after.
+	Stopping      []string `protobuf:"bytes,7,rep,name=stopping,proto3" json:"stopping,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1122,6 +1154,140 @@ func (x *ApplySpecResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *ApplySpecResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ApplySpecResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ApplySpecResponse) GetRoles() []*SpecRoleChange {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ApplySpecResponse) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *ApplySpecResponse) GetStopping() []string {
+	if x != nil {
+		return x.Stopping
+	}
+	return nil
+}
+
+// SpecRoleChange is what a new spec does to one role.
+type SpecRoleChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Role  string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// change is added, removed, changed or unchanged.
+	Change string `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	// fields lists the fields that differ: "field: old -> new" (JSON values).
+	Fields    []string `protobuf:"bytes,3,rep,name=fields,proto3" json:"fields,omitempty"`
+	HolderNow string   `protobuf:"bytes,4,opt,name=holder_now,json=holderNow,proto3" json:"holder_now,omitempty"`
+	// holder_after is the placement policy's choice on the leader's
+	// state with the new spec (empty: no node qualifies).
+	HolderAfter string `protobuf:"bytes,5,opt,name=holder_after,json=holderAfter,proto3" json:"holder_after,omitempty"`
+	// stops: the role has a holder now and none after.
+	Stops bool `protobuf:"varint,6,opt,name=stops,proto3" json:"stops,omitempty"`
+	// why says why no node holds it after.
+	Why           string `protobuf:"bytes,7,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpecRoleChange) Reset() {
+	*x = SpecRoleChange{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpecRoleChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpecRoleChange) ProtoMessage() {}
+
+func (x *SpecRoleChange) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpecRoleChange.ProtoReflect.Descriptor instead.
+func (*SpecRoleChange) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SpecRoleChange) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SpecRoleChange) GetChange() string {
+	if x != nil {
+		return x.Change
+	}
+	return ""
+}
+
+func (x *SpecRoleChange) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *SpecRoleChange) GetHolderNow() string {
+	if x != nil {
+		return x.HolderNow
+	}
+	return ""
+}
+
+func (x *SpecRoleChange) GetHolderAfter() string {
+	if x != nil {
+		return x.HolderAfter
+	}
+	return ""
+}
+
+func (x *SpecRoleChange) GetStops() bool {
+	if x != nil {
+		return x.Stops
+	}
+	return false
+}
+
+func (x *SpecRoleChange) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
 type ListRolesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1130,7 +1296,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1308,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[16]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1321,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 type Role struct {
@@ -1182,7 +1348,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1360,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[17]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1373,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Role) GetName() string {
@@ -1306,7 +1472,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1484,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[18]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1497,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRolesResponse) GetNode() string {
@@ -1374,7 +1540,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1552,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1565,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchEventsRequest) GetSince() uint64 {
@@ -1435,7 +1601,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1613,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1626,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -1549,7 +1715,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1727,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1740,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -1593,7 +1759,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1771,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1784,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1640,7 +1806,7 @@ type LeasesRequest struct {
 
 func (x *LeasesRequest) Reset() {
 	*x = LeasesRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1818,7 @@ func (x *LeasesRequest) String() string {
 func (*LeasesRequest) ProtoMessage() {}
 
 func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1831,7 @@ func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesRequest.ProtoReflect.Descriptor instead.
 func (*LeasesRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeasesRequest) GetQueries() []*LeaseQuery {
@@ -1685,7 +1851,7 @@ type LeaseQuery struct {
 
 func (x *LeaseQuery) Reset() {
 	*x = LeaseQuery{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1863,7 @@ func (x *LeaseQuery) String() string {
 func (*LeaseQuery) ProtoMessage() {}
 
 func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1876,7 @@ func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseQuery.ProtoReflect.Descriptor instead.
 func (*LeaseQuery) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseQuery) GetNode() string {
@@ -1741,7 +1907,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1919,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1932,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseGrant) GetNode() string {
@@ -1813,7 +1979,7 @@ type LeasesResponse struct {
 
 func (x *LeasesResponse) Reset() {
 	*x = LeasesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1991,7 @@ func (x *LeasesResponse) String() string {
 func (*LeasesResponse) ProtoMessage() {}
 
 func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2004,7 @@ func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
 func (*LeasesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeasesResponse) GetGranter() string {
@@ -1878,7 +2044,7 @@ type RotateLeaseKeyRequest struct {
 
 func (x *RotateLeaseKeyRequest) Reset() {
 	*x = RotateLeaseKeyRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2056,7 @@ func (x *RotateLeaseKeyRequest) String() string {
 func (*RotateLeaseKeyRequest) ProtoMessage() {}
 
 func (x *RotateLeaseKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2069,7 @@ func (x *RotateLeaseKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateLeaseKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateLeaseKeyRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RotateLeaseKeyRequest) GetActor() string {
@@ -1926,7 +2092,7 @@ type RotateLeaseKeyResponse struct {
 
 func (x *RotateLeaseKeyResponse) Reset() {
 	*x = RotateLeaseKeyResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2104,7 @@ func (x *RotateLeaseKeyResponse) String() string {
 func (*RotateLeaseKeyResponse) ProtoMessage() {}
 
 func (x *RotateLeaseKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2117,7 @@ func (x *RotateLeaseKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateLeaseKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateLeaseKeyResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RotateLeaseKeyResponse) GetKeyId() uint32 {
@@ -1984,7 +2150,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2162,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2175,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExplainRequest) GetRole() string {
@@ -2039,7 +2205,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2217,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2230,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExplainResponse) GetNode() string {
@@ -2152,7 +2318,7 @@ type Candidacy struct {
 
 func (x *Candidacy) Reset() {
 	*x = Candidacy{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2330,7 @@ func (x *Candidacy) String() string {
 func (*Candidacy) ProtoMessage() {}
 
 func (x *Candidacy) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2343,7 @@ func (x *Candidacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidacy.ProtoReflect.Descriptor instead.
 func (*Candidacy) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Candidacy) GetNode() string {
@@ -2261,7 +2427,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2439,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2452,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MoveRequest) GetRole() string {
@@ -2321,7 +2487,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2499,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2512,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MoveResponse) GetAlready() bool {
@@ -2374,7 +2540,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2552,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2565,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2432,7 +2598,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2610,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2623,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DrainResponse) GetIndex() uint64 {
@@ -2548,14 +2714,30 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x0fGetSpecResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
 	"\bdocument\x18\x02 \x01(\tR\bdocument\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"o\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\x9e\x01\n" +
 	"\x10ApplySpecRequest\x12\x1a\n" +
 	"\bdocument\x18\x01 \x01(\tR\bdocument\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\x12\x14\n" +
-	"\x05actor\x18\x03 \x01(\tR\x05actor\"C\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\"\xdf\x01\n" +
 	"\x11ApplySpecResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x125\n" +
+	"\x05roles\x18\x05 \x03(\v2\x1f.harbormaster.v1.SpecRoleChangeR\x05roles\x12\x1a\n" +
+	"\bproblems\x18\x06 \x03(\tR\bproblems\x12\x1a\n" +
+	"\bstopping\x18\a \x03(\tR\bstopping\"\xbe\x01\n" +
+	"\x0eSpecRoleChange\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x16\n" +
+	"\x06change\x18\x02 \x01(\tR\x06change\x12\x16\n" +
+	"\x06fields\x18\x03 \x03(\tR\x06fields\x12\x1d\n" +
+	"\n" +
+	"holder_now\x18\x04 \x01(\tR\tholderNow\x12!\n" +
+	"\fholder_after\x18\x05 \x01(\tR\vholderAfter\x12\x14\n" +
+	"\x05stops\x18\x06 \x01(\bR\x05stops\x12\x10\n" +
+	"\x03why\x18\a \x01(\tR\x03why\"\x12\n" +
 	"\x10ListRolesRequest\"\xbb\x02\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2690,7 +2872,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -2708,70 +2890,72 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*GetSpecResponse)(nil),            // 13: harbormaster.v1.GetSpecResponse
 	(*ApplySpecRequest)(nil),           // 14: harbormaster.v1.ApplySpecRequest
 	(*ApplySpecResponse)(nil),          // 15: harbormaster.v1.ApplySpecResponse
-	(*ListRolesRequest)(nil),           // 16: harbormaster.v1.ListRolesRequest
-	(*Role)(nil),                       // 17: harbormaster.v1.Role
-	(*ListRolesResponse)(nil),          // 18: harbormaster.v1.ListRolesResponse
-	(*WatchEventsRequest)(nil),         // 19: harbormaster.v1.WatchEventsRequest
-	(*Event)(nil),                      // 20: harbormaster.v1.Event
-	(*ProposeRequest)(nil),             // 21: harbormaster.v1.ProposeRequest
-	(*ProposeResponse)(nil),            // 22: harbormaster.v1.ProposeResponse
-	(*LeasesRequest)(nil),              // 23: harbormaster.v1.LeasesRequest
-	(*LeaseQuery)(nil),                 // 24: harbormaster.v1.LeaseQuery
-	(*LeaseGrant)(nil),                 // 25: harbormaster.v1.LeaseGrant
-	(*LeasesResponse)(nil),             // 26: harbormaster.v1.LeasesResponse
-	(*RotateLeaseKeyRequest)(nil),      // 27: harbormaster.v1.RotateLeaseKeyRequest
-	(*RotateLeaseKeyResponse)(nil),     // 28: harbormaster.v1.RotateLeaseKeyResponse
-	(*ExplainRequest)(nil),             // 29: harbormaster.v1.ExplainRequest
-	(*ExplainResponse)(nil),            // 30: harbormaster.v1.ExplainResponse
-	(*Candidacy)(nil),                  // 31: harbormaster.v1.Candidacy
-	(*MoveRequest)(nil),                // 32: harbormaster.v1.MoveRequest
-	(*MoveResponse)(nil),               // 33: harbormaster.v1.MoveResponse
-	(*DrainRequest)(nil),               // 34: harbormaster.v1.DrainRequest
-	(*DrainResponse)(nil),              // 35: harbormaster.v1.DrainResponse
+	(*SpecRoleChange)(nil),             // 16: harbormaster.v1.SpecRoleChange
+	(*ListRolesRequest)(nil),           // 17: harbormaster.v1.ListRolesRequest
+	(*Role)(nil),                       // 18: harbormaster.v1.Role
+	(*ListRolesResponse)(nil),          // 19: harbormaster.v1.ListRolesResponse
+	(*WatchEventsRequest)(nil),         // 20: harbormaster.v1.WatchEventsRequest
+	(*Event)(nil),                      // 21: harbormaster.v1.Event
+	(*ProposeRequest)(nil),             // 22: harbormaster.v1.ProposeRequest
+	(*ProposeResponse)(nil),            // 23: harbormaster.v1.ProposeResponse
+	(*LeasesRequest)(nil),              // 24: harbormaster.v1.LeasesRequest
+	(*LeaseQuery)(nil),                 // 25: harbormaster.v1.LeaseQuery
+	(*LeaseGrant)(nil),                 // 26: harbormaster.v1.LeaseGrant
+	(*LeasesResponse)(nil),             // 27: harbormaster.v1.LeasesResponse
+	(*RotateLeaseKeyRequest)(nil),      // 28: harbormaster.v1.RotateLeaseKeyRequest
+	(*RotateLeaseKeyResponse)(nil),     // 29: harbormaster.v1.RotateLeaseKeyResponse
+	(*ExplainRequest)(nil),             // 30: harbormaster.v1.ExplainRequest
+	(*ExplainResponse)(nil),            // 31: harbormaster.v1.ExplainResponse
+	(*Candidacy)(nil),                  // 32: harbormaster.v1.Candidacy
+	(*MoveRequest)(nil),                // 33: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 34: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 35: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 36: harbormaster.v1.DrainResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
 	3,  // 1: harbormaster.v1.Member.checks:type_name -> harbormaster.v1.Check
 	2,  // 2: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
-	17, // 3: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
-	24, // 4: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
-	25, // 5: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
-	31, // 6: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
-	0,  // 7: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
-	4,  // 8: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
-	6,  // 9: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
-	8,  // 10: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
-	10, // 11: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
-	12, // 12: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
-	14, // 13: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
-	16, // 14: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	32, // 15: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
-	34, // 16: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
-	19, // 17: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	29, // 18: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
-	27, // 19: harbormaster.v1.Admin.RotateLeaseKey:input_type -> harbormaster.v1.RotateLeaseKeyRequest
-	21, // 20: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	23, // 21: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 22: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	5,  // 23: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	7,  // 24: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	9,  // 25: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	11, // 26: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	13, // 27: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	15, // 28: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	18, // 29: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	33, // 30: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	35, // 31: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	20, // 32: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	30, // 33: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
-	28, // 34: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
-	22, // 35: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	26, // 36: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	22, // [22:37] is the sub-list for method output_type
-	7,  // [7:22] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 3: harbormaster.v1.ApplySpecResponse.roles:type_name -> harbormaster.v1.SpecRoleChange
+	18, // 4: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
+	25, // 5: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
+	26, // 6: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
+	32, // 7: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
+	0,  // 8: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
+	4,  // 9: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
+	6,  // 10: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
+	8,  // 11: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
+	10, // 12: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
+	12, // 13: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
+	14, // 14: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
+	17, // 15: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
+	33, // 16: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	35, // 17: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	20, // 18: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
+	30, // 19: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
+	28, // 20: harbormaster.v1.Admin.RotateLeaseKey:input_type -> harbormaster.v1.RotateLeaseKeyRequest
+	22, // 21: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	24, // 22: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 23: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 24: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 25: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 26: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 27: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 28: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 29: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	19, // 30: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	34, // 31: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	36, // 32: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	21, // 33: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	31, // 34: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	29, // 35: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
+	23, // 36: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	27, // 37: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	23, // [23:38] is the sub-list for method output_type
+	8,  // [8:23] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_harbormaster_v1_admin_proto_init() }
@@ -2785,7 +2969,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
