@@ -86,7 +86,7 @@ func TestProtoJSONLine(t *testing.T) {
 	e := &hmv1.Event{Seq: 12, Index: 40, TimeUnixMs: 1767225600123, Kind: "role", Role: "vip", Old: "n1", New: "n2", Epoch: 3, Message: "a \"quoted\"\nline"}
 	checkProtoJSON(t, e, false, `{"seq":"12","index":"40","time_unix_ms":"1767225600123","kind":"role","node":"","actor":"",`+
 		`"role":"vip","old":"n1","new":"n2","epoch":"3","message":"a \"quoted\"\nline"}`+"\n")
-	checkProtoJSON(t, &hmv1.ApplySpecResponse{}, false, `{"version":"0","index":"0"}`+"\n")
+	checkProtoJSON(t, &hmv1.ApplySpecResponse{}, false, `{"version":"0","index":"0","node":"","dry_run":false,"roles":[],"problems":[],"stopping":[]}`+"\n")
 }
 
 // TestProtoJSONMap: a map field, which no admin response has yet, is a JSON
