@@ -151,6 +151,9 @@ type clusterOpts struct {
 	sentinel []string
 	// sentinelTLS serves the Sentinel listeners with the nodes' certificates.
 	sentinelTLS bool
+	// storeErr, when set, fails node's Raft store writes while it returns
+	// an error (Options.StoreWriteErr).
+	storeErr func(node string) error
 }
 
 func newCluster(t *testing.T, n int, o clusterOpts) *cluster {
@@ -266,7 +269,12 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 	if o.fake != nil {
 		actuator = o.fake.actuatorFor(cfg.NodeID)
 	}
-	a, err := agent.New(cfg, agent.Options{ServiceActuator: actuator, VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+	var storeErr func() error
+	if o.storeErr != nil {
+		id := cfg.NodeID
+		storeErr = func() error { return o.storeErr(id) }
+	}
+	a, err := agent.New(cfg, agent.Options{StoreWriteErr: storeErr, ServiceActuator: actuator, VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
 		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
 		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
