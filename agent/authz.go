@@ -48,6 +48,7 @@ var methodPermissions = map[string]permission{
 	"/harbormaster.v1.Admin/Join":               permAdmin,
 	"/harbormaster.v1.Admin/Remove":             permAdmin,
 	"/harbormaster.v1.Admin/RotateLeaseKey":     permAdmin,
+	"/harbormaster.v1.Admin/SaveSnapshot":       permAdmin,
 	"/harbormaster.v1.Cluster/Propose":          permMember,
 	"/harbormaster.v1.Cluster/Leases":           permMember,
 	"/grpc.health.v1.Health/Check":              permRead,

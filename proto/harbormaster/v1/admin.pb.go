@@ -2633,6 +2633,120 @@ func (x *DrainResponse) GetIndex() uint64 {
 	return 0
 }
 
+type SaveSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotRequest) Reset() {
+	*x = SaveSnapshotRequest{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotRequest) ProtoMessage() {}
+
+func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+type SaveSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// snapshot is the file's content (fsm.Backup).
+	Snapshot  []byte `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Index     uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Term      uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	ClusterId string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// node is the leader that took it.
+	Node          string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotResponse) Reset() {
+	*x = SaveSnapshotResponse{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotResponse) ProtoMessage() {}
+
+func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SaveSnapshotResponse) GetSnapshot() []byte {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *SaveSnapshotResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SaveSnapshotResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SaveSnapshotResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *SaveSnapshotResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
@@ -2841,7 +2955,15 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\adrained\x18\x02 \x01(\bR\adrained\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\"%\n" +
 	"\rDrainResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xa1\b\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x15\n" +
+	"\x13SaveSnapshotRequest\"\x8f\x01\n" +
+	"\x14SaveSnapshotResponse\x12\x1a\n" +
+	"\bsnapshot\x18\x01 \x01(\fR\bsnapshot\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x04 \x01(\tR\tclusterId\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node2\xfe\b\n" +
 	"\x05Admin\x12I\n" +
 	"\x06Status\x12\x1e.harbormaster.v1.StatusRequest\x1a\x1f.harbormaster.v1.StatusResponse\x12L\n" +
 	"\aMembers\x12\x1f.harbormaster.v1.MembersRequest\x1a .harbormaster.v1.MembersResponse\x12C\n" +
@@ -2855,7 +2977,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x05Drain\x12\x1d.harbormaster.v1.DrainRequest\x1a\x1e.harbormaster.v1.DrainResponse\x12L\n" +
 	"\vWatchEvents\x12#.harbormaster.v1.WatchEventsRequest\x1a\x16.harbormaster.v1.Event0\x01\x12L\n" +
 	"\aExplain\x12\x1f.harbormaster.v1.ExplainRequest\x1a .harbormaster.v1.ExplainResponse\x12a\n" +
-	"\x0eRotateLeaseKey\x12&.harbormaster.v1.RotateLeaseKeyRequest\x1a'.harbormaster.v1.RotateLeaseKeyResponse2\xa2\x01\n" +
+	"\x0eRotateLeaseKey\x12&.harbormaster.v1.RotateLeaseKeyRequest\x1a'.harbormaster.v1.RotateLeaseKeyResponse\x12[\n" +
+	"\fSaveSnapshot\x12$.harbormaster.v1.SaveSnapshotRequest\x1a%.harbormaster.v1.SaveSnapshotResponse2\xa2\x01\n" +
 	"\aCluster\x12L\n" +
 	"\aPropose\x12\x1f.harbormaster.v1.ProposeRequest\x1a .harbormaster.v1.ProposeResponse\x12I\n" +
 	"\x06Leases\x12\x1e.harbormaster.v1.LeasesRequest\x1a\x1f.harbormaster.v1.LeasesResponseBAZ?github.com/harbormaster/harbormaster/proto/harbormaster/v1;hmv1b\x06proto3"
@@ -2872,7 +2995,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -2911,6 +3034,8 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*MoveResponse)(nil),               // 34: harbormaster.v1.MoveResponse
 	(*DrainRequest)(nil),               // 35: harbormaster.v1.DrainRequest
 	(*DrainResponse)(nil),              // 36: harbormaster.v1.DrainResponse
+	(*SaveSnapshotRequest)(nil),        // 37: harbormaster.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 38: harbormaster.v1.SaveSnapshotResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
@@ -2934,25 +3059,27 @@ var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	20, // 18: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
 	30, // 19: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
 	28, // 20: harbormaster.v1.Admin.RotateLeaseKey:input_type -> harbormaster.v1.RotateLeaseKeyRequest
-	22, // 21: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	24, // 22: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 23: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	5,  // 24: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	7,  // 25: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	9,  // 26: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	11, // 27: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	13, // 28: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	15, // 29: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	19, // 30: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	34, // 31: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	36, // 32: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	21, // 33: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	31, // 34: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
-	29, // 35: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
-	23, // 36: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	27, // 37: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	23, // [23:38] is the sub-list for method output_type
-	8,  // [8:23] is the sub-list for method input_type
+	37, // 21: harbormaster.v1.Admin.SaveSnapshot:input_type -> harbormaster.v1.SaveSnapshotRequest
+	22, // 22: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	24, // 23: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 24: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 25: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 26: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 27: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 28: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 29: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 30: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	19, // 31: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	34, // 32: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	36, // 33: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	21, // 34: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	31, // 35: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	29, // 36: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
+	38, // 37: harbormaster.v1.Admin.SaveSnapshot:output_type -> harbormaster.v1.SaveSnapshotResponse
+	23, // 38: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	27, // 39: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	24, // [24:40] is the sub-list for method output_type
+	8,  // [8:24] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -2969,7 +3096,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -40,6 +40,7 @@ const (
 	Admin_WatchEvents_FullMethodName        = "/harbormaster.v1.Admin/WatchEvents"
 	Admin_Explain_FullMethodName            = "/harbormaster.v1.Admin/Explain"
 	Admin_RotateLeaseKey_FullMethodName     = "/harbormaster.v1.Admin/RotateLeaseKey"
+	Admin_SaveSnapshot_FullMethodName       = "/harbormaster.v1.Admin/SaveSnapshot"
 )
 
 // AdminClient is the client API for Admin service.
@@ -79,6 +80,11 @@ type AdminClient interface {
 	// datagrams); the previous one stays accepted until the next rotation.
 	// The key itself is never returned.
 	RotateLeaseKey(ctx context.Context, in *RotateLeaseKeyRequest, opts ...grpc.CallOption) (*RotateLeaseKeyResponse, error)
+	// SaveSnapshot returns the leader's committed state as a snapshot file
+	// (harbormaster snapshot save): the way back, with `harbormaster
+	// recover`, for a cluster that lost its majority for good. It holds the
+	// cluster lease key: keep it as private as the data dir.
+	SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (*SaveSnapshotResponse, error)
 }
 
 type adminClient struct {
@@ -228,6 +234,16 @@ func (c *adminClient) RotateLeaseKey(ctx context.Context, in *RotateLeaseKeyRequ
 	return out, nil
 }
 
+func (c *adminClient) SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (*SaveSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SaveSnapshotResponse)
+	err := c.cc.Invoke(ctx, Admin_SaveSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -265,6 +281,11 @@ type AdminServer interface {
 	// datagrams); the previous one stays accepted until the next rotation.
 	// The key itself is never returned.
 	RotateLeaseKey(context.Context, *RotateLeaseKeyRequest) (*RotateLeaseKeyResponse, error)
+	// SaveSnapshot returns the leader's committed state as a snapshot file
+	// (harbormaster snapshot save): the way back, with `harbormaster
+	// recover`, for a cluster that lost its majority for good. It holds the
+	// cluster lease key: keep it as private as the data dir.
+	SaveSnapshot(context.Context, *SaveSnapshotRequest) (*SaveSnapshotResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -313,6 +334,9 @@ func (UnimplementedAdminServer) Explain(context.Context, *ExplainRequest) (*Expl
 }
 func (UnimplementedAdminServer) RotateLeaseKey(context.Context, *RotateLeaseKeyRequest) (*RotateLeaseKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateLeaseKey not implemented")
+}
+func (UnimplementedAdminServer) SaveSnapshot(context.Context, *SaveSnapshotRequest) (*SaveSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SaveSnapshot not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -562,6 +586,24 @@ func _Admin_RotateLeaseKey_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_SaveSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SaveSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SaveSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SaveSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SaveSnapshot(ctx, req.(*SaveSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -616,6 +658,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateLeaseKey",
 			Handler:    _Admin_RotateLeaseKey_Handler,
+		},
+		{
+			MethodName: "SaveSnapshot",
+			Handler:    _Admin_SaveSnapshot_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
