@@ -126,6 +126,8 @@ type Agent struct {
 	checkWake   chan struct{}  // pokes the check loop on a transition
 	releaseWake chan struct{}  // pokes the release loop (authority changed, an actuator let go)
 	fenceUntil  atomic.Int64   // unix nanos until which the lease is left to lapse
+	quorum      *quorumTracker // whether the node has quorum, fed by quorumLoop
+	store       *storeHealth   // whether the data dir is writable (/healthz)
 
 	stopping  atomic.Bool   // set when a graceful stop begins
 	stopped   chan struct{} // closed when a graceful stop begins
@@ -171,6 +173,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.conns.tls = st
 	}
 	a.events = newRecorder(a.Propose, a.log)
+	a.quorum = newQuorumTracker(time.Now(), t.Election, 2*(t.Election+t.Lease))
+	a.store = newStoreHealth(cfg.DataDir)
 	if len(cfg.Checks) > 0 {
 		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
 		if err != nil {
@@ -270,6 +274,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	work.Go("release loop", func() error { a.releaseLoop(workCtx); return nil })
 	work.Go("ready loop", func() error { a.readyLoop(workCtx); return nil })
 	work.Go("watchdog loop", func() error { a.watchdogLoop(workCtx); return nil })
+	work.Go("quorum loop", func() error { a.quorumLoop(workCtx); return nil })
 	if a.checks != nil {
 		work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
 		work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })

@@ -235,6 +235,9 @@ const (
 	EventService          EventKind = "service"
 	EventRedis            EventKind = "redis"
 	EventLeaseKey         EventKind = "lease-key"
+	// EventQuorum records a loss of quorum that has ended, written by the
+	// node that lived through it once it has quorum again.
+	EventQuorum EventKind = "quorum"
 )
 
 // NewState returns the empty state every node starts from.
