@@ -173,7 +173,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.conns.tls = st
 	}
 	a.events = newRecorder(a.Propose, a.log)
-	a.quorum = newQuorumTracker(time.Now(), t.Election, 2*(t.Election+t.Lease))
+	a.quorum = newQuorumTracker(time.Now(), quorumAfter(t), 2*quorumAfter(t))
 	a.store = newStoreHealth(cfg.DataDir)
 	if len(cfg.Checks) > 0 {
 		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)

@@ -62,7 +62,7 @@ func newCollector(a *Agent) *collector {
 		svcActive:  d("service_active", "1 if this node runs the service role's active instance.", "role"),
 		fenced:     d("fenced", "1 while this node lets its lease lapse after a service stop it could not confirm."),
 		viewErrs:   d("lease_view_errors_total", "Leases answers of a voter that failed (the voter counted against every verdict of that round).", "voter"),
-		quorum:     d("quorum", "1 while this node has quorum (a known leader and its own quorum lease); 0 once it has lacked it longer than an election timeout."),
+		quorum:     d("quorum", "1 while this node has quorum (a known leader and its own quorum lease); 0 once it has lacked it longer than a leader failover takes."),
 		quorumLost: d("quorum_lost_seconds", "How long this node has been without quorum (0 while it has quorum); counted from the start of the lack."),
 		leaseDrops: d("lease_datagrams_dropped_total", "Lease datagrams this node dropped, by reason (bad-mac, unknown-key, replay, non-member, ttl, generation, ...).", "reason"),
 	}

@@ -8,15 +8,22 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/fsm"
 )
 
+// quorumAfter is how long a node may lack quorum before it is called lost:
+// longer than a leader failover takes on the majority side (up to twice
+// the heartbeat timeout to notice, twice the election timeout to elect, a
+// lease to renew), 1.5 s with the lan profile. Twice that at start.
+func quorumAfter(t config.Timing) time.Duration { return 2*(t.Heartbeat+t.Election) + t.Lease }
+
 // quorumTracker follows whether this node has quorum: a known leader and a
 // valid quorum lease of its own. Only a lack that lasts is a loss: longer
-// than an election timeout, or, before the node had quorum once in this
-// run, longer than its start grace (an election on a restarted cluster and
-// the first lease take that long). It is a pure state machine (no clock,
-// no Raft): quorumLoop feeds it observations. Safe for concurrent use.
+// than quorumAfter, or, before the node had quorum once in this run,
+// longer than its start grace (an election on a restarted cluster and the
+// first lease take longer). It is a pure state machine (no clock, no
+// Raft): quorumLoop feeds it observations. Safe for concurrent use.
 type quorumTracker struct {
 	after      time.Duration // a lack longer than this is a loss
 	startGrace time.Duration // the same, until quorum was held once
@@ -80,8 +87,8 @@ func (q *quorumTracker) Lost() (since time.Time, lost bool) {
 }
 
 // QuorumLost reports whether this node has been without a known leader or
-// without its own quorum lease for longer than an election timeout (at
-// start: the start grace), and since when. While it is lost the node holds
+// without its own quorum lease for longer than a leader failover takes
+// (quorumAfter; twice that at start), and since when. While it is lost the node holds
 // no role (docs/operations.md, "No quorum").
 func (a *Agent) QuorumLost() (since time.Time, lost bool) { return a.quorum.Lost() }
 

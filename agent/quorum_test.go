@@ -22,7 +22,7 @@ func get(nd *tnode, path string) (int, string) {
 
 // TestQuorumLossExplained: a node cut off from the others is not ready
 // (/readyz 503 saying why) while the majority side stays ready; after an
-// election timeout its status says no quorum and since when, and its
+// failover's time its status says no quorum and since when, and its
 // metrics say so; once healed it records one quorum event saying when
 // quorum was lost and regained. /healthz stays 200 throughout: a cut-off
 // node is alive, restarting it would not help.
@@ -31,9 +31,13 @@ func TestQuorumLossExplained(t *testing.T) {
 	for _, nd := range c.nodes {
 		c.waitFor(nd.id+" ready on /readyz", 5*time.Second, func() bool { code, _ := get(nd, "/readyz"); return code == http.StatusOK })
 	}
-	cut := c.nodes[2]
-	if l := c.leader(); l == cut {
-		cut = c.nodes[0]
+	// A follower is cut: the majority side keeps its leader.
+	var cut *tnode
+	c.waitFor("a leader", 5*time.Second, func() bool { return c.leader() != nil })
+	for _, nd := range c.nodes {
+		if nd != c.leader() {
+			cut = nd
+		}
 	}
 	isolatedAt := time.Now()
 	c.isolate(cut.id)

@@ -98,9 +98,9 @@ type StatusResponse struct {
 	LeaseGen         uint64 `protobuf:"varint,18,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
 	LeaseRemainingMs int64  `protobuf:"varint,19,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
 	// no_quorum is true once the answering node has been without a known
-	// leader or without its own quorum lease for longer than an election
-	// timeout (at start: twice an election timeout plus a lease); it holds no
-	// role meanwhile. no_quorum_since_ms is when that began (unix ms, the
+	// leader or without its own quorum lease for longer than a leader
+	// failover takes (twice the heartbeat and election timeouts plus a lease;
+	// twice that at start); it holds no role meanwhile. no_quorum_since_ms is when that began (unix ms, the
 	// node's clock; 0 while it has quorum).
 	NoQuorum        bool  `protobuf:"varint,20,opt,name=no_quorum,json=noQuorum,proto3" json:"no_quorum,omitempty"`
 	NoQuorumSinceMs int64 `protobuf:"varint,21,opt,name=no_quorum_since_ms,json=noQuorumSinceMs,proto3" json:"no_quorum_since_ms,omitempty"`
