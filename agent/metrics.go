@@ -202,20 +202,20 @@ func (a *Agent) Liveness() error {
 // Readiness returns nil and a one-line summary when this node can act for
 // roles now: it is ready (registered, caught up), a member of the Raft
 // configuration, knows a leader and holds a valid quorum lease of its own.
-// Otherwise it returns why not, with since when quorum is lost.
+// Otherwise it returns why not; a lost quorum first, with since when.
 func (a *Agent) Readiness() (string, error) {
+	now := time.Now()
+	ok, why := a.hasQuorum(now)
+	if since, lost := a.QuorumLost(); lost && !ok {
+		return "", errors.New("no quorum since " + since.UTC().Format(time.RFC3339) + ": " + why)
+	}
 	if !a.isReady() {
 		return "", errors.New("starting: not registered or not caught up with the log yet")
 	}
 	if !a.isMember() {
 		return "", errors.New("not a member of the Raft configuration")
 	}
-	now := time.Now()
-	ok, why := a.hasQuorum(now)
 	if !ok {
-		if since, lost := a.QuorumLost(); lost {
-			why = "no quorum since " + since.UTC().Format(time.RFC3339) + ": " + why
-		}
 		return "", errors.New(why)
 	}
 	_, leader := a.raft.LeaderWithID()
