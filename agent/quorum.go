@@ -156,6 +156,6 @@ func quorumEvent(node string, since, until time.Time, atStart bool) fsm.Event {
 		from = "none from the agent's start at " + since.UTC().Format(time.RFC3339Nano)
 	}
 	return fsm.Event{Time: until.UnixMilli(), Kind: fsm.EventQuorum, Node: node, Actor: node, Old: "no-quorum", New: "quorum",
-		Message: fmt.Sprintf("quorum %s, regained at %s (%s without; no role was held here meanwhile)",
+		Message: fmt.Sprintf("quorum %s, regained at %s (%s without; it held no role once its lease lapsed)",
 			from, until.UTC().Format(time.RFC3339Nano), until.Sub(since).Round(time.Millisecond))}
 }
