@@ -146,6 +146,8 @@ type Agent struct {
 	releaseWake chan struct{}  // pokes the release loop (authority changed, an actuator let go)
 	clock       clock.Clock    // Options.Clock or the machine's
 	fenceUntil  atomic.Int64   // clock.Mono (ns) until which the lease is left to lapse; never a wall time
+	quorum      *quorumTracker // whether the node has quorum, fed by quorumLoop
+	store       *storeHealth   // whether the data dir is writable (/healthz)
 
 	stopping  atomic.Bool   // set when a graceful stop begins
 	stopped   chan struct{} // closed when a graceful stop begins
@@ -196,6 +198,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a.conns.clusterID = a.currentClusterID
 	a.events = newRecorder(a.Propose, a.log)
+	a.quorum = newQuorumTracker(time.Now(), quorumAfter(t), 2*quorumAfter(t))
+	a.store = newStoreHealth(cfg.DataDir)
 	if len(cfg.Checks) > 0 {
 		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
 		if err != nil {
@@ -296,6 +300,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	work.Go("ready loop", func() error { a.readyLoop(workCtx); return nil })
 	work.Go("cluster id", func() error { return a.clusterIDLoop(workCtx) })
 	work.Go("watchdog loop", func() error { a.watchdogLoop(workCtx); return nil })
+	work.Go("quorum loop", func() error { a.quorumLoop(workCtx); return nil })
 	if a.checks != nil {
 		work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
 		work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })

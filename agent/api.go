@@ -192,12 +192,18 @@ func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.Statu
 	if valid {
 		left = time.Until(until).Milliseconds()
 	}
+	var lostSince int64
+	since, lost := a.QuorumLost()
+	if lost {
+		lostSince = since.UnixMilli()
+	}
 	return &hmv1.StatusResponse{LeaseGen: gen, LeaseRemainingMs: left,
 		Node: a.cfg.NodeID, Leader: string(leaderID), LeaderAddress: string(leaderAddr),
 		IsLeader: a.raft.State() == raft.Leader, Term: a.raft.CurrentTerm(), RaftState: a.raft.State().String(),
 		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
 		SpecVersion: st.SpecVersion, Members: members, RaftAddress: a.raftAddr, ApiAddress: a.apiAddr,
 		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: Version, Ready: a.isReady(),
+		NoQuorum: lost, NoQuorumSinceMs: lostSince,
 	}, nil
 }
 

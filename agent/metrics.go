@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -34,6 +36,8 @@ type collector struct {
 	fenced     *prometheus.Desc
 	viewErrs   *prometheus.Desc
 	leaseDrops *prometheus.Desc
+	quorum     *prometheus.Desc
+	quorumLost *prometheus.Desc
 }
 
 func newCollector(a *Agent) *collector {
@@ -58,6 +62,8 @@ func newCollector(a *Agent) *collector {
 		svcActive:  d("service_active", "1 if this node runs the service role's active instance.", "role"),
 		fenced:     d("fenced", "1 while this node lets its lease lapse after a service stop it could not confirm."),
 		viewErrs:   d("lease_view_errors_total", "Leases answers of a voter that failed (the voter counted against every verdict of that round).", "voter"),
+		quorum:     d("quorum", "1 while this node has quorum (a known leader and its own quorum lease); 0 once it has lacked it longer than a leader failover takes."),
+		quorumLost: d("quorum_lost_seconds", "How long this node has been without quorum (0 while it has quorum); counted from the start of the lack."),
 		leaseDrops: d("lease_datagrams_dropped_total", "Lease datagrams this node dropped, by reason (bad-mac, unknown-key, replay, non-member, ttl, generation, ...).", "reason"),
 	}
 }
@@ -65,7 +71,7 @@ func newCollector(a *Agent) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
 		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced,
-		c.viewErrs, c.leaseDrops} {
+		c.viewErrs, c.leaseDrops, c.quorum, c.quorumLost} {
 		ch <- d
 	}
 }
@@ -128,6 +134,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.fenced, g, b2f(a.fenced()))
+	lostFor := 0.0
+	since, lost := a.QuorumLost()
+	if lost {
+		lostFor = max(now.Sub(since).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(c.quorum, g, b2f(!lost))
+	ch <- prometheus.MustNewConstMetric(c.quorumLost, g, lostFor)
 	for voter, n := range a.leases.ViewErrors() {
 		ch <- prometheus.MustNewConstMetric(c.viewErrs, prometheus.CounterValue, float64(n), voter)
 	}
@@ -151,15 +164,79 @@ func (a *Agent) metricsHandler() http.Handler {
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := a.StoreFault(); err != nil {
-			http.Error(w, "store fault: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "unhealthy: store fault: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		select {
-		case <-a.ready:
-			w.Write([]byte("ok\n"))
-		default:
-			http.Error(w, "starting: "+strconv.Quote(a.raft.State().String()), http.StatusServiceUnavailable)
+		if err := a.Liveness(); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
 		}
+		msg := "ok: running, data_dir writable"
+		if !a.isReady() {
+			msg += " (starting: " + a.raft.State().String() + ")"
+		}
+		io.WriteString(w, msg+"\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		msg, err := a.Readiness()
+		if err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready: "+msg+"\n")
 	})
 	return mux
+}
+
+// MetricsHandler is the handler served on metrics_addr: /metrics, /healthz,
+// /readyz (and /debug/pprof/ with pprof). Each call builds a new one.
+func (a *Agent) MetricsHandler() http.Handler { return a.metricsHandler() }
+
+// Liveness returns why the agent is not healthy, or nil: it answers (the
+// process runs) and its store is writable (storeHealthy). It says nothing of
+// quorum: a node cut off from the others is healthy, and restarting it
+// would not help (Readiness says that).
+func (a *Agent) Liveness() error {
+	if a.raft.State() == raft.Shutdown {
+		return errors.New("raft is shut down")
+	}
+	return a.storeHealthy()
+}
+
+// Readiness returns nil and a one-line summary when this node can act for
+// roles now: it is ready (registered, caught up), a member of the Raft
+// configuration, knows a leader and holds a valid quorum lease of its own.
+// Otherwise it returns why not; a lost quorum first, with since when.
+func (a *Agent) Readiness() (string, error) {
+	now := time.Now()
+	ok, why := a.hasQuorum(now)
+	if since, lost := a.QuorumLost(); lost && !ok {
+		return "", errors.New("no quorum since " + since.UTC().Format(time.RFC3339) + ": " + why)
+	}
+	if !a.isReady() {
+		return "", errors.New("starting: not registered or not caught up with the log yet")
+	}
+	if !a.isMember() {
+		return "", errors.New("not a member of the Raft configuration")
+	}
+	if !ok {
+		return "", errors.New(why)
+	}
+	_, leader := a.raft.LeaderWithID()
+	_, _, until := a.leases.Lease(now)
+	return fmt.Sprintf("leader %s, own quorum lease valid for %s", leader, until.Sub(now).Round(time.Millisecond)), nil
+}
+
+// isMember reports whether this node is in the Raft configuration.
+func (a *Agent) isMember() bool {
+	f := a.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == a.cfg.NodeID {
+			return true
+		}
+	}
+	return false
 }

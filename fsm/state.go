@@ -239,6 +239,9 @@ const (
 	EventRedis            EventKind = "redis"
 	EventLeaseKey         EventKind = "lease-key"
 	EventClusterID        EventKind = "cluster-id"
+	// EventQuorum records a loss of quorum that has ended, written by the
+	// node that lived through it once it has quorum again.
+	EventQuorum EventKind = "quorum"
 )
 
 // NewState returns the empty state every node starts from.

@@ -182,7 +182,10 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				w := cmd.OutOrStdout()
 				if g.json {
-					return printProto(w, r)
+					if err := printProto(w, r); err != nil {
+						return err
+					}
+					return noLeader(r)
 				}
 				t := table(w)
 				fmt.Fprintf(t, "Node\t%s (%s)\n", r.Node, r.RaftState)
@@ -192,6 +195,13 @@ func statusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(t, "Ready\tno (registering or catching up with the log)\n")
 				}
 				fmt.Fprintf(t, "Leader\t%s\n", orDash(r.Leader))
+				if r.NoQuorum {
+					since := time.UnixMilli(r.NoQuorumSinceMs)
+					fmt.Fprintf(t, "Quorum\tno quorum since %s (%s): this node holds no role (docs/operations.md, No quorum)\n",
+						since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second))
+				} else {
+					fmt.Fprintf(t, "Quorum\tyes\n")
+				}
 				fmt.Fprintf(t, "Term\t%d\n", r.Term)
 				if r.LeaseRemainingMs > 0 {
 					fmt.Fprintf(t, "Own lease\tgeneration %d, %s left\n", r.LeaseGen, ms(r.LeaseRemainingMs))
@@ -206,10 +216,26 @@ func statusCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(w)
 				printMembers(w, r.Members)
 				printChecks(w, r.Members, nil)
-				return nil
+				return noLeader(r)
 			})
 		},
 	}
+}
+
+// noLeaderError is status's answer when the answering node knows no
+// leader: the status was printed, and the exit code says the cluster's
+// leader cannot be reached (exitUnavailable).
+type noLeaderError struct{ node string }
+
+func (e noLeaderError) Error() string {
+	return e.node + " knows no leader: no quorum on its side (a majority of voters unreachable, or an election under way); see docs/operations.md, No quorum"
+}
+
+func noLeader(r *hmv1.StatusResponse) error {
+	if r.Leader == "" {
+		return noLeaderError{node: r.Node}
+	}
+	return nil
 }
 
 func printMembers(w io.Writer, ms []*hmv1.Member) {

@@ -2,9 +2,9 @@
 //
 // Exit codes: 0 success; 1 the request was refused or failed; 2 bad usage,
 // bad config or invalid input; 3 the agent or the cluster's leader could not
-// be reached (retry later); 4 not authorized: the certificate was refused or
-// its role does not allow the command; 5 (agent) the Raft store in the data
-// dir is damaged.
+// be reached, or `status` found it knows no leader (retry later); 4 not
+// authorized: the certificate was refused or its role does not allow the
+// command; 5 (agent) the Raft store in the data dir is damaged.
 package main
 
 import (
@@ -49,12 +49,13 @@ func exitCode(err error) int {
 	var ce *config.Error
 	var ue usageError
 	var se *agent.StoreError
+	var nl noLeaderError
 	switch {
 	case errors.As(err, &se):
 		return exitStore
 	case errors.As(err, &ce), errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nl):
 		return exitUnavailable
 	}
 	if st, ok := status.FromError(err); ok {

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,6 +187,98 @@ func TestProcess(t *testing.T) {
 	t.Run("CLIOffline", func(t *testing.T) { procCLIOffline(t, bin) })
 	t.Run("Failover", func(t *testing.T) { procFailover(t, bin) })
 	t.Run("WipedDataDirs", func(t *testing.T) { procWipedDataDirs(t, bin) })
+	t.Run("NoQuorum", func(t *testing.T) { procNoQuorum(t, bin) })
+}
+
+// procNoQuorum: with 2 of the 3 loopback agents stopped, the survivor knows
+// no leader: `status` still prints its view, says no quorum and since when,
+// and exits 3 (the leader cannot be reached), with --json too; its /readyz
+// answers 503 while /healthz stays 200 (alive, its store writable) and its
+// metrics say harbormaster_quorum 0.
+func procNoQuorum(t *testing.T, bin string) {
+	c, err := proccluster.New(proccluster.Options{Binary: bin, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, id := range c.IDs() {
+				if l, err := c.ReadLog(id); err == nil {
+					t.Logf("----- log of %s -----\n%s", id, l)
+				}
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitPortsFree(ctx); err != nil {
+		t.Fatalf("loopback ports still busy: %v", err)
+	}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitLeader(ctx, ""); err != nil {
+		t.Fatalf("no leader: %v", err)
+	}
+	ids := c.IDs()
+	survivor := ids[0]
+	node, _ := c.Node(survivor)
+	err = procPoll(ctx, 50*time.Millisecond, func() error {
+		if st, err := c.Status(ctx, survivor); err != nil || !st.Ready {
+			return fmt.Errorf("%s not ready (%v)", survivor, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids[1:] {
+		if err := c.Stop(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, stderr string
+	code := -1
+	err = procPoll(ctx, 100*time.Millisecond, func() error {
+		out, stderr, code = procCLI(t, bin, "status", "--addr", node.APIAddr)
+		if code != exitUnavailable || !strings.Contains(out, "no quorum since") {
+			return fmt.Errorf("status exit %d; stdout: %s; stderr: %s", code, out, stderr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("status of the survivor %s never said no quorum with exit %d: %v", survivor, exitUnavailable, err)
+	}
+	if !strings.Contains(out, "Node") || !strings.Contains(stderr, "knows no leader") {
+		t.Errorf("status without a leader: stdout %q, stderr %q; want the status printed and the reason on stderr", out, stderr)
+	}
+	out, stderr, code = procCLI(t, bin, "status", "--json", "--addr", node.APIAddr)
+	var m map[string]any
+	if code != exitUnavailable || json.Unmarshal([]byte(out), &m) != nil || m["no_quorum"] != true || m["leader"] != "" {
+		t.Errorf("status --json without a leader: exit %d, stdout %s, stderr %s; want exit %d, JSON with no_quorum true and no leader",
+			code, out, stderr, exitUnavailable)
+	}
+	httpGet := func(path string) (int, string) {
+		resp, err := http.Get("http://" + node.MetricsAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := httpGet("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no quorum since") {
+		t.Errorf("/readyz of the survivor: %d %q, want 503 saying no quorum since", code, body)
+	}
+	if code, body := httpGet("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz of the survivor: %d %q, want 200", code, body)
+	}
+	if _, body := httpGet("/metrics"); !strings.Contains(body, `harbormaster_quorum{node="`+survivor+`"} 0`) {
+		t.Errorf("metrics of the survivor lack harbormaster_quorum 0")
+	}
 }
 
 // procCLIOffline checks the CLI's exit codes that need no cluster.

@@ -97,8 +97,15 @@ type StatusResponse struct {
 	// remains valid by the node's own clock (0 when not held).
 	LeaseGen         uint64 `protobuf:"varint,18,opt,name=lease_gen,json=leaseGen,proto3" json:"lease_gen,omitempty"`
 	LeaseRemainingMs int64  `protobuf:"varint,19,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// no_quorum is true once the answering node has been without a known
+	// leader or without its own quorum lease for longer than a leader
+	// failover takes (twice the heartbeat and election timeouts plus a lease;
+	// twice that at start); it holds no role meanwhile. no_quorum_since_ms is when that began (unix ms, the
+	// node's clock; 0 while it has quorum).
+	NoQuorum        bool  `protobuf:"varint,20,opt,name=no_quorum,json=noQuorum,proto3" json:"no_quorum,omitempty"`
+	NoQuorumSinceMs int64 `protobuf:"varint,21,opt,name=no_quorum_since_ms,json=noQuorumSinceMs,proto3" json:"no_quorum_since_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -260,6 +267,20 @@ func (x *StatusResponse) GetLeaseGen() uint64 {
 func (x *StatusResponse) GetLeaseRemainingMs() int64 {
 	if x != nil {
 		return x.LeaseRemainingMs
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetNoQuorum() bool {
+	if x != nil {
+		return x.NoQuorum
+	}
+	return false
+}
+
+func (x *StatusResponse) GetNoQuorumSinceMs() int64 {
+	if x != nil {
+		return x.NoQuorumSinceMs
 	}
 	return 0
 }
@@ -2752,7 +2773,7 @@ var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1bharbormaster/v1/admin.proto\x12\x0fharbormaster.v1\"\x0f\n" +
-	"\rStatusRequest\"\xe8\x04\n" +
+	"\rStatusRequest\"\xb2\x05\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12%\n" +
@@ -2775,7 +2796,9 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x10 \x01(\tR\aversion\x12\x14\n" +
 	"\x05ready\x18\x11 \x01(\bR\x05ready\x12\x1b\n" +
 	"\tlease_gen\x18\x12 \x01(\x04R\bleaseGen\x12,\n" +
-	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\"\x91\x03\n" +
+	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\x12\x1b\n" +
+	"\tno_quorum\x18\x14 \x01(\bR\bnoQuorum\x12+\n" +
+	"\x12no_quorum_since_ms\x18\x15 \x01(\x03R\x0fnoQuorumSinceMs\"\x91\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
