@@ -106,7 +106,7 @@ func newRoot() *cobra.Command {
 	g.register(root)
 	root.AddCommand(agentCmd(), versionCmd(),
 		statusCmd(g), membersCmd(g), rolesCmd(g), specCmd(g), joinCmd(g), removeCmd(g),
-		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g), validateCmd(g))
+		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g), validateCmd(g), snapshotCmd(g), recoverCmd(g))
 	addTLSCommands(root, rotateLeaseKeyCmd(g))
 	return root
 }

@@ -188,6 +188,7 @@ func TestProcess(t *testing.T) {
 	t.Run("Failover", func(t *testing.T) { procFailover(t, bin) })
 	t.Run("WipedDataDirs", func(t *testing.T) { procWipedDataDirs(t, bin) })
 	t.Run("NoQuorum", func(t *testing.T) { procNoQuorum(t, bin) })
+	t.Run("Recover", func(t *testing.T) { procRecover(t, bin) })
 }
 
 // procNoQuorum: with 2 of the 3 loopback agents stopped, the survivor knows
