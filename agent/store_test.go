@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
@@ -41,9 +42,12 @@ func TestStoreFaultFencesTheNode(t *testing.T) {
 	mu.Lock()
 	failing = victim
 	mu.Unlock()
-	// A follower's store is written by appends from the leader: a write
-	// (a role move elsewhere, an event) reaches it at once.
-	c.waitFor("the fault seen", 10*time.Second, func() bool { return v.agent.StoreFault() != nil })
+	// A follower's store is written by appends from the leader: write
+	// something (a quiet cluster appends nothing).
+	c.waitFor("the fault seen", 10*time.Second, func() bool {
+		_, _ = c.leader().agent.Propose(ctxT(t, 2*time.Second), &fsm.RecordEvent{Event: fsm.Event{Kind: "test", Message: "a write"}})
+		return v.agent.StoreFault() != nil
+	})
 	c.waitFor("the victim's roles moved", 10*time.Second, func() bool {
 		st := c.leader().agent.State()
 		return allHeld(st) && len(st.HeldBy(victim)) == 0
