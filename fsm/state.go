@@ -235,6 +235,7 @@ const (
 	EventService          EventKind = "service"
 	EventRedis            EventKind = "redis"
 	EventLeaseKey         EventKind = "lease-key"
+	EventConfigReloaded   EventKind = "config-reloaded"
 )
 
 // NewState returns the empty state every node starts from.
