@@ -57,6 +57,9 @@ type Options struct {
 	APIListener net.Listener
 	// Logger receives the agent's logs (slog.Default when nil).
 	Logger *slog.Logger
+	// LogLevel, when set, is the level of Logger's handler: Reload sets it
+	// to a reloaded config's log_level.
+	LogLevel *slog.LevelVar
 	// RaftLogOutput receives hashicorp/raft's own log (stderr when nil).
 	RaftLogOutput io.Writer
 	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
@@ -122,10 +125,18 @@ type Agent struct {
 	vipMAC    string // the vip_interface's MAC, registered for conflict probes
 	services  *serviceact.Actuator
 
-	checks      *checks.Runner // nil without checks
-	checkWake   chan struct{}  // pokes the check loop on a transition
-	releaseWake chan struct{}  // pokes the release loop (authority changed, an actuator let go)
-	fenceUntil  atomic.Int64   // unix nanos until which the lease is left to lapse
+	checks    *checks.Runner // runs even without checks: a reload may add some
+	checkWake chan struct{}  // pokes the check loop on a transition
+	// checkNames are the names of the checks run now, registered by the
+	// register loop (registerWake pokes it after a reload).
+	checkNames   atomic.Pointer[[]string]
+	registerWake chan struct{}
+	// reloadMu serializes Reload; running is the config last applied (the
+	// start one, then each reloaded one).
+	reloadMu    sync.Mutex
+	running     *config.Config
+	releaseWake chan struct{} // pokes the release loop (authority changed, an actuator let go)
+	fenceUntil  atomic.Int64  // unix nanos until which the lease is left to lapse
 
 	stopping  atomic.Bool   // set when a graceful stop begins
 	stopped   chan struct{} // closed when a graceful stop begins
@@ -148,14 +159,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, opts: opts, timing: t,
-		log:         log.With("node", cfg.NodeID),
-		fsm:         fsm.New(),
-		leaderCh:    make(chan bool, 1),
-		releaseWake: make(chan struct{}, 1),
-		checkWake:   make(chan struct{}, 1),
-		ready:       make(chan struct{}),
-		stopped:     make(chan struct{}),
-		conns:       connPool{dialer: opts.Dialer},
+		log:          log.With("node", cfg.NodeID),
+		fsm:          fsm.New(),
+		leaderCh:     make(chan bool, 1),
+		releaseWake:  make(chan struct{}, 1),
+		checkWake:    make(chan struct{}, 1),
+		registerWake: make(chan struct{}, 1),
+		running:      cfg,
+		ready:        make(chan struct{}),
+		stopped:      make(chan struct{}),
+		conns:        connPool{dialer: opts.Dialer},
 	}
 	if cfg.TLS != nil {
 		st, err := tlsid.Load(tlsid.Files{CA: cfg.TLS.CAFile, Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile}, func(id tlsid.Identity) error {
@@ -171,13 +184,12 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.conns.tls = st
 	}
 	a.events = newRecorder(a.Propose, a.log)
-	if len(cfg.Checks) > 0 {
-		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
-		if err != nil {
-			return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
-		}
-		a.checks = r
+	r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
+	if err != nil {
+		return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
 	}
+	a.checks = r
+	a.checkNames.Store(new(cfg.CheckNames()))
 	if err := a.buildActuators(); err != nil {
 		return nil, err
 	}
@@ -270,10 +282,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	work.Go("release loop", func() error { a.releaseLoop(workCtx); return nil })
 	work.Go("ready loop", func() error { a.readyLoop(workCtx); return nil })
 	work.Go("watchdog loop", func() error { a.watchdogLoop(workCtx); return nil })
-	if a.checks != nil {
-		work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
-		work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })
-	}
+	work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
+	work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })
 	for _, x := range a.actuators {
 		work.Go(string(x.Type())+" actuator", func() error { return x.Run(workCtx) })
 	}

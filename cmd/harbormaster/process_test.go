@@ -184,6 +184,7 @@ func TestProcess(t *testing.T) {
 	bin := procBinary(t)
 	t.Run("CLIOffline", func(t *testing.T) { procCLIOffline(t, bin) })
 	t.Run("Failover", func(t *testing.T) { procFailover(t, bin) })
+	t.Run("Reload", func(t *testing.T) { procReload(t, bin) })
 }
 
 // procCLIOffline checks the CLI's exit codes that need no cluster.
