@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -162,10 +161,17 @@ func procReload(t *testing.T, bin string) {
 	}
 	waitLog("config reloaded", 1)
 	waitLog("level=DEBUG", 1)
+	// The event, and the check's first verdict (which may come after it).
 	var reloaded *hmv1.Event
+	alivePassing := false
 	for e := range events {
-		if e.Kind == "config-reloaded" {
+		switch {
+		case e.Kind == "config-reloaded":
 			reloaded = e.Event
+		case e.Kind == "check" && e.Node == id && e.Message == "alive passing":
+			alivePassing = true
+		}
+		if reloaded != nil && alivePassing {
 			break
 		}
 	}
@@ -196,23 +202,30 @@ func procReload(t *testing.T, bin string) {
 		}
 		return out
 	}
-	alive := memberChecks()["alive"]
 	twoChecks := "log_level: debug\nchecks:\n  - {name: alive, type: exec, argv: [/bin/true], interval: 200ms}\n" +
 		"  - {name: second, type: exec, argv: [/bin/true], interval: 200ms}\n"
 	write(node.Config, twoChecks)
 	hup(syscall.SIGHUP)
-	waitLog("config reloaded", 2)
-	err = procPoll(ctx, 20*time.Millisecond, func() error {
-		if _, ok := memberChecks()["second"]; !ok {
-			return errors.New("check second not registered")
+	// The log's events in order: up to second's first verdict, none for
+	// alive (a reset to unknown would be followed by "alive passing").
+	secondPassing := false
+	for e := range events {
+		if e.Kind != "check" || e.Node != id {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		if strings.HasPrefix(e.Message, "alive ") {
+			t.Fatalf("check alive changed when another check was added: %+v, want its result kept", e.Event)
+		}
+		if e.Message == "second passing" {
+			secondPassing = true
+			break
+		}
 	}
-	if got := memberChecks()["alive"]; got == nil || got.State != "passing" || got.SinceUnixMs != alive.SinceUnixMs {
-		t.Fatalf("check alive after another check was added: %v, want its result kept: %v", got, alive)
+	if !secondPassing {
+		t.Fatal("no event of check second passing")
+	}
+	if got := memberChecks()["alive"]; got.GetState() != "passing" {
+		t.Fatalf("check alive after another check was added: %v, want passing", got)
 	}
 
 	// 2. api_addr changed: refused, named; 3. log_level invalid: refused;
