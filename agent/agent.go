@@ -58,6 +58,9 @@ type Options struct {
 	APIListener net.Listener
 	// Logger receives the agent's logs (slog.Default when nil).
 	Logger *slog.Logger
+	// LogLevel, when set, is the level of Logger's handler: Reload sets it
+	// to a reloaded config's log_level.
+	LogLevel *slog.LevelVar
 	// RaftLogOutput receives hashicorp/raft's own log (stderr when nil).
 	RaftLogOutput io.Writer
 	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
@@ -141,8 +144,16 @@ type Agent struct {
 	vipMAC    string // the vip_interface's MAC, registered for conflict probes
 	services  *serviceact.Actuator
 
-	checks      *checks.Runner // nil without checks
-	checkWake   chan struct{}  // pokes the check loop on a transition
+	checks    *checks.Runner // runs even without checks: a reload may add some
+	checkWake chan struct{}  // pokes the check loop on a transition
+	// checkNames are the names of the checks run now, registered by the
+	// register loop (registerWake pokes it after a reload).
+	checkNames   atomic.Pointer[[]string]
+	registerWake chan struct{}
+	// reloadMu serializes Reload; running is the config last applied (the
+	// start one, then each reloaded one).
+	reloadMu    sync.Mutex
+	running     *config.Config
 	releaseWake chan struct{}  // pokes the release loop (authority changed, an actuator let go)
 	clock       clock.Clock    // Options.Clock or the machine's
 	fenceUntil  atomic.Int64   // clock.Mono (ns) until which the lease is left to lapse; never a wall time
@@ -170,15 +181,17 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, opts: opts, timing: t,
-		log:         log.With("node", cfg.NodeID),
-		fsm:         fsm.New(),
-		leaderCh:    make(chan bool, 1),
-		releaseWake: make(chan struct{}, 1),
-		checkWake:   make(chan struct{}, 1),
-		ready:       make(chan struct{}),
-		stopped:     make(chan struct{}),
-		conns:       connPool{dialer: opts.Dialer},
-		clock:       opts.Clock,
+		log:          log.With("node", cfg.NodeID),
+		fsm:          fsm.New(),
+		leaderCh:     make(chan bool, 1),
+		releaseWake:  make(chan struct{}, 1),
+		checkWake:    make(chan struct{}, 1),
+		registerWake: make(chan struct{}, 1),
+		running:      cfg,
+		ready:        make(chan struct{}),
+		stopped:      make(chan struct{}),
+		conns:        connPool{dialer: opts.Dialer},
+		clock:        opts.Clock,
 	}
 	if a.clock == nil {
 		a.clock = clock.System()
@@ -200,13 +213,12 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	a.events = newRecorder(a.Propose, a.log)
 	a.quorum = newQuorumTracker(time.Now(), quorumAfter(t), 2*quorumAfter(t))
 	a.store = newStoreHealth(cfg.DataDir)
-	if len(cfg.Checks) > 0 {
-		r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
-		if err != nil {
-			return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
-		}
-		a.checks = r
+	r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
+	if err != nil {
+		return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
 	}
+	a.checks = r
+	a.checkNames.Store(new(cfg.CheckNames()))
 	if err := a.buildActuators(); err != nil {
 		return nil, err
 	}
@@ -301,10 +313,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	work.Go("cluster id", func() error { return a.clusterIDLoop(workCtx) })
 	work.Go("watchdog loop", func() error { a.watchdogLoop(workCtx); return nil })
 	work.Go("quorum loop", func() error { a.quorumLoop(workCtx); return nil })
-	if a.checks != nil {
-		work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
-		work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })
-	}
+	work.Go("check runner", func() error { a.checks.Run(workCtx); return nil })
+	work.Go("check loop", func() error { a.checkLoop(workCtx); return nil })
 	for _, x := range a.actuators {
 		work.Go(string(x.Type())+" actuator", func() error { return x.Run(workCtx) })
 	}

@@ -71,7 +71,9 @@ func (a *Agent) joinVia(ctx context.Context, addr string) error {
 }
 
 // registerLoop keeps this node's registration in the state current: at
-// start, after a removal and re-join, or when an address changed.
+// start, after a removal and re-join, when an address changed, or when a
+// reload changed the checks (then the results of the checks that stay are
+// kept: RegisterNode.KeepChecks).
 func (a *Agent) registerLoop(ctx context.Context) {
 	failing := false
 	// Register at least once per process start, even when nothing
@@ -80,18 +82,19 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	fresh := true
 	for {
 		st, changed := a.fsm.State()
+		checkNames := a.currentCheckNames()
 		n, ok := st.Nodes[a.cfg.NodeID]
 		want := fresh || !ok || n.RaftAddr != a.raftAddr || n.APIAddr != a.apiAddr || n.Voter != a.cfg.IsVoter() ||
 			n.Witness != a.cfg.Witness || n.LeaseTTLMillis != a.timing.Lease.Milliseconds() || n.Leaving ||
 			n.VIP != (a.cfg.VIPInterface != "") || n.MAC != a.vipMAC ||
-			!sameSet(n.Services, a.cfg.ServiceNames()) || !sameSet(checkNames(st.Checks[a.cfg.NodeID]), a.cfg.CheckNames()) ||
+			!sameSet(n.Services, a.cfg.ServiceNames()) || !sameSet(namesOf(st.Checks[a.cfg.NodeID]), checkNames) ||
 			n.Redis != a.redisAnnounce() || n.Sentinel != a.sentinelAnnounce()
 		want = want && !a.stopping.Load()
 		if want && a.inConfig() {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			idx, err := a.Propose(pctx, &fsm.RegisterNode{Node: a.cfg.NodeID, RaftAddr: a.raftAddr, APIAddr: a.apiAddr, VIP: a.cfg.VIPInterface != "", MAC: a.vipMAC,
 				Voter: a.cfg.IsVoter(), Witness: a.cfg.Witness, LeaseTTLMillis: a.timing.Lease.Milliseconds(),
-				Checks: a.cfg.CheckNames(), Services: a.cfg.ServiceNames(), Redis: a.redisAnnounce(), Sentinel: a.sentinelAnnounce(),
+				Checks: checkNames, KeepChecks: !fresh && len(st.Checks[a.cfg.NodeID]) > 0, Services: a.cfg.ServiceNames(), Redis: a.redisAnnounce(), Sentinel: a.sentinelAnnounce(),
 				Time: time.Now().UnixMilli()})
 			cancel()
 			switch {
@@ -117,6 +120,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-a.registerWake:
 		case <-time.After(5 * time.Second): // re-check membership now and then
 		}
 	}
@@ -139,7 +143,7 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-func checkNames(m map[string]fsm.CheckResult) []string {
+func namesOf(m map[string]fsm.CheckResult) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -115,6 +115,9 @@ func applyRegisterNode(s *State, index uint64, c *RegisterNode) error {
 		checks = make(map[string]CheckResult, len(c.Checks))
 		for _, name := range c.Checks {
 			checks[name] = CheckResult{Since: c.Time}
+			if prev, ok := s.Checks[c.Node][name]; ok && c.KeepChecks {
+				checks[name] = prev
+			}
 		}
 	}
 	if checks != nil || s.Checks[c.Node] != nil {

@@ -1505,3 +1505,32 @@ func TestApplyAssignRedisMasterNeedsAnOffset(t *testing.T) {
 	st = applyOK(t, st, &RedisReport{Node: "n1", Role: RedisReplica, Master: "10.0.0.2:6379", Offset: 5, Time: t0})
 	applyOK(t, st, &Assign{Role: "redis", Node: "n1", Epoch: 1, Time: t0})
 }
+
+// A re-registration resets the node's check results, unless it keeps them
+// (a config reload): then the checks named before and now keep theirs, new
+// ones start unknown, and dropped ones go.
+func TestRegisterKeepChecks(t *testing.T) {
+	r := reg("n1", false)
+	r.Checks = []string{"a", "b"}
+	st := applyOK(t, baseState(t), r)
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "a", Passing: true, Time: t0 + 5})
+	st = applyOK(t, st, &CheckUpdate{Node: "n1", Check: "b", Passing: true, Time: t0 + 5})
+
+	again := reg("n1", false)
+	again.Checks, again.Time = []string{"a", "c"}, t0+9
+	reset := applyOK(t, st, again)
+	if res := reset.Checks["n1"]["a"]; res.Known {
+		t.Fatalf("a plain re-registration kept check a's result: %+v", res)
+	}
+	again.KeepChecks = true
+	kept := applyOK(t, st, again)
+	if res := kept.Checks["n1"]["a"]; !res.Known || !res.Passing || res.Since != t0+5 {
+		t.Fatalf("check a after a keeping re-registration: %+v, want its passing result", res)
+	}
+	if res, ok := kept.Checks["n1"]["c"]; !ok || res.Known || res.Since != t0+9 {
+		t.Fatalf("new check c: %+v (present %t), want unknown since the registration", res, ok)
+	}
+	if _, ok := kept.Checks["n1"]["b"]; ok {
+		t.Fatalf("dropped check b still recorded: %+v", kept.Checks["n1"])
+	}
+}

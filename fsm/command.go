@@ -102,6 +102,11 @@ type RegisterNode struct {
 	// Checks names the health checks the node runs. Registration resets
 	// their results to unknown: a restarted agent reports them afresh.
 	Checks []string `json:"checks,omitempty"`
+	// KeepChecks keeps the results of the checks named before and now (a
+	// config reload, whose unchanged checks keep running); only the new
+	// names start unknown. Builds before it refuse the field: reload a
+	// change of checks once every member runs a build that has it.
+	KeepChecks bool `json:"keep_checks,omitempty"`
 	// Services names the service roles the node has an actuator for; only
 	// those (and marker roles) may be given to it.
 	Services []string `json:"services,omitempty"`

@@ -241,7 +241,8 @@ const (
 	EventClusterID        EventKind = "cluster-id"
 	// EventQuorum records a loss of quorum that has ended, written by the
 	// node that lived through it once it has quorum again.
-	EventQuorum EventKind = "quorum"
+	EventQuorum         EventKind = "quorum"
+	EventConfigReloaded EventKind = "config-reloaded"
 )
 
 // NewState returns the empty state every node starts from.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -57,9 +58,15 @@ type Runner struct {
 	checks   []*check // sorted by name
 	onChange func(State)
 
-	mu       sync.Mutex // guards the state of every check
+	mu       sync.Mutex // guards checks and the state of every check
 	notifyMu sync.Mutex // serializes onChange calls
 	started  atomic.Bool
+
+	// runMu serializes Run's start and Update; runCtx is Run's context
+	// (nil before Run), wg counts the checks' goroutines.
+	runMu  sync.Mutex
+	runCtx context.Context
+	wg     sync.WaitGroup
 
 	// Clock and randomness, replaced by tests.
 	now       func() time.Time
@@ -73,6 +80,10 @@ type check struct {
 	cfg    Config // normalized and validated
 	prober Prober
 	state  State // guarded by Runner.mu
+	// stop ends the check's goroutine and done is closed when it returned
+	// (nil before it started).
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // NewRunner normalizes and validates copies of cfgs (as the list "checks"
@@ -84,15 +95,8 @@ type check struct {
 // quickly: that check's probes, and other checks' transitions, wait for it.
 // NewRunner starts nothing.
 func NewRunner(cfgs []Config, onChange func(State)) (*Runner, error) {
-	cs := make([]Config, len(cfgs))
-	for i, c := range cfgs {
-		c.Argv = append([]string(nil), c.Argv...)
-		c.Env = append([]string(nil), c.Env...)
-		c.TokenRealms = append([]string(nil), c.TokenRealms...)
-		c.Normalize()
-		cs[i] = c
-	}
-	if err := ValidateAll(cs); err != nil {
+	cs, err := prepare(cfgs)
+	if err != nil {
 		return nil, err
 	}
 	r := &Runner{
@@ -109,8 +113,112 @@ func NewRunner(cfgs []Config, onChange func(State)) (*Runner, error) {
 		}
 		r.checks = append(r.checks, &check{cfg: c, prober: p, state: State{Name: c.Name, Type: c.Type}})
 	}
-	slices.SortFunc(r.checks, func(a, b *check) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+	slices.SortFunc(r.checks, byName)
 	return r, nil
+}
+
+func byName(a, b *check) int { return strings.Compare(a.cfg.Name, b.cfg.Name) }
+
+// prepare normalizes and validates copies of cfgs.
+func prepare(cfgs []Config) ([]Config, error) {
+	cs := make([]Config, len(cfgs))
+	for i, c := range cfgs {
+		c.Argv = append([]string(nil), c.Argv...)
+		c.Env = append([]string(nil), c.Env...)
+		c.TokenRealms = append([]string(nil), c.TokenRealms...)
+		c.Normalize()
+		cs[i] = c
+	}
+	if err := ValidateAll(cs); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
+
+// Update replaces the runner's checks with cfgs (a config reload), before
+// or while Run runs. A check whose normalized config is unchanged keeps
+// running with its state; a removed one stops (Update waits for its
+// goroutine; a probe under way is canceled and not counted); a new or
+// changed one starts afresh, unknown, as at Run's start. On an error
+// (validation, a prober that cannot be built) nothing changes. It returns
+// the names added, removed and changed, sorted. Safe for concurrent use;
+// it must not be called from onChange.
+func (r *Runner) Update(cfgs []Config) (added, removed, changed []string, err error) {
+	cs, err := prepare(cfgs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	r.mu.Lock()
+	old := map[string]*check{}
+	for _, c := range r.checks {
+		old[c.cfg.Name] = c
+	}
+	r.mu.Unlock()
+	var next, stale []*check
+	for i, c := range cs {
+		if o, ok := old[c.Name]; ok && reflect.DeepEqual(o.cfg, c) {
+			next = append(next, o)
+			delete(old, c.Name)
+			continue
+		}
+		p, err := NewProber(c)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("checks[%d]: %w", i, err)
+		}
+		if o, ok := old[c.Name]; ok {
+			changed = append(changed, c.Name)
+			stale = append(stale, o)
+			delete(old, c.Name)
+		} else {
+			added = append(added, c.Name)
+		}
+		next = append(next, &check{cfg: c, prober: p, state: State{Name: c.Name, Type: c.Type}})
+	}
+	for name, o := range old {
+		removed = append(removed, name)
+		stale = append(stale, o)
+	}
+	for _, o := range stale {
+		if o.stop != nil {
+			o.stop()
+			<-o.done
+		}
+	}
+	slices.SortFunc(next, byName)
+	start := r.now()
+	r.mu.Lock()
+	r.checks = next
+	var fresh []*check
+	for _, c := range next {
+		if c.done == nil && r.runCtx != nil {
+			c.state.Since = start
+			fresh = append(fresh, c)
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range fresh {
+		r.start(c)
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	slices.Sort(changed)
+	return added, removed, changed, nil
+}
+
+// start runs c's goroutine under Run's context, unless Run is ending;
+// runMu is held.
+func (r *Runner) start(c *check) {
+	if r.runCtx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.runCtx)
+	c.stop, c.done = cancel, make(chan struct{})
+	r.wg.Go(func() {
+		defer close(c.done)
+		r.loop(ctx, c)
+	})
 }
 
 func realTicker(d time.Duration) (<-chan time.Time, func()) {
@@ -130,18 +238,25 @@ func (r *Runner) Run(ctx context.Context) {
 	if !r.started.CompareAndSwap(false, true) {
 		panic("checks: Runner.Run called twice")
 	}
+	r.runMu.Lock()
+	r.runCtx = ctx
 	start := r.now()
 	r.mu.Lock()
-	for _, c := range r.checks {
+	cs := slices.Clone(r.checks)
+	for _, c := range cs {
 		c.state.Since = start
 	}
 	r.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range r.checks {
-		wg.Go(func() { r.loop(ctx, c) })
+	for _, c := range cs {
+		r.start(c)
 	}
+	r.runMu.Unlock()
 	<-ctx.Done()
-	wg.Wait()
+	// Update starts no check once ctx is done (their loops return at once),
+	// and runMu orders its wg.Go before this Wait.
+	r.runMu.Lock()
+	r.runMu.Unlock()
+	r.wg.Wait()
 }
 
 // States returns a snapshot of every check's state, sorted by name. It is

@@ -27,40 +27,37 @@ func agentCmd() *cobra.Command {
 			if cfgPath == "" {
 				return usageError{fmt.Errorf("--config is required: the node's YAML config file")}
 			}
-			cfg, err := config.Load(cfgPath, func(c *config.Config) {
+			// A reload applies the same override.
+			override := func(c *config.Config) {
 				if dataDir != "" {
 					c.DataDir = dataDir
 				}
-			})
+			}
+			cfg, err := config.Load(cfgPath, override)
 			if err != nil {
 				return err
 			}
-			var level slog.Level
+			level := new(slog.LevelVar)
 			_ = level.UnmarshalText([]byte(cfg.LogLevel))
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			a, err := agent.New(cfg, agent.Options{Logger: log, BootstrapNewCluster: newCluster})
+			a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, BootstrapNewCluster: newCluster})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			// SIGHUP reloads the TLS files (certificate rotation) instead
-			// of killing the agent.
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
+			sigs := notifySignals()
+			defer signal.Stop(sigs)
+			sigCtx, stopSigs := context.WithCancel(ctx)
+			handled := make(chan struct{})
 			go func() {
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-hup:
-						log.Info("SIGHUP: reloading the TLS files")
-						_ = a.ReloadTLS()
-					}
-				}
+				defer close(handled)
+				handleSignals(sigCtx, sigs, a, log, func() (*config.Config, error) { return config.Load(cfgPath, override) })
 			}()
-			return a.Run(ctx)
+			err = a.Run(ctx)
+			stopSigs()
+			<-handled
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "node config file (YAML)")
@@ -68,6 +65,49 @@ func agentCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&newCluster, "bootstrap-new-cluster", false,
 		"with an empty data dir, bootstrap the bootstrap list at once, even while peers do not answer or hold another history (a new cluster; never needed for the first start of all nodes together)")
 	return cmd
+}
+
+// notifySignals ignores SIGPIPE and returns the channel of the signals
+// handleSignals handles.
+func notifySignals() chan os.Signal {
+	signal.Ignore(syscall.SIGPIPE)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	return ch
+}
+
+// handleSignals gives the signals other than SIGINT and SIGTERM (a
+// graceful stop) their action until ctx ends (docs/operations.md,
+// "Signals"):
+//   - SIGHUP re-reads the TLS files, then the config file, and applies what
+//     may change at run time (Agent.Reload), or refuses the whole change;
+//   - SIGUSR1 and SIGUSR2 are logged and otherwise ignored (Go's default
+//     would kill the agent, and with it every role it holds);
+//   - SIGPIPE is ignored: a closed stdout or stderr (journald restarting)
+//     makes writes fail instead of killing the agent.
+//
+// SIGQUIT keeps Go's default: a goroutine dump on stderr, exit 2, no
+// release (for a hung agent).
+func handleSignals(ctx context.Context, ch <-chan os.Signal, a *agent.Agent, log *slog.Logger, load func() (*config.Config, error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-ch:
+			if sig != syscall.SIGHUP {
+				log.Info("signal ignored", "signal", sig.String())
+				continue
+			}
+			log.Info("SIGHUP: reloading the TLS files and the config")
+			_ = a.ReloadTLS()
+			cfg, err := load()
+			if err != nil {
+				log.Error("config reload refused; the running config is kept", "err", err)
+				continue
+			}
+			_, _ = a.Reload(cfg) // logs its result
+		}
+	}
 }
 
 func versionCmd() *cobra.Command {

@@ -189,6 +189,7 @@ func TestProcess(t *testing.T) {
 	t.Run("WipedDataDirs", func(t *testing.T) { procWipedDataDirs(t, bin) })
 	t.Run("NoQuorum", func(t *testing.T) { procNoQuorum(t, bin) })
 	t.Run("Recover", func(t *testing.T) { procRecover(t, bin) })
+	t.Run("Reload", func(t *testing.T) { procReload(t, bin) })
 }
 
 // procNoQuorum: with 2 of the 3 loopback agents stopped, the survivor knows
