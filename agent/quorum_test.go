@@ -29,11 +29,11 @@ func get(nd *tnode, path string) (int, string) {
 func TestQuorumLossExplained(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{})
 	for _, nd := range c.nodes {
-		c.waitFor(nd.id+" ready on /readyz", 5*time.Second, func() bool { code, _ := get(nd, "/readyz"); return code == http.StatusOK })
+		c.waitFor(nd.id+" ready on /readyz", 20*time.Second, func() bool { code, _ := get(nd, "/readyz"); return code == http.StatusOK })
 	}
 	// A follower is cut: the majority side keeps its leader.
 	var cut *tnode
-	c.waitFor("a leader", 5*time.Second, func() bool { return c.leader() != nil })
+	c.waitFor("a leader", 20*time.Second, func() bool { return c.leader() != nil })
 	for _, nd := range c.nodes {
 		if nd != c.leader() {
 			cut = nd
@@ -42,7 +42,7 @@ func TestQuorumLossExplained(t *testing.T) {
 	isolatedAt := time.Now()
 	c.isolate(cut.id)
 	var body string
-	c.waitFor(cut.id+" not ready on /readyz", 5*time.Second, func() bool {
+	c.waitFor(cut.id+" not ready on /readyz", 20*time.Second, func() bool {
 		var code int
 		code, body = get(cut, "/readyz")
 		return code == http.StatusServiceUnavailable
@@ -51,7 +51,7 @@ func TestQuorumLossExplained(t *testing.T) {
 		t.Errorf("/readyz of the isolated node: %q, want the reason (no leader / lease)", body)
 	}
 	var st *hmv1.StatusResponse
-	c.waitFor(cut.id+"'s status to say no quorum", 5*time.Second, func() bool {
+	c.waitFor(cut.id+"'s status to say no quorum", 20*time.Second, func() bool {
 		var err error
 		st, err = c.admin(cut).Status(ctxT(t, 2*time.Second), &hmv1.StatusRequest{})
 		return err == nil && st.NoQuorum
@@ -74,7 +74,7 @@ func TestQuorumLossExplained(t *testing.T) {
 			continue
 		}
 		// The majority side is ready, after an election if the cut node led.
-		c.waitFor("/readyz 200 on "+nd.id+" on the majority side", 5*time.Second, func() bool {
+		c.waitFor("/readyz 200 on "+nd.id+" on the majority side", 20*time.Second, func() bool {
 			code, body := get(nd, "/readyz")
 			return code == http.StatusOK && strings.Contains(body, "leader")
 		})
@@ -101,7 +101,7 @@ func TestQuorumLossExplained(t *testing.T) {
 	if !strings.Contains(ev.Message, "lost at "+since.UTC().Format("2006-01-02T15:04:05")) || !strings.Contains(ev.Message, "regained at") {
 		t.Errorf("quorum event %q: want lost at %s and the regain", ev.Message, since.UTC().Format(time.RFC3339Nano))
 	}
-	c.waitFor(cut.id+" ready again", 5*time.Second, func() bool { code, _ := get(cut, "/readyz"); return code == http.StatusOK })
+	c.waitFor(cut.id+" ready again", 20*time.Second, func() bool { code, _ := get(cut, "/readyz"); return code == http.StatusOK })
 	s, err := c.admin(cut).Status(ctxT(t, 2*time.Second), &hmv1.StatusRequest{})
 	if err != nil || s.NoQuorum || s.NoQuorumSinceMs != 0 {
 		t.Errorf("status of %s after heal: no_quorum %v since %d, err %v", cut.id, s.GetNoQuorum(), s.GetNoQuorumSinceMs(), err)
