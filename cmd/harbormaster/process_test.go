@@ -198,27 +198,10 @@ func TestProcess(t *testing.T) {
 // answers 503 while /healthz stays 200 (alive, its store writable) and its
 // metrics say harbormaster_quorum 0.
 func procNoQuorum(t *testing.T, bin string) {
-	c, err := proccluster.New(proccluster.Options{Binary: bin, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, id := range c.IDs() {
-				if l, err := c.ReadLog(id); err == nil {
-					t.Logf("----- log of %s -----\n%s", id, l)
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
+	c := procCluster(t, proccluster.Options{Binary: bin, Dir: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := c.WaitPortsFree(ctx); err != nil {
-		t.Fatalf("loopback ports still busy: %v", err)
-	}
+	var err error
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -879,4 +862,33 @@ func procCheckStatusJSON(t *testing.T, id, out string) {
 			}
 		}
 	}
+}
+
+// procCluster makes a process cluster whose agents' logs are printed when
+// the test fails and which is closed at the end, and waits (up to 60 s) for
+// the fixed loopback ports to be free; it starts nothing.
+func procCluster(t *testing.T, opts proccluster.Options) *proccluster.Cluster {
+	t.Helper()
+	c, err := proccluster.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, id := range c.IDs() {
+				if l, err := c.ReadLog(id); err == nil {
+					t.Logf("----- log of %s -----\n%s", id, l)
+				}
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitPortsFree(ctx); err != nil {
+		t.Fatalf("loopback ports still busy: %v", err)
+	}
+	return c
 }

@@ -21,27 +21,9 @@ import (
 // nodes are added, and every role is held again at an epoch strictly above
 // any before.
 func procRecover(t *testing.T, bin string) {
-	c, err := proccluster.New(proccluster.Options{Binary: bin, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, id := range c.IDs() {
-				if l, err := c.ReadLog(id); err == nil {
-					t.Logf("----- log of %s -----\n%s", id, l)
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
+	c := procCluster(t, proccluster.Options{Binary: bin, Dir: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := c.WaitPortsFree(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
