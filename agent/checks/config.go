@@ -401,19 +401,33 @@ func (c *Config) validateExec(sub func(string) string) error {
 
 // ValidateAll validates the checks of one node, as the list "checks" of its
 // config file: each check (after Normalize) and the uniqueness of names.
+// It returns the first of Problems.
 func ValidateAll(cs []Config) error {
+	if ps := Problems(cs); len(ps) > 0 {
+		return ps[0]
+	}
+	return nil
+}
+
+// Problems lists the problems of the checks of one node, in list order: the
+// first problem of each check (a check's own fields are checked in order and
+// stop at the first), and each name already used by an earlier valid check.
+func Problems(cs []Config) []error {
+	var out []error
 	names := make(map[string]int, len(cs))
 	for i := range cs {
 		field := fmt.Sprintf("checks[%d]", i)
 		if err := cs[i].Validate(field); err != nil {
-			return err
+			out = append(out, err)
+			continue
 		}
 		if j, dup := names[cs[i].Name]; dup {
-			return fieldErr(field+".name", "%q is also the name of checks[%d]; give each check its own name", cs[i].Name, j)
+			out = append(out, fieldErr(field+".name", "%q is also the name of checks[%d]; give each check its own name", cs[i].Name, j))
+			continue
 		}
 		names[cs[i].Name] = i
 	}
-	return nil
+	return out
 }
 
 // checkAddr validates a dialable host:port.

@@ -269,6 +269,37 @@ func TestValidateErrors(t *testing.T) {
 	}
 }
 
+// TestProblemsListsEachCheck: Problems lists the first problem of every
+// check and every duplicate name, in list order; ValidateAll returns the
+// first of them.
+func TestProblemsListsEachCheck(t *testing.T) {
+	cs := []Config{
+		validConfig(TypeExec),
+		with(validConfig(TypeTCP), func(c *Config) { c.Name, c.Fall = "c2", -2 }),
+		with(validConfig(TypeHTTP), func(c *Config) { c.Name = "" }),
+		validConfig(TypeExec), // c1 again
+	}
+	want := []string{"checks[1].fall", "checks[2].name", "checks[3].name"}
+	ps := Problems(cs)
+	var got []string
+	for _, err := range ps {
+		var fe *conf.FieldError
+		if !errors.As(err, &fe) {
+			t.Fatalf("Problems: %T %v, want *conf.FieldError", err, err)
+		}
+		got = append(got, fe.Field)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Problems fields: got %v (%v), want %v", got, ps, want)
+	}
+	if err := ValidateAll(cs); err == nil || err.Error() != ps[0].Error() {
+		t.Fatalf("ValidateAll: got %v, want the first problem %v", err, ps[0])
+	}
+	if ps := Problems([]Config{validConfig(TypeExec)}); ps != nil {
+		t.Fatalf("Problems(valid): got %v, want nil", ps)
+	}
+}
+
 // TestValidateFieldPrefix checks that Validate reports fields under the
 // prefix it is given, and bare names without one.
 func TestValidateFieldPrefix(t *testing.T) {

@@ -214,52 +214,75 @@ func (c *Config) IsVoter() bool { return c.Voter == nil || *c.Voter }
 // Load reads, decodes strictly, applies defaults and overrides (such as the
 // --data-dir flag), validates a config file, then loads and parses its spec
 // file. Secret files (SecretFiles) that exist must be mode 0600 or 0400 and
-// owned by the agent's user or root. Every failure is an *Error.
+// owned by the agent's user or root. Every failure is an *Error: the first
+// of those Check lists.
 func Load(path string, overrides ...func(*Config)) (*Config, error) {
+	c, ps := Check(path, overrides...)
+	if len(ps) > 0 {
+		return nil, ps[0]
+	}
+	return c, nil
+}
+
+// Check loads a config file as Load does but lists every independent
+// problem, in order: a read or decoding failure alone (decoding cannot go
+// on), else each of Problems, each secret file others may read or write,
+// and the spec file's failure. Each *Error has Path set. The config is
+// returned only when there is no problem.
+func Check(path string, overrides ...func(*Config)) (*Config, []*Error) {
 	b, err := readFile(path, MaxSize)
 	if err != nil {
-		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read the config file: %v", err)}
+		return nil, []*Error{{Path: path, Msg: fmt.Sprintf("cannot read the config file: %v", err)}}
 	}
-	c, err := Parse(b, overrides...)
-	if err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			ce.Path = path
-		}
-		return nil, err
+	c, derr := decode(b, overrides...)
+	if derr != nil {
+		derr.Path = path
+		return nil, []*Error{derr}
 	}
+	ps := problems(c.Problems())
 	c.Path = path
 	if c.TLS != nil {
 		for _, f := range []*string{&c.TLS.CAFile, &c.TLS.CertFile, &c.TLS.KeyFile} {
-			if !filepath.IsAbs(*f) {
+			if *f != "" && !filepath.IsAbs(*f) {
 				*f = filepath.Join(filepath.Dir(path), *f)
 			}
 		}
 	}
 	for _, f := range c.SecretFiles() {
 		if err := secretfile.CheckExisting(f.Field, f.Path); err != nil {
-			ce := sectionErr(f.Field, err).(*Error)
-			ce.Path = path
-			return nil, ce
+			ps.add(sectionErr(f.Field, err))
 		}
 	}
 	if c.SpecFile != "" {
-		sp := c.SpecFile
-		if !filepath.IsAbs(sp) {
-			sp = filepath.Join(filepath.Dir(path), sp)
+		ps.add(c.loadSpec())
+	}
+	if len(ps) > 0 {
+		for _, e := range ps {
+			e.Path = path
 		}
-		doc, err := readFile(sp, spec.MaxSize)
-		if err != nil {
-			return nil, &Error{Path: path, Field: "spec_file", Msg: fmt.Sprintf("cannot read %s: %v; fix the path (relative paths start at the config file's folder)", sp, err)}
-		}
-		s, err := spec.Parse(doc)
-		if err != nil {
-			return nil, &Error{Path: path, Field: "spec_file", Msg: fmt.Sprintf("%s: %v", sp, err)}
-		}
-		c.SpecFile = sp
-		c.Spec = s
+		return nil, ps
 	}
 	return c, nil
+}
+
+// loadSpec reads and parses the spec file into c.Spec, resolving
+// c.SpecFile against the config file's folder.
+func (c *Config) loadSpec() error {
+	sp := c.SpecFile
+	if !filepath.IsAbs(sp) {
+		sp = filepath.Join(filepath.Dir(c.Path), sp)
+	}
+	doc, err := readFile(sp, spec.MaxSize)
+	if err != nil {
+		return fieldErr("spec_file", "cannot read %s: %v; fix the path (relative paths start at the config file's folder)", sp, err)
+	}
+	s, err := spec.Parse(doc)
+	if err != nil {
+		return fieldErr("spec_file", "%s: %v", sp, err)
+	}
+	c.SpecFile = sp
+	c.Spec = s
+	return nil
 }
 
 // SecretFile is a file named in the config that holds a secret.
@@ -316,6 +339,19 @@ func readFile(path string, max int) ([]byte, error) {
 // Parse decodes a config document, applies defaults and overrides, and
 // validates it (no spec file loading). A document over MaxSize is refused.
 func Parse(doc []byte, overrides ...func(*Config)) (*Config, error) {
+	c, derr := decode(doc, overrides...)
+	if derr != nil {
+		return nil, derr
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decode decodes a config document strictly and applies defaults and
+// overrides; it does not validate.
+func decode(doc []byte, overrides ...func(*Config)) (*Config, *Error) {
 	if len(doc) > MaxSize {
 		return nil, &Error{Msg: fmt.Sprintf("the config is %d bytes, over the %d-byte (%d KiB) limit; a node config is a few KiB", len(doc), MaxSize, MaxSize>>10)}
 	}
@@ -334,9 +370,6 @@ func Parse(doc []byte, overrides ...func(*Config)) (*Config, error) {
 	c.applyDefaults()
 	for _, o := range overrides {
 		o(&c)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
 	}
 	return &c, nil
 }
@@ -392,49 +425,66 @@ func (c *Config) ServiceNames() []string {
 	return out
 }
 
-// validateRedis checks the redis and sentinel sections.
-func (c *Config) validateRedis() error {
+// problems collects the problems of a config, in the order Validate checks
+// them.
+type problems []*Error
+
+// add appends err (an *Error, or any error as an *Error without a field);
+// it reports whether err was nil.
+func (p *problems) add(err error) bool {
+	if err == nil {
+		return true
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		ce = &Error{Msg: err.Error()}
+	}
+	*p = append(*p, ce)
+	return false
+}
+
+// redisProblems checks the redis and sentinel sections. raftOK says
+// raft_addr is valid (redis.announce is compared with it).
+func (c *Config) redisProblems(p *problems, raftOK bool) {
 	if c.Redis != nil {
 		if err := c.Redis.Validate("redis"); err != nil {
-			return sectionErr("redis", err)
-		}
-		if redisctl.IsLoopback(c.Redis.AnnounceAddr()) && !redisctl.IsLoopback(c.RaftAddr) {
-			return fieldErr("redis.announce", "%s is a loopback address, but the other nodes' Redis replicate from it; set announce to this node's address on the cluster network", c.Redis.AnnounceAddr())
+			p.add(sectionErr("redis", err))
+		} else if raftOK && redisctl.IsLoopback(c.Redis.AnnounceAddr()) && !redisctl.IsLoopback(c.RaftAddr) {
+			p.add(fieldErr("redis.announce", "%s is a loopback address, but the other nodes' Redis replicate from it; set announce to this node's address on the cluster network", c.Redis.AnnounceAddr()))
 		}
 	}
-	if s := c.Sentinel; s != nil {
-		if err := checkListen("sentinel.addr", s.Addr); err != nil {
-			return err
-		}
+	s := c.Sentinel
+	if s == nil {
+		return
+	}
+	if p.add(checkListen("sentinel.addr", s.Addr)) {
 		if s.Announce != "" {
-			if err := checkDialable("sentinel.announce", s.Announce); err != nil {
-				return err
-			}
+			p.add(checkDialable("sentinel.announce", s.Announce))
 		} else if err := checkDialable("sentinel.addr", s.Addr); err != nil {
-			return fieldErr("sentinel.addr", "%s listens on every address; set sentinel.announce to the address clients dial", s.Addr)
+			p.add(fieldErr("sentinel.addr", "%s listens on every address; set sentinel.announce to the address clients dial", s.Addr))
 		}
-		if s.PasswordFile != "" && !filepath.IsAbs(s.PasswordFile) {
-			return fieldErr("sentinel.password_file", "%q is relative; give an absolute path", s.PasswordFile)
-		}
-		// Zero is the default (applyDefaults fills it in; a Config built
-		// in code may leave it).
-		if s.MaxConnections < 0 || s.MaxConnections > MaxSentinelConnections {
-			return fieldErr("sentinel.max_connections", "%d is out of range; use 1 to %d (default 1024)", s.MaxConnections, MaxSentinelConnections)
-		}
-		if d := time.Duration(s.IdleTimeout); d != 0 && d < MinSentinelIdle {
-			return fieldErr("sentinel.idle_timeout", "%s is too short; use at least %s (default 5m)", d, MinSentinelIdle)
-		}
-		if err := atMost("sentinel.idle_timeout", time.Duration(s.IdleTimeout), MaxSentinelIdle, "idle connections hold places of max_connections"); err != nil {
-			return err
-		}
-		if s.TLS && c.TLS == nil {
-			return fieldErr("sentinel.tls", "is true but the node has no tls section; the listener serves the node's certificate, so set tls (or remove sentinel.tls)")
-		}
-		if c.Redis == nil {
-			return fieldErr("sentinel", "is set without redis; the listener answers for the redis-master role, configure this node's redis too")
-		}
+	} else if s.Announce != "" {
+		p.add(checkDialable("sentinel.announce", s.Announce))
 	}
-	return nil
+	if s.PasswordFile != "" && !filepath.IsAbs(s.PasswordFile) {
+		p.add(fieldErr("sentinel.password_file", "%q is relative; give an absolute path", s.PasswordFile))
+	}
+	// Zero is the default (applyDefaults fills it in; a Config built
+	// in code may leave it).
+	if s.MaxConnections < 0 || s.MaxConnections > MaxSentinelConnections {
+		p.add(fieldErr("sentinel.max_connections", "%d is out of range; use 1 to %d (default 1024)", s.MaxConnections, MaxSentinelConnections))
+	}
+	if d := time.Duration(s.IdleTimeout); d != 0 && d < MinSentinelIdle {
+		p.add(fieldErr("sentinel.idle_timeout", "%s is too short; use at least %s (default 5m)", d, MinSentinelIdle))
+	} else {
+		p.add(atMost("sentinel.idle_timeout", time.Duration(s.IdleTimeout), MaxSentinelIdle, "idle connections hold places of max_connections"))
+	}
+	if s.TLS && c.TLS == nil {
+		p.add(fieldErr("sentinel.tls", "is true but the node has no tls section; the listener serves the node's certificate, so set tls (or remove sentinel.tls)"))
+	}
+	if c.Redis == nil {
+		p.add(fieldErr("sentinel", "is set without redis; the listener answers for the redis-master role, configure this node's redis too"))
+	}
 }
 
 // sectionErr turns a config section's error (a *conf.FieldError naming the
@@ -448,21 +498,22 @@ func sectionErr(section string, err error) error {
 	return &Error{Field: section, Msg: err.Error()}
 }
 
-// validateChecksAndServices maps the sub-packages' field errors to *Error.
-func (c *Config) validateChecksAndServices() error {
-	if err := checks.ValidateAll(c.Checks); err != nil {
-		return sectionErr("checks", err)
+// checksAndServicesProblems maps the sub-packages' field errors to *Error:
+// every check's, then every service's (by name).
+func (c *Config) checksAndServicesProblems(p *problems) {
+	for _, err := range checks.Problems(c.Checks) {
+		p.add(sectionErr("checks", err))
 	}
 	for _, name := range c.ServiceNames() {
 		if !spec.ValidName(name) {
-			return fieldErr("services", "%q is not a role name; use the name of a service role of the spec (1-63 lower-case letters, digits, inner hyphens)", name)
+			p.add(fieldErr("services", "%q is not a role name; use the name of a service role of the spec (1-63 lower-case letters, digits, inner hyphens)", name))
+			continue
 		}
 		sc := c.Services[name]
 		if err := sc.Validate("services." + name); err != nil {
-			return sectionErr("services."+name, err)
+			p.add(sectionErr("services."+name, err))
 		}
 	}
-	return nil
 }
 
 // validateTLS requires exactly one of tls and insecure: true.
@@ -496,137 +547,144 @@ func atMost(field string, d, max time.Duration, reason string) error {
 	return nil
 }
 
-// Validate checks every field and returns the first problem as an *Error.
+// Validate checks every field and returns the first problem (the first of
+// Problems) as an *Error.
 func (c *Config) Validate() error {
+	if ps := c.Problems(); len(ps) > 0 {
+		return ps[0]
+	}
+	return nil
+}
+
+// Problems checks every field and lists each independent problem, in a
+// fixed order (Validate returns the first): node_id, the addresses,
+// data_dir, the timing, witness and pprof, each check and service, redis
+// and sentinel, vip_interface, garp, log_level, bootstrap and join, tls. A
+// check that depends on another field (api_addr differing from raft_addr,
+// bootstrap listing this node) runs only when that field is valid, so one
+// mistake is reported once; within one field, or one check or service
+// entry, only the first problem is. Nil when the config is valid.
+func (c *Config) Problems() []*Error {
+	var p problems
+	idOK := false
 	if c.NodeID == "" {
-		return fieldErr("node_id", "is missing; name the node, e.g. node_id: n1")
+		p.add(fieldErr("node_id", "is missing; name the node, e.g. node_id: n1"))
+	} else if !spec.ValidName(c.NodeID) {
+		p.add(fieldErr("node_id", "%q is not valid; use 1-63 lower-case letters, digits and inner hyphens, e.g. n1", c.NodeID))
+	} else {
+		idOK = true
 	}
-	if !spec.ValidName(c.NodeID) {
-		return fieldErr("node_id", "%q is not valid; use 1-63 lower-case letters, digits and inner hyphens, e.g. n1", c.NodeID)
-	}
-	if err := checkDialable("raft_addr", c.RaftAddr); err != nil {
-		return err
-	}
-	if err := checkListen("api_addr", c.APIAddr); err != nil {
-		return err
-	}
+	raftOK := p.add(checkDialable("raft_addr", c.RaftAddr))
+	apiOK := p.add(checkListen("api_addr", c.APIAddr))
 	if c.AdvertiseAPIAddr != "" {
-		if err := checkDialable("advertise_api_addr", c.AdvertiseAPIAddr); err != nil {
-			return err
-		}
-	} else if err := checkDialable("api_addr", c.APIAddr); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			ce.Msg += "; or keep it and set advertise_api_addr to the address other nodes dial"
-		}
-		return err
-	}
-	if c.MetricsAddr != "" {
-		if err := checkListen("metrics_addr", c.MetricsAddr); err != nil {
-			return err
+		p.add(checkDialable("advertise_api_addr", c.AdvertiseAPIAddr))
+	} else if apiOK {
+		if err := checkDialable("api_addr", c.APIAddr); err != nil {
+			var ce *Error
+			if errors.As(err, &ce) {
+				ce.Msg += "; or keep it and set advertise_api_addr to the address other nodes dial"
+			}
+			p.add(err)
 		}
 	}
-	if c.APIAddr == c.RaftAddr {
-		return fieldErr("api_addr", "is the same as raft_addr (%s); give the API its own port", c.APIAddr)
+	metricsOK := c.MetricsAddr != "" && p.add(checkListen("metrics_addr", c.MetricsAddr))
+	if raftOK && apiOK && c.APIAddr == c.RaftAddr {
+		p.add(fieldErr("api_addr", "is the same as raft_addr (%s); give the API its own port", c.APIAddr))
 	}
-	if c.MetricsAddr != "" && (c.MetricsAddr == c.APIAddr || c.MetricsAddr == c.RaftAddr) {
-		return fieldErr("metrics_addr", "%s is already used by raft_addr or api_addr; give metrics its own port", c.MetricsAddr)
+	if metricsOK && (c.MetricsAddr == c.APIAddr || c.MetricsAddr == c.RaftAddr) {
+		p.add(fieldErr("metrics_addr", "%s is already used by raft_addr or api_addr; give metrics its own port", c.MetricsAddr))
 	}
 	if c.DataDir == "" {
-		return fieldErr("data_dir", "is missing; set it in the file or pass --data-dir DIR")
+		p.add(fieldErr("data_dir", "is missing; set it in the file or pass --data-dir DIR"))
 	}
-	if _, err := c.TimingProfile(); err != nil {
-		return err
-	}
+	_, err := c.TimingProfile()
+	p.add(err)
 	if c.Witness && !c.IsVoter() {
-		return fieldErr("witness", "a witness exists to vote; remove voter: false or witness: true")
+		p.add(fieldErr("witness", "a witness exists to vote; remove voter: false or witness: true"))
 	}
 	if c.Pprof && c.MetricsAddr == "" {
-		return fieldErr("pprof", "needs metrics_addr, where the profiles are served; set metrics_addr or remove pprof")
+		p.add(fieldErr("pprof", "needs metrics_addr, where the profiles are served; set metrics_addr or remove pprof"))
 	}
-	if err := c.validateChecksAndServices(); err != nil {
-		return err
-	}
-	if err := c.validateRedis(); err != nil {
-		return err
-	}
+	c.checksAndServicesProblems(&p)
+	c.redisProblems(&p, raftOK)
 	if c.VIPInterface != "" && !validIfname(c.VIPInterface) {
-		return fieldErr("vip_interface", "%q is not an interface name (1-15 characters, no '/', ':' or spaces)", c.VIPInterface)
+		p.add(fieldErr("vip_interface", "%q is not an interface name (1-15 characters, no '/', ':' or spaces)", c.VIPInterface))
 	}
 	if c.GARP.Repeat < 0 || c.GARP.Repeat > 100 {
-		return fieldErr("garp.repeat", "%d is out of range; use 1 to 100", c.GARP.Repeat)
+		p.add(fieldErr("garp.repeat", "%d is out of range; use 1 to 100", c.GARP.Repeat))
 	}
 	if c.GARP.Interval < 0 || (c.GARP.Interval > 0 && time.Duration(c.GARP.Interval) < time.Millisecond) {
-		return fieldErr("garp.interval", "%s is too short; use at least 1ms", time.Duration(c.GARP.Interval))
-	}
-	if err := atMost("garp.interval", time.Duration(c.GARP.Interval), MaxGARPInterval, "the announcements of a moved VIP are spread over repeat intervals, while neighbours may still send to the old holder"); err != nil {
-		return err
+		p.add(fieldErr("garp.interval", "%s is too short; use at least 1ms", time.Duration(c.GARP.Interval)))
+	} else {
+		p.add(atMost("garp.interval", time.Duration(c.GARP.Interval), MaxGARPInterval, "the announcements of a moved VIP are spread over repeat intervals, while neighbours may still send to the old holder"))
 	}
 	if c.GARP.Refresh < 0 || (c.GARP.Refresh > 0 && time.Duration(c.GARP.Refresh) < 100*time.Millisecond) {
-		return fieldErr("garp.refresh", "%s is too short; use at least 100ms, or leave it out to turn refreshes off", time.Duration(c.GARP.Refresh))
-	}
-	if err := atMost("garp.refresh", time.Duration(c.GARP.Refresh), MaxGARPRefresh, "or leave it out to turn refreshes off"); err != nil {
-		return err
+		p.add(fieldErr("garp.refresh", "%s is too short; use at least 100ms, or leave it out to turn refreshes off", time.Duration(c.GARP.Refresh)))
+	} else {
+		p.add(atMost("garp.refresh", time.Duration(c.GARP.Refresh), MaxGARPRefresh, "or leave it out to turn refreshes off"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fieldErr("log_level", "%q is not a level; use debug, info, warn or error", c.LogLevel)
+		p.add(fieldErr("log_level", "%q is not a level; use debug, info, warn or error", c.LogLevel))
 	}
-	if err := c.validatePeers(); err != nil {
-		return err
-	}
+	c.peerProblems(&p, idOK, raftOK)
 	for i, a := range c.Join {
-		if err := checkDialable(fmt.Sprintf("join[%d]", i), a); err != nil {
-			return err
-		}
+		p.add(checkDialable(fmt.Sprintf("join[%d]", i), a))
 	}
-	return c.validateTLS()
+	p.add(c.validateTLS())
+	return p
 }
 
-func (c *Config) validatePeers() error {
+// peerProblems checks bootstrap (and its conflict with join). idOK and
+// raftOK say node_id and raft_addr are valid: bootstrap must list this node
+// with its raft_addr.
+func (c *Config) peerProblems(p *problems, idOK, raftOK bool) {
 	if len(c.Bootstrap) > 0 && len(c.Join) > 0 {
-		return fieldErr("join", "is set together with bootstrap; list bootstrap on the initial voters only and join on nodes added later")
+		p.add(fieldErr("join", "is set together with bootstrap; list bootstrap on the initial voters only and join on nodes added later"))
+		return
 	}
 	if len(c.Bootstrap) == 0 {
-		return nil
+		return
 	}
 	if !c.IsVoter() {
-		return fieldErr("bootstrap", "a non-voter cannot bootstrap the cluster; remove bootstrap and list existing members under join")
+		p.add(fieldErr("bootstrap", "a non-voter cannot bootstrap the cluster; remove bootstrap and list existing members under join"))
+		return
 	}
 	ids := map[string]int{}
 	addrs := map[string]int{}
 	self := false
-	for i, p := range c.Bootstrap {
+	for i, peer := range c.Bootstrap {
 		f := fmt.Sprintf("bootstrap[%d]", i)
-		if !spec.ValidName(p.ID) {
-			return fieldErr(f+".id", "%q is not a valid node id; use the node_id of that node's config", p.ID)
+		if !spec.ValidName(peer.ID) {
+			p.add(fieldErr(f+".id", "%q is not a valid node id; use the node_id of that node's config", peer.ID))
+		} else if j, dup := ids[peer.ID]; dup {
+			p.add(fieldErr(f+".id", "%q is listed twice (also bootstrap[%d]); list each node once", peer.ID, j))
+		} else {
+			ids[peer.ID] = i
 		}
-		if j, dup := ids[p.ID]; dup {
-			return fieldErr(f+".id", "%q is listed twice (also bootstrap[%d]); list each node once", p.ID, j)
+		addrOK := p.add(checkDialable(f+".raft_addr", peer.RaftAddr))
+		if addrOK {
+			if j, dup := addrs[peer.RaftAddr]; dup {
+				p.add(fieldErr(f+".raft_addr", "%s is also the address of bootstrap[%d]; every node needs its own", peer.RaftAddr, j))
+				addrOK = false
+			} else {
+				addrs[peer.RaftAddr] = i
+			}
 		}
-		ids[p.ID] = i
-		if err := checkDialable(f+".raft_addr", p.RaftAddr); err != nil {
-			return err
-		}
-		if j, dup := addrs[p.RaftAddr]; dup {
-			return fieldErr(f+".raft_addr", "%s is also the address of bootstrap[%d]; every node needs its own", p.RaftAddr, j)
-		}
-		addrs[p.RaftAddr] = i
-		if p.ID == c.NodeID {
+		if idOK && peer.ID == c.NodeID {
 			self = true
-			if p.RaftAddr != c.RaftAddr {
-				return fieldErr(f+".raft_addr", "is %s but this node's raft_addr is %s; make them the same", p.RaftAddr, c.RaftAddr)
+			if addrOK && raftOK && peer.RaftAddr != c.RaftAddr {
+				p.add(fieldErr(f+".raft_addr", "is %s but this node's raft_addr is %s; make them the same", peer.RaftAddr, c.RaftAddr))
 			}
 		}
 	}
-	if !self {
-		return fieldErr("bootstrap", "does not list this node (%s); add {id: %s, raft_addr: %s} or remove bootstrap and use join", c.NodeID, c.NodeID, c.RaftAddr)
+	if idOK && !self {
+		p.add(fieldErr("bootstrap", "does not list this node (%s); add {id: %s, raft_addr: %s} or remove bootstrap and use join", c.NodeID, c.NodeID, c.RaftAddr))
 	}
 	if len(c.Bootstrap)%2 == 0 {
-		return fieldErr("bootstrap", "lists %d voters; use an odd number (3, 5 or 7), adding a witness node for a two-node site", len(c.Bootstrap))
+		p.add(fieldErr("bootstrap", "lists %d voters; use an odd number (3, 5 or 7), adding a witness node for a two-node site", len(c.Bootstrap)))
 	}
-	return nil
 }
 
 // checkListen validates a host:port to listen on: the host may be empty or

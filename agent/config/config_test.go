@@ -717,3 +717,98 @@ func TestLoadRefusesLargeFiles(t *testing.T) {
 		t.Fatalf("Load of a spec over the limit: got %v, want spec_file and the limit", err)
 	}
 }
+
+// checkFile writes content to a config file and lists its problems with
+// config.Check: the field of each, with Path set on each.
+func checkFile(t *testing.T, content string) (path string, fields []string, errs []*config.Error) {
+	t.Helper()
+	path = writeFile(t, t.TempDir(), "n1.yaml", content)
+	c, errs := config.Check(path)
+	if len(errs) > 0 && c != nil {
+		t.Errorf("Check: got a config and problems %v, want no config", errs)
+	}
+	for _, e := range errs {
+		if e.Path != path {
+			t.Errorf("Check: problem %v has Path %q, want %q", e, e.Path, path)
+		}
+		fields = append(fields, e.Field)
+	}
+	return path, fields, errs
+}
+
+// TestCheckListsEveryProblem: independent problems are all listed, in
+// Validate's order, and Load and Parse return the first of them.
+func TestCheckListsEveryProblem(t *testing.T) {
+	content := doc(
+		set("node_id", "N1"),
+		set("api_addr", "127.0.0.1"),
+		del("data_dir"),
+		set("checks", `[{name: a, type: tcp, address: "127.0.0.1:1"}, {name: a, type: tcp, address: "127.0.0.1:2"}]`),
+		set("garp", "{repeat: 500, interval: 1h}"),
+		set("log_level", "loud"),
+		set("bootstrap", "[{id: n1, raft_addr: 127.0.0.1:7101}, {id: n2, raft_addr: 127.0.0.1:7101}]"),
+		del("insecure"),
+	)
+	path, fields, errs := checkFile(t, content)
+	want := []string{"node_id", "api_addr", "data_dir", "checks[1].name", "garp.repeat", "garp.interval", "log_level", "bootstrap[1].raft_addr", "bootstrap", "tls"}
+	if strings.Join(fields, " ") != strings.Join(want, " ") {
+		t.Fatalf("Check: got fields %v (%v), want %v", fields, errs, want)
+	}
+	_, err := config.Load(path)
+	if ce := asConfigError(t, err); ce.Error() != errs[0].Error() {
+		t.Errorf("Load: got %v, want the first problem %v", ce, errs[0])
+	}
+	_, err = config.Parse([]byte(content))
+	if ce := asConfigError(t, err); ce.Field != errs[0].Field || ce.Msg != errs[0].Msg {
+		t.Errorf("Parse: got %v, want the first problem %v", ce, errs[0])
+	}
+}
+
+// TestCheckReportsAMistakeOnce: a check that depends on another field
+// does not run when that field is wrong, so the one mistake is one problem.
+func TestCheckReportsAMistakeOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		doc   string
+		field string
+	}{
+		// bootstrap[0] is n1 at 127.0.0.1:7101: not compared with a bad raft_addr.
+		{"bad raft_addr", doc(set("raft_addr", "127.0.0.1:0")), "raft_addr"},
+		// bootstrap is not said to miss a node without a valid id.
+		{"bad node_id", doc(set("node_id", "N1")), "node_id"},
+		// api_addr and raft_addr are not compared when one is bad.
+		{"both addresses missing", doc(del("raft_addr"), del("api_addr")), "raft_addr api_addr"},
+		// A bad bootstrap address is not also "not this node's raft_addr".
+		{"bad bootstrap address of this node", doc(set("bootstrap", "[{id: n1, raft_addr: 127.0.0.1:x}, {id: n2, raft_addr: 127.0.0.1:7102}, {id: n3, raft_addr: 127.0.0.1:7103}]")), "bootstrap[0].raft_addr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fields, errs := checkFile(t, tc.doc)
+			if strings.Join(fields, " ") != tc.field {
+				t.Fatalf("Check: got fields %v (%v), want %s", fields, errs, tc.field)
+			}
+		})
+	}
+}
+
+// TestCheckSecretFilesAndSpecToo: Check goes on past the fields to every
+// loose secret file and the spec file.
+func TestCheckSecretFilesAndSpecToo(t *testing.T) {
+	dir := t.TempDir()
+	loose := writeFile(t, dir, "pw", "pw\n")
+	writeFile(t, dir, "spec.yaml", "roles: [{name: web, type: nosuchtype}]\n")
+	p := writeFile(t, dir, "n1.yaml", doc(set("log_level", "loud"), set("spec_file", "spec.yaml"),
+		set("redis", fmt.Sprintf(`{address: "127.0.0.1:6379", password_file: %s}`, loose)),
+		set("sentinel", fmt.Sprintf(`{addr: "127.0.0.1:26379", password_file: %s}`, loose))))
+	_, errs := config.Check(p)
+	var fields []string
+	for _, e := range errs {
+		fields = append(fields, e.Field)
+	}
+	want := "log_level redis.password_file sentinel.password_file spec_file"
+	if strings.Join(fields, " ") != want {
+		t.Fatalf("Check: got fields %v (%v), want %s", fields, errs, want)
+	}
+	if c, errs := config.Check(writeFile(t, dir, "ok.yaml", doc())); c == nil || errs != nil {
+		t.Fatalf("Check(valid): got %v, %v; want the config and no problem", c, errs)
+	}
+}

@@ -72,24 +72,20 @@ func validateCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// validateFiles loads the node config as the agent does (config.Load:
-// decoding, defaults, validation, secret files' modes, spec_file), its
-// TLS files as the agent does (tlsid.Load with its node id), and a spec
-// file, and lists what is wrong. config.Load stops at the config's first
-// error, so at most one config error is listed.
+// validateFiles loads the node config as the agent does (config.Check,
+// Load's checks listing every problem: decoding, defaults, each field,
+// secret files' modes, spec_file), its TLS files as the agent does
+// (tlsid.Load with its node id) when the config is valid, and a spec file,
+// and lists what is wrong. A config that cannot be decoded (bad YAML, an
+// unknown field) has that one problem.
 func validateFiles(cfgPath, specPath string, now time.Time) validation {
 	var ps []problem
 	add := func(sev, field, format string, args ...any) {
 		ps = append(ps, problem{Field: field, Message: fmt.Sprintf(format, args...), Severity: sev})
 	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			add(sevError, ce.Field, "%s: %s", cfgPath, ce.Msg)
-		} else {
-			add(sevError, "", "%s: %v", cfgPath, err)
-		}
+	cfg, errs := config.Check(cfgPath)
+	for _, ce := range errs {
+		add(sevError, ce.Field, "%s: %s", cfgPath, ce.Msg)
 	}
 	if cfg != nil && cfg.TLS != nil {
 		st, err := tlsid.Load(tlsid.Files{CA: cfg.TLS.CAFile, Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile}, func(id tlsid.Identity) error {

@@ -178,6 +178,46 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	}
 }
 
+// Every independent problem of the config itself is listed, each with its
+// field and fix, with a secret file others may read.
+func TestValidateListsEveryConfigProblem(t *testing.T) {
+	dir, cfg := validateDir(t, goodSpec)
+	b, _ := os.ReadFile(cfg)
+	doc := strings.Replace(string(b), `argv: ["true"]`, `argv: []`, 1)
+	doc = strings.Replace(doc, "api_addr: 127.0.0.1:7201", "api_addr: 127.0.0.1:70000", 1)
+	write(t, cfg, doc+"log_level: loud\n")
+	os.Chmod(filepath.Join(dir, "n1-key.pem"), 0o644)
+	v, code := validateJSON(t, "--config", cfg)
+	want := []problem{
+		{Field: "api_addr", Message: "not a number from 1 to 65535"},
+		{Field: "checks[0].argv", Message: "is missing; give the program"},
+		{Field: "log_level", Message: "use debug, info, warn or error"},
+		{Field: "tls.key_file", Message: "chmod 600"},
+	}
+	ok := code == exitUsage && !v.OK && len(v.Problems) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		p := v.Problems[i]
+		ok = p.Field == want[i].Field && p.Severity == sevError && strings.HasPrefix(p.Message, cfg+": ") && strings.Contains(p.Message, want[i].Message)
+	}
+	if !ok {
+		t.Fatalf("validate: exit %d, %+v; want exit 2 and the problems %+v", code, v, want)
+	}
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"validate", "--config", cfg})
+	err := root.Execute()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if exitCode(err) != exitUsage || len(lines) != len(want) || !strings.Contains(err.Error(), "4 error(s)") {
+		t.Fatalf("validate: exit %d (%v), printed %q; want exit 2, 4 errors, one line each", exitCode(err), err, out.String())
+	}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "error: "+want[i].Field+": ") {
+			t.Errorf("line %d: %q, want it to start with error: %s: ", i, l, want[i].Field)
+		}
+	}
+}
+
 // issue replaces n1's certificate with one valid for validity from now.
 func issue(t *testing.T, dir string, validity time.Duration) {
 	t.Helper()
