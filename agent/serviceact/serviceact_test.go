@@ -202,13 +202,14 @@ func TestReplaceAppliesAtNextStartAndStop(t *testing.T) {
 	go func() { done <- x.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	b1.waitRunning(t, true, "holder")
+	_, stopsBefore, _ := b1.calls() // the first pass may stop what a previous agent left (unsure)
 
 	if err := x.Replace("notary", b2, NextCall); err != nil {
 		t.Fatalf("Replace: %v", err)
 	}
 	x.Wake()
 	time.Sleep(200 * time.Millisecond) // room for a wrong restart
-	if s1, p1, _ := b1.calls(); s1 != 1 || p1 != 0 || !b1.isRunning() {
+	if s1, p1, _ := b1.calls(); s1 != 1 || p1 != stopsBefore || !b1.isRunning() {
 		t.Fatalf("after Replace the old backend has %d starts, %d stops, running %v; want the service left running", s1, p1, b1.isRunning())
 	}
 	if s2, _, _ := b2.calls(); s2 != 0 {
@@ -217,8 +218,8 @@ func TestReplaceAppliesAtNextStartAndStop(t *testing.T) {
 	node.SetState(serviceState(released))
 	waitFor(t, "the new backend to stop the service", func() bool { _, p2, _ := b2.calls(); return p2 == 1 })
 	waitFor(t, "Releasable after the stop", func() bool { return x.Releasable(context.Background(), nil, "notary") })
-	if _, p1, closed := b1.calls(); p1 != 0 || !closed {
-		t.Fatalf("old backend: %d stops, closed %v; want no stop, closed", p1, closed)
+	if _, p1, closed := b1.calls(); p1 != stopsBefore || !closed {
+		t.Fatalf("old backend: %d stops (%d before the Replace), closed %v; want no more stops, closed", p1, stopsBefore, closed)
 	}
 	node.SetState(serviceState(held))
 	b2.waitRunning(t, true, "holder again, with the new backend")
@@ -235,6 +236,25 @@ func TestReplaceAppliesAtNextStartAndStop(t *testing.T) {
 	waitFor(t, "Releasable after the stop", func() bool { return x.Releasable(context.Background(), nil, "notary") })
 	node.SetState(serviceState(held))
 	b3.waitRunning(t, true, "holder again, with the newest backend")
+
+	// A new instance (b4), then another entry for it (b5, NextCall
+	// relative to b4): b3 still stops the running one; b5 starts the next;
+	// b4 is dropped unused.
+	b4, b5 := newBackend(), newBackend()
+	if err := x.Replace("notary", b4, AfterStop); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	if err := x.Replace("notary", b5, NextCall); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	node.SetState(serviceState(released))
+	b3.waitRunning(t, false, "the backend that started the instance stops it")
+	waitFor(t, "Releasable after the stop", func() bool { return x.Releasable(context.Background(), nil, "notary") })
+	node.SetState(serviceState(held))
+	b5.waitRunning(t, true, "holder again, with the last entry")
+	if s4, p4, closed := b4.calls(); s4+p4 != 0 || !closed {
+		t.Fatalf("the replaced pending backend ran %d starts, %d stops, closed %v; want unused and closed", s4, p4, closed)
+	}
 
 	if err := x.Replace("clair", b1, NextCall); err == nil {
 		t.Fatal("Replace of a role without a worker succeeded; adding a service role needs a restart")
