@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/harbormaster/harbormaster/agent/checks"
+	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/internal/conf"
@@ -36,14 +38,21 @@ func newFakeServices() *fakeServices {
 }
 
 func (f *fakeServices) actuatorFor(node string) func(string, service.Config) (service.Actuator, error) {
-	return func(role string, _ service.Config) (service.Actuator, error) {
-		return &fakeActuator{f: f, node: node}, nil
+	return func(role string, sc service.Config) (service.Actuator, error) {
+		entry := strings.Join(sc.Stop, " ")
+		if sc.Mode == service.ModeSystemd {
+			entry = sc.Unit
+		}
+		return &fakeActuator{f: f, node: node, entry: entry}, nil
 	}
 }
 
 type fakeActuator struct {
 	f    *fakeServices
 	node string
+	// entry is the stop argv of the services entry it was built from (the
+	// unit in systemd mode).
+	entry string
 }
 
 func (a *fakeActuator) Start(_ context.Context, env service.Env) error {
@@ -79,7 +88,7 @@ func (a *fakeActuator) Stop(ctx context.Context, env service.Env) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.running[env.Role], a.node)
-	f.log = append(f.log, fmt.Sprintf("stop %s %s", env.Role, a.node))
+	f.log = append(f.log, fmt.Sprintf("stop %s %s by %s", env.Role, a.node, a.entry))
 	return nil
 }
 
@@ -98,6 +107,27 @@ func waitAllAlive(c *cluster) {
 		m, err := l.agent.Majority(context.Background())
 		return err == nil && len(m.Live()) == len(c.nodes)
 	})
+}
+
+// stopsBy returns the entries (fakeActuator.entry) that stopped role on
+// node, in order.
+func (f *fakeServices) stopsBy(role, node string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, l := range f.log {
+		if e, ok := strings.CutPrefix(l, "stop "+role+" "+node+" by "); ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// logged returns a copy of the log of starts and stops.
+func (f *fakeServices) logged() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.log...)
 }
 
 // startedAt returns when node last started role (zero if never).
@@ -286,3 +316,68 @@ func TestRequiredCheckMovesTheRole(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A reloaded services entry of a held role keeps the role where it is (same
+// holder, same epoch, the service not restarted) and applies at the next
+// stop: a new stop hook stops the running instance; a new mode or unit
+// does not (the entry that started the instance stops it).
+func TestReloadServiceEntryAppliesAtTheNextStop(t *testing.T) {
+	f := newFakeServices()
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service, stop_timeout: 1s}\n",
+		services: []string{"notary"}, fake: f})
+	var as fsm.Assignment
+	c.waitFor("notary placed and started", 5*time.Second, func() bool {
+		as = c.nodes[0].agent.State().Assignment("notary")
+		return as.Holder != "" && onlyRunner(f, "notary", as.Holder, as.Epoch)()
+	})
+	waitAllAlive(c)
+	nd := c.node(as.Holder)
+	started := f.startedAt("notary", as.Holder)
+	stopsBefore := len(f.stopsBy("notary", as.Holder)) // the stop at start-up (unsure whether it ran)
+	reload := func(sc service.Config) config.Changes {
+		t.Helper()
+		next := *nd.cfg
+		next.Services = map[string]service.Config{"notary": sc}
+		ch, err := nd.agent.Reload(&next)
+		if err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+		nd.cfg = &next
+		return ch
+	}
+	ch := reload(service.Config{Start: []string{"true"}, Stop: []string{"/bin/notary-stop", "v2"}})
+	if !slices.Equal(ch.Services, []string{"notary"}) || !contains(ch.String(), "services ~notary (applies at the next start/stop)") {
+		t.Fatalf("Reload = %+v (%q), want services ~notary applied at the next start/stop", ch, ch.String())
+	}
+	c.waitFor("the config-reloaded event", 5*time.Second, func() bool {
+		for _, e := range nd.agent.State().Events {
+			if e.Kind == fsm.EventConfigReloaded && e.Node == as.Holder && contains(e.Message, "services ~notary (applies at the next start/stop)") {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(300 * time.Millisecond) // room for a wrong restart or move
+	if a := c.nodes[0].agent.State().Assignment("notary"); a.Holder != as.Holder || a.Epoch != as.Epoch {
+		t.Fatalf("notary after the reload: %+v, want %s at epoch %d still", a, as.Holder, as.Epoch)
+	}
+	if !onlyRunner(f, "notary", as.Holder, as.Epoch)() || !f.startedAt("notary", as.Holder).Equal(started) || len(f.stopsBy("notary", as.Holder)) != stopsBefore {
+		t.Fatalf("the reload restarted notary on %s (log %q)", as.Holder, f.logged())
+	}
+	// A new mode for the next instance: the running one is still stopped
+	// by the (reloaded) hooks that run it.
+	reload(service.Config{Mode: service.ModeSystemd, Unit: "notary.service"})
+
+	target := c.others(as.Holder)[0]
+	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "notary", Node: target, Actor: "test"}); err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	c.waitFor("notary moved", 10*time.Second, func() bool {
+		a := c.nodes[0].agent.State().Assignment("notary")
+		return a.Holder == target && onlyRunner(f, "notary", target, a.Epoch)()
+	})
+	if got := f.stopsBy("notary", as.Holder)[stopsBefore:]; !slices.Equal(got, []string{"/bin/notary-stop v2"}) {
+		t.Fatalf("notary on %s was stopped by %q, want the reloaded stop hook [/bin/notary-stop v2] once (log %q)", as.Holder, got, f.logged())
+	}
+	f.check(t)
+}

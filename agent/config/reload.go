@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/harbormaster/harbormaster/agent/checks"
+	"github.com/harbormaster/harbormaster/agent/service"
 )
 
 // Reloadable fields: what a running agent applies on SIGHUP. Every other
@@ -13,25 +14,34 @@ import (
 var reloadable = map[string]bool{
 	"log_level": true,
 	"checks":    true,
+	// The entries of the service roles the node already has (Diff refuses
+	// an added or removed one): they apply at the next start and stop.
+	"services": true,
 	// The spec file seeds the cluster at bootstrap only; once the cluster
 	// has a spec it is ignored, so a change to it is not refused.
 	"spec_file": true,
 }
 
 // Changes is what a reload applies: the new log level ("" when it is the
-// same) and the checks added, removed and changed, each sorted by name.
+// same), the checks added, removed and changed, and the service roles
+// whose entry changed (Services), each sorted by name.
 type Changes struct {
 	LogLevel                string
 	Added, Removed, Changed []string
+	// Services are the service roles whose services entry changed: their
+	// next start and stop use the new entry; a running instance is not
+	// restarted.
+	Services []string
 }
 
 // Empty reports whether the reload changes nothing.
 func (c Changes) Empty() bool {
-	return c.LogLevel == "" && len(c.Added)+len(c.Removed)+len(c.Changed) == 0
+	return c.LogLevel == "" && len(c.Added)+len(c.Removed)+len(c.Changed)+len(c.Services) == 0
 }
 
 // String is the one-line summary of the log line and the event, e.g.
-// "checks +disk -ping ~core, log_level debug", or "no change".
+// "checks +disk -ping ~core, services ~notary (applies at the next
+// start/stop), log_level debug", or "no change".
 func (c Changes) String() string {
 	var parts []string
 	if len(c.Added)+len(c.Removed)+len(c.Changed) > 0 {
@@ -47,6 +57,9 @@ func (c Changes) String() string {
 		}
 		parts = append(parts, "checks "+strings.Join(ch, " "))
 	}
+	if len(c.Services) > 0 {
+		parts = append(parts, "services ~"+strings.Join(c.Services, " ~")+" (applies at the next start/stop)")
+	}
 	if c.LogLevel != "" {
 		parts = append(parts, "log_level "+c.LogLevel)
 	}
@@ -60,7 +73,7 @@ func (c Changes) String() string {
 // applies; the running config is kept whole.
 type RestartError struct {
 	Path   string
-	Fields []string // yaml names, in the order of Config
+	Fields []string // yaml names, in the order of Config ("services.<role>" for a service role added or removed)
 }
 
 func (e *RestartError) Error() string {
@@ -79,11 +92,15 @@ func (e *RestartError) Error() string {
 // need a restart. It is a pure function.
 func Diff(old, next *Config) (Changes, error) {
 	var restart []string
+	changedServices, addedOrRemoved := diffServices(old.Services, next.Services)
 	ov, nv := reflect.ValueOf(*old), reflect.ValueOf(*next)
 	t := ov.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "services" {
+			restart = append(restart, addedOrRemoved...)
+		}
 		if name == "-" || reloadable[name] {
 			continue // Spec and Path follow spec_file and the file
 		}
@@ -99,7 +116,57 @@ func Diff(old, next *Config) (Changes, error) {
 		c.LogLevel = next.LogLevel
 	}
 	c.Added, c.Removed, c.Changed = diffChecks(old.Checks, next.Checks)
+	c.Services = changedServices
 	return c, nil
+}
+
+// diffServices compares two services maps: the roles in both whose entry
+// changed, and "services.<role>" for each role added or removed (a
+// restart: the node's registered services and its workers change), each
+// sorted.
+func diffServices(old, next map[string]service.Config) (changed, restart []string) {
+	for name, n := range next {
+		o, ok := old[name]
+		switch {
+		case !ok:
+			restart = append(restart, "services."+name)
+		case !SameService(o, n):
+			changed = append(changed, name)
+		}
+	}
+	for name := range old {
+		if _, ok := next[name]; !ok {
+			restart = append(restart, "services."+name)
+		}
+	}
+	slices.Sort(changed)
+	slices.Sort(restart)
+	return changed, restart
+}
+
+// SameService reports whether two entries of a service role run it the
+// same way (an empty mode is hooks; nil and empty lists are the same).
+func SameService(a, b service.Config) bool {
+	return sameMode(a.Mode, b.Mode) && slices.Equal(a.Start, b.Start) && slices.Equal(a.Stop, b.Stop) &&
+		slices.Equal(a.Status, b.Status) && slices.Equal(a.Env, b.Env) && a.Unit == b.Unit
+}
+
+// SameInstance reports whether the backends of two entries of a service
+// role act on the same running instance: the same mode and, for systemd,
+// the same unit. When not, the instance the old entry started must be
+// stopped with the old entry.
+func SameInstance(a, b service.Config) bool {
+	return sameMode(a.Mode, b.Mode) && a.Unit == b.Unit
+}
+
+func sameMode(a, b string) bool {
+	norm := func(m string) string {
+		if m == "" {
+			return service.ModeHooks
+		}
+		return m
+	}
+	return norm(a) == norm(b)
 }
 
 // diffChecks compares two normalized check lists by name.

@@ -51,7 +51,7 @@ type Actuator struct {
 	node    act.Node
 	cfg     Config
 	wake    chan struct{}
-	workers map[string]*worker // by role name; fixed after New
+	workers map[string]*worker // by role name; fixed after New (Replace swaps backends, not workers)
 }
 
 var _ act.Actuator = (*Actuator)(nil)
@@ -59,10 +59,18 @@ var _ act.Actuator = (*Actuator)(nil)
 // worker drives one service.
 type worker struct {
 	role string
-	back service.Actuator
 	wake chan struct{}
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// back makes the calls; only the worker's goroutine calls it (and
+	// Run's closeBackends once the workers ended).
+	back service.Actuator
+	// next replaces back at the worker's next call (Replace: a new entry
+	// for the same instance, e.g. new hooks); nextStopped replaces it once
+	// the service is confirmed stopped (a new mode or unit: the instance
+	// running now is stopped the way it was started).
+	next, nextStopped service.Actuator
+
 	want    bool
 	epoch   uint64
 	timeout time.Duration
@@ -88,6 +96,77 @@ func New(node act.Node, cfg Config) *Actuator {
 		x.workers[name] = &worker{role: name, back: b, wake: make(chan struct{}, 1), timeout: spec.DefaultStopTimeout, unsure: true}
 	}
 	return x
+}
+
+// When says when a backend given to Replace takes over.
+type When int
+
+const (
+	// NextCall: a new entry for the same instance (e.g. new hooks): the
+	// worker's next start, stop or status call uses it, so the next stop
+	// of the running service does.
+	NextCall When = iota
+	// AfterStop: a new instance (the mode or the systemd unit changed: the
+	// new backend would not stop what the old one started): the old
+	// backend stays until the service is confirmed stopped.
+	AfterStop
+)
+
+// Replace swaps the backend of a service role (a reloaded services entry),
+// taking over at when; a call in flight finishes with the old one, and a
+// service running now is not restarted. when is relative to the previous
+// Replace (or New's backend). The dropped backend is closed (io.Closer).
+// It fails for a role the node has no worker for (adding a service role
+// needs a restart). Safe for concurrent use.
+func (x *Actuator) Replace(role string, back service.Actuator, when When) error {
+	w, ok := x.workers[role]
+	if !ok {
+		return fmt.Errorf("service role %s has no worker on this node; adding a service role needs a restart", role)
+	}
+	var dropped service.Actuator // never used: only the worker takes one in
+	w.mu.Lock()
+	if when == AfterStop || w.nextStopped != nil {
+		// A new instance, or another entry for the new instance that
+		// waits for the running one to stop.
+		dropped, w.nextStopped = w.nextStopped, back
+	} else {
+		dropped, w.next = w.next, back
+	}
+	w.mu.Unlock()
+	closeBackend(dropped)
+	act.Poke(w.wake)
+	return nil
+}
+
+// backend returns the backend of the worker's next call, taking in a
+// replacement (Replace) when it may. It runs on the worker's goroutine, so
+// the backend it drops is no longer in use and is closed.
+func (x *Actuator) backend(w *worker) service.Actuator {
+	w.mu.Lock()
+	var old []service.Actuator
+	if w.next != nil {
+		old = append(old, w.back)
+		w.back, w.next = w.next, nil
+	}
+	if w.nextStopped != nil && !w.running && !w.unsure {
+		old = append(old, w.back)
+		w.back, w.nextStopped = w.nextStopped, nil
+	}
+	back := w.back
+	w.mu.Unlock()
+	for _, b := range old {
+		closeBackend(b)
+	}
+	if len(old) > 0 {
+		x.cfg.Log.Info("service entry replaced by a config reload; the next start and stop use it", "role", w.role)
+	}
+	return back
+}
+
+func closeBackend(b service.Actuator) {
+	if c, ok := b.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 // Type implements act.Actuator.
@@ -190,8 +269,11 @@ func (x *Actuator) Run(ctx context.Context) error {
 
 func (x *Actuator) closeBackends() {
 	for _, w := range x.workers {
-		if c, ok := w.back.(io.Closer); ok {
-			_ = c.Close()
+		w.mu.Lock()
+		backs := []service.Actuator{w.back, w.next, w.nextStopped}
+		w.mu.Unlock()
+		for _, b := range backs {
+			closeBackend(b)
 		}
 	}
 }
@@ -290,11 +372,12 @@ func (x *Actuator) work(ctx context.Context, w *worker) {
 // on a release waits for a confirmed stop (a start halfway may have started
 // the service).
 func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) error {
+	back := x.backend(w)
 	hctx, cancel := w.callContext(timeout)
 	w.mu.Lock()
 	w.running = true
 	w.mu.Unlock()
-	err := x.call(hctx, w, opStart, func(c context.Context) error { return w.back.Start(c, env) })
+	err := x.call(hctx, w, opStart, func(c context.Context) error { return back.Start(c, env) })
 	cancel()
 	w.mu.Lock()
 	w.unsure = err != nil // a failed start is retried (and undone by a stop if the role goes)
@@ -305,8 +388,9 @@ func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) erro
 // stop runs the backend's Stop; a stop that fails fences the node (once per
 // epoch), and either way the node is nudged (its release waits for this).
 func (x *Actuator) stop(w *worker, env service.Env, timeout time.Duration) error {
+	back := x.backend(w)
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := x.call(sctx, w, opStop, func(c context.Context) error { return w.back.Stop(c, env) })
+	err := x.call(sctx, w, opStop, func(c context.Context) error { return back.Stop(c, env) })
 	cancel()
 	w.mu.Lock()
 	if err == nil {
@@ -330,8 +414,9 @@ func (x *Actuator) stop(w *worker, env service.Env, timeout time.Duration) error
 // does not, the worker forgets it started it, so that the next pass starts
 // it again.
 func (x *Actuator) foundStopped(w *worker, env service.Env, timeout time.Duration) bool {
+	back := x.backend(w)
 	sctx, cancel := w.callContext(timeout)
-	active, err := w.back.Status(sctx, env)
+	active, err := back.Status(sctx, env)
 	cancel()
 	if err != nil || active {
 		return false
@@ -371,9 +456,10 @@ func (x *Actuator) stopOnExit(w *worker) {
 	if !running && !unsure {
 		return
 	}
+	back := x.backend(w)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := w.back.Stop(ctx, service.Env{Role: w.role, Node: x.node.ID(), Epoch: epoch}); err != nil {
+	if err := back.Stop(ctx, service.Env{Role: w.role, Node: x.node.ID(), Epoch: epoch}); err != nil {
 		x.cfg.Log.Warn("stop on exit failed", "role", w.role, "err", err)
 		return
 	}

@@ -21,6 +21,8 @@ type backend struct {
 	mu      sync.Mutex
 	running bool
 	starts  int
+	stops   int
+	closed  bool
 	stopErr error
 	changed chan struct{}
 }
@@ -43,6 +45,7 @@ func (b *backend) Stop(context.Context, service.Env) error {
 	if b.stopErr != nil {
 		return b.stopErr
 	}
+	b.stops++
 	b.running = false
 	return nil
 }
@@ -59,6 +62,15 @@ func (b *backend) signal() {
 	case b.changed <- struct{}{}:
 	default:
 	}
+}
+
+func (b *backend) Close() error { b.mu.Lock(); defer b.mu.Unlock(); b.closed = true; return nil }
+
+// calls returns the starts and confirmed stops so far and whether it was closed.
+func (b *backend) calls() (starts, stops int, closed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.starts, b.stops, b.closed
 }
 
 func (b *backend) isRunning() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running }
@@ -169,4 +181,82 @@ func TestFailedStopFencesAndIsNotReleasable(t *testing.T) {
 	b.mu.Unlock()
 	cancel()
 	<-done
+}
+
+// TestReplaceAppliesAtNextStartAndStop: a replaced backend (a reloaded
+// services entry) does not restart the running service; the next stop and
+// start are the new backend's, and the old one is closed. AfterStop (a
+// new mode or unit): the old backend stops the running service and the
+// new one starts the next.
+func TestReplaceAppliesAtNextStartAndStop(t *testing.T) {
+	node := acttest.New("n1")
+	b1, b2, b3 := newBackend(), newBackend(), newBackend()
+	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b1}, Tick: time.Second, Log: quiet})
+	held := fsm.Assignment{Role: "notary", Holder: "n1", HolderGen: 1, Epoch: 1}
+	released := held
+	released.Releasing = true
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: time.Now().Add(time.Hour)})
+	node.SetState(serviceState(held))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	b1.waitRunning(t, true, "holder")
+	_, stopsBefore, _ := b1.calls() // the first pass may stop what a previous agent left (unsure)
+
+	if err := x.Replace("notary", b2, NextCall); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	x.Wake()
+	time.Sleep(200 * time.Millisecond) // room for a wrong restart
+	if s1, p1, _ := b1.calls(); s1 != 1 || p1 != stopsBefore || !b1.isRunning() {
+		t.Fatalf("after Replace the old backend has %d starts, %d stops, running %v; want the service left running", s1, p1, b1.isRunning())
+	}
+	if s2, _, _ := b2.calls(); s2 != 0 {
+		t.Fatalf("the new backend started the running service again (%d starts)", s2)
+	}
+	node.SetState(serviceState(released))
+	waitFor(t, "the new backend to stop the service", func() bool { _, p2, _ := b2.calls(); return p2 == 1 })
+	waitFor(t, "Releasable after the stop", func() bool { return x.Releasable(context.Background(), nil, "notary") })
+	if _, p1, closed := b1.calls(); p1 != stopsBefore || !closed {
+		t.Fatalf("old backend: %d stops (%d before the Replace), closed %v; want no more stops, closed", p1, stopsBefore, closed)
+	}
+	node.SetState(serviceState(held))
+	b2.waitRunning(t, true, "holder again, with the new backend")
+
+	// AfterStop: b2 started the service, so b2 stops it.
+	if err := x.Replace("notary", b3, AfterStop); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	node.SetState(serviceState(released))
+	b2.waitRunning(t, false, "the old backend stops the instance it started")
+	if _, p3, _ := b3.calls(); p3 != 0 {
+		t.Fatalf("AfterStop: the new backend ran %d stops of a service it did not start", p3)
+	}
+	waitFor(t, "Releasable after the stop", func() bool { return x.Releasable(context.Background(), nil, "notary") })
+	node.SetState(serviceState(held))
+	b3.waitRunning(t, true, "holder again, with the newest backend")
+
+	// A new instance (b4), then another entry for it (b5, NextCall
+	// relative to b4): b3 still stops the running one; b5 starts the next;
+	// b4 is dropped unused.
+	b4, b5 := newBackend(), newBackend()
+	if err := x.Replace("notary", b4, AfterStop); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	if err := x.Replace("notary", b5, NextCall); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	node.SetState(serviceState(released))
+	b3.waitRunning(t, false, "the backend that started the instance stops it")
+	waitFor(t, "Releasable after the stop", func() bool { return x.Releasable(context.Background(), nil, "notary") })
+	node.SetState(serviceState(held))
+	b5.waitRunning(t, true, "holder again, with the last entry")
+	if s4, p4, closed := b4.calls(); s4+p4 != 0 || !closed {
+		t.Fatalf("the replaced pending backend ran %d starts, %d stops, closed %v; want unused and closed", s4, p4, closed)
+	}
+
+	if err := x.Replace("clair", b1, NextCall); err == nil {
+		t.Fatal("Replace of a role without a worker succeeded; adding a service role needs a restart")
+	}
 }
