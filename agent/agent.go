@@ -212,7 +212,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	a.conns.clusterID = a.currentClusterID
 	a.events = newRecorder(a.Propose, a.log)
 	a.quorum = newQuorumTracker(time.Now(), quorumAfter(t), 2*quorumAfter(t))
-	a.store = newStoreHealth(cfg.DataDir)
+	a.store = newStoreHealth(cfg.DataDir, a.StoreFault)
 	r, err := checks.NewRunner(cfg.Checks, a.onCheckChange)
 	if err != nil {
 		return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}

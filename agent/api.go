@@ -145,7 +145,7 @@ func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.P
 	if err := checkProposer(ctx, cmd); err != nil {
 		return nil, err
 	}
-	if c, ok := cmd.(*fsm.RegisterNode); ok && !s.isMember(c.Node) {
+	if c, ok := cmd.(*fsm.RegisterNode); ok && !s.a.isMember(c.Node) {
 		return nil, status.Errorf(codes.FailedPrecondition, "node: %s is not a member of the Raft configuration; join it first", c.Node)
 	}
 	if s.a.raft.State() != raft.Leader {
@@ -158,19 +158,6 @@ func (s *server) Propose(ctx context.Context, req *hmv1.ProposeRequest) (*hmv1.P
 		return nil, grpcErr(err)
 	}
 	return &hmv1.ProposeResponse{Index: idx}, nil
-}
-
-func (s *server) isMember(id string) bool {
-	f := s.a.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, srv := range f.Configuration().Servers {
-		if string(srv.ID) == id {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.StatusResponse, error) {

@@ -12,13 +12,16 @@ import (
 )
 
 // inConfig reports whether this node is in the Raft configuration.
-func (a *Agent) inConfig() bool {
+func (a *Agent) inConfig() bool { return a.isMember(a.cfg.NodeID) }
+
+// isMember reports whether node id is in the Raft configuration.
+func (a *Agent) isMember(id string) bool {
 	f := a.raft.GetConfiguration()
 	if f.Error() != nil {
 		return false
 	}
 	for _, s := range f.Configuration().Servers {
-		if s.ID == raft.ServerID(a.cfg.NodeID) {
+		if s.ID == raft.ServerID(id) {
 			return true
 		}
 	}

@@ -163,10 +163,6 @@ func (a *Agent) metricsHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := a.StoreFault(); err != nil {
-			http.Error(w, "unhealthy: store fault: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
 		if err := a.Liveness(); err != nil {
 			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -216,7 +212,7 @@ func (a *Agent) Readiness() (string, error) {
 	if !a.isReady() {
 		return "", errors.New("starting: not registered or not caught up with the log yet")
 	}
-	if !a.isMember() {
+	if !a.inConfig() {
 		return "", errors.New("not a member of the Raft configuration")
 	}
 	if !ok {
@@ -225,18 +221,4 @@ func (a *Agent) Readiness() (string, error) {
 	_, leader := a.raft.LeaderWithID()
 	_, _, until := a.leases.Lease(now)
 	return fmt.Sprintf("leader %s, own quorum lease valid for %s", leader, until.Sub(now).Round(time.Millisecond)), nil
-}
-
-// isMember reports whether this node is in the Raft configuration.
-func (a *Agent) isMember() bool {
-	f := a.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, srv := range f.Configuration().Servers {
-		if string(srv.ID) == a.cfg.NodeID {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,7 +80,8 @@ func TestQuorumEvent(t *testing.T) {
 // at once and clearing it restores the probe's answer.
 func TestStoreHealthProbe(t *testing.T) {
 	dir := t.TempDir()
-	s := newStoreHealth(dir)
+	var fault error
+	s := newStoreHealth(dir, func() error { return fault })
 	t0 := time.Now()
 	if err := s.Err(t0); err != nil {
 		t.Fatalf("probe of a writable data dir: %v", err)
@@ -106,11 +108,11 @@ func TestStoreHealthProbe(t *testing.T) {
 	if err := s.Err(t0.Add(2 * storeProbeEvery)); err != nil {
 		t.Fatalf("probe after the dir is writable again: %v", err)
 	}
-	s.Report(os.ErrPermission)
-	if err := s.Err(t0.Add(2 * storeProbeEvery)); err != os.ErrPermission {
+	fault = os.ErrPermission
+	if err := s.Err(t0.Add(2 * storeProbeEvery)); !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("with a reported fault: %v, want it", err)
 	}
-	s.Report(nil)
+	fault = nil
 	if err := s.Err(t0.Add(2 * storeProbeEvery)); err != nil {
 		t.Fatalf("fault cleared: %v", err)
 	}

@@ -184,6 +184,9 @@ func (a *Agent) onStoreFault(op string, err error) {
 // StoreFault returns the last store write failure while the node counts
 // as faulty (nil otherwise).
 func (a *Agent) StoreFault() error {
+	if a.faults == nil { // the stores are not open yet
+		return nil
+	}
 	err := a.faults.recent(a.storeFaultWindow())
 	if err == nil {
 		a.faultLogged.Store(false)

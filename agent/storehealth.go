@@ -17,35 +17,35 @@ const storeProbeFile = "healthz-probe"
 const storeProbeEvery = 5 * time.Second
 
 // storeHealth answers whether this node's store is writable, for /healthz.
-// Two sources feed it: a probe (write and fsync a small file in the data
-// dir, at most every storeProbeEvery, the answer cached in between) and
-// faults the rest of the agent reports with Report (e.g. a failed write of
-// the Raft stable store). Safe for concurrent use.
+// Two sources feed it: the Raft stores' own write failures (faults: the
+// agent's StoreFault, store.go) and a probe (write and fsync a small file
+// in the data dir, at most every storeProbeEvery, the answer cached in
+// between). Safe for concurrent use.
 type storeHealth struct {
-	dir string
+	dir    string
+	faults func() error
 	// probe writes one probe; tests replace it to inject a failure.
 	probe func(dir string) error
 
 	mu      sync.Mutex
 	checked time.Time // when the probe last ran
 	probed  error     // its result
-	fault   error     // the last fault reported, nil once cleared
 }
 
-func newStoreHealth(dir string) *storeHealth {
-	return &storeHealth{dir: dir, probe: writeProbe}
+func newStoreHealth(dir string, faults func() error) *storeHealth {
+	return &storeHealth{dir: dir, faults: faults, probe: writeProbe}
 }
 
-// Err returns why the store is not healthy at now, or nil: a reported
-// fault first, else the probe's result (run again when the cached one is
-// older than storeProbeEvery). Without a data dir there is nothing to
-// probe.
+// Err returns why the store is not healthy at now, or nil: a recent store
+// write failure first, else the probe's result (run again when the cached
+// one is older than storeProbeEvery). Without a data dir there is nothing
+// to probe.
 func (s *storeHealth) Err(now time.Time) error {
+	if err := s.faults(); err != nil {
+		return fmt.Errorf("store fault: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fault != nil {
-		return s.fault
-	}
 	if s.dir == "" {
 		return nil
 	}
@@ -53,14 +53,6 @@ func (s *storeHealth) Err(now time.Time) error {
 		s.probed, s.checked = s.probe(s.dir), now
 	}
 	return s.probed
-}
-
-// Report records a fault of the store seen elsewhere in the agent (err
-// non-nil), or clears it (nil). /healthz fails while a fault is recorded.
-func (s *storeHealth) Report(err error) {
-	s.mu.Lock()
-	s.fault = err
-	s.mu.Unlock()
 }
 
 // writeProbe writes, fsyncs and closes the probe file in dir.
@@ -81,8 +73,3 @@ func writeProbe(dir string) error {
 
 // storeHealthy returns why this node's store is not writable, or nil.
 func (a *Agent) storeHealthy() error { return a.store.Err(time.Now()) }
-
-// ReportStoreFault records a fault of the node's store seen outside the
-// probe (err non-nil) or clears it (nil); /healthz answers 503 with it
-// while it is recorded. Safe for concurrent use.
-func (a *Agent) ReportStoreFault(err error) { a.store.Report(err) }
