@@ -892,3 +892,42 @@ func procCluster(t *testing.T, opts proccluster.Options) *proccluster.Cluster {
 	}
 	return c
 }
+
+// procNode returns node id of c.
+func procNode(t *testing.T, c *proccluster.Cluster, id string) proccluster.Node {
+	t.Helper()
+	n, err := c.Node(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// procHeld waits until node id's view has a spec and every role held at an
+// epoch above above, and returns the epochs by role.
+func procHeld(ctx context.Context, t *testing.T, c *proccluster.Cluster, id string, above uint64) map[string]uint64 {
+	t.Helper()
+	var out map[string]uint64
+	if err := procPoll(ctx, 50*time.Millisecond, func() error {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		defer rcancel()
+		r, err := c.Roles(rctx, id)
+		if err != nil {
+			return err
+		}
+		if len(r.Roles) == 0 {
+			return errors.New("no spec yet")
+		}
+		out = map[string]uint64{}
+		for _, x := range r.Roles {
+			if x.Holder == "" || x.Epoch <= above {
+				return fmt.Errorf("%s held by %q at epoch %d", x.Name, x.Holder, x.Epoch)
+			}
+			out[x.Name] = x.Epoch
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("roles on %s: %v", id, err)
+	}
+	return out
+}

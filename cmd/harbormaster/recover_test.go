@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,38 +26,8 @@ func procRecover(t *testing.T, bin string) {
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
-	node := func(id string) proccluster.Node {
-		n, err := c.Node(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	held := func(id string, above uint64) map[string]uint64 {
-		var out map[string]uint64
-		if err := procPoll(ctx, 50*time.Millisecond, func() error {
-			rctx, rcancel := context.WithTimeout(ctx, time.Second)
-			defer rcancel()
-			r, err := c.Roles(rctx, id)
-			if err != nil {
-				return err
-			}
-			if len(r.Roles) == 0 {
-				return errors.New("no spec yet")
-			}
-			out = map[string]uint64{}
-			for _, x := range r.Roles {
-				if x.Holder == "" || x.Epoch <= above {
-					return fmt.Errorf("%s held by %q at epoch %d", x.Name, x.Holder, x.Epoch)
-				}
-				out[x.Name] = x.Epoch
-			}
-			return nil
-		}); err != nil {
-			t.Fatalf("roles on %s: %v", id, err)
-		}
-		return out
-	}
+	node := func(id string) proccluster.Node { return procNode(t, c, id) }
+	held := func(id string, above uint64) map[string]uint64 { return procHeld(ctx, t, c, id, above) }
 	held("n1", 0)
 	file := filepath.Join(t.TempDir(), "backup.json")
 	n1 := node("n1")

@@ -68,28 +68,7 @@ func procReload(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := proccluster.New(proccluster.Options{Binary: bin, Dir: dir, Configs: configs, ClientTLS: &admin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, id := range c.IDs() {
-				if l, err := c.ReadLog(id); err == nil {
-					t.Logf("----- log of %s -----\n%s", id, l)
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
-	pctx, pcancel := context.WithTimeout(context.Background(), 15*time.Second)
-	err = c.WaitPortsFree(pctx)
-	pcancel()
-	if err != nil {
-		t.Fatalf("loopback ports still busy after 15s: %v", err)
-	}
+	c := procCluster(t, proccluster.Options{Binary: bin, Dir: dir, Configs: configs, ClientTLS: &admin})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := c.StartAll(); err != nil {
