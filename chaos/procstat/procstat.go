@@ -3,12 +3,15 @@
 package procstat
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ReadRSS returns VmRSS of pid in KiB.
@@ -66,4 +69,78 @@ func ClockTicks() int64 {
 		}
 	}
 	return 100
+}
+
+// Usage is one process's footprint: resident memory at the start of a
+// window and CPU time over it, as a percentage of one core.
+type Usage struct {
+	Name   string
+	PID    int
+	RSSKiB int64
+	CPUPct float64
+}
+
+// Measure waits idle, then reads each named process's RSS and CPU time
+// over window. pid returns a name's current process (0: not running); a
+// process that changes during the window is an error.
+func Measure(ctx context.Context, names []string, pid func(name string) int, idle, window time.Duration) ([]Usage, error) {
+	if err := sleep(ctx, idle); err != nil {
+		return nil, err
+	}
+	hz := ClockTicks()
+	out := make([]Usage, 0, len(names))
+	start := make([]int64, 0, len(names))
+	for _, n := range names {
+		p := pid(n)
+		if p == 0 {
+			return nil, fmt.Errorf("%s is not running", n)
+		}
+		rss, err := ReadRSS(p)
+		if err != nil {
+			return nil, err
+		}
+		ticks, err := ReadCPUTicks(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Usage{Name: n, PID: p, RSSKiB: rss})
+		start = append(start, ticks)
+	}
+	t0 := time.Now()
+	if err := sleep(ctx, window); err != nil {
+		return nil, err
+	}
+	wall := time.Since(t0)
+	for i := range out {
+		u := &out[i]
+		if pid(u.Name) != u.PID {
+			return nil, fmt.Errorf("%s restarted or died during the CPU window", u.Name)
+		}
+		ticks, err := ReadCPUTicks(u.PID)
+		if err != nil {
+			return nil, err
+		}
+		u.CPUPct = CPUPct(ticks-start[i], hz, wall)
+	}
+	return out, nil
+}
+
+// CPUPct is ticks of CPU time at hz ticks a second over wall, as a
+// percentage of one core (two decimals).
+func CPUPct(ticks, hz int64, wall time.Duration) float64 {
+	if hz <= 0 || wall <= 0 {
+		return 0
+	}
+	return math.Round(float64(ticks)/float64(hz)/wall.Seconds()*100*100) / 100
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

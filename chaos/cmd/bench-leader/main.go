@@ -535,61 +535,17 @@ func summarize(name string, samples []float64) metric {
 func measureFootprint(ctx context.Context, c *proccluster.Cluster, o options) (footprint, error) {
 	fp := footprint{IdleSeconds: o.idle.Seconds(), WindowSeconds: o.window.Seconds()}
 	fmt.Fprintf(os.Stderr, "footprint: idle %s, then CPU over %s\n", o.idle, o.window)
-	if err := sleep(ctx, o.idle); err != nil {
+	us, err := procstat.Measure(ctx, c.IDs(), c.PID, o.idle, o.window)
+	if err != nil {
 		return fp, err
 	}
-	hz := procstat.ClockTicks()
-	type sample struct {
-		pid   int
-		ticks int64
-	}
-	start := map[string]sample{}
-	for _, id := range c.IDs() {
-		pid := c.PID(id)
-		if pid == 0 {
-			return fp, fmt.Errorf("%s is not running", id)
-		}
-		rss, err := procstat.ReadRSS(pid)
-		if err != nil {
-			return fp, err
-		}
-		ticks, err := procstat.ReadCPUTicks(pid)
-		if err != nil {
-			return fp, err
-		}
-		start[id] = sample{pid, ticks}
-		fp.Agents = append(fp.Agents, agent{Node: id, PID: pid, RSSKiB: rss, RSSMiB: round1(float64(rss) / 1024)})
-	}
-	t0 := time.Now()
-	if err := sleep(ctx, o.window); err != nil {
-		return fp, err
-	}
-	wall := time.Since(t0)
-	for i := range fp.Agents {
-		a := &fp.Agents[i]
-		if c.PID(a.Node) != a.PID {
-			return fp, fmt.Errorf("%s restarted or died during the CPU window", a.Node)
-		}
-		ticks, err := procstat.ReadCPUTicks(a.PID)
-		if err != nil {
-			return fp, err
-		}
-		cpu := float64(ticks-start[a.Node].ticks) / float64(hz)
-		a.CPUPct = math.Round(cpu/wall.Seconds()*100*100) / 100
+	for _, u := range us {
+		fp.Agents = append(fp.Agents, agent{Node: u.Name, PID: u.PID, RSSKiB: u.RSSKiB, RSSMiB: round1(float64(u.RSSKiB) / 1024), CPUPct: u.CPUPct})
 	}
 	return fp, nil
 }
 
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
 
 func printTables(w io.Writer, r *result) {
 	fmt.Fprintf(w, "bench-leader: %s; %d trials\n", r.Cluster, r.Trials)

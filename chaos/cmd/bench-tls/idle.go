@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/harbormaster/harbormaster/chaos/procstat"
+	"github.com/harbormaster/harbormaster/chaos/scenario"
 	"github.com/harbormaster/harbormaster/internal/proccluster"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -236,54 +236,15 @@ func idleRound(ctx context.Context, o idleOptions, cfgs []string, tls bool) ([]s
 // measure waits idle without touching the agents, reads their RSS, then
 // their CPU time over window.
 func measure(ctx context.Context, c *proccluster.Cluster, idle, window time.Duration) ([]sample, error) {
-	if err := sleep(ctx, idle); err != nil {
+	us, err := procstat.Measure(ctx, c.IDs(), c.PID, idle, window)
+	if err != nil {
 		return nil, err
 	}
-	hz := procstat.ClockTicks()
-	var out []sample
-	start := map[string]int64{}
-	for _, id := range c.IDs() {
-		pid := c.PID(id)
-		if pid == 0 {
-			return nil, fmt.Errorf("%s is not running", id)
-		}
-		rss, err := procstat.ReadRSS(pid)
-		if err != nil {
-			return nil, err
-		}
-		ticks, err := procstat.ReadCPUTicks(pid)
-		if err != nil {
-			return nil, err
-		}
-		start[id] = ticks
-		out = append(out, sample{Node: id, PID: pid, RSSKiB: rss})
-	}
-	t0 := time.Now()
-	if err := sleep(ctx, window); err != nil {
-		return nil, err
-	}
-	wall := time.Since(t0)
-	for i := range out {
-		s := &out[i]
-		if c.PID(s.Node) != s.PID {
-			return nil, fmt.Errorf("%s restarted or died during the CPU window", s.Node)
-		}
-		ticks, err := procstat.ReadCPUTicks(s.PID)
-		if err != nil {
-			return nil, err
-		}
-		s.CPUPct = cpuPct(ticks-start[s.Node], hz, wall)
+	out := make([]sample, 0, len(us))
+	for _, u := range us {
+		out = append(out, sample{Node: u.Name, PID: u.PID, RSSKiB: u.RSSKiB, CPUPct: u.CPUPct})
 	}
 	return out, nil
-}
-
-// cpuPct is ticks of CPU time at hz ticks a second over wall, as a
-// percentage of one core (two decimals).
-func cpuPct(ticks, hz int64, wall time.Duration) float64 {
-	if hz <= 0 || wall <= 0 {
-		return 0
-	}
-	return math.Round(float64(ticks)/float64(hz)/wall.Seconds()*100*100) / 100
 }
 
 // waitStable waits until every node agrees on a leader that sees every
@@ -305,7 +266,7 @@ func waitStable(ctx context.Context, c *proccluster.Cluster, settle, timeout tim
 		case time.Since(since) >= settle:
 			return nil
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := scenario.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return fmt.Errorf("no stable leader with every role held within %s (last: %v)", timeout, lastErr)
 		}
 	}
@@ -362,17 +323,6 @@ func look(ctx context.Context, c *proccluster.Cluster) (string, error) {
 		key = k
 	}
 	return key, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // printLogTails prints the end of every agent's log, for a failed round.

@@ -127,10 +127,10 @@ func TestParseStatTicks(t *testing.T) {
 
 func TestCPUPct(t *testing.T) {
 	// 150 ticks at 100 Hz over 30 s: 1.5 s of CPU, 5% of a core.
-	if got := cpuPct(150, 100, 30*time.Second); got != 5 {
+	if got := procstat.CPUPct(150, 100, 30*time.Second); got != 5 {
 		t.Errorf("cpuPct = %v, want 5", got)
 	}
-	if got := cpuPct(150, 100, 0); got != 0 {
+	if got := procstat.CPUPct(150, 100, 0); got != 0 {
 		t.Errorf("cpuPct over no time = %v, want 0", got)
 	}
 }
