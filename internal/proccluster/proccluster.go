@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -761,5 +762,21 @@ func (c *Cluster) WaitLeader(ctx context.Context, exclude string) (string, error
 			return "", fmt.Errorf("wait for a leader: %w (last: %v)", ctx.Err(), err)
 		case <-t.C:
 		}
+	}
+}
+
+// PrintLogTails writes the last n lines of every node's log to w (for a
+// failed run).
+func (c *Cluster) PrintLogTails(w io.Writer, n int) {
+	for _, id := range c.IDs() {
+		l, err := c.ReadLog(id)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(l, "\n"), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(w, "----- last lines of %s (%s) -----\n%s\n", id, c.LogPath(id), strings.Join(lines, "\n"))
 	}
 }

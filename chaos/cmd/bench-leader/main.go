@@ -141,7 +141,7 @@ func run(o options) int {
 			code = 130
 		} else {
 			fmt.Fprintln(os.Stderr, "bench-leader:", err)
-			printLogTails(os.Stderr, c)
+			c.PrintLogTails(os.Stderr, 40)
 		}
 	}
 	if cerr := c.Close(); cerr != nil {
@@ -565,19 +565,4 @@ func printTables(w io.Writer, r *result) {
 		fmt.Fprintf(t, "%s\t%d\t%.1f\t%.2f\n", a.Node, a.PID, a.RSSMiB, a.CPUPct)
 	}
 	t.Flush()
-}
-
-// printLogTails prints the end of every agent's log, for a failed run.
-func printLogTails(w io.Writer, c *proccluster.Cluster) {
-	for _, id := range c.IDs() {
-		l, err := c.ReadLog(id)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(l, "\n"), "\n")
-		if len(lines) > 40 {
-			lines = lines[len(lines)-40:]
-		}
-		fmt.Fprintf(w, "----- last lines of %s (%s) -----\n%s\n", id, c.LogPath(id), strings.Join(lines, "\n"))
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -227,7 +226,7 @@ func idleRound(ctx context.Context, o idleOptions, cfgs []string, tls bool) ([]s
 		return nil, err
 	}
 	if err := waitStable(ctx, c, o.settle, o.stable); err != nil {
-		printLogTails(os.Stderr, c)
+		c.PrintLogTails(os.Stderr, 20)
 		return nil, err
 	}
 	return measure(ctx, c, o.idle, o.window)
@@ -323,19 +322,4 @@ func look(ctx context.Context, c *proccluster.Cluster) (string, error) {
 		key = k
 	}
 	return key, nil
-}
-
-// printLogTails prints the end of every agent's log, for a failed round.
-func printLogTails(w io.Writer, c *proccluster.Cluster) {
-	for _, id := range c.IDs() {
-		l, err := c.ReadLog(id)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(l, "\n"), "\n")
-		if len(lines) > 20 {
-			lines = lines[len(lines)-20:]
-		}
-		fmt.Fprintf(w, "----- last lines of %s (%s) -----\n%s\n", id, c.LogPath(id), strings.Join(lines, "\n"))
-	}
 }
