@@ -35,17 +35,8 @@ func NewCA(cluster string, validity time.Duration) (*CA, []byte, error) {
 	if !ValidName(cluster) {
 		return nil, nil, fmt.Errorf("cluster %q: not a DNS label (1-63 lower-case letters, digits, inner hyphens)", cluster)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: "harbormaster CA " + cluster, Organization: []string{"harbormaster"}},
 		NotBefore:             now.Add(-5 * time.Minute),
 		NotAfter:              now.Add(validity),
@@ -55,15 +46,11 @@ func NewCA(cluster string, validity time.Duration) (*CA, []byte, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		URIs:                  []*url.URL{caURI(cluster)},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	key, der, keyPEM, err := create(tmpl, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM, err := encodeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -117,27 +104,18 @@ func (ca *CA) Issue(id Identity, dnsNames []string, ips []net.IP, validity time.
 	if err := id.Validate(); err != nil {
 		return nil, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
 	now := time.Now()
 	notAfter := now.Add(validity)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: id.String(), Organization: []string{"harbormaster " + id.Cluster}},
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{id.URI()},
+		Subject:     pkix.Name{CommonName: id.String(), Organization: []string{"harbormaster " + id.Cluster}},
+		NotBefore:   now.Add(-5 * time.Minute),
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{id.URI()},
 	}
 	if id.Kind == Node {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
@@ -146,15 +124,33 @@ func (ca *CA) Issue(id Identity, dnsNames []string, ips []net.IP, validity time.
 	} else if len(dnsNames)+len(ips) > 0 {
 		return nil, nil, errors.New("operator certificates carry no DNS names or IP addresses")
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM, err = encodeKey(key)
+	_, der, keyPEM, err := create(tmpl, ca.Cert, ca.Key)
 	if err != nil {
 		return nil, nil, err
 	}
 	return pemCert(der), keyPEM, nil
+}
+
+// create makes a P-256 key and a certificate for it from tmpl (given a
+// random serial), signed by parent with parentKey, or self-signed when
+// parent is nil.
+func create(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (key *ecdsa.PrivateKey, der, keyPEM []byte, err error) {
+	if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return nil, nil, nil, err
+	}
+	if tmpl.SerialNumber, err = serial(); err != nil {
+		return nil, nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	if der, err = x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey); err != nil {
+		return nil, nil, nil, err
+	}
+	if keyPEM, err = encodeKey(key); err != nil {
+		return nil, nil, nil, err
+	}
+	return key, der, keyPEM, nil
 }
 
 func pemCert(der []byte) []byte {
