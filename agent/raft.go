@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -83,32 +82,25 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 		// turns that into a StoreError (exit code 5), never a crash.
 		err := openGuarded(path, func() error {
 			bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
+			if errors.Is(err, bbolt.ErrTimeout) {
+				return fmt.Errorf("open %s: the data dir is in use by another agent", path)
+			}
 			if err != nil {
-				if errors.Is(err, bbolt.ErrTimeout) {
-					return fmt.Errorf("open %s: the data dir is in use by another agent", path)
-				}
 				return &StoreError{Path: path, Err: err}
 			}
 			cleanup.push(func() { _ = bolt.Close() })
 			cache, err := raft.NewLogCache(512, bolt)
 			if err != nil {
-				return err
+				return &StoreError{Path: path, Err: err}
 			}
 			logs, stable = cache, bolt
 			if _, err := logs.LastIndex(); err != nil {
-				return err
+				return &StoreError{Path: path, Err: err}
 			}
 			return nil
 		})
-		var se *StoreError
-		if err != nil && !errors.As(err, &se) {
+		if err != nil {
 			return err
-		}
-		if se != nil {
-			if inUse := se.Err; inUse != nil && strings.Contains(inUse.Error(), "in use by another agent") {
-				return inUse
-			}
-			return se
 		}
 		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, logger)
 		if err != nil {
@@ -129,8 +121,10 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 
 	var has bool
 	if err := openGuarded(filepath.Join(cfg.DataDir, "raft.db"), func() (err error) {
-		has, err = raft.HasExistingState(logs, stable, snaps)
-		return err
+		if has, err = raft.HasExistingState(logs, stable, snaps); err != nil {
+			return &StoreError{Path: filepath.Join(cfg.DataDir, "raft.db"), Err: err}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}

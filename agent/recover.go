@@ -47,19 +47,17 @@ func Recover(dataDir string, b *fsm.Backup, voters []raft.Server, log io.Writer)
 	}
 	path := filepath.Join(dataDir, "raft.db")
 	var bolt *raftboltdb.BoltStore
-	locked := false
 	if err := openGuarded(path, func() (err error) {
 		bolt, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: time.Second}})
 		if errors.Is(err, bbolt.ErrTimeout) {
-			locked = true
-			return nil
+			return fmt.Errorf("%s is locked: an agent runs on this data dir; stop it first", path)
 		}
-		return err
+		if err != nil {
+			return &StoreError{Path: path, Err: err}
+		}
+		return nil
 	}); err != nil {
 		return res, err
-	}
-	if locked {
-		return res, fmt.Errorf("%s is locked: an agent runs on this data dir; stop it first", path)
 	}
 	defer bolt.Close()
 	old, err := readClusterID(dataDir)

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -35,6 +34,7 @@ func (e *StoreError) Unwrap() error { return e.Err }
 
 // openGuarded runs f, which opens and reads a store file, turning a panic
 // or a memory fault on a damaged file (bbolt maps it) into a StoreError.
+// f's own errors pass through.
 func openGuarded(path string, f func() error) (err error) {
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
@@ -43,14 +43,7 @@ func openGuarded(path string, f func() error) (err error) {
 			err = &StoreError{Path: path, Err: fmt.Errorf("reading it failed: %v", r)}
 		}
 	}()
-	if err := f(); err != nil {
-		var se *StoreError
-		if errors.As(err, &se) {
-			return err
-		}
-		return &StoreError{Path: path, Err: err}
-	}
-	return nil
+	return f()
 }
 
 // storeFaults records write failures of the Raft stores, timed on the
