@@ -54,6 +54,11 @@ type cluster struct {
 	cut   *netcut
 	// tlsDir holds the test cluster's CA and certificates (tlsid.WriteCluster).
 	tlsDir string
+	// conns are the tests' API connections by address and certificate,
+	// kept so that a polling test does not open one per call (the API
+	// bounds connections per address).
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn
 }
 
 // netcut cuts the agents' gRPC links (lease renewals, forwarding) the way
@@ -416,6 +421,12 @@ func (c *cluster) admin(n *tnode) hmv1.AdminClient {
 // text.
 func (c *cluster) connAs(n *tnode, who string) *grpc.ClientConn {
 	c.t.Helper()
+	key := n.agent.APIAddr() + "|" + who
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if conn, ok := c.conns[key]; ok {
+		return conn
+	}
 	creds := insecure.NewCredentials()
 	if who != "" {
 		st, err := tlsid.Load(tlsid.FilesIn(c.tlsDir, who), nil)
@@ -429,6 +440,10 @@ func (c *cluster) connAs(n *tnode, who string) *grpc.ClientConn {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { conn.Close() })
+	if c.conns == nil {
+		c.conns = map[string]*grpc.ClientConn{}
+	}
+	c.conns[key] = conn
 	return conn
 }
 

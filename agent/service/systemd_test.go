@@ -231,9 +231,11 @@ func TestSystemdJobTimeout(t *testing.T) {
 		t.Run(verb, func(t *testing.T) {
 			s, f := newFakeSystemd(t)
 			f.startRes, f.stopRes = "", "" // the jobs never finish
+			// begin before the deadline is set: the call may not return
+			// before 300 ms from here.
+			begin := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			begin := time.Now()
 			// The job never finishes: only ctx can end the call. A call
 			// that ignored it would hang; fail it after a liveness wait.
 			done := make(chan error, 1)
