@@ -67,6 +67,9 @@ type ClusterOptions struct {
 	Log *slog.Logger
 	// LabName labels the lab's namespaces (see lab.Options.Name).
 	LabName string
+	// Nodes is the number of agent nodes n1..nN, all voters (default 3;
+	// 3, 5 or 7).
+	Nodes int
 	// Clients is the number of client hosts c1..cN (default 1). c1 runs
 	// the observers (prober, admin calls); the others are free for a
 	// scenario's own use (hostile-lan's attacker is c2).
@@ -198,7 +201,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 			c.Close()
 		}
 	}()
-	if c.Lab, err = lab.New(ctx, lab.Options{Nodes: 3, Clients: max(opts.Clients, 1), Name: opts.LabName}); err != nil {
+	if c.Lab, err = lab.New(ctx, lab.Options{Nodes: max(opts.Nodes, 3), Clients: max(opts.Clients, 1), Name: opts.LabName}); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.nodes = c.Lab.Nodes()

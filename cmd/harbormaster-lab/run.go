@@ -35,6 +35,7 @@ type clusterFlags struct {
 	logLevel string
 	verbose  bool
 	insecure bool
+	nodes    int
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
@@ -44,11 +45,15 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "agents' log level")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print progress to stderr")
 	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "run the agents with insecure: true (default: mutual TLS with a lab CA)")
+	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "number of agent nodes, all voters: 3, 5 or 7")
 }
 
 func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
 	if f.profile != "lan" && f.profile != "fast" {
 		return scenario.ClusterOptions{}, exitError{2, fmt.Errorf("--profile %q: use lan or fast", f.profile)}
+	}
+	if f.nodes != 3 && f.nodes != 5 && f.nodes != 7 {
+		return scenario.ClusterOptions{}, exitError{2, fmt.Errorf("--nodes %d: use 3, 5 or 7", f.nodes)}
 	}
 	if f.dir != "" {
 		if err := os.MkdirAll(f.dir, 0o755); err != nil {
@@ -68,7 +73,7 @@ func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
 		return scenario.ClusterOptions{}, err
 	}
 	return scenario.ClusterOptions{Bin: bin, LabBin: self, Profile: f.profile, Dir: f.dir, LogLevel: f.logLevel, LabName: name,
-		Insecure: f.insecure, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, nil
+		Insecure: f.insecure, Nodes: f.nodes, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, nil
 }
 
 func runCmd() *cobra.Command {
