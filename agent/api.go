@@ -184,7 +184,17 @@ func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.Statu
 	if lost {
 		lostSince = since.UnixMilli()
 	}
-	return &hmv1.StatusResponse{LeaseGen: gen, LeaseRemainingMs: left,
+	var redisNode *hmv1.RedisNode
+	if _, ok := st.Redis[a.cfg.NodeID]; ok {
+		var h *fsm.RedisHistory
+		for _, r := range st.Spec.Roles {
+			if r.Type == spec.TypeRedisMaster {
+				h = st.RedisHistoryOf(st.Assignment(r.Name))
+			}
+		}
+		redisNode = redisNodeToProto(st, h, a.cfg.NodeID)
+	}
+	return &hmv1.StatusResponse{LeaseGen: gen, LeaseRemainingMs: left, Redis: redisNode,
 		Node: a.cfg.NodeID, Leader: string(leaderID), LeaderAddress: string(leaderAddr),
 		IsLeader: a.raft.State() == raft.Leader, Term: a.raft.CurrentTerm(), RaftState: a.raft.State().String(),
 		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
@@ -555,9 +565,13 @@ func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1
 		for _, c := range r.Candidates {
 			cands = append(cands, c.Node)
 		}
-		resp.Roles = append(resp.Roles, &hmv1.Role{Name: r.Name, Type: string(r.Type), Holder: a.Holder, Epoch: a.Epoch,
+		pr := &hmv1.Role{Name: r.Name, Type: string(r.Type), Holder: a.Holder, Epoch: a.Epoch,
 			SinceUnixMs: a.Since, Releasing: a.Releasing, InSpec: true, Candidates: cands,
-			Requires: r.Requires, Follow: r.Follow, Avoid: r.Avoid, Address: r.Address.String()})
+			Requires: r.Requires, Follow: r.Follow, Avoid: r.Avoid, Address: r.Address.String()}
+		if r.Type == spec.TypeRedisMaster {
+			redisRoleToProto(st, r, a, pr)
+		}
+		resp.Roles = append(resp.Roles, pr)
 		seen[r.Name] = true
 	}
 	for name, a := range st.Assignments {
@@ -568,6 +582,42 @@ func (s *server) ListRoles(ctx context.Context, _ *hmv1.ListRolesRequest) (*hmv1
 	}
 	sort.Slice(resp.Roles, func(i, j int) bool { return resp.Roles[i].Name < resp.Roles[j].Name })
 	return resp, nil
+}
+
+// redisRoleToProto adds a redis-master role's replication state to pr.
+func redisRoleToProto(st *fsm.State, r spec.Role, a fsm.Assignment, pr *hmv1.Role) {
+	h := st.RedisHistoryOf(a)
+	if h != nil {
+		pr.RedisHistory = &hmv1.RedisHistory{Node: h.Node, ReplId: h.ReplID, Offset: h.Offset, TimeUnixMs: h.Time}
+	}
+	pr.Unsynced, pr.UnsyncedSinceUnixMs = a.Unsynced, a.UnsyncedSince
+	pr.UnsyncedPromotion, pr.MinSyncedReplicas = r.UnsyncedPromotion, int32(r.MinSyncedReplicas)
+	if pr.UnsyncedPromotion == "" {
+		pr.UnsyncedPromotion = "never"
+	}
+	for _, id := range st.NodeIDs() {
+		if _, ok := st.Redis[id]; ok {
+			pr.Redis = append(pr.Redis, redisNodeToProto(st, h, id))
+		}
+	}
+}
+
+// redisNodeToProto renders node id's last Redis report, and whether it
+// holds history h.
+func redisNodeToProto(st *fsm.State, h *fsm.RedisHistory, id string) *hmv1.RedisNode {
+	rs := st.Redis[id]
+	synced, behind := st.RedisSynced(h, id)
+	out := &hmv1.RedisNode{Node: id, Role: rs.Role, Master: rs.Master, LinkUp: rs.LinkUp, Offset: rs.Offset, ReplId: rs.ReplID,
+		ReplId2: rs.ReplID2, Error: rs.Error, ReportedUnixMs: rs.Time, Synced: synced, BehindBytes: behind, Warnings: rs.Warnings}
+	for _, r := range rs.Replicas {
+		out.Replicas = append(out.Replicas, &hmv1.RedisReplica{Node: r.Node, Addr: r.Addr, State: r.State, Offset: r.Offset,
+			LagBytes: r.LagBytes, LagMs: r.LagMillis, InSync: r.InSync, SinceUnixMs: r.Since})
+	}
+	if s := rs.Settings; s != nil {
+		out.Settings = &hmv1.RedisSettings{DisklessSync: s.DisklessSync, SyncDelayS: s.SyncDelay, BacklogBytes: s.BacklogSize,
+			TimeoutS: s.Timeout, MinReplicas: s.MinReplicas, MaxLagS: s.MaxLag, Save: s.Save, Aof: s.AOF, ReplicaReadOnly: s.ReplicaReadOnly}
+	}
+	return out
 }
 
 // checksToProto renders a node's check results, sorted by name.

@@ -12,6 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/spec"
 )
 
 // collector renders the agent's state as Prometheus metrics at scrape time,
@@ -38,6 +41,14 @@ type collector struct {
 	leaseDrops *prometheus.Desc
 	quorum     *prometheus.Desc
 	quorumLost *prometheus.Desc
+	// Redis (docs/redis.md).
+	replInSync  *prometheus.Desc
+	replLagB    *prometheus.Desc
+	replLagS    *prometheus.Desc
+	redisSynced *prometheus.Desc
+	redisBehind *prometheus.Desc
+	redisVacant *prometheus.Desc
+	redisWarns  *prometheus.Desc
 }
 
 func newCollector(a *Agent) *collector {
@@ -65,13 +76,22 @@ func newCollector(a *Agent) *collector {
 		quorum:     d("quorum", "1 while this node has quorum (a known leader and its own quorum lease); 0 once it has lacked it longer than a leader failover takes."),
 		quorumLost: d("quorum_lost_seconds", "How long this node has been without quorum (0 while it has quorum); counted from the start of the lack."),
 		leaseDrops: d("lease_datagrams_dropped_total", "Lease datagrams this node dropped, by reason (bad-mac, unknown-key, replay, non-member, ttl, generation, ...).", "reason"),
+		replInSync: d("redis_replica_in_sync", "1 if this node's Redis, a master, counts the replica as in sync (online, acknowledged within min-replicas-max-lag), as last reported.", "replica"),
+		replLagB:   d("redis_replica_lag_bytes", "How far this node's master Redis is ahead of the replica's acknowledged offset, as last reported.", "replica"),
+		replLagS:   d("redis_replica_lag_seconds", "How long ago this node's master Redis was at the replica's acknowledged offset, as last reported (replicas acknowledge every second).", "replica"),
+		redisSynced: d("redis_member_synced", "1 if the member's Redis holds the redis-master role's replication history (it may be promoted without losing what the last master acknowledged, up to redis_member_behind_bytes).",
+			"role", "member"),
+		redisBehind: d("redis_member_behind_bytes", "Bytes of the role's history, up to the last master's last reported offset, that the member's Redis lacks (synced members only).", "role", "member"),
+		redisVacant: d("redis_role_vacant", "1 while the redis-master role stays vacant because no live candidate's Redis has synced with the lost master (unsynced_promotion).", "role"),
+		redisWarns:  d("redis_config_warnings", "Number of redis-config warnings about this node's Redis settings (harbormaster status lists them)."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
 		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced,
-		c.viewErrs, c.leaseDrops, c.quorum, c.quorumLost} {
+		c.viewErrs, c.leaseDrops, c.quorum, c.quorumLost, c.replInSync, c.replLagB, c.replLagS, c.redisSynced, c.redisBehind,
+		c.redisVacant, c.redisWarns} {
 		ch <- d
 	}
 }
@@ -146,6 +166,41 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for reason, n := range a.leases.Drops() {
 		ch <- prometheus.MustNewConstMetric(c.leaseDrops, prometheus.CounterValue, float64(n), reason)
+	}
+	c.collectRedis(ch, st)
+}
+
+// collectRedis renders the Redis replication state: this node's own Redis
+// (its replicas when master, its warnings) and, per redis-master role, who
+// holds its history and whether it is vacant.
+func (c *collector) collectRedis(ch chan<- prometheus.Metric, st *fsm.State) {
+	g := prometheus.GaugeValue
+	if own, ok := st.Redis[c.a.cfg.NodeID]; ok {
+		ch <- prometheus.MustNewConstMetric(c.redisWarns, g, float64(len(own.Warnings)))
+		for _, r := range own.Replicas {
+			name := r.Node
+			if name == "" {
+				name = r.Addr
+			}
+			ch <- prometheus.MustNewConstMetric(c.replInSync, g, b2f(r.InSync), name)
+			ch <- prometheus.MustNewConstMetric(c.replLagB, g, float64(r.LagBytes), name)
+			ch <- prometheus.MustNewConstMetric(c.replLagS, g, float64(r.LagMillis)/1000, name)
+		}
+	}
+	for _, r := range st.Spec.Roles {
+		if r.Type != spec.TypeRedisMaster {
+			continue
+		}
+		a := st.Assignment(r.Name)
+		ch <- prometheus.MustNewConstMetric(c.redisVacant, g, b2f(a.Unsynced != ""), r.Name)
+		h := st.RedisHistoryOf(a)
+		for id := range st.Redis {
+			synced, behind := st.RedisSynced(h, id)
+			ch <- prometheus.MustNewConstMetric(c.redisSynced, g, b2f(synced), r.Name, id)
+			if synced {
+				ch <- prometheus.MustNewConstMetric(c.redisBehind, g, float64(behind), r.Name, id)
+			}
+		}
 	}
 }
 

@@ -370,6 +370,17 @@ func TestRedisUnsyncedReplicaIsNotPromoted(t *testing.T) {
 	master, epoch := waitRedisMaster(c)
 	masterAddr := c.node(master).cfg.Redis.Address
 	c.waitFor("writes on the master", 5*time.Second, func() bool { return canWrite(masterAddr) == nil })
+	// The master's agent reports its replicas, mapped to members, in sync.
+	c.waitFor("both replicas reported in sync by the master", 5*time.Second, func() bool {
+		rs := c.nodes[0].agent.State().Redis[master].Replicas
+		return len(rs) == 2 && rs[0].InSync && rs[1].InSync && rs[0].Node != "" && rs[1].Node != "" && rs[0].Node != rs[1].Node
+	})
+	if _, body := get(c.node(master), "/metrics"); strings.Count(body, "harbormaster_redis_replica_in_sync{node=\""+master+"\",replica=") != 2 {
+		t.Errorf("master's metrics lack redis_replica_in_sync for its two replicas:\n%s", grepLines(body, "redis_"))
+	}
+	if set := c.nodes[0].agent.State().Redis[master].Settings; set == nil || set.SyncDelay != 5 || set.Save != "" {
+		t.Errorf("master's reported settings %+v; want those of its start (stock sync delay 5, no save)", set)
+	}
 	mc := redis.NewClient(&redis.Options{Addr: masterAddr, Protocol: 2})
 	defer mc.Close()
 	ctx := context.Background()
@@ -426,6 +437,26 @@ func TestRedisUnsyncedReplicaIsNotPromoted(t *testing.T) {
 	if err != nil || !strings.Contains(ex.Decision, "stays vacant") {
 		t.Fatalf("explain: %v, %v; want stays vacant", ex, err)
 	}
+	roles, err := c.admin(other).ListRoles(ctxT(t, 5*time.Second), &hmv1.ListRolesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roles.Roles {
+		if r.Name != "redis" {
+			continue
+		}
+		if r.Unsynced == "" || r.RedisHistory.GetNode() != master || len(r.Redis) != 3 {
+			t.Fatalf("roles: %v; want the vacancy, %s's history and three Redis", r, master)
+		}
+		for _, n := range r.Redis {
+			if n.Node != master && n.Synced {
+				t.Errorf("roles: %s reported synced with the lost master", n.Node)
+			}
+		}
+	}
+	if _, body := get(other, "/metrics"); !strings.Contains(body, "harbormaster_redis_role_vacant{node=\""+other.id+"\",role=\"redis\"} 1") {
+		t.Errorf("metrics lack redis_role_vacant 1:\n%s", grepLines(body, "redis_"))
+	}
 	target := c.others(master)[0]
 	_, err = c.admin(other).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: target})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--accept-data-loss") {
@@ -452,4 +483,15 @@ func TestRedisUnsyncedReplicaIsNotPromoted(t *testing.T) {
 	if !strings.Contains(loss, master) || !strings.Contains(loss, "accept-data-loss") {
 		t.Fatalf("redis-data-loss event %q; want one naming %s and the operator's acceptance", loss, master)
 	}
+}
+
+// grepLines returns the lines of s containing sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -212,7 +212,13 @@ func statusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(t, "Last contact\t%s\n", ms(r.LastContactMs))
 				fmt.Fprintf(t, "Spec version\t%d\n", r.SpecVersion)
 				fmt.Fprintf(t, "Profile\t%s\n", r.Profile)
+				if r.Redis != nil {
+					fmt.Fprintf(t, "Redis\t%s\n", redisLine(r.Redis))
+				}
 				t.Flush()
+				if r.Redis != nil {
+					printRedisWarnings(w, []*hmv1.RedisNode{r.Redis})
+				}
 				fmt.Fprintln(w)
 				printMembers(w, r.Members)
 				printChecks(w, r.Members, nil)
@@ -373,8 +379,16 @@ func rolesCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", x.Name, orDash(x.Type), orDash(x.Holder), x.Epoch, since, state,
 						orDash(strings.Join(policy, "; ")))
 				}
-				if err := t.Flush(); err != nil || len(required) == 0 {
+				if err := t.Flush(); err != nil {
 					return err
+				}
+				for _, x := range r.Roles {
+					if x.Type == "redis-master" {
+						printRedis(w, x)
+					}
+				}
+				if len(required) == 0 {
+					return nil
 				}
 				m, err := c.Members(ctx, &hmv1.MembersRequest{})
 				if err != nil {
@@ -698,7 +712,21 @@ func explainCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%d\t%s\n", n.Node, rank, yesno(n.Candidate), n.Priority, n.RolesHeld,
 						orDash(strings.Join(n.Reasons, "; ")))
 				}
-				return t.Flush()
+				if err := t.Flush(); err != nil || r.Type != "redis-master" {
+					return err
+				}
+				// A redis-master role: the replication state behind the
+				// ranking (history, sync, lag, warnings).
+				rs, err := c.ListRoles(ctx, &hmv1.ListRolesRequest{})
+				if err != nil {
+					return err
+				}
+				for _, x := range rs.Roles {
+					if x.Name == r.Role {
+						printRedis(w, x)
+					}
+				}
+				return nil
 			})
 		},
 	}

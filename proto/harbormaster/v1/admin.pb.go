@@ -104,8 +104,11 @@ type StatusResponse struct {
 	// node's clock; 0 while it has quorum).
 	NoQuorum        bool  `protobuf:"varint,20,opt,name=no_quorum,json=noQuorum,proto3" json:"no_quorum,omitempty"`
 	NoQuorumSinceMs int64 `protobuf:"varint,21,opt,name=no_quorum_since_ms,json=noQuorumSinceMs,proto3" json:"no_quorum_since_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// redis is the answering node's own Redis (when it has one), with its
+	// redis-config warnings.
+	Redis         *RedisNode `protobuf:"bytes,22,opt,name=redis,proto3" json:"redis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -283,6 +286,13 @@ func (x *StatusResponse) GetNoQuorumSinceMs() int64 {
 		return x.NoQuorumSinceMs
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetRedis() *RedisNode {
+	if x != nil {
+		return x.Redis
+	}
+	return nil
 }
 
 type Member struct {
@@ -1362,9 +1372,19 @@ type Role struct {
 	Follow     string   `protobuf:"bytes,10,opt,name=follow,proto3" json:"follow,omitempty"`
 	Avoid      []string `protobuf:"bytes,11,rep,name=avoid,proto3" json:"avoid,omitempty"`
 	// address is a vip role's address.
-	Address       string `protobuf:"bytes,12,opt,name=address,proto3" json:"address,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Address string `protobuf:"bytes,12,opt,name=address,proto3" json:"address,omitempty"`
+	// redis-master roles: every member's Redis as last reported (the
+	// holder's with its replicas), the role's replication history (the data a
+	// new master must have), and why the role is vacant when no replica has
+	// synced with it (docs/redis.md).
+	Redis               []*RedisNode  `protobuf:"bytes,13,rep,name=redis,proto3" json:"redis,omitempty"`
+	RedisHistory        *RedisHistory `protobuf:"bytes,14,opt,name=redis_history,json=redisHistory,proto3" json:"redis_history,omitempty"`
+	Unsynced            string        `protobuf:"bytes,15,opt,name=unsynced,proto3" json:"unsynced,omitempty"`
+	UnsyncedSinceUnixMs int64         `protobuf:"varint,16,opt,name=unsynced_since_unix_ms,json=unsyncedSinceUnixMs,proto3" json:"unsynced_since_unix_ms,omitempty"`
+	UnsyncedPromotion   string        `protobuf:"bytes,17,opt,name=unsynced_promotion,json=unsyncedPromotion,proto3" json:"unsynced_promotion,omitempty"`
+	MinSyncedReplicas   int32         `protobuf:"varint,18,opt,name=min_synced_replicas,json=minSyncedReplicas,proto3" json:"min_synced_replicas,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
@@ -1481,6 +1501,481 @@ func (x *Role) GetAddress() string {
 	return ""
 }
 
+func (x *Role) GetRedis() []*RedisNode {
+	if x != nil {
+		return x.Redis
+	}
+	return nil
+}
+
+func (x *Role) GetRedisHistory() *RedisHistory {
+	if x != nil {
+		return x.RedisHistory
+	}
+	return nil
+}
+
+func (x *Role) GetUnsynced() string {
+	if x != nil {
+		return x.Unsynced
+	}
+	return ""
+}
+
+func (x *Role) GetUnsyncedSinceUnixMs() int64 {
+	if x != nil {
+		return x.UnsyncedSinceUnixMs
+	}
+	return 0
+}
+
+func (x *Role) GetUnsyncedPromotion() string {
+	if x != nil {
+		return x.UnsyncedPromotion
+	}
+	return ""
+}
+
+func (x *Role) GetMinSyncedReplicas() int32 {
+	if x != nil {
+		return x.MinSyncedReplicas
+	}
+	return 0
+}
+
+// RedisNode is one member's Redis as its agent last reported it.
+type RedisNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// role is master or replica; empty with error set when unreadable.
+	Role           string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Master         string `protobuf:"bytes,3,opt,name=master,proto3" json:"master,omitempty"`
+	LinkUp         bool   `protobuf:"varint,4,opt,name=link_up,json=linkUp,proto3" json:"link_up,omitempty"`
+	Offset         int64  `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	ReplId         string `protobuf:"bytes,6,opt,name=repl_id,json=replId,proto3" json:"repl_id,omitempty"`
+	ReplId2        string `protobuf:"bytes,7,opt,name=repl_id2,json=replId2,proto3" json:"repl_id2,omitempty"`
+	Error          string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	ReportedUnixMs int64  `protobuf:"varint,9,opt,name=reported_unix_ms,json=reportedUnixMs,proto3" json:"reported_unix_ms,omitempty"`
+	// synced: the Redis holds the role's history (it may be promoted without
+	// losing what the history's master acknowledged, up to behind_bytes).
+	Synced      bool  `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
+	BehindBytes int64 `protobuf:"varint,11,opt,name=behind_bytes,json=behindBytes,proto3" json:"behind_bytes,omitempty"`
+	// replicas (a master's) as it sees them.
+	Replicas []*RedisReplica `protobuf:"bytes,12,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Settings *RedisSettings  `protobuf:"bytes,13,opt,name=settings,proto3" json:"settings,omitempty"`
+	// warnings are the redis-config warnings: settings that put acknowledged
+	// writes at risk, each with its fix.
+	Warnings      []string `protobuf:"bytes,14,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisNode) Reset() {
+	*x = RedisNode{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisNode) ProtoMessage() {}
+
+func (x *RedisNode) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisNode.ProtoReflect.Descriptor instead.
+func (*RedisNode) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RedisNode) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RedisNode) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *RedisNode) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *RedisNode) GetLinkUp() bool {
+	if x != nil {
+		return x.LinkUp
+	}
+	return false
+}
+
+func (x *RedisNode) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *RedisNode) GetReplId() string {
+	if x != nil {
+		return x.ReplId
+	}
+	return ""
+}
+
+func (x *RedisNode) GetReplId2() string {
+	if x != nil {
+		return x.ReplId2
+	}
+	return ""
+}
+
+func (x *RedisNode) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RedisNode) GetReportedUnixMs() int64 {
+	if x != nil {
+		return x.ReportedUnixMs
+	}
+	return 0
+}
+
+func (x *RedisNode) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
+}
+
+func (x *RedisNode) GetBehindBytes() int64 {
+	if x != nil {
+		return x.BehindBytes
+	}
+	return 0
+}
+
+func (x *RedisNode) GetReplicas() []*RedisReplica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *RedisNode) GetSettings() *RedisSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *RedisNode) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+type RedisReplica struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// state is Redis's: wait_bgsave and send_bulk during a full sync, online
+	// once synced.
+	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Offset        int64  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	LagBytes      int64  `protobuf:"varint,5,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
+	LagMs         int64  `protobuf:"varint,6,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	InSync        bool   `protobuf:"varint,7,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	SinceUnixMs   int64  `protobuf:"varint,8,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisReplica) Reset() {
+	*x = RedisReplica{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisReplica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisReplica) ProtoMessage() {}
+
+func (x *RedisReplica) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisReplica.ProtoReflect.Descriptor instead.
+func (*RedisReplica) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RedisReplica) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RedisReplica) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *RedisReplica) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RedisReplica) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *RedisReplica) GetLagBytes() int64 {
+	if x != nil {
+		return x.LagBytes
+	}
+	return 0
+}
+
+func (x *RedisReplica) GetLagMs() int64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+func (x *RedisReplica) GetInSync() bool {
+	if x != nil {
+		return x.InSync
+	}
+	return false
+}
+
+func (x *RedisReplica) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+type RedisSettings struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	DisklessSync    bool                   `protobuf:"varint,1,opt,name=diskless_sync,json=disklessSync,proto3" json:"diskless_sync,omitempty"`
+	SyncDelayS      int64                  `protobuf:"varint,2,opt,name=sync_delay_s,json=syncDelayS,proto3" json:"sync_delay_s,omitempty"`
+	BacklogBytes    int64                  `protobuf:"varint,3,opt,name=backlog_bytes,json=backlogBytes,proto3" json:"backlog_bytes,omitempty"`
+	TimeoutS        int64                  `protobuf:"varint,4,opt,name=timeout_s,json=timeoutS,proto3" json:"timeout_s,omitempty"`
+	MinReplicas     int64                  `protobuf:"varint,5,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	MaxLagS         int64                  `protobuf:"varint,6,opt,name=max_lag_s,json=maxLagS,proto3" json:"max_lag_s,omitempty"`
+	Save            string                 `protobuf:"bytes,7,opt,name=save,proto3" json:"save,omitempty"`
+	Aof             bool                   `protobuf:"varint,8,opt,name=aof,proto3" json:"aof,omitempty"`
+	ReplicaReadOnly bool                   `protobuf:"varint,9,opt,name=replica_read_only,json=replicaReadOnly,proto3" json:"replica_read_only,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RedisSettings) Reset() {
+	*x = RedisSettings{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisSettings) ProtoMessage() {}
+
+func (x *RedisSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisSettings.ProtoReflect.Descriptor instead.
+func (*RedisSettings) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RedisSettings) GetDisklessSync() bool {
+	if x != nil {
+		return x.DisklessSync
+	}
+	return false
+}
+
+func (x *RedisSettings) GetSyncDelayS() int64 {
+	if x != nil {
+		return x.SyncDelayS
+	}
+	return 0
+}
+
+func (x *RedisSettings) GetBacklogBytes() int64 {
+	if x != nil {
+		return x.BacklogBytes
+	}
+	return 0
+}
+
+func (x *RedisSettings) GetTimeoutS() int64 {
+	if x != nil {
+		return x.TimeoutS
+	}
+	return 0
+}
+
+func (x *RedisSettings) GetMinReplicas() int64 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *RedisSettings) GetMaxLagS() int64 {
+	if x != nil {
+		return x.MaxLagS
+	}
+	return 0
+}
+
+func (x *RedisSettings) GetSave() string {
+	if x != nil {
+		return x.Save
+	}
+	return ""
+}
+
+func (x *RedisSettings) GetAof() bool {
+	if x != nil {
+		return x.Aof
+	}
+	return false
+}
+
+func (x *RedisSettings) GetReplicaReadOnly() bool {
+	if x != nil {
+		return x.ReplicaReadOnly
+	}
+	return false
+}
+
+type RedisHistory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	ReplId        string                 `protobuf:"bytes,2,opt,name=repl_id,json=replId,proto3" json:"repl_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	TimeUnixMs    int64                  `protobuf:"varint,4,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisHistory) Reset() {
+	*x = RedisHistory{}
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisHistory) ProtoMessage() {}
+
+func (x *RedisHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisHistory.ProtoReflect.Descriptor instead.
+func (*RedisHistory) Descriptor() ([]byte, []int) {
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RedisHistory) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RedisHistory) GetReplId() string {
+	if x != nil {
+		return x.ReplId
+	}
+	return ""
+}
+
+func (x *RedisHistory) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *RedisHistory) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
 type ListRolesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1493,7 +1988,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +2000,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[19]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +2013,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRolesResponse) GetNode() string {
@@ -1561,7 +2056,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +2068,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[20]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +2081,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchEventsRequest) GetSince() uint64 {
@@ -1622,7 +2117,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +2129,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[21]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +2142,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -1736,7 +2231,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +2243,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[22]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +2256,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -1780,7 +2275,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +2287,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[23]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +2300,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1827,7 +2322,7 @@ type LeasesRequest struct {
 
 func (x *LeasesRequest) Reset() {
 	*x = LeasesRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2334,7 @@ func (x *LeasesRequest) String() string {
 func (*LeasesRequest) ProtoMessage() {}
 
 func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[24]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2347,7 @@ func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesRequest.ProtoReflect.Descriptor instead.
 func (*LeasesRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeasesRequest) GetQueries() []*LeaseQuery {
@@ -1872,7 +2367,7 @@ type LeaseQuery struct {
 
 func (x *LeaseQuery) Reset() {
 	*x = LeaseQuery{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2379,7 @@ func (x *LeaseQuery) String() string {
 func (*LeaseQuery) ProtoMessage() {}
 
 func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[25]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2392,7 @@ func (x *LeaseQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseQuery.ProtoReflect.Descriptor instead.
 func (*LeaseQuery) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaseQuery) GetNode() string {
@@ -1928,7 +2423,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2435,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[26]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2448,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaseGrant) GetNode() string {
@@ -2000,7 +2495,7 @@ type LeasesResponse struct {
 
 func (x *LeasesResponse) Reset() {
 	*x = LeasesResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2507,7 @@ func (x *LeasesResponse) String() string {
 func (*LeasesResponse) ProtoMessage() {}
 
 func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[27]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2520,7 @@ func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
 func (*LeasesResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LeasesResponse) GetGranter() string {
@@ -2065,7 +2560,7 @@ type RotateLeaseKeyRequest struct {
 
 func (x *RotateLeaseKeyRequest) Reset() {
 	*x = RotateLeaseKeyRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2572,7 @@ func (x *RotateLeaseKeyRequest) String() string {
 func (*RotateLeaseKeyRequest) ProtoMessage() {}
 
 func (x *RotateLeaseKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[28]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2585,7 @@ func (x *RotateLeaseKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateLeaseKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateLeaseKeyRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RotateLeaseKeyRequest) GetActor() string {
@@ -2113,7 +2608,7 @@ type RotateLeaseKeyResponse struct {
 
 func (x *RotateLeaseKeyResponse) Reset() {
 	*x = RotateLeaseKeyResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2620,7 @@ func (x *RotateLeaseKeyResponse) String() string {
 func (*RotateLeaseKeyResponse) ProtoMessage() {}
 
 func (x *RotateLeaseKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[29]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2633,7 @@ func (x *RotateLeaseKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateLeaseKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateLeaseKeyResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RotateLeaseKeyResponse) GetKeyId() uint32 {
@@ -2171,7 +2666,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2678,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[30]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2691,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExplainRequest) GetRole() string {
@@ -2226,7 +2721,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2733,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[31]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2746,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExplainResponse) GetNode() string {
@@ -2339,7 +2834,7 @@ type Candidacy struct {
 
 func (x *Candidacy) Reset() {
 	*x = Candidacy{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2846,7 @@ func (x *Candidacy) String() string {
 func (*Candidacy) ProtoMessage() {}
 
 func (x *Candidacy) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[32]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2859,7 @@ func (x *Candidacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidacy.ProtoReflect.Descriptor instead.
 func (*Candidacy) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Candidacy) GetNode() string {
@@ -2452,7 +2947,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2959,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[33]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2972,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MoveRequest) GetRole() string {
@@ -2519,7 +3014,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +3026,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[34]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +3039,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MoveResponse) GetAlready() bool {
@@ -2572,7 +3067,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +3079,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[35]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +3092,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2630,7 +3125,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[36]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +3137,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[36]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +3150,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DrainResponse) GetIndex() uint64 {
@@ -2673,7 +3168,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[37]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +3180,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[37]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +3193,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 type SaveSnapshotResponse struct {
@@ -2716,7 +3211,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[38]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +3223,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_harbormaster_v1_admin_proto_msgTypes[38]
+	mi := &file_harbormaster_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +3236,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_harbormaster_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SaveSnapshotResponse) GetSnapshot() []byte {
@@ -2784,7 +3279,7 @@ var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1bharbormaster/v1/admin.proto\x12\x0fharbormaster.v1\"\x0f\n" +
-	"\rStatusRequest\"\xb2\x05\n" +
+	"\rStatusRequest\"\xe4\x05\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12%\n" +
@@ -2809,7 +3304,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\tlease_gen\x18\x12 \x01(\x04R\bleaseGen\x12,\n" +
 	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\x12\x1b\n" +
 	"\tno_quorum\x18\x14 \x01(\bR\bnoQuorum\x12+\n" +
-	"\x12no_quorum_since_ms\x18\x15 \x01(\x03R\x0fnoQuorumSinceMs\"\x91\x03\n" +
+	"\x12no_quorum_since_ms\x18\x15 \x01(\x03R\x0fnoQuorumSinceMs\x120\n" +
+	"\x05redis\x18\x16 \x01(\v2\x1a.harbormaster.v1.RedisNodeR\x05redis\"\x91\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -2886,7 +3382,7 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\fholder_after\x18\x05 \x01(\tR\vholderAfter\x12\x14\n" +
 	"\x05stops\x18\x06 \x01(\bR\x05stops\x12\x10\n" +
 	"\x03why\x18\a \x01(\tR\x03why\"\x12\n" +
-	"\x10ListRolesRequest\"\xbb\x02\n" +
+	"\x10ListRolesRequest\"\xe1\x04\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -2902,7 +3398,55 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x06follow\x18\n" +
 	" \x01(\tR\x06follow\x12\x14\n" +
 	"\x05avoid\x18\v \x03(\tR\x05avoid\x12\x18\n" +
-	"\aaddress\x18\f \x01(\tR\aaddress\"\x94\x01\n" +
+	"\aaddress\x18\f \x01(\tR\aaddress\x120\n" +
+	"\x05redis\x18\r \x03(\v2\x1a.harbormaster.v1.RedisNodeR\x05redis\x12B\n" +
+	"\rredis_history\x18\x0e \x01(\v2\x1d.harbormaster.v1.RedisHistoryR\fredisHistory\x12\x1a\n" +
+	"\bunsynced\x18\x0f \x01(\tR\bunsynced\x123\n" +
+	"\x16unsynced_since_unix_ms\x18\x10 \x01(\x03R\x13unsyncedSinceUnixMs\x12-\n" +
+	"\x12unsynced_promotion\x18\x11 \x01(\tR\x11unsyncedPromotion\x12.\n" +
+	"\x13min_synced_replicas\x18\x12 \x01(\x05R\x11minSyncedReplicas\"\xbe\x03\n" +
+	"\tRedisNode\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
+	"\x06master\x18\x03 \x01(\tR\x06master\x12\x17\n" +
+	"\alink_up\x18\x04 \x01(\bR\x06linkUp\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x17\n" +
+	"\arepl_id\x18\x06 \x01(\tR\x06replId\x12\x19\n" +
+	"\brepl_id2\x18\a \x01(\tR\areplId2\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12(\n" +
+	"\x10reported_unix_ms\x18\t \x01(\x03R\x0ereportedUnixMs\x12\x16\n" +
+	"\x06synced\x18\n" +
+	" \x01(\bR\x06synced\x12!\n" +
+	"\fbehind_bytes\x18\v \x01(\x03R\vbehindBytes\x129\n" +
+	"\breplicas\x18\f \x03(\v2\x1d.harbormaster.v1.RedisReplicaR\breplicas\x12:\n" +
+	"\bsettings\x18\r \x01(\v2\x1e.harbormaster.v1.RedisSettingsR\bsettings\x12\x1a\n" +
+	"\bwarnings\x18\x0e \x03(\tR\bwarnings\"\xd5\x01\n" +
+	"\fRedisReplica\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x1b\n" +
+	"\tlag_bytes\x18\x05 \x01(\x03R\blagBytes\x12\x15\n" +
+	"\x06lag_ms\x18\x06 \x01(\x03R\x05lagMs\x12\x17\n" +
+	"\ain_sync\x18\a \x01(\bR\x06inSync\x12\"\n" +
+	"\rsince_unix_ms\x18\b \x01(\x03R\vsinceUnixMs\"\xa9\x02\n" +
+	"\rRedisSettings\x12#\n" +
+	"\rdiskless_sync\x18\x01 \x01(\bR\fdisklessSync\x12 \n" +
+	"\fsync_delay_s\x18\x02 \x01(\x03R\n" +
+	"syncDelayS\x12#\n" +
+	"\rbacklog_bytes\x18\x03 \x01(\x03R\fbacklogBytes\x12\x1b\n" +
+	"\ttimeout_s\x18\x04 \x01(\x03R\btimeoutS\x12!\n" +
+	"\fmin_replicas\x18\x05 \x01(\x03R\vminReplicas\x12\x1a\n" +
+	"\tmax_lag_s\x18\x06 \x01(\x03R\amaxLagS\x12\x12\n" +
+	"\x04save\x18\a \x01(\tR\x04save\x12\x10\n" +
+	"\x03aof\x18\b \x01(\bR\x03aof\x12*\n" +
+	"\x11replica_read_only\x18\t \x01(\bR\x0freplicaReadOnly\"u\n" +
+	"\fRedisHistory\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x17\n" +
+	"\arepl_id\x18\x02 \x01(\tR\x06replId\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12 \n" +
+	"\ftime_unix_ms\x18\x04 \x01(\x03R\n" +
+	"timeUnixMs\"\x94\x01\n" +
 	"\x11ListRolesResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
 	"\tis_leader\x18\x02 \x01(\bR\bisLeader\x12+\n" +
@@ -3030,7 +3574,7 @@ func file_harbormaster_v1_admin_proto_rawDescGZIP() []byte {
 	return file_harbormaster_v1_admin_proto_rawDescData
 }
 
-var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_harbormaster_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: harbormaster.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: harbormaster.v1.StatusResponse
@@ -3051,73 +3595,82 @@ var file_harbormaster_v1_admin_proto_goTypes = []any{
 	(*SpecRoleChange)(nil),             // 16: harbormaster.v1.SpecRoleChange
 	(*ListRolesRequest)(nil),           // 17: harbormaster.v1.ListRolesRequest
 	(*Role)(nil),                       // 18: harbormaster.v1.Role
-	(*ListRolesResponse)(nil),          // 19: harbormaster.v1.ListRolesResponse
-	(*WatchEventsRequest)(nil),         // 20: harbormaster.v1.WatchEventsRequest
-	(*Event)(nil),                      // 21: harbormaster.v1.Event
-	(*ProposeRequest)(nil),             // 22: harbormaster.v1.ProposeRequest
-	(*ProposeResponse)(nil),            // 23: harbormaster.v1.ProposeResponse
-	(*LeasesRequest)(nil),              // 24: harbormaster.v1.LeasesRequest
-	(*LeaseQuery)(nil),                 // 25: harbormaster.v1.LeaseQuery
-	(*LeaseGrant)(nil),                 // 26: harbormaster.v1.LeaseGrant
-	(*LeasesResponse)(nil),             // 27: harbormaster.v1.LeasesResponse
-	(*RotateLeaseKeyRequest)(nil),      // 28: harbormaster.v1.RotateLeaseKeyRequest
-	(*RotateLeaseKeyResponse)(nil),     // 29: harbormaster.v1.RotateLeaseKeyResponse
-	(*ExplainRequest)(nil),             // 30: harbormaster.v1.ExplainRequest
-	(*ExplainResponse)(nil),            // 31: harbormaster.v1.ExplainResponse
-	(*Candidacy)(nil),                  // 32: harbormaster.v1.Candidacy
-	(*MoveRequest)(nil),                // 33: harbormaster.v1.MoveRequest
-	(*MoveResponse)(nil),               // 34: harbormaster.v1.MoveResponse
-	(*DrainRequest)(nil),               // 35: harbormaster.v1.DrainRequest
-	(*DrainResponse)(nil),              // 36: harbormaster.v1.DrainResponse
-	(*SaveSnapshotRequest)(nil),        // 37: harbormaster.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 38: harbormaster.v1.SaveSnapshotResponse
+	(*RedisNode)(nil),                  // 19: harbormaster.v1.RedisNode
+	(*RedisReplica)(nil),               // 20: harbormaster.v1.RedisReplica
+	(*RedisSettings)(nil),              // 21: harbormaster.v1.RedisSettings
+	(*RedisHistory)(nil),               // 22: harbormaster.v1.RedisHistory
+	(*ListRolesResponse)(nil),          // 23: harbormaster.v1.ListRolesResponse
+	(*WatchEventsRequest)(nil),         // 24: harbormaster.v1.WatchEventsRequest
+	(*Event)(nil),                      // 25: harbormaster.v1.Event
+	(*ProposeRequest)(nil),             // 26: harbormaster.v1.ProposeRequest
+	(*ProposeResponse)(nil),            // 27: harbormaster.v1.ProposeResponse
+	(*LeasesRequest)(nil),              // 28: harbormaster.v1.LeasesRequest
+	(*LeaseQuery)(nil),                 // 29: harbormaster.v1.LeaseQuery
+	(*LeaseGrant)(nil),                 // 30: harbormaster.v1.LeaseGrant
+	(*LeasesResponse)(nil),             // 31: harbormaster.v1.LeasesResponse
+	(*RotateLeaseKeyRequest)(nil),      // 32: harbormaster.v1.RotateLeaseKeyRequest
+	(*RotateLeaseKeyResponse)(nil),     // 33: harbormaster.v1.RotateLeaseKeyResponse
+	(*ExplainRequest)(nil),             // 34: harbormaster.v1.ExplainRequest
+	(*ExplainResponse)(nil),            // 35: harbormaster.v1.ExplainResponse
+	(*Candidacy)(nil),                  // 36: harbormaster.v1.Candidacy
+	(*MoveRequest)(nil),                // 37: harbormaster.v1.MoveRequest
+	(*MoveResponse)(nil),               // 38: harbormaster.v1.MoveResponse
+	(*DrainRequest)(nil),               // 39: harbormaster.v1.DrainRequest
+	(*DrainResponse)(nil),              // 40: harbormaster.v1.DrainResponse
+	(*SaveSnapshotRequest)(nil),        // 41: harbormaster.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 42: harbormaster.v1.SaveSnapshotResponse
 }
 var file_harbormaster_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: harbormaster.v1.StatusResponse.members:type_name -> harbormaster.v1.Member
-	3,  // 1: harbormaster.v1.Member.checks:type_name -> harbormaster.v1.Check
-	2,  // 2: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
-	16, // 3: harbormaster.v1.ApplySpecResponse.roles:type_name -> harbormaster.v1.SpecRoleChange
-	18, // 4: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
-	25, // 5: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
-	26, // 6: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
-	32, // 7: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
-	0,  // 8: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
-	4,  // 9: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
-	6,  // 10: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
-	8,  // 11: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
-	10, // 12: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
-	12, // 13: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
-	14, // 14: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
-	17, // 15: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
-	33, // 16: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
-	35, // 17: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
-	20, // 18: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
-	30, // 19: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
-	28, // 20: harbormaster.v1.Admin.RotateLeaseKey:input_type -> harbormaster.v1.RotateLeaseKeyRequest
-	37, // 21: harbormaster.v1.Admin.SaveSnapshot:input_type -> harbormaster.v1.SaveSnapshotRequest
-	22, // 22: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
-	24, // 23: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
-	1,  // 24: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
-	5,  // 25: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
-	7,  // 26: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
-	9,  // 27: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
-	11, // 28: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
-	13, // 29: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
-	15, // 30: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
-	19, // 31: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
-	34, // 32: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
-	36, // 33: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
-	21, // 34: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
-	31, // 35: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
-	29, // 36: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
-	38, // 37: harbormaster.v1.Admin.SaveSnapshot:output_type -> harbormaster.v1.SaveSnapshotResponse
-	23, // 38: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
-	27, // 39: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
-	24, // [24:40] is the sub-list for method output_type
-	8,  // [8:24] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	19, // 1: harbormaster.v1.StatusResponse.redis:type_name -> harbormaster.v1.RedisNode
+	3,  // 2: harbormaster.v1.Member.checks:type_name -> harbormaster.v1.Check
+	2,  // 3: harbormaster.v1.MembersResponse.members:type_name -> harbormaster.v1.Member
+	16, // 4: harbormaster.v1.ApplySpecResponse.roles:type_name -> harbormaster.v1.SpecRoleChange
+	19, // 5: harbormaster.v1.Role.redis:type_name -> harbormaster.v1.RedisNode
+	22, // 6: harbormaster.v1.Role.redis_history:type_name -> harbormaster.v1.RedisHistory
+	20, // 7: harbormaster.v1.RedisNode.replicas:type_name -> harbormaster.v1.RedisReplica
+	21, // 8: harbormaster.v1.RedisNode.settings:type_name -> harbormaster.v1.RedisSettings
+	18, // 9: harbormaster.v1.ListRolesResponse.roles:type_name -> harbormaster.v1.Role
+	29, // 10: harbormaster.v1.LeasesRequest.queries:type_name -> harbormaster.v1.LeaseQuery
+	30, // 11: harbormaster.v1.LeasesResponse.grants:type_name -> harbormaster.v1.LeaseGrant
+	36, // 12: harbormaster.v1.ExplainResponse.nodes:type_name -> harbormaster.v1.Candidacy
+	0,  // 13: harbormaster.v1.Admin.Status:input_type -> harbormaster.v1.StatusRequest
+	4,  // 14: harbormaster.v1.Admin.Members:input_type -> harbormaster.v1.MembersRequest
+	6,  // 15: harbormaster.v1.Admin.Join:input_type -> harbormaster.v1.JoinRequest
+	8,  // 16: harbormaster.v1.Admin.Remove:input_type -> harbormaster.v1.RemoveRequest
+	10, // 17: harbormaster.v1.Admin.TransferLeadership:input_type -> harbormaster.v1.TransferLeadershipRequest
+	12, // 18: harbormaster.v1.Admin.GetSpec:input_type -> harbormaster.v1.GetSpecRequest
+	14, // 19: harbormaster.v1.Admin.ApplySpec:input_type -> harbormaster.v1.ApplySpecRequest
+	17, // 20: harbormaster.v1.Admin.ListRoles:input_type -> harbormaster.v1.ListRolesRequest
+	37, // 21: harbormaster.v1.Admin.Move:input_type -> harbormaster.v1.MoveRequest
+	39, // 22: harbormaster.v1.Admin.Drain:input_type -> harbormaster.v1.DrainRequest
+	24, // 23: harbormaster.v1.Admin.WatchEvents:input_type -> harbormaster.v1.WatchEventsRequest
+	34, // 24: harbormaster.v1.Admin.Explain:input_type -> harbormaster.v1.ExplainRequest
+	32, // 25: harbormaster.v1.Admin.RotateLeaseKey:input_type -> harbormaster.v1.RotateLeaseKeyRequest
+	41, // 26: harbormaster.v1.Admin.SaveSnapshot:input_type -> harbormaster.v1.SaveSnapshotRequest
+	26, // 27: harbormaster.v1.Cluster.Propose:input_type -> harbormaster.v1.ProposeRequest
+	28, // 28: harbormaster.v1.Cluster.Leases:input_type -> harbormaster.v1.LeasesRequest
+	1,  // 29: harbormaster.v1.Admin.Status:output_type -> harbormaster.v1.StatusResponse
+	5,  // 30: harbormaster.v1.Admin.Members:output_type -> harbormaster.v1.MembersResponse
+	7,  // 31: harbormaster.v1.Admin.Join:output_type -> harbormaster.v1.JoinResponse
+	9,  // 32: harbormaster.v1.Admin.Remove:output_type -> harbormaster.v1.RemoveResponse
+	11, // 33: harbormaster.v1.Admin.TransferLeadership:output_type -> harbormaster.v1.TransferLeadershipResponse
+	13, // 34: harbormaster.v1.Admin.GetSpec:output_type -> harbormaster.v1.GetSpecResponse
+	15, // 35: harbormaster.v1.Admin.ApplySpec:output_type -> harbormaster.v1.ApplySpecResponse
+	23, // 36: harbormaster.v1.Admin.ListRoles:output_type -> harbormaster.v1.ListRolesResponse
+	38, // 37: harbormaster.v1.Admin.Move:output_type -> harbormaster.v1.MoveResponse
+	40, // 38: harbormaster.v1.Admin.Drain:output_type -> harbormaster.v1.DrainResponse
+	25, // 39: harbormaster.v1.Admin.WatchEvents:output_type -> harbormaster.v1.Event
+	35, // 40: harbormaster.v1.Admin.Explain:output_type -> harbormaster.v1.ExplainResponse
+	33, // 41: harbormaster.v1.Admin.RotateLeaseKey:output_type -> harbormaster.v1.RotateLeaseKeyResponse
+	42, // 42: harbormaster.v1.Admin.SaveSnapshot:output_type -> harbormaster.v1.SaveSnapshotResponse
+	27, // 43: harbormaster.v1.Cluster.Propose:output_type -> harbormaster.v1.ProposeResponse
+	31, // 44: harbormaster.v1.Cluster.Leases:output_type -> harbormaster.v1.LeasesResponse
+	29, // [29:45] is the sub-list for method output_type
+	13, // [13:29] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_harbormaster_v1_admin_proto_init() }
@@ -3131,7 +3684,7 @@ func file_harbormaster_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_harbormaster_v1_admin_proto_rawDesc), len(file_harbormaster_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
