@@ -197,7 +197,7 @@ func (c *collector) collectRedis(ch chan<- prometheus.Metric, st *fsm.State) {
 		for id := range st.Redis {
 			synced, behind := st.RedisSynced(h, id)
 			ch <- prometheus.MustNewConstMetric(c.redisSynced, g, b2f(synced), r.Name, id)
-			if synced {
+			if synced && behind >= 0 {
 				ch <- prometheus.MustNewConstMetric(c.redisBehind, g, float64(behind), r.Name, id)
 			}
 		}

@@ -301,6 +301,8 @@ func disqualify(st *fsm.State, r spec.Role, node string) []string {
 			why = append(why, "its Redis cannot be read: "+rs.Error)
 		case rs.Offset < 0:
 			why = append(why, "its Redis's replication offset is unknown")
+		case rs.Loading:
+			why = append(why, "its Redis is loading its data from disk")
 		}
 	}
 	for _, c := range r.Requires {
@@ -368,6 +370,9 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 			c.offset = st.Redis[id].Offset
 			if c.history && h != nil {
 				c.offset = h.Offset - behind // its position in the history
+				if behind < 0 {
+					c.offset = 0 // reloaded from its own files: after every replica of the history
+				}
 			}
 		}
 		cs = append(cs, c)

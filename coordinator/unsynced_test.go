@@ -161,12 +161,23 @@ func TestLostMasterBackEmptyIsHandledAsLost(t *testing.T) {
 	st = mustApply(t, st, Plan(lostInput(st, "n2", "n3"))...)
 	// n1 comes back (new agent registration) with a Redis restarted empty:
 	// another run id, another replication id, no previous id.
-	st = mustApply(t, st, redisNode("n1"), redisReport("n1", fsm.RedisMaster, "fresh", 0, "run1b"))
+	// While it loads, or with its keys unknown, nothing happens yet.
+	loading := redisReport("n1", fsm.RedisMaster, "fresh", 0, "run1b")
+	loading.Loading = true
+	st = mustApply(t, st, redisNode("n1"), loading)
 	live := liveOn("n1", "n2", "n3")
+	live["n1"] = gen2("n1")
+	if cmds := Plan(Input{State: st, Live: live, Ended: endedUpTo("n1"), Now: t0 + 2000, Actor: "n2"}); len(cmds) != 0 {
+		t.Fatalf("Plan while n1's Redis loads: %v, want nothing", describeAll(cmds))
+	}
+	empty := redisReport("n1", fsm.RedisMaster, "fresh", 0, "run1b")
+	zero := int64(0)
+	empty.Keys = &zero
+	st = mustApply(t, st, empty)
 	live["n1"] = gen2("n1")
 	cmds := Plan(Input{State: st, Live: live, Ended: endedUpTo("n1"), Now: t0 + 2000, Actor: "n2"})
 	a, ok := cmds[0].(*fsm.Assign)
-	if len(cmds) != 1 || !ok || !strings.Contains(a.DataLoss, "restarted without the data") {
+	if len(cmds) != 1 || !ok || a.Node == "n1" || !strings.Contains(a.DataLoss, "restarted without the data") {
 		t.Fatalf("Plan: %v, want an assignment stating the data is gone", describeAll(cmds))
 	}
 }
@@ -184,5 +195,29 @@ func TestLostMasterBackWithItsDataIsPromoted(t *testing.T) {
 	a, ok := cmds[0].(*fsm.Assign)
 	if len(cmds) != 1 || !ok || a.Node != "n1" || a.DataLoss != "" {
 		t.Fatalf("Plan: %v, want n1 (its data is the history's) without a loss", describeAll(cmds))
+	}
+}
+
+func TestLostMasterBackFromItsAOFIsPromoted(t *testing.T) {
+	st := lostMaster(t, redisRole(""), "own2", "own3")
+	st = mustApply(t, st, Plan(lostInput(st, "n2", "n3"))...)
+	// An AOF keeps no replication id: n1's Redis comes back with a new id
+	// and no previous one, but with its keys.
+	back := redisReport("n1", fsm.RedisMaster, "fromaof", 0, "run1b")
+	keys := int64(20)
+	back.Keys = &keys
+	st = mustApply(t, st, redisNode("n1"), back)
+	live := liveOn("n1", "n2", "n3")
+	live["n1"] = gen2("n1")
+	cmds := Plan(Input{State: st, Live: live, Ended: endedUpTo("n1"), Now: t0 + 2000, Actor: "n2"})
+	a, ok := cmds[0].(*fsm.Assign)
+	if len(cmds) != 1 || !ok || a.Node != "n1" || a.DataLoss != "" {
+		t.Fatalf("Plan: %v, want n1 (its own data, from its files) without a loss", describeAll(cmds))
+	}
+	// A replica synced by replication id still ranks before it.
+	st2 := mustApply(t, st, redisReport("n3", fsm.RedisReplica, "m1", 10, "run3"))
+	cmds = Plan(Input{State: st2, Live: live, Ended: endedUpTo("n1"), Now: t0 + 2000, Actor: "n2"})
+	if a, ok := cmds[0].(*fsm.Assign); !ok || a.Node != "n3" {
+		t.Fatalf("Plan with n3 in the history: %v, want n3", describeAll(cmds))
 	}
 }

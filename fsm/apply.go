@@ -387,12 +387,13 @@ func applyRedisReport(s *State, index uint64, c *RedisReport) error {
 	cur, had := s.Redis[c.Node]
 	next := RedisState{Role: c.Role, Master: c.Master, LinkUp: c.LinkUp, Offset: c.Offset, ReplID: c.ReplID, RunID: c.RunID,
 		Error: c.Error, Time: c.Time, Since: c.Time, ReplID2: c.ReplID2, Offset2: c.Offset2,
-		Replicas: mergeReplicas(cur.Replicas, c.Replicas, c.Time), Settings: c.Settings, Warnings: c.Warnings}
+		Replicas: mergeReplicas(cur.Replicas, c.Replicas, c.Time), Settings: c.Settings, Warnings: c.Warnings,
+		Loading: c.Loading, Keys: c.Keys}
 	if c.Settings == nil && c.Error == "" && cur.RunID == c.RunID {
 		next.Settings, next.Warnings = cur.Settings, cur.Warnings // read once per Redis run; reports omit them
 	}
 	changed := !had || cur.Role != c.Role || cur.Master != c.Master || cur.LinkUp != c.LinkUp || cur.RunID != c.RunID ||
-		(cur.Error == "") != (c.Error == "") || cur.ReplID != c.ReplID
+		(cur.Error == "") != (c.Error == "") || cur.ReplID != c.ReplID || cur.Loading != c.Loading
 	if !changed {
 		next.Since = cur.Since
 	}

@@ -309,6 +309,11 @@ type RedisReport struct {
 	// acknowledged writes at risk, each with its fix.
 	Settings *RedisSettings `json:"settings,omitempty"`
 	Warnings []string       `json:"warnings,omitempty"`
+	// Loading is set while the Redis reads its RDB or AOF; Keys counts
+	// its keys (nil when unknown): a restarted Redis with keys came back
+	// with data of its own.
+	Loading bool   `json:"loading,omitempty"`
+	Keys    *int64 `json:"keys,omitempty"`
 }
 
 // RedisHold keeps a redis-master role vacant: no live candidate has synced

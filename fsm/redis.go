@@ -85,16 +85,18 @@ func (s *State) RedisHistoryOf(a Assignment) *RedisHistory {
 // RedisSynced reports whether node's Redis, as last reported, holds the
 // data of history h: it replicated from h's master (same replication id),
 // or it continues h (its previous id is h's: a replica promoted from h, or
-// h's master restarted from its own RDB or AOF). behind is how many bytes
-// of h's stream it lacks at least (h.Offset is a lower bound of what h's
-// master wrote). With no history (no master ever reported) every node is
+// h's master restarted from its own RDB), or it is h's master's own Redis
+// restarted with keys it read from its files (an AOF keeps no replication
+// id). behind is how many bytes of h's stream it lacks at least (h.Offset
+// is a lower bound of what h's master wrote); -1 when unknown (restarted
+// from its files). With no history (no master ever reported) every node is
 // synced.
 func (s *State) RedisSynced(h *RedisHistory, node string) (synced bool, behind int64) {
 	if h == nil || h.ReplID == "" {
 		return true, 0
 	}
 	rs, ok := s.Redis[node]
-	if !ok || rs.Error != "" {
+	if !ok || rs.Error != "" || rs.Loading {
 		return false, h.Offset
 	}
 	pos := rs.Offset
@@ -104,10 +106,18 @@ func (s *State) RedisSynced(h *RedisHistory, node string) (synced bool, behind i
 		if rs.Offset2 > 0 {
 			pos = min(pos, rs.Offset2-1)
 		}
+	case node == h.Node && restartedWithKeys(rs, h):
+		return true, -1
 	default:
 		return false, h.Offset
 	}
 	return true, max(h.Offset-pos, 0)
+}
+
+// restartedWithKeys reports whether rs is h's master's Redis after a
+// restart (another run id) that loaded keys from its RDB or AOF.
+func restartedWithKeys(rs RedisState, h *RedisHistory) bool {
+	return rs.RunID != "" && h.RunID != "" && rs.RunID != h.RunID && !rs.Loading && rs.Keys != nil && *rs.Keys > 0
 }
 
 // RedisHistoryGone reports whether the data of history h survives nowhere
@@ -119,11 +129,11 @@ func (s *State) RedisHistoryGone(h *RedisHistory) bool {
 		return false
 	}
 	rs, ok := s.Redis[h.Node]
-	if !ok || rs.Error != "" || rs.RunID == "" || rs.RunID == h.RunID {
-		return false
+	if !ok || rs.Error != "" || rs.RunID == "" || rs.RunID == h.RunID || rs.Loading || rs.Keys == nil {
+		return false // not back, or not known to be empty
 	}
 	synced, _ := s.RedisSynced(h, h.Node)
-	return !synced
+	return !synced && *rs.Keys == 0
 }
 
 // UnsyncedPromotion says whether and why the redis-master role r may go to

@@ -127,6 +127,8 @@ type RedisState struct {
 	Replicas []ReplicaState `json:"replicas,omitempty"`
 	Settings *RedisSettings `json:"settings,omitempty"`
 	Warnings []string       `json:"warnings,omitempty"`
+	Loading  bool           `json:"loading,omitempty"`
+	Keys     *int64         `json:"keys,omitempty"`
 }
 
 // RunsService reports whether the node has an actuator for the service

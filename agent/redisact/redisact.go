@@ -300,7 +300,12 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 	}
 	now := time.Now()
 	next := fsm.RedisReport{Node: self, Role: repl.Role, Offset: repl.Offset, LinkUp: repl.LinkUp,
-		ReplID: repl.ReplID, RunID: repl.RunID, ReplID2: repl.ReplID2, Offset2: repl.Offset2, Time: now.UnixMilli()}
+		ReplID: repl.ReplID, RunID: repl.RunID, ReplID2: repl.ReplID2, Offset2: repl.Offset2, Time: now.UnixMilli(),
+		Loading: repl.Loading}
+	if repl.Keys >= 0 {
+		keys := repl.Keys
+		next.Keys = &keys
+	}
 	if next.Role == fsm.RedisReplica {
 		next.Master = masterOf(repl)
 	}
@@ -322,7 +327,7 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 	}
 	cur, known := st.Redis[self]
 	structural := !known || cur.Role != next.Role || cur.Master != next.Master || cur.LinkUp != next.LinkUp ||
-		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "") || cur.ReplID != next.ReplID ||
+		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "") || cur.ReplID != next.ReplID || cur.Loading != next.Loading ||
 		syncSet(cur.Replicas) != syncSet(next.Replicas) || fresh
 	if !structural && (cur.Offset == next.Offset || !due) {
 		return

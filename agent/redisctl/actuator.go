@@ -60,12 +60,12 @@ func (e *StaleEpochError) Error() string {
 // write fence, in one round trip.
 func (c *Client) Replication(ctx context.Context) (Replication, error) {
 	replies, err := c.exec(ctx, "INFO replication", []string{"INFO", "replication"}, []string{"INFO", "server"},
-		[]string{"CONFIG", "GET", paramMinRep})
+		[]string{"INFO", "persistence"}, []string{"INFO", "keyspace"}, []string{"CONFIG", "GET", paramMinRep})
 	if err != nil {
 		return Replication{}, err
 	}
 	var text strings.Builder
-	for i, name := range []string{"INFO replication", "INFO server"} {
+	for i, name := range []string{"INFO replication", "INFO server", "INFO persistence", "INFO keyspace"} {
 		s, err := asString(replies[i])
 		if err != nil {
 			return Replication{}, fmt.Errorf("%s on %s: %w", name, c.addr, err)
@@ -77,7 +77,7 @@ func (c *Client) Replication(ctx context.Context) (Replication, error) {
 	if err != nil {
 		return r, fmt.Errorf("%s on %s: %w", "INFO replication", c.addr, err)
 	}
-	minRep, err := asConfigInt(replies[2], paramMinRep)
+	minRep, err := asConfigInt(replies[4], paramMinRep)
 	if err != nil {
 		return r, fmt.Errorf("CONFIG GET %s on %s: %w", paramMinRep, c.addr, err)
 	}

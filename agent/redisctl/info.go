@@ -33,6 +33,12 @@ type Replication struct {
 	RunID string
 	// Uptime is INFO server's uptime_in_seconds (-1 when absent).
 	Uptime int64
+	// Loading is INFO persistence's loading:1: the server is still reading
+	// its RDB or AOF (its replication id is not final yet).
+	Loading bool
+	// Keys is the number of keys of every database (INFO keyspace); -1
+	// when INFO keyspace was not part of the reply.
+	Keys int64
 	// Paused reports harbormaster's write fence (see PauseWrites): read
 	// from the server (CONFIG GET min-replicas-to-write), not tracked by
 	// the client, so it survives agent restarts and is seen by Remote
@@ -61,7 +67,7 @@ type ReplicaInfo struct {
 // parseReplication fills r from the text of INFO replication and INFO
 // server (any sections may be concatenated).
 func parseReplication(info string) (Replication, error) {
-	r := Replication{Offset: -1, Uptime: -1}
+	r := Replication{Offset: -1, Uptime: -1, Keys: -1}
 	var masterOff, replicaOff int64 = -1, -1
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -101,9 +107,22 @@ func parseReplication(info string) (Replication, error) {
 			r.RunID = val
 		case "uptime_in_seconds":
 			r.Uptime = parseOffset(val)
+		case "loading":
+			r.Loading = val == "1"
+		case "aof_enabled":
+			// INFO persistence is present: an empty keyspace section
+			// means no keys.
+			r.Keys = max(r.Keys, 0)
 		case "connected_slaves":
 			r.ConnectedReplicas, _ = strconv.Atoi(val)
 		default:
+			if n, ok := strings.CutPrefix(key, "db"); ok && n != "" && isDigits(n) {
+				if k, ok := strings.CutPrefix(val, "keys="); ok {
+					k, _, _ = strings.Cut(k, ",")
+					r.Keys = max(r.Keys, 0) + max(parseOffset(k), 0)
+				}
+				continue
+			}
 			if n, ok := strings.CutPrefix(key, "slave"); ok && n != "" && isDigits(n) {
 				ri, err := parseReplicaLine(val)
 				if err != nil {

@@ -50,7 +50,7 @@ func TestParseReplication(t *testing.T) {
 		want Replication
 	}{
 		{"master", masterInfo + serverInfo, Replication{
-			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9",
+			Role: "master", Keys: -1, Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9",
 			RunID: "0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1", Uptime: 42, ConnectedReplicas: 2,
 			Replicas: []ReplicaInfo{
 				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
@@ -58,26 +58,41 @@ func TestParseReplication(t *testing.T) {
 			},
 		}},
 		{"replica: the processed offset, not the read one", serverInfo + replicaInfo, Replication{
-			Role: "replica", MasterHost: "198.18.0.11", MasterPort: 6379, LinkUp: true, Offset: 5016,
+			Role: "replica", Keys: -1, MasterHost: "198.18.0.11", MasterPort: 6379, LinkUp: true, Offset: 5016,
 			ReplID: "f65ba13eaa002a8b2ca0b9f16538d26a8ef53d93", RunID: "0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1", Uptime: 42,
 		}},
 		{"replica with link down and no offset", strings.NewReplacer("master_link_status:up", "master_link_status:down",
 			"slave_repl_offset:5016\r\n", "").Replace(replicaInfo), Replication{
-			Role: "replica", MasterHost: "198.18.0.11", MasterPort: 6379, Offset: -1, Uptime: -1,
+			Role: "replica", Keys: -1, MasterHost: "198.18.0.11", MasterPort: 6379, Offset: -1, Uptime: -1,
 			ReplID: "f65ba13eaa002a8b2ca0b9f16538d26a8ef53d93",
 		}},
 		{"master restarted from its RDB: the previous history as replid2", strings.NewReplacer(
 			"master_replid2:0000000000000000000000000000000000000000", "master_replid2:94a06806d571fba45ce68942c595810bc8d9a3cb",
 			"second_repl_offset:-1", "second_repl_offset:51").Replace(masterInfo), Replication{
-			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9",
+			Role: "master", Keys: -1, Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9",
 			ReplID2: "94a06806d571fba45ce68942c595810bc8d9a3cb", Offset2: 51, ConnectedReplicas: 2, Uptime: -1,
 			Replicas: []ReplicaInfo{
 				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
 				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},
 			},
 		}},
-		{"LF line ends", strings.ReplaceAll(masterInfo, "\r\n", "\n"), Replication{
+		{"loading, with keys", masterInfo + "# Persistence\r\nloading:1\r\naof_enabled:1\r\n# Keyspace\r\n" +
+			"db0:keys=3,expires=0,avg_ttl=0\r\ndb2:keys=4,expires=1,avg_ttl=9\r\n", Replication{
 			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9", ConnectedReplicas: 2,
+			Uptime: -1, Loading: true, Keys: 7, Replicas: []ReplicaInfo{
+				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
+				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},
+			},
+		}},
+		{"empty keyspace", masterInfo + "# Persistence\r\nloading:0\r\naof_enabled:0\r\n# Keyspace\r\n", Replication{
+			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9", ConnectedReplicas: 2,
+			Uptime: -1, Keys: 0, Replicas: []ReplicaInfo{
+				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
+				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},
+			},
+		}},
+		{"LF line ends", strings.ReplaceAll(masterInfo, "\r\n", "\n"), Replication{
+			Role: "master", Keys: -1, Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9", ConnectedReplicas: 2,
 			Uptime: -1, Replicas: []ReplicaInfo{
 				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
 				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},

@@ -44,6 +44,8 @@ func printRedis(w io.Writer, r *hmv1.Role) {
 		switch {
 		case r.RedisHistory == nil:
 			hist = "-"
+		case n.Synced && n.BehindBytes < 0:
+			hist = "yes (its own data, reloaded from its files)"
 		case n.Synced && n.BehindBytes > 0:
 			hist = fmt.Sprintf("yes, %d B behind", n.BehindBytes)
 		case n.Synced:
