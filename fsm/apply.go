@@ -449,8 +449,26 @@ func mergeReplicas(prev, next []ReplicaState, now int64) []ReplicaState {
 }
 
 // replicaEvents records a replica entering or leaving sync with the master
-// that reports it.
+// that reports it (leaving it also by disconnecting: Redis lists only
+// connected replicas).
 func replicaEvents(s *State, index uint64, c *RedisReport, prev, next []ReplicaState) {
+	for _, p := range prev {
+		if !p.InSync || c.Role != RedisMaster {
+			continue
+		}
+		gone := true
+		for _, r := range next {
+			gone = gone && r.Addr != p.Addr
+		}
+		if gone {
+			who := p.Addr
+			if p.Node != "" {
+				who = p.Node + " (" + p.Addr + ")"
+			}
+			s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node, Old: "in sync", New: "out of sync",
+				Message: fmt.Sprintf("replica %s out of sync (disconnected)", who)})
+		}
+	}
 	for _, r := range next {
 		was, known := false, false
 		for _, p := range prev {

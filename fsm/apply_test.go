@@ -1534,3 +1534,34 @@ func TestRegisterKeepChecks(t *testing.T) {
 		t.Fatalf("dropped check b still recorded: %+v", kept.Checks["n1"])
 	}
 }
+
+func TestApplyRedisReportReplicas(t *testing.T) {
+	r := reg("n1", false)
+	r.Redis = "10.0.0.1:6379"
+	st := mustApply(t, NewState(), r)
+	rep := func(tm int64, rs ...ReplicaState) *RedisReport {
+		return &RedisReport{Node: "n1", Role: RedisMaster, Offset: 10, RunID: "r1", Time: tm, Replicas: rs}
+	}
+	n2 := ReplicaState{Node: "n2", Addr: "10.0.0.2:6379", State: "online", InSync: true}
+	st = applyOK(t, st, rep(t0, ReplicaState{Node: "n2", Addr: "10.0.0.2:6379", State: "wait_bgsave"}))
+	n := len(st.Events)
+	st = applyOK(t, st, rep(t0+5, n2))
+	if e := lastEvent(t, st); len(st.Events) != n+1 || e.New != "in sync" || !strings.Contains(e.Message, "n2") {
+		t.Fatalf("event: %+v, want n2 in sync", e)
+	}
+	// Unchanged: Since kept, no event.
+	st = applyOK(t, st, rep(t0+9, n2))
+	if got := st.Redis["n1"].Replicas[0].Since; got != t0+5 || len(st.Events) != n+1 {
+		t.Fatalf("since %d, %d events; want %d, %d", got, len(st.Events), t0+5, n+1)
+	}
+	// Disconnected: gone from the list, reported out of sync.
+	st = applyOK(t, st, rep(t0+12))
+	if e := lastEvent(t, st); e.New != "out of sync" || !strings.Contains(e.Message, "disconnected") {
+		t.Fatalf("event: %+v, want n2 out of sync (disconnected)", e)
+	}
+	// A replica list on a replica's report is refused at the edge.
+	bad := &RedisReport{Node: "n1", Role: RedisReplica, Master: "x:1", Time: t0, Replicas: []ReplicaState{n2}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "replicas") {
+		t.Fatalf("Validate: %v, want a refusal naming replicas", err)
+	}
+}
