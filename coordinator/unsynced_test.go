@@ -221,3 +221,22 @@ func TestLostMasterBackFromItsAOFIsPromoted(t *testing.T) {
 		t.Fatalf("Plan with n3 in the history: %v, want n3", describeAll(cmds))
 	}
 }
+
+func TestLostMasterBackWithAnOlderSnapshotIsHandledAsLost(t *testing.T) {
+	st := lostMaster(t, redisRole(""), "own2", "own3")
+	st = mustApply(t, st, Plan(lostInput(st, "n2", "n3"))...)
+	// n1's Redis restarted from the RDB it wrote at its last full sync as
+	// a replica, before it was promoted: keys, but of an older history.
+	back := &fsm.RedisReport{Node: "n1", Role: fsm.RedisMaster, ReplID: "new", ReplID2: "older", Offset2: 300, Offset: 299,
+		RunID: "run1b", Time: t0 + 3}
+	keys := int64(20)
+	back.Keys = &keys
+	st = mustApply(t, st, redisNode("n1"), back)
+	live := liveOn("n1", "n2", "n3")
+	live["n1"] = gen2("n1")
+	cmds := Plan(Input{State: st, Live: live, Ended: endedUpTo("n1"), Now: t0 + 2000, Actor: "n2"})
+	a, ok := cmds[0].(*fsm.Assign)
+	if len(cmds) != 1 || !ok || !strings.Contains(a.DataLoss, "older snapshot") {
+		t.Fatalf("Plan: %v, want an assignment stating the data is lost", describeAll(cmds))
+	}
+}

@@ -115,25 +115,31 @@ func (s *State) RedisSynced(h *RedisHistory, node string) (synced bool, behind i
 }
 
 // restartedWithKeys reports whether rs is h's master's Redis after a
-// restart (another run id) that loaded keys from its RDB or AOF.
+// restart (another run id) that loaded keys from files carrying no
+// replication id: an AOF. An RDB carries one (Redis 7 restores it as
+// master_replid2): if it is not h's, the keys are of an older history (a
+// replica writes an RDB at every full sync, even with save ""), not what
+// h's master acknowledged.
 func restartedWithKeys(rs RedisState, h *RedisHistory) bool {
-	return rs.RunID != "" && h.RunID != "" && rs.RunID != h.RunID && !rs.Loading && rs.Keys != nil && *rs.Keys > 0
+	return rs.RunID != "" && h.RunID != "" && rs.RunID != h.RunID && !rs.Loading && rs.Keys != nil && *rs.Keys > 0 &&
+		rs.ReplID2 == ""
 }
 
 // RedisHistoryGone reports whether the data of history h survives nowhere
 // it could come back from: h's master's node runs a Redis again that
-// restarted (another run id) without it. Promoting an unsynced replica then
-// loses nothing more than is already lost.
+// restarted (another run id) without it: empty, or with an RDB of another
+// history. Promoting an unsynced replica then loses nothing more than is
+// already lost.
 func (s *State) RedisHistoryGone(h *RedisHistory) bool {
 	if h == nil || h.ReplID == "" {
 		return false
 	}
 	rs, ok := s.Redis[h.Node]
 	if !ok || rs.Error != "" || rs.RunID == "" || rs.RunID == h.RunID || rs.Loading || rs.Keys == nil {
-		return false // not back, or not known to be empty
+		return false // not back, or its data not known yet
 	}
 	synced, _ := s.RedisSynced(h, h.Node)
-	return !synced && *rs.Keys == 0
+	return !synced
 }
 
 // UnsyncedPromotion says whether and why the redis-master role r may go to
@@ -148,7 +154,8 @@ func UnsyncedPromotion(s *State, r spec.Role, a Assignment, node string, waited 
 	case a.MoveTo == node && a.AcceptDataLoss:
 		return fmt.Sprintf("an operator accepted the loss of what %s's Redis had beyond %s's (move --accept-data-loss)", h.Node, node)
 	case s.RedisHistoryGone(h):
-		return fmt.Sprintf("%s's Redis restarted without the data of its replication history %s; it is lost everywhere", h.Node, short(h.ReplID))
+		return fmt.Sprintf("%s's Redis restarted without the data of its replication history %s (empty, or an older snapshot); it is lost everywhere",
+			h.Node, short(h.ReplID))
 	case waited && r.UnsyncedAfter() > 0:
 		return fmt.Sprintf("no replica synced with %s's Redis for %s (unsynced_promotion: after %s)", h.Node,
 			r.UnsyncedAfter(), r.UnsyncedAfter())
