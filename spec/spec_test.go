@@ -124,6 +124,14 @@ func TestFieldErrors(t *testing.T) {
 		{"two redis-master roles", "roles:\n  - {name: cache, type: redis-master}\n  - {name: jobs, type: redis-master}\n", "roles[1].type"},
 		{"address on a redis-master", "roles:\n  - {name: cache, type: redis-master, address: 198.18.0.201/24}\n", "roles[0].address"},
 		{"bad master_name", "roles:\n  - {name: cache, type: redis-master, master_name: \"my master\"}\n", "roles[0].master_name"},
+		{"unsynced_promotion word", "roles:\n  - {name: cache, type: redis-master, unsynced_promotion: always}\n", "roles[0].unsynced_promotion"},
+		{"unsynced_promotion bad duration", "roles:\n  - {name: cache, type: redis-master, unsynced_promotion: after soon}\n", "roles[0].unsynced_promotion"},
+		{"unsynced_promotion zero", "roles:\n  - {name: cache, type: redis-master, unsynced_promotion: after 0s}\n", "roles[0].unsynced_promotion"},
+		{"unsynced_promotion too long", "roles:\n  - {name: cache, type: redis-master, unsynced_promotion: after 25h}\n", "roles[0].unsynced_promotion"},
+		{"unsynced_promotion on a vip", "roles:\n  - {name: ip, type: vip, address: 198.18.0.201/24, unsynced_promotion: never}\n", "roles[0].unsynced_promotion"},
+		{"min_synced_replicas negative", "roles:\n  - {name: cache, type: redis-master, min_synced_replicas: -1}\n", "roles[0].min_synced_replicas"},
+		{"min_synced_replicas too many", "roles:\n  - {name: cache, type: redis-master, min_synced_replicas: 65}\n", "roles[0].min_synced_replicas"},
+		{"min_synced_replicas on a service", "roles:\n  - {name: a, type: service, min_synced_replicas: 1}\n", "roles[0].min_synced_replicas"},
 		{"master_name on a vip", "roles:\n  - {name: ip, type: vip, address: 198.18.0.201/24, master_name: x}\n", "roles[0].master_name"},
 		{"empty candidate node", "roles:\n  - name: web\n    type: service\n    candidates:\n      - priority: 3\n", "roles[0].candidates[0].node"},
 		{"invalid candidate node", "roles:\n  - name: a\n    type: service\n  - name: web\n    type: service\n    candidates:\n      - node: N1\n", "roles[1].candidates[0].node"},
@@ -583,5 +591,21 @@ func TestParseRefusesLargeDocument(t *testing.T) {
 	}
 	if _, err := Parse([]byte("roles: []\n# " + strings.Repeat("x", MaxSize-20) + "\n")); err != nil {
 		t.Fatalf("Parse just under the limit: %v", err)
+	}
+}
+
+func TestUnsyncedPromotion(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "never": 0, "after 30s": 30 * time.Second, " after 2m ": 2 * time.Minute} {
+		got, err := ParseUnsyncedPromotion(in)
+		if err != nil || got != want {
+			t.Errorf("ParseUnsyncedPromotion(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	s, err := Parse([]byte("roles:\n  - {name: cache, type: redis-master, unsynced_promotion: after 10s, min_synced_replicas: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Roles[0]; r.UnsyncedAfter() != 10*time.Second || r.MinSyncedReplicas != 1 {
+		t.Fatalf("role: %+v", r)
 	}
 }
