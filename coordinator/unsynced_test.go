@@ -240,3 +240,35 @@ func TestLostMasterBackWithAnOlderSnapshotIsHandledAsLost(t *testing.T) {
 		t.Fatalf("Plan: %v, want an assignment stating the data is lost", describeAll(cmds))
 	}
 }
+
+// TestHistoryFollowsTheMastersProcess: Redis gives a master without a
+// backlog a new replication id (and no previous one) when its first
+// replica connects; the history follows the same process. A restart under
+// the role does not move it; the next assignment's first report does.
+func TestHistoryFollowsTheMastersProcess(t *testing.T) {
+	r := redisRole("")
+	st := mustApply(t, fsm.NewState(), redisNode("n1"), redisNode("n2"), applySpec(r),
+		redisReport("n1", fsm.RedisMaster, "x", 0, "run1"), redisReport("n2", fsm.RedisMaster, "y", 0, "run2"),
+		assign("redis", "n1", "", 1),
+		redisReport("n1", fsm.RedisMaster, "x", 14, "run1"),
+		redisReport("n1", fsm.RedisMaster, "backlog", 120, "run1"), // first replica: a new id, same process
+		redisReport("n2", fsm.RedisReplica, "backlog", 120, "run2"))
+	if h := st.Assignment("redis").History; h.ReplID != "backlog" || h.Offset != 120 {
+		t.Fatalf("history %+v, want the id the backlog brought", h)
+	}
+	if ok, _ := st.RedisSynced(st.Assignment("redis").History, "n2"); !ok {
+		t.Fatal("n2 synced with the new id does not hold the history")
+	}
+	// n1's Redis restarts under the role (another process): kept.
+	st = mustApply(t, st, redisReport("n1", fsm.RedisMaster, "empty", 0, "run1b"))
+	if h := st.Assignment("redis").History; h.ReplID != "backlog" || h.RunID != "run1" {
+		t.Fatalf("history after a restart under the role: %+v, want it kept", h)
+	}
+	// The role goes to n2 (it holds the history); n2's promotion continues it.
+	st = mustApply(t, st, &fsm.Release{Role: "redis", Node: "n1", Epoch: 1, Reason: "restarted", Time: t0},
+		assign("redis", "n2", "", 2),
+		&fsm.RedisReport{Node: "n2", Role: fsm.RedisMaster, ReplID: "z", ReplID2: "backlog", Offset2: 121, Offset: 130, RunID: "run2", Time: t0})
+	if h := st.Assignment("redis").History; h.Node != "n2" || h.ReplID != "z" || h.Epoch != 2 {
+		t.Fatalf("history after n2's promotion: %+v", h)
+	}
+}

@@ -67,6 +67,8 @@ type RedisHistory struct {
 	Offset int64  `json:"offset"`
 	RunID  string `json:"run_id,omitempty"`
 	Time   int64  `json:"time"`
+	// Epoch is the role's epoch when the history was last updated.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // RedisHistoryOf is the replication history a redis-master role's next
@@ -172,12 +174,17 @@ func short(id string) string {
 }
 
 // updateHistory folds a master's report into the history of the
-// redis-master roles the node holds: the holder's Redis continues the
-// history (same replication id, or the previous id is the history's: its
-// promotion), or the history is empty, or the assignment accepted a loss
-// (a new history starts). A Redis that restarted under the role (same
-// node, another run id) does not: the role is released and the history
-// kept for the next master.
+// redis-master roles the node holds:
+//   - the holder's first master report at its assignment starts from the
+//     history or continues it: the assignment was only made to a Redis that
+//     holds the history (or with a stated data loss, which starts a new
+//     one);
+//   - later reports at that assignment update it while they come from the
+//     same Redis process (run id): Redis changes a master's replication id
+//     when it creates its backlog for a first replica, keeping the data;
+//   - a report of another process at the same assignment is a Redis that
+//     restarted under the role: its agent releases the role, and the
+//     history stays for the next master.
 func (s *State) updateHistory(c *RedisReport) {
 	if c.Role != RedisMaster {
 		return
@@ -188,13 +195,13 @@ func (s *State) updateHistory(c *RedisReport) {
 			continue
 		}
 		h := a.History
-		restarted := h != nil && h.Node == c.Node && h.RunID != "" && h.RunID != c.RunID
-		continues := h == nil || h.ReplID == "" || c.ReplID == h.ReplID || c.ReplID2 == h.ReplID || a.DataLoss
-		if restarted || !continues {
+		first := h == nil || h.Epoch < a.Epoch
+		same := h != nil && h.Node == c.Node && h.RunID != "" && h.RunID == c.RunID
+		if !first && !same {
 			continue
 		}
 		next := *a
-		next.History = &RedisHistory{Node: c.Node, ReplID: c.ReplID, Offset: c.Offset, RunID: c.RunID, Time: c.Time}
+		next.History = &RedisHistory{Node: c.Node, ReplID: c.ReplID, Offset: c.Offset, RunID: c.RunID, Time: c.Time, Epoch: a.Epoch}
 		s.setAssignment(&next)
 	}
 }

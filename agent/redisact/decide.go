@@ -16,7 +16,8 @@ const (
 	// Fence stops this node's Redis taking writes (Why says why).
 	Fence Kind = iota + 1
 	// ReleaseRestarted commits a release of the master role: this node's
-	// Redis restarted under it (maybe empty) and must not be promoted again.
+	// Redis restarted under it (maybe empty), or does not hold the role's
+	// history, and must not be promoted (Why says which).
 	ReleaseRestarted
 	// DemoteRemote makes the lost master's Redis (Addr) a replica of this
 	// node's before this node promotes its own.
@@ -79,6 +80,12 @@ type Input struct {
 	// RestartedUnder is set when the Redis this node promoted under the
 	// current epoch has restarted since (another run id).
 	RestartedUnder bool
+	// Unfit is set when this node's Redis, as read now, may not be
+	// promoted under the assignment: it restarted since the report the
+	// assignment was made on (another run id), or that report no longer
+	// holds the role's replication history, and the assignment did not
+	// accept a data loss.
+	Unfit bool
 }
 
 // Decide is the Redis actuator's policy for one pass, pure: given what the
@@ -103,10 +110,14 @@ func Decide(in Input) []Action {
 	switch {
 	case in.MayMaster:
 		if in.RestartedUnder {
-			return []Action{{Kind: Fence, Why: "Redis restarted under the master role"}, {Kind: ReleaseRestarted}}
+			return []Action{{Kind: Fence, Why: "Redis restarted under the master role"}, {Kind: ReleaseRestarted, Why: "its Redis restarted under the master role"}}
 		}
 		if isMaster && !repl.Paused && in.PromotedEpoch == as.Epoch {
 			return nil
+		}
+		if in.Unfit && in.PromotedEpoch != as.Epoch {
+			why := "its Redis no longer holds the role's replication history (it restarted, or was never synced)"
+			return []Action{{Kind: Fence, Why: why}, {Kind: ReleaseRestarted, Why: why}}
 		}
 		var out []Action
 		if as.LostBy != "" && as.LostBy != in.Self && in.LostBy != nil && in.LostBy.Redis != "" {

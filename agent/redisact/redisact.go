@@ -242,8 +242,13 @@ func (x *Actuator) input(st *fsm.State, r spec.Role, repl redisctl.Replication) 
 	promoted := x.promotedEpoch
 	restarted := x.runIDEpoch == as.Epoch && x.promotedRunID != "" && repl.RunID != "" && repl.RunID != x.promotedRunID
 	x.mu.Unlock()
-	return Input{Self: x.node.ID(), Assignment: as, Holder: st.Nodes[as.Holder], LostBy: st.Nodes[as.LostBy],
-		Repl: repl, MayMaster: x.node.Authority().MayAct(as, FenceAhead), PromotedEpoch: promoted, RestartedUnder: restarted}
+	self := x.node.ID()
+	reported := st.Redis[self]
+	synced, _ := st.RedisSynced(st.RedisHistoryOf(as), self)
+	unfit := !as.DataLoss && (!synced || (reported.RunID != "" && repl.RunID != reported.RunID))
+	return Input{Self: self, Assignment: as, Holder: st.Nodes[as.Holder], LostBy: st.Nodes[as.LostBy],
+		Repl: repl, MayMaster: x.node.Authority().MayAct(as, FenceAhead), PromotedEpoch: promoted, RestartedUnder: restarted,
+		Unfit: unfit}
 }
 
 // do carries out one action; it reports whether the pass goes on.
@@ -253,7 +258,7 @@ func (x *Actuator) do(ctx context.Context, r spec.Role, in Input, a Action) bool
 	case Fence:
 		x.fence(ctx, a.Why)
 	case ReleaseRestarted:
-		x.releaseRestarted(r.Name, as.Epoch)
+		x.releaseRestarted(r.Name, as.Epoch, a.Why)
 	case DemoteRemote:
 		x.demoteRemote(ctx, a.Addr)
 	case Promote:
@@ -424,17 +429,17 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 	return true
 }
 
-// releaseRestarted commits a release of the role whose Redis restarted
-// under it (once; the next pass retries if it fails).
-func (x *Actuator) releaseRestarted(role string, epoch uint64) {
-	x.submit(job{cmd: &fsm.Release{Role: role, Node: x.node.ID(), Epoch: epoch,
-		Reason: "its Redis restarted under the master role", Time: time.Now().UnixMilli()},
+// releaseRestarted commits a release of the role whose Redis may not be
+// promoted (why: it restarted under it, or holds no longer the history);
+// once, the next pass retries if it fails.
+func (x *Actuator) releaseRestarted(role string, epoch uint64, why string) {
+	x.submit(job{cmd: &fsm.Release{Role: role, Node: x.node.ID(), Epoch: epoch, Reason: why, Time: time.Now().UnixMilli()},
 		done: func(err error) {
 			if err != nil {
-				x.cfg.Log.Warn("release the redis-master role after a Redis restart", "err", err)
+				x.cfg.Log.Warn("release the redis-master role", "why", why, "err", err)
 				return
 			}
-			x.cfg.Log.Warn("Redis restarted under the master role; released it", "epoch", epoch)
+			x.cfg.Log.Warn("released the redis-master role", "why", why, "epoch", epoch)
 		}})
 }
 
