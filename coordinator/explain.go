@@ -76,6 +76,15 @@ func Explain(in Input, role string) (Explanation, error) {
 		for _, o := range c.AvoidedHeld {
 			c.Reasons = append(c.Reasons, "holds "+o+", which this role avoids")
 		}
+		if h := redisHistory(st, a); r.Type == spec.TypeRedisMaster && h != nil {
+			switch synced, behind := st.RedisSynced(h, id); {
+			case !synced:
+				c.Reasons = append(c.Reasons, fmt.Sprintf("its Redis has not synced with %s's (replication id %s): promoted only by unsynced_promotion or move --accept-data-loss",
+					h.Node, shortID(h.ReplID)))
+			case behind > 0 && id != a.Holder:
+				c.Reasons = append(c.Reasons, fmt.Sprintf("in %s's replication history, %d bytes behind its last reported offset %d", h.Node, behind, h.Offset))
+			}
+		}
 		ex.Nodes = append(ex.Nodes, c)
 	}
 	ex.Decision = decide(in, r, a)
@@ -94,6 +103,10 @@ func decide(in Input, r spec.Role, a fsm.Assignment) string {
 			if x.Role == r.Name {
 				return fmt.Sprintf("ask %s to release: %s", a.Holder, x.Reason)
 			}
+		case *fsm.RedisHold:
+			if x.Role == r.Name {
+				return "stays vacant: " + x.Reason
+			}
 		}
 	}
 	gen, live := in.Live[a.Holder]
@@ -102,6 +115,8 @@ func decide(in Input, r spec.Role, a fsm.Assignment) string {
 		return fmt.Sprintf("waits for %s to release", a.Holder)
 	case a.Holder != "" && live && gen == a.HolderGen:
 		return "stays on " + a.Holder
+	case a.Unsynced != "":
+		return "stays vacant: " + a.Unsynced
 	case a.Holder != "" && stopGrace(r, a) > 0:
 		return fmt.Sprintf("waits: the lease of %s (generation %d) has not surely ended %s ago (stop_timeout)", a.Holder, a.HolderGen, stopGrace(r, a))
 	case a.Holder != "":

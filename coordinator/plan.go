@@ -49,6 +49,9 @@ type Elapsed struct {
 	// Lost: since the role's LostBy lost it (fsm.Assignment.LostAt; the
 	// hold_down).
 	Lost map[string]time.Duration
+	// Unsynced: since a redis-master role was held vacant for want of a
+	// synced replica (fsm.Assignment.UnsyncedSince; unsynced_promotion).
+	Unsynced map[string]time.Duration
 }
 
 // heldFor is how long a's holder has held its role (preempt_delay).
@@ -57,6 +60,18 @@ func (in Input) heldFor(a fsm.Assignment) time.Duration {
 		return time.Duration(in.Now-a.Since) * time.Millisecond
 	}
 	return in.Elapsed.Held[a.Role]
+}
+
+// unsyncedFor is how long a's redis-master role has been vacant for want
+// of a synced replica (unsynced_promotion); 0 when it is not.
+func (in Input) unsyncedFor(a fsm.Assignment) time.Duration {
+	if a.Unsynced == "" {
+		return 0
+	}
+	if in.Elapsed == nil {
+		return time.Duration(in.Now-a.UnsyncedSince) * time.Millisecond
+	}
+	return in.Elapsed.Unsynced[a.Role]
 }
 
 // lostFor is how long ago a's LostBy lost its role (hold_down).
@@ -149,9 +164,21 @@ func Plan(in Input) []fsm.Command {
 		best := pick(in, r, a, load)
 		if to := a.MoveTo; to != "" {
 			// An operator's move, also when the holder could not release
-			// and its lease ran out (a service whose stop failed).
-			if _, live := in.Live[to]; live && eligible(st, r, to) {
+			// and its lease ran out (a service whose stop failed). A
+			// redis-master move to a Redis outside the role's history
+			// needs the operator's acceptance of the loss.
+			if _, live := in.Live[to]; live && eligible(st, r, to) && (a.AcceptDataLoss || redisSynced(st, r, a, to)) {
 				best = to
+			}
+		}
+		var dataLoss string
+		if best != "" && !redisSynced(st, r, a, best) {
+			// S10: no replica synced with the role's last master.
+			if dataLoss = fsm.UnsyncedPromotion(st, r, a, best, in.unsyncedFor(a) >= r.UnsyncedAfter()); dataLoss == "" {
+				if why := holdReason(r, redisHistory(st, a)); a.Unsynced != why {
+					out = append(out, &fsm.RedisHold{Role: r.Name, Epoch: a.Epoch, Reason: why, Actor: in.Actor, Time: in.Now})
+				}
+				best = ""
 			}
 		}
 		if best == "" {
@@ -171,8 +198,11 @@ func Plan(in Input) []fsm.Command {
 			}
 		}
 		load[best]++
+		if dataLoss != "" {
+			reason += "; promoted outside the lost master's replication history: " + dataLoss
+		}
 		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],
-			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now})
+			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now, DataLoss: dataLoss})
 	}
 	// Roles that left the spec: their holders let go.
 	var gone []string
@@ -207,7 +237,7 @@ func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.C
 		return nil
 	}
 	best := pick(in, r, a, load)
-	if best == "" || best == a.Holder {
+	if best == "" || best == a.Holder || !redisSynced(in.State, r, a, best) {
 		return nil
 	}
 	bp, _ := r.Candidate(best)
@@ -324,10 +354,7 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 	st := in.State
 	// The replication history of the current (or lost) master: offsets
 	// compare only within it.
-	replID := ""
-	if r.Type == spec.TypeRedisMaster && a.Holder != "" {
-		replID = st.Redis[a.Holder].ReplID
-	}
+	h := redisHistory(st, a)
 	var cs []ranked
 	for _, id := range st.NodeIDs() {
 		if _, ok := in.Live[id]; !ok || !eligible(st, r, id) {
@@ -336,8 +363,12 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 		p, _ := r.Candidate(id)
 		c := ranked{id: id, priority: p, heldDown: heldDown(in, r, a, id), avoided: avoidedHeld(st, r, id), load: load[id]}
 		if r.Type == spec.TypeRedisMaster {
+			var behind int64
+			c.history, behind = st.RedisSynced(h, id)
 			c.offset = st.Redis[id].Offset
-			c.history = replID == "" || st.Redis[id].ReplID == replID
+			if c.history && h != nil {
+				c.offset = h.Offset - behind // its position in the history
+			}
 		}
 		cs = append(cs, c)
 	}
@@ -360,6 +391,49 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 		return x.id < y.id
 	})
 	return cs
+}
+
+// redisHistory is the replication history a redis-master role's next
+// master must continue: the one recorded in the assignment, or (states
+// written before it was recorded) the holder's last master report.
+func redisHistory(st *fsm.State, a fsm.Assignment) *fsm.RedisHistory {
+	if a.History != nil {
+		return a.History
+	}
+	if rs, ok := st.Redis[a.Holder]; ok && a.Holder != "" && rs.Role == fsm.RedisMaster && rs.ReplID != "" {
+		return &fsm.RedisHistory{Node: a.Holder, ReplID: rs.ReplID, Offset: rs.Offset, RunID: rs.RunID, Time: rs.Time}
+	}
+	return nil
+}
+
+// redisSynced reports whether node may take r without losing what the
+// role's history holds: always for other role types.
+func redisSynced(st *fsm.State, r spec.Role, a fsm.Assignment, node string) bool {
+	if r.Type != spec.TypeRedisMaster {
+		return true
+	}
+	ok, _ := st.RedisSynced(redisHistory(st, a), node)
+	return ok
+}
+
+// holdReason words why a redis-master role stays vacant (RedisHold): it
+// names the lost master and what gets it a master again. It does not change
+// while the vacancy lasts, so it is committed once.
+func holdReason(r spec.Role, h *fsm.RedisHistory) string {
+	what := fmt.Sprintf("no live candidate's Redis has synced with %s's (replication id %s, offset %d): promoting one loses what %s acknowledged since its replicas last synced",
+		h.Node, shortID(h.ReplID), h.Offset, h.Node)
+	if d := r.UnsyncedAfter(); d > 0 {
+		return what + fmt.Sprintf("; the role stays vacant until %s's Redis returns, or for %s (unsynced_promotion: after %s)", h.Node, d, d)
+	}
+	return what + fmt.Sprintf("; the role stays vacant until %s's Redis returns with its data, or an operator runs `harbormaster move %s NODE --accept-data-loss` (unsynced_promotion: never)",
+		h.Node, r.Name)
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
 }
 
 func pick(in Input, r spec.Role, a fsm.Assignment, load map[string]int) string {

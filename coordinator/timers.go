@@ -34,7 +34,8 @@ type timers struct {
 // timerKey identifies one timed event: the assignment of role to node at
 // epoch (held), or node's loss of role at the stamp (lost).
 type timerKey struct {
-	lost  bool
+	lost     bool
+	unsynced bool
 	role  string
 	node  string
 	epoch uint64
@@ -49,7 +50,7 @@ func newTimers() *timers { return &timers{seen: map[timerKey]time.Duration{}} }
 func (t *timers) observe(st *fsm.State, wall time.Time, mono time.Duration) *Elapsed {
 	inherited := t.passes == 0
 	t.passes++
-	el := &Elapsed{Held: map[string]time.Duration{}, Lost: map[string]time.Duration{}}
+	el := &Elapsed{Held: map[string]time.Duration{}, Lost: map[string]time.Duration{}, Unsynced: map[string]time.Duration{}}
 	next := make(map[timerKey]time.Duration, len(t.seen))
 	since := func(k timerKey) time.Duration {
 		start, ok := t.seen[k]
@@ -68,6 +69,9 @@ func (t *timers) observe(st *fsm.State, wall time.Time, mono time.Duration) *Ela
 		}
 		if a.LostBy != "" {
 			el.Lost[role] = since(timerKey{lost: true, role: role, node: a.LostBy, stamp: a.LostAt})
+		}
+		if a.Unsynced != "" {
+			el.Unsynced[role] = since(timerKey{unsynced: true, role: role, epoch: a.Epoch, stamp: a.UnsyncedSince})
 		}
 	}
 	t.seen = next

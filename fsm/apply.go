@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -60,6 +61,8 @@ func Apply(st *State, index uint64, cmd Command) (*State, error) {
 		err = applySetLeaseKey(next, index, c)
 	case *SetClusterID:
 		err = applySetClusterID(next, index, c)
+	case *RedisHold:
+		err = applyRedisHold(next, index, c)
 	case *RecordEvent:
 		next.addEvent(index, c.Event)
 	default:
@@ -247,6 +250,11 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 		if rs, ok := s.Redis[c.Node]; !ok || rs.Role == "" || rs.Offset < 0 {
 			return reject(c, "node %q has not reported a readable replication offset; it is not promoted", c.Node)
 		}
+		h := s.Assignment(c.Role).History
+		if synced, _ := s.RedisSynced(h, c.Node); !synced && c.DataLoss == "" {
+			return reject(c, "node %q's Redis has not synced with %s's (replication id %s): promoting it loses acknowledged writes; "+
+				"it needs data_loss (unsynced_promotion, or move --accept-data-loss)", c.Node, h.Node, short(h.ReplID))
+		}
 	}
 	for _, chk := range r.Requires {
 		if !s.CheckPassing(c.Node, chk) {
@@ -269,26 +277,46 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 	}
 	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time,
 		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected, LostBy: lostBy, LostAt: lostAt,
-		GraceMillis: r.StopGrace().Milliseconds()})
+		GraceMillis: r.StopGrace().Milliseconds(), History: cur.History, DataLoss: c.DataLoss != ""})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
+	if c.DataLoss != "" {
+		msg := c.DataLoss
+		if h := cur.History; h != nil {
+			_, behind := s.RedisSynced(h, c.Node)
+			msg = fmt.Sprintf("%s promoted without the data of %s's Redis (replication id %s, at least %d bytes of its stream up to offset %d): %s",
+				c.Node, h.Node, short(h.ReplID), behind, h.Offset, c.DataLoss)
+		}
+		s.addEvent(index, Event{Time: c.Time, Kind: EventRedisDataLoss, Node: c.Node, Actor: c.Actor, Role: c.Role,
+			Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: msg})
+	}
 	return nil
 }
 
 func applyRequestRelease(s *State, index uint64, c *RequestRelease) error {
 	cur, ok := s.Assignments[c.Role]
+	if ok && cur.Holder == "" && c.Target != "" && c.AcceptDataLoss && cur.Epoch == c.Epoch {
+		// A vacant redis-master role: only the target and the acceptance.
+		a := *cur
+		a.MoveTo, a.AcceptDataLoss = c.Target, true
+		s.setAssignment(&a)
+		s.addEvent(index, Event{Time: c.Time, Kind: EventOperator, Actor: c.Actor, Role: c.Role, New: c.Target,
+			Epoch: cur.Epoch, Message: c.Reason})
+		return nil
+	}
 	if !ok || cur.Holder == "" {
 		return reject(c, "role %q has no holder", c.Role)
 	}
 	if cur.Epoch != c.Epoch {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
-	if cur.Releasing && (c.Target == "" || c.Target == cur.MoveTo) {
+	if cur.Releasing && (c.Target == "" || c.Target == cur.MoveTo) && (!c.AcceptDataLoss || cur.AcceptDataLoss) {
 		return nil // already asked (a plain request keeps an operator's move target)
 	}
 	a := *cur
 	a.Releasing = true
 	a.MoveTo = c.Target
+	a.AcceptDataLoss = c.Target != "" && c.AcceptDataLoss
 	s.setAssignment(&a)
 	s.addEvent(index, Event{Time: c.Time, Kind: EventReleaseRequested, Node: cur.Holder, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, Epoch: cur.Epoch, Message: c.Reason})
@@ -304,7 +332,7 @@ func applyRelease(s *State, index uint64, c *Release) error {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
 	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time, MoveTo: cur.MoveTo,
-		LostBy: c.Node, LostAt: c.Time})
+		LostBy: c.Node, LostAt: c.Time, History: cur.History, AcceptDataLoss: cur.AcceptDataLoss})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleReleased, Node: c.Node, Actor: c.Node, Role: c.Role,
 		Old: c.Node, Epoch: cur.Epoch, Message: c.Reason})
 	return nil
@@ -358,13 +386,23 @@ func applyRedisReport(s *State, index uint64, c *RedisReport) error {
 	}
 	cur, had := s.Redis[c.Node]
 	next := RedisState{Role: c.Role, Master: c.Master, LinkUp: c.LinkUp, Offset: c.Offset, ReplID: c.ReplID, RunID: c.RunID,
-		Error: c.Error, Time: c.Time, Since: c.Time}
+		Error: c.Error, Time: c.Time, Since: c.Time, ReplID2: c.ReplID2, Offset2: c.Offset2,
+		Replicas: mergeReplicas(cur.Replicas, c.Replicas, c.Time), Settings: c.Settings, Warnings: c.Warnings}
+	if c.Settings == nil && c.Error == "" && cur.RunID == c.RunID {
+		next.Settings, next.Warnings = cur.Settings, cur.Warnings // read once per Redis run; reports omit them
+	}
 	changed := !had || cur.Role != c.Role || cur.Master != c.Master || cur.LinkUp != c.LinkUp || cur.RunID != c.RunID ||
-		(cur.Error == "") != (c.Error == "")
+		(cur.Error == "") != (c.Error == "") || cur.ReplID != c.ReplID
 	if !changed {
 		next.Since = cur.Since
 	}
 	s.setRedis(c.Node, &next)
+	s.updateHistory(c)
+	replicaEvents(s, index, c, cur.Replicas, next.Replicas)
+	if !equalStrings(cur.Warnings, next.Warnings) && len(next.Warnings) > 0 {
+		s.addEvent(index, Event{Time: c.Time, Kind: EventRedisConfig, Node: c.Node, Actor: c.Node,
+			Message: fmt.Sprintf("%d redis-config warning(s): %s", len(next.Warnings), strings.Join(next.Warnings, "; "))})
+	}
 	if !changed {
 		return nil
 	}
@@ -387,6 +425,83 @@ func applyRedisReport(s *State, index uint64, c *RedisReport) error {
 	}
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node,
 		Old: describe(cur, had), New: describe(next, true), Message: msg})
+	return nil
+}
+
+// mergeReplicas carries each replica's Since over from the previous report
+// while its InSync is unchanged.
+func mergeReplicas(prev, next []ReplicaState, now int64) []ReplicaState {
+	if len(next) == 0 {
+		return nil
+	}
+	out := make([]ReplicaState, len(next))
+	for i, r := range next {
+		r.Since = now
+		for _, p := range prev {
+			if p.Addr == r.Addr && p.InSync == r.InSync && p.Since != 0 {
+				r.Since = p.Since
+			}
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// replicaEvents records a replica entering or leaving sync with the master
+// that reports it.
+func replicaEvents(s *State, index uint64, c *RedisReport, prev, next []ReplicaState) {
+	for _, r := range next {
+		was, known := false, false
+		for _, p := range prev {
+			if p.Addr == r.Addr {
+				was, known = p.InSync, true
+			}
+		}
+		if r.InSync == was && (known || !r.InSync) {
+			continue
+		}
+		who := r.Addr
+		if r.Node != "" {
+			who = r.Node + " (" + r.Addr + ")"
+		}
+		word := map[bool]string{true: "in sync", false: "out of sync"}
+		s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node, Old: word[was], New: word[r.InSync],
+			Message: fmt.Sprintf("replica %s %s (%s, %d bytes and %d ms behind)", who, word[r.InSync], r.State, r.LagBytes, r.LagMillis)})
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func applyRedisHold(s *State, index uint64, c *RedisHold) error {
+	r, ok := s.Spec.Role(c.Role)
+	if !ok || r.Type != spec.TypeRedisMaster {
+		return reject(c, "role %q is not a redis-master role of the spec", c.Role)
+	}
+	cur := s.Assignment(c.Role)
+	if cur.Epoch != c.Epoch {
+		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
+	}
+	if cur.Unsynced == c.Reason {
+		return nil
+	}
+	a := cur
+	if a.Unsynced == "" {
+		a.UnsyncedSince = c.Time
+	}
+	a.Unsynced = c.Reason
+	s.setAssignment(&a)
+	s.addEvent(index, Event{Time: c.Time, Kind: EventRedisUnsynced, Actor: c.Actor, Role: c.Role, Old: cur.Holder,
+		Epoch: cur.Epoch, Message: c.Reason})
 	return nil
 }
 

@@ -1463,7 +1463,7 @@ func TestApplyRedisReport(t *testing.T) {
 	applyErr(t, st, &RedisReport{Node: "n2", Role: RedisMaster, Time: t0}) // n2 has no redis endpoint
 	applyErr(t, st, &RedisReport{Node: "n9", Role: RedisMaster, Time: t0}) // not registered
 	st = applyOK(t, st, &RedisReport{Node: "n1", Role: RedisMaster, Offset: 10, RunID: "r1", Time: t0 + 1})
-	if got := st.Redis["n1"]; got != (RedisState{Role: RedisMaster, Offset: 10, RunID: "r1", Time: t0 + 1, Since: t0 + 1}) {
+	if got := st.Redis["n1"]; !reflect.DeepEqual(got, RedisState{Role: RedisMaster, Offset: 10, RunID: "r1", Time: t0 + 1, Since: t0 + 1}) {
 		t.Fatalf("redis state: %+v", got)
 	}
 	e := lastEvent(t, st)

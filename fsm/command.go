@@ -39,6 +39,7 @@ const (
 	TypeRedisReport    CommandType = 12
 	TypeSetLeaseKey    CommandType = 13
 	TypeSetClusterID   CommandType = 14
+	TypeRedisHold      CommandType = 15
 )
 
 // MaxCommandSize bounds an encoded command; Propose refuses larger ones.
@@ -75,6 +76,7 @@ var registry = map[CommandType]cmdInfo{
 	TypeRedisReport:    {"redis-report", 1, false, func() Command { return &RedisReport{} }},
 	TypeSetLeaseKey:    {"lease-key", 1, false, func() Command { return &SetLeaseKey{} }},
 	TypeSetClusterID:   {"cluster-id", 1, false, func() Command { return &SetClusterID{} }},
+	TypeRedisHold:      {"redis-hold", 1, false, func() Command { return &RedisHold{} }},
 }
 
 func (t CommandType) String() string {
@@ -168,6 +170,11 @@ type Assign struct {
 	// assignment (the old holder's lease ended, its release, the role
 	// appearing), unix ms on its clock: the start of the failover's phases.
 	Detected int64 `json:"detected,omitempty"`
+	// DataLoss, on a redis-master role, says why Node may be promoted
+	// although its Redis has not synced with the role's history (see
+	// UnsyncedPromotion): the fsm refuses such an assignment without it,
+	// and records it as a redis-data-loss event.
+	DataLoss string `json:"data_loss,omitempty"`
 }
 
 // RequestRelease asks the holder of a role (at Epoch) to let it go. Target,
@@ -177,6 +184,11 @@ type RequestRelease struct {
 	Role   string `json:"role"`
 	Epoch  uint64 `json:"epoch"`
 	Target string `json:"target,omitempty"`
+	// AcceptDataLoss (with Target, redis-master roles) lets the role go to
+	// Target although its Redis has not synced with the role's history
+	// (`harbormaster move --accept-data-loss`). On a role without a holder
+	// it only sets the move target.
+	AcceptDataLoss bool `json:"accept_data_loss,omitempty"`
 	Reason string `json:"reason"`
 	Actor  string `json:"actor"`
 	Time   int64  `json:"time"`
@@ -285,10 +297,95 @@ type RedisReport struct {
 	RunID  string `json:"run_id,omitempty"`
 	Error  string `json:"error,omitempty"`
 	Time   int64  `json:"time"`
+	// ReplID2 and Offset2 are master_replid2 and second_repl_offset: the
+	// history this Redis continues (a promoted replica's old master's, or
+	// its own before a restart from RDB) up to Offset2-1; "" and 0 when none.
+	ReplID2 string `json:"repl_id2,omitempty"`
+	Offset2 int64  `json:"offset2,omitempty"`
+	// Replicas (masters) are its replicas as it sees them.
+	Replicas []ReplicaState `json:"replicas,omitempty"`
+	// Settings are the replication settings read at the agent's start and
+	// after every restart of the Redis; Warnings what in them puts
+	// acknowledged writes at risk, each with its fix.
+	Settings *RedisSettings `json:"settings,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
+}
+
+// RedisHold keeps a redis-master role vacant: no live candidate has synced
+// with the role's history (the lost master's data) and the spec's
+// unsynced_promotion does not allow promoting one yet. It records why
+// (an event redis-unsynced) once per vacancy.
+type RedisHold struct {
+	Role   string `json:"role"`
+	Epoch  uint64 `json:"epoch"`
+	Reason string `json:"reason"`
+	Actor  string `json:"actor"`
+	Time   int64  `json:"time"`
+}
+
+// Validate implements Command.
+func (c *RedisHold) Validate() error {
+	if err := checkRole("role", c.Role); err != nil {
+		return err
+	}
+	if c.Reason == "" {
+		return badField("reason", "is empty; say why the role stays vacant")
+	}
+	if len(c.Reason) > MaxCheckOutput {
+		return badField("reason", fmt.Sprintf("is %d bytes; at most %d", len(c.Reason), MaxCheckOutput))
+	}
+	return nil
+}
+
+func (*RedisHold) Type() CommandType { return TypeRedisHold }
+
+// validateRedisExtras checks a report's replicas, settings and warnings.
+func (c *RedisReport) validateRedisExtras() error {
+	if c.Offset2 < 0 {
+		return badField("offset2", "must be 0 (none) or more")
+	}
+	if len(c.ReplID2) > maxRedisText {
+		return badField("repl_id2", fmt.Sprintf("is %d bytes; at most %d", len(c.ReplID2), maxRedisText))
+	}
+	if c.Role != RedisMaster && len(c.Replicas) > 0 {
+		return badField("replicas", "is set on a report that is not a master's")
+	}
+	if len(c.Replicas) > MaxRedisReplicas {
+		return badField("replicas", fmt.Sprintf("has %d entries; at most %d", len(c.Replicas), MaxRedisReplicas))
+	}
+	for i, r := range c.Replicas {
+		f := fmt.Sprintf("replicas[%d]", i)
+		if r.Node != "" {
+			if err := checkNode(f+".node", r.Node); err != nil {
+				return err
+			}
+		}
+		if r.Addr == "" || len(r.Addr) > maxRedisText || len(r.State) > maxRedisText {
+			return badField(f, "needs an addr, and addr and state of at most 256 bytes")
+		}
+		if r.LagBytes < 0 || r.LagMillis < 0 {
+			return badField(f, "lag_bytes and lag_ms must be 0 or more")
+		}
+	}
+	if len(c.Warnings) > MaxRedisWarnings {
+		return badField("warnings", fmt.Sprintf("has %d entries; at most %d", len(c.Warnings), MaxRedisWarnings))
+	}
+	for i, w := range c.Warnings {
+		if w == "" || len(w) > maxRedisText*2 {
+			return badField(fmt.Sprintf("warnings[%d]", i), "must be 1 to 512 bytes")
+		}
+	}
+	if c.Settings != nil && len(c.Settings.Save) > maxRedisText {
+		return badField("settings.save", fmt.Sprintf("is %d bytes; at most %d", len(c.Settings.Save), maxRedisText))
+	}
+	return nil
 }
 
 // Validate implements Command.
 func (c *RedisReport) Validate() error {
+	if err := c.validateRedisExtras(); err != nil {
+		return err
+	}
 	if err := checkNode("node", c.Node); err != nil {
 		return err
 	}

@@ -64,17 +64,15 @@ func readGolden(t *testing.T, path string) []byte {
 // goldenCommandsState is the state after applying sampleCommands to NewState
 // at indexes 1..10, written out by hand.
 func goldenCommandsState() *State {
-	webDB := &spec.Spec{Roles: []spec.Role{
-		{Name: "web", Type: spec.TypeService, Candidates: []spec.Candidate{{Node: "n1", Priority: 10}, {Node: "n2", Priority: 5}}},
-		{Name: "db", Type: spec.TypeService},
-	}}
+	cache := &spec.Spec{Roles: []spec.Role{{Name: "cache", Type: spec.TypeRedisMaster, UnsyncedPromotion: "after 30s"}}}
 	return &State{
-		Index:       14,
-		SpecVersion: 1,
-		Spec:        webDB,
+		Index:       16,
+		SpecVersion: 2,
+		Spec:        cache,
 		Nodes:       map[string]*Node{},
 		Checks:      map[string]map[string]CheckResult{},
-		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4, MoveTo: "n2", LostBy: "n1", LostAt: t0 + 4}},
+		Assignments: map[string]*Assignment{"web": {Role: "web", Epoch: 1, Since: t0 + 4, MoveTo: "n2", LostBy: "n1", LostAt: t0 + 4},
+			"cache": {Role: "cache", Unsynced: "no replica synced with n1's Redis", UnsyncedSince: t0 + 11}},
 		// An event's Seq is its log index; the renewal at 2 made none.
 		Events: []Event{
 			{Seq: 1, Index: 1, Time: t0, Kind: EventNodeRegistered, Node: "n1", Actor: "n1", New: "raft=10.0.0.1:7000 api=10.0.0.1:7001 voter=true witness=false"},
@@ -90,8 +88,10 @@ func goldenCommandsState() *State {
 			{Seq: 12, Index: 12, Time: t0 + 7, Kind: EventNodeRemoved, Node: "n1", Actor: "operator"},
 			{Seq: 13, Index: 13, Time: t0 + 8, Kind: EventLeaseKey, Actor: "n1", Old: "0", New: "1", Message: "lease key 1 in use"},
 			{Seq: 14, Index: 14, Time: t0 + 9, Kind: EventClusterID, Actor: "n1", New: "0123456789abcdef0123456789abcdef", Message: "cluster id set"},
+			{Seq: 15, Index: 15, Time: t0 + 10, Kind: EventSpecApplied, Actor: "operator", Old: "1", New: "2", Message: "roles=[cache]"},
+			{Seq: 16, Index: 16, Time: t0 + 11, Kind: EventRedisUnsynced, Actor: "n1", Role: "cache", Message: "no replica synced with n1's Redis"},
 		},
-		EventSeq:  14,
+		EventSeq:  16,
 		LeaseKey:  &LeaseKey{ID: 1, Secret: testLeaseKey(1)},
 		ClusterID: "0123456789abcdef0123456789abcdef",
 	}
@@ -189,7 +189,7 @@ func TestGoldenCommands(t *testing.T) {
 // without a key still restore (TestSnapshotKeepsLeaseKeys covers the key).
 func snapshotCommands() []Command {
 	var cmds []Command
-	for _, c := range sampleCommands() {
+	for _, c := range baseSampleCommands() {
 		if c.Type() != TypeSetLeaseKey && c.Type() != TypeSetClusterID {
 			cmds = append(cmds, c)
 		}

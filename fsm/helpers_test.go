@@ -17,6 +17,16 @@ const t0 int64 = 1_700_000_000_000
 // sampleCommands has one valid command of every type, in an order in which
 // they all apply to NewState at consecutive indexes.
 func sampleCommands() []Command {
+	return append(baseSampleCommands(),
+		&ApplySpec{Spec: &spec.Spec{Roles: []spec.Role{{Name: "cache", Type: spec.TypeRedisMaster, UnsyncedPromotion: "after 30s"}}},
+			Actor: "operator", Time: t0 + 10},
+		&RedisHold{Role: "cache", Reason: "no replica synced with n1's Redis", Actor: "n1", Time: t0 + 11},
+	)
+}
+
+// baseSampleCommands are the sample commands the golden snapshot was made
+// from (see snapshotCommands).
+func baseSampleCommands() []Command {
 	return []Command{
 		&RegisterNode{Node: "n1", RaftAddr: "10.0.0.1:7000", APIAddr: "10.0.0.1:7001", Voter: true, LeaseTTLMillis: 3000, Time: t0,
 			Checks: []string{"registry-pull"}, Services: []string{"web", "db"}, Redis: "10.0.0.1:6379"},

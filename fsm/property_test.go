@@ -66,6 +66,9 @@ func specGen() *rapid.Generator[*spec.Spec] {
 		s := &spec.Spec{}
 		for _, n := range names {
 			r := spec.Role{Name: n, Type: spec.TypeService, Marker: rapid.Bool().Draw(t, "marker")}
+			if len(s.Roles) == 0 && rapid.IntRange(0, 3).Draw(t, "redis_role") == 0 {
+				r = spec.Role{Name: n, Type: spec.TypeRedisMaster}
+			}
 			cands := rapid.Permutation(propNodes).Draw(t, "candidates")[:uniform(t, "ncandidates", 4)]
 			for _, c := range cands {
 				r.Candidates = append(r.Candidates, spec.Candidate{Node: c, Priority: rapid.IntRange(-1, 5).Draw(t, "priority")})
@@ -202,6 +205,18 @@ func commandGen(st *State) *rapid.Generator[entry] {
 				id = uint32(rapid.IntRange(1, 4).Draw(t, "key_id"))
 			}
 			c = &SetLeaseKey{ID: id, Secret: testLeaseKey(byte(id)), Actor: "n1", Time: time}
+		case kind < 89:
+			hold, e := role, cur.Epoch
+			for _, r := range st.Spec.Roles {
+				if r.Type == spec.TypeRedisMaster && plausible {
+					hold, e = r.Name, st.Assignment(r.Name).Epoch
+				}
+			}
+			if !plausible {
+				e = anyEpoch()
+			}
+			c = &RedisHold{Role: hold, Epoch: e, Reason: rapid.SampledFrom([]string{"no replica synced", "still none"}).Draw(t, "hold"),
+				Actor: "n1", Time: time}
 		case kind < 91:
 			// A well-formed command that fails Validate, written by hand.
 			// Apply rejects it, except an ApplySpec with an invalid spec:

@@ -119,6 +119,14 @@ type RedisState struct {
 	Error  string `json:"error,omitempty"`
 	Time   int64  `json:"time"`
 	Since  int64  `json:"since"`
+	// ReplID2 and Offset2: see RedisReport.
+	ReplID2 string `json:"repl_id2,omitempty"`
+	Offset2 int64  `json:"offset2,omitempty"`
+	// Replicas (a master's), with Since kept per replica while its InSync
+	// does not change.
+	Replicas []ReplicaState `json:"replicas,omitempty"`
+	Settings *RedisSettings `json:"settings,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
 }
 
 // RunsService reports whether the node has an actuator for the service
@@ -187,6 +195,20 @@ type Assignment struct {
 	// the hold-down's memory.
 	LostBy string `json:"lost_by,omitempty"`
 	LostAt int64  `json:"lost_at,omitempty"`
+	// History (redis-master roles) is the replication position of the
+	// role's last master; it outlives its holder (see RedisHistory).
+	History *RedisHistory `json:"history,omitempty"`
+	// Unsynced (redis-master roles) says why the role stays vacant (see
+	// RedisHold) and UnsyncedSince since when; cleared by the next
+	// assignment.
+	Unsynced      string `json:"unsynced,omitempty"`
+	UnsyncedSince int64  `json:"unsynced_since,omitempty"`
+	// AcceptDataLoss is set with MoveTo by a move that accepts losing what
+	// the role's history has beyond the target's Redis.
+	AcceptDataLoss bool `json:"accept_data_loss,omitempty"`
+	// DataLoss is set on an assignment that promoted a node outside the
+	// role's history (Assign.DataLoss): the new holder starts a new one.
+	DataLoss bool `json:"data_loss,omitempty"`
 }
 
 // Event is one entry of the audit trail: a role change, a membership change,
@@ -238,6 +260,9 @@ const (
 	EventService          EventKind = "service"
 	EventRedis            EventKind = "redis"
 	EventLeaseKey         EventKind = "lease-key"
+	EventRedisUnsynced    EventKind = "redis-unsynced"
+	EventRedisDataLoss    EventKind = "redis-data-loss"
+	EventRedisConfig      EventKind = "redis-config"
 	EventClusterID        EventKind = "cluster-id"
 	// EventQuorum records a loss of quorum that has ended, written by the
 	// node that lived through it once it has quorum again.

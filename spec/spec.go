@@ -91,7 +91,25 @@ type Role struct {
 	// service: the time the old holder has to stop it (S3, S4). Go
 	// duration; default 10s; service roles only.
 	StopTimeout Duration `yaml:"stop_timeout,omitempty" json:"stop_timeout,omitzero"`
+	// UnsyncedPromotion (redis-master roles) says what happens when the
+	// master is lost and no live replica has synced with its data:
+	// "never" (default) keeps the role vacant and fenced until the lost
+	// master's Redis returns or an operator moves the role with
+	// --accept-data-loss; "after DURATION" (e.g. "after 30s") promotes the
+	// best replica after that long, recording the loss.
+	UnsyncedPromotion string `yaml:"unsynced_promotion,omitempty" json:"unsynced_promotion,omitempty"`
+	// MinSyncedReplicas (redis-master roles): the master takes writes only
+	// while this many replicas are in sync (Redis's min-replicas-to-write,
+	// with min-replicas-max-lag from redis.conf). Default 0.
+	MinSyncedReplicas int `yaml:"min_synced_replicas,omitempty" json:"min_synced_replicas,omitempty"`
 }
+
+// MaxUnsyncedAfter bounds unsynced_promotion's delay, MaxMinSyncedReplicas
+// min_synced_replicas.
+const (
+	MaxUnsyncedAfter     = 24 * time.Hour
+	MaxMinSyncedReplicas = 64
+)
 
 // DefaultStopTimeout is a service role's stop timeout when the spec sets none.
 const DefaultStopTimeout = 10 * time.Second
@@ -217,6 +235,9 @@ func (s *Spec) Validate() error {
 		if r.MasterName != "" && r.Type != TypeRedisMaster {
 			return fieldErr(f+".master_name", "is set on a "+string(r.Type)+" role; only redis-master roles have one")
 		}
+		if err := validateRedisDurability(f, r); err != nil {
+			return err
+		}
 		if !r.PreemptDelay.IsZero() {
 			switch {
 			case !r.PreemptDelay.Valid() || r.PreemptDelay.Std() < 0:
@@ -329,6 +350,54 @@ func validateDuration(field string, v Duration) error {
 		return fieldErr(field, fmt.Sprintf("%q is not a duration; write it like \"30s\"", v))
 	}
 	return nil
+}
+
+// validateRedisDurability checks unsynced_promotion and min_synced_replicas.
+func validateRedisDurability(f string, r Role) error {
+	if r.Type != TypeRedisMaster {
+		switch {
+		case r.UnsyncedPromotion != "":
+			return fieldErr(f+".unsynced_promotion", "is set on a "+string(r.Type)+" role; only redis-master roles have one")
+		case r.MinSyncedReplicas != 0:
+			return fieldErr(f+".min_synced_replicas", "is set on a "+string(r.Type)+" role; only redis-master roles have one")
+		}
+		return nil
+	}
+	if _, err := ParseUnsyncedPromotion(r.UnsyncedPromotion); err != nil {
+		return fieldErr(f+".unsynced_promotion", err.Error())
+	}
+	if r.MinSyncedReplicas < 0 || r.MinSyncedReplicas > MaxMinSyncedReplicas {
+		return fieldErr(f+".min_synced_replicas", fmt.Sprintf("%d is out of range; use 0 (off) to %d", r.MinSyncedReplicas, MaxMinSyncedReplicas))
+	}
+	return nil
+}
+
+// ParseUnsyncedPromotion parses unsynced_promotion: "" or "never" (0, never
+// promote an unsynced replica by itself) or "after DURATION" (the delay,
+// positive, at most MaxUnsyncedAfter).
+func ParseUnsyncedPromotion(s string) (time.Duration, error) {
+	v := strings.TrimSpace(s)
+	if v == "" || v == "never" {
+		return 0, nil
+	}
+	rest, ok := strings.CutPrefix(v, "after ")
+	if !ok {
+		return 0, fmt.Errorf("%q is not never or after DURATION; write never (the default) or e.g. \"after 30s\"", s)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(rest))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q: %q is not a positive duration; write e.g. \"after 30s\"", s, strings.TrimSpace(rest))
+	}
+	if d > MaxUnsyncedAfter {
+		return 0, fmt.Errorf("%q: at most %s (the role stays without a master that long)", s, MaxUnsyncedAfter)
+	}
+	return d, nil
+}
+
+// UnsyncedAfter returns unsynced_promotion's delay; 0 means never.
+func (r Role) UnsyncedAfter() time.Duration {
+	d, _ := ParseUnsyncedPromotion(r.UnsyncedPromotion)
+	return d
 }
 
 // HoldDownFor returns the role's hold-down (0 when unset).

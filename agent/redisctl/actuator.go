@@ -120,6 +120,23 @@ func (c *Client) Epoch(ctx context.Context, role string) (epoch uint64, ok bool,
 // nothing changed) an epoch lower than the one recorded. Idempotent; only
 // the node's own agent calls it, for its own Redis.
 func (c *Client) Promote(ctx context.Context, role string, epoch uint64) error {
+	return c.PromoteWith(ctx, role, epoch, PromoteOptions{})
+}
+
+// PromoteOptions are the settings Promote owns on the master it makes.
+type PromoteOptions struct {
+	// MinSyncedReplicas, when above 0, becomes the master's own
+	// min-replicas-to-write (the spec's min_synced_replicas): it takes
+	// writes only while that many replicas acknowledged within
+	// min-replicas-max-lag. 0 keeps the operator's value.
+	MinSyncedReplicas int
+}
+
+// PromoteWith is Promote with the settings of opts. Before REPLICAOF NO ONE
+// it sets repl-diskless-sync-delay to 0, so that the replicas' first full
+// sync starts as soon as they connect (Redis 7's default waits 5 s, and a
+// replica that has not synced cannot be promoted without losing data).
+func (c *Client) PromoteWith(ctx context.Context, role string, epoch uint64, opts PromoteOptions) error {
 	if role == "" {
 		return errors.New("promote: empty role name")
 	}
@@ -134,6 +151,9 @@ func (c *Client) Promote(ctx context.Context, role string, epoch uint64) error {
 	if err != nil {
 		return err
 	}
+	if err := c.doOK(ctx, "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+		return err
+	}
 	if r.Role != "master" {
 		if err := c.doOK(ctx, "REPLICAOF", "NO", "ONE"); err != nil {
 			return err
@@ -146,6 +166,9 @@ func (c *Client) Promote(ctx context.Context, role string, epoch uint64) error {
 	own := minRep // the operator's min-replicas-to-write
 	if own >= fenceBase {
 		own -= fenceBase
+	}
+	if opts.MinSyncedReplicas > 0 {
+		own = int64(opts.MinSyncedReplicas)
 	}
 	setEpoch := []string{"SET", EpochKey(role), strconv.FormatUint(epoch, 10)}
 	setMinRep := func(n int64) []string { return []string{"CONFIG", "SET", paramMinRep, strconv.FormatInt(n, 10)} }

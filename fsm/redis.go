@@ -1,0 +1,170 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/harbormaster/harbormaster/spec"
+)
+
+// Redis replication state beyond the master's role and offset
+// (docs/redis.md): what a master reports of each replica, the settings
+// that decide how long a replica stays unsynced, and the history of a
+// redis-master role's masters, which decides who may be promoted without
+// losing acknowledged writes (S10).
+
+// Bounds of a RedisReport's lists.
+const (
+	MaxRedisReplicas = 64
+	MaxRedisWarnings = 8
+	maxRedisText     = 256
+)
+
+// ReplicaState is one replica as its master's agent sees it (INFO
+// replication's slaveN line) when it reports.
+type ReplicaState struct {
+	// Node is the member whose announced Redis address matches the
+	// replica's; "" when none does (Addr says who it is).
+	Node string `json:"node,omitempty"`
+	Addr string `json:"addr"`
+	// State is Redis's: wait_bgsave and send_bulk during a full sync,
+	// online once synced.
+	State string `json:"state"`
+	// Offset is the offset the replica acknowledged; LagBytes how far the
+	// master is ahead of it, LagMillis how long ago the master was at that
+	// offset (replicas acknowledge once a second, so an idle or quick
+	// replica shows 0 to about 1000).
+	Offset    int64 `json:"offset"`
+	LagBytes  int64 `json:"lag_bytes"`
+	LagMillis int64 `json:"lag_ms"`
+	// InSync is Redis's "good replica": online and acknowledged within
+	// min-replicas-max-lag. Since (in RedisState) is when it last changed.
+	InSync bool  `json:"in_sync"`
+	Since  int64 `json:"since,omitempty"`
+}
+
+// RedisSettings are the replication and persistence settings a node's
+// agent read from its Redis (see redisctl.Settings).
+type RedisSettings struct {
+	DisklessSync    bool   `json:"diskless_sync"`
+	SyncDelay       int64  `json:"sync_delay_s"`
+	BacklogSize     int64  `json:"backlog_bytes"`
+	Timeout         int64  `json:"timeout_s"`
+	MinReplicas     int64  `json:"min_replicas"`
+	MaxLag          int64  `json:"max_lag_s"`
+	Save            string `json:"save,omitempty"`
+	AOF             bool   `json:"aof"`
+	ReplicaReadOnly bool   `json:"replica_read_only"`
+}
+
+// RedisHistory is the replication position of a redis-master role's
+// master as its holder last reported it: its replication id, offset and
+// run id. It outlives the holder (a crash, a release, a re-registration):
+// it names the data a new master must have for no acknowledged write to be
+// lost.
+type RedisHistory struct {
+	Node   string `json:"node"`
+	ReplID string `json:"repl_id"`
+	Offset int64  `json:"offset"`
+	RunID  string `json:"run_id,omitempty"`
+	Time   int64  `json:"time"`
+}
+
+// RedisSynced reports whether node's Redis, as last reported, holds the
+// data of history h: it replicated from h's master (same replication id),
+// or it continues h (its previous id is h's: a replica promoted from h, or
+// h's master restarted from its own RDB or AOF). behind is how many bytes
+// of h's stream it lacks at least (h.Offset is a lower bound of what h's
+// master wrote). With no history (no master ever reported) every node is
+// synced.
+func (s *State) RedisSynced(h *RedisHistory, node string) (synced bool, behind int64) {
+	if h == nil || h.ReplID == "" {
+		return true, 0
+	}
+	rs, ok := s.Redis[node]
+	if !ok || rs.Error != "" {
+		return false, h.Offset
+	}
+	pos := rs.Offset
+	switch {
+	case rs.ReplID == h.ReplID:
+	case rs.ReplID2 == h.ReplID:
+		if rs.Offset2 > 0 {
+			pos = min(pos, rs.Offset2-1)
+		}
+	default:
+		return false, h.Offset
+	}
+	return true, max(h.Offset-pos, 0)
+}
+
+// RedisHistoryGone reports whether the data of history h survives nowhere
+// it could come back from: h's master's node runs a Redis again that
+// restarted (another run id) without it. Promoting an unsynced replica then
+// loses nothing more than is already lost.
+func (s *State) RedisHistoryGone(h *RedisHistory) bool {
+	if h == nil || h.ReplID == "" {
+		return false
+	}
+	rs, ok := s.Redis[h.Node]
+	if !ok || rs.Error != "" || rs.RunID == "" || rs.RunID == h.RunID {
+		return false
+	}
+	synced, _ := s.RedisSynced(h, h.Node)
+	return !synced
+}
+
+// UnsyncedPromotion says whether and why the redis-master role r may go to
+// node, which has not synced with a's history: an operator accepted the
+// loss (a move with accept_data_loss), the lost master's Redis came back
+// without its data, or the spec's unsynced_promotion delay has run out
+// (waited; measured by the caller). It returns "" when it may not: the
+// role stays vacant.
+func UnsyncedPromotion(s *State, r spec.Role, a Assignment, node string, waited bool) string {
+	h := a.History
+	switch {
+	case a.MoveTo == node && a.AcceptDataLoss:
+		return fmt.Sprintf("an operator accepted the loss of what %s's Redis had beyond %s's (move --accept-data-loss)", h.Node, node)
+	case s.RedisHistoryGone(h):
+		return fmt.Sprintf("%s's Redis restarted without the data of its replication history %s; it is lost everywhere", h.Node, short(h.ReplID))
+	case waited && r.UnsyncedAfter() > 0:
+		return fmt.Sprintf("no replica synced with %s's Redis for %s (unsynced_promotion: after %s)", h.Node,
+			r.UnsyncedAfter(), r.UnsyncedAfter())
+	}
+	return ""
+}
+
+// short abbreviates a replication id for messages.
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// updateHistory folds a master's report into the history of the
+// redis-master roles the node holds: the holder's Redis continues the
+// history (same replication id, or the previous id is the history's: its
+// promotion), or the history is empty, or the assignment accepted a loss
+// (a new history starts). A Redis that restarted under the role (same
+// node, another run id) does not: the role is released and the history
+// kept for the next master.
+func (s *State) updateHistory(c *RedisReport) {
+	if c.Role != RedisMaster {
+		return
+	}
+	for _, r := range s.Spec.Roles {
+		a, ok := s.Assignments[r.Name]
+		if r.Type != spec.TypeRedisMaster || !ok || a.Holder != c.Node {
+			continue
+		}
+		h := a.History
+		restarted := h != nil && h.Node == c.Node && h.RunID != "" && h.RunID != c.RunID
+		continues := h == nil || h.ReplID == "" || c.ReplID == h.ReplID || c.ReplID2 == h.ReplID || a.DataLoss
+		if restarted || !continues {
+			continue
+		}
+		next := *a
+		next.History = &RedisHistory{Node: c.Node, ReplID: c.ReplID, Offset: c.Offset, RunID: c.RunID, Time: c.Time}
+		s.setAssignment(&next)
+	}
+}
