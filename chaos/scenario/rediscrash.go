@@ -358,6 +358,7 @@ func (r *redisRig) unsyncedNever(ctx context.Context, tr *Trial, m, via string, 
 	}
 	tr.figure("vacant_ms", msf(vacant))
 	e, unsyncedEvent := c.redisEvent(ctx, via, seq, eventRedisUnsynced)
+	var lossEvent bool
 	if unsyncedEvent {
 		tr.note("event #%d %s: %s", e.Seq, e.Kind, e.Message)
 		tr.figure("unsynced_event", 1)
@@ -386,7 +387,11 @@ func (r *redisRig) unsyncedNever(ctx context.Context, tr *Trial, m, via string, 
 		tr.figure("restore_promotion_ms", msf(at.Sub(tRestore)))
 	}
 	tr.note("after the restore %s took writes", final)
-	_, lossEvent := c.redisEvent(ctx, final, seq, eventRedisDataLoss)
+	e, lossEvent = c.redisEvent(ctx, final, seq, eventRedisDataLoss)
+	if lossEvent {
+		tr.note("event #%d %s: %s", e.Seq, e.Kind, e.Message)
+	}
+	tr.figure("restore_data_loss_event", boolFigure(lossEvent))
 	rep := r.finish(ctx, tr, t0, final)
 	if len(rep.Lost) > 0 && !lossEvent {
 		tr.violate("%d acknowledged writes lost after the restore of the empty master %s and no %s event says so",
