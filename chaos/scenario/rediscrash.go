@@ -387,7 +387,9 @@ func (r *redisRig) unsyncedNever(ctx context.Context, tr *Trial, m, via string, 
 		tr.figure("restore_promotion_ms", msf(at.Sub(tRestore)))
 	}
 	tr.note("after the restore %s took writes", final)
-	e, lossEvent = c.redisEvent(ctx, final, seq, eventRedisDataLoss)
+	// Asked of via, whose agent ran throughout: the restored node's
+	// agent has just started and may not have caught up yet.
+	e, lossEvent = c.redisEvent(ctx, via, seq, eventRedisDataLoss)
 	if lossEvent {
 		tr.note("event #%d %s: %s", e.Seq, e.Kind, e.Message)
 	}
@@ -427,7 +429,7 @@ func (r *redisRig) unsyncedAfter(ctx context.Context, tr *Trial, m, via string, 
 		tr.violate("unsynced_promotion after %s: %s took writes %s after the crash of the unsynced master %s",
 			unsyncedDelay, nm, ms(d), m)
 	}
-	e, lossEvent := c.redisEvent(ctx, nm, seq, eventRedisDataLoss)
+	e, lossEvent := c.redisEvent(ctx, via, seq, eventRedisDataLoss)
 	if lossEvent {
 		tr.note("event #%d %s: %s", e.Seq, e.Kind, e.Message)
 		tr.figure("data_loss_event", 1)
