@@ -67,15 +67,6 @@ func unsyncedPolicy(trial int) string {
 	return fmt.Sprintf("after %s", unsyncedDelay)
 }
 
-// redisEarlyCluster is redisCluster on 5 nodes unless told otherwise (the
-// field report was on 5 voters).
-func redisEarlyCluster(co *ClusterOptions, o Options) error {
-	if co.Nodes == 0 {
-		co.Nodes = 5
-	}
-	return redisCluster(co, o)
-}
-
 // restartAllRedis kills every node's redis-server at once (SIGKILL) and
 // starts them all again: empty, fenced, each with a new run id and
 // replication history, as when a cluster forms.
