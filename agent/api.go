@@ -652,6 +652,9 @@ func (s *server) Move(ctx context.Context, req *hmv1.MoveRequest) (*hmv1.MoveRes
 	if err := validateMove(req); err != nil {
 		return nil, err
 	}
+	if c, ok := callerOf(ctx); ok && req.AcceptDataLoss && !allowed(c.effective, permAdmin) {
+		return nil, status.Errorf(codes.PermissionDenied, "accept_data_loss needs the admin role; %s has %s", c.effective, roleOf(c.effective))
+	}
 	var resp *hmv1.MoveResponse
 	if done, err := s.onLeader(ctx, func(ctx context.Context, c hmv1.AdminClient) (err error) {
 		resp, err = c.Move(ctx, req)
@@ -668,14 +671,30 @@ func (s *server) Move(ctx context.Context, req *hmv1.MoveRequest) (*hmv1.MoveRes
 		return nil, status.Errorf(codes.FailedPrecondition, "node: %s cannot hold %s: %s", req.Node, req.Role, why)
 	}
 	as := st.Assignment(req.Role)
+	redisRole := r.Type == spec.TypeRedisMaster
+	if h := st.RedisHistoryOf(as); redisRole && as.Holder != req.Node && !req.AcceptDataLoss {
+		if synced, _ := st.RedisSynced(h, req.Node); !synced {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"node: %s's Redis has not synced with %s's (replication id %.8s): %s would lose what %s acknowledged since; "+
+					"wait until it has synced (`harbormaster explain %s`), or add --accept-data-loss", req.Node, h.Node, h.ReplID,
+				req.Role, h.Node, req.Role)
+		}
+	}
+	if req.AcceptDataLoss && !redisRole {
+		return nil, status.Errorf(codes.InvalidArgument, "accept_data_loss: %s is a %s role; only redis-master roles lose data on a move", req.Role, r.Type)
+	}
 	switch {
 	case as.Holder == req.Node:
 		return &hmv1.MoveResponse{Already: true}, nil
-	case as.Holder == "":
+	case as.Holder == "" && !req.AcceptDataLoss:
 		return nil, status.Errorf(codes.FailedPrecondition, "role: %s has no holder to move it from; the coordinator places it", req.Role)
 	}
-	idx, err := s.a.Propose(ctx, &fsm.RequestRelease{Role: req.Role, Epoch: as.Epoch, Target: req.Node,
-		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli(), Reason: "moved by an operator to " + req.Node})
+	reason := "moved by an operator to " + req.Node
+	if req.AcceptDataLoss {
+		reason += ", accepting the loss of data its Redis lacks (--accept-data-loss)"
+	}
+	idx, err := s.a.Propose(ctx, &fsm.RequestRelease{Role: req.Role, Epoch: as.Epoch, Target: req.Node, AcceptDataLoss: req.AcceptDataLoss,
+		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli(), Reason: reason})
 	if err != nil {
 		return nil, grpcErr(err)
 	}

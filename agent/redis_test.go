@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/harbormaster/harbormaster/chaos/labtest"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
@@ -32,13 +35,13 @@ func startRedis(t *testing.T) string {
 	return runRedisOn(t, port)
 }
 
-// runRedisOn starts a redis-server (no persistence, started fenced as
-// docs/redis.md recommends) on port and waits until it accepts.
+// runRedisOn starts a redis-server (stock replication settings, no
+// persistence, started fenced as docs/redis.md asks) on port and waits
+// until it accepts.
 func runRedisOn(t *testing.T, port int) string {
 	t.Helper()
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1",
-		"--min-replicas-to-write", "1073741824")
+		"--dir", t.TempDir(), "--min-replicas-to-write", "1073741824")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -351,5 +354,102 @@ func TestRedisRestartedEmptyUnderTheRoleIsNotPromotedAgain(t *testing.T) {
 	n, err := redis.NewClient(&redis.Options{Addr: c.node(next).cfg.Redis.Address, Protocol: 2}).LLen(context.Background(), "data").Result()
 	if err != nil || n != 100 {
 		t.Fatalf("data on the new master %s: %d items, %v; want 100", next, n, err)
+	}
+}
+
+// TestRedisUnsyncedReplicaIsNotPromoted (S10): the replicas restart empty
+// and their full sync is slowed (rdb-key-save-delay on the master) so
+// that neither has synced when the master's node is lost (agent cut off,
+// Redis gone). The role stays vacant under unsynced_promotion: never, with
+// a redis-unsynced event and explain saying why; a move without
+// --accept-data-loss is refused; with it (admin), the replica is promoted
+// and a redis-data-loss event records the loss.
+func TestRedisUnsyncedReplicaIsNotPromoted(t *testing.T) {
+	addrs := []string{startRedis(t), startRedis(t), startRedis(t)}
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: redis, type: redis-master}\n", redis: addrs})
+	master, epoch := waitRedisMaster(c)
+	masterAddr := c.node(master).cfg.Redis.Address
+	c.waitFor("writes on the master", 5*time.Second, func() bool { return canWrite(masterAddr) == nil })
+	mc := redis.NewClient(&redis.Options{Addr: masterAddr, Protocol: 2})
+	defer mc.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		if err := mc.Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every full sync now takes 20 s at least.
+	if err := mc.ConfigSet(ctx, "rdb-key-save-delay", "1000000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.others(master) {
+		a := c.node(id).cfg.Redis.Address
+		rc := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
+		_ = rc.Shutdown(ctx).Err()
+		rc.Close()
+		_, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		runRedisOn(t, p)
+	}
+	c.waitFor("both replicas reported outside the master's history", 10*time.Second, func() bool {
+		st := c.nodes[0].agent.State()
+		h := st.Assignment("redis").History
+		for _, id := range c.others(master) {
+			if ok, _ := st.RedisSynced(h, id); ok || st.Redis[id].Role != fsm.RedisReplica {
+				return false
+			}
+		}
+		return h != nil && h.Node == master
+	})
+	c.isolate(master)
+	_ = mc.Shutdown(ctx).Err()
+	other := c.node(c.others(master)[0])
+	c.waitFor("a redis-unsynced event", 10*time.Second, func() bool {
+		for _, e := range other.agent.State().Events {
+			if e.Kind == fsm.EventRedisUnsynced && e.Role == "redis" {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(2 * time.Second) // several leases: still nobody promoted
+	a := other.agent.State().Assignment("redis")
+	if a.Epoch != epoch || a.Holder != master || a.Unsynced == "" {
+		t.Fatalf("role after the loss: %+v; want it vacant at epoch %d on the lost %s", a, epoch, master)
+	}
+	for _, id := range c.others(master) {
+		if err := canWrite(c.node(id).cfg.Redis.Address); err == nil {
+			t.Fatalf("%s's unsynced Redis takes writes", id)
+		}
+	}
+	ex, err := c.admin(other).Explain(ctxT(t, 5*time.Second), &hmv1.ExplainRequest{Role: "redis"})
+	if err != nil || !strings.Contains(ex.Decision, "stays vacant") {
+		t.Fatalf("explain: %v, %v; want stays vacant", ex, err)
+	}
+	target := c.others(master)[0]
+	_, err = c.admin(other).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: target})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--accept-data-loss") {
+		t.Fatalf("move without --accept-data-loss: %v, want FailedPrecondition naming the flag", err)
+	}
+	_, err = hmv1.NewAdminClient(c.connAs(other, string(tlsid.RoleOperate))).Move(ctxT(t, 5*time.Second),
+		&hmv1.MoveRequest{Role: "redis", Node: target, AcceptDataLoss: true})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("move --accept-data-loss by an operate operator: %v, want PermissionDenied", err)
+	}
+	if _, err := c.admin(other).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "redis", Node: target, AcceptDataLoss: true}); err != nil {
+		t.Fatalf("move --accept-data-loss: %v", err)
+	}
+	c.waitFor(target+" promoted", 10*time.Second, func() bool {
+		a := other.agent.State().Assignment("redis")
+		return a.Holder == target && canWrite(c.node(target).cfg.Redis.Address) == nil
+	})
+	var loss string
+	for _, e := range other.agent.State().Events {
+		if e.Kind == fsm.EventRedisDataLoss {
+			loss = e.Message
+		}
+	}
+	if !strings.Contains(loss, master) || !strings.Contains(loss, "accept-data-loss") {
+		t.Fatalf("redis-data-loss event %q; want one naming %s and the operator's acceptance", loss, master)
 	}
 }

@@ -393,18 +393,8 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 	return cs
 }
 
-// redisHistory is the replication history a redis-master role's next
-// master must continue: the one recorded in the assignment, or (states
-// written before it was recorded) the holder's last master report.
-func redisHistory(st *fsm.State, a fsm.Assignment) *fsm.RedisHistory {
-	if a.History != nil {
-		return a.History
-	}
-	if rs, ok := st.Redis[a.Holder]; ok && a.Holder != "" && rs.Role == fsm.RedisMaster && rs.ReplID != "" {
-		return &fsm.RedisHistory{Node: a.Holder, ReplID: rs.ReplID, Offset: rs.Offset, RunID: rs.RunID, Time: rs.Time}
-	}
-	return nil
-}
+// redisHistory: see fsm.State.RedisHistoryOf.
+func redisHistory(st *fsm.State, a fsm.Assignment) *fsm.RedisHistory { return st.RedisHistoryOf(a) }
 
 // redisSynced reports whether node may take r without losing what the
 // role's history holds: always for other role types.

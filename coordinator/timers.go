@@ -36,10 +36,10 @@ type timers struct {
 type timerKey struct {
 	lost     bool
 	unsynced bool
-	role  string
-	node  string
-	epoch uint64
-	stamp int64
+	role     string
+	node     string
+	epoch    uint64
+	stamp    int64
 }
 
 func newTimers() *timers { return &timers{seen: map[timerKey]time.Duration{}} }

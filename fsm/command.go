@@ -188,10 +188,10 @@ type RequestRelease struct {
 	// Target although its Redis has not synced with the role's history
 	// (`harbormaster move --accept-data-loss`). On a role without a holder
 	// it only sets the move target.
-	AcceptDataLoss bool `json:"accept_data_loss,omitempty"`
-	Reason string `json:"reason"`
-	Actor  string `json:"actor"`
-	Time   int64  `json:"time"`
+	AcceptDataLoss bool   `json:"accept_data_loss,omitempty"`
+	Reason         string `json:"reason"`
+	Actor          string `json:"actor"`
+	Time           int64  `json:"time"`
 }
 
 // Release is sent by the holder once it has stopped acting for the role.

@@ -69,6 +69,19 @@ type RedisHistory struct {
 	Time   int64  `json:"time"`
 }
 
+// RedisHistoryOf is the replication history a redis-master role's next
+// master must continue: the one recorded in the assignment, or (states
+// written before it was recorded) the holder's last master report.
+func (s *State) RedisHistoryOf(a Assignment) *RedisHistory {
+	if a.History != nil {
+		return a.History
+	}
+	if rs, ok := s.Redis[a.Holder]; ok && a.Holder != "" && rs.Role == RedisMaster && rs.ReplID != "" {
+		return &RedisHistory{Node: a.Holder, ReplID: rs.ReplID, Offset: rs.Offset, RunID: rs.RunID, Time: rs.Time}
+	}
+	return nil
+}
+
 // RedisSynced reports whether node's Redis, as last reported, holds the
 // data of history h: it replicated from h's master (same replication id),
 // or it continues h (its previous id is h's: a replica promoted from h, or

@@ -40,6 +40,9 @@ const (
 	downPolls = 3
 	// quiesceBound bounds a graceful stop's wait for the fence.
 	quiesceBound = time.Second
+	// freshRedis is the uptime (s) below which the agent's first read of a
+	// Redis sees it as redis.conf started it.
+	freshRedis = 30
 )
 
 // Config is what the Redis actuator needs besides the node.
@@ -91,6 +94,14 @@ type Actuator struct {
 	// done: the fenced master's final offset reached the target, or every
 	// online replica when there is none. Only then may the release go.
 	handedOver string
+	// offLog samples this node's master offsets (replicas' lag in ms).
+	offLog offsetLog
+	// settings and warnings were read from the Redis of run id
+	// settingsRunID; settingsFresh until a report carried them.
+	settings      *fsm.RedisSettings
+	warnings      []string
+	settingsRunID string
+	settingsFresh bool
 }
 
 // job is one command for the proposer goroutine and what to log after.
@@ -200,6 +211,14 @@ func (x *Actuator) pass(ctx context.Context, st *fsm.State) {
 	octx, cancel := context.WithTimeout(ctx, poll)
 	repl, err := x.cli.Replication(octx)
 	cancel()
+	if err == nil {
+		x.readSettings(ctx, repl)
+		if repl.Role == fsm.RedisMaster {
+			x.mu.Lock()
+			x.offLog.add(time.Now(), repl.Offset)
+			x.mu.Unlock()
+		}
+	}
 	if quiet := x.observe(err, repl); !quiet {
 		x.report(st, repl, err)
 	}
@@ -238,7 +257,7 @@ func (x *Actuator) do(ctx context.Context, r spec.Role, in Input, a Action) bool
 	case DemoteRemote:
 		x.demoteRemote(ctx, a.Addr)
 	case Promote:
-		return x.promote(ctx, r, as, in.Repl.RunID)
+		return x.promote(ctx, r, as, in.Repl)
 	case Follow:
 		x.follow(ctx, a.Addr, as.Epoch)
 	case PrepareRelease:
@@ -279,26 +298,46 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 	if !registered || n.Redis == "" {
 		return
 	}
+	now := time.Now()
 	next := fsm.RedisReport{Node: self, Role: repl.Role, Offset: repl.Offset, LinkUp: repl.LinkUp,
-		ReplID: repl.ReplID, RunID: repl.RunID, Time: time.Now().UnixMilli()}
+		ReplID: repl.ReplID, RunID: repl.RunID, ReplID2: repl.ReplID2, Offset2: repl.Offset2, Time: now.UnixMilli()}
 	if next.Role == fsm.RedisReplica {
 		next.Master = masterOf(repl)
 	}
+	x.mu.Lock()
+	due := time.Since(x.lastSent) >= offsetEvery
+	fresh := x.settingsFresh && x.settingsRunID == repl.RunID
+	maxLag := int64(0)
+	if x.settings != nil {
+		maxLag = x.settings.MaxLag
+	}
+	next.Replicas = replicaStates(st, repl, maxLag, &x.offLog, now)
+	if fresh {
+		next.Settings, next.Warnings = x.settings, x.warnings
+	}
+	x.mu.Unlock()
 	if rerr != nil {
 		next = fsm.RedisReport{Node: self, Offset: -1, Error: fsm.Truncate(rerr.Error(), fsm.MaxCheckError), Time: next.Time}
+		fresh = false
 	}
 	cur, known := st.Redis[self]
 	structural := !known || cur.Role != next.Role || cur.Master != next.Master || cur.LinkUp != next.LinkUp ||
-		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "")
-	x.mu.Lock()
-	due := time.Since(x.lastSent) >= offsetEvery
-	x.mu.Unlock()
+		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "") || cur.ReplID != next.ReplID ||
+		syncSet(cur.Replicas) != syncSet(next.Replicas) || fresh
 	if !structural && (cur.Offset == next.Offset || !due) {
 		return
 	}
 	if x.submit(job{cmd: &next, done: func(err error) {
 		if err != nil {
 			x.cfg.Log.Debug("report Redis state", "err", err)
+			return
+		}
+		if fresh {
+			x.mu.Lock()
+			if x.settingsRunID == next.RunID {
+				x.settingsFresh = false
+			}
+			x.mu.Unlock()
 		}
 	}}) {
 		x.mu.Lock()
@@ -307,17 +346,53 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 	}
 }
 
+// readSettings reads the Redis's replication settings once per run id (at
+// the agent's start and after every restart of the Redis) and logs the
+// redis-config warnings; the next report carries both.
+func (x *Actuator) readSettings(ctx context.Context, repl redisctl.Replication) {
+	x.mu.Lock()
+	done := x.settingsRunID == repl.RunID
+	x.mu.Unlock()
+	if done || repl.RunID == "" {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, poll)
+	set, err := x.cli.Settings(sctx)
+	cancel()
+	if err != nil {
+		x.cfg.Log.Debug("read Redis settings", "err", err)
+		return
+	}
+	// Only a Redis that started moments ago is as redis.conf made it: an
+	// older one may have been unfenced by this node's previous agent.
+	firstLook := repl.Uptime >= 0 && repl.Uptime < freshRedis
+	warnings := set.Warnings(firstLook)
+	if len(warnings) > fsm.MaxRedisWarnings {
+		warnings = warnings[:fsm.MaxRedisWarnings]
+	}
+	for _, w := range warnings {
+		x.cfg.Log.Warn("redis-config", "warning", w)
+	}
+	x.mu.Lock()
+	x.settings = &fsm.RedisSettings{DisklessSync: set.DisklessSync, SyncDelay: set.SyncDelay, BacklogSize: set.BacklogSize,
+		Timeout: set.Timeout, MinReplicas: set.MinReplicas, MaxLag: set.MaxLag, Save: fsm.Truncate(set.Save, 200), AOF: set.AOF,
+		ReplicaReadOnly: set.ReplicaReadOnly}
+	x.warnings, x.settingsRunID, x.settingsFresh = warnings, repl.RunID, true
+	x.mu.Unlock()
+}
+
 // promote lifts the fence and makes this node's Redis (run id runID) the
 // master, after checking MayAct again just before; the promotion may not
 // outlive the lease. It reports whether the pass goes on.
-func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, runID string) bool {
+func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, pre redisctl.Replication) bool {
+	runID := pre.RunID
 	st, _ := x.node.State()
 	auth := x.node.Authority()
 	if !auth.MayAct(st.Assignment(r.Name), FenceAhead) {
 		return false
 	}
 	pctx, cancel := context.WithDeadline(ctx, auth.LeaseUntil.Add(-FenceAhead))
-	err := x.cli.Promote(pctx, r.Name, as.Epoch)
+	err := x.cli.PromoteWith(pctx, r.Name, as.Epoch, redisctl.PromoteOptions{MinSyncedReplicas: r.MinSyncedReplicas})
 	cancel()
 	if err != nil {
 		x.cfg.Log.Warn("promote Redis", "epoch", as.Epoch, "err", err)
@@ -329,8 +404,18 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 		x.promotedRunID, x.runIDEpoch = runID, as.Epoch
 	}
 	x.mu.Unlock()
+	msg := "promoted to master (REPLICAOF NO ONE)"
+	if h := as.History; h != nil && h.Node != x.node.ID() && pre.ReplID == h.ReplID && pre.Offset < h.Offset {
+		// Exact on this side: the offset this Redis had processed when it
+		// stopped replicating; h.Offset is a lower bound of the lost
+		// master's last.
+		msg += fmt.Sprintf("; %d bytes of %s's replication stream (up to its last reported offset %d) are not in this Redis",
+			h.Offset-pre.Offset, h.Node, h.Offset)
+		x.cfg.Log.Warn("Redis promoted behind the lost master's last reported offset", "lost_master", h.Node,
+			"behind_bytes", h.Offset-pre.Offset)
+	}
 	x.cfg.Log.Info("Redis promoted to master", "epoch", as.Epoch)
-	x.event(r.Name, as.Epoch, "promoted to master (REPLICAOF NO ONE)")
+	x.event(r.Name, as.Epoch, msg)
 	return true
 }
 

@@ -23,8 +23,16 @@ type Replication struct {
 	// ReplID is master_replid: the master's own replication ID; on a
 	// synced replica, its master's.
 	ReplID string
+	// ReplID2 is master_replid2 ("" when all zeros) and Offset2
+	// second_repl_offset (0 when none): the history this server continues
+	// up to Offset2-1 (its master's before a promotion, or its own before
+	// a restart that loaded an RDB).
+	ReplID2 string
+	Offset2 int64
 	// RunID is INFO server's run_id: it changes when the server restarts.
 	RunID string
+	// Uptime is INFO server's uptime_in_seconds (-1 when absent).
+	Uptime int64
 	// Paused reports harbormaster's write fence (see PauseWrites): read
 	// from the server (CONFIG GET min-replicas-to-write), not tracked by
 	// the client, so it survives agent restarts and is seen by Remote
@@ -53,7 +61,7 @@ type ReplicaInfo struct {
 // parseReplication fills r from the text of INFO replication and INFO
 // server (any sections may be concatenated).
 func parseReplication(info string) (Replication, error) {
-	r := Replication{Offset: -1}
+	r := Replication{Offset: -1, Uptime: -1}
 	var masterOff, replicaOff int64 = -1, -1
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -83,8 +91,16 @@ func parseReplication(info string) (Replication, error) {
 			replicaOff = parseOffset(val)
 		case "master_replid":
 			r.ReplID = val
+		case "master_replid2":
+			if strings.Trim(val, "0") != "" {
+				r.ReplID2 = val
+			}
+		case "second_repl_offset":
+			r.Offset2 = max(parseOffset(val), 0)
 		case "run_id":
 			r.RunID = val
+		case "uptime_in_seconds":
+			r.Uptime = parseOffset(val)
 		case "connected_slaves":
 			r.ConnectedReplicas, _ = strconv.Atoi(val)
 		default:

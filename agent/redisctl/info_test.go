@@ -41,7 +41,7 @@ const replicaInfo = "# Replication\r\n" +
 	"master_repl_offset:5100\r\n" +
 	"second_repl_offset:-1\r\n"
 
-const serverInfo = "# Server\r\nredis_version:7.0.15\r\nrun_id:0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1\r\ntcp_port:6379\r\n"
+const serverInfo = "# Server\r\nredis_version:7.0.15\r\nrun_id:0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1\r\ntcp_port:6379\r\nuptime_in_seconds:42\r\n"
 
 func TestParseReplication(t *testing.T) {
 	tests := []struct {
@@ -51,7 +51,7 @@ func TestParseReplication(t *testing.T) {
 	}{
 		{"master", masterInfo + serverInfo, Replication{
 			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9",
-			RunID: "0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1", ConnectedReplicas: 2,
+			RunID: "0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1", Uptime: 42, ConnectedReplicas: 2,
 			Replicas: []ReplicaInfo{
 				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
 				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},
@@ -59,16 +59,26 @@ func TestParseReplication(t *testing.T) {
 		}},
 		{"replica: the processed offset, not the read one", serverInfo + replicaInfo, Replication{
 			Role: "replica", MasterHost: "198.18.0.11", MasterPort: 6379, LinkUp: true, Offset: 5016,
-			ReplID: "f65ba13eaa002a8b2ca0b9f16538d26a8ef53d93", RunID: "0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1",
+			ReplID: "f65ba13eaa002a8b2ca0b9f16538d26a8ef53d93", RunID: "0c8a5e35d6c1ab0b3d1f8a4bb1e4f7d0d4d2b2f1", Uptime: 42,
 		}},
 		{"replica with link down and no offset", strings.NewReplacer("master_link_status:up", "master_link_status:down",
 			"slave_repl_offset:5016\r\n", "").Replace(replicaInfo), Replication{
-			Role: "replica", MasterHost: "198.18.0.11", MasterPort: 6379, Offset: -1,
+			Role: "replica", MasterHost: "198.18.0.11", MasterPort: 6379, Offset: -1, Uptime: -1,
 			ReplID: "f65ba13eaa002a8b2ca0b9f16538d26a8ef53d93",
+		}},
+		{"master restarted from its RDB: the previous history as replid2", strings.NewReplacer(
+			"master_replid2:0000000000000000000000000000000000000000", "master_replid2:94a06806d571fba45ce68942c595810bc8d9a3cb",
+			"second_repl_offset:-1", "second_repl_offset:51").Replace(masterInfo), Replication{
+			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9",
+			ReplID2: "94a06806d571fba45ce68942c595810bc8d9a3cb", Offset2: 51, ConnectedReplicas: 2, Uptime: -1,
+			Replicas: []ReplicaInfo{
+				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
+				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},
+			},
 		}},
 		{"LF line ends", strings.ReplaceAll(masterInfo, "\r\n", "\n"), Replication{
 			Role: "master", Offset: 9007199254740993, ReplID: "dfd689d94e9a2f97db05f431183de7dc4baa37a9", ConnectedReplicas: 2,
-			Replicas: []ReplicaInfo{
+			Uptime: -1, Replicas: []ReplicaInfo{
 				{IP: "127.0.0.1", Port: 17002, State: "online", Offset: 5016, Lag: 0},
 				{IP: "198.18.0.12", Port: 6379, State: "wait_bgsave", Offset: 0, Lag: 1},
 			},

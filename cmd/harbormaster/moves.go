@@ -37,7 +37,7 @@ func waitRoles(ctx context.Context, c hmv1.AdminClient, done func([]*hmv1.Role) 
 }
 
 func moveCmd(g *globals) *cobra.Command {
-	var noWait bool
+	var noWait, acceptLoss bool
 	cmd := &cobra.Command{
 		Use:   "move ROLE NODE",
 		Short: "Hand a role over to NODE at once (planned switchover), and wait until NODE holds it",
@@ -46,7 +46,7 @@ func moveCmd(g *globals) *cobra.Command {
 			role, node := args[0], args[1]
 			return g.call(func(ctx context.Context, c hmv1.AdminClient) error {
 				start := time.Now()
-				r, err := c.Move(ctx, &hmv1.MoveRequest{Role: role, Node: node, Actor: cliActor()})
+				r, err := c.Move(ctx, &hmv1.MoveRequest{Role: role, Node: node, Actor: cliActor(), AcceptDataLoss: acceptLoss})
 				if err != nil {
 					return err
 				}
@@ -79,6 +79,8 @@ func moveCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the move is requested")
+	cmd.Flags().BoolVar(&acceptLoss, "accept-data-loss", false,
+		"redis-master roles: move to a node whose Redis has not synced with the last master, losing what that master acknowledged since (also promotes a role kept vacant by unsynced_promotion: never)")
 	return cmd
 }
 

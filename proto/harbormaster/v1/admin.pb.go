@@ -2438,12 +2438,16 @@ func (x *Candidacy) GetRolesHeld() int32 {
 }
 
 type MoveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Role  string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Node  string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Actor string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// accept_data_loss lets a redis-master role go to a node whose Redis has
+	// not synced with the role's last master: what that master acknowledged
+	// beyond the node's data is lost (docs/redis.md, No silent data loss).
+	AcceptDataLoss bool `protobuf:"varint,4,opt,name=accept_data_loss,json=acceptDataLoss,proto3" json:"accept_data_loss,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MoveRequest) Reset() {
@@ -2495,6 +2499,13 @@ func (x *MoveRequest) GetActor() string {
 		return x.Actor
 	}
 	return ""
+}
+
+func (x *MoveRequest) GetAcceptDataLoss() bool {
+	if x != nil {
+		return x.AcceptDataLoss
+	}
+	return false
 }
 
 type MoveResponse struct {
@@ -2965,11 +2976,12 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x12avoided_roles_held\x18\t \x03(\tR\x10avoidedRolesHeld\x12\x1d\n" +
 	"\n" +
 	"roles_held\x18\n" +
-	" \x01(\x05R\trolesHeld\"K\n" +
+	" \x01(\x05R\trolesHeld\"u\n" +
 	"\vMoveRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x14\n" +
-	"\x05actor\x18\x03 \x01(\tR\x05actor\">\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12(\n" +
+	"\x10accept_data_loss\x18\x04 \x01(\bR\x0eacceptDataLoss\">\n" +
 	"\fMoveResponse\x12\x18\n" +
 	"\aalready\x18\x01 \x01(\bR\aalready\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"R\n" +
