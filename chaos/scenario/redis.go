@@ -56,8 +56,9 @@ var RedisVIP = netip.MustParsePrefix("198.18.0.201/24")
 // address of the node's namespace (lab addresses only: its own and the
 // Redis VIP when the node holds it) without a password (protected-mode
 // off, the documented setup for a private network), starts fenced
-// (min-replicas-to-write out of reach) and runs without persistence, the
-// documented setup whose cost is that a restarted Redis is empty.
+// (min-replicas-to-write out of reach) and runs without persistence (a
+// restarted Redis is empty, or holds the RDB its last full sync as a
+// replica wrote: docs/redis.md).
 func RedisArgv(dir string) []string {
 	return []string{"redis-server", "--bind", "0.0.0.0", "--port", strconv.Itoa(redisPort), "--protected-mode", "no",
 		"--dir", dir, "--save", "", "--appendonly", "no", "--min-replicas-to-write", "1073741824"}

@@ -2,8 +2,13 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -14,8 +19,9 @@ import (
 
 // The crash scenarios of a master whose replicas have not synced yet.
 // Both start each trial with a fresh promotion, as when a cluster forms:
-// every node's redis-server is killed and started again, so every Redis is
-// empty (no persistence) with a new replication history, the master's
+// every node's redis-server is killed and started again with the RDB file
+// of its last full sync removed, so every Redis is empty (no persistence)
+// with a new replication history, the master's
 // Redis restarted under the role is released, a new master is promoted and
 // every other Redis must make a first full sync with it. With Redis's
 // stock repl-diskless-sync-delay (5 s) that sync has not even begun
@@ -69,7 +75,11 @@ func unsyncedPolicy(trial int) string {
 
 // restartAllRedis kills every node's redis-server at once (SIGKILL) and
 // starts them all again: empty, fenced, each with a new run id and
-// replication history, as when a cluster forms.
+// replication history, as when a cluster forms. Without persistence a
+// Redis still keeps the RDB file its last full sync as a replica wrote
+// into its dir (stock repl-diskless-load disabled) and loads it, with
+// that sync's replication id and offset, when it starts: the file is
+// removed first, so that no Redis starts with data or a history.
 func (c *Cluster) restartAllRedis(ctx context.Context) error {
 	var ps []*Proc
 	for _, n := range c.nodes {
@@ -97,6 +107,13 @@ func (c *Cluster) restartAllRedis(ctx context.Context) error {
 		for _, n := range c.nodes {
 			argv, err := d.Argv(c, n)
 			if err != nil {
+				return err
+			}
+			i := slices.Index(argv, "--dir")
+			if i < 0 || i+1 >= len(argv) {
+				return fmt.Errorf("redis on %s: no --dir in %q", n.Name, argv)
+			}
+			if err := os.Remove(filepath.Join(argv[i+1], "dump.rdb")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 			if err := c.startDaemon(n.Name, d.Name, argv); err != nil {
