@@ -54,6 +54,8 @@ const (
 	// unsyncedWrites is how long the unsynced master takes writes before
 	// its node crashes.
 	unsyncedWrites = time.Second
+	// promotionSettle is how long a fresh promotion must stay unchanged.
+	promotionSettle = 500 * time.Millisecond
 )
 
 // Outcomes of a redis-crash-unsynced trial (Trial.Outcome).
@@ -127,8 +129,10 @@ func (c *Cluster) restartAllRedis(ctx context.Context) error {
 
 // freshPromotion restarts every Redis empty (restartAllRedis) and waits
 // until the state gives the redis role to a holder at a greater epoch than
-// before. It returns the holder and when the scenario saw it (the state is
-// polled every 20 ms through node via).
+// before, unchanged for promotionSettle (so that a holder that gives the
+// role back at once, its Redis restarted under it, is not taken). It
+// returns the holder and when the scenario first saw it at that epoch
+// (the state is polled every 20 ms through node via).
 func freshPromotion(ctx context.Context, c *Cluster, via string, tr *Trial) (string, time.Time, error) {
 	before, err := c.role(ctx, via, RedisRole)
 	if err != nil {
@@ -139,14 +143,18 @@ func freshPromotion(ctx context.Context, c *Cluster, via string, tr *Trial) (str
 		return "", time.Time{}, err
 	}
 	var holder string
+	var epoch uint64
 	var at time.Time
 	ok := pollEvery(ctx, 20*time.Millisecond, 3*redisWait, func() bool {
 		r, err := c.role(ctx, via, RedisRole)
 		if err != nil || r.Holder == "" || r.Releasing || r.Epoch <= before.Epoch {
+			holder = ""
 			return false
 		}
-		holder, at = r.Holder, time.Now()
-		return true
+		if r.Holder != holder || r.Epoch != epoch {
+			holder, epoch, at = r.Holder, r.Epoch, time.Now()
+		}
+		return time.Since(at) >= promotionSettle
 	})
 	if !ok {
 		return "", time.Time{}, fmt.Errorf("redis: no new master within %s of restarting every Redis at %s (the role was %s at epoch %d)",
