@@ -18,7 +18,10 @@ import (
 //   - an ingress chain drops every frame whose source MAC is that of a host
 //     this one must not hear (partitions, one-way cuts), then drops a random
 //     share of what is left (loss);
-//   - an egress chain drops a random share of what the host sends (loss).
+//   - an egress chain drops a random share of what the host sends (loss);
+//   - the ingress chain also drops TCP segments to a port from chosen hosts
+//     (BlockTCP: a connection to one service cut while every other path
+//     stays up).
 //
 // Matching on source MACs at layer 2 cuts IP, ARP requests and replies,
 // gratuitous ARP and traffic to or from VIPs alike: a partitioned node can
@@ -41,6 +44,7 @@ const (
 	FaultOneWay    FaultKind = "one-way"
 	FaultLoss      FaultKind = "loss"
 	FaultHeal      FaultKind = "heal"
+	FaultBlockTCP  FaultKind = "block-tcp"
 )
 
 // Fault records one fault change: its kind, what it was applied to, and the
@@ -57,7 +61,34 @@ type faultState struct {
 	groups  [][]string         // current symmetric partition
 	oneway  map[[2]string]bool // {from, to}: frames from -> to are dropped
 	loss    map[string]int     // host -> percent
+	tcp     map[tcpBlock]bool  // TCP segments dropped on their way in
 	applied map[string]string  // host -> script last installed ("" = none)
+}
+
+// tcpBlock drops TCP segments from host from to port on host to.
+type tcpBlock struct {
+	to, from string
+	port     uint16
+}
+
+// blockedTCP returns, per port, the hosts whose TCP segments to that port
+// host must drop, ports in increasing order.
+func (f *faultState) blockedTCP(host string) (ports []uint16, from map[uint16][]string) {
+	from = map[uint16][]string{}
+	for b := range f.tcp {
+		if b.to != host {
+			continue
+		}
+		if _, ok := from[b.port]; !ok {
+			ports = append(ports, b.port)
+		}
+		from[b.port] = append(from[b.port], b.from)
+	}
+	slices.Sort(ports)
+	for _, p := range ports {
+		slices.Sort(from[p])
+	}
+	return ports, from
 }
 
 // dropsFrom returns the hosts whose frames host must drop.
@@ -94,7 +125,8 @@ func (l *Lab) renderRules(h *host) string {
 		macs = append(macs, l.hosts[name].MAC.String())
 	}
 	loss := f.loss[h.Name]
-	if len(macs) == 0 && loss == 0 {
+	ports, tcpFrom := f.blockedTCP(h.Name)
+	if len(macs) == 0 && loss == 0 && len(ports) == 0 {
 		return ""
 	}
 	var b strings.Builder
@@ -102,6 +134,13 @@ func (l *Lab) renderRules(h *host) string {
 	fmt.Fprintf(&b, "  chain ingress {\n    type filter hook ingress device %q priority -500; policy accept;\n", h.Iface)
 	if len(macs) > 0 {
 		fmt.Fprintf(&b, "    ether saddr { %s } drop\n", strings.Join(macs, ", "))
+	}
+	for _, p := range ports {
+		var from []string
+		for _, name := range tcpFrom[p] {
+			from = append(from, l.hosts[name].MAC.String())
+		}
+		fmt.Fprintf(&b, "    ether saddr { %s } tcp dport %d drop\n", strings.Join(from, ", "), p)
 	}
 	if loss > 0 {
 		fmt.Fprintf(&b, "    %s\n", lossRule(loss))
@@ -339,6 +378,38 @@ func (l *Lab) Loss(name string, percent int) error {
 			delete(f.loss, name)
 		} else {
 			f.loss[name] = percent
+		}
+		return nil
+	})
+}
+
+// BlockTCP drops, on host to's way in, every TCP segment to port from the
+// hosts from: their connections to that port on to (on any of to's
+// addresses, VIPs included) hang, while every other path, to's own
+// connections out and other hosts' connections to the port keep working.
+// It adds to the existing faults; Heal removes it.
+func (l *Lab) BlockTCP(to string, port uint16, from ...string) error {
+	if _, ok := l.Host(to); !ok {
+		return fmt.Errorf("lab block-tcp: unknown host %q", to)
+	}
+	if port == 0 || len(from) == 0 {
+		return fmt.Errorf("lab block-tcp: need a port (got %d) and at least one host to block (got %d)", port, len(from))
+	}
+	for _, n := range from {
+		if _, ok := l.Host(n); !ok {
+			return fmt.Errorf("lab block-tcp: unknown host %q", n)
+		}
+		if n == to {
+			return fmt.Errorf("lab block-tcp: %q cannot be blocked from itself (its own traffic does not cross the switch)", n)
+		}
+	}
+	detail := fmt.Sprintf("%s:%d from %s", to, port, strings.Join(from, " "))
+	return l.change(FaultBlockTCP, detail, func(f *faultState) error {
+		if f.tcp == nil {
+			f.tcp = map[tcpBlock]bool{}
+		}
+		for _, n := range from {
+			f.tcp[tcpBlock{to: to, from: n, port: port}] = true
 		}
 		return nil
 	})

@@ -626,11 +626,14 @@ func TestRenderRules(t *testing.T) {
 	l.faults.groups = [][]string{{"n1"}, {"n2"}}
 	l.faults.oneway = map[[2]string]bool{{"n3", "n1"}: true}
 	l.faults.loss = map[string]int{"n1": 30, "n2": 100}
+	l.faults.tcp = map[tcpBlock]bool{{to: "n1", from: "n3", port: 6379}: true, {to: "n1", from: "n2", port: 6379}: true,
+		{to: "n1", from: "n2", port: 80}: true}
 
 	n1 := l.renderRules(l.hosts["n1"])
 	for _, want := range []string{
 		`hook ingress device "eth0"`, "ether saddr { 02:48:4d:00:00:0c, 02:48:4d:00:00:0d } drop",
 		"numgen random mod 100 < 30 drop", `hook egress device "eth0"`,
+		"ether saddr { 02:48:4d:00:00:0c } tcp dport 80 drop\n    ether saddr { 02:48:4d:00:00:0c, 02:48:4d:00:00:0d } tcp dport 6379 drop",
 	} {
 		if !strings.Contains(n1, want) {
 			t.Errorf("n1 rules lack %q:\n%s", want, n1)
@@ -642,5 +645,75 @@ func TestRenderRules(t *testing.T) {
 	}
 	if n3 := l.renderRules(l.hosts["n3"]); n3 != "" {
 		t.Errorf("n3 needs no rules, got:\n%s", n3)
+	}
+}
+
+// dialsTCP reports whether a TCP connection from host from to to's address
+// and port opens within d.
+func dialsTCP(t *testing.T, l *Lab, from, to string, port uint16, d time.Duration) bool {
+	t.Helper()
+	src, dst := l.hosts[from], l.hosts[to]
+	var conn net.Conn
+	err := inNS(src.NS, func() (err error) {
+		dl := net.Dialer{Timeout: d}
+		conn, err = dl.Dial("tcp4", netip.AddrPortFrom(dst.IP, port).String())
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+func TestBlockTCP(t *testing.T) {
+	l := newLab(t, Options{})
+	for _, port := range []uint16{6379, 7000} {
+		var ln net.Listener
+		err := inNS(l.hosts["n1"].NS, func() (err error) {
+			ln, err = net.Listen("tcp4", netip.AddrPortFrom(l.hosts["n1"].IP, port).String())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	if err := l.BlockTCP("n1", 6379, "n2", "n3"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		from string
+		port uint16
+		want bool
+	}{{"n2", 6379, false}, {"n3", 6379, false}, {"c1", 6379, true}, {"n2", 7000, true}} {
+		wait := okWait
+		if !c.want {
+			wait = cutWait
+		}
+		if got := dialsTCP(t, l, c.from, "n1", c.port, wait); got != c.want {
+			t.Errorf("TCP %s -> n1:%d opens=%t, want %t (faults %v)", c.from, c.port, got, c.want, l.Faults())
+		}
+	}
+	requireFlow(t, l, "n2", "n1", true) // other traffic still flows
+	for _, bad := range [][]string{{"x9", "n2"}, {"n1", "n1"}, {"n1"}} {
+		if err := l.BlockTCP(bad[0], 6379, bad[1:]...); err == nil {
+			t.Errorf("BlockTCP(%v) succeeded", bad)
+		}
+	}
+	if err := l.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if !dialsTCP(t, l, "n2", "n1", 6379, okWait) {
+		t.Error("TCP n2 -> n1:6379 still blocked after Heal")
 	}
 }

@@ -72,6 +72,15 @@ func (c *Cluster) Move(ctx context.Context, via, role, node string) error {
 	return err
 }
 
+// ApplySpec replaces the cluster's spec with doc through node via
+// (`harbormaster spec apply`).
+func (c *Cluster) ApplySpec(ctx context.Context, via, doc string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := hmv1.NewAdminClient(c.conns[via]).ApplySpec(ctx, &hmv1.ApplySpecRequest{Document: doc, Actor: "chaos/scenario"})
+	return err
+}
+
 // Drain sets or clears node's drained flag through node via (`harbormaster
 // drain` without waiting, `undrain`).
 func (c *Cluster) Drain(ctx context.Context, via, node string, drained bool) error {

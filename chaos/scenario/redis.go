@@ -50,16 +50,18 @@ const (
 // RedisVIP is the address of the VIP that follows the Redis master.
 var RedisVIP = netip.MustParsePrefix("198.18.0.201/24")
 
-// RedisArgv is the command line of a lab node's redis-server: no
-// persistence (a restarted Redis is empty), fenced from the start
-// (min-replicas-to-write out of reach, as docs/redis.md asks for), no
-// delay before a diskless full sync, a replication ping every second. It
-// listens on every address of the node's namespace (lab addresses only):
-// on its own address and on the Redis VIP when the node holds it.
+// RedisArgv is the command line of a lab node's redis-server: Redis's
+// stock settings plus exactly what docs/redis.md ("redis.conf") tells
+// users to set, nothing the lab tunes on its own. It listens on every
+// address of the node's namespace (lab addresses only: its own and the
+// Redis VIP when the node holds it) without a password (protected-mode
+// off, the documented setup for a private network), starts fenced
+// (min-replicas-to-write out of reach) and runs without persistence (a
+// restarted Redis is empty, or holds the RDB its last full sync as a
+// replica wrote: docs/redis.md).
 func RedisArgv(dir string) []string {
-	return []string{"redis-server", "--bind", "0.0.0.0", "--port", strconv.Itoa(redisPort),
-		"--save", "", "--appendonly", "no", "--dir", dir, "--protected-mode", "no", "--daemonize", "no",
-		"--repl-diskless-sync-delay", "0", "--min-replicas-to-write", "1073741824", "--repl-ping-replica-period", "1"}
+	return []string{"redis-server", "--bind", "0.0.0.0", "--port", strconv.Itoa(redisPort), "--protected-mode", "no",
+		"--dir", dir, "--save", "", "--appendonly", "no", "--min-replicas-to-write", "1073741824"}
 }
 
 // redisCluster adapts a cluster to the Redis scenarios.

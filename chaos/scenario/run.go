@@ -105,6 +105,10 @@ type Trial struct {
 	// Figures are the scenario's own measurements, in ms unless named
 	// otherwise.
 	Figures map[string]float64 `json:"figures,omitempty"`
+	// Outcome names what happened when a scenario has several acceptable
+	// or reportable endings (redis-crash-unsynced: vacant,
+	// promoted-after-delay, promoted-early).
+	Outcome string `json:"outcome,omitempty"`
 	// Attacks and Accepted (hostile-lan) count, per kind of attack, the
 	// attempts made and those the cluster accepted (see Result).
 	Attacks    map[string]int `json:"attacks,omitempty"`
@@ -267,6 +271,11 @@ func catalogue() []scenario {
 			run: redisMove, cluster: redisCluster},
 		{name: "redis-restart-all", about: "SIGTERM of all three agents and a restart (Redis keeps running), then a rolling restart of every Redis server, master last: re-elected by offset, no two masters, no acknowledged write lost",
 			run: redisRestartAll, cluster: redisCluster},
+		{name: "redis-crash-early", about: "every Redis restarted empty (a fresh promotion, every replica in its first full sync with stock settings), then lab.Crash of the new master's node 1-3 s after the promotion (drawn per trial): a new master, no acknowledged write lost (the field report: --nodes 5)",
+			run: redisCrashEarly, cluster: redisCluster,
+			targets: redisTargets(nil, 0, "none lost when the master's node crashes during the replicas' first sync")},
+		{name: "redis-crash-unsynced", about: "replicas kept from syncing (TCP to every node's Redis port from the other nodes dropped), every Redis restarted empty, writes acknowledged by the new master, then lab.Crash of its node; odd trials unsynced_promotion never (no promotion for 10 s, event redis-unsynced; then the node is restored empty), even trials after 3s (promotion no earlier than 3 s, event redis-data-loss); the trial's outcome says which",
+			run: redisCrashUnsynced, cluster: redisCluster, targets: unsyncedTargets},
 		{name: "hostile-lan", about: "an attacker on the LAN (c2, no certificate of the cluster) forges and replays lease datagrams, calls every API method in plain text, without a certificate and with other CAs' certificates, sends forged Raft frames and floods the API and Raft ports: nothing accepted, no failover",
 			run: hostileLAN, cluster: hostileCluster},
 	}

@@ -385,9 +385,15 @@ func TestHostileLAN(t *testing.T) {
 // must show: the writer's figures, and no two Redis masters at any sample.
 func runRedis(t *testing.T, name string, figures ...string) Result {
 	t.Helper()
+	return runRedisWith(t, name, nil, figures...)
+}
+
+// runRedisWith is runRedis with the options changed by mod.
+func runRedisWith(t *testing.T, name string, mod func(*Options), figures ...string) Result {
+	t.Helper()
 	requireLab(t)
 	labtest.RequireBin(t, "redis-server")
-	r := runScenario(t, name, nil)
+	r := runScenario(t, name, mod)
 	hasFigures(t, r, append([]string{"lost_acked_writes", "acked_writes", "failover_ms"}, figures...)...)
 	if r.DualMasterMS == nil || *r.DualMasterMS != 0 {
 		t.Errorf("%s: dual_master_ms = %v, want 0", name, r.DualMasterMS)
@@ -427,4 +433,35 @@ func TestRedisMove(t *testing.T) {
 func TestRedisRestartAll(t *testing.T) {
 	r := runRedis(t, "redis-restart-all", "agents_restart_ms", "master_redis_restart_ms")
 	atMost(t, r, "lost_acked_writes", 0)
+}
+
+// The field report: 5 voters, stock Redis settings, the master's node
+// crashed while every replica was still in its first full sync.
+func TestRedisCrashEarly(t *testing.T) {
+	r := runRedisWith(t, "redis-crash-early", func(o *Options) { o.Nodes = 5 },
+		"rejoin_ms", "replicas_synced_at_crash", "crash_after_promotion_ms")
+	atMost(t, r, "lost_acked_writes", 0)
+	if s := r.Figures["crash_after_promotion_ms"]; s.Max < 1000 || s.Max > 3000 {
+		t.Errorf("redis-crash-early: crashed %.0f ms after the promotion, want 1000..3000", s.Max)
+	}
+}
+
+// One trial per policy: never (odd trials), after 3s (even ones).
+func TestRedisCrashUnsynced(t *testing.T) {
+	r := runRedisWith(t, "redis-crash-unsynced", func(o *Options) { o.Trials = 2 }, "replicas_synced_at_crash", "outcome_mismatch")
+	if len(r.PerTrial) != 2 {
+		t.Fatalf("redis-crash-unsynced: %d trials", len(r.PerTrial))
+	}
+	never, delayed := r.PerTrial[0], r.PerTrial[1]
+	if never.Outcome != outcomeVacant || never.Figures["unsynced_event"] != 1 || never.Figures["vacant_ms"] < float64(unsyncedWatch/time.Millisecond) {
+		t.Errorf("never: outcome %q, figures %v; want vacant for %s with a %s event", never.Outcome, never.Figures, unsyncedWatch, eventRedisUnsynced)
+	}
+	if delayed.Outcome != outcomePromotedDelay || delayed.Figures["data_loss_event"] != 1 || delayed.Figures["promotion_ms"] < float64(unsyncedDelay/time.Millisecond) {
+		t.Errorf("after: outcome %q, figures %v; want promoted no earlier than %s with a %s event", delayed.Outcome, delayed.Figures, unsyncedDelay, eventRedisDataLoss)
+	}
+	for _, tr := range r.PerTrial {
+		if tr.Figures["replicas_synced_at_crash"] != 0 {
+			t.Errorf("trial %d: %v replicas synced through the block", tr.N, tr.Figures["replicas_synced_at_crash"])
+		}
+	}
 }
