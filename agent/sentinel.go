@@ -68,6 +68,27 @@ func (s sentinelSource) Sentinels(string) []sentinel.Addr {
 	return out
 }
 
+// StepAside implements sentinel.Source: this node holds the redis-master
+// role and another node that runs a listener is live by this node's
+// grants. A node cut off from the others sees none of them live and
+// serves again (the clients that reach only it still get an answer).
+func (s sentinelSource) StepAside() bool {
+	st, _ := s.state()
+	r, ok := redisact.Role(st)
+	if !ok || st.Assignment(r.Name).Holder != s.self {
+		return false
+	}
+	snap := s.grants.Snapshot(time.Now())
+	for _, id := range st.NodeIDs() {
+		if n := st.Nodes[id]; id != s.self && n.Sentinel != "" {
+			if _, live := snap.Live(id); live {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // openSentinel builds the Sentinel-compatible listener when configured and
 // listens on its address (a failure is fatal at start).
 func (a *Agent) openSentinel() (*sentinel.Server, net.Listener, error) {
