@@ -53,6 +53,13 @@ type Options struct {
 	// FlapDuration is how long flap toggles the holder's check (default
 	// 60s).
 	FlapDuration time.Duration
+	// RedisFault is redis-clients' fault (RedisClientFaults; default
+	// crash-master).
+	RedisFault string
+	// Discovery makes redis-clients' clients discover the master through
+	// the discovery VIP only (DiscoveryVIP) instead of every node's
+	// listener.
+	Discovery bool
 }
 
 func (o *Options) defaults() {
@@ -107,10 +114,12 @@ type Trial struct {
 	Figures map[string]float64 `json:"figures,omitempty"`
 	// Attacks and Accepted (hostile-lan) count, per kind of attack, the
 	// attempts made and those the cluster accepted (see Result).
-	Attacks    map[string]int `json:"attacks,omitempty"`
-	Accepted   map[string]int `json:"accepted,omitempty"`
-	Violations []string       `json:"violations,omitempty"`
-	Notes      []string       `json:"notes,omitempty"`
+	Attacks  map[string]int `json:"attacks,omitempty"`
+	Accepted map[string]int `json:"accepted,omitempty"`
+	// Clients (redis-clients) are each client's figures.
+	Clients    map[string]ClientTrial `json:"clients,omitempty"`
+	Violations []string               `json:"violations,omitempty"`
+	Notes      []string               `json:"notes,omitempty"`
 }
 
 func (t *Trial) violate(format string, args ...any) {
@@ -184,6 +193,11 @@ type Result struct {
 	Attacks  map[string]int `json:"attacks,omitempty"`
 	Accepted map[string]int `json:"accepted,omitempty"`
 	Targets  []Target       `json:"targets,omitempty"`
+	// Clients (redis-clients) summarises each client over the trials.
+	Clients map[string]ClientStats `json:"clients,omitempty"`
+	// Fault and Discovery are redis-clients' options.
+	Fault     string `json:"fault,omitempty"`
+	Discovery bool   `json:"discovery,omitempty"`
 	// Skipped says why the scenario did not run.
 	Skipped  string  `json:"skipped,omitempty"`
 	PerTrial []Trial `json:"per_trial"`
@@ -267,6 +281,8 @@ func catalogue() []scenario {
 			run: redisMove, cluster: redisCluster},
 		{name: "redis-restart-all", about: "SIGTERM of all three agents and a restart (Redis keeps running), then a rolling restart of every Redis server, master last: re-elected by offset, no two masters, no acknowledged write lost",
 			run: redisRestartAll, cluster: redisCluster},
+		{name: "redis-clients", about: "Harbor's Redis clients (redigo + FZambia/sentinel as jobservice builds it, go-redis NewFailoverClient as core uses it, the lab's Sentinel-protocol writer) discover the master through the Sentinel-compatible listeners (--discovery: through a VIP that avoids the master's node) while the master's node crashes (--fault: kill-agent, partition-master, move): per client the time to its first acknowledged write, lost writes and stalls",
+			run: redisClients, cluster: redisClientsCluster, targets: clientTargets},
 		{name: "hostile-lan", about: "an attacker on the LAN (c2, no certificate of the cluster) forges and replays lease datagrams, calls every API method in plain text, without a certificate and with other CAs' certificates, sends forged Raft frames and floods the API and Raft ports: nothing accepted, no failover",
 			run: hostileLAN, cluster: hostileCluster},
 	}
@@ -323,6 +339,12 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 		return res, fmt.Errorf("unknown scenario %q; scenarios: %s", name, strings.Join(Names(), ", "))
 	}
 	sc := catalogue()[idx]
+	if name == "redis-clients" {
+		if o.RedisFault == "" {
+			o.RedisFault = FaultCrashMaster
+		}
+		res.Fault, res.Discovery = o.RedisFault, o.Discovery
+	}
 	if sc.skip != "" {
 		res.Skipped = sc.skip
 		res.OK = true
@@ -425,6 +447,13 @@ func finish(res Result, sc scenario) Result {
 		res.Accepted = addCounts(res.Accepted, tr.Accepted)
 	}
 	res.OutageMS = summarize(outages)
+	var clients []map[string]ClientTrial
+	for _, tr := range res.PerTrial {
+		if tr.Clients != nil {
+			clients = append(clients, tr.Clients)
+		}
+	}
+	res.Clients = SummarizeClients(clients)
 	if len(lost) > 0 {
 		l := summarize(lost)
 		res.LostAckedWrites = &l
