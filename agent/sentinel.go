@@ -69,21 +69,20 @@ func (s sentinelSource) Sentinels(string) []sentinel.Addr {
 }
 
 // StepAside implements sentinel.Source: this node holds the redis-master
-// role and another node that runs a listener is live by this node's
-// grants. A node cut off from the others sees none of them live and
-// serves again (the clients that reach only it still get an answer).
+// role (by its own state) and another node has a listener. Liveness does
+// not count: a holder cut off from the others keeps stepping aside, so it
+// never names its own fenced Redis to the clients that still reach it
+// (they ask the majority's listeners instead). A cluster whose other
+// nodes run no listener keeps answering here.
 func (s sentinelSource) StepAside() bool {
 	st, _ := s.state()
 	r, ok := redisact.Role(st)
 	if !ok || st.Assignment(r.Name).Holder != s.self {
 		return false
 	}
-	snap := s.grants.Snapshot(time.Now())
-	for _, id := range st.NodeIDs() {
-		if n := st.Nodes[id]; id != s.self && n.Sentinel != "" {
-			if _, live := snap.Live(id); live {
-				return true
-			}
+	for id, n := range st.Nodes {
+		if id != s.self && n.Sentinel != "" {
+			return true
 		}
 	}
 	return false

@@ -60,8 +60,8 @@ type Source interface {
 	// the named master (for SENTINEL sentinels), excluding this one.
 	Sentinels(name string) []Addr
 	// StepAside reports whether this listener must send clients to the
-	// others now: its node's Redis is the master and another node's
-	// listener is live. It then knows no master (a null for SENTINEL
+	// others now: its node holds the master role and another node runs a
+	// listener. It then knows no master (a null for SENTINEL
 	// get-master-addr-by-name, no masters, "No such master" for the
 	// commands that name one), so clients ask their next sentinel and keep
 	// their +switch-master subscription there: a crash of the master's node
@@ -435,7 +435,7 @@ func (s *Server) Changed() {
 	if aside := s.src.StepAside(); aside != s.aside {
 		s.aside = aside
 		if aside {
-			s.log.Info("stepping aside: this node's Redis is the master and another listener is live; clients are sent to the others")
+			s.log.Info("stepping aside: this node holds the Redis master role; clients are sent to the other listeners")
 		} else {
 			s.log.Info("answering for the master again")
 		}

@@ -455,31 +455,12 @@ const (
 // RedisClientFaults are the faults redis-clients takes.
 var RedisClientFaults = []string{FaultCrashMaster, FaultKillAgent, FaultPartitionMaster, FaultMove}
 
-const discoveryRole = "sentinel-vip"
-
-// DiscoveryVIP is the address of the discovery VIP of redis-clients with
-// Options.Discovery: a vip role that avoids the Redis master's node, on
-// which every node's listener (bound to 0.0.0.0) answers.
-var DiscoveryVIP = netip.MustParsePrefix("198.18.0.202/24")
-
-// redisClientsCluster is redisCluster plus, with o.Discovery, the
-// discovery VIP and listeners on every address.
+// redisClientsCluster is redisCluster after a check of the fault.
 func redisClientsCluster(co *ClusterOptions, o Options) error {
 	if o.RedisFault != "" && !slices.Contains(RedisClientFaults, o.RedisFault) {
 		return fmt.Errorf("fault %q: use one of %v", o.RedisFault, RedisClientFaults)
 	}
-	if err := redisCluster(co, o); err != nil {
-		return err
-	}
-	if !o.Discovery {
-		return nil
-	}
-	co.Spec += fmt.Sprintf("  - {name: %s, type: vip, address: %s, avoid: [%s]}\n", discoveryRole, DiscoveryVIP, RedisRole)
-	co.NodeExtra = func(c *Cluster, n lab.Node) string {
-		return fmt.Sprintf("redis:\n  address: %s\nsentinel:\n  addr: 0.0.0.0:%d\n  announce: %s\n",
-			netip.AddrPortFrom(n.IP, redisPort), sentinelPort, netip.AddrPortFrom(n.IP, sentinelPort))
-	}
-	return nil
+	return redisCluster(co, o)
 }
 
 // waitSoleMaster waits until one node other than not alone took writes in
@@ -508,8 +489,7 @@ func waitSoleMaster(ctx context.Context, s *MasterSampler, not string, since tim
 
 // redisClients runs Harbor's clients through one fault (o.RedisFault,
 // default crash-master) per trial. The clients discover the master
-// through every node's listener, or with o.Discovery through the
-// discovery VIP only.
+// through every node's listener.
 func redisClients(ctx context.Context, c *Cluster, v View, tr *Trial, o Options) error {
 	fault := o.RedisFault
 	if fault == "" {
@@ -520,9 +500,6 @@ func redisClients(ctx context.Context, c *Cluster, v View, tr *Trial, o Options)
 	for _, n := range c.nodes {
 		addrs[n.Name] = c.redisAddr(n.Name)
 		sentinels = append(sentinels, netip.AddrPortFrom(n.IP, sentinelPort).String())
-	}
-	if o.Discovery {
-		sentinels = []string{netip.AddrPortFrom(DiscoveryVIP.Addr(), sentinelPort).String()}
 	}
 	smp := StartMasterSampler(addrs, c.spawner, samplePeriod)
 	defer smp.Stop()
@@ -562,16 +539,6 @@ func redisClients(ctx context.Context, c *Cluster, v View, tr *Trial, o Options)
 	}
 	tr.Holder = m
 	tr.note("fault %s; Redis master %s at epoch %d; clients on %s:* through %v", fault, m, role.Epoch, key, sentinels)
-	if o.Discovery {
-		if d, err := c.role(ctx, v.Leader, discoveryRole); err == nil {
-			on := 0.0
-			if d.Holder == m {
-				on = 1
-			}
-			tr.figure("discovery_vip_on_master", on)
-			tr.note("the discovery VIP is on %s", d.Holder)
-		}
-	}
 	var t0 time.Time
 	restore := func() error { return nil }
 	switch fault {

@@ -56,10 +56,6 @@ type Options struct {
 	// RedisFault is redis-clients' fault (RedisClientFaults; default
 	// crash-master).
 	RedisFault string
-	// Discovery makes redis-clients' clients discover the master through
-	// the discovery VIP only (DiscoveryVIP) instead of every node's
-	// listener.
-	Discovery bool
 }
 
 func (o *Options) defaults() {
@@ -195,9 +191,8 @@ type Result struct {
 	Targets  []Target       `json:"targets,omitempty"`
 	// Clients (redis-clients) summarises each client over the trials.
 	Clients map[string]ClientStats `json:"clients,omitempty"`
-	// Fault and Discovery are redis-clients' options.
-	Fault     string `json:"fault,omitempty"`
-	Discovery bool   `json:"discovery,omitempty"`
+	// Fault is redis-clients' fault.
+	Fault string `json:"fault,omitempty"`
 	// Skipped says why the scenario did not run.
 	Skipped  string  `json:"skipped,omitempty"`
 	PerTrial []Trial `json:"per_trial"`
@@ -281,7 +276,7 @@ func catalogue() []scenario {
 			run: redisMove, cluster: redisCluster},
 		{name: "redis-restart-all", about: "SIGTERM of all three agents and a restart (Redis keeps running), then a rolling restart of every Redis server, master last: re-elected by offset, no two masters, no acknowledged write lost",
 			run: redisRestartAll, cluster: redisCluster},
-		{name: "redis-clients", about: "Harbor's Redis clients (redigo + FZambia/sentinel as jobservice builds it, go-redis NewFailoverClient as core uses it, the lab's Sentinel-protocol writer) discover the master through the Sentinel-compatible listeners (--discovery: through a VIP that avoids the master's node) while the master's node crashes (--fault: kill-agent, partition-master, move): per client the time to its first acknowledged write, lost writes and stalls",
+		{name: "redis-clients", about: "Harbor's Redis clients (redigo + FZambia/sentinel as jobservice builds it, go-redis NewFailoverClient as core uses it, the lab's Sentinel-protocol writer) discover the master through the Sentinel-compatible listeners while the master's node crashes (--fault: kill-agent, partition-master, move): per client the time to its first acknowledged write, lost writes and stalls",
 			run: redisClients, cluster: redisClientsCluster, targets: clientTargets},
 		{name: "hostile-lan", about: "an attacker on the LAN (c2, no certificate of the cluster) forges and replays lease datagrams, calls every API method in plain text, without a certificate and with other CAs' certificates, sends forged Raft frames and floods the API and Raft ports: nothing accepted, no failover",
 			run: hostileLAN, cluster: hostileCluster},
@@ -343,7 +338,7 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 		if o.RedisFault == "" {
 			o.RedisFault = FaultCrashMaster
 		}
-		res.Fault, res.Discovery = o.RedisFault, o.Discovery
+		res.Fault = o.RedisFault
 	}
 	if sc.skip != "" {
 		res.Skipped = sc.skip

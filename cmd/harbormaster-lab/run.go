@@ -85,7 +85,6 @@ func runCmd() *cobra.Command {
 		lossPc int
 		flap   time.Duration
 		fault  string
-		disco  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -109,7 +108,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
 			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap,
-				RedisFault: fault, Discovery: disco})
+				RedisFault: fault})
 			if err != nil {
 				return err
 			}
@@ -138,7 +137,6 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cmd.Flags().DurationVar(&loss, "loss-duration", 20*time.Second, "how long loss-30 keeps the loss on")
 	cmd.Flags().DurationVar(&flap, "flap-duration", 60*time.Second, "how long flap toggles the holder's check (every 3 s)")
 	cmd.Flags().StringVar(&fault, "fault", "", "redis-clients' fault: "+strings.Join(scenario.RedisClientFaults, ", ")+" (default crash-master)")
-	cmd.Flags().BoolVar(&disco, "discovery", false, "redis-clients: the clients discover the master through the discovery VIP only, not every node's listener")
 	cmd.Flags().IntVar(&lossPc, "loss-percent", 30, "loss-30's lab.Loss on every node, in and out (30 per node is 51% per node-to-node direction)")
 	return cmd
 }
