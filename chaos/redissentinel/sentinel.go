@@ -279,10 +279,16 @@ func RunTrialWith(ctx context.Context, fault string, downAfter time.Duration, o 
 		if err != nil {
 			return tr, fmt.Errorf("sentinel: the final master %s: %w", final, err)
 		}
-		tr.Clients = res
 		if fault == FaultKill && final == m.Name {
-			tr.Note = "no failover (the master kept taking writes): first_ack_ms is after each client's longest gap"
+			// Nothing failed over: the longest gap is all a client saw
+			// (its end would be a random instant).
+			for n, r := range res {
+				r.FirstAckMS = r.OutageMS
+				res[n] = r
+			}
+			tr.Note = "no failover (the master kept taking writes): first_ack_ms is each client's longest gap"
 		}
+		tr.Clients = res
 		return tr, nil
 	}
 	stop()

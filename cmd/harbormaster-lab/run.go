@@ -189,6 +189,11 @@ func printResult(w io.Writer, r *scenario.Result) {
 	for _, k := range r.FigureNames() {
 		fmt.Fprintf(t, "%s\t%s\n", k, stats(r.Figures[k]))
 	}
+	for _, n := range scenario.ClientNames {
+		if c, ok := r.Clients[n]; ok {
+			fmt.Fprintf(t, "client %s (%s)\tfirst ack ms %s; lost max %d; stalled %d of %d\n", n, r.Fault, stats(c.FirstAckMS), c.LostAckedWrites, c.StalledTrials, c.Trials)
+		}
+	}
 	var kinds []string
 	for k := range r.Attacks {
 		kinds = append(kinds, k)
