@@ -3,8 +3,10 @@ module github.com/harbormaster/harbormaster
 go 1.26.8
 
 require (
+	github.com/FZambia/sentinel v1.1.1
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/godbus/dbus/v5 v5.1.0
+	github.com/gomodule/redigo v1.9.3
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-msgpack/v2 v2.1.2
 	github.com/hashicorp/raft v1.7.3

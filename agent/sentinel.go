@@ -68,6 +68,26 @@ func (s sentinelSource) Sentinels(string) []sentinel.Addr {
 	return out
 }
 
+// StepAside implements sentinel.Source: this node holds the redis-master
+// role (by its own state) and another node has a listener. Liveness does
+// not count: a holder cut off from the others keeps stepping aside, so it
+// never names its own fenced Redis to the clients that still reach it
+// (they ask the majority's listeners instead). A cluster whose other
+// nodes run no listener keeps answering here.
+func (s sentinelSource) StepAside() bool {
+	st, _ := s.state()
+	r, ok := redisact.Role(st)
+	if !ok || st.Assignment(r.Name).Holder != s.self {
+		return false
+	}
+	for id, n := range st.Nodes {
+		if id != s.self && n.Sentinel != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // openSentinel builds the Sentinel-compatible listener when configured and
 // listens on its address (a failure is fatal at start).
 func (a *Agent) openSentinel() (*sentinel.Server, net.Listener, error) {

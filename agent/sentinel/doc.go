@@ -36,6 +36,11 @@
 // failover-timeout and parallel-syncs are Sentinel's defaults. Other
 // sentinels' run ids are stand-ins derived from their addresses.
 //
+// While the Source says to step aside (its node holds the master role and
+// another node runs a listener), the server knows no master: clients ask
+// their other sentinels, so none keeps its +switch-master subscription on
+// the master's node (see Source.StepAside).
+//
 // # What is refused
 //
 // harbormaster owns the configuration and the failovers: SENTINEL SET,

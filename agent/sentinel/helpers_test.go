@@ -26,6 +26,7 @@ type fakeSource struct {
 	mu        sync.Mutex
 	masters   []Master
 	sentinels map[string][]Addr
+	aside     bool
 }
 
 func (f *fakeSource) Masters() []Master {
@@ -38,6 +39,18 @@ func (f *fakeSource) Sentinels(name string) []Addr {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.sentinels[name])
+}
+
+func (f *fakeSource) StepAside() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.aside
+}
+
+func (f *fakeSource) setAside(v bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.aside = v
 }
 
 // update changes the named master with fn.

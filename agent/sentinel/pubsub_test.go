@@ -259,6 +259,8 @@ type staticSource struct{ masters []Master }
 func (s staticSource) Masters() []Master       { return s.masters }
 func (s staticSource) Sentinels(string) []Addr { return nil }
 
+func (s staticSource) StepAside() bool { return false }
+
 // TestChangedCheap checks that Changed allocates nothing when nothing
 // changed: it runs after every state change.
 func TestChangedCheap(t *testing.T) {
@@ -333,5 +335,48 @@ func TestConcurrentSwitches(t *testing.T) {
 			}
 		}
 		sub.expectNothing()
+	}
+}
+
+// TestStepAside: when this node's Redis becomes the master, a subscriber
+// still gets the +switch-master, then the listener knows no master until
+// it steps back in, so clients ask their other sentinels.
+func TestStepAside(t *testing.T) {
+	src := fixture()
+	s, addr := startServer(t, Config{}, src, nil)
+	sub := dial(t, addr)
+	if got := sub.do("SUBSCRIBE", "+switch-master"); !strings.Contains(got, "subscribe") {
+		t.Fatalf("SUBSCRIBE: got %q", got)
+	}
+	cli := dial(t, addr)
+
+	// The master moves to this node's Redis.
+	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.9", 6379}; m.Epoch++ })
+	src.setAside(true)
+	s.Changed()
+	if got, want := sub.reply(), message("+switch-master", "mymaster 127.0.0.1 16379 127.0.0.9 6379"); got != want {
+		t.Fatalf("subscriber: got %q, want %q", got, want)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"SENTINEL", "get-master-addr-by-name", "mymaster"}, "*-1\r\n"},
+		{[]string{"SENTINEL", "masters"}, "*0\r\n"},
+		{[]string{"SENTINEL", "master", "mymaster"}, "-" + errNoSuchMaster + "\r\n"},
+		{[]string{"SENTINEL", "replicas", "mymaster"}, "-" + errNoSuchMaster + "\r\n"},
+		{[]string{"SENTINEL", "sentinels", "mymaster"}, "-" + errNoSuchMaster + "\r\n"},
+	} {
+		if got := cli.do(tc.args...); got != tc.want {
+			t.Errorf("stepping aside: %v: got %q, want %q", tc.args, got, tc.want)
+		}
+	}
+
+	// Another node's Redis is the master again: answered as before.
+	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.1", 16379}; m.Epoch++ })
+	src.setAside(false)
+	s.Changed()
+	if got, want := cli.do("SENTINEL", "get-master-addr-by-name", "mymaster"), "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n16379\r\n"; got != want {
+		t.Fatalf("after stepping back in: got %q, want %q", got, want)
 	}
 }

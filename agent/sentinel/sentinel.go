@@ -75,7 +75,8 @@ var sentinelHelp = []string{
 const errNoSuchMaster = "ERR No such master with that name"
 
 // getMasterAddr is SENTINEL get-master-addr-by-name: the master's host and
-// port, or a null when the name is unknown or no master is elected.
+// port, or a null when the name is unknown, no master is elected or the
+// server steps aside.
 func (c *conn) getMasterAddr(args []string) {
 	m, ok := c.s.master(args[2])
 	if !ok || m.Addr.IsZero() {
@@ -97,7 +98,10 @@ func (c *conn) sentinelMaster(args []string) {
 }
 
 func (c *conn) sentinelMasters([]string) {
-	ms := c.s.src.Masters()
+	var ms []Master
+	if !c.s.src.StepAside() {
+		ms = c.s.src.Masters()
+	}
 	now := c.s.now()
 	c.w.array(len(ms))
 	for _, m := range ms {

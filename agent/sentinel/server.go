@@ -59,6 +59,16 @@ type Source interface {
 	// Sentinels returns the other agents' sentinel listener addresses for
 	// the named master (for SENTINEL sentinels), excluding this one.
 	Sentinels(name string) []Addr
+	// StepAside reports whether this listener must send clients to the
+	// others now: its node holds the master role and another node runs a
+	// listener. It then knows no master (a null for SENTINEL
+	// get-master-addr-by-name, no masters, "No such master" for the
+	// commands that name one), so clients ask their next sentinel and keep
+	// their +switch-master subscription there: a crash of the master's node
+	// cannot take the subscription down with the master (go-redis keeps one
+	// subscription, to the sentinel that answered first, and learns of a
+	// failover only through it).
+	StepAside() bool
 }
 
 // Config configures a Server.
@@ -138,6 +148,9 @@ type Server struct {
 	// trackMu guards tracked; it is held only to read or update it.
 	trackMu sync.Mutex
 	tracked map[string]*tracked
+	// aside is whether the last Changed found the server stepping aside
+	// (for the log); guarded by pubMu.
+	aside bool
 }
 
 // tracked is what the server remembers of one master between Changed calls.
@@ -384,7 +397,9 @@ func (s *Server) goAsync(f func()) {
 // went away and came back elsewhere is a switch); a master seen for the
 // first time publishes nothing. Call it after every state change: when
 // nothing changed it reads the Source once and allocates nothing more.
-// Publishing never blocks on slow clients.
+// Publishing never blocks on slow clients. It also logs when the server
+// steps aside (Source.StepAside) and when it serves again; a +switch-master
+// to this node's Redis is published before the server steps aside.
 func (s *Server) Changed() {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
@@ -416,6 +431,14 @@ func (s *Server) Changed() {
 	s.trackMu.Unlock()
 	for _, msg := range msgs {
 		s.publish("+switch-master", msg)
+	}
+	if aside := s.src.StepAside(); aside != s.aside {
+		s.aside = aside
+		if aside {
+			s.log.Info("stepping aside: this node holds the Redis master role; clients are sent to the other listeners")
+		} else {
+			s.log.Info("answering for the master again")
+		}
 	}
 }
 
@@ -476,8 +499,12 @@ func (s *Server) sentinels(name string) []Addr {
 	return out
 }
 
-// master returns the named master from the Source.
+// master returns the named master from the Source; none while the
+// server steps aside.
 func (s *Server) master(name string) (Master, bool) {
+	if s.src.StepAside() {
+		return Master{}, false
+	}
 	for _, m := range s.src.Masters() {
 		if m.Name == name {
 			return m, true

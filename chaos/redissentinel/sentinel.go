@@ -1,17 +1,14 @@
-// Package redissentinel runs the peer of the Redis benchmark: three
-// redis-servers and three Redis Sentinels (Debian's redis-sentinel), one
-// of each per node namespace of a fresh lab (DESIGN.md §7), quorum 2, and
-// injects the faults of the harbormaster Redis scenarios, measured by the
-// same observers (chaos/scenario's writer and writable-master sampler).
-// It is not agent/sentinel, the Sentinel-protocol server of the agent.
+// Package redissentinel runs the peer of the Redis benchmark: a
+// redis-server and a Redis Sentinel (Debian's redis-sentinel) per node
+// namespace of a fresh lab (DESIGN.md §7; 3 nodes, or 5), quorum a
+// majority, and injects the faults of the harbormaster Redis scenarios,
+// measured by the same observers (chaos/scenario's writers and
+// writable-master sampler). It is not agent/sentinel, the Sentinel-protocol
+// server of the agent.
 //
-// The writer discovers the master the way a Sentinel client does: it asks
-// the sentinels in order (n1, n2, n3 at first; the first that answers
-// wins and is asked first next time, as redis-py does) for `SENTINEL
-// get-master-addr-by-name mymaster`, writes there, and asks again after
-// any failed write (a timeout, a refused connection, READONLY). It does
-// not subscribe to +switch-master: like a client whose writes keep
-// succeeding, it stays with a master that still takes them.
+// The writer is chaos/scenario's SentinelTarget, the lab's
+// Sentinel-protocol writer; with Options.Clients, Harbor's clients
+// (scenario.StartClients) write next to it.
 package redissentinel
 
 import (
@@ -51,12 +48,34 @@ type Trial struct {
 	Acked        int     `json:"acked_writes"`
 	DualMasterMS float64 `json:"dual_master_ms"`
 	Note         string  `json:"note,omitempty"`
+	// Clients are Harbor's clients' figures (RunClientsTrial); the
+	// writer figures above are then zero.
+	Clients map[string]scenario.ClientTrial `json:"clients,omitempty"`
 }
 
-// RunTrial builds a fresh lab with the Sentinel setup (down-after
-// downAfter), injects fault once, measures it, and tears everything down.
-func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Trial, err error) {
-	l, err := lab.New(ctx, lab.Options{Nodes: 3, Clients: 1, Name: "sent"})
+// Options are RunTrialWith's options.
+type Options struct {
+	// Nodes is the number of nodes, each with a Redis and a sentinel
+	// (default 3); the quorum is their majority.
+	Nodes int
+	// Clients runs Harbor's clients (scenario.StartClients) instead of
+	// the lab writer alone.
+	Clients bool
+}
+
+// RunTrial builds a fresh lab with the Sentinel setup (3 nodes,
+// down-after downAfter), injects fault once, measures it with the lab
+// writer, and tears everything down.
+func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (Trial, error) {
+	return RunTrialWith(ctx, fault, downAfter, Options{})
+}
+
+// RunTrialWith is RunTrial with options.
+func RunTrialWith(ctx context.Context, fault string, downAfter time.Duration, o Options) (tr Trial, err error) {
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	l, err := lab.New(ctx, lab.Options{Nodes: o.Nodes, Clients: 1, Name: "sent"})
 	if err != nil {
 		return tr, err
 	}
@@ -66,7 +85,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		return tr, err
 	}
 	defer os.RemoveAll(dir)
-	s := &setup{l: l, dir: dir, downAfter: downAfter}
+	s := &setup{l: l, dir: dir, downAfter: downAfter, quorum: o.Nodes/2 + 1}
 	defer s.stop()
 	nodes := l.Nodes()
 	m := nodes[0]
@@ -91,20 +110,44 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 	samp := scenario.StartMasterSampler(addrs, spawn, period)
 	defer samp.Stop()
 	client := l.Clients()[0].Name
-	tgt := &Target{spawn: spawn(client)}
+	var sentinels []string
 	for _, n := range nodes {
-		tgt.sentinels = append(tgt.sentinels, scenario.NewRedisConn(addr(n.IP, sentinelPort), spawn(client), 50*time.Millisecond))
+		sentinels = append(sentinels, addr(n.IP, sentinelPort))
 	}
 	key := fmt.Sprintf("harbormaster:lab:writes:%d", time.Now().UnixNano())
-	w := scenario.StartRedisWriter(tgt, key, time.Millisecond)
+	// w is the lab writer; with o.Clients, cs are Harbor's clients and w
+	// is the lab client among them.
+	var w *scenario.RedisWriter
+	var cs *scenario.ClientSet
+	if o.Clients {
+		cs = scenario.StartClients(sentinels, masterName, key, spawn(client), nil)
+		w = cs.Writer(scenario.ClientLab)
+	} else {
+		w = scenario.StartRedisWriter(scenario.NewSentinelTarget(sentinels, masterName, spawn(client)), key, time.Millisecond)
+	}
 	stopped := false
-	defer func() {
-		if !stopped {
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		if cs != nil {
+			cs.Stop()
+		} else {
 			w.Stop()
 		}
-	}()
-	if !waitFor(ctx, 10*time.Second, func() bool { a, ok := w.LastAck(); return ok && time.Since(a.End) < 50*time.Millisecond }) {
-		return tr, fmt.Errorf("sentinel: the writer is not acknowledged")
+	}
+	defer stop()
+	// acked reports whether every writer was acknowledged at or after t.
+	acked := func(t time.Time) bool {
+		if cs != nil {
+			return cs.AckedSince(t)
+		}
+		a, ok := w.LastAck()
+		return ok && !a.End.Before(t)
+	}
+	if !waitFor(ctx, 10*time.Second, func() bool { return acked(time.Now().Add(-50 * time.Millisecond)) }) {
+		return tr, fmt.Errorf("sentinel: the writers are not acknowledged")
 	}
 	if err := scenario.Sleep(ctx, time.Second); err != nil {
 		return tr, err
@@ -114,7 +157,7 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		last, _ := samp.Last()
 		a, _ := w.LastAck()
 		n, errs := w.Errors()
-		out := fmt.Sprintf(" (last sample %s: %v; last ack %s ago; %d write errors %v", last.At.Format("15:04:05.000"), last.Holders, time.Since(a.End).Round(time.Millisecond), n, errs)
+		out := fmt.Sprintf(" (last sample %s: %v; last ack of the lab writer %s ago; %d write errors %v", last.At.Format("15:04:05.000"), last.Holders, time.Since(a.End).Round(time.Millisecond), n, errs)
 		for _, n := range nodes {
 			b, _ := os.ReadFile(filepath.Join(dir, n.Name+"-sentinel.log"))
 			ls := strings.Split(strings.TrimSpace(string(b)), "\n")
@@ -122,8 +165,14 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		}
 		return out + ")"
 	}
+	// newMaster waits for one node other than m alone to take writes
+	// (since since) and for the writers to be acknowledged after that;
+	// with Harbor's clients, for all of them or until a stalled one has
+	// had clientWait since the fault.
+	var t0 time.Time
 	newMaster := func(since time.Time) (string, bool) {
 		var nm string
+		var at time.Time
 		ok := waitFor(ctx, 4*downAfter+20*time.Second, func() bool {
 			ss := samp.SamplesSince(since)
 			if len(ss) == 0 {
@@ -133,13 +182,24 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 			if len(last.Holders) != 1 || last.Holders[0] == m.Name {
 				return false
 			}
+			if cs != nil {
+				// One node alone for settle, as chaos/scenario waits.
+				i := len(ss) - 1
+				for i > 0 && len(ss[i-1].Holders) == 1 && ss[i-1].Holders[0] == last.Holders[0] {
+					i--
+				}
+				nm, at = last.Holders[0], ss[i].At
+				return last.At.Sub(at) >= settle
+			}
 			nm = last.Holders[0]
-			a, ok := w.LastAck()
-			return ok && a.End.After(last.At.Add(-50*time.Millisecond))
+			return acked(last.At.Add(-50 * time.Millisecond))
 		})
+		if ok && cs != nil {
+			waitFor(ctx, clientWait-time.Since(t0), func() bool { return acked(at) })
+		}
 		return nm, ok
 	}
-	t0 := time.Now()
+	t0 = time.Now()
 	final := m.Name
 	switch fault {
 	case FaultCrash:
@@ -155,7 +215,11 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 			return tr, err
 		}
 	case FaultPartition:
-		if err := l.Partition([]string{m.Name}, []string{nodes[1].Name, nodes[2].Name}); err != nil {
+		others := make([]string, 0, len(nodes)-1)
+		for _, n := range nodes[1:] {
+			others = append(others, n.Name)
+		}
+		if err := l.Partition([]string{m.Name}, others); err != nil {
 			return tr, err
 		}
 		// The writer stays with the cut-off master (its writes succeed), so
@@ -203,17 +267,36 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		return tr, fmt.Errorf("sentinel: unknown fault %q", fault)
 	}
 	end := time.Now()
-	w.Stop()
-	stopped = true
 	fn := nodes[slices.IndexFunc(nodes, func(n lab.Node) bool { return n.Name == final })]
 	cli := scenario.NewRedisConn(addr(fn.IP, redisPort), spawn(final), 10*time.Second)
 	defer cli.Close()
-	list, err := scenario.Strings(cli.Do(ctx, "LRANGE", key, "0", "-1"))
+	read := func(key string) ([]string, error) { return scenario.Strings(cli.Do(ctx, "LRANGE", key, "0", "-1")) }
+	dual, _ := scenario.DualMasters(samp.SamplesSince(t0.Add(-time.Second)), period)
+	tr.DualMasterMS = ms(dual)
+	if cs != nil {
+		stopped = true
+		res, err := cs.Finish(read, t0)
+		if err != nil {
+			return tr, fmt.Errorf("sentinel: the final master %s: %w", final, err)
+		}
+		if fault == FaultKill && final == m.Name {
+			// Nothing failed over: the longest gap is all a client saw
+			// (its end would be a random instant).
+			for n, r := range res {
+				r.FirstAckMS = r.OutageMS
+				res[n] = r
+			}
+			tr.Note = "no failover (the master kept taking writes): first_ack_ms is each client's longest gap"
+		}
+		tr.Clients = res
+		return tr, nil
+	}
+	stop()
+	list, err := read(key)
 	if err != nil {
 		return tr, fmt.Errorf("sentinel: read the final master %s: %w", final, err)
 	}
 	rep := scenario.AnalyzeWrites(w.Acks(), list, t0, end)
-	dual, _ := scenario.DualMasters(samp.SamplesSince(t0.Add(-time.Second)), period)
 	tr.FailoverMS = ms(rep.Failover)
 	tr.OutageMS = ms(rep.Outage)
 	if fault == FaultKill && final == m.Name {
@@ -223,9 +306,16 @@ func RunTrial(ctx context.Context, fault string, downAfter time.Duration) (tr Tr
 		tr.Note = "no failover (the master kept taking writes): failover_ms is the longest write gap"
 	}
 	tr.Lost, tr.Acked = len(rep.Lost), rep.Acked
-	tr.DualMasterMS = ms(dual)
 	return tr, nil
 }
+
+// clientWait bounds the wait, after a fault, for every one of Harbor's
+// clients to write again (as in chaos/scenario's redis-clients).
+const clientWait = 20 * time.Second
+
+// settle is how long one node alone must take writes to count as the new
+// master when Harbor's clients run.
+const settle = 300 * time.Millisecond
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -236,6 +326,7 @@ type setup struct {
 	l         *lab.Lab
 	dir       string
 	downAfter time.Duration
+	quorum    int
 	procs     map[string]*procRef
 }
 
@@ -306,11 +397,11 @@ bind 0.0.0.0
 protected-mode no
 dir %s
 sentinel announce-ip %s
-sentinel monitor %s %s %d 2
+sentinel monitor %s %s %d %d
 sentinel down-after-milliseconds %s %d
 sentinel failover-timeout %s 10000
 sentinel parallel-syncs %s 1
-`, sentinelPort, filepath.Dir(conf), n.IP, masterName, master.IP, redisPort, masterName, s.downAfter.Milliseconds(), masterName, masterName)
+`, sentinelPort, filepath.Dir(conf), n.IP, masterName, master.IP, redisPort, s.quorum, masterName, s.downAfter.Milliseconds(), masterName, masterName)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return err
 	}
@@ -318,8 +409,8 @@ sentinel parallel-syncs %s 1
 	return s.start(ctx, n.Name, "sentinel", "redis-server", conf, "--sentinel")
 }
 
-// waitReady waits until every sentinel knows the two replicas and the two
-// other sentinels.
+// waitReady waits until every sentinel knows every replica and every
+// other sentinel.
 func (s *setup) waitReady(ctx context.Context) error {
 	var why string
 	ok := waitFor(ctx, 30*time.Second, func() bool {
@@ -335,7 +426,8 @@ func (s *setup) waitReady(ctx context.Context) error {
 			for i := 0; i+1 < len(v); i += 2 {
 				f[v[i]] = v[i+1]
 			}
-			if f["num-slaves"] != "2" || f["num-other-sentinels"] != "2" || strings.Contains(f["flags"], "down") {
+			others := strconv.Itoa(len(s.l.Nodes()) - 1)
+			if f["num-slaves"] != others || f["num-other-sentinels"] != others || strings.Contains(f["flags"], "down") {
 				why = fmt.Sprintf("%s: %v", n.Name, f["flags"]+" slaves="+f["num-slaves"]+" sentinels="+f["num-other-sentinels"])
 				return false
 			}
@@ -346,58 +438,6 @@ func (s *setup) waitReady(ctx context.Context) error {
 		return fmt.Errorf("sentinel: not ready within 30 s: %s", why)
 	}
 	return nil
-}
-
-// Target is the writer's Sentinel-aware WriteTarget.
-type Target struct {
-	sentinels []*scenario.RedisConn
-	spawn     scenario.Spawner
-	cur       *scenario.RedisConn
-}
-
-// RPush implements scenario.WriteTarget.
-func (t *Target) RPush(ctx context.Context, key string, val int64) error {
-	if t.cur == nil {
-		a, err := t.discover(ctx)
-		if err != nil {
-			return err
-		}
-		t.cur = scenario.NewRedisConn(a, t.spawn, 50*time.Millisecond)
-	}
-	// The write gets its own 50 ms (the connection's timeout): the
-	// writer's per-write deadline may already be spent on the discovery,
-	// which a Sentinel client does before the write, not within it.
-	_, err := t.cur.Do(context.WithoutCancel(ctx), "RPUSH", key, strconv.FormatInt(val, 10))
-	if err != nil {
-		t.cur.Close()
-		t.cur = nil
-	}
-	return err
-}
-
-func (t *Target) discover(ctx context.Context) (string, error) {
-	var last error
-	for i, s := range t.sentinels {
-		v, err := scenario.Strings(s.Do(context.Background(), "SENTINEL", "get-master-addr-by-name", masterName))
-		if err == nil && len(v) == 2 {
-			// Like redis-py's Sentinel client: the sentinel that answered
-			// is asked first next time.
-			t.sentinels[0], t.sentinels[i] = t.sentinels[i], t.sentinels[0]
-			return v[0] + ":" + v[1], nil
-		}
-		last = err
-	}
-	return "", fmt.Errorf("no sentinel named the master: %v", last)
-}
-
-// Close implements scenario.WriteTarget.
-func (t *Target) Close() {
-	if t.cur != nil {
-		t.cur.Close()
-	}
-	for _, s := range t.sentinels {
-		s.Close()
-	}
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -33,26 +32,7 @@ type Spawner func(fn func() error) error
 // namespace of spawn, after lab.GuardHere has checked that namespace and
 // the target address.
 func LabDialer(spawn Spawner) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	if spawn == nil {
-		spawn = func(fn func() error) error { return fn() }
-	}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("lab dialer: %w", err)
-		}
-		var conn net.Conn
-		err = spawn(func() error {
-			if err := lab.GuardHere(ap.Addr()); err != nil {
-				return err
-			}
-			var d net.Dialer
-			var derr error
-			conn, derr = d.DialContext(ctx, "tcp4", addr)
-			return derr
-		})
-		return conn, err
-	}
+	return labDialerWith(spawn, net.Dialer{})
 }
 
 // redisTimeout bounds one command of the writer and of the sampler, and
@@ -60,7 +40,8 @@ func LabDialer(spawn Spawner) func(ctx context.Context, network, addr string) (n
 const redisTimeout = 50 * time.Millisecond
 
 // WriteTarget is where the writer's RPUSHes go: one Redis address
-// (DirectTarget), or the master a discovery names (SentinelTarget).
+// (DirectTarget), or the master a discovery names (SentinelTarget and the
+// clients of redisclients.go).
 type WriteTarget interface {
 	// RPush appends val to the list key; nil means Redis acknowledged it.
 	RPush(ctx context.Context, key string, val int64) error

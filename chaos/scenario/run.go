@@ -53,6 +53,9 @@ type Options struct {
 	// FlapDuration is how long flap toggles the holder's check (default
 	// 60s).
 	FlapDuration time.Duration
+	// RedisFault is redis-clients' fault (RedisClientFaults; default
+	// crash-master).
+	RedisFault string
 }
 
 func (o *Options) defaults() {
@@ -111,10 +114,12 @@ type Trial struct {
 	Outcome string `json:"outcome,omitempty"`
 	// Attacks and Accepted (hostile-lan) count, per kind of attack, the
 	// attempts made and those the cluster accepted (see Result).
-	Attacks    map[string]int `json:"attacks,omitempty"`
-	Accepted   map[string]int `json:"accepted,omitempty"`
-	Violations []string       `json:"violations,omitempty"`
-	Notes      []string       `json:"notes,omitempty"`
+	Attacks  map[string]int `json:"attacks,omitempty"`
+	Accepted map[string]int `json:"accepted,omitempty"`
+	// Clients (redis-clients) are each client's figures.
+	Clients    map[string]ClientTrial `json:"clients,omitempty"`
+	Violations []string               `json:"violations,omitempty"`
+	Notes      []string               `json:"notes,omitempty"`
 }
 
 func (t *Trial) violate(format string, args ...any) {
@@ -188,6 +193,10 @@ type Result struct {
 	Attacks  map[string]int `json:"attacks,omitempty"`
 	Accepted map[string]int `json:"accepted,omitempty"`
 	Targets  []Target       `json:"targets,omitempty"`
+	// Clients (redis-clients) summarises each client over the trials.
+	Clients map[string]ClientStats `json:"clients,omitempty"`
+	// Fault is redis-clients' fault.
+	Fault string `json:"fault,omitempty"`
 	// Skipped says why the scenario did not run.
 	Skipped  string  `json:"skipped,omitempty"`
 	PerTrial []Trial `json:"per_trial"`
@@ -276,6 +285,8 @@ func catalogue() []scenario {
 			targets: redisTargets(nil, 0, "none lost when the master's node crashes during the replicas' first sync")},
 		{name: "redis-crash-unsynced", about: "replicas kept from syncing (TCP to every node's Redis port from the other nodes dropped), every Redis restarted empty, writes acknowledged by the new master, then lab.Crash of its node; odd trials unsynced_promotion never (no promotion for 10 s, event redis-unsynced; then the node is restored empty), even trials after 3s (promotion no earlier than 3 s, event redis-data-loss); the trial's outcome says which",
 			run: redisCrashUnsynced, cluster: redisCluster, targets: unsyncedTargets},
+		{name: "redis-clients", about: "Harbor's Redis clients (redigo + FZambia/sentinel as jobservice builds it, go-redis NewFailoverClient as core uses it, the lab's Sentinel-protocol writer) discover the master through the Sentinel-compatible listeners while the master's node crashes (--fault: kill-agent, partition-master, move): per client the time to its first acknowledged write, lost writes and stalls",
+			run: redisClients, cluster: redisClientsCluster, targets: clientTargets},
 		{name: "hostile-lan", about: "an attacker on the LAN (c2, no certificate of the cluster) forges and replays lease datagrams, calls every API method in plain text, without a certificate and with other CAs' certificates, sends forged Raft frames and floods the API and Raft ports: nothing accepted, no failover",
 			run: hostileLAN, cluster: hostileCluster},
 	}
@@ -332,6 +343,12 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 		return res, fmt.Errorf("unknown scenario %q; scenarios: %s", name, strings.Join(Names(), ", "))
 	}
 	sc := catalogue()[idx]
+	if name == "redis-clients" {
+		if o.RedisFault == "" {
+			o.RedisFault = FaultCrashMaster
+		}
+		res.Fault = o.RedisFault
+	}
 	if sc.skip != "" {
 		res.Skipped = sc.skip
 		res.OK = true
@@ -434,6 +451,13 @@ func finish(res Result, sc scenario) Result {
 		res.Accepted = addCounts(res.Accepted, tr.Accepted)
 	}
 	res.OutageMS = summarize(outages)
+	var clients []map[string]ClientTrial
+	for _, tr := range res.PerTrial {
+		if tr.Clients != nil {
+			clients = append(clients, tr.Clients)
+		}
+	}
+	res.Clients = SummarizeClients(clients)
 	if len(lost) > 0 {
 		l := summarize(lost)
 		res.LostAckedWrites = &l

@@ -84,6 +84,7 @@ func runCmd() *cobra.Command {
 		loss   time.Duration
 		lossPc int
 		flap   time.Duration
+		fault  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -106,7 +107,8 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 			if _, err := lab.Sweep(); err != nil {
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
-			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap})
+			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap,
+				RedisFault: fault})
 			if err != nil {
 				return err
 			}
@@ -134,6 +136,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().DurationVar(&loss, "loss-duration", 20*time.Second, "how long loss-30 keeps the loss on")
 	cmd.Flags().DurationVar(&flap, "flap-duration", 60*time.Second, "how long flap toggles the holder's check (every 3 s)")
+	cmd.Flags().StringVar(&fault, "fault", "", "redis-clients' fault: "+strings.Join(scenario.RedisClientFaults, ", ")+" (default crash-master)")
 	cmd.Flags().IntVar(&lossPc, "loss-percent", 30, "loss-30's lab.Loss on every node, in and out (30 per node is 51% per node-to-node direction)")
 	return cmd
 }
@@ -185,6 +188,11 @@ func printResult(w io.Writer, r *scenario.Result) {
 	fmt.Fprintf(t, "dual holder ms\t%.0f\n", r.DualHolderMS)
 	for _, k := range r.FigureNames() {
 		fmt.Fprintf(t, "%s\t%s\n", k, stats(r.Figures[k]))
+	}
+	for _, n := range scenario.ClientNames {
+		if c, ok := r.Clients[n]; ok {
+			fmt.Fprintf(t, "client %s (%s)\tfirst ack ms %s; lost max %d; stalled %d of %d\n", n, r.Fault, stats(c.FirstAckMS), c.LostAckedWrites, c.StalledTrials, c.Trials)
+		}
 	}
 	var kinds []string
 	for k := range r.Attacks {

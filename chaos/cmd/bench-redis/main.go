@@ -33,6 +33,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +66,8 @@ func main() {
 	pairList := flag.String("pairs", "lan,fast", "harbormaster profiles to run, each with its Sentinel down-after (lan: 5000, fast: 1000)")
 	timeout := flag.Duration("timeout", 2*time.Hour, "start no trial after this long (cells then have fewer trials; the table says how many)")
 	systems := flag.String("systems", "harbormaster,sentinel", "systems to run (comma-separated)")
+	clients := flag.Bool("clients", false, "instead of the writer table: Harbor's clients (redis-clients) against harbormaster and Sentinel (down-after 1000), per client, fault and voter count")
+	voterList := flag.String("voters", "3,5", "--clients: voter counts (nodes) to run")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench-redis: needs root (network namespaces)")
@@ -81,6 +84,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if *clients {
+		var voters []int
+		for _, v := range strings.Split(*voterList, ",") {
+			n, err := strconv.Atoi(v)
+			if err != nil || (n != 3 && n != 5 && n != 7) {
+				fmt.Fprintf(os.Stderr, "bench-redis: --voters %q: use 3, 5 or 7\n", v)
+				os.Exit(2)
+			}
+			voters = append(voters, n)
+		}
+		fl := scenario.RedisClientFaults
+		if isSet("faults") {
+			fl = strings.Split(*faultList, ",")
+		}
+		benchClients(ctx, abs, log, voters, fl, *trials, time.Now().Add(*timeout),
+			strings.Contains(*systems, "harbormaster"), strings.Contains(*systems, "sentinel"))
+		return
+	}
 	faults := strings.Split(*faultList, ",")
 	type pair struct {
 		prof string
@@ -174,6 +195,109 @@ func main() {
 				ratio(pct(h.failover, .99), pct(s.failover, .99)),
 				pct(h.lost, .5), pct(h.lost, 1), pct(s.lost, .5), pct(s.lost, 1),
 				pct(h.dual, 1), pct(s.dual, 1))
+		}
+	}
+}
+
+// isSet reports whether the flag was given on the command line.
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// clientCell is one client's trials in one (system, voters, fault).
+type clientCell struct {
+	first         []float64
+	lost, stalled int
+}
+
+func (c *clientCell) add(t scenario.ClientTrial) {
+	c.first = append(c.first, t.FirstAckMS)
+	c.lost = max(c.lost, t.Lost)
+	if t.Stalled {
+		c.stalled++
+	}
+}
+
+// sentinelDownAfter is the Sentinel setting Harbor's clients are compared
+// with.
+const sentinelDownAfter = time.Second
+
+// benchClients runs redis-clients (harbormaster, profile lan) and the same
+// clients against Sentinel (down-after 1000; no planned move) for every
+// voter count and fault, and prints one table per client and fault.
+func benchClients(ctx context.Context, bin string, log *slog.Logger, voters []int, faults []string, trials int, deadline time.Time, runHM, runSE bool) {
+	key := func(sys string, n int, f, c string) string { return fmt.Sprintf("%s/%d/%s/%s", sys, n, f, c) }
+	cells := map[string]*clientCell{}
+	cell := func(k string) *clientCell {
+		if cells[k] == nil {
+			cells[k] = &clientCell{}
+		}
+		return cells[k]
+	}
+	for _, n := range voters {
+		for _, f := range faults {
+			if !runHM || time.Now().After(deadline) {
+				break
+			}
+			res, err := scenario.Run(ctx, "redis-clients", scenario.Options{ClusterOptions: scenario.ClusterOptions{Bin: bin, Profile: "lan", LabName: "bench", Log: log, Nodes: n},
+				Trials: trials, RedisFault: f})
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "harbormaster %d voters %s: %v\n", n, f, err)
+				os.Exit(1)
+			}
+			for _, v := range res.Violations {
+				fmt.Fprintf(os.Stderr, "harbormaster %d voters %s: violation: %s\n", n, f, v)
+			}
+			for _, tr := range res.PerTrial {
+				for c, ct := range tr.Clients {
+					cell(key("hm", n, f, c)).add(ct)
+				}
+			}
+			fmt.Fprintf(os.Stderr, "harbormaster %d voters %s: %d trials %+v\n", n, f, res.Trials, res.Clients)
+		}
+	}
+	// Sentinel: one fresh lab per trial, round-robin over the cells.
+	for i := 0; runSE && i < trials && time.Now().Before(deadline); i++ {
+		for _, n := range voters {
+			for _, f := range faults {
+				if f == scenario.FaultMove || time.Now().After(deadline) {
+					continue
+				}
+				tr, err := redissentinel.RunTrialWith(ctx, f, sentinelDownAfter, redissentinel.Options{Nodes: n, Clients: true})
+				if err != nil {
+					if ctx.Err() != nil {
+						os.Exit(1)
+					}
+					fmt.Fprintf(os.Stderr, "sentinel %d nodes %s trial %d: %v\n", n, f, i+1, err)
+					continue
+				}
+				for c, ct := range tr.Clients {
+					cell(key("se", n, f, c)).add(ct)
+				}
+				fmt.Fprintf(os.Stderr, "sentinel %d nodes %s trial %d: %+v %s\n", n, f, i+1, tr.Clients, tr.Note)
+			}
+		}
+	}
+	fmt.Printf("| voters | fault | client | harbormaster first ack p50 / p99 / max (ms) (trials) | Sentinel down-after %d: p50 / p99 / max (ms) (trials) | ratio p99 | lost acked writes max | stalled trials (> 5 s) |\n", sentinelDownAfter.Milliseconds())
+	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, n := range voters {
+		for _, f := range faults {
+			for _, c := range scenario.ClientNames {
+				h, s := cell(key("hm", n, f, c)), cell(key("se", n, f, c))
+				se, ratio, lost, stalled := "-", "-", fmt.Sprintf("%d", h.lost), fmt.Sprintf("%d", h.stalled)
+				if len(s.first) > 0 {
+					se = fmt.Sprintf("%.0f / %.0f / %.0f (%d)", pct(s.first, .5), pct(s.first, .99), pct(s.first, 1), len(s.first))
+					if p := pct(s.first, .99); p > 0 {
+						ratio = fmt.Sprintf("%.2f", pct(h.first, .99)/p)
+					}
+					lost += fmt.Sprintf(" vs %d", s.lost)
+					stalled += fmt.Sprintf(" vs %d", s.stalled)
+				}
+				fmt.Printf("| %d | %s | %s | %.0f / %.0f / %.0f (%d) | %s | %s | %s | %s |\n", n, f, c,
+					pct(h.first, .5), pct(h.first, .99), pct(h.first, 1), len(h.first), se, ratio, lost, stalled)
+			}
 		}
 	}
 }
