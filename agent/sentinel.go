@@ -22,6 +22,8 @@ type sentinelSource struct {
 	self   string
 	state  func() (st *fsm.State, changed <-chan struct{})
 	grants *lease.Grants
+	// leaseValid reports whether this node holds a valid quorum lease.
+	leaseValid func() bool
 }
 
 func hostPort(s string) sentinel.Addr {
@@ -68,24 +70,30 @@ func (s sentinelSource) Sentinels(string) []sentinel.Addr {
 	return out
 }
 
-// StepAside implements sentinel.Source: this node holds the redis-master
-// role (by its own state) and another node has a listener. Liveness does
-// not count: a holder cut off from the others keeps stepping aside, so it
-// never names its own fenced Redis to the clients that still reach it
-// (they ask the majority's listeners instead). A cluster whose other
-// nodes run no listener keeps answering here.
-func (s sentinelSource) StepAside() bool {
+// StepAside implements sentinel.Source: for everyone while this node has
+// no valid quorum lease (cut off or starting: its state may name a master
+// that was replaced; a cut-off holder would name its own fenced Redis), for
+// single-subscription clients while it holds the redis-master role; only
+// when another node runs a listener to send them to.
+func (s sentinelSource) StepAside() sentinel.Aside {
 	st, _ := s.state()
 	r, ok := redisact.Role(st)
-	if !ok || st.Assignment(r.Name).Holder != s.self {
-		return false
+	if !ok {
+		return sentinel.AsideNone
 	}
+	others := false
 	for id, n := range st.Nodes {
-		if id != s.self && n.Sentinel != "" {
-			return true
-		}
+		others = others || (id != s.self && n.Sentinel != "")
 	}
-	return false
+	switch {
+	case !others:
+		return sentinel.AsideNone
+	case s.leaseValid != nil && !s.leaseValid():
+		return sentinel.AsideAll
+	case st.Assignment(r.Name).Holder == s.self:
+		return sentinel.AsideSubscribers
+	}
+	return sentinel.AsideNone
 }
 
 // openSentinel builds the Sentinel-compatible listener when configured and
@@ -99,7 +107,11 @@ func (a *Agent) openSentinel() (*sentinel.Server, net.Listener, error) {
 	srv, err := sentinel.New(sentinel.Config{Addr: sc.Addr, PasswordFile: sc.PasswordFile, RunID: hex.EncodeToString(sum[:]),
 		Announce: hostPort(sc.AnnounceAddr()), MaxConnections: sc.MaxConnections, IdleTimeout: time.Duration(sc.IdleTimeout),
 		TLS: a.sentinelTLS()},
-		sentinelSource{self: a.cfg.NodeID, state: a.fsm.State, grants: a.leases.Grants()},
+		sentinelSource{self: a.cfg.NodeID, state: a.fsm.State, grants: a.leases.Grants(), leaseValid: func() bool {
+			now := time.Now()
+			_, _, until := a.leases.Lease(now)
+			return until.After(now)
+		}},
 		a.log.With("component", "sentinel"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("sentinel: %w", err)

@@ -30,6 +30,8 @@ type conn struct {
 	authed bool
 	name   string
 	quit   bool
+	// lib is the client library's name (CLIENT SETINFO LIB-NAME).
+	lib string
 
 	wmu sync.Mutex // held while writing to nc
 
@@ -559,7 +561,10 @@ func (c *conn) clientSetName(args []string) {
 
 func (c *conn) clientSetInfo(args []string) {
 	switch strings.ToLower(args[2]) {
-	case "lib-name", "lib-ver":
+	case "lib-name":
+		c.lib = args[3]
+		c.w.simple("OK")
+	case "lib-ver":
 		c.w.simple("OK")
 	default:
 		c.w.err(fmt.Sprintf("ERR Unrecognized option '%s'", args[2]))
@@ -657,4 +662,26 @@ func (c *conn) unsubscribe(args []string) {
 		c.w.int(int64(c.subscriptions()))
 	}
 	c.emitLocked()
+}
+
+// oneSubscriptionLibs are the client libraries, by CLIENT SETINFO
+// LIB-NAME prefix, that keep their +switch-master subscription on the one
+// sentinel that answered them first and learn of a failover only through
+// it: go-redis (NewFailoverClient; its sentinel connections identify
+// themselves unless DisableIdentity). The listener on the master's node
+// steps aside for them only. Others (redigo with FZambia/sentinel, which
+// sends no LIB-NAME, redis-py, Jedis) ask every sentinel in turn or
+// subscribe to all: a null from one of them would only cost them time
+// (FZambia/sentinel then skips the next sentinel of its list).
+var oneSubscriptionLibs = []string{"go-redis"}
+
+// oneSubscription reports whether c's client library is one of
+// oneSubscriptionLibs.
+func (c *conn) oneSubscription() bool {
+	for _, p := range oneSubscriptionLibs {
+		if strings.HasPrefix(strings.ToLower(c.lib), p) {
+			return true
+		}
+	}
+	return false
 }

@@ -26,7 +26,7 @@ type fakeSource struct {
 	mu        sync.Mutex
 	masters   []Master
 	sentinels map[string][]Addr
-	aside     bool
+	aside     Aside
 }
 
 func (f *fakeSource) Masters() []Master {
@@ -41,13 +41,13 @@ func (f *fakeSource) Sentinels(name string) []Addr {
 	return slices.Clone(f.sentinels[name])
 }
 
-func (f *fakeSource) StepAside() bool {
+func (f *fakeSource) StepAside() Aside {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.aside
 }
 
-func (f *fakeSource) setAside(v bool) {
+func (f *fakeSource) setAside(v Aside) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.aside = v

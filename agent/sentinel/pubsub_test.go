@@ -259,7 +259,7 @@ type staticSource struct{ masters []Master }
 func (s staticSource) Masters() []Master       { return s.masters }
 func (s staticSource) Sentinels(string) []Addr { return nil }
 
-func (s staticSource) StepAside() bool { return false }
+func (s staticSource) StepAside() Aside { return AsideNone }
 
 // TestChangedCheap checks that Changed allocates nothing when nothing
 // changed: it runs after every state change.
@@ -349,10 +349,14 @@ func TestStepAside(t *testing.T) {
 		t.Fatalf("SUBSCRIBE: got %q", got)
 	}
 	cli := dial(t, addr)
+	if got := cli.do("CLIENT", "SETINFO", "LIB-NAME", "go-redis(,go1.26)"); got != "+OK\r\n" {
+		t.Fatalf("CLIENT SETINFO: got %q", got)
+	}
+	other := dial(t, addr) // redigo with FZambia/sentinel: no LIB-NAME
 
 	// The master moves to this node's Redis.
 	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.9", 6379}; m.Epoch++ })
-	src.setAside(true)
+	src.setAside(AsideSubscribers)
 	s.Changed()
 	if got, want := sub.reply(), message("+switch-master", "mymaster 127.0.0.1 16379 127.0.0.9 6379"); got != want {
 		t.Fatalf("subscriber: got %q, want %q", got, want)
@@ -371,10 +375,20 @@ func TestStepAside(t *testing.T) {
 			t.Errorf("stepping aside: %v: got %q, want %q", tc.args, got, tc.want)
 		}
 	}
+	// Only for go-redis, which keeps one subscription: other clients get
+	// the master (a null would make FZambia/sentinel skip a live sentinel).
+	if got, want := other.do("SENTINEL", "get-master-addr-by-name", "mymaster"), "*2\r\n$9\r\n127.0.0.9\r\n$4\r\n6379\r\n"; got != want {
+		t.Errorf("stepping aside, a client without LIB-NAME: got %q, want %q", got, want)
+	}
+	// Cut off (no quorum lease): nobody is told a master.
+	src.setAside(AsideAll)
+	if got := other.do("SENTINEL", "get-master-addr-by-name", "mymaster"); got != "*-1\r\n" {
+		t.Errorf("stepping aside for all, a client without LIB-NAME: got %q, want a null", got)
+	}
 
 	// Another node's Redis is the master again: answered as before.
 	src.update("mymaster", func(m *Master) { m.Addr = Addr{"127.0.0.1", 16379}; m.Epoch++ })
-	src.setAside(false)
+	src.setAside(AsideNone)
 	s.Changed()
 	if got, want := cli.do("SENTINEL", "get-master-addr-by-name", "mymaster"), "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n16379\r\n"; got != want {
 		t.Fatalf("after stepping back in: got %q, want %q", got, want)

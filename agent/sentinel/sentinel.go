@@ -78,7 +78,7 @@ const errNoSuchMaster = "ERR No such master with that name"
 // port, or a null when the name is unknown, no master is elected or the
 // server steps aside.
 func (c *conn) getMasterAddr(args []string) {
-	m, ok := c.s.master(args[2])
+	m, ok := c.s.master(c, args[2])
 	if !ok || m.Addr.IsZero() {
 		c.w.nullArray()
 		return
@@ -89,7 +89,7 @@ func (c *conn) getMasterAddr(args []string) {
 }
 
 func (c *conn) sentinelMaster(args []string) {
-	m, ok := c.s.master(args[2])
+	m, ok := c.s.master(c, args[2])
 	if !ok {
 		c.w.err(errNoSuchMaster)
 		return
@@ -99,7 +99,7 @@ func (c *conn) sentinelMaster(args []string) {
 
 func (c *conn) sentinelMasters([]string) {
 	var ms []Master
-	if !c.s.src.StepAside() {
+	if !c.s.stepsAsideFor(c) {
 		ms = c.s.src.Masters()
 	}
 	now := c.s.now()
@@ -110,7 +110,7 @@ func (c *conn) sentinelMasters([]string) {
 }
 
 func (c *conn) sentinelReplicas(args []string) {
-	m, ok := c.s.master(args[2])
+	m, ok := c.s.master(c, args[2])
 	if !ok {
 		c.w.err(errNoSuchMaster)
 		return
@@ -123,7 +123,7 @@ func (c *conn) sentinelReplicas(args []string) {
 }
 
 func (c *conn) sentinelSentinels(args []string) {
-	if _, ok := c.s.master(args[2]); !ok {
+	if _, ok := c.s.master(c, args[2]); !ok {
 		c.w.err(errNoSuchMaster)
 		return
 	}
@@ -138,7 +138,7 @@ func (c *conn) sentinelSentinels(args []string) {
 // usable, and the quorum is their majority, so the answer is always OK for a
 // known master: harbormaster's own quorum is Raft's, not this one.
 func (c *conn) ckquorum(args []string) {
-	if _, ok := c.s.master(args[2]); !ok {
+	if _, ok := c.s.master(c, args[2]); !ok {
 		c.w.err(errNoSuchMaster)
 		return
 	}

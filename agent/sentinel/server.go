@@ -59,17 +59,31 @@ type Source interface {
 	// Sentinels returns the other agents' sentinel listener addresses for
 	// the named master (for SENTINEL sentinels), excluding this one.
 	Sentinels(name string) []Addr
-	// StepAside reports whether this listener must send clients to the
-	// others now: its node holds the master role and another node runs a
-	// listener. It then knows no master (a null for SENTINEL
-	// get-master-addr-by-name, no masters, "No such master" for the
-	// commands that name one), so clients ask their next sentinel and keep
-	// their +switch-master subscription there: a crash of the master's node
-	// cannot take the subscription down with the master (go-redis keeps one
-	// subscription, to the sentinel that answered first, and learns of a
-	// failover only through it).
-	StepAside() bool
+	// StepAside says for which clients this listener knows no master now
+	// (a null for SENTINEL get-master-addr-by-name, no masters, "No such
+	// master" for the commands that name one), so that they ask their next
+	// sentinel:
+	//   - AsideAll while this node's own view may be stale (it has no valid
+	//     quorum lease: cut off, or starting) and another node runs a
+	//     listener: a cut-off holder would name its own fenced Redis;
+	//   - AsideSubscribers while its node holds the master role and another
+	//     node runs a listener: clients that keep a single +switch-master
+	//     subscription (go-redis, see conn.oneSubscription) then keep it on
+	//     another node, so a crash of the master's node cannot take it down
+	//     with the master (go-redis learns of a failover only through it);
+	//   - AsideNone otherwise.
+	StepAside() Aside
 }
+
+// Aside is an answer of Source.StepAside.
+type Aside int
+
+// Asides.
+const (
+	AsideNone Aside = iota
+	AsideSubscribers
+	AsideAll
+)
 
 // Config configures a Server.
 type Config struct {
@@ -150,7 +164,7 @@ type Server struct {
 	tracked map[string]*tracked
 	// aside is whether the last Changed found the server stepping aside
 	// (for the log); guarded by pubMu.
-	aside bool
+	aside Aside
 }
 
 // tracked is what the server remembers of one master between Changed calls.
@@ -434,9 +448,12 @@ func (s *Server) Changed() {
 	}
 	if aside := s.src.StepAside(); aside != s.aside {
 		s.aside = aside
-		if aside {
-			s.log.Info("stepping aside: this node holds the Redis master role; clients are sent to the other listeners")
-		} else {
+		switch aside {
+		case AsideAll:
+			s.log.Info("stepping aside: this node has no quorum lease (its view may be stale); clients are sent to the other listeners")
+		case AsideSubscribers:
+			s.log.Info("stepping aside for single-subscription clients (go-redis): this node holds the Redis master role")
+		default:
 			s.log.Info("answering for the master again")
 		}
 	}
@@ -499,10 +516,23 @@ func (s *Server) sentinels(name string) []Addr {
 	return out
 }
 
+// stepsAsideFor reports whether the server knows no master for c now:
+// the Source steps aside and c's client keeps a single +switch-master
+// subscription (see oneSubscription).
+func (s *Server) stepsAsideFor(c *conn) bool {
+	switch s.src.StepAside() {
+	case AsideAll:
+		return true
+	case AsideSubscribers:
+		return c.oneSubscription()
+	}
+	return false
+}
+
 // master returns the named master from the Source; none while the
-// server steps aside.
-func (s *Server) master(name string) (Master, bool) {
-	if s.src.StepAside() {
+// server steps aside for c.
+func (s *Server) master(c *conn, name string) (Master, bool) {
+	if s.stepsAsideFor(c) {
 		return Master{}, false
 	}
 	for _, m := range s.src.Masters() {
