@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -400,7 +401,7 @@ func applyRedisReport(s *State, index uint64, c *RedisReport) error {
 	s.setRedis(c.Node, &next)
 	s.updateHistory(c)
 	replicaEvents(s, index, c, cur.Replicas, next.Replicas)
-	if !equalStrings(cur.Warnings, next.Warnings) && len(next.Warnings) > 0 {
+	if !slices.Equal(cur.Warnings, next.Warnings) && len(next.Warnings) > 0 {
 		s.addEvent(index, Event{Time: c.Time, Kind: EventRedisConfig, Node: c.Node, Actor: c.Node,
 			Message: fmt.Sprintf("%d redis-config warning(s): %s", len(next.Warnings), strings.Join(next.Warnings, "; "))})
 	}
@@ -487,18 +488,6 @@ func replicaEvents(s *State, index uint64, c *RedisReport, prev, next []ReplicaS
 		s.addEvent(index, Event{Time: c.Time, Kind: EventRedis, Node: c.Node, Actor: c.Node, Old: word[was], New: word[r.InSync],
 			Message: fmt.Sprintf("replica %s %s (%s, %d bytes and %d ms behind)", who, word[r.InSync], r.State, r.LagBytes, r.LagMillis)})
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func applyRedisHold(s *State, index uint64, c *RedisHold) error {

@@ -345,6 +345,13 @@ func redisCrashMaster(ctx context.Context, c *Cluster, v View, tr *Trial, _ Opti
 	if err != nil {
 		return err
 	}
+	return r.failoverAndRestore(ctx, c, tr, m, t0)
+}
+
+// failoverAndRestore follows the crash of master m's node at t0: a new
+// master elected, the node restored after a while, the old master back as
+// a replica (rejoin_ms), every acknowledged write on the final master.
+func (r *redisRig) failoverAndRestore(ctx context.Context, c *Cluster, tr *Trial, m string, t0 time.Time) error {
 	nm, ok := r.redisFailover(ctx, tr, m, t0)
 	if !ok {
 		return c.Restore(m)

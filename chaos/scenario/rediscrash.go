@@ -243,15 +243,12 @@ func redisCrashEarly(ctx context.Context, c *Cluster, v View, tr *Trial, _ Optio
 	if err != nil {
 		return err
 	}
-	r, err := startRedisRig(ctx, c, v, tr)
+	r, err := rigOnPromoted(ctx, c, v, tr, holder)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	m := r.master
-	if m != holder {
-		return fmt.Errorf("redis: %s was promoted, the writer's master is %s", holder, m)
-	}
 	if late := time.Since(promoted) - delay; late > 0 {
 		tr.note("the observers were ready %s after the drawn crash time: crashing now", ms(late))
 	}
@@ -266,20 +263,7 @@ func redisCrashEarly(ctx context.Context, c *Cluster, v View, tr *Trial, _ Optio
 		return err
 	}
 	tr.note("%s crashed %s after the promotion, %d of %d replicas synced", m, ms(t0.Sub(promoted)), synced, len(c.nodes)-1)
-	nm, ok := r.redisFailover(ctx, tr, m, t0)
-	if !ok {
-		return c.Restore(m)
-	}
-	if err := Sleep(ctx, after); err != nil {
-		return err
-	}
-	tRestore := time.Now()
-	if err := c.Restore(m); err != nil {
-		return err
-	}
-	r.checkRejoin(ctx, tr, m, nm, tRestore, "rejoin_ms")
-	r.finishSettled(ctx, tr, t0, nm)
-	return nil
+	return r.failoverAndRestore(ctx, c, tr, m, t0)
 }
 
 // redisCrashUnsynced: see the comment at the top of the file.
@@ -307,15 +291,12 @@ func redisCrashUnsynced(ctx context.Context, c *Cluster, v View, tr *Trial, _ Op
 	if err != nil {
 		return err
 	}
-	r, err := startRedisRig(ctx, c, v, tr)
+	r, err := rigOnPromoted(ctx, c, v, tr, holder)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	m := r.master
-	if m != holder {
-		return fmt.Errorf("redis: %s was promoted, the writer's master is %s", holder, m)
-	}
 	if err := Sleep(ctx, unsyncedWrites); err != nil {
 		return err
 	}
@@ -486,4 +467,18 @@ func unsyncedTargets(r *Result) []Target {
 		m = 1
 	}
 	return []Target{{What: "outcome matches unsynced_promotion in every trial (outcome_mismatch max == 0)", Limit: 0, Measured: m, Met: m == 0}}
+}
+
+// rigOnPromoted starts the observers on a fresh promotion of holder; the
+// writer's master must be that holder.
+func rigOnPromoted(ctx context.Context, c *Cluster, v View, tr *Trial, holder string) (*redisRig, error) {
+	r, err := startRedisRig(ctx, c, v, tr)
+	if err != nil {
+		return nil, err
+	}
+	if r.master != holder {
+		r.close()
+		return nil, fmt.Errorf("redis: %s was promoted, the writer's master is %s", holder, r.master)
+	}
+	return r, nil
 }
