@@ -18,8 +18,9 @@ import (
 )
 
 // The Redis scenarios. Every node runs a real redis-server
-// (a Daemon: it dies with its node in Crash and starts again, empty and
-// fenced, in Restore), the spec adds the redis-master role and a VIP that
+// (a Daemon: it dies with its node in Crash and starts again, fenced, in
+// Restore: empty, or with the RDB it wrote at its last full sync as a
+// replica; stock Redis writes it even with save ""), the spec adds the redis-master role and a VIP that
 // follows it, and each trial runs two observers (see rediswriter.go): a
 // writer in the client namespace that RPUSHes a counter through the Redis
 // VIP once per ms and records every acknowledged write, and a sampler that
@@ -524,7 +525,8 @@ func redisMove(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) er
 // redisRestartAll stops all three agents (SIGTERM) and starts them again
 // while Redis keeps running, then restarts every Redis server once, one
 // at a time, replicas first (SIGTERM: Redis 7 waits for its replicas
-// before it exits; with no persistence each comes back empty and fenced).
+// before it exits; with no persistence each comes back fenced, empty or
+// with the RDB of its last full sync as a replica).
 // A master is elected again by offset each time, never two, and no
 // acknowledged write is lost: an emptied Redis must never be promoted over
 // replicas that have the data.
