@@ -66,7 +66,7 @@ bench: deps build
 	$(GO) run ./chaos/cmd/bench-redis --bin $(CURDIR)/$(BIN)/harbormaster --trials 10 --timeout 60m
 	$(GO) run ./chaos/cmd/bench-redis --bin $(CURDIR)/$(BIN)/harbormaster --clients --trials 5 --timeout 60m
 	$(GO) run ./chaos/cmd/bench-tls --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
-	$(GO) run ./chaos/cmd/bench-durability --rounds 9
+	$(GO) run ./chaos/cmd/bench-durability --rounds 9 --bin $(CURDIR)/$(BIN)/harbormaster --trials 5
 
 # proto regenerates proto/harbormaster/v1/*.pb.go with pinned generators.
 proto:

@@ -66,15 +66,19 @@ func RedisArgv(dir string) []string {
 }
 
 // redisCluster adapts a cluster to the Redis scenarios.
-func redisCluster(co *ClusterOptions, _ Options) error {
+func redisCluster(co *ClusterOptions, o Options) error {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return fmt.Errorf("the Redis scenarios need redis-server (apt-get install redis-server): %w", err)
 	}
+	extra := ""
+	if o.RedisRole != "" {
+		extra = ", " + o.RedisRole
+	}
 	co.Spec = fmt.Sprintf(`roles:
   - {name: %s, type: vip, address: %s}
-  - {name: %s, type: redis-master, master_name: %s}
+  - {name: %s, type: redis-master, master_name: %s%s}
   - {name: %s, type: vip, address: %s, follow: %s}
-`, VIPRole, VIP, RedisRole, redisMasterName, redisVIPRole, RedisVIP, RedisRole)
+`, VIPRole, VIP, RedisRole, redisMasterName, extra, redisVIPRole, RedisVIP, RedisRole)
 	co.Daemons = append(co.Daemons, Daemon{Name: "redis", Argv: func(c *Cluster, n lab.Node) ([]string, error) {
 		dir := filepath.Join(c.Dir(), "redis", n.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -56,6 +56,9 @@ type Options struct {
 	// RedisFault is redis-clients' fault (RedisClientFaults; default
 	// crash-master).
 	RedisFault string
+	// RedisRole, when set, adds these YAML fields to the Redis scenarios'
+	// redis-master role, e.g. "min_synced_replicas: 1".
+	RedisRole string
 }
 
 func (o *Options) defaults() {

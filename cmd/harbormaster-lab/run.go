@@ -85,6 +85,7 @@ func runCmd() *cobra.Command {
 		lossPc int
 		flap   time.Duration
 		fault  string
+		role   string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -108,7 +109,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
 			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap,
-				RedisFault: fault})
+				RedisFault: fault, RedisRole: role})
 			if err != nil {
 				return err
 			}
@@ -136,6 +137,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().DurationVar(&loss, "loss-duration", 20*time.Second, "how long loss-30 keeps the loss on")
 	cmd.Flags().DurationVar(&flap, "flap-duration", 60*time.Second, "how long flap toggles the holder's check (every 3 s)")
+	cmd.Flags().StringVar(&role, "redis-role", "", `the Redis scenarios: YAML fields added to the redis-master role, e.g. "min_synced_replicas: 1"`)
 	cmd.Flags().StringVar(&fault, "fault", "", "redis-clients' fault: "+strings.Join(scenario.RedisClientFaults, ", ")+" (default crash-master)")
 	cmd.Flags().IntVar(&lossPc, "loss-percent", 30, "loss-30's lab.Loss on every node, in and out (30 per node is 51% per node-to-node direction)")
 	return cmd

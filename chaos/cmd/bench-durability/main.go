@@ -8,9 +8,10 @@
 //
 //	go run ./chaos/cmd/bench-durability --rounds 5
 //
-// What the mode costs in failover time is measured in the lab
-// (`harbormaster-lab run redis-crash-master` with the spec's
-// min_synced_replicas; docs/bench-redis.md).
+// With --bin (root: network namespaces) it also runs the lab's
+// redis-crash-master (3 voters, lan) with min_synced_replicas 0 and 1 in
+// the same run and prints the failover time and lost writes side by side:
+// with 1, writes resume only once a replica follows the new master.
 package main
 
 import (
@@ -27,12 +28,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/harbormaster/harbormaster/agent/redisctl"
+	"github.com/harbormaster/harbormaster/chaos/scenario"
 )
 
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds per mode (alternating)")
 	ops := flag.Int("ops", 100000, "pipelined RPUSHes per round")
 	single := flag.Int("single", 20000, "single RPUSHes per round (latency)")
+	bin := flag.String("bin", "", "harbormaster binary: also measure the failover in the lab (root)")
+	trials := flag.Int("trials", 5, "--bin: redis-crash-master trials per setting")
 	flag.Parse()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-durability: redis-server missing: apt-get install redis-server")
@@ -42,6 +46,49 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-durability:", err)
 		os.Exit(1)
 	}
+	if *bin != "" {
+		if err := failover(*bin, *trials); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-durability:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// failover runs redis-crash-master with min_synced_replicas 0 and 1.
+func failover(bin string, trials int) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("--bin: the lab needs root (network namespaces)")
+	}
+	type row struct {
+		name string
+		res  scenario.Result
+	}
+	var rows []row
+	for _, n := range []int{0, 1} {
+		o := scenario.Options{ClusterOptions: scenario.ClusterOptions{Bin: bin, Profile: "lan", LabName: "dur"}, Trials: trials}
+		if n > 0 {
+			o.RedisRole = fmt.Sprintf("min_synced_replicas: %d", n)
+		}
+		res, err := scenario.Run(context.Background(), "redis-crash-master", o)
+		if err != nil {
+			return fmt.Errorf("min_synced_replicas %d: %w", n, err)
+		}
+		rows = append(rows, row{fmt.Sprint(n), res})
+	}
+	fmt.Printf("\n# Durability mode: crash of the master's node (lab, 3 voters, lan, %d trials each)\n\n", trials)
+	fmt.Println("| min_synced_replicas | failover p50 ms | p99 ms | lost acknowledged writes (max) | violations |")
+	fmt.Println("| --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		f, lost := r.res.Figures["failover_ms"], 0.0
+		if r.res.LostAckedWrites != nil {
+			lost = r.res.LostAckedWrites.Max
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %d |\n", r.name, f.P50, f.P99, lost, len(r.res.Violations))
+	}
+	if a, b := rows[0].res.Figures["failover_ms"], rows[1].res.Figures["failover_ms"]; a.P50 > 0 {
+		fmt.Printf("\nratio 1/0: failover p50 %.2fx, p99 %.2fx\n", b.P50/a.P50, b.P99/a.P99)
+	}
+	return nil
 }
 
 type result struct{ opsPerSec, p50, p99 []float64 }
