@@ -70,18 +70,11 @@ func (s sentinelSource) Sentinels(string) []sentinel.Addr {
 	return out
 }
 
-// StepAside implements sentinel.Source, when another node runs a listener
-// to send clients to:
-//   - for everyone while this node has no valid quorum lease (cut off or
-//     starting: its state may name a master that was replaced; a cut-off
-//     holder would name its own fenced Redis);
-//   - while it holds the redis-master role: at once for single-subscription
-//     clients (go-redis, whose subscription must not stay on the master's
-//     node), and for everyone once it has held the role for
-//     stepAsideSettle, so that clients that walk their sentinel list
-//     (FZambia/sentinel) put another node's listener first before the
-//     master's node can crash, without being answered a null in the moment
-//     of a failover (FZambia then skips the next live sentinel of its list).
+// StepAside implements sentinel.Source: for everyone while this node has
+// no valid quorum lease (cut off or starting: its state may name a master
+// that was replaced; a cut-off holder would name its own fenced Redis), for
+// single-subscription clients while it holds the redis-master role; only
+// when another node runs a listener to send them to.
 func (s sentinelSource) StepAside() sentinel.Aside {
 	st, _ := s.state()
 	r, ok := redisact.Role(st)
@@ -92,23 +85,16 @@ func (s sentinelSource) StepAside() sentinel.Aside {
 	for id, n := range st.Nodes {
 		others = others || (id != s.self && n.Sentinel != "")
 	}
-	as := st.Assignment(r.Name)
 	switch {
 	case !others:
 		return sentinel.AsideNone
 	case s.leaseValid != nil && !s.leaseValid():
 		return sentinel.AsideAll
-	case as.Holder != s.self:
-		return sentinel.AsideNone
-	case time.Since(time.UnixMilli(as.Since)) >= stepAsideSettle:
-		return sentinel.AsideAll
+	case st.Assignment(r.Name).Holder == s.self:
+		return sentinel.AsideSubscribers
 	}
-	return sentinel.AsideSubscribers
+	return sentinel.AsideNone
 }
-
-// stepAsideSettle is how long the master's node answers clients that walk
-// their sentinel list before it steps aside for them too.
-const stepAsideSettle = 10 * time.Second
 
 // openSentinel builds the Sentinel-compatible listener when configured and
 // listens on its address (a failure is fatal at start).
