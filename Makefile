@@ -64,7 +64,7 @@ bench: deps build
 	$(GO) run ./chaos/cmd/bench-leader --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
 	$(GO) run ./chaos/cmd/bench-vip --bin $(CURDIR)/$(BIN)/harbormaster --trials 20 --timeout 45m
 	$(GO) run ./chaos/cmd/bench-redis --bin $(CURDIR)/$(BIN)/harbormaster --trials 10 --timeout 60m
-	$(GO) run ./chaos/cmd/bench-redis --bin $(CURDIR)/$(BIN)/harbormaster --clients --trials 5 --timeout 60m
+	$(GO) run ./chaos/cmd/bench-redis --bin $(CURDIR)/$(BIN)/harbormaster --clients --listener-vips --trials 5 --timeout 60m
 	$(GO) run ./chaos/cmd/bench-tls --bin $(CURDIR)/$(BIN)/harbormaster --trials 20
 	$(GO) run ./chaos/cmd/bench-durability --rounds 9 --bin $(CURDIR)/$(BIN)/harbormaster --trials 5
 

@@ -79,6 +79,14 @@ func redisCluster(co *ClusterOptions, o Options) error {
   - {name: %s, type: redis-master, master_name: %s%s}
   - {name: %s, type: vip, address: %s, follow: %s}
 `, VIPRole, VIP, RedisRole, redisMasterName, extra, redisVIPRole, RedisVIP, RedisRole)
+	nodes := max(co.Nodes, 3)
+	if o.ListenerVIPs {
+		for i := 1; i <= nodes; i++ {
+			// Its own node first (it comes back there: preempt), then any.
+			co.Spec += fmt.Sprintf("  - {name: sentinel-n%d, type: vip, address: %s, preempt: true, candidates: [{node: n%d, priority: 100}%s]}\n",
+				i, ListenerVIP(i), i, otherCandidates(i, nodes))
+		}
+	}
 	co.Daemons = append(co.Daemons, Daemon{Name: "redis", Argv: func(c *Cluster, n lab.Node) ([]string, error) {
 		dir := filepath.Join(c.Dir(), "redis", n.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -87,10 +95,34 @@ func redisCluster(co *ClusterOptions, o Options) error {
 		return RedisArgv(dir), nil
 	}})
 	co.NodeExtra = func(c *Cluster, n lab.Node) string {
+		if o.ListenerVIPs {
+			// Every address of the namespace: its own and the listener
+			// VIPs it holds; announced as its own listener VIP.
+			i := slices.IndexFunc(c.Nodes(), func(x lab.Node) bool { return x.Name == n.Name }) + 1
+			return fmt.Sprintf("redis:\n  address: %s\nsentinel:\n  addr: 0.0.0.0:%d\n  announce: %s\n",
+				netip.AddrPortFrom(n.IP, redisPort), sentinelPort, netip.AddrPortFrom(ListenerVIP(i).Addr(), sentinelPort))
+		}
 		return fmt.Sprintf("redis:\n  address: %s\nsentinel:\n  addr: %s\n",
 			netip.AddrPortFrom(n.IP, redisPort), netip.AddrPortFrom(n.IP, sentinelPort))
 	}
 	return nil
+}
+
+// ListenerVIP is node ni's listener address with ListenerVIPs:
+// 198.18.0.(220+i)/24.
+func ListenerVIP(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(220 + i)}), 24)
+}
+
+// otherCandidates lists the nodes but ni as priority-0 candidates.
+func otherCandidates(i, nodes int) string {
+	var b strings.Builder
+	for j := 1; j <= nodes; j++ {
+		if j != i {
+			fmt.Fprintf(&b, ", {node: n%d}", j)
+		}
+	}
+	return b.String()
 }
 
 // redisAddr is the node's Redis address.

@@ -497,9 +497,13 @@ func redisClients(ctx context.Context, c *Cluster, v View, tr *Trial, o Options)
 	}
 	addrs := map[string]string{}
 	var sentinels []string
-	for _, n := range c.nodes {
+	for i, n := range c.nodes {
 		addrs[n.Name] = c.redisAddr(n.Name)
-		sentinels = append(sentinels, netip.AddrPortFrom(n.IP, sentinelPort).String())
+		listener := n.IP
+		if o.ListenerVIPs {
+			listener = ListenerVIP(i + 1).Addr()
+		}
+		sentinels = append(sentinels, netip.AddrPortFrom(listener, sentinelPort).String())
 	}
 	smp := StartMasterSampler(addrs, c.spawner, samplePeriod)
 	defer smp.Stop()

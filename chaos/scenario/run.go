@@ -59,6 +59,13 @@ type Options struct {
 	// RedisRole, when set, adds these YAML fields to the Redis scenarios'
 	// redis-master role, e.g. "min_synced_replicas: 1".
 	RedisRole string
+	// ListenerVIPs gives every node's Sentinel-compatible listener an
+	// address that survives the node (ListenerVIP): a vip role per node,
+	// preferring it, that moves to another node while it is down; the
+	// listeners answer on every address (redis-clients' clients then use
+	// these addresses). docs/redis.md, "Listener addresses that survive
+	// their node".
+	ListenerVIPs bool
 }
 
 func (o *Options) defaults() {

@@ -86,6 +86,7 @@ func runCmd() *cobra.Command {
 		flap   time.Duration
 		fault  string
 		role   string
+		lvips  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -109,7 +110,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
 			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap,
-				RedisFault: fault, RedisRole: role})
+				RedisFault: fault, RedisRole: role, ListenerVIPs: lvips})
 			if err != nil {
 				return err
 			}
@@ -137,6 +138,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().DurationVar(&loss, "loss-duration", 20*time.Second, "how long loss-30 keeps the loss on")
 	cmd.Flags().DurationVar(&flap, "flap-duration", 60*time.Second, "how long flap toggles the holder's check (every 3 s)")
+	cmd.Flags().BoolVar(&lvips, "listener-vips", false, "the Redis scenarios: a vip role per node for its Sentinel-compatible listener (preferring the node, moving while it is down), and redis-clients' clients use those addresses")
 	cmd.Flags().StringVar(&role, "redis-role", "", `the Redis scenarios: YAML fields added to the redis-master role, e.g. "min_synced_replicas: 1"`)
 	cmd.Flags().StringVar(&fault, "fault", "", "redis-clients' fault: "+strings.Join(scenario.RedisClientFaults, ", ")+" (default crash-master)")
 	cmd.Flags().IntVar(&lossPc, "loss-percent", 30, "loss-30's lab.Loss on every node, in and out (30 per node is 51% per node-to-node direction)")

@@ -68,6 +68,7 @@ func main() {
 	systems := flag.String("systems", "harbormaster,sentinel", "systems to run (comma-separated)")
 	clients := flag.Bool("clients", false, "instead of the writer table: Harbor's clients (redis-clients) against harbormaster and Sentinel (down-after 1000), per client, fault and voter count")
 	voterList := flag.String("voters", "3,5", "--clients: voter counts (nodes) to run")
+	listenerVIPs := flag.Bool("listener-vips", false, "--clients: give every node's listener an address that survives the node (a vip role per node) and have the clients use those (docs/redis.md)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench-redis: needs root (network namespaces)")
@@ -99,7 +100,7 @@ func main() {
 			fl = strings.Split(*faultList, ",")
 		}
 		benchClients(ctx, abs, log, voters, fl, *trials, time.Now().Add(*timeout),
-			strings.Contains(*systems, "harbormaster"), strings.Contains(*systems, "sentinel"))
+			strings.Contains(*systems, "harbormaster"), strings.Contains(*systems, "sentinel"), *listenerVIPs)
 		return
 	}
 	faults := strings.Split(*faultList, ",")
@@ -227,7 +228,7 @@ const sentinelDownAfter = time.Second
 // benchClients runs redis-clients (harbormaster, profile lan) and the same
 // clients against Sentinel (down-after 1000; no planned move) for every
 // voter count and fault, and prints one table per client and fault.
-func benchClients(ctx context.Context, bin string, log *slog.Logger, voters []int, faults []string, trials int, deadline time.Time, runHM, runSE bool) {
+func benchClients(ctx context.Context, bin string, log *slog.Logger, voters []int, faults []string, trials int, deadline time.Time, runHM, runSE, listenerVIPs bool) {
 	key := func(sys string, n int, f, c string) string { return fmt.Sprintf("%s/%d/%s/%s", sys, n, f, c) }
 	cells := map[string]*clientCell{}
 	cell := func(k string) *clientCell {
@@ -242,7 +243,7 @@ func benchClients(ctx context.Context, bin string, log *slog.Logger, voters []in
 				break
 			}
 			res, err := scenario.Run(ctx, "redis-clients", scenario.Options{ClusterOptions: scenario.ClusterOptions{Bin: bin, Profile: "lan", LabName: "bench", Log: log, Nodes: n},
-				Trials: trials, RedisFault: f})
+				Trials: trials, RedisFault: f, ListenerVIPs: listenerVIPs})
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "harbormaster %d voters %s: %v\n", n, f, err)
 				os.Exit(1)
