@@ -4,6 +4,11 @@ BIN := bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+# The build's version: the nearest tag (git describe), or 0.0.0-<commit>
+# before the first one; -dirty when the tree has local changes.
+VERSION ?= $(shell (git describe --tags --dirty 2>/dev/null || echo 0.0.0-$$(git describe --always --dirty 2>/dev/null || echo unknown)) | sed 's/^v//')
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -X github.com/harbormaster/harbormaster/internal/version.version=$(VERSION) -X github.com/harbormaster/harbormaster/internal/version.commit=$(COMMIT)
 
 .PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke
 
@@ -11,8 +16,8 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/harbormaster ./cmd/harbormaster
-	$(GO) build -o $(BIN)/harbormaster-lab ./cmd/harbormaster-lab
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/harbormaster ./cmd/harbormaster
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/harbormaster-lab ./cmd/harbormaster-lab
 
 # deps installs what the tests need and is missing (Debian packages).
 deps:

@@ -40,11 +40,9 @@ import (
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/internal/clock"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
+	"github.com/harbormaster/harbormaster/internal/version"
 	"github.com/harbormaster/harbormaster/vip"
 )
-
-// Version is the agent's version, set at build time with -ldflags.
-var Version = "dev"
 
 // Options change how an agent is built; the zero value is production.
 // Tests use them to run agents in process on an in-memory transport.
@@ -271,7 +269,9 @@ func (a *Agent) Raft() *raft.Raft { return a.raft }
 //
 // Run returns after every goroutine it started has returned.
 func (a *Agent) Run(ctx context.Context) (err error) {
-	a.log.Info("starting", "version", Version, "profile", a.cfg.Profile, "timing", a.timing.String())
+	bi := version.Get()
+	a.log.Info("starting", "version", bi.Version, "commit", bi.Commit, "modified", bi.Modified, "go", bi.GoVersion,
+		"profile", a.cfg.Profile, "timing", a.timing.String())
 	if a.tls == nil {
 		a.log.Warn("insecure: true: Raft, the API, lease renewals and metrics run without TLS or authentication; anyone who reaches these ports controls the cluster (docs/security.md)")
 	} else {

@@ -22,6 +22,7 @@ import (
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
+	"github.com/harbormaster/harbormaster/internal/version"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -199,7 +200,7 @@ func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.Statu
 		IsLeader: a.raft.State() == raft.Leader, Term: a.raft.CurrentTerm(), RaftState: a.raft.State().String(),
 		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
 		SpecVersion: st.SpecVersion, Members: members, RaftAddress: a.raftAddr, ApiAddress: a.apiAddr,
-		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: Version, Ready: a.isReady(),
+		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: version.Get().Version, Ready: a.isReady(),
 		NoQuorum: lost, NoQuorumSinceMs: lostSince,
 	}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/version"
 	"github.com/harbormaster/harbormaster/spec"
 )
 
@@ -49,6 +50,7 @@ type collector struct {
 	redisBehind *prometheus.Desc
 	redisVacant *prometheus.Desc
 	redisWarns  *prometheus.Desc
+	buildInfo   *prometheus.Desc
 }
 
 func newCollector(a *Agent) *collector {
@@ -83,6 +85,7 @@ func newCollector(a *Agent) *collector {
 			"role", "member"),
 		redisBehind: d("redis_member_behind_bytes", "Bytes of the role's history, up to the last master's last reported offset, that the member's Redis lacks (synced members only).", "role", "member"),
 		redisVacant: d("redis_role_vacant", "1 while the redis-master role stays vacant because no live candidate's Redis has synced with the lost master (unsynced_promotion).", "role"),
+		buildInfo:   d("build_info", "1, labelled with the running build's version, commit and Go version.", "version", "commit", "goversion"),
 		redisWarns:  d("redis_config_warnings", "Number of redis-config warnings about this node's Redis settings (harbormaster status lists them)."),
 	}
 }
@@ -91,7 +94,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
 		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced,
 		c.viewErrs, c.leaseDrops, c.quorum, c.quorumLost, c.replInSync, c.replLagB, c.replLagS, c.redisSynced, c.redisBehind,
-		c.redisVacant, c.redisWarns} {
+		c.redisVacant, c.redisWarns, c.buildInfo} {
 		ch <- d
 	}
 }
@@ -168,6 +171,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.leaseDrops, prometheus.CounterValue, float64(n), reason)
 	}
 	c.collectRedis(ch, st)
+	bi := version.Get()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, g, 1, bi.Version, bi.Commit, bi.GoVersion)
 }
 
 // collectRedis renders the Redis replication state: this node's own Redis

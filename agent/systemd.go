@@ -9,6 +9,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/internal/version"
 )
 
 // readyLoop declares the agent ready once it is registered and has applied
@@ -23,7 +24,7 @@ func (a *Agent) readyLoop(ctx context.Context) {
 		if registered && started == 0 {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			idx, err := a.Propose(pctx, &fsm.RecordEvent{Event: fsm.Event{Time: time.Now().UnixMilli(),
-				Kind: fsm.EventNodeStarted, Node: a.cfg.NodeID, Actor: a.cfg.NodeID, New: Version}})
+				Kind: fsm.EventNodeStarted, Node: a.cfg.NodeID, Actor: a.cfg.NodeID, New: version.Get().Version}})
 			cancel()
 			if err == nil {
 				started = idx

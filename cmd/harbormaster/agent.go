@@ -12,6 +12,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/agent"
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/internal/version"
 )
 
 func agentCmd() *cobra.Command {
@@ -110,11 +111,19 @@ func handleSignals(ctx context.Context, ch <-chan os.Signal, a *agent.Agent, log
 	}
 }
 
-func versionCmd() *cobra.Command {
+func versionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "harbormaster", agent.Version) },
+		Use:     "version",
+		Short:   "Print the version, commit and Go version of this build",
+		Example: "  harbormaster version\n  harbormaster version --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			in := version.Get()
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), in)
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), in.String())
+			return err
+		},
 	}
 }

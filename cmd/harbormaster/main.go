@@ -20,6 +20,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/agent"
 	"github.com/harbormaster/harbormaster/agent/config"
+	"github.com/harbormaster/harbormaster/internal/version"
 )
 
 // Exit codes.
@@ -101,10 +102,12 @@ func newRoot() *cobra.Command {
 		Short:         "High availability for container-registry clusters: VIPs, Redis master, active/standby services, agreed through Raft",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.register(root)
-	root.AddCommand(agentCmd(), versionCmd(),
+	root.AddCommand(agentCmd(), versionCmd(g),
 		statusCmd(g), membersCmd(g), rolesCmd(g), specCmd(g), joinCmd(g), removeCmd(g),
 		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g), validateCmd(g), snapshotCmd(g), recoverCmd(g))
 	addTLSCommands(root, rotateLeaseKeyCmd(g))
