@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -15,16 +17,24 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
 
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
+	"github.com/harbormaster/harbormaster/spec"
 )
 
 const defaultAddr = "127.0.0.1:7201"
+
+// defaultConfig is where the CLI looks for the local agent's config to
+// find its API address (env HARBORMASTER_CONFIG).
+const defaultConfig = "/etc/harbormaster/harbormaster.yaml"
 
 // globals are the flags every client command shares.
 type globals struct {
@@ -35,11 +45,9 @@ type globals struct {
 }
 
 func (g *globals) register(root *cobra.Command) {
-	def := os.Getenv("HARBORMASTER_ADDR")
-	if def == "" {
-		def = defaultAddr
-	}
-	root.PersistentFlags().StringVar(&g.addr, "addr", def, "agent API address (env HARBORMASTER_ADDR)")
+	root.PersistentFlags().StringVar(&g.addr, "addr", os.Getenv("HARBORMASTER_ADDR"),
+		"agent API addresses, comma-separated, tried in order while unreachable (env HARBORMASTER_ADDR; default: api_addr of the local agent's config, "+
+			"HARBORMASTER_CONFIG or "+defaultConfig+", else "+defaultAddr+")")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON instead of tables")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "request timeout")
 	root.PersistentFlags().StringVar(&g.tls.CA, "ca-file", os.Getenv("HARBORMASTER_CA_FILE"), "cluster CA certificate (env HARBORMASTER_CA_FILE)")
@@ -77,32 +85,120 @@ func countSet(s ...string) int {
 	return n
 }
 
-func (g *globals) client() (hmv1.AdminClient, func(), error) {
-	c, err := g.dial(g.addr)
+// addrs are the API addresses to try, in order: --addr (or
+// HARBORMASTER_ADDR), else the local agent's api_addr (a wildcard host
+// reached on loopback), else defaultAddr.
+func (g *globals) addrs() ([]string, error) {
+	if g.addr != "" {
+		var out []string
+		for _, a := range strings.Split(g.addr, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				out = append(out, a)
+			}
+		}
+		if len(out) == 0 {
+			return nil, usageError{fmt.Errorf("--addr %q names no address; give host:port[,host:port...]", g.addr)}
+		}
+		return out, nil
+	}
+	path, explicit := os.LookupEnv("HARBORMASTER_CONFIG")
+	if !explicit {
+		path = defaultConfig
+	}
+	a, err := localAPIAddr(path)
+	switch {
+	case err == nil:
+		return []string{a}, nil
+	case explicit || !errors.Is(err, fs.ErrNotExist):
+		return nil, usageError{fmt.Errorf("finding the agent's API address in %s: %w; or give --addr", path, err)}
+	}
+	return []string{defaultAddr}, nil
+}
+
+// localAPIAddr reads api_addr from the agent config at path; a wildcard
+// host (0.0.0.0, ::) is reached on loopback.
+func localAPIAddr(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var c struct {
+		APIAddr string `yaml:"api_addr"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return "", err
+	}
+	host, port, err := net.SplitHostPort(c.APIAddr)
+	if err != nil {
+		return "", fmt.Errorf("api_addr %q is not host:port", c.APIAddr)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// clientFor connects to addr.
+func (g *globals) clientFor(addr string) (hmv1.AdminClient, func(), error) {
+	c, err := g.dial(addr)
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			return nil, nil, err
 		}
-		return nil, nil, usageError{fmt.Errorf("--addr %q: %w", g.addr, err)}
+		return nil, nil, usageError{fmt.Errorf("--addr %q: %w", addr, err)}
 	}
 	return hmv1.NewAdminClient(c), func() { c.Close() }, nil
+}
+
+// client connects to the first address (commands that stream).
+func (g *globals) client() (hmv1.AdminClient, func(), error) {
+	as, err := g.addrs()
+	if err != nil {
+		return nil, nil, err
+	}
+	return g.clientFor(as[0])
 }
 
 func (g *globals) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.timeout)
 }
 
-// call runs fn against the agent at --addr with the request timeout.
+// call runs fn against the agents at --addr, each with the request
+// timeout, in order until one answers: an address that cannot be reached
+// (Unavailable, no connection) passes to the next.
 func (g *globals) call(fn func(ctx context.Context, c hmv1.AdminClient) error) error {
-	c, closeFn, err := g.client()
+	as, err := g.addrs()
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	ctx, cancel := g.ctx()
-	defer cancel()
-	return fn(ctx, c)
+	for i, a := range as {
+		c, closeFn, err := g.clientFor(a)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := g.ctx()
+		err = fn(ctx, c)
+		cancel()
+		closeFn()
+		if i < len(as)-1 && unreachable(err) {
+			fmt.Fprintf(os.Stderr, "%s: %s; trying %s\n", a, errMessage(err), as[i+1])
+			continue
+		}
+		return err
+	}
+	return nil
+}
+
+// unreachable reports whether err says the agent could not be reached
+// (no connection), so that another address may be tried.
+func unreachable(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && !handshakeRefused(st.Message()) &&
+		(strings.Contains(st.Message(), "connection") || strings.Contains(st.Message(), "dial"))
 }
 
 // protoJSON renders a response for --json with protojson: the proto field
@@ -414,7 +510,12 @@ func specCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if g.json {
-					return printProto(cmd.OutOrStdout(), r)
+					// The spec itself as JSON, not its YAML in a string.
+					sp, err := spec.Parse([]byte(r.Document))
+					if err != nil {
+						return fmt.Errorf("the agent's spec does not parse: %w", err)
+					}
+					return printJSON(cmd.OutOrStdout(), map[string]any{"version": r.Version, "spec": sp})
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "# spec version %d\n%s", r.Version, r.Document)
 				return nil

@@ -54,7 +54,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &se):
 		return exitStore
-	case errors.As(err, &ce), errors.As(err, &ue):
+	case errors.As(err, &ce), errors.As(err, &ue), strings.HasPrefix(err.Error(), "unknown command"):
 		return exitUsage
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nl):
 		return exitUnavailable
