@@ -705,49 +705,103 @@ func eventsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events [--follow]",
 		Short: "Print the event log (role changes, membership, operator actions)",
-		Args:  cobra.NoArgs,
+		Long: `Print the event log (role changes, membership, operator actions). With --follow, keep printing new
+events; when the agent goes away (a restart, a network cut) reconnect, to the next --addr address when
+there are several, and go on after the last event printed, until interrupted.`,
+		Example: "  harbormaster events --since 120\n  harbormaster events --follow --addr 10.0.10.11:7201,10.0.10.12:7201",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, closeFn, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if !follow {
-				ctx, cancel = context.WithTimeout(ctx, g.timeout)
-				defer cancel()
-			}
-			stream, err := c.WatchEvents(ctx, &hmv1.WatchEventsRequest{Since: since, Follow: follow})
+			as, err := g.addrs()
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			for {
-				e, err := stream.Recv()
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
+			last := since
+			emit := func(e *hmv1.Event) error {
+				last = e.Seq
 				if g.json {
 					b, err := protoJSON(e, false)
 					if err != nil {
 						return err
 					}
-					if _, err := w.Write(b); err != nil {
-						return err
-					}
-					continue
+					_, err = w.Write(b)
+					return err
 				}
-				fmt.Fprintln(w, formatEvent(e))
+				_, err := fmt.Fprintln(w, formatEvent(e))
+				return err
+			}
+			if !follow {
+				return watchEvents(cmd.Context(), g, as[0], last, false, g.timeout, emit)
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			for i := 0; ; i++ {
+				addr := as[i%len(as)]
+				err := watchEvents(ctx, g, addr, last, true, 0, emit)
+				var ue usageError
+				switch {
+				case ctx.Err() != nil:
+					return nil
+				case errors.As(err, &ue), err != nil && !unreachable(err) && status.Code(err) != codes.Unavailable:
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "events: %s went away (%s); reconnecting after #%d\n", addr, errMessage(err), last)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(followRetry):
+				}
 			}
 		},
 	}
-	cmd.Flags().BoolVar(&follow, "follow", false, "keep printing new events")
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep printing new events, reconnecting when the agent goes away")
 	cmd.Flags().Uint64Var(&since, "since", 0, "only events after this sequence number")
 	return cmd
+}
+
+// followRetry is how long events --follow waits before reconnecting.
+const followRetry = 500 * time.Millisecond
+
+// watchEvents streams the events after since from addr to print; timeout
+// bounds the whole call when positive. A stream that ends without an
+// error while following (the agent stopping) is reported as Unavailable.
+func watchEvents(ctx context.Context, g *globals, addr string, since uint64, follow bool, timeout time.Duration,
+	emit func(*hmv1.Event) error) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, closeFn, err := g.clientFor(addr)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	stream, err := c.WatchEvents(ctx, &hmv1.WatchEventsRequest{Since: since, Follow: follow})
+	if err != nil {
+		return err
+	}
+	for {
+		e, err := stream.Recv()
+		if err == io.EOF {
+			if follow {
+				return status.Error(codes.Unavailable, "the stream ended")
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := emit(e); err != nil {
+			return err
+		}
+	}
 }
 
 func formatEvent(e *hmv1.Event) string {
