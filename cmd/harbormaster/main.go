@@ -111,6 +111,7 @@ func newRoot() *cobra.Command {
 		statusCmd(g), membersCmd(g), rolesCmd(g), specCmd(g), joinCmd(g), removeCmd(g),
 		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g), validateCmd(g), snapshotCmd(g), recoverCmd(g))
 	addTLSCommands(root, rotateLeaseKeyCmd(g))
+	addExamples(root)
 	return root
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/harbormaster/harbormaster/internal/version"
 )
 
@@ -31,4 +33,19 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &in); err != nil || code != 0 || in.Version == "" || in.Commit == "" || in.GoVersion != runtime.Version() {
 		t.Fatalf("version --json: exit %d, %q (%v)", code, out, err)
 	}
+}
+
+// TestEveryCommandHasAnExample: every command a user runs shows an example
+// in its help.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Runnable() && c.Example == "" && c.Name() != "help" && c.Name() != "completion" && !c.Hidden {
+			t.Errorf("%s: no example in its help", c.CommandPath())
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(newRoot())
 }
