@@ -50,6 +50,12 @@ func TestAddrs(t *testing.T) {
 	if got, err := g.addrs(); err != nil || strings.Join(got, ",") != "a:1,b:2" {
 		t.Fatalf("--addr a:1, b:2: %v, %v", got, err)
 	}
+	for _, bad := range []string{"nonsense", "a:1,10.0.0.1"} {
+		g.addr = bad
+		if _, err := g.addrs(); err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "host:port") {
+			t.Errorf("--addr %q: %v, want a usage error naming host:port", bad, err)
+		}
+	}
 	g.addr = ""
 	t.Setenv("HARBORMASTER_CONFIG", filepath.Join(dir, "missing.yaml"))
 	if _, err := g.addrs(); err == nil || exitCode(err) != exitUsage {

@@ -92,9 +92,13 @@ func (g *globals) addrs() ([]string, error) {
 	if g.addr != "" {
 		var out []string
 		for _, a := range strings.Split(g.addr, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				out = append(out, a)
+			if a = strings.TrimSpace(a); a == "" {
+				continue
 			}
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				return nil, usageError{fmt.Errorf("--addr %q: not host:port (e.g. 10.0.10.11:7201)", a)}
+			}
+			out = append(out, a)
 		}
 		if len(out) == 0 {
 			return nil, usageError{fmt.Errorf("--addr %q names no address; give host:port[,host:port...]", g.addr)}

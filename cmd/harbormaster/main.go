@@ -61,7 +61,7 @@ func exitCode(err error) int {
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
-		case codes.InvalidArgument:
+		case codes.InvalidArgument, codes.NotFound:
 			return exitUsage
 		case codes.PermissionDenied, codes.Unauthenticated:
 			return exitDenied
