@@ -726,8 +726,8 @@ func (s *server) Move(ctx context.Context, req *hmv1.MoveRequest) (*hmv1.MoveRes
 	if h := st.RedisHistoryOf(as); redisRole && as.Holder != req.Node && !req.AcceptDataLoss {
 		if synced, _ := st.RedisSynced(h, req.Node); !synced {
 			return nil, status.Errorf(codes.FailedPrecondition,
-				"node: %s's Redis has not synced with %s's (replication id %.8s): %s would lose what %s acknowledged since; "+
-					"wait until it has synced (`harbormaster explain %s`), or add --accept-data-loss", req.Node, h.Node, h.ReplID,
+				"node: %s's Redis has not synced with %s's (replication id %s): %s would lose what %s acknowledged since; "+
+					"wait until it has synced (`harbormaster explain %s`), or add --accept-data-loss", req.Node, h.Node, fsm.ShortReplID(h.ReplID),
 				req.Role, h.Node, req.Role)
 		}
 	}

@@ -76,11 +76,11 @@ func Explain(in Input, role string) (Explanation, error) {
 		for _, o := range c.AvoidedHeld {
 			c.Reasons = append(c.Reasons, "holds "+o+", which this role avoids")
 		}
-		if h := redisHistory(st, a); r.Type == spec.TypeRedisMaster && h != nil {
+		if h := st.RedisHistoryOf(a); r.Type == spec.TypeRedisMaster && h != nil {
 			switch synced, behind := st.RedisSynced(h, id); {
 			case !synced:
 				c.Reasons = append(c.Reasons, fmt.Sprintf("its Redis has not synced with %s's (replication id %s): promoted only by unsynced_promotion or move --accept-data-loss",
-					h.Node, shortID(h.ReplID)))
+					h.Node, fsm.ShortReplID(h.ReplID)))
 			case behind > 0 && id != a.Holder:
 				c.Reasons = append(c.Reasons, fmt.Sprintf("in %s's replication history, %d bytes behind its last reported offset %d", h.Node, behind, h.Offset))
 			}

@@ -175,7 +175,7 @@ func Plan(in Input) []fsm.Command {
 		if best != "" && !redisSynced(st, r, a, best) {
 			// S10: no replica synced with the role's last master.
 			if dataLoss = fsm.UnsyncedPromotion(st, r, a, best, in.unsyncedFor(a) >= r.UnsyncedAfter()); dataLoss == "" {
-				if why := holdReason(r, redisHistory(st, a)); a.Unsynced != why {
+				if why := holdReason(r, st.RedisHistoryOf(a)); a.Unsynced != why {
 					out = append(out, &fsm.RedisHold{Role: r.Name, Epoch: a.Epoch, Reason: why, Actor: in.Actor, Time: in.Now})
 				}
 				best = ""
@@ -356,7 +356,7 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 	st := in.State
 	// The replication history of the current (or lost) master: offsets
 	// compare only within it.
-	h := redisHistory(st, a)
+	h := st.RedisHistoryOf(a)
 	var cs []ranked
 	for _, id := range st.NodeIDs() {
 		if _, ok := in.Live[id]; !ok || !eligible(st, r, id) {
@@ -398,16 +398,13 @@ func rank(in Input, r spec.Role, a fsm.Assignment, load map[string]int) []ranked
 	return cs
 }
 
-// redisHistory: see fsm.State.RedisHistoryOf.
-func redisHistory(st *fsm.State, a fsm.Assignment) *fsm.RedisHistory { return st.RedisHistoryOf(a) }
-
 // redisSynced reports whether node may take r without losing what the
 // role's history holds: always for other role types.
 func redisSynced(st *fsm.State, r spec.Role, a fsm.Assignment, node string) bool {
 	if r.Type != spec.TypeRedisMaster {
 		return true
 	}
-	ok, _ := st.RedisSynced(redisHistory(st, a), node)
+	ok, _ := st.RedisSynced(st.RedisHistoryOf(a), node)
 	return ok
 }
 
@@ -416,19 +413,12 @@ func redisSynced(st *fsm.State, r spec.Role, a fsm.Assignment, node string) bool
 // while the vacancy lasts, so it is committed once.
 func holdReason(r spec.Role, h *fsm.RedisHistory) string {
 	what := fmt.Sprintf("no live candidate's Redis has synced with %s's (replication id %s, offset %d): promoting one loses what %s acknowledged since its replicas last synced",
-		h.Node, shortID(h.ReplID), h.Offset, h.Node)
+		h.Node, fsm.ShortReplID(h.ReplID), h.Offset, h.Node)
 	if d := r.UnsyncedAfter(); d > 0 {
 		return what + fmt.Sprintf("; the role stays vacant until %s's Redis returns, or for %s (unsynced_promotion: after %s)", h.Node, d, d)
 	}
 	return what + fmt.Sprintf("; the role stays vacant until %s's Redis returns with its data, or an operator runs `harbormaster move %s NODE --accept-data-loss` (unsynced_promotion: never)",
 		h.Node, r.Name)
-}
-
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
 }
 
 func pick(in Input, r spec.Role, a fsm.Assignment, load map[string]int) string {

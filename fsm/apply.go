@@ -254,7 +254,7 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 		h := s.Assignment(c.Role).History
 		if synced, _ := s.RedisSynced(h, c.Node); !synced && c.DataLoss == "" {
 			return reject(c, "node %q's Redis has not synced with %s's (replication id %s): promoting it loses acknowledged writes; "+
-				"it needs data_loss (unsynced_promotion, or move --accept-data-loss)", c.Node, h.Node, short(h.ReplID))
+				"it needs data_loss (unsynced_promotion, or move --accept-data-loss)", c.Node, h.Node, ShortReplID(h.ReplID))
 		}
 	}
 	for _, chk := range r.Requires {
@@ -286,7 +286,7 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 		if h := cur.History; h != nil {
 			_, behind := s.RedisSynced(h, c.Node)
 			msg = fmt.Sprintf("%s promoted without the data of %s's Redis (replication id %s, at least %d bytes of its stream up to offset %d): %s",
-				c.Node, h.Node, short(h.ReplID), behind, h.Offset, c.DataLoss)
+				c.Node, h.Node, ShortReplID(h.ReplID), behind, h.Offset, c.DataLoss)
 		}
 		s.addEvent(index, Event{Time: c.Time, Kind: EventRedisDataLoss, Node: c.Node, Actor: c.Actor, Role: c.Role,
 			Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: msg})

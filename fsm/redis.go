@@ -157,7 +157,7 @@ func UnsyncedPromotion(s *State, r spec.Role, a Assignment, node string, waited 
 		return fmt.Sprintf("an operator accepted the loss of what %s's Redis had beyond %s's (move --accept-data-loss)", h.Node, node)
 	case s.RedisHistoryGone(h):
 		return fmt.Sprintf("%s's Redis restarted without the data of its replication history %s (empty, or an older snapshot); it is lost everywhere",
-			h.Node, short(h.ReplID))
+			h.Node, ShortReplID(h.ReplID))
 	case waited && r.UnsyncedAfter() > 0:
 		return fmt.Sprintf("no replica synced with %s's Redis for %s (unsynced_promotion: after %s)", h.Node,
 			r.UnsyncedAfter(), r.UnsyncedAfter())
@@ -165,8 +165,9 @@ func UnsyncedPromotion(s *State, r spec.Role, a Assignment, node string, waited 
 	return ""
 }
 
-// short abbreviates a replication id for messages.
-func short(id string) string {
+// ShortReplID abbreviates a replication id for messages (its first 8
+// hex digits).
+func ShortReplID(id string) string {
 	if len(id) > 8 {
 		return id[:8]
 	}
