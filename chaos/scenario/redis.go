@@ -393,6 +393,16 @@ func (r *redisRig) failoverAndRestore(ctx context.Context, c *Cluster, tr *Trial
 	if !ok {
 		return c.Restore(m)
 	}
+	if err := r.restoreRejoin(ctx, c, tr, m, nm); err != nil {
+		return err
+	}
+	r.finishSettled(ctx, tr, t0, nm)
+	return nil
+}
+
+// restoreRejoin restores m's node after a while and checks that its Redis
+// becomes a replica of the new master nm (rejoin_ms).
+func (r *redisRig) restoreRejoin(ctx context.Context, c *Cluster, tr *Trial, m, nm string) error {
 	if err := Sleep(ctx, after); err != nil {
 		return err
 	}
@@ -401,7 +411,6 @@ func (r *redisRig) failoverAndRestore(ctx context.Context, c *Cluster, tr *Trial
 		return err
 	}
 	r.checkRejoin(ctx, tr, m, nm, tRestore, "rejoin_ms")
-	r.finishSettled(ctx, tr, t0, nm)
 	return nil
 }
 

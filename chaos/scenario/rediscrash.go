@@ -239,11 +239,7 @@ func redisCrashEarly(ctx context.Context, c *Cluster, v View, tr *Trial, _ Optio
 	delay := time.Second + time.Duration(rand.New(rand.NewPCG(seed, 0)).Int64N(int64(2*time.Second)))
 	tr.note("seed %d: the master's node crashes %s after the promotion", seed, ms(delay))
 	tr.figure("crash_after_promotion_ms", msf(delay))
-	holder, promoted, err := freshPromotion(ctx, c, v.Leader, tr)
-	if err != nil {
-		return err
-	}
-	r, err := rigOnPromoted(ctx, c, v, tr, holder)
+	r, promoted, err := freshRig(ctx, c, v, tr)
 	if err != nil {
 		return err
 	}
@@ -287,11 +283,7 @@ func redisCrashUnsynced(ctx context.Context, c *Cluster, v View, tr *Trial, _ Op
 			return err
 		}
 	}
-	holder, _, err := freshPromotion(ctx, c, v.Leader, tr)
-	if err != nil {
-		return err
-	}
-	r, err := rigOnPromoted(ctx, c, v, tr, holder)
+	r, _, err := freshRig(ctx, c, v, tr)
 	if err != nil {
 		return err
 	}
@@ -438,14 +430,9 @@ func (r *redisRig) unsyncedAfter(ctx context.Context, tr *Trial, m, via string, 
 	if err := heal(); err != nil {
 		return err
 	}
-	if err := Sleep(ctx, after); err != nil {
+	if err := r.restoreRejoin(ctx, c, tr, m, nm); err != nil {
 		return err
 	}
-	tRestore := time.Now()
-	if err := c.Restore(m); err != nil {
-		return err
-	}
-	r.checkRejoin(ctx, tr, m, nm, tRestore, "rejoin_ms")
 	r.finish(ctx, tr, t0, nm)
 	return nil
 }
@@ -469,16 +456,21 @@ func unsyncedTargets(r *Result) []Target {
 	return []Target{{What: "outcome matches unsynced_promotion in every trial (outcome_mismatch max == 0)", Limit: 0, Measured: m, Met: m == 0}}
 }
 
-// rigOnPromoted starts the observers on a fresh promotion of holder; the
-// writer's master must be that holder.
-func rigOnPromoted(ctx context.Context, c *Cluster, v View, tr *Trial, holder string) (*redisRig, error) {
+// freshRig makes a fresh promotion (freshPromotion) and starts the
+// observers on it; the writer's master must be the promoted holder. It
+// returns when the promotion happened.
+func freshRig(ctx context.Context, c *Cluster, v View, tr *Trial) (*redisRig, time.Time, error) {
+	holder, promoted, err := freshPromotion(ctx, c, v.Leader, tr)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	r, err := startRedisRig(ctx, c, v, tr)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if r.master != holder {
 		r.close()
-		return nil, fmt.Errorf("redis: %s was promoted, the writer's master is %s", holder, r.master)
+		return nil, time.Time{}, fmt.Errorf("redis: %s was promoted, the writer's master is %s", holder, r.master)
 	}
-	return r, nil
+	return r, promoted, nil
 }
