@@ -174,7 +174,7 @@ func Plan(in Input) []fsm.Command {
 		var dataLoss string
 		if best != "" && !redisSynced(st, r, a, best) {
 			// S10: no replica synced with the role's last master.
-			if dataLoss = fsm.UnsyncedPromotion(st, r, a, best, in.unsyncedFor(a) >= r.UnsyncedAfter()); dataLoss == "" {
+			if dataLoss = unsyncedPromotion(st, r, a, best, in.unsyncedFor(a) >= r.UnsyncedAfter()); dataLoss == "" {
 				if why := holdReason(r, st.RedisHistoryOf(a)); a.Unsynced != why {
 					out = append(out, &fsm.RedisHold{Role: r.Name, Epoch: a.Epoch, Reason: why, Actor: in.Actor, Time: in.Now})
 				}
@@ -406,6 +406,27 @@ func redisSynced(st *fsm.State, r spec.Role, a fsm.Assignment, node string) bool
 	}
 	ok, _ := st.RedisSynced(st.RedisHistoryOf(a), node)
 	return ok
+}
+
+// unsyncedPromotion says whether and why the redis-master role r may go to
+// node, which has not synced with a's history: an operator accepted the
+// loss (a move with accept_data_loss), the lost master's Redis came back
+// without its data, or the spec's unsynced_promotion delay has run out
+// (waited; measured by the caller). It returns "" when it may not: the
+// role stays vacant.
+func unsyncedPromotion(s *fsm.State, r spec.Role, a fsm.Assignment, node string, waited bool) string {
+	h := a.History
+	switch {
+	case a.MoveTo == node && a.AcceptDataLoss:
+		return fmt.Sprintf("an operator accepted the loss of what %s's Redis had beyond %s's (move --accept-data-loss)", h.Node, node)
+	case s.RedisHistoryGone(h):
+		return fmt.Sprintf("%s's Redis restarted without the data of its replication history %s (empty, or an older snapshot); it is lost everywhere",
+			h.Node, fsm.ShortReplID(h.ReplID))
+	case waited && r.UnsyncedAfter() > 0:
+		return fmt.Sprintf("no replica synced with %s's Redis for %s (unsynced_promotion: after %s)", h.Node,
+			r.UnsyncedAfter(), r.UnsyncedAfter())
+	}
+	return ""
 }
 
 // holdReason words why a redis-master role stays vacant (RedisHold): it

@@ -1,10 +1,6 @@
 package fsm
 
-import (
-	"fmt"
-
-	"github.com/harbormaster/harbormaster/spec"
-)
+import "github.com/harbormaster/harbormaster/spec"
 
 // Redis replication state beyond the master's role and offset
 // (docs/redis.md): what a master reports of each replica, the settings
@@ -142,27 +138,6 @@ func (s *State) RedisHistoryGone(h *RedisHistory) bool {
 	}
 	synced, _ := s.RedisSynced(h, h.Node)
 	return !synced
-}
-
-// UnsyncedPromotion says whether and why the redis-master role r may go to
-// node, which has not synced with a's history: an operator accepted the
-// loss (a move with accept_data_loss), the lost master's Redis came back
-// without its data, or the spec's unsynced_promotion delay has run out
-// (waited; measured by the caller). It returns "" when it may not: the
-// role stays vacant.
-func UnsyncedPromotion(s *State, r spec.Role, a Assignment, node string, waited bool) string {
-	h := a.History
-	switch {
-	case a.MoveTo == node && a.AcceptDataLoss:
-		return fmt.Sprintf("an operator accepted the loss of what %s's Redis had beyond %s's (move --accept-data-loss)", h.Node, node)
-	case s.RedisHistoryGone(h):
-		return fmt.Sprintf("%s's Redis restarted without the data of its replication history %s (empty, or an older snapshot); it is lost everywhere",
-			h.Node, ShortReplID(h.ReplID))
-	case waited && r.UnsyncedAfter() > 0:
-		return fmt.Sprintf("no replica synced with %s's Redis for %s (unsynced_promotion: after %s)", h.Node,
-			r.UnsyncedAfter(), r.UnsyncedAfter())
-	}
-	return ""
 }
 
 // ShortReplID abbreviates a replication id for messages (its first 8
