@@ -40,6 +40,9 @@ const (
 	downPolls = 3
 	// quiesceBound bounds a graceful stop's wait for the fence.
 	quiesceBound = time.Second
+	// catchUpBound bounds a promotion's catch-up with a more advanced
+	// replica (the resync from its backlog takes milliseconds).
+	catchUpBound = 300 * time.Millisecond
 	// freshRedis is the uptime (s) below which the agent's first read of a
 	// Redis sees it as redis.conf started it.
 	freshRedis = 30
@@ -401,6 +404,12 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 	if !auth.MayAct(st.Assignment(r.Name), FenceAhead) {
 		return false
 	}
+	if h := as.History; h != nil && h.Node != x.node.ID() && pre.Role == fsm.RedisReplica {
+		x.catchUp(ctx, st, as, auth.LeaseUntil.Add(-FenceAhead))
+		if auth = x.node.Authority(); !auth.MayAct(st.Assignment(r.Name), FenceAhead) {
+			return false
+		}
+	}
 	pctx, cancel := context.WithDeadline(ctx, auth.LeaseUntil.Add(-FenceAhead))
 	err := x.cli.PromoteWith(pctx, r.Name, as.Epoch, redisctl.PromoteOptions{MinSyncedReplicas: r.MinSyncedReplicas})
 	cancel()
@@ -427,6 +436,36 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 	x.cfg.Log.Info("Redis promoted to master", "epoch", as.Epoch)
 	x.event(r.Name, as.Epoch, msg)
 	return true
+}
+
+// catchUp brings this node's Redis, about to be promoted after a loss, up
+// to the most advanced other replica of the same history (redisctl.CatchUp),
+// within catchUpBound and before the lease deadline: the coordinator ranked
+// it on offsets reported up to a second ago.
+func (x *Actuator) catchUp(ctx context.Context, st *fsm.State, as fsm.Assignment, deadline time.Time) {
+	var siblings []string
+	for _, id := range st.NodeIDs() {
+		n := st.Nodes[id]
+		if id == x.node.ID() || id == as.LostBy || (as.History != nil && id == as.History.Node) || n.Redis == "" {
+			continue
+		}
+		siblings = append(siblings, n.Redis)
+	}
+	if len(siblings) == 0 {
+		return
+	}
+	if bound := time.Now().Add(catchUpBound); bound.Before(deadline) {
+		deadline = bound
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	from, off, err := x.cli.CatchUp(cctx, siblings)
+	switch {
+	case err != nil:
+		x.cfg.Log.Warn("catch up with the most advanced replica before promoting", "from", from, "err", err)
+	case from != "":
+		x.cfg.Log.Info("caught up with a more advanced replica before promoting", "from", from, "offset", off)
+	}
 }
 
 // releaseRestarted commits a release of the role whose Redis may not be
