@@ -133,9 +133,15 @@ type PromoteOptions struct {
 }
 
 // PromoteWith is Promote with the settings of opts. Before REPLICAOF NO ONE
-// it sets repl-diskless-sync-delay to 0, so that the replicas' first full
-// sync starts as soon as they connect (Redis 7's default waits 5 s, and a
-// replica that has not synced cannot be promoted without losing data).
+// it sets the two settings of full syncs it owns on a master:
+//   - repl-diskless-sync no: after a disk-based transfer Redis streams to
+//     the replica at once; after a diskless one (Redis 7's default) only
+//     from the replica's next REPLCONF ACK, up to a second later, while it
+//     already counts the replica as online and good. Writes acknowledged in
+//     that second are on no replica (TestReplicaStreamsAsSoonAsItIsOnline).
+//   - repl-diskless-sync-delay 0, in case an operator turns diskless sync
+//     back on: Redis 7's default waits 5 s before a first full sync, and a
+//     replica that has not synced cannot be promoted without losing data.
 func (c *Client) PromoteWith(ctx context.Context, role string, epoch uint64, opts PromoteOptions) error {
 	if role == "" {
 		return errors.New("promote: empty role name")
@@ -151,8 +157,11 @@ func (c *Client) PromoteWith(ctx context.Context, role string, epoch uint64, opt
 	if err != nil {
 		return err
 	}
-	if err := c.doOK(ctx, "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
-		return err
+	// One parameter per CONFIG SET: Redis 6.2 takes no more.
+	for _, kv := range [][2]string{{"repl-diskless-sync", "no"}, {"repl-diskless-sync-delay", "0"}} {
+		if err := c.doOK(ctx, "CONFIG", "SET", kv[0], kv[1]); err != nil {
+			return err
+		}
 	}
 	if r.Role != "master" {
 		if err := c.doOK(ctx, "REPLICAOF", "NO", "ONE"); err != nil {

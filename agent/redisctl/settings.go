@@ -109,12 +109,6 @@ func (s Settings) Warnings(firstLook bool) []string {
 		out = append(out, "this Redis started unfenced (it takes writes until the agent fences it): "+
 			"put min-replicas-to-write 1073741824 in its redis.conf")
 	}
-	if !s.DisklessSync && s.BacklogSize > 0 {
-		// Disk-based full syncs write an RDB first: a replica stays
-		// unsynced for the whole save.
-		out = append(out, "repl-diskless-sync is no: a full sync writes an RDB file first and the replica stays "+
-			"unsynced until it is written and sent; set repl-diskless-sync yes")
-	}
 	return out
 }
 
