@@ -14,17 +14,20 @@ import (
 // UpgradeFrom is the commit rolling-upgrade builds as the previous build
 // (N-1) when it is given no --old-bin. The one place it is recorded.
 //
-// 18d773e (main, 2026-12-06 23:53, "Merge main (replica state in reports,
-// move --accept-data-loss)"): the newest commit of main about a day's work
-// back that already speaks today's wire formats (authenticated lease
-// datagrams, 517576c; the cluster hello on Raft connections, d08b1b2; the
-// snapshot file format, e1975ed), so an upgrade from it is supported; it
-// predates the changes since to the fsm's Redis history (d54f6ff, 1af3f5d,
-// 4dd779a) and the Redis actuator (5553335), so the rolling upgrade
-// crosses a change of how the log is applied. Move it forward when a
-// release changes a format; never to a commit whose formats the current
-// build no longer reads.
-const UpgradeFrom = "18d773e8d596cfd17be200248de60ba7b934f9e1"
+// 5d92cf1 (main, 2026-12-07 01:02): the first build that reports its
+// version (internal/version), with today's wire formats (authenticated
+// lease datagrams, 517576c; the cluster hello on Raft connections,
+// d08b1b2; the snapshot file format, e1975ed) and the Redis replication
+// history that follows the master's process (d54f6ff). The upgrade from it
+// crosses later changes to how the log is applied (4dd779a, 0bdd7ee) and
+// to the Redis actuator (5553335). An older N-1, 18d773e (2026-12-06
+// 23:53), was tried first: in 1 of 3 trials its leader kept the Redis role
+// vacant after the master's node stopped 1.5 s after the first promotion,
+// the history bug d54f6ff fixed (a backlog-less master takes a new
+// replication id at its first replica), not an upgrade fault. Move it
+// forward when a release changes a format; never to a commit whose formats
+// the current build no longer reads.
+const UpgradeFrom = "5d92cf160bc21a0a28d46f31de41eca44d81a0ff"
 
 // UpgradeFromVersion is the version BuildUpgradeFrom stamps into the
 // previous build: what the Makefile's git describe gives at that commit.
@@ -32,8 +35,7 @@ var UpgradeFromVersion = "0.0.0-" + UpgradeFrom[:7]
 
 // BuildUpgradeFrom builds the harbormaster binary of commit UpgradeFrom of
 // the git repository that holds dir into outDir/harbormaster-<short>,
-// stamped as `make build` stamps it (UpgradeFromVersion; the older
-// agent.Version variable as well, which builds of that age report). It
+// stamped as `make build` stamps it (UpgradeFromVersion). It
 // exports the commit's tree with git archive into a temporary directory
 // (no worktree is registered) and removes it afterwards. The commit must
 // be in the repository: a shallow clone lacks it, and the error says so.
@@ -57,7 +59,7 @@ func BuildUpgradeFrom(ctx context.Context, dir, outDir string) (string, error) {
 		return "", fmt.Errorf("build the previous version: export %s: %v %s", UpgradeFrom, err, out)
 	}
 	bin := filepath.Join(outDir, "harbormaster-"+UpgradeFrom[:7])
-	ldflags := fmt.Sprintf("-X github.com/harbormaster/harbormaster/internal/version.version=%[1]s -X github.com/harbormaster/harbormaster/internal/version.commit=%[2]s -X github.com/harbormaster/harbormaster/agent.Version=%[1]s",
+	ldflags := fmt.Sprintf("-X github.com/harbormaster/harbormaster/internal/version.version=%s -X github.com/harbormaster/harbormaster/internal/version.commit=%s",
 		UpgradeFromVersion, UpgradeFrom[:12])
 	build := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", bin, "./cmd/harbormaster")
 	build.Dir = src
