@@ -10,7 +10,7 @@ VERSION ?= $(shell (git describe --tags --dirty 2>/dev/null || echo 0.0.0-$$(git
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X github.com/harbormaster/harbormaster/internal/version.version=$(VERSION) -X github.com/harbormaster/harbormaster/internal/version.commit=$(COMMIT)
 
-.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke
+.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke golden-datadir
 
 all: build
 
@@ -82,6 +82,13 @@ proto:
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/harbormaster/v1/admin.proto
+
+# golden-datadir rewrites testdata/golden/datadir-v1 (an agent's data dir:
+# raft.db, a snapshot, commands after it, the cluster id) and the state it
+# restores to, from an in-process agent. Only for a new format: keep v1 and
+# add v2 beside it (agent/datadir_golden_test.go).
+golden-datadir:
+	$(GO) test -count=1 -run TestGoldenDataDir ./agent -update-datadir
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -53,6 +53,9 @@ var VIP = netip.MustParsePrefix("198.18.0.200/24")
 type ClusterOptions struct {
 	// Bin is the harbormaster binary (required).
 	Bin string
+	// StartBin, when set, is the binary every agent starts on instead of
+	// Bin (rolling-upgrade's previous build); UseBin switches one node.
+	StartBin string
 	// Profile is the agents' timing profile: "lan" (default) or "fast".
 	Profile string
 	// Dir holds the configs, data dirs and agent logs. Empty: a temporary
@@ -124,6 +127,7 @@ type Cluster struct {
 	svcLog *ServiceLog
 
 	mu      sync.Mutex
+	bins    map[string]string // by node: the binary its next start runs (UseBin)
 	agents  map[string]*agentProc
 	daemons map[string]*Proc // by daemonKey
 	off     []offWindow
@@ -159,8 +163,10 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if opts.Bin == "" {
 		return nil, errors.New("cluster: no harbormaster binary")
 	}
-	if _, err := os.Stat(opts.Bin); err != nil {
-		return nil, fmt.Errorf("cluster: harbormaster binary: %w", err)
+	for _, b := range []string{opts.Bin, opts.StartBin} {
+		if _, err := os.Stat(b); b != "" && err != nil {
+			return nil, fmt.Errorf("cluster: harbormaster binary: %w", err)
+		}
 	}
 	if opts.Profile == "" {
 		opts.Profile = "lan"
@@ -177,7 +183,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c := &Cluster{opts: opts, log: log, Timing: timing, conns: map[string]*grpc.ClientConn{}, agents: map[string]*agentProc{},
-		daemons: map[string]*Proc{}}
+		daemons: map[string]*Proc{}, bins: map[string]string{}}
 	if c.spec, err = parseSpec(opts.Spec); err != nil {
 		return nil, err
 	}
@@ -390,16 +396,38 @@ func (c *Cluster) Node(name string) lab.Node {
 	return n
 }
 
+// UseBin makes the node's later agent starts run bin (an upgrade).
+func (c *Cluster) UseBin(node, bin string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bins[node] = bin
+}
+
+// BinOf returns the binary the node's next agent start runs: the one
+// UseBin set, else StartBin, else Bin.
+func (c *Cluster) BinOf(node string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.bins[node] != "":
+		return c.bins[node]
+	case c.opts.StartBin != "":
+		return c.opts.StartBin
+	}
+	return c.opts.Bin
+}
+
 // StartAgent starts the node's agent (it must not be running) in the node's
-// namespace, appending to its log file.
+// namespace on BinOf(node), appending to its log file.
 func (c *Cluster) StartAgent(node string) error {
 	f, err := os.OpenFile(c.LogPath(node), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("cluster: agent log: %w", err)
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "=== chaos/scenario: agent start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := c.Lab.Command(context.Background(), node, c.opts.Bin, "agent", "--config", c.configPath(node))
+	bin := c.BinOf(node)
+	fmt.Fprintf(f, "=== chaos/scenario: agent start %s (%s)\n", time.Now().Format(time.RFC3339Nano), bin)
+	cmd := c.Lab.Command(context.Background(), node, bin, "agent", "--config", c.configPath(node))
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("cluster: start agent on %s: %w", node, err)

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -66,6 +67,10 @@ type Options struct {
 	// these addresses). docs/redis.md, "Listener addresses that survive
 	// their node".
 	ListenerVIPs bool
+	// OldBin is rolling-upgrade's previous build (N-1), which every agent
+	// starts on before it is replaced by ClusterOptions.Bin (see
+	// BuildUpgradeFrom).
+	OldBin string
 }
 
 func (o *Options) defaults() {
@@ -236,6 +241,9 @@ type scenario struct {
 	// cluster, when set, adapts the cluster to the scenario before it
 	// starts: its spec, the nodes' checks and services, daemons.
 	cluster func(co *ClusterOptions, o Options) error
+	// fresh runs every trial in a cluster of its own (a trial that leaves
+	// the cluster changed for good, as an upgrade does).
+	fresh bool
 }
 
 func catalogue() []scenario {
@@ -299,6 +307,8 @@ func catalogue() []scenario {
 			run: redisClients, cluster: redisClientsCluster, targets: clientTargets},
 		{name: "hostile-lan", about: "an attacker on the LAN (c2, no certificate of the cluster) forges and replays lease datagrams, calls every API method in plain text, without a certificate and with other CAs' certificates, sends forged Raft frames and floods the API and Raft ports: nothing accepted, no failover",
 			run: hostileLAN, cluster: hostileCluster},
+		{name: "rolling-upgrade", about: "every agent replaced by the new build (--bin) one node at a time, from the previous one (--old-bin; built from git at chaos/scenario.UpgradeFrom when not given), non-voters, followers, the Raft leader last: SIGTERM, start on the new build, wait until caught up; the registry VIP, notary and the Redis master in use throughout; a fresh cluster per trial",
+			run: rollingUpgrade, cluster: upgradeCluster, targets: upgradeTargets, fresh: true},
 	}
 }
 
@@ -364,6 +374,51 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 		res.OK = true
 		return res, nil
 	}
+	if sc.fresh && o.Trials > 1 {
+		return runFresh(ctx, sc, o, res)
+	}
+	return runTrials(ctx, sc, o, res)
+}
+
+// runFresh runs each trial of sc in a cluster of its own (in a
+// subdirectory trial<n> of Dir when Dir is set) and aggregates them.
+func runFresh(ctx context.Context, sc scenario, o Options, res Result) (Result, error) {
+	for i := 1; i <= o.Trials; i++ {
+		one := o
+		one.Trials = 1
+		if o.Dir != "" {
+			one.Dir = filepath.Join(o.Dir, fmt.Sprintf("trial%d", i))
+			if err := os.MkdirAll(one.Dir, 0o755); err != nil {
+				return res, err
+			}
+		}
+		r, err := runTrials(ctx, sc, one, Result{Scenario: res.Scenario, Profile: res.Profile, TLS: res.TLS, Violations: []string{}, PerTrial: []Trial{}})
+		if err != nil {
+			return res, fmt.Errorf("trial %d: %w", i, err)
+		}
+		for _, tr := range r.PerTrial {
+			tr.N = i
+			res.PerTrial = append(res.PerTrial, tr)
+		}
+		if len(r.PerTrial) == 0 {
+			// The cluster never became stable: its violations are the
+			// run's own.
+			for _, v := range r.Violations {
+				res.Violations = append(res.Violations, fmt.Sprintf("trial %d: %s", i, v))
+			}
+			break
+		}
+		res.Trials = i
+	}
+	if o.Dir != "" {
+		res.Dir = o.Dir
+	}
+	return finish(res, sc), nil
+}
+
+// runTrials builds the scenario's cluster and runs o.Trials trials in it.
+func runTrials(ctx context.Context, sc scenario, o Options, res Result) (Result, error) {
+	name := sc.name
 	if sc.cluster != nil {
 		if err := sc.cluster(&o.ClusterOptions, o); err != nil {
 			return res, fmt.Errorf("%s: %w", name, err)

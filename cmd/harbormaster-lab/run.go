@@ -87,6 +87,7 @@ func runCmd() *cobra.Command {
 		fault  string
 		role   string
 		lvips  bool
+		oldBin string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -109,8 +110,19 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 			if _, err := lab.Sweep(); err != nil {
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
+			if args[0] == "rolling-upgrade" && oldBin == "" {
+				if oldBin, err = buildOld(cmd); err != nil {
+					return err
+				}
+				defer os.RemoveAll(filepath.Dir(oldBin))
+			}
+			if oldBin != "" {
+				if oldBin, err = filepath.Abs(oldBin); err != nil {
+					return err
+				}
+			}
 			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap,
-				RedisFault: fault, RedisRole: role, ListenerVIPs: lvips})
+				RedisFault: fault, RedisRole: role, ListenerVIPs: lvips, OldBin: oldBin})
 			if err != nil {
 				return err
 			}
@@ -141,8 +153,27 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cmd.Flags().BoolVar(&lvips, "listener-vips", false, "the Redis scenarios: a vip role per node for its Sentinel-compatible listener (preferring the node, moving while it is down), and redis-clients' clients use those addresses")
 	cmd.Flags().StringVar(&role, "redis-role", "", `the Redis scenarios: YAML fields added to the redis-master role, e.g. "min_synced_replicas: 1"`)
 	cmd.Flags().StringVar(&fault, "fault", "", "redis-clients' fault: "+strings.Join(scenario.RedisClientFaults, ", ")+" (default crash-master)")
+	cmd.Flags().StringVar(&oldBin, "old-bin", "", "rolling-upgrade: the previous build the agents start on (default: built from git at chaos/scenario.UpgradeFrom, from the checkout in the current directory)")
 	cmd.Flags().IntVar(&lossPc, "loss-percent", 30, "loss-30's lab.Loss on every node, in and out (30 per node is 51% per node-to-node direction)")
 	return cmd
+}
+
+// buildOld builds rolling-upgrade's previous build from the git checkout
+// of the current directory into a temporary directory (the caller removes
+// it) and says how long it took.
+func buildOld(cmd *cobra.Command) (string, error) {
+	dir, err := os.MkdirTemp("", "hm-lab-old-")
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	bin, err := scenario.BuildUpgradeFrom(cmd.Context(), ".", dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "harbormaster-lab: built the previous version %s (%s) in %s\n", scenario.UpgradeFromVersion, scenario.UpgradeFrom[:12], time.Since(start).Round(100*time.Millisecond))
+	return bin, nil
 }
 
 func listCmd() *cobra.Command {

@@ -312,6 +312,7 @@ func statusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(t, "Last contact\t%s\n", ms(r.LastContactMs))
 				fmt.Fprintf(t, "Spec version\t%d\n", r.SpecVersion)
 				fmt.Fprintf(t, "Profile\t%s\n", r.Profile)
+				fmt.Fprintf(t, "Version\t%s\n", orDash(r.Version))
 				if r.Redis != nil {
 					fmt.Fprintf(t, "Redis\t%s\n", redisLine(r.Redis))
 				}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -239,6 +240,10 @@ func procNoQuorum(t *testing.T, bin string) {
 	}
 	if !strings.Contains(out, "Node") || !strings.Contains(stderr, "knows no leader") {
 		t.Errorf("status without a leader: stdout %q, stderr %q; want the status printed and the reason on stderr", out, stderr)
+	}
+	// The agent's build, for checking a rolling upgrade node by node.
+	if !regexp.MustCompile(`(?m)^Version +\S+$`).MatchString(out) {
+		t.Errorf("status: no Version line in %q", out)
 	}
 	out, stderr, code = procCLI(t, bin, "status", "--json", "--addr", node.APIAddr)
 	var m map[string]any
