@@ -1,12 +1,15 @@
 package kaimport
 
 import (
+	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/harbormaster/harbormaster/agent/config"
 )
@@ -180,5 +183,97 @@ func TestCleanSampleHasNoFinding(t *testing.T) {
 	res := importSample(t, "harbor-registry")
 	if len(res.Findings) != 0 {
 		t.Errorf("findings on the clean sample:\n%s", res.Render())
+	}
+}
+
+// TestParseErrors: input that is not a keepalived.conf is refused naming
+// the file and line.
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ src, want string }{
+		{"vrrp_script s {\n  script \"/bin/true\n}\n", "k.conf:2: unterminated quoted string"},
+		{"vrrp_instance VI_1 {\n  state MASTER\n", "k.conf:1: this block's \"{\" is never closed"},
+		{"global_defs {\n}\n}\n", "k.conf:3: \"}\" closes no block"},
+		{"include /etc/keepalived/conf.d/*.conf\n", "k.conf:1: include is not followed"},
+		{"vrrp_instance VI_1 {\n  priority 100\n}\n", "k.conf:1: vrrp_instance VI_1 has no virtual_router_id"},
+		{"vrrp_instance VI_1 {\n  virtual_router_id 1\n  priority 300\n}\n", "k.conf:3: priority \"300\" is not a whole number from 1 to 255"},
+		{"vrrp_instance VI_1 {\n  virtual_router_id 1\n  virtual_ipaddress {\n    10.0.0.300/24\n  }\n}\n", "k.conf:4: virtual_ipaddress entry \"10.0.0.300/24\" is not an address"},
+		{"vrrp_script s {\n  interval 2\n}\n", "k.conf:1: vrrp_script s has no script line"},
+	}
+	for _, c := range cases {
+		path := filepath.Join(t.TempDir(), "k.conf")
+		if err := os.WriteFile(path, []byte(c.src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Import([]string{path}, Options{})
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.File != path || !strings.HasPrefix(err.Error(), filepath.Dir(path)+"/"+c.want) {
+			t.Errorf("%q: got %v, want a *ParseError %q", c.src, err, c.want)
+		}
+	}
+}
+
+// TestInputErrors: a value the translation needs and cannot find is an
+// *InputError naming the flag that gives it.
+func TestInputErrors(t *testing.T) {
+	conf := func(name, body string) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	inst := func(src string) string {
+		return "vrrp_instance V {\n virtual_router_id 5\n interface eth0\n" + src + " virtual_ipaddress {\n  10.0.0.100/24\n }\n}\n"
+	}
+	a := conf("a.conf", inst(" unicast_src_ip 10.0.0.1\n"))
+	b := conf("b.conf", inst(" unicast_src_ip 10.0.0.2\n"))
+	c := conf("c.conf", inst(""))
+	cases := []struct {
+		paths []string
+		opt   Options
+		want  string
+	}{
+		{[]string{a, b, c}, Options{}, "give --addr c=IP"},
+		{[]string{a, b}, Options{}, "--witness ID=IP"},
+		{[]string{a, b, c}, Options{NodeIDs: []string{"n1", "n2"}}, "--node-ids names 2 nodes for 3 files"},
+		{[]string{a, b, c}, Options{NodeIDs: []string{"n1", "n1", "n3"}, Addrs: map[string]netip.Addr{"n3": netip.MustParseAddr("10.0.0.3")}}, "both give node id n1"},
+		{[]string{a, b, c}, Options{Addrs: map[string]netip.Addr{"c": netip.MustParseAddr("10.0.0.1")}}, "both have address 10.0.0.1"},
+		{[]string{a, conf("e.conf", "global_defs {\n}\n")}, Options{WitnessID: "w", WitnessAddr: netip.MustParseAddr("10.0.0.9")}, "has no vrrp_instance"},
+	}
+	for _, k := range cases {
+		_, err := Import(k.paths, k.opt)
+		var ie *InputError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), k.want) {
+			t.Errorf("%v %+v: got %v, want an *InputError with %q", k.paths, k.opt, err, k.want)
+		}
+	}
+}
+
+// TestTranslateCheck: which check each kind of script becomes.
+func TestTranslateCheck(t *testing.T) {
+	cases := []struct{ cmd, want string }{
+		{"/usr/bin/docker pull 10.0.10.11/library/hello-world:latest", "type=registry-pull registry=https://10.0.10.11 image=library/hello-world:latest"},
+		{"docker pull --quiet localhost:5000/probe", "type=registry-pull registry=http://localhost:5000 image=probe"},
+		{"docker pull busybox", `type=exec argv=[docker, pull, busybox]`},
+		{"curl -fsS https://10.0.10.11/api/v2.0/ping", "type=https url=https://10.0.10.11/api/v2.0/ping"},
+		{"wget -q -O /dev/null http://127.0.0.1:8080/", "type=http url=http://127.0.0.1:8080/"},
+		{"</dev/tcp/127.0.0.1/6379", "type=tcp address=127.0.0.1:6379"},
+		{"killall -0 haproxy", `type=exec argv=[killall, "-0", haproxy]`},
+		{"/bin/sh -c 'pidof nginx || exit 1'", `type=exec argv=["pidof nginx || exit 1"] shell=true`},
+		{"pidof nginx || exit 1", `type=exec argv=["pidof nginx || exit 1"] shell=true`},
+		{"[[ -f /run/ok ]]", `type=exec argv=[/bin/bash, "-c", "[[ -f /run/ok ]]"]`},
+	}
+	for _, c := range cases {
+		s := &script{Name: "s", Command: c.cmd, At: &node{File: "k.conf", Line: 1}, Interval: 2 * time.Second}
+		got := translateCheck(s, "s", &linter{})
+		var kv []string
+		for _, f := range got.Fields {
+			if f[0] != "interval" {
+				kv = append(kv, f[0]+"="+f[1])
+			}
+		}
+		if strings.Join(kv, " ") != c.want {
+			t.Errorf("%q: %s, want %s", c.cmd, strings.Join(kv, " "), c.want)
+		}
 	}
 }
