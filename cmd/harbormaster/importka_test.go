@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
 func runImport(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -57,5 +61,49 @@ func TestImportKeepalivedCommand(t *testing.T) {
 	}
 	if _, stderr, code = runImport(t, append(noAddr, "--addr", "lb-y")...); code != exitUsage || !strings.Contains(stderr, "ID=IP") {
 		t.Errorf("--addr without =IP: exit %d, %q", code, stderr)
+	}
+}
+
+// TestImportedConfigsPassValidate: with the TLS files they name in place,
+// the imported node configs (witness included) pass harbormaster validate
+// without a problem.
+func TestImportedConfigsPassValidate(t *testing.T) {
+	const samples = "../../testdata/keepalived/"
+	registry, _ := filepath.Glob(samples + "harbor-registry/*.conf")
+	standby, _ := filepath.Glob(samples + "harbor-active-standby/*.conf")
+	for name, args := range map[string][]string{
+		"harbor-registry": registry,
+		"harbor-active-standby": append(standby, "--node-ids", "lb1,lb2", "--addr", "lb1=192.168.40.11", "--addr", "lb2=192.168.40.12",
+			"--witness", "w3=192.168.40.13", "--iface-cidr", "ens160=192.168.40.0/24"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, stderr, code := runImport(t, append(args, "--out", dir)...); code != 0 {
+				t.Fatalf("import: exit %d: %s", code, stderr)
+			}
+			cfgs, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+			nodes := map[string][]net.IP{}
+			for _, c := range cfgs {
+				if id := strings.TrimSuffix(filepath.Base(c), ".yaml"); id != "spec" {
+					nodes[id] = nil
+				}
+			}
+			if err := tlsid.WriteCluster(dir, "test", nodes); err != nil {
+				t.Fatal(err)
+			}
+			for id := range nodes {
+				p := filepath.Join(dir, id+".yaml")
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The TLS files beside the config instead of /etc/harbormaster/tls.
+				write(t, p, strings.ReplaceAll(string(b), "/etc/harbormaster/tls/", ""))
+				v := validateFiles(p, "", time.Now())
+				if !v.OK || len(v.Problems) != 0 {
+					t.Errorf("validate %s: %+v", id, v)
+				}
+			}
+		})
 	}
 }
