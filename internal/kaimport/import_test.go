@@ -277,3 +277,29 @@ func TestTranslateCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestParseLayouts: blocks on one line, a "{" alone on the next line,
+// comments (# and !) outside quotes only.
+func TestParseLayouts(t *testing.T) {
+	src := "vrrp_script chk   # a comment\n{\n  script \"/bin/grep -q '#!x' /f\" ! another\n}\n" +
+		"vrrp_instance V { virtual_router_id 7\n  virtual_ipaddress { 10.0.0.5/24 }\n  track_script { chk }\n}\n"
+	nodes, err := parse("k.conf", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lint := &linter{}
+	kf, err := readModel("k.conf", nodes, lint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kf.Scripts) != 1 || kf.Scripts[0].Command != "/bin/grep -q '#!x' /f" || kf.Scripts[0].CmdLine != 3 {
+		t.Errorf("scripts: %+v", kf.Scripts)
+	}
+	if len(kf.Instances) != 1 || kf.Instances[0].VRID != 7 || len(kf.Instances[0].VIPs) != 1 || kf.Instances[0].VIPs[0].Line != 6 ||
+		len(kf.Instances[0].Tracks) != 1 || kf.Instances[0].Tracks[0].Name != "chk" {
+		t.Errorf("instances: %+v", kf.Instances)
+	}
+	if len(lint.out) != 0 {
+		t.Errorf("findings: %v", lint.out)
+	}
+}

@@ -100,7 +100,7 @@ type keepalivedFile struct {
 	Others    []*node // top-level blocks not translated (virtual_server, vrrp_sync_group, ...)
 }
 
-// readFile extracts the vrrp_script and vrrp_instance blocks of one parsed
+// readModel extracts the vrrp_script and vrrp_instance blocks of one parsed
 // file, reporting unknown keywords and values keepalived would reject. A
 // value the translation needs that cannot be read is an error.
 func readModel(path string, nodes []*node, lint *linter) (*keepalivedFile, error) {
