@@ -161,7 +161,7 @@ func lintCommand(s *script, root string, lint *linter) {
 		return
 	}
 	if slices.Contains(shellOnly, words[0]) {
-		lint.warn(at, "vrrp_script %s: script starts with %q, a shell builtin no program provides, and keepalived 2.x runs it without a shell, so the check always fails; use script \"/bin/sh -c '...'\"", s.Name, words[0])
+		lint.warn(at, "vrrp_script %s: script starts with %q, a shell builtin no program provides, and keepalived 2.x runs it without a shell, so the check always fails; use script \"/bin/bash -c '...'\"", s.Name, words[0])
 		return
 	}
 	if root != "" && filepath.IsAbs(words[0]) {
