@@ -10,7 +10,7 @@ VERSION ?= $(shell (git describe --tags --dirty 2>/dev/null || echo 0.0.0-$$(git
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X github.com/harbormaster/harbormaster/internal/version.version=$(VERSION) -X github.com/harbormaster/harbormaster/internal/version.commit=$(COMMIT)
 
-.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke golden-datadir
+.PHONY: all build test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke golden-datadir keepalived-golden
 
 all: build
 
@@ -46,6 +46,11 @@ fuzz:
 
 fuzz-smoke:
 	FUZZTIME=3s GO=$(GO) scripts/fuzz.sh
+
+# keepalived-golden rewrites testdata/keepalived/*.golden (the output of
+# harbormaster import keepalived on each sample) after a deliberate change.
+keepalived-golden:
+	$(GO) test ./internal/kaimport -run 'TestImport$$' -count=1 -update
 
 # demo: a VIP failover live in network namespaces (root). demo-loopback: the
 # Raft-only demo on 127.0.0.1 (no root needed).
