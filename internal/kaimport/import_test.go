@@ -303,3 +303,23 @@ func TestParseLayouts(t *testing.T) {
 		t.Errorf("findings: %v", lint.out)
 	}
 }
+
+// TestRedirectionScripts: keepalived runs a script starting with "</"
+// through /bin/sh (system()), so an openable-file probe works anywhere,
+// while a /dev/tcp probe needs bash: dash (Debian's /bin/sh) fails it.
+func TestRedirectionScripts(t *testing.T) {
+	for _, c := range []struct {
+		cmd  string
+		warn bool
+	}{
+		{"</dev/tcp/127.0.0.1/6379", true},
+		{"</dev/udp/127.0.0.1/53", true},
+		{"</etc/harbor/ready", false},
+	} {
+		var l linter
+		lintCommand(&script{Name: "chk", Command: c.cmd, At: &node{File: "k.conf", Line: 3}, CmdLine: 4}, "", &l)
+		if got := len(l.sorted()) > 0; got != c.warn {
+			t.Errorf("script %q: warned %v (%v), want %v", c.cmd, got, l.sorted(), c.warn)
+		}
+	}
+}

@@ -152,7 +152,12 @@ func lintCommand(s *script, root string, lint *linter) {
 		return
 	}
 	if len(words) == 1 && strings.HasPrefix(words[0], "<") {
-		lint.warn(at, "vrrp_script %s: script %q is a shell redirection, but keepalived 2.x runs it without a shell: there is no program %q, so the check always fails; in keepalived write script \"/bin/bash -c '...'\"; the import makes it a tcp check when it is a /dev/tcp probe", s.Name, s.Command, words[0])
+		// keepalived hands a script starting with "</" to system(), so
+		// /bin/sh runs it (keepalived/core/notify.c, check_script_secure);
+		// /dev/tcp and /dev/udp are bash's, not a file dash can open.
+		if p := strings.TrimLeft(words[0], "< \t"); strings.HasPrefix(p, "/dev/tcp/") || strings.HasPrefix(p, "/dev/udp/") {
+			lint.warn(at, "vrrp_script %s: script %q is a shell redirection, which keepalived runs with /bin/sh; %s is a bash feature, so where /bin/sh is dash (Debian, Ubuntu) the check always fails (keepalived issue #1926); in keepalived write script \"/bin/bash -c '%s'\"; the import makes it a tcp check", s.Name, s.Command, p[:len("/dev/tcp")], s.Command)
+		}
 		return
 	}
 	if ops := shellOperators(words); len(ops) > 0 {
