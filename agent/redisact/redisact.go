@@ -625,32 +625,13 @@ func (x *Actuator) handOver(key string) {
 }
 
 // waitReplicas waits (until ctx ends) until every online replica of this
-// fenced master acknowledged its final offset, so that whichever replica is
-// promoted next has every write this master acknowledged.
+// fenced master has processed its final offset, so that whichever replica
+// is promoted next has every write this master acknowledged. It reads the
+// replicas' own offsets (redisctl.WaitReplicasCaughtUp): the offsets they
+// acknowledge to the master lag by up to a second.
 func (x *Actuator) waitReplicas(ctx context.Context) {
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		repl, err := x.cli.Replication(rctx)
-		cancel()
-		if err == nil && repl.Role == fsm.RedisMaster {
-			behind := 0
-			for _, r := range repl.Replicas {
-				if r.State == "online" && r.Offset < repl.Offset {
-					behind++
-				}
-			}
-			if behind == 0 {
-				return
-			}
-		} else if err == nil {
-			return // not a master: nothing to hand over
-		}
-		select {
-		case <-ctx.Done():
-			x.cfg.Log.Warn("Redis replicas not caught up with the fenced master; releasing after the bound", "err", ctx.Err())
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := x.cli.WaitReplicasCaughtUp(ctx); err != nil {
+		x.cfg.Log.Warn("Redis replicas not caught up with the fenced master; releasing after the bound", "err", err)
 	}
 }
 
