@@ -233,3 +233,37 @@ func TestVIPConflictSeenByNonHolder(t *testing.T) {
 		t.Fatalf("the VIP moved because of a foreign answer seen by a non-holder")
 	}
 }
+
+// A graceful stop releases each role as soon as its own actuator has let
+// go: the VIP of a node whose service stop takes long (here it hangs until
+// its 3s stop_timeout) moves at once, not after the service.
+func TestGracefulStopReleasesTheVIPWithoutWaitingForAService(t *testing.T) {
+	f := newFakeServices()
+	spec := "roles:\n  - {name: registry-vip, type: vip, address: 198.18.0.200/24, preempt: true, candidates: [{node: n1, priority: 10}, {node: n2}, {node: n3}]}\n" +
+		"  - {name: notary, type: service, stop_timeout: 3s, preempt: true, candidates: [{node: n1, priority: 10}, {node: n2}, {node: n3}]}\n"
+	c := newCluster(t, 3, clusterOpts{vip: true, spec: spec, services: []string{"notary"}, fake: f})
+	h := c.node("n1")
+	c.waitFor("the VIP and notary on n1", 10*time.Second, func() bool {
+		return vipHolder(c) == h && len(f.runners("notary")) == 1 && h.agent.State().Assignment("notary").Holder == "n1"
+	})
+	waitAllAlive(c)
+	f.mu.Lock()
+	f.hangStop["n1"] = true
+	f.mu.Unlock()
+	stopAt := time.Now()
+	go h.cancel()
+	var nh *tnode
+	c.waitFor("the VIP on another node", 3*time.Second, func() bool {
+		nh = vipHolder(c)
+		return nh != nil && nh != h
+	})
+	moved := time.Since(stopAt)
+	if as := nh.agent.State().Assignment("registry-vip"); !as.AfterRelease {
+		t.Fatalf("%s holds the VIP on %+v, want an assignment after n1's release", nh.id, as)
+	}
+	if moved > time.Second {
+		t.Fatalf("the VIP moved %s after the stop began; it waited for the service's stop (3s stop_timeout)", moved)
+	}
+	assertS1(t, c)
+	t.Logf("VIP on %s %s after the stop began, while notary's stop hung", nh.id, moved.Round(time.Millisecond))
+}
