@@ -32,6 +32,13 @@ type Raft interface {
 	Members() ([]string, error)
 }
 
+// BatchRaft is a Raft that can append a plan's commands without waiting
+// for each to commit before the next (the agent's). errs[i] is cmds[i]'s
+// error, as Propose would return it.
+type BatchRaft interface {
+	ProposeAll(ctx context.Context, cmds []fsm.Command) (errs []error)
+}
+
 // Leases gives the coordinator the voters' verdicts on node leases.
 type Leases interface {
 	// Majority asks every voter for its grant table (this node's own
@@ -299,18 +306,32 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 			}
 		}
 	}
-	for _, cmd := range cmds {
-		if _, err := c.raft.Propose(ctx, cmd); err != nil {
-			var rej *fsm.RejectedError
-			if errors.As(err, &rej) {
-				c.log.Debug("plan command rejected", "cmd", cmd.Type().String(), "err", err)
-				continue
+	var errs []error
+	if b, ok := c.raft.(BatchRaft); ok && len(cmds) > 1 {
+		errs = b.ProposeAll(ctx, cmds)
+	} else {
+		for _, cmd := range cmds {
+			_, err := c.raft.Propose(ctx, cmd)
+			errs = append(errs, err)
+			if err != nil && !errors.As(err, new(*fsm.RejectedError)) {
+				break // not proposed: the rest neither
 			}
-			return fmt.Errorf("propose %s: %w", cmd.Type(), err)
 		}
-		c.logCommand(cmd)
 	}
-	return nil
+	var failed error
+	for i, err := range errs {
+		cmd := cmds[i]
+		var rej *fsm.RejectedError
+		switch {
+		case err == nil:
+			c.logCommand(cmd)
+		case errors.As(err, &rej):
+			c.log.Debug("plan command rejected", "cmd", cmd.Type().String(), "err", err)
+		case failed == nil:
+			failed = fmt.Errorf("propose %s: %w", cmd.Type(), err)
+		}
+	}
+	return failed
 }
 
 func (c *Coordinator) logCommand(cmd fsm.Command) {

@@ -52,6 +52,30 @@ type Elapsed struct {
 	// Unsynced: since a redis-master role was held vacant for want of a
 	// synced replica (fsm.Assignment.UnsyncedSince; unsynced_promotion).
 	Unsynced map[string]time.Duration
+	// Leaving: since the leader saw the node's graceful stop begin
+	// (fsm.Node.Leaving), keyed by node id; one inherited from an earlier
+	// leader counts as long past.
+	Leaving map[string]time.Duration
+}
+
+// leaveGrace is how long a leaving node is left to release its roles by
+// itself (its graceful stop does, as soon as each actuator has let go)
+// before the coordinator asks it to: the request is the fallback, and
+// proposing it at once only delays the placement of the roles the node
+// has already released (measured in rolling-upgrade).
+const leaveGrace = 5 * time.Second
+
+// leavingFor is how long ago node began its graceful stop; without timers
+// (explain, tests of the policy alone) it counts as long past.
+func (in Input) leavingFor(node string) time.Duration {
+	if in.Elapsed == nil {
+		return leaveGrace
+	}
+	d, ok := in.Elapsed.Leaving[node]
+	if !ok {
+		return leaveGrace
+	}
+	return d
 }
 
 // heldFor is how long a's holder has held its role (preempt_delay).
@@ -92,7 +116,8 @@ func (in Input) lostFor(a fsm.Assignment) time.Duration {
 //     to, and still eligible, stays where it is;
 //   - such a holder that is no longer eligible (not a candidate, drained,
 //     witness, leaving) or whose role left the spec is asked to release, and
-//     the role moves only once it did;
+//     the role moves only once it did; a leaving holder releases by itself
+//     and is asked only after leaveGrace;
 //   - once a majority of voters say the holder's lease of that generation
 //     has ended, the role goes to the best eligible live node (the same node
 //     if it started a new generation and is still the best) at the next
@@ -145,7 +170,8 @@ func Plan(in Input) []fsm.Command {
 					}
 					continue
 				}
-				if !a.Releasing {
+				n := st.Nodes[a.Holder]
+				if !a.Releasing && (n == nil || !n.Leaving || in.leavingFor(a.Holder) >= leaveGrace) {
 					out = append(out, &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
 						Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder)})
 				}

@@ -32,6 +32,7 @@ type planCase struct {
 	renewed  []string
 	ended    []string
 	settling bool
+	elapsed  *Elapsed // the leader's timers (nil: measured from the stamps)
 	want     []string // describe() of Plan's output
 }
 
@@ -40,7 +41,7 @@ func (tc planCase) input(st *fsm.State) Input {
 	for _, id := range tc.renewed {
 		live[id] = gen2(id)
 	}
-	in := Input{State: st, Live: live, Now: planNow, Actor: planActor, Settling: tc.settling}
+	in := Input{State: st, Live: live, Now: planNow, Actor: planActor, Settling: tc.settling, Elapsed: tc.elapsed}
 	if len(tc.ended) > 0 {
 		in.Ended = endedUpTo(tc.ended...)
 	}
@@ -382,6 +383,20 @@ func TestPlan(t *testing.T) {
 			cmds: with(three, applySpec(role("web")), assign("web", "n1", "", 1), leave("n1")),
 			live: []string{"n1", "n2", "n3"},
 			want: []string{"request-release web epoch=1"},
+		},
+		{
+			name:    "live holder leaving for less than leaveGrace: it releases by itself, no request",
+			cmds:    with(three, applySpec(role("web")), assign("web", "n1", "", 1), leave("n1")),
+			live:    []string{"n1", "n2", "n3"},
+			elapsed: &Elapsed{Leaving: map[string]time.Duration{"n1": leaveGrace - time.Millisecond}},
+			want:    nil,
+		},
+		{
+			name:    "live holder leaving for leaveGrace: request release",
+			cmds:    with(three, applySpec(role("web")), assign("web", "n1", "", 1), leave("n1")),
+			live:    []string{"n1", "n2", "n3"},
+			elapsed: &Elapsed{Leaving: map[string]time.Duration{"n1": leaveGrace}},
+			want:    []string{"request-release web epoch=1"},
 		},
 		{
 			name: "live holder re-registered as a witness: request release",

@@ -36,6 +36,7 @@ type timers struct {
 type timerKey struct {
 	lost     bool
 	unsynced bool
+	leaving  bool // node's graceful stop (no stamp in the state: inherited ones count as long past)
 	role     string
 	node     string
 	epoch    uint64
@@ -50,7 +51,8 @@ func newTimers() *timers { return &timers{seen: map[timerKey]time.Duration{}} }
 func (t *timers) observe(st *fsm.State, wall time.Time, mono time.Duration) *Elapsed {
 	inherited := t.passes == 0
 	t.passes++
-	el := &Elapsed{Held: map[string]time.Duration{}, Lost: map[string]time.Duration{}, Unsynced: map[string]time.Duration{}}
+	el := &Elapsed{Held: map[string]time.Duration{}, Lost: map[string]time.Duration{}, Unsynced: map[string]time.Duration{},
+		Leaving: map[string]time.Duration{}}
 	next := make(map[timerKey]time.Duration, len(t.seen))
 	since := func(k timerKey) time.Duration {
 		start, ok := t.seen[k]
@@ -72,6 +74,11 @@ func (t *timers) observe(st *fsm.State, wall time.Time, mono time.Duration) *Ela
 		}
 		if a.Unsynced != "" {
 			el.Unsynced[role] = since(timerKey{unsynced: true, role: role, epoch: a.Epoch, stamp: a.UnsyncedSince})
+		}
+	}
+	for id, n := range st.Nodes {
+		if n.Leaving {
+			el.Leaving[id] = since(timerKey{leaving: true, node: id})
 		}
 	}
 	t.seen = next

@@ -131,3 +131,26 @@ func TestRunWallStepsMoveNoTimer(t *testing.T) {
 		})
 	}
 }
+
+// A node's graceful stop is timed from the leader's first sighting of it
+// when it begins during the term; one already under way when the leader
+// took office counts as long past (its release request is not held back).
+func TestTimersLeaving(t *testing.T) {
+	st := timersState(t, role("web", "n1:10", "n2", "n3"))
+	clk := clocktest.New(time.UnixMilli(t0).Add(10 * time.Second))
+	tm := newTimers()
+	if el := tm.observe(st, clk.Now(), clk.Mono()); len(el.Leaving) != 0 {
+		t.Fatalf("no node leaving: Leaving %v", el.Leaving)
+	}
+	st = mustApply(t, st, leave("n2"))
+	if d := tm.observe(st, clk.Now(), clk.Mono()).Leaving["n2"]; d != 0 {
+		t.Fatalf("leave seen during the term: %v, want 0", d)
+	}
+	clk.Advance(1500 * time.Millisecond)
+	if d := tm.observe(st, clk.Now(), clk.Mono()).Leaving["n2"]; d != 1500*time.Millisecond {
+		t.Fatalf("1.5s later: %v", d)
+	}
+	if d := newTimers().observe(st, clk.Now(), clk.Mono()).Leaving["n2"]; d < leaveGrace {
+		t.Fatalf("a leave inherited by a new leader: %v, want at least leaveGrace", d)
+	}
+}
