@@ -91,6 +91,22 @@ func TestDeb(t *testing.T) {
 	})
 }
 
+// TestDebVersionIsDebianSafe: make deb turns the characters a Debian
+// version may not hold (here '_' and '/') into '+' in the package's version
+// and file name (make -n: nothing is built).
+func TestDebVersionIsDebianSafe(t *testing.T) {
+	labtest.RequireBin(t, "make")
+	out, err := exec.Command("make", "-n", "--no-print-directory", "-C", "..", "deb", "VERSION=1.2.0_rc/1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n deb: %v\n%s", err, out)
+	}
+	for _, want := range []string{"HM_DEB_VERSION='1.2.0+rc+1'", "harbormaster_1.2.0+rc+1_" + runtime.GOARCH + ".deb"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make -n deb VERSION=1.2.0_rc/1 lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // wantFiles are the package's files and their modes (dpkg-deb --contents'
 // notation), all owned by root.
 var wantFiles = map[string]string{

@@ -108,11 +108,10 @@ func checkInstallUpgrade(t *testing.T, debA, debB string) {
 	}
 
 	// The installed binary validates the installed example config and spec
-	// (with the certificates the config's comments say how to create).
+	// (with the certificates made by the commands the config's comments give).
 	chroot := func(args ...string) string {
 		return run(t, nil, "chroot", append([]string{root, "/usr/bin/harbormaster"}, args...)...)
 	}
-	mustMkdir(t, filepath.Join(root, "etc/harbormaster/tls"))
 	chroot("tls", "ca", "create", "--cluster", "harbor-prod", "--dir", "/etc/harbormaster/tls")
 	chroot("tls", "cert", "create", "--node", "n1", "--ip", "10.0.10.11", "--ca-file", "/etc/harbormaster/tls/ca.pem", "--dir", "/etc/harbormaster/tls")
 	out := chroot("validate", "--config", "/etc/harbormaster/harbormaster.yaml", "--spec", "/etc/harbormaster/spec.yaml")
