@@ -13,6 +13,8 @@ have redis-server || need+=(redis-server) # check tests, Redis roles
 have redis-cli || need+=(redis-tools)
 have docker-registry || need+=(docker-registry) # registry-pull check tests
 have redis-sentinel || need+=(redis-sentinel) # the peer of make bench (Redis table)
+have systemd-analyze || need+=(systemd) # the packaging test verifies the unit
+have useradd || need+=(passwd) # the packaging test runs the postinst
 
 if [ "${#need[@]}" -eq 0 ]; then
   exit 0
