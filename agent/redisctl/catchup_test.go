@@ -11,17 +11,7 @@ import (
 // a by a partial resync, and has every write a has.
 func TestCatchUpFromAMoreAdvancedSibling(t *testing.T) {
 	ctx := ctxT(t, 20*time.Second)
-	m, a, b := startRedis(t), startRedis(t), startRedis(t)
-	mc, ac, bc := m.client(), a.client(), b.client()
-	if err := mc.Promote(ctx, "redis", 1); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*Client{ac, bc} {
-		if err := c.Follow(ctx, m.addr); err != nil {
-			t.Fatal(err)
-		}
-		waitLinked(t, c)
-	}
+	_, a, b, mc, ac, bc := replicated(t, ctx)
 	must(t, mc, "SET", "k1", "v")
 	waitValue(t, bc, "k1", "v")
 	// b loses its master (an address nobody answers); a goes on.

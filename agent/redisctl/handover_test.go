@@ -19,17 +19,7 @@ const handOverBound = 250 * time.Millisecond
 // replica that stopped replicating, the wait ends with ctx and names it.
 func TestWaitReplicasCaughtUp(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
-	m, a, b := startRedis(t), startRedis(t), startRedis(t)
-	mc, ac, bc := m.client(), a.client(), b.client()
-	if err := mc.Promote(ctx, "redis", 1); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*Client{ac, bc} {
-		if err := c.Follow(ctx, m.addr); err != nil {
-			t.Fatal(err)
-		}
-		waitLinked(t, c)
-	}
+	_, _, b, mc, ac, bc := replicated(t, ctx)
 	for round := range 6 {
 		if err := mc.Unpause(ctx); err != nil {
 			t.Fatal(err)

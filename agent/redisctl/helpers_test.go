@@ -277,3 +277,21 @@ func waitBlocked(t *testing.T, c *Client, n int) {
 	t.Helper()
 	waitFor(t, 10*time.Second, fmt.Sprintf("%d blocked clients on %s", n, c.Addr()), func() bool { return blockedClients(t, c) >= n })
 }
+
+// replicated starts a master (promoted for the role "redis" at epoch 1)
+// and two replicas linked to it, each with its client.
+func replicated(t *testing.T, ctx context.Context) (m, a, b *server, mc, ac, bc *Client) {
+	t.Helper()
+	m, a, b = startRedis(t), startRedis(t), startRedis(t)
+	mc, ac, bc = m.client(), a.client(), b.client()
+	if err := mc.Promote(ctx, "redis", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{ac, bc} {
+		if err := c.Follow(ctx, m.addr); err != nil {
+			t.Fatal(err)
+		}
+		waitLinked(t, c)
+	}
+	return m, a, b, mc, ac, bc
+}
