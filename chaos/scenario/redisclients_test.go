@@ -90,3 +90,18 @@ type nopTarget struct{}
 
 func (nopTarget) RPush(context.Context, string, int64) error { return nil }
 func (nopTarget) Close()                                     {}
+
+// A lost write counts as in flight only when it was sent within
+// inFlightWindow of the fault, or after it.
+func TestLostInFlight(t *testing.T) {
+	fault := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) Ack { return Ack{Start: fault.Add(d), End: fault.Add(d + time.Millisecond)} }
+	lost := []Ack{at(-time.Second), at(-inFlightWindow - time.Microsecond), at(-inFlightWindow), at(-time.Millisecond), at(time.Millisecond)}
+	if got := inFlight(lost, fault); got != 3 {
+		t.Fatalf("inFlight = %d, want 3 (sent at -5 ms, -1 ms, +1 ms)", got)
+	}
+	s := SummarizeClients([]map[string]ClientTrial{{"redigo": {Lost: 5, LostInFlight: 3}}, {"redigo": {Lost: 1, LostInFlight: 1}}})
+	if r := s["redigo"]; r.LostAckedWrites != 5 || r.LostBeforeFault != 2 {
+		t.Fatalf("summary %+v, want 5 lost, 2 before the fault's window", r)
+	}
+}

@@ -481,8 +481,12 @@ func TestRedisClients(t *testing.T) {
 		switch {
 		case !ok || c.Trials != 3:
 			t.Errorf("%s: %+v (present %v), want 3 trials", n, c, ok)
-		case c.StalledTrials != 0 || c.LostAckedWrites != 0:
-			t.Errorf("%s: %d stalled trials, %d lost writes; want none", n, c.StalledTrials, c.LostAckedWrites)
+		case c.StalledTrials != 0 || c.LostBeforeFault != 0:
+			// Lost writes sent in the last 5 ms before the crash are the
+			// asynchronous window (reported, not a violation); any other
+			// lost write is.
+			t.Errorf("%s: %d stalled trials, %d lost writes sent before the crash's in-flight window (%d lost in all); want none",
+				n, c.StalledTrials, c.LostBeforeFault, c.LostAckedWrites)
 		case c.FirstAckMS.Max > 1200:
 			t.Errorf("%s: first ack %.0f ms after a crash, want <= 1200", n, c.FirstAckMS.Max)
 		}
