@@ -36,7 +36,18 @@ func TestStoreFaultFencesTheNode(t *testing.T) {
 		}
 	}
 	if victim == "" {
-		t.Fatal("no role held by a follower")
+		// Every role landed on the leader (the followers' leases came a
+		// moment later): give one to a follower.
+		victim = c.others(l.id)[0]
+		var role string
+		for name := range l.agent.State().Assignments {
+			role = name
+			break
+		}
+		if _, err := c.admin(l).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: role, Node: victim, Actor: "test"}); err != nil {
+			t.Fatalf("move %s to %s: %v", role, victim, err)
+		}
+		c.waitFor(role+" on "+victim, 10*time.Second, func() bool { return c.leader().agent.State().Assignment(role).Holder == victim })
 	}
 	v := c.node(victim)
 	mu.Lock()
