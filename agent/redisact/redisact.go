@@ -529,8 +529,21 @@ func (x *Actuator) fence(ctx context.Context, why string) {
 	x.cfg.Log.Info("Redis writes paused", "why", why)
 }
 
-// fenceOnExit pauses the writes of a master whose agent stops.
+// manages reports whether the spec has a redis-master role: without one the
+// agent reports on its Redis but never changes it, not even on its way out
+// (a Redis still run by Sentinel during a migration, docs/migrate.md).
+func (x *Actuator) manages() bool {
+	st, _ := x.node.State()
+	_, ok := Role(st)
+	return ok
+}
+
+// fenceOnExit pauses the writes of a master whose agent stops, when the
+// spec has a redis-master role.
 func (x *Actuator) fenceOnExit() {
+	if !x.manages() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if repl, err := x.cli.Replication(ctx); err == nil && repl.Role == fsm.RedisMaster {
@@ -656,8 +669,12 @@ func (x *Actuator) Releasable(_ context.Context, st *fsm.State, role string) boo
 // Quiesce implements act.Actuator: it waits (at most quiesceBound) until
 // this node's Redis is fenced or a replica, and a fenced master's replicas
 // have every write it acknowledged, so that the graceful stop's release
-// hands everything over.
+// hands everything over. Without a redis-master role in the spec it does
+// nothing.
 func (x *Actuator) Quiesce(ctx context.Context) {
+	if !x.manages() {
+		return
+	}
 	deadline := time.Now().Add(quiesceBound)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
