@@ -595,8 +595,9 @@ func TestLoadLoopbackN1(t *testing.T) {
 
 // TestLoadHarbor keeps testdata/harbor (docs/harbor.md) loadable and says
 // what it is: the registry VIP requires the registry-pull check that every
-// node runs with keepalived's settings, notary and clair have actuators on
-// every node, clair avoids notary.
+// node runs with keepalived's settings; Harbor 2.9+ has no Notary and runs
+// Trivy on every node, so no service role; the Redis master role is found
+// through each node's Sentinel-compatible listener.
 func TestLoadHarbor(t *testing.T) {
 	for i, n := range []string{"n1", "n2", "n3"} {
 		p := filepath.Join("..", "..", "testdata", "harbor", n+".yaml")
@@ -612,15 +613,18 @@ func TestLoadHarbor(t *testing.T) {
 			pull.Fall != 2 || pull.Rise != 1 || pull.Registry != fmt.Sprintf("https://10.0.10.1%d", i+1) {
 			t.Errorf("%s: registry-pull check %+v, want interval 10s, fall 2, rise 1 on the node's own registry", p, pull)
 		}
-		if got := c.ServiceNames(); len(got) != 2 || got[0] != "clair" || got[1] != "notary" {
-			t.Errorf("%s: services %v, want [clair notary]", p, got)
+		if got := c.ServiceNames(); len(got) != 0 {
+			t.Errorf("%s: services %v, want none (Harbor 2.9+: no Notary, Trivy on every node)", p, got)
+		}
+		if c.Sentinel == nil || c.Sentinel.Addr != fmt.Sprintf("10.0.10.1%d:26379", i+1) {
+			t.Errorf("%s: sentinel %+v, want the node's own listener on :26379 (harbor.yml external_redis.host)", p, c.Sentinel)
+		}
+		if r, ok := c.Spec.Role("redis"); !ok || r.MasterName != "mymaster" {
+			t.Errorf("%s: redis role %+v, want master_name mymaster (harbor.yml sentinel_master_set)", p, r)
 		}
 		vip, ok := c.Spec.Role("registry-vip")
 		if !ok || len(vip.Requires) != 1 || vip.Requires[0] != "registry-pull" || vip.Preempt {
 			t.Errorf("%s: registry-vip %+v, want requires [registry-pull], no preempt", p, vip)
-		}
-		if clair, _ := c.Spec.Role("clair"); len(clair.Avoid) != 1 || clair.Avoid[0] != "notary" {
-			t.Errorf("%s: clair %+v, want avoid [notary]", p, clair)
 		}
 	}
 }
