@@ -57,7 +57,7 @@ func TestClientSetFinish(t *testing.T) {
 // node only, p99 only on lan.
 func TestClientTargets(t *testing.T) {
 	r := &Result{Profile: "lan", Fault: FaultCrashMaster, Clients: map[string]ClientStats{
-		ClientGoRedis: {FirstAckMS: Stats{P99: 1201}},
+		ClientGoRedis: {FirstAckMS: Stats{P99: 1201}, LostBeforeFault: 2},
 		ClientRedigo:  {FirstAckMS: Stats{P99: 1200}, StalledTrials: 1},
 	}}
 	met := map[string]bool{}
@@ -67,6 +67,8 @@ func TestClientTargets(t *testing.T) {
 	want := map[string]bool{
 		"go-redis first_ack_ms.p99 <= 1200": false, "go-redis stalled_trials == 0": true,
 		"redigo first_ack_ms.p99 <= 1200": true, "redigo stalled_trials == 0": false,
+		"go-redis lost_before_fault == 0 (lost writes sent earlier than the crash's 5 ms in-flight window)": false,
+		"redigo lost_before_fault == 0 (lost writes sent earlier than the crash's 5 ms in-flight window)":   true,
 	}
 	if len(met) != len(want) {
 		t.Fatalf("targets %v, want %v", met, want)
@@ -81,8 +83,8 @@ func TestClientTargets(t *testing.T) {
 		t.Errorf("move: targets %v, want none", tg)
 	}
 	r.Fault, r.Profile = FaultCrashMaster, "fast"
-	if tg := clientTargets(r); len(tg) != 2 {
-		t.Errorf("fast: targets %v, want the two stall targets", tg)
+	if tg := clientTargets(r); len(tg) != 4 {
+		t.Errorf("fast: targets %v, want the two stall and the two loss targets", tg)
 	}
 }
 
