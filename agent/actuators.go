@@ -187,7 +187,7 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 			}
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
-				Reason: "release requested", Time: time.Now().UnixMilli()})
+				Reason: "release requested", Cause: as.ReleaseCause, Time: time.Now().UnixMilli()})
 			cancel()
 			var rej *fsm.RejectedError
 			if err != nil && !errors.As(err, &rej) && ctx.Err() == nil {

@@ -504,7 +504,7 @@ func (a *Agent) gracefulRelease() {
 			return
 		}
 		err := propose(&fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
-			Reason: "agent shutdown", Time: time.Now().UnixMilli()})
+			Reason: "agent shutdown", Cause: fsm.CauseShutdown, Time: time.Now().UnixMilli()})
 		if err != nil {
 			a.log.Warn("release on shutdown failed; the role moves when the lease runs out", "role", as.Role, "epoch", as.Epoch, "err", err)
 			return
