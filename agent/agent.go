@@ -133,6 +133,9 @@ type Agent struct {
 	faultLogged atomic.Bool
 	faultFenced atomic.Int64 // clock.Mono reading (+1) of the last fence for a store fault
 
+	// obs are the event metrics (obs.go).
+	obs *obsMetrics
+
 	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
 	leaseBoot uint64
 
@@ -218,6 +221,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
 	}
 	a.checks = r
+	a.obs = newObsMetrics(cfg.NodeID, t.Lease)
+	if _, err := raftMetricsSink(); err != nil { // before Raft starts emitting
+		a.log.Warn("Raft internals not exported", "err", err)
+	}
+	r.OnProbe = a.obs.probe
 	a.checkNames.Store(new(cfg.CheckNames()))
 	if err := a.buildActuators(); err != nil {
 		return nil, err
@@ -306,6 +314,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
 		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log, Clock: a.clock}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
+	work.Go("leader watch", func() error { a.watchLeader(workCtx.Done()); return nil })
 	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })
 	work.Go("join loop", func() error { a.joinLoop(workCtx); return nil })
 	work.Go("register loop", func() error { a.registerLoop(workCtx); return nil })
@@ -382,6 +391,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 	}
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
 		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
+		OnRTT: func(d time.Duration) { a.obs.renewRTT.Observe(d.Seconds()) }, OnLapse: a.obs.lapses.Inc,
 		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {

@@ -120,19 +120,39 @@ func (c *cutConn) Write(b []byte) (int, error) {
 }
 
 // tlogWriter routes logs to t.Log until the test ends.
+// It keeps the lines for the tests that read the logs (lines).
 type tlogWriter struct {
 	mu   sync.Mutex
 	t    *testing.T
 	done bool
+	all  []string
 }
 
 func (w *tlogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.all = append(w.all, string(p))
 	if !w.done {
 		w.t.Log(string(p))
 	}
 	return len(p), nil
+}
+
+// lines returns the lines logged so that contain every one of subs.
+func (w *tlogWriter) lines(subs ...string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+next:
+	for _, l := range w.all {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 type clusterOpts struct {
