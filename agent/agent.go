@@ -11,11 +11,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,8 +59,9 @@ type Options struct {
 	// LogLevel, when set, is the level of Logger's handler: Reload sets it
 	// to a reloaded config's log_level.
 	LogLevel *slog.LevelVar
-	// RaftLogOutput receives hashicorp/raft's own log (stderr when nil).
-	RaftLogOutput io.Writer
+	// LogHandler, when set, is Logger's handler: Reload sets its format to
+	// a reloaded config's log_format (its level is LogLevel's).
+	LogHandler *LogHandler
 	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
 	// renewals, forwarding); tests use it to cut links.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
@@ -89,21 +88,6 @@ type Options struct {
 	// watchdog's sign of life and the coordinator (tests step the wall
 	// clock with internal/clock/clocktest).
 	Clock clock.Clock
-}
-
-func (o Options) raftLogOutput() io.Writer {
-	if o.RaftLogOutput != nil {
-		return o.RaftLogOutput
-	}
-	return os.Stderr
-}
-
-// raftLogLevel keeps hashicorp/raft's chatty info logs out unless debugging.
-func (o Options) raftLogLevel(level string) string {
-	if level == "debug" {
-		return "debug"
-	}
-	return "warn"
 }
 
 // Agent is one running node. Build it with New, run it with Run. Its methods
