@@ -171,6 +171,17 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 	}
 	sort.Strings(raftFams)
 	t.Logf("raft families on %s: %s", nh.id, strings.Join(raftFams, ", "))
+	_, body := get(nh, "/metrics")
+	var lines []string
+	for _, l := range strings.Split(body, "\n") {
+		for _, p := range []string{"harbormaster_failover", "harbormaster_lease_", "harbormaster_check_runs", "harbormaster_raft_leader_changes", "harbormaster_store_errors", "raft_commitTime{", "raft_apply"} {
+			if strings.HasPrefix(l, p) && !strings.Contains(l, "_bucket{") {
+				lines = append(lines, l)
+				break
+			}
+		}
+	}
+	t.Logf("scrape of %s after the failovers:\n%s", nh.id, strings.Join(lines, "\n"))
 
 	// One log line per failover on the new holder, with cause and phases.
 	for _, x := range []struct {
