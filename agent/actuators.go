@@ -53,11 +53,11 @@ func (a *Agent) buildActuators() error {
 			backends[name] = b
 		}
 		a.services = serviceact.New(view, serviceact.Config{Backends: backends, Tick: a.timing.Renew,
-			Log: a.log.With("component", "service")})
+			Log: a.log.With("component", "service"), OnActed: a.failoverActed})
 		a.actuators = append(a.actuators, a.services)
 	}
 	if a.cfg.Redis != nil {
-		r, err := redisact.New(view, redisact.Config{Redis: *a.cfg.Redis, Log: a.log.With("component", "redis")})
+		r, err := redisact.New(view, redisact.Config{Redis: *a.cfg.Redis, Log: a.log.With("component", "redis"), OnActed: a.failoverActed})
 		if err != nil {
 			return &config.Error{Path: a.cfg.Path, Field: "redis", Msg: err.Error()}
 		}
@@ -102,7 +102,7 @@ func (a *Agent) openVIPs() (cleanup func(), err error) {
 	g := a.cfg.GARP
 	a.vips = vipact.New(nodeView{a}, vipact.Config{Iface: a.cfg.VIPInterface, MAC: a.vipMAC, Kernel: k, Announcer: ann,
 		Manager: vip.Config{GARPRepeat: g.Repeat, GARPInterval: time.Duration(g.Interval), GARPRefresh: time.Duration(g.Refresh)},
-		Tick:    a.timing.Renew, Term: a.raft.CurrentTerm, Log: a.log.With("component", "vip")})
+		Tick:    a.timing.Renew, Term: a.raft.CurrentTerm, Log: a.log.With("component", "vip"), OnActed: a.failoverActed})
 	a.actuators = append([]act.Actuator{a.vips}, a.actuators...)
 	return cleanup, nil
 }
@@ -187,7 +187,7 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 			}
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
-				Reason: "release requested", Time: time.Now().UnixMilli()})
+				Reason: "release requested", Cause: as.ReleaseCause, Time: time.Now().UnixMilli()})
 			cancel()
 			var rej *fsm.RejectedError
 			if err != nil && !errors.As(err, &rej) && ctx.Err() == nil {

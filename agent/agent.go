@@ -11,11 +11,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,8 +59,9 @@ type Options struct {
 	// LogLevel, when set, is the level of Logger's handler: Reload sets it
 	// to a reloaded config's log_level.
 	LogLevel *slog.LevelVar
-	// RaftLogOutput receives hashicorp/raft's own log (stderr when nil).
-	RaftLogOutput io.Writer
+	// LogHandler, when set, is Logger's handler: Reload sets its format to
+	// a reloaded config's log_format (its level is LogLevel's).
+	LogHandler *LogHandler
 	// Dialer replaces the dialer of agent-to-agent gRPC connections (lease
 	// renewals, forwarding); tests use it to cut links.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
@@ -91,21 +90,6 @@ type Options struct {
 	Clock clock.Clock
 }
 
-func (o Options) raftLogOutput() io.Writer {
-	if o.RaftLogOutput != nil {
-		return o.RaftLogOutput
-	}
-	return os.Stderr
-}
-
-// raftLogLevel keeps hashicorp/raft's chatty info logs out unless debugging.
-func (o Options) raftLogLevel(level string) string {
-	if level == "debug" {
-		return "debug"
-	}
-	return "warn"
-}
-
 // Agent is one running node. Build it with New, run it with Run. Its methods
 // are safe for concurrent use once Run has opened Raft.
 type Agent struct {
@@ -132,6 +116,9 @@ type Agent struct {
 	faults      *storeFaults
 	faultLogged atomic.Bool
 	faultFenced atomic.Int64 // clock.Mono reading (+1) of the last fence for a store fault
+
+	// obs are the event metrics (obs.go).
+	obs *obsMetrics
 
 	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
 	leaseBoot uint64
@@ -218,6 +205,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, &config.Error{Path: cfg.Path, Field: "checks", Msg: err.Error()}
 	}
 	a.checks = r
+	a.obs = newObsMetrics(cfg.NodeID, t.Lease)
+	if _, err := raftMetricsSink(); err != nil { // before Raft starts emitting
+		a.log.Warn("Raft internals not exported", "err", err)
+	}
+	r.OnProbe = a.obs.probe
 	a.checkNames.Store(new(cfg.CheckNames()))
 	if err := a.buildActuators(); err != nil {
 		return nil, err
@@ -306,6 +298,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
 		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log, Clock: a.clock}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
+	work.Go("leader watch", func() error { a.watchLeader(workCtx.Done()); return nil })
 	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })
 	work.Go("join loop", func() error { a.joinLoop(workCtx); return nil })
 	work.Go("register loop", func() error { a.registerLoop(workCtx); return nil })
@@ -382,6 +375,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 	}
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
 		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
+		OnRTT: func(d time.Duration) { a.obs.renewRTT.Observe(d.Seconds()) }, OnLapse: a.obs.lapses.Inc,
 		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {
@@ -504,7 +498,7 @@ func (a *Agent) gracefulRelease() {
 			return
 		}
 		err := propose(&fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
-			Reason: "agent shutdown", Time: time.Now().UnixMilli()})
+			Reason: "agent shutdown", Cause: fsm.CauseShutdown, Time: time.Now().UnixMilli()})
 		if err != nil {
 			a.log.Warn("release on shutdown failed; the role moves when the lease runs out", "role", as.Role, "epoch", as.Epoch, "err", err)
 			return

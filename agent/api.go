@@ -745,7 +745,7 @@ func (s *server) Move(ctx context.Context, req *hmv1.MoveRequest) (*hmv1.MoveRes
 		reason += ", accepting the loss of data its Redis lacks (--accept-data-loss)"
 	}
 	idx, err := s.a.Propose(ctx, &fsm.RequestRelease{Role: req.Role, Epoch: as.Epoch, Target: req.Node, AcceptDataLoss: req.AcceptDataLoss,
-		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli(), Reason: reason})
+		Actor: actor(ctx, req.Actor), Time: time.Now().UnixMilli(), Reason: reason, Cause: fsm.CauseOperator})
 	if err != nil {
 		return nil, grpcErr(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -120,19 +119,39 @@ func (c *cutConn) Write(b []byte) (int, error) {
 }
 
 // tlogWriter routes logs to t.Log until the test ends.
+// It keeps the lines for the tests that read the logs (lines).
 type tlogWriter struct {
 	mu   sync.Mutex
 	t    *testing.T
 	done bool
+	all  []string
 }
 
 func (w *tlogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.all = append(w.all, string(p))
 	if !w.done {
 		w.t.Log(string(p))
 	}
 	return len(p), nil
+}
+
+// lines returns the lines logged so that contain every one of subs.
+func (w *tlogWriter) lines(subs ...string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+next:
+	for _, l := range w.all {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 type clusterOpts struct {
@@ -156,6 +175,9 @@ type clusterOpts struct {
 	sentinel []string
 	// sentinelTLS serves the Sentinel listeners with the nodes' certificates.
 	sentinelTLS bool
+	// logHandler logs through agent.NewLogHandler (text at first), passed
+	// as Options.LogHandler, so a reload can switch its format.
+	logHandler bool
 	// storeErr, when set, fails node's Raft store writes while it returns
 	// an error (Options.StoreWriteErr).
 	storeErr func(node string) error
@@ -279,9 +301,19 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 		id := cfg.NodeID
 		storeErr = func() error { return o.storeErr(id) }
 	}
-	a, err := agent.New(cfg, agent.Options{StoreWriteErr: storeErr, ServiceActuator: actuator, VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
-		Logger:        slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", c.t.Name()),
-		RaftLogOutput: io.Discard, SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
+	logger := slog.New(slog.NewTextHandler(c.lw, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var handler *agent.LogHandler
+	if o.logHandler {
+		level := new(slog.LevelVar)
+		h, err := agent.NewLogHandler(c.lw, cfg.LogFormat, level)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		handler, logger = h, slog.New(h)
+	}
+	a, err := agent.New(cfg, agent.Options{LogHandler: handler, StoreWriteErr: storeErr, ServiceActuator: actuator, VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
+		Logger:            logger.With("test", c.t.Name()),
+		SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
 		c.t.Fatal(err)
 	}

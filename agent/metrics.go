@@ -213,6 +213,12 @@ func (a *Agent) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(a), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(a.obs.collectors()...)
+	if sink, err := raftMetricsSink(); err != nil {
+		a.log.Warn("Raft internals not exported", "err", err)
+	} else {
+		prometheus.WrapRegistererWith(prometheus.Labels{"node": a.cfg.NodeID}, reg).MustRegister(sink)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if a.cfg.Pprof {

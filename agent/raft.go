@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -46,8 +45,7 @@ func (e *NotLeaderError) Error() string {
 func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 	cfg := a.cfg
 	t := a.timing
-	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(a.opts.raftLogLevel(cfg.LogLevel)),
-		Output: a.opts.raftLogOutput()})
+	logger := newHclogAdapter(a.log, a.raftDemote)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)

@@ -474,6 +474,10 @@ func TestRedisUnsyncedReplicaIsNotPromoted(t *testing.T) {
 		a := other.agent.State().Assignment("redis")
 		return a.Holder == target && canWrite(c.node(target).cfg.Redis.Address) == nil
 	})
+	c.waitFor("the promotion counted on "+target+" with cause data_loss", 2*time.Second, func() bool {
+		return sample(scrape(t, c.node(target)), "harbormaster_failovers_total",
+			map[string]string{"role": "redis", "type": "redis-master", "cause": "data_loss"}) == 1
+	})
 	var loss string
 	for _, e := range other.agent.State().Events {
 		if e.Kind == fsm.EventRedisDataLoss {

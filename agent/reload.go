@@ -57,6 +57,11 @@ func (a *Agent) Reload(next *config.Config) (config.Changes, error) {
 			a.opts.LogLevel.Set(l)
 		}
 	}
+	if ch.LogFormat != "" && a.opts.LogHandler != nil {
+		if err := a.opts.LogHandler.SetFormat(ch.LogFormat); err != nil { // validated: cannot fail
+			a.log.Error("log format not reloaded", "err", err)
+		}
+	}
 	for _, role := range ch.Services {
 		when := serviceact.NextCall
 		if !config.SameInstance(a.running.Services[role], next.Services[role]) {

@@ -162,6 +162,7 @@ func (a *Agent) storeFaultWindow() time.Duration { return 2*a.timing.Lease + a.t
 // onStoreFault is the reaction to a failed store write: fence (at most
 // once a lease: fencing records an event, which is a write too).
 func (a *Agent) onStoreFault(op string, err error) {
+	a.obs.storeErrors.Inc()
 	if a.faultLogged.CompareAndSwap(false, true) {
 		a.log.Error("the Raft store failed to write: fencing this node (its roles move within the lease), failing /healthz and refusing writes until writes succeed again",
 			"op", op, "err", err)

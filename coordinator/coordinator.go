@@ -337,9 +337,9 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 func (c *Coordinator) logCommand(cmd fsm.Command) {
 	switch x := cmd.(type) {
 	case *fsm.Assign:
-		c.log.Info("role assigned", "role", x.Role, "holder", x.Node, "gen", x.HolderGen, "epoch", x.Epoch, "prev", x.PrevHolder, "reason", x.Reason)
+		c.log.Info("role assigned", "role", x.Role, "holder", x.Node, "gen", x.HolderGen, "epoch", x.Epoch, "prev", x.PrevHolder, "cause", x.Cause, "reason", x.Reason)
 	case *fsm.RequestRelease:
-		c.log.Info("release requested", "role", x.Role, "epoch", x.Epoch, "reason", x.Reason)
+		c.log.Info("release requested", "role", x.Role, "epoch", x.Epoch, "cause", x.Cause, "reason", x.Reason)
 	case *fsm.Release:
 		c.log.Info("role released for an expired holder", "role", x.Role, "holder", x.Node, "epoch", x.Epoch)
 	}

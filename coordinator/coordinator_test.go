@@ -759,7 +759,7 @@ func TestRunMovesARoleWhenTheHoldersGenerationEnds(t *testing.T) {
 	// Detected: the first pass that saw the majority verdict (the clock
 	// stands still, so it is the same instant as the decision).
 	want := &fsm.Assign{Role: "web", Node: "n3", PrevHolder: "n2", HolderGen: 31, Epoch: 2,
-		Reason: "lease of n2 (generation 21) ended", Actor: "n1", Time: clock.Now().UnixMilli(), Detected: clock.Now().UnixMilli()}
+		Reason: "lease of n2 (generation 21) ended", Actor: "n1", Time: clock.Now().UnixMilli(), Detected: clock.Now().UnixMilli(), Cause: fsm.CauseLease}
 	passes(t, r, 2)
 	if moves := r.assigns(); len(moves) != 1 || !reflect.DeepEqual(moves[0], want) {
 		t.Fatalf("assigns: got %+v, want exactly %+v", moves, want)

@@ -173,7 +173,7 @@ func Plan(in Input) []fsm.Command {
 				n := st.Nodes[a.Holder]
 				if !a.Releasing && (n == nil || !n.Leaving || in.leavingFor(a.Holder) >= leaveGrace) {
 					out = append(out, &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
-						Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder)})
+						Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder), Cause: ineligibleCause(st, r, a.Holder)})
 				}
 				continue
 			}
@@ -213,22 +213,34 @@ func Plan(in Input) []fsm.Command {
 			}
 			continue
 		}
-		reason := "role unassigned"
+		reason, cause := "role unassigned", fsm.CauseFirst
+		if a.Holder == "" && a.ReleaseCause != "" {
+			reason, cause = "released ("+a.ReleaseCause+")", a.ReleaseCause
+		}
 		if a.MoveTo == best && a.Holder == "" {
 			reason = "moved by an operator"
+			if a.ReleaseCause == "" {
+				cause = fsm.CauseOperator
+			}
+			if a.ReleaseCause != "" && a.ReleaseCause != fsm.CauseOperator {
+				reason = "moved to " + best + " (" + a.ReleaseCause + ")"
+			}
 		}
 		if a.Holder != "" {
-			reason = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen)
-			if a.MoveTo == best {
-				reason += "; moved by an operator"
+			reason, cause = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen), fsm.CauseLease
+			if a.Releasing && a.ReleaseCause != "" {
+				// Asked to let go, it did not in time: the request says why.
+				reason += " while releasing (" + a.ReleaseCause + ")"
+				cause = a.ReleaseCause
 			}
 		}
 		load[best]++
 		if dataLoss != "" {
 			reason += "; promoted outside the lost master's replication history: " + dataLoss
+			cause = fsm.CauseDataLoss
 		}
 		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],
-			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now, DataLoss: dataLoss})
+			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now, DataLoss: dataLoss, Cause: cause})
 	}
 	// Roles that left the spec: their holders let go.
 	var gone []string
@@ -244,12 +256,12 @@ func Plan(in Input) []fsm.Command {
 		switch {
 		case (!live || gen != a.HolderGen) && ended(a.Holder, a.HolderGen, time.Duration(a.GraceMillis)*time.Millisecond):
 			out = append(out, &fsm.Release{Role: name, Node: a.Holder, Epoch: a.Epoch, Time: in.Now,
-				Reason: "role removed from the spec; holder lease ended"})
+				Reason: "role removed from the spec; holder lease ended", Cause: fsm.CauseSpec})
 		case !live || gen != a.HolderGen:
 			// The holder may still act and cannot answer: wait.
 		case !a.Releasing:
 			out = append(out, &fsm.RequestRelease{Role: name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
-				Reason: "role removed from the spec"})
+				Reason: "role removed from the spec", Cause: fsm.CauseSpec})
 		}
 	}
 	return out
@@ -272,7 +284,32 @@ func preempt(in Input, r spec.Role, a fsm.Assignment, load map[string]int) fsm.C
 		return nil
 	}
 	return &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Target: best, Actor: in.Actor, Time: in.Now,
-		Reason: fmt.Sprintf("preempted by %s (priority %d over %d)", best, bp, hp)}
+		Reason: fmt.Sprintf("preempted by %s (priority %d over %d)", best, bp, hp), Cause: fsm.CausePreempt}
+}
+
+// ineligibleCause says why a live holder that is no longer eligible for r
+// is asked to let go: drain, shutdown (leaving), spec (not a candidate, or
+// its node lost what the role type needs) or check (a required check not
+// passing), in that order.
+func ineligibleCause(st *fsm.State, r spec.Role, node string) fsm.Cause {
+	n := st.Nodes[node]
+	switch {
+	case n == nil:
+		return fsm.CauseSpec
+	case n.Drained:
+		return fsm.CauseDrain
+	case n.Leaving:
+		return fsm.CauseShutdown
+	}
+	if _, ok := r.Candidate(node); !ok || n.Witness {
+		return fsm.CauseSpec
+	}
+	for _, c := range r.Requires {
+		if res, ok := st.Checks[node][c]; !ok || !res.Known || !res.Passing {
+			return fsm.CauseCheck
+		}
+	}
+	return fsm.CauseSpec
 }
 
 // stopGrace is how long after the holder's lease surely ended the role

@@ -603,7 +603,7 @@ func TestPlanMoveOffEndedHolder(t *testing.T) {
 		t.Fatalf("Plan: got %s, want an assign", describe(got[0]))
 	}
 	want := &fsm.Assign{Role: "web", Node: "n2", PrevHolder: "n1", HolderGen: 27, Epoch: 2,
-		Reason: "lease of n1 (generation 11) ended", Actor: planActor, Time: planNow}
+		Reason: "lease of n1 (generation 11) ended", Actor: planActor, Time: planNow, Cause: fsm.CauseLease}
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("Plan: got %+v, want %+v", a, want)
 	}
@@ -639,7 +639,7 @@ func TestPlanRebindsTheSameNodeAtItsNewGeneration(t *testing.T) {
 	ended := func(node string, gen uint64, _ time.Duration) bool { return node == "n1" && gen == 11 }
 	got := Plan(Input{State: st, Live: live, Ended: ended, Now: planNow, Actor: planActor})
 	want := []fsm.Command{&fsm.Assign{Role: "web", Node: "n1", PrevHolder: "n1", HolderGen: 500, Epoch: 2,
-		Reason: "lease of n1 (generation 11) ended", Actor: planActor, Time: planNow}}
+		Reason: "lease of n1 (generation 11) ended", Actor: planActor, Time: planNow, Cause: fsm.CauseLease}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Plan:\ngot  %q\nwant %q", describeAll(got), describeAll(want))
 	}
@@ -672,8 +672,8 @@ func TestPlanStampsAndReasons(t *testing.T) {
 	// is leaving; c: removed from the spec, holder n1 ended.
 	got := Plan(Input{State: st, Live: liveOn("n2"), Ended: endedUpTo("n1"), Now: planNow, Actor: planActor})
 	want := []fsm.Command{
-		&fsm.RequestRelease{Role: "d", Epoch: 1, Reason: "node n2 is no longer eligible", Actor: planActor, Time: planNow},
-		&fsm.Release{Role: "c", Node: "n1", Epoch: 1, Reason: "role removed from the spec; holder lease ended", Time: planNow},
+		&fsm.RequestRelease{Role: "d", Epoch: 1, Reason: "node n2 is no longer eligible", Actor: planActor, Time: planNow, Cause: fsm.CauseShutdown},
+		&fsm.Release{Role: "c", Node: "n1", Epoch: 1, Reason: "role removed from the spec; holder lease ended", Time: planNow, Cause: fsm.CauseSpec},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Plan:\ngot  %+v\nwant %+v", got, want)
@@ -681,8 +681,8 @@ func TestPlanStampsAndReasons(t *testing.T) {
 	st2 := mustApply(t, fsm.NewState(), reg("n1"), applySpec(role("a"), role("b")), assign("b", "n1", "", 1), applySpec(role("a")))
 	got = Plan(Input{State: st2, Live: liveOn("n1"), Now: planNow, Actor: planActor})
 	want = []fsm.Command{
-		&fsm.Assign{Role: "a", Node: "n1", HolderGen: 11, Epoch: 1, Reason: "role unassigned", Actor: planActor, Time: planNow},
-		&fsm.RequestRelease{Role: "b", Epoch: 1, Reason: "role removed from the spec", Actor: planActor, Time: planNow},
+		&fsm.Assign{Role: "a", Node: "n1", HolderGen: 11, Epoch: 1, Reason: "role unassigned", Actor: planActor, Time: planNow, Cause: fsm.CauseFirst},
+		&fsm.RequestRelease{Role: "b", Epoch: 1, Reason: "role removed from the spec", Actor: planActor, Time: planNow, Cause: fsm.CauseSpec},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Plan:\ngot  %+v\nwant %+v", got, want)

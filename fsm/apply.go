@@ -277,7 +277,7 @@ func applyAssign(s *State, index uint64, c *Assign) error {
 		lostBy, lostAt = cur.Holder, c.Time
 	}
 	s.setAssignment(&Assignment{Role: c.Role, Holder: c.Node, HolderGen: c.HolderGen, Epoch: c.Epoch, Since: c.Time,
-		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected, LostBy: lostBy, LostAt: lostAt,
+		AfterRelease: cur.Holder == "" && cur.Epoch > 0, Detected: c.Detected, Cause: c.Cause, LostBy: lostBy, LostAt: lostAt,
 		GraceMillis: r.StopGrace().Milliseconds(), History: cur.History, DataLoss: c.DataLoss != ""})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleAssigned, Node: c.Node, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, New: c.Node, Epoch: c.Epoch, Message: c.Reason})
@@ -318,6 +318,7 @@ func applyRequestRelease(s *State, index uint64, c *RequestRelease) error {
 	a.Releasing = true
 	a.MoveTo = c.Target
 	a.AcceptDataLoss = c.Target != "" && c.AcceptDataLoss
+	a.ReleaseCause = c.Cause
 	s.setAssignment(&a)
 	s.addEvent(index, Event{Time: c.Time, Kind: EventReleaseRequested, Node: cur.Holder, Actor: c.Actor, Role: c.Role,
 		Old: cur.Holder, Epoch: cur.Epoch, Message: c.Reason})
@@ -332,8 +333,12 @@ func applyRelease(s *State, index uint64, c *Release) error {
 	if cur.Epoch != c.Epoch {
 		return reject(c, "role %q is at epoch %d, not %d", c.Role, cur.Epoch, c.Epoch)
 	}
+	why := c.Cause
+	if cur.Releasing && cur.ReleaseCause != "" {
+		why = cur.ReleaseCause // asked to let go: the request says why
+	}
 	s.setAssignment(&Assignment{Role: c.Role, Epoch: cur.Epoch, Since: c.Time, MoveTo: cur.MoveTo,
-		LostBy: c.Node, LostAt: c.Time, History: cur.History, AcceptDataLoss: cur.AcceptDataLoss})
+		LostBy: c.Node, LostAt: c.Time, History: cur.History, AcceptDataLoss: cur.AcceptDataLoss, ReleaseCause: why})
 	s.addEvent(index, Event{Time: c.Time, Kind: EventRoleReleased, Node: c.Node, Actor: c.Node, Role: c.Role,
 		Old: c.Node, Epoch: cur.Epoch, Message: c.Reason})
 	return nil

@@ -175,6 +175,9 @@ type Assign struct {
 	// UnsyncedPromotion): the fsm refuses such an assignment without it,
 	// and records it as a redis-data-loss event.
 	DataLoss string `json:"data_loss,omitempty"`
+	// Cause is why the role changed holder (see Cause); empty in commands
+	// written before causes.
+	Cause Cause `json:"cause,omitempty"`
 }
 
 // RequestRelease asks the holder of a role (at Epoch) to let it go. Target,
@@ -192,6 +195,8 @@ type RequestRelease struct {
 	Reason         string `json:"reason"`
 	Actor          string `json:"actor"`
 	Time           int64  `json:"time"`
+	// Cause is why the holder is asked to let go (see Cause).
+	Cause Cause `json:"cause,omitempty"`
 }
 
 // Release is sent by the holder once it has stopped acting for the role.
@@ -201,6 +206,9 @@ type Release struct {
 	Epoch  uint64 `json:"epoch"`
 	Reason string `json:"reason"`
 	Time   int64  `json:"time"`
+	// Cause is why the holder lets go (see Cause): the request's cause, or
+	// shutdown on a graceful stop.
+	Cause Cause `json:"cause,omitempty"`
 }
 
 // RecordEvent appends an operator or membership event that has no other
@@ -612,7 +620,7 @@ func (c *Assign) Validate() error {
 	if c.Epoch == 0 {
 		return badField("epoch", "must be positive")
 	}
-	return nil
+	return checkCause("cause", c.Cause)
 }
 
 // Validate implements Command.
@@ -628,12 +636,15 @@ func (c *RequestRelease) Validate() error {
 	if c.Epoch == 0 {
 		return badField("epoch", "must be positive")
 	}
-	return nil
+	return checkCause("cause", c.Cause)
 }
 
 // Validate implements Command.
 func (c *Release) Validate() error {
 	if err := c.validateStructure(); err != nil {
+		return err
+	}
+	if err := checkCause("cause", c.Cause); err != nil {
 		return err
 	}
 	return checkText("reason", c.Reason, MaxEventMessage)

@@ -186,6 +186,12 @@ type Assignment struct {
 	AfterRelease bool `json:"after_release,omitempty"`
 	// Detected is the assigning command's Detected (see fsm.Assign).
 	Detected int64 `json:"detected,omitempty"`
+	// Cause is the assigning command's Cause: why the holder got the role.
+	Cause Cause `json:"cause,omitempty"`
+	// ReleaseCause is why the holder was asked to let go (while Releasing)
+	// or why the last holder let go (on a vacant role): the cause of the
+	// next assignment.
+	ReleaseCause Cause `json:"release_cause,omitempty"`
 	// GraceMillis is the role's stop grace when it was assigned (a
 	// service's stop timeout; 0 for markers, VIPs, Redis): how long after
 	// this holder's lease surely ended the role may go elsewhere. Kept so

@@ -57,6 +57,9 @@ func (s State) Report() (errText, output string) {
 type Runner struct {
 	checks   []*check // sorted by name
 	onChange func(State)
+	// OnProbe, when set (before Run), is called after every counted probe
+	// with the check's name, whether it passed and how long it took.
+	OnProbe func(name string, passed bool, took time.Duration)
 
 	mu       sync.Mutex // guards checks and the state of every check
 	notifyMu sync.Mutex // serializes onChange calls
@@ -328,6 +331,9 @@ func (r *Runner) probe(ctx context.Context, c *check) time.Time {
 		}
 	}
 
+	if r.OnProbe != nil {
+		r.OnProbe(c.cfg.Name, err == nil, end.Sub(start))
+	}
 	r.mu.Lock()
 	s := &c.state
 	s.LastRun = start

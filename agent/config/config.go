@@ -93,6 +93,9 @@ type Config struct {
 	Pprof bool `yaml:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level,omitempty"`
+	// LogFormat is text (key=value lines, the default) or json (one JSON
+	// object a line); hashicorp/raft's lines come out in it too.
+	LogFormat string `yaml:"log_format,omitempty"`
 	// TLS is the node's identity: mutual TLS on the Raft port, the API,
 	// lease renewals' keys, metrics off loopback and (optionally) the
 	// Sentinel listener (docs/security.md). Required unless Insecure.
@@ -390,6 +393,9 @@ func (c *Config) applyDefaults() {
 	if c.Profile == "" {
 		c.Profile = "lan"
 	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -627,6 +633,11 @@ func (c *Config) Problems() []*Error {
 	case "debug", "info", "warn", "error":
 	default:
 		p.add(fieldErr("log_level", "%q is not a level; use debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "", "text", "json": // "" before defaults: text
+	default:
+		p.add(fieldErr("log_format", "%q is not a log format; use text or json", c.LogFormat))
 	}
 	c.peerProblems(&p, idOK, raftOK)
 	for i, a := range c.Join {

@@ -96,6 +96,9 @@ func TestBaseDocIsValid(t *testing.T) {
 	if c.LogLevel != "info" {
 		t.Errorf("default log_level: got %q, want %q", c.LogLevel, "info")
 	}
+	if c.LogFormat != "text" {
+		t.Errorf("default log_format: got %q, want %q", c.LogFormat, "text")
+	}
 	if !c.IsVoter() {
 		t.Errorf("IsVoter() with voter unset: got false, want true")
 	}
@@ -172,6 +175,7 @@ func TestValidationErrors(t *testing.T) {
 		{"timing.election below heartbeat", doc(set("timing", "{election: 100ms}")), "timing.election", []string{"below the heartbeat", "election >= heartbeat"}},
 		{"witness with voter false", doc(set("witness", "true"), set("voter", "false")), "witness", []string{"remove voter: false or witness: true"}},
 		{"bad log_level", doc(set("log_level", "verbose")), "log_level", []string{`"verbose"`, "debug, info, warn or error"}},
+		{"bad log_format", doc(set("log_format", "logfmt")), "log_format", []string{`"logfmt"`, "text or json"}},
 		{"bootstrap invalid id", doc(set("bootstrap", "[{id: n1, raft_addr: 127.0.0.1:7101}, {id: N2, raft_addr: 127.0.0.1:7102}, {id: n3, raft_addr: 127.0.0.1:7103}]")),
 			"bootstrap[1].id", []string{`"N2" is not a valid node id`, "node_id of that node's config"}},
 		{"bootstrap missing id", doc(set("bootstrap", "[{id: n1, raft_addr: 127.0.0.1:7101}, {raft_addr: 127.0.0.1:7102}, {id: n3, raft_addr: 127.0.0.1:7103}]")),

@@ -12,8 +12,9 @@ import (
 // Reloadable fields: what a running agent applies on SIGHUP. Every other
 // field of Config needs a restart (reloading refuses a change to it).
 var reloadable = map[string]bool{
-	"log_level": true,
-	"checks":    true,
+	"log_level":  true,
+	"log_format": true,
+	"checks":     true,
 	// The entries of the service roles the node already has (Diff refuses
 	// an added or removed one): they apply at the next start and stop.
 	"services": true,
@@ -26,7 +27,7 @@ var reloadable = map[string]bool{
 // same), the checks added, removed and changed, and the service roles
 // whose entry changed (Services), each sorted by name.
 type Changes struct {
-	LogLevel                string
+	LogLevel, LogFormat     string
 	Added, Removed, Changed []string
 	// Services are the service roles whose services entry changed: their
 	// next start and stop use the new entry; a running instance is not
@@ -36,7 +37,7 @@ type Changes struct {
 
 // Empty reports whether the reload changes nothing.
 func (c Changes) Empty() bool {
-	return c.LogLevel == "" && len(c.Added)+len(c.Removed)+len(c.Changed)+len(c.Services) == 0
+	return c.LogLevel == "" && c.LogFormat == "" && len(c.Added)+len(c.Removed)+len(c.Changed)+len(c.Services) == 0
 }
 
 // String is the one-line summary of the log line and the event, e.g.
@@ -62,6 +63,9 @@ func (c Changes) String() string {
 	}
 	if c.LogLevel != "" {
 		parts = append(parts, "log_level "+c.LogLevel)
+	}
+	if c.LogFormat != "" {
+		parts = append(parts, "log_format "+c.LogFormat)
 	}
 	if len(parts) == 0 {
 		return "no change"
@@ -114,6 +118,9 @@ func Diff(old, next *Config) (Changes, error) {
 	var c Changes
 	if old.LogLevel != next.LogLevel {
 		c.LogLevel = next.LogLevel
+	}
+	if old.LogFormat != next.LogFormat {
+		c.LogFormat = next.LogFormat
 	}
 	c.Added, c.Removed, c.Changed = diffChecks(old.Checks, next.Checks)
 	c.Services = changedServices

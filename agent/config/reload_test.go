@@ -29,16 +29,16 @@ const (
 // by name (added, removed, changed).
 func TestDiffReloadable(t *testing.T) {
 	old := parse(t, set("checks", checksAB))
-	next := parse(t, set("checks", checksBCD), set("log_level", "debug"), set("spec_file", "other.yaml"))
+	next := parse(t, set("checks", checksBCD), set("log_level", "debug"), set("log_format", "json"), set("spec_file", "other.yaml"))
 	ch, err := config.Diff(old, next)
 	if err != nil {
 		t.Fatalf("Diff: %v", err)
 	}
-	if ch.LogLevel != "debug" || !slices.Equal(ch.Added, []string{"c", "d"}) || !slices.Equal(ch.Removed, []string{"a"}) ||
+	if ch.LogLevel != "debug" || ch.LogFormat != "json" || !slices.Equal(ch.Added, []string{"c", "d"}) || !slices.Equal(ch.Removed, []string{"a"}) ||
 		!slices.Equal(ch.Changed, []string{"b"}) {
 		t.Fatalf("Diff = %+v, want log_level debug, checks +c +d -a ~b", ch)
 	}
-	if got, want := ch.String(), "checks +c +d -a ~b, log_level debug"; got != want {
+	if got, want := ch.String(), "checks +c +d -a ~b, log_level debug, log_format json"; got != want {
 		t.Fatalf("String = %q, want %q", got, want)
 	}
 	// The same config: nothing to do. A check's defaults written out are

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,14 @@ type Config struct {
 	// OnRenew is called after every renewal round, and every round skipped
 	// while fenced (the lease may have changed).
 	OnRenew func()
+	// OnRTT, when set, is called after a renewal round a majority of
+	// voters granted, with the round trip from sending the renewal to the
+	// grant that made the majority.
+	OnRTT func(time.Duration)
+	// OnLapse, when set, is called when this node's lease, valid after an
+	// earlier round, is found ended after a round (not renewed in time);
+	// not while fenced (the node lets it lapse on purpose).
+	OnLapse func()
 	// OnPeerBack is called when a member that did not answer the previous
 	// round answers again (a partition healed).
 	OnPeerBack func()
@@ -142,7 +151,7 @@ func (n *Node) Close() { n.net.close() }
 func (n *Node) RenewLoop(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.Renew)
 	defer tick.Stop()
-	failing, keyless := false, false
+	failing, keyless, held := false, false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,6 +160,7 @@ func (n *Node) RenewLoop(ctx context.Context) {
 		}
 		n.markRenew()
 		if n.cfg.Fenced() {
+			held = false
 			n.cfg.OnRenew() // fenced: let the lease lapse
 			continue
 		}
@@ -174,10 +184,18 @@ func (n *Node) RenewLoop(ctx context.Context) {
 			keyless = false
 		}
 		gen := n.holder.Begin(now, uint64(now.UnixNano()))
-		granted, voters, refusals := n.renewOnce(ctx, ms, gen, now)
+		granted, voters, refusals, grantTimes := n.renewOnce(ctx, ms, gen, now)
 		q := lease.Quorum(voters)
 		n.holder.Result(gen, now, granted, q, refusals)
+		if granted >= q && q > 0 && n.cfg.OnRTT != nil {
+			slices.SortFunc(grantTimes, time.Time.Compare)
+			n.cfg.OnRTT(grantTimes[q-1].Sub(now))
+		}
 		_, ok := n.holder.Valid(time.Now())
+		if !ok && held && ctx.Err() == nil && n.cfg.OnLapse != nil {
+			n.cfg.OnLapse()
+		}
+		held = ok
 		switch {
 		case !ok && !failing && ctx.Err() == nil:
 			n.cfg.Log.Warn("no quorum lease", "granted", granted, "voters", voters, "gen", gen)
@@ -190,7 +208,8 @@ func (n *Node) RenewLoop(ctx context.Context) {
 	}
 }
 
-func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time) (granted, voters int, refusals []lease.Refusal) {
+// grantTimes are when each voter's grant arrived (the node's own: sent).
+func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
 	defer cancel()
 	answered := map[string]bool{n.cfg.Self: true}
@@ -200,6 +219,7 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		v     lease.Verdict
 		gen   uint64
 		err   error
+		at    time.Time
 	}
 	answers := make(chan answer, len(ms))
 	defer func() { n.notePeers(ms, answered) }()
@@ -211,7 +231,7 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		}
 		if m.ID == n.cfg.Self {
 			v, g, err := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
-			answers <- answer{voter: m.Voter, v: v, gen: g, err: err}
+			answers <- answer{voter: m.Voter, v: v, gen: g, err: err, at: sent}
 			continue
 		}
 		if m.APIAddr == "" {
@@ -228,7 +248,7 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 			answeredMu.Lock()
 			answered[m.ID] = true
 			answeredMu.Unlock()
-			answers <- answer{voter: m.Voter, v: r.Verdict, gen: r.Gen}
+			answers <- answer{voter: m.Voter, v: r.Verdict, gen: r.Gen, at: time.Now()}
 		}(m)
 	}
 	wg.Wait()
@@ -239,11 +259,12 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		}
 		if ans.v == lease.Granted {
 			granted++
+			grantTimes = append(grantTimes, ans.at)
 		} else {
 			refusals = append(refusals, lease.Refusal{Verdict: ans.v, Gen: ans.gen})
 		}
 	}
-	return granted, voters, refusals
+	return granted, voters, refusals, grantTimes
 }
 
 // notePeers tells OnPeerBack when a member that did not answer the previous

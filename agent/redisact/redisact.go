@@ -54,6 +54,10 @@ type Config struct {
 	// Redis at, the announced one, AUTH and TLS for every Redis).
 	Redis redisctl.Config
 	Log   *slog.Logger
+	// OnActed, when set, is called after each promotion of this node's
+	// Redis for a role at an epoch (the failover's acted and announced
+	// phases).
+	OnActed func(role string, epoch uint64, acted, announced time.Time)
 }
 
 // Actuator is this node's side of the redis-master role. Build it with
@@ -435,6 +439,10 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 	}
 	x.cfg.Log.Info("Redis promoted to master", "epoch", as.Epoch)
 	x.event(r.Name, as.Epoch, msg)
+	if x.cfg.OnActed != nil {
+		now := time.Now()
+		x.cfg.OnActed(r.Name, as.Epoch, now, now)
+	}
 	return true
 }
 

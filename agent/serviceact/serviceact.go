@@ -44,6 +44,9 @@ type Config struct {
 	// Tick is the backstop period of a pass (the lease renew interval).
 	Tick time.Duration
 	Log  *slog.Logger
+	// OnActed, when set, is called after each successful start of a role
+	// at an epoch (the failover's acted and announced phases).
+	OnActed func(role string, epoch uint64, acted, announced time.Time)
 }
 
 // Actuator runs the node's service roles. Build it with New; Run runs it.
@@ -500,6 +503,10 @@ func (x *Actuator) call(ctx context.Context, w *worker, o op, f func(context.Con
 	}
 	x.cfg.Log.Info("service "+done, "role", w.role, "epoch", epoch, "took", took)
 	x.event(w.role, epoch, fmt.Sprintf("%s in %s", done, took))
+	if o == opStart && x.cfg.OnActed != nil {
+		now := time.Now()
+		x.cfg.OnActed(w.role, epoch, now, now)
+	}
 	return nil
 }
 

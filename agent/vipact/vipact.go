@@ -52,6 +52,10 @@ type Config struct {
 	// addresses (a new leader may have followed a partition).
 	Term func() uint64
 	Log  *slog.Logger
+	// OnActed, when set, is called once per acquisition of a VIP role at
+	// an epoch, at its first announcement: acted is when the address was
+	// added, announced when the first gratuitous ARP went out.
+	OnActed func(role string, epoch uint64, acted, announced time.Time)
 }
 
 // Actuator holds this node's vip roles. Build it with New; Run runs it.
@@ -199,6 +203,9 @@ func (x *Actuator) reportFailover(k key, announced time.Time) {
 		return
 	}
 	seen, added := x.phases.get(k)
+	if x.cfg.OnActed != nil {
+		x.cfg.OnActed(role, k.epoch, added, announced)
+	}
 	detected := time.UnixMilli(as.Detected)
 	ms := func(t time.Time) int64 { return t.Sub(detected).Milliseconds() }
 	msg := fmt.Sprintf("detected +0 ms, decided +%d ms, seen here +%d ms, address added +%d ms, first announcement +%d ms",

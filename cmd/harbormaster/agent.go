@@ -40,8 +40,12 @@ func agentCmd() *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			_ = level.UnmarshalText([]byte(cfg.LogLevel))
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, BootstrapNewCluster: newCluster})
+			handler, err := agent.NewLogHandler(os.Stderr, cfg.LogFormat, level)
+			if err != nil {
+				return err
+			}
+			log := slog.New(handler)
+			a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, LogHandler: handler, BootstrapNewCluster: newCluster})
 			if err != nil {
 				return err
 			}
