@@ -188,6 +188,17 @@ func TestFamilyListsMatchAgent(t *testing.T) {
 			t.Errorf("agent/metrics.go registers %s, which deploy_test.go does not list: add it to existingFamilies", name)
 		}
 	}
+	// The contract's families are built in agent/obs.go, each named by its
+	// full name in one string literal.
+	obs, err := os.ReadFile("../agent/obs.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range contractFamilies {
+		if !strings.Contains(string(obs), `"`+name+`"`) {
+			t.Errorf("%s (the metrics contract) is not defined in agent/obs.go", name)
+		}
+	}
 }
 
 type dashboard struct {
