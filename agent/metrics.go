@@ -63,7 +63,7 @@ func newCollector(a *Agent) *collector {
 		applied:    d("raft_applied_index", "Last log index applied to the state."),
 		commit:     d("raft_commit_index", "Last committed log index known here."),
 		holder:     d("role_holder", "1 for the node holding each role, per this node's state.", "role", "holder"),
-		epoch:      d("role_epoch", "Fencing epoch of each role.", "role"),
+		epoch:      d("role_epoch", "Fencing epoch of each role of the spec (0 before its first placement).", "role"),
 		alive:      d("member_alive", "1 if the member's lease is live, as seen by this node.", "member"),
 		leaseAge:   d("member_lease_granted_seconds", "How long this node's grant of the member's lease still runs.", "member"),
 		leaseLeft:  d("lease_remaining_seconds", "This node's own quorum lease remaining, by its own clock."),
@@ -122,8 +122,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		conflicts = a.vips.Conflicts()
 	}
 	ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(conflicts))
+	// role_epoch names exactly the spec's roles (0 before a role's first
+	// placement), so "a role without a holder" can be told from it: a role
+	// that left the spec is not reported, one never placed is.
+	for _, r := range st.Spec.Roles {
+		ch <- prometheus.MustNewConstMetric(c.epoch, g, float64(st.Assignment(r.Name).Epoch), r.Name)
+	}
 	for name, as := range st.Assignments {
-		ch <- prometheus.MustNewConstMetric(c.epoch, g, float64(as.Epoch), name)
 		if as.Holder != "" {
 			ch <- prometheus.MustNewConstMetric(c.holder, g, 1, name, as.Holder)
 		}

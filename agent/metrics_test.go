@@ -201,3 +201,31 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 	}
 	c.heal()
 }
+
+// role_epoch names exactly the spec's roles: one never placed (no
+// candidate) shows epoch 0, one removed from the spec disappears, so an
+// alert on roles without a holder neither misses the first nor fires for the
+// second (deploy/prometheus/alerts.yml, HarbormasterRoleWithoutHolder).
+func TestRoleEpochNamesTheSpecsRoles(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{spec: "roles:\n  - {name: notary, type: service, marker: true}\n" +
+		"  - {name: nowhere, type: service, marker: true, candidates: [{node: n9}]}\n"})
+	n := c.nodes[0]
+	c.waitFor("notary held", 10*time.Second, func() bool { return n.agent.State().Assignment("notary").Holder != "" })
+	fams := scrape(t, n)
+	if v := sample(fams, "harbormaster_role_epoch", map[string]string{"role": "nowhere"}); v != 0 {
+		t.Fatalf("role_epoch of a role never placed: %v, want 0", v)
+	}
+	if v := sample(fams, "harbormaster_role_epoch", map[string]string{"role": "notary"}); v < 1 {
+		t.Fatalf("role_epoch of notary: %v, want its epoch", v)
+	}
+	if _, err := c.admin(n).ApplySpec(ctxT(t, 5*time.Second), &hmv1.ApplySpecRequest{Document: "roles:\n  - {name: nowhere, type: service, marker: true, candidates: [{node: n9}]}\n", Actor: "test", Force: true}); err != nil {
+		t.Fatalf("apply a spec without notary: %v", err)
+	}
+	c.waitFor("notary out of the spec", 10*time.Second, func() bool {
+		_, ok := n.agent.State().Spec.Role("notary")
+		return !ok
+	})
+	if v := sample(scrape(t, n), "harbormaster_role_epoch", map[string]string{"role": "notary"}); v != -1 {
+		t.Fatalf("role_epoch of a role removed from the spec: %v, want no series", v)
+	}
+}
