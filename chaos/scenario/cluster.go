@@ -35,8 +35,9 @@ const (
 	// vipPort is the port the stand-in service listens on behind the VIP.
 	vipPort = 80
 	// raftPort and apiPort are the agents' ports on their node address.
-	raftPort = 7101
-	apiPort  = 7201
+	raftPort    = 7101
+	apiPort     = 7201
+	metricsPort = 7301
 	// client is the lab host the prober and the admin calls run from.
 	client = "c1"
 	// samplePeriod is the kernel sampler's period (DESIGN.md §4: 10 ms or
@@ -274,8 +275,9 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	return c, nil
 }
 
-func apiAddr(n lab.Node) string  { return netip.AddrPortFrom(n.IP, apiPort).String() }
-func raftAddr(n lab.Node) string { return netip.AddrPortFrom(n.IP, raftPort).String() }
+func apiAddr(n lab.Node) string     { return netip.AddrPortFrom(n.IP, apiPort).String() }
+func metricsAddr(n lab.Node) string { return netip.AddrPortFrom(n.IP, metricsPort).String() }
+func raftAddr(n lab.Node) string    { return netip.AddrPortFrom(n.IP, raftPort).String() }
 
 // dial opens admin connections from the client namespace, after the guard
 // has checked that namespace and the target.
@@ -343,13 +345,14 @@ func (c *Cluster) writeConfigs() error {
 node_id: %s
 raft_addr: %s
 api_addr: %s
+metrics_addr: %s
 data_dir: %s
 profile: %s
 log_level: %s
 vip_interface: %s
 bootstrap:
 %sspec_file: %s
-`, c.Lab.Prefix(), n.Name, raftAddr(n), apiAddr(n), filepath.Join(c.dir, n.Name), c.opts.Profile,
+`, c.Lab.Prefix(), n.Name, raftAddr(n), apiAddr(n), metricsAddr(n), filepath.Join(c.dir, n.Name), c.opts.Profile,
 			c.opts.LogLevel, n.Iface, boot.String(), filepath.Join(c.dir, "spec.yaml"))
 		if c.opts.Insecure {
 			cfg += "insecure: true\n"

@@ -442,8 +442,8 @@ type ClientStats struct {
 	// before the in-flight window (ClientTrial.LostInFlight): the target
 	// is none.
 	LostBeforeFault int `json:"lost_before_fault"`
-	StalledTrials   int   `json:"stalled_trials"`
-	Trials          int   `json:"trials"`
+	StalledTrials   int `json:"stalled_trials"`
+	Trials          int `json:"trials"`
 }
 
 // SummarizeClients aggregates per-trial client figures.

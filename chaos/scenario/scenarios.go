@@ -155,6 +155,7 @@ func crashHolder(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) 
 			return err
 		}
 		checkARP(c, tr, f.node)
+		checkFailoverMetrics(ctx, c, tr, f.node)
 	}
 	measure(c, tr, t0)
 	// The crashed node is off: its kernel must still drop the address
