@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -505,16 +504,21 @@ func (a *Agent) gracefulRelease() {
 		}
 		a.log.Info("released role on shutdown", "role", as.Role, "epoch", as.Epoch)
 	}
-	held := a.State().HeldBy(a.cfg.NodeID)
-	// byType are the held roles of the spec, by role type; the others (no
-	// longer in the spec) are released once every actuator has let go.
+	st := a.State()
+	acts := map[spec.RoleType]bool{}
+	for _, x := range a.actuators {
+		acts[x.Type()] = true
+	}
+	// byType are the held roles an actuator here lets go of; later the
+	// others (no longer in the spec, or of a type no actuator here acts
+	// for, as marker roles), released once every actuator has let go.
 	byType := map[spec.RoleType][]fsm.Assignment{}
-	var untyped []fsm.Assignment
-	for _, as := range held {
-		if r, ok := a.State().Spec.Role(as.Role); ok {
+	var later []fsm.Assignment
+	for _, as := range st.HeldBy(a.cfg.NodeID) {
+		if r, ok := st.Spec.Role(as.Role); ok && acts[r.Type] {
 			byType[r.Type] = append(byType[r.Type], as)
 		} else {
-			untyped = append(untyped, as)
+			later = append(later, as)
 		}
 	}
 	var wg sync.WaitGroup
@@ -539,17 +543,8 @@ func (a *Agent) gracefulRelease() {
 		a.log.Warn("could not announce shutdown; roles move when the lease runs out", "err", err)
 		return
 	}
-	for _, as := range untyped {
+	for _, as := range later {
 		release(as)
-	}
-	// A role of a type no actuator here acts for (the node cannot hold
-	// it; kept for safety): released like the rest.
-	for t, ass := range byType {
-		if !slices.ContainsFunc(a.actuators, func(x act.Actuator) bool { return x.Type() == t }) {
-			for _, as := range ass {
-				release(as)
-			}
-		}
 	}
 }
 
