@@ -297,11 +297,7 @@ func (n raftNode) ProposeAll(ctx context.Context, cmds []fsm.Command) []error {
 			continue
 		}
 		if err := f.Error(); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-				errs[i] = n.a.notLeader()
-			} else {
-				errs[i] = fmt.Errorf("raft apply: %w", err)
-			}
+			errs[i] = n.a.applyError(err)
 			continue
 		}
 		applied = true
@@ -358,15 +354,21 @@ func (a *Agent) proposeBytes(ctx context.Context, b []byte) (uint64, error) {
 	}
 	f := a.raft.Apply(b, timeoutOf(ctx, 5*time.Second))
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-			return 0, a.notLeader()
-		}
-		return 0, fmt.Errorf("raft apply: %w", err)
+		return 0, a.applyError(err)
 	}
 	if err, ok := f.Response().(error); ok && err != nil {
 		return f.Index(), err
 	}
 	return f.Index(), nil
+}
+
+// applyError words the error of a Raft apply: a *NotLeaderError when this
+// node is not, or stopped being, the leader.
+func (a *Agent) applyError(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return a.notLeader()
+	}
+	return fmt.Errorf("raft apply: %w", err)
 }
 
 func (a *Agent) notLeader() *NotLeaderError {
