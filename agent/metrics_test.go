@@ -8,54 +8,22 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/harbormaster/harbormaster/agent/checks"
 	"github.com/harbormaster/harbormaster/internal/conf"
+	"github.com/harbormaster/harbormaster/internal/promtext"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
 
 // scrape parses nd's /metrics.
-func scrape(t *testing.T, nd *tnode) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, nd *tnode) promtext.Families {
 	t.Helper()
 	_, body := get(nd, "/metrics")
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	fams, err := promtext.Parse(body)
 	if err != nil {
 		t.Fatalf("parse /metrics of %s: %v", nd.id, err)
 	}
 	return fams
-}
-
-// sample returns the value of the counter of family name whose labels
-// include want, or -1.
-func sample(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		}
-	}
-	return -1
 }
 
 // The families of the metrics contract (docs/operations.md "Metrics"),
@@ -72,7 +40,7 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 	// The service's first start is counted on its holder, cause first.
 	c.waitFor("the service's first start counted", 5*time.Second, func() bool {
 		web := c.leader().agent.State().Assignment("web").Holder
-		return web != "" && sample(scrape(t, c.node(web)), "harbormaster_failovers_total",
+		return web != "" && scrape(t, c.node(web)).Value("harbormaster_failovers_total",
 			map[string]string{"role": "web", "type": "service", "cause": "first"}) == 1
 	})
 
@@ -83,7 +51,7 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 	}
 	opLabels := map[string]string{"role": "registry-vip", "type": "vip", "cause": "operator"}
 	c.waitFor("the move counted on the target", 5*time.Second, func() bool {
-		return sample(scrape(t, target), "harbormaster_failovers_total", opLabels) == 1
+		return scrape(t, target).Value("harbormaster_failovers_total", opLabels) == 1
 	})
 
 	// A crash (cut off): counted on the next holder with cause lease.
@@ -95,13 +63,13 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 	})
 	leaseLabels := map[string]string{"role": "registry-vip", "type": "vip", "cause": "lease"}
 	c.waitFor("the crash counted on the new holder", 5*time.Second, func() bool {
-		return sample(scrape(t, nh), "harbormaster_failovers_total", leaseLabels) == 1
+		return scrape(t, nh).Value("harbormaster_failovers_total", leaseLabels) == 1
 	})
 	c.waitFor("the renewals after the cut", 2*time.Second, func() bool {
-		return sample(scrape(t, nh), "harbormaster_lease_renewal_rtt_seconds", nil) > 0
+		return scrape(t, nh).Value("harbormaster_lease_renewal_rtt_seconds", nil) > 0
 	})
 	fams := scrape(t, nh)
-	if got := sample(fams, "harbormaster_failovers_total", opLabels); got != -1 && nh != target {
+	if got := fams.Value("harbormaster_failovers_total", opLabels); got != -1 && nh != target {
 		t.Errorf("%s counts a move it did not take: %v", nh.id, got)
 	}
 	taken := 0.0 // nh may also have been the first holder
@@ -109,17 +77,17 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 		taken += m.GetCounter().GetValue()
 	}
 	for _, phase := range []string{"decided", "acted", "announced"} {
-		if n := sample(fams, "harbormaster_failover_duration_seconds", map[string]string{"role": "registry-vip", "type": "vip", "phase": phase}); n != taken {
+		if n := fams.Value("harbormaster_failover_duration_seconds", map[string]string{"role": "registry-vip", "type": "vip", "phase": phase}); n != taken {
 			t.Errorf("failover_duration_seconds{phase=%q} on %s: %v observations, want one per failover counted (%v)", phase, nh.id, n, taken)
 		}
 	}
-	if v := sample(fams, "harbormaster_lease_seconds", nil); v <= 0 {
+	if v := fams.Value("harbormaster_lease_seconds", nil); v <= 0 {
 		t.Errorf("lease_seconds: %v, want the profile's lease", v)
 	}
-	if v := sample(fams, "harbormaster_check_runs_total", map[string]string{"check": "disk", "result": "pass"}); v < 1 {
+	if v := fams.Value("harbormaster_check_runs_total", map[string]string{"check": "disk", "result": "pass"}); v < 1 {
 		t.Errorf("check_runs_total{check=disk,result=pass}: %v, want runs", v)
 	}
-	if v := sample(fams, "harbormaster_raft_leader_changes_total", nil); v < 1 {
+	if v := fams.Value("harbormaster_raft_leader_changes_total", nil); v < 1 {
 		t.Errorf("raft_leader_changes_total: %v, want at least the first election", v)
 	}
 
@@ -212,10 +180,10 @@ func TestRoleEpochNamesTheSpecsRoles(t *testing.T) {
 	n := c.nodes[0]
 	c.waitFor("notary held", 10*time.Second, func() bool { return n.agent.State().Assignment("notary").Holder != "" })
 	fams := scrape(t, n)
-	if v := sample(fams, "harbormaster_role_epoch", map[string]string{"role": "nowhere"}); v != 0 {
+	if v := fams.Value("harbormaster_role_epoch", map[string]string{"role": "nowhere"}); v != 0 {
 		t.Fatalf("role_epoch of a role never placed: %v, want 0", v)
 	}
-	if v := sample(fams, "harbormaster_role_epoch", map[string]string{"role": "notary"}); v < 1 {
+	if v := fams.Value("harbormaster_role_epoch", map[string]string{"role": "notary"}); v < 1 {
 		t.Fatalf("role_epoch of notary: %v, want its epoch", v)
 	}
 	if _, err := c.admin(n).ApplySpec(ctxT(t, 5*time.Second), &hmv1.ApplySpecRequest{Document: "roles:\n  - {name: nowhere, type: service, marker: true, candidates: [{node: n9}]}\n", Actor: "test", Force: true}); err != nil {
@@ -225,7 +193,7 @@ func TestRoleEpochNamesTheSpecsRoles(t *testing.T) {
 		_, ok := n.agent.State().Spec.Role("notary")
 		return !ok
 	})
-	if v := sample(scrape(t, n), "harbormaster_role_epoch", map[string]string{"role": "notary"}); v != -1 {
+	if v := scrape(t, n).Value("harbormaster_role_epoch", map[string]string{"role": "notary"}); v != -1 {
 		t.Fatalf("role_epoch of a role removed from the spec: %v, want no series", v)
 	}
 }

@@ -475,7 +475,7 @@ func TestRedisUnsyncedReplicaIsNotPromoted(t *testing.T) {
 		return a.Holder == target && canWrite(c.node(target).cfg.Redis.Address) == nil
 	})
 	c.waitFor("the promotion counted on "+target+" with cause data_loss", 2*time.Second, func() bool {
-		return sample(scrape(t, c.node(target)), "harbormaster_failovers_total",
+		return scrape(t, c.node(target)).Value("harbormaster_failovers_total",
 			map[string]string{"role": "redis", "type": "redis-master", "cause": "data_loss"}) == 1
 	})
 	var loss string

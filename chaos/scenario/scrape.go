@@ -8,12 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"github.com/harbormaster/harbormaster/internal/promtext"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 )
 
@@ -48,39 +45,6 @@ func (c *Cluster) Scrape(ctx context.Context, node string) (string, error) {
 	return string(body), nil
 }
 
-// counterOf is the value of the counter (or a histogram's count) of family
-// name whose labels include want in the text exposition body; -1 when none.
-func counterOf(body, name string, want map[string]string) (float64, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		return -1, err
-	}
-	f := fams[name]
-	if f == nil {
-		return -1, nil
-	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), nil
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), nil
-		}
-	}
-	return -1, nil
-}
-
 // checkFailoverMetrics scrapes the new holder of the VIP role after a
 // failover caused by the end of the old holder's lease: it must count the
 // failover (harbormaster_failovers_total, cause lease) and its phases. With
@@ -94,16 +58,17 @@ func checkFailoverMetrics(ctx context.Context, c *Cluster, tr *Trial, node strin
 	if !c.tmpDir {
 		_ = os.WriteFile(filepath.Join(c.dir, fmt.Sprintf("metrics-trial%d-%s.txt", tr.N, node)), []byte(body), 0o644)
 	}
-	n, err := counterOf(body, "harbormaster_failovers_total", map[string]string{"role": VIPRole, "type": "vip", "cause": "lease"})
-	switch {
-	case err != nil:
+	fams, err := promtext.Parse(body)
+	if err != nil {
 		tr.violate("metrics of %s: %v", node, err)
-	case n < 1:
+		return
+	}
+	if n := fams.Value("harbormaster_failovers_total", map[string]string{"role": VIPRole, "type": "vip", "cause": "lease"}); n < 1 {
 		tr.violate("metrics of %s: harbormaster_failovers_total{role=%q,cause=\"lease\"} = %v after it took the role from a crashed holder, want >= 1", node, VIPRole, n)
-	default:
+	} else {
 		tr.note("metrics of %s: harbormaster_failovers_total{role=%q,cause=\"lease\"} %v", node, VIPRole, n)
 	}
-	if n, _ := counterOf(body, "harbormaster_failover_duration_seconds", map[string]string{"role": VIPRole, "phase": "acted"}); n < 1 {
+	if n := fams.Value("harbormaster_failover_duration_seconds", map[string]string{"role": VIPRole, "phase": "acted"}); n < 1 {
 		tr.violate("metrics of %s: no harbormaster_failover_duration_seconds{phase=\"acted\"} sample for %s", node, VIPRole)
 	}
 }
