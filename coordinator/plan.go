@@ -214,25 +214,21 @@ func Plan(in Input) []fsm.Command {
 			continue
 		}
 		reason, cause := "role unassigned", fsm.CauseFirst
-		if a.Holder == "" && a.ReleaseCause != "" {
-			reason, cause = "released ("+a.ReleaseCause+")", a.ReleaseCause
-		}
-		if a.MoveTo == best && a.Holder == "" {
-			reason = "moved by an operator"
-			if a.ReleaseCause == "" {
-				cause = fsm.CauseOperator
-			}
-			if a.ReleaseCause != "" && a.ReleaseCause != fsm.CauseOperator {
-				reason = "moved to " + best + " (" + a.ReleaseCause + ")"
-			}
-		}
-		if a.Holder != "" {
+		switch {
+		case a.Holder != "":
 			reason, cause = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen), fsm.CauseLease
 			if a.Releasing && a.ReleaseCause != "" {
 				// Asked to let go, it did not in time: the request says why.
 				reason += " while releasing (" + a.ReleaseCause + ")"
 				cause = a.ReleaseCause
 			}
+		case a.MoveTo == best && (a.ReleaseCause == "" || a.ReleaseCause == fsm.CauseOperator):
+			// (no cause: a release committed by a build without causes)
+			reason, cause = "moved by an operator", fsm.CauseOperator
+		case a.MoveTo == best:
+			reason, cause = "moved to "+best+" ("+a.ReleaseCause+")", a.ReleaseCause
+		case a.ReleaseCause != "":
+			reason, cause = "released ("+a.ReleaseCause+")", a.ReleaseCause
 		}
 		load[best]++
 		if dataLoss != "" {
