@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -32,14 +33,7 @@ const (
 var Causes = []Cause{CauseFirst, CauseLease, CauseCheck, CausePreempt, CauseOperator, CauseDrain, CauseShutdown, CauseSpec, CauseDataLoss}
 
 // ValidCause reports whether c is one of Causes.
-func ValidCause(c string) bool {
-	for _, k := range Causes {
-		if c == k {
-			return true
-		}
-	}
-	return false
-}
+func ValidCause(c string) bool { return slices.Contains(Causes, c) }
 
 // checkCause validates an optional cause field: empty (commands written
 // before causes) or one of Causes.
