@@ -45,6 +45,7 @@ const (
 	FaultLoss      FaultKind = "loss"
 	FaultHeal      FaultKind = "heal"
 	FaultBlockTCP  FaultKind = "block-tcp"
+	FaultLinks     FaultKind = "links"
 )
 
 // Fault records one fault change: its kind, what it was applied to, and the
@@ -379,6 +380,55 @@ func (l *Lab) Loss(name string, percent int) error {
 		} else {
 			f.loss[name] = percent
 		}
+		return nil
+	})
+}
+
+// Cut is a directed cut: every frame from From to To is dropped.
+type Cut struct{ From, To string }
+
+// SetLinks replaces the lab's link faults (the partition, the one-way cuts
+// and the loss) with exactly these directed cuts and these loss percents
+// per host, in one transaction per host. Crashed ports and BlockTCP stay.
+// The chaos runner uses it to install the union of overlapping network
+// faults; SetLinks(nil, nil) removes them all.
+func (l *Lab) SetLinks(cuts []Cut, loss map[string]int) error {
+	oneway := map[[2]string]bool{}
+	var parts []string
+	for _, c := range cuts {
+		for _, n := range []string{c.From, c.To} {
+			if _, ok := l.Host(n); !ok {
+				return fmt.Errorf("lab links: unknown host %q", n)
+			}
+		}
+		if c.From == c.To {
+			return fmt.Errorf("lab links: a cut from %q to itself", c.From)
+		}
+		if !oneway[[2]string{c.From, c.To}] {
+			parts = append(parts, c.From+"->"+c.To)
+		}
+		oneway[[2]string{c.From, c.To}] = true
+	}
+	lossCopy := map[string]int{}
+	for n, p := range loss {
+		if _, ok := l.Host(n); !ok {
+			return fmt.Errorf("lab links: unknown host %q", n)
+		}
+		if p < 0 || p > 100 {
+			return fmt.Errorf("lab links: loss %d%% on %s out of range 0..100", p, n)
+		}
+		if p > 0 {
+			lossCopy[n] = p
+			parts = append(parts, fmt.Sprintf("%s %d%%", n, p))
+		}
+	}
+	slices.Sort(parts)
+	detail := strings.Join(parts, " ")
+	if detail == "" {
+		detail = "none"
+	}
+	return l.change(FaultLinks, detail, func(f *faultState) error {
+		f.groups, f.oneway, f.loss = nil, oneway, lossCopy
 		return nil
 	})
 }

@@ -348,6 +348,40 @@ func TestOneWayAndLoss(t *testing.T) {
 	requireFlow(t, l, "n1", "n2", true)
 }
 
+// TestSetLinksReplacesTheLinkFaults: SetLinks installs exactly the cuts and
+// loss it is given, replacing a partition and earlier one-way cuts, and
+// keeps a crashed port down.
+func TestSetLinksReplacesTheLinkFaults(t *testing.T) {
+	l := newLab(t, Options{})
+	if err := l.Partition([]string{"n1"}, []string{"n2", "n3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetLinks([]Cut{{From: "n2", To: "n3"}}, map[string]int{"c1": 100}); err != nil {
+		t.Fatal(err)
+	}
+	requireFlow(t, l, "n1", "n2", true) // the partition is gone
+	requireFlow(t, l, "n2", "n3", false)
+	requireFlow(t, l, "n3", "n2", true)
+	requireFlow(t, l, "c1", "n1", false)
+	if err := l.Crash("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetLinks(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	requireFlow(t, l, "n2", "n3", true)
+	requireFlow(t, l, "c1", "n2", true)
+	requireFlow(t, l, "n2", "n1", false) // still crashed
+	for _, bad := range [][]Cut{{{From: "n1", To: "x9"}}, {{From: "n2", To: "n2"}}} {
+		if err := l.SetLinks(bad, nil); err == nil {
+			t.Fatalf("SetLinks(%v) succeeded", bad)
+		}
+	}
+	if err := l.SetLinks(nil, map[string]int{"n1": 101}); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("SetLinks with 101%% loss: %v", err)
+	}
+}
+
 func TestCrashKillAllRestore(t *testing.T) {
 	l := newLab(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
