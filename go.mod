@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/FZambia/sentinel v1.1.1
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/godbus/dbus/v5 v5.1.0
 	github.com/gomodule/redigo v1.9.3

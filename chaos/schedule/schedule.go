@@ -35,8 +35,6 @@ const (
 	KillAgent Kind = "kill-agent"
 	// PauseAgent SIGSTOPs a node's agent; its end SIGCONTs it.
 	PauseAgent Kind = "pause-agent"
-	// KillService SIGKILLs the active instance of a service role.
-	KillService Kind = "kill-service"
 	// Restart stops a node's agent gracefully (SIGTERM); its end starts it.
 	Restart Kind = "restart"
 	// RollingRestart restarts every agent gracefully, one after the
@@ -153,10 +151,8 @@ type Params struct {
 	// Duration is the span in which faults start and end; the runner adds
 	// a quiet tail after it.
 	Duration time.Duration
-	// Roles are the roles a fault may target (the first is the VIP);
-	// Services those of them a kill-service may hit.
-	Roles    []string
-	Services []string
+	// Roles are the roles a fault may target.
+	Roles []string
 	// Kinds, when set, restricts the draw to these kinds.
 	Kinds []Kind
 }
@@ -166,7 +162,7 @@ var weights = []struct {
 	kind Kind
 	w    int
 }{
-	{Crash, 4}, {KillAgent, 3}, {PauseAgent, 3}, {KillService, 2}, {Restart, 2}, {RollingRestart, 1},
+	{Crash, 4}, {KillAgent, 3}, {PauseAgent, 3}, {Restart, 2}, {RollingRestart, 1},
 	{WipeData, 1}, {LeaderCrashMove, 2}, {Partition, 6}, {OneWay, 2}, {Loss, 2}, {CPU, 3},
 }
 
@@ -245,14 +241,6 @@ func Draw(seed int64, p Params) ([]Fault, error) {
 			}
 		}
 	}
-	if len(p.Services) == 0 {
-		kinds = slices.DeleteFunc(slices.Clone(kinds), func(w struct {
-			kind Kind
-			w    int
-		}) bool {
-			return w.kind == KillService
-		})
-	}
 	if len(kinds) == 0 {
 		return nil, fmt.Errorf("kinds: none left to draw from")
 	}
@@ -297,9 +285,6 @@ func fill(f *Fault, r *rand.Rand, p Params) {
 	switch f.Kind {
 	case Crash, KillAgent, PauseAgent, Restart, WipeData:
 		f.Pick = picks[r.IntN(len(picks))]
-	case KillService:
-		f.Role = p.Services[r.IntN(len(p.Services))]
-		f.Pick = PickHolder
 	case LeaderCrashMove:
 		f.Pick = PickLeader
 	case RollingRestart:
@@ -408,7 +393,7 @@ func Resolve(f Fault, w World) (Resolved, error) {
 	}
 	var res Resolved
 	switch f.Kind {
-	case Crash, KillAgent, PauseAgent, Restart, WipeData, KillService, LeaderCrashMove:
+	case Crash, KillAgent, PauseAgent, Restart, WipeData, LeaderCrashMove:
 		n, err := one(f.Pick)
 		if err != nil {
 			return res, err

@@ -7,7 +7,7 @@ import (
 )
 
 func params(nodes int) Params {
-	return Params{Nodes: nodes, Duration: 30 * time.Second, Roles: []string{"registry-vip", "notary", "clair"}, Services: []string{"notary", "clair"}}
+	return Params{Nodes: nodes, Duration: 30 * time.Second, Roles: []string{"registry-vip", "notary", "clair"}}
 }
 
 func TestDrawIsDeterministic(t *testing.T) {
@@ -138,7 +138,7 @@ func TestResolvePicks(t *testing.T) {
 	}{
 		{Fault{Kind: Crash, Pick: PickHolder, Role: "registry-vip"}, []string{"n4"}},
 		{Fault{Kind: KillAgent, Pick: PickLeader, Role: "registry-vip"}, []string{"n2"}},
-		{Fault{Kind: KillService, Pick: PickHolder, Role: "notary"}, []string{"n1"}},
+		{Fault{Kind: Restart, Pick: PickHolder, Role: "notary"}, []string{"n1"}},
 		{Fault{Kind: Partition, Shape: ShapeHolder, Role: "registry-vip"}, []string{"n4"}},
 		{Fault{Kind: Partition, Shape: ShapeLeader, Role: "registry-vip"}, []string{"n2"}},
 	}
@@ -197,7 +197,9 @@ func TestResolvePartitions(t *testing.T) {
 			if !slices.Equal(all, want) {
 				t.Fatalf("%s draw %d: sides %v %v bridge %q cover %v, want %v", shape, d, a, b, r.Bridge, all, want)
 			}
-			nodesIn := func(s []string) int { return len(slices.DeleteFunc(slices.Clone(s), func(n string) bool { return n == "c1" })) }
+			nodesIn := func(s []string) int {
+				return len(slices.DeleteFunc(slices.Clone(s), func(n string) bool { return n == "c1" }))
+			}
 			switch shape {
 			case ShapeMinority, ShapeClientMinority:
 				if nodesIn(a) >= nodesIn(b) || nodesIn(a) == 0 {

@@ -63,6 +63,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
+	root.AddCommand(runCmd(), chaosCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
 	return root
 }
