@@ -258,4 +258,3 @@ func figures(m map[string]float64) []figureView {
 	slices.SortFunc(out, func(a, b figureView) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
-

@@ -106,8 +106,8 @@ type summaryRun struct {
 }
 
 type summaryViolation struct {
-	Run                                int
-	Seed                               int64
+	Run                               int
+	Seed                              int64
 	File, At, Time, Invariant, Detail string
 }
 
