@@ -327,3 +327,15 @@ func BenchmarkRenderRun200Roles50Spans(b *testing.B) {
 	}
 	b.ReportMetric(float64(buf.Len()), "bytes/page")
 }
+
+func TestCompactTimelineRepeatsTheAxisBelow(t *testing.T) {
+	doc := parse(t, renderRun(t, scaleRun(200, 5)))
+	axes := find(doc, func(n *html.Node) bool { return hasClass(n, "axis") })
+	if len(axes) != 2 || !hasClass(axes[1], "bottom") {
+		t.Fatalf("%d axes, want the top one and a bottom one", len(axes))
+	}
+	small := parse(t, renderRun(t, fixture(t)))
+	if n := len(find(small, func(n *html.Node) bool { return hasClass(n, "axis") })); n != 1 {
+		t.Fatalf("a 3-role timeline has %d axes, want 1", n)
+	}
+}

@@ -44,23 +44,26 @@ type violationView struct {
 type figureView struct{ Name, Value string }
 
 type runView struct {
-	Run        Run
-	Title      string
-	Result     string
-	Replay     string
-	Start      string
-	Width      int
-	Height     int
-	Compact    bool
-	Ticks      []tickView
-	AxisY2     px
-	Faults     []faultView
-	Lanes      []laneView
-	MarkY      px // the row of violation markers
-	Violations []violationView
-	Legend     []legendView
-	List       []violationItem
-	Figures    []figureView
+	Run     Run
+	Title   string
+	Result  string
+	Replay  string
+	Start   string
+	Width   int
+	Height  int
+	Compact bool
+	Ticks   []tickView
+	AxisY2  px
+	// BottomAxisY is where a compact (tall) timeline repeats its tick
+	// labels, below the last lane.
+	BottomAxisY px
+	Faults      []faultView
+	Lanes       []laneView
+	MarkY       px // the row of violation markers
+	Violations  []violationView
+	Legend      []legendView
+	List        []violationItem
+	Figures     []figureView
 }
 
 type violationItem struct{ At, Invariant, Detail string }
@@ -144,6 +147,10 @@ func newRunView(r Run) runView {
 	v.Violations = violationViews(s, r.Violations, v.MarkY, y)
 	v.List = violationList(r.Violations)
 	v.Height = int(y) + 8
+	if v.Compact {
+		v.BottomAxisY = y + 14
+		v.Height += 14
+	}
 	return v
 }
 
