@@ -198,7 +198,7 @@ func TestRunPageIsDeterministic(t *testing.T) {
 }
 
 func TestRunPageCompactLanesForManyRoles(t *testing.T) {
-	r := scaleRun(200, 50)
+	r := scaleRun(200, 5) // compactness depends on the roles alone
 	doc := parse(t, renderRun(t, r))
 	if n := len(roleLanes(doc)); n != 200 {
 		t.Fatalf("%d role lanes, want 200", n)
@@ -211,7 +211,7 @@ func TestRunPageCompactLanesForManyRoles(t *testing.T) {
 	if h, _ := attr(bg[len(bg)-1], "height"); h != "10.0" {
 		t.Fatalf("compact lane height = %s, want 10.0", h)
 	}
-	if h, _ := attr(svg, "height"); len(h) < 4 { // it grows: > 2000 px
+	if h, _ := attr(svg, "height"); len(h) < 4 { // it grows: 202 lanes of 10 px
 		t.Fatalf("svg height %s for 202 lanes", h)
 	}
 }
