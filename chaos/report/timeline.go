@@ -144,19 +144,25 @@ func spanViews(s scale, c colours, spans []Span, epochName string, compact bool)
 	out := make([]spanView, 0, len(spans))
 	for _, sp := range spans {
 		v := spanView{X: s.x(sp.FromMS), W: s.width(sp.FromMS, sp.ToMS), Holder: sp.Holder, Epoch: sp.Epoch}
+		// Epoch 0 is unknown (a VIP's lane comes from the kernels, which
+		// know no epochs): no epoch is shown then.
+		ep, short := fmt.Sprintf(" %s %d", epochName, sp.Epoch), fmt.Sprintf(" %s%d", epochName[:1], sp.Epoch)
+		if sp.Epoch == 0 {
+			ep, short = "", ""
+		}
 		switch {
 		case sp.Holder == "":
 			v.Class, v.Fill = "span vacant", "url(#vacant)"
 			v.Title = fmt.Sprintf("none %s-%s", secs(sp.FromMS), secs(sp.ToMS))
 		case strings.Contains(sp.Holder, "+"):
 			v.Class, v.Fill = "span dual", "#d00000"
-			v.Title = fmt.Sprintf("TWO HOLDERS %s %s %d, %s-%s", sp.Holder, epochName, sp.Epoch, secs(sp.FromMS), secs(sp.ToMS))
+			v.Title = fmt.Sprintf("TWO HOLDERS %s%s, %s-%s", sp.Holder, ep, secs(sp.FromMS), secs(sp.ToMS))
 		default:
 			v.Class, v.Fill = "span", c[sp.Holder]
-			v.Title = fmt.Sprintf("%s %s %d, %s-%s", sp.Holder, epochName, sp.Epoch, secs(sp.FromMS), secs(sp.ToMS))
+			v.Title = fmt.Sprintf("%s%s, %s-%s", sp.Holder, ep, secs(sp.FromMS), secs(sp.ToMS))
 		}
 		if !compact && sp.Holder != "" {
-			v.Label = fitLabel(v.W, fmt.Sprintf("%s %s%d", sp.Holder, epochName[:1], sp.Epoch), sp.Holder)
+			v.Label = fitLabel(v.W, sp.Holder+short, sp.Holder)
 		}
 		out = append(out, v)
 	}

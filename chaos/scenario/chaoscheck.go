@@ -265,6 +265,9 @@ func instanceSpans(insts []Instance, start, end time.Time, fresh time.Duration) 
 func leaderSpans(obs []leaderObs, start, end time.Time) []report.Span {
 	var out []report.Span
 	for _, o := range obs {
+		if o.At.After(end) {
+			break
+		}
 		from := relMS(start, o.At)
 		if n := len(out); n > 0 {
 			if out[n-1].Holder == o.Leader && out[n-1].Epoch == o.Term {

@@ -22,7 +22,9 @@ type synth struct {
 }
 
 func (s synth) obs() chaosObs {
-	o := chaosObs{Start: s.t0, End: s.t0.Add(20 * time.Second), VIP: "registry-vip", Faults: s.faults, Instances: s.insts}
+	o := chaosObs{Start: s.t0, End: s.t0.Add(20 * time.Second), VIP: "registry-vip", Faults: s.faults, Instances: s.insts,
+		// A leader reading after the end (the poller stops after it).
+		Leaders: []leaderObs{{At: s.t0, Leader: "n1", Term: 2}, {At: s.t0.Add(20*time.Second + time.Millisecond), Leader: "n1", Term: 3}}}
 	if len(s.insts) > 0 {
 		o.Services = []string{"notary"}
 	}
@@ -76,6 +78,9 @@ func TestAnalyseChaosCleanFailover(t *testing.T) {
 	}
 	if len(r.Roles) != 1 || len(r.Roles[0].Spans) != 3 {
 		t.Fatalf("lanes %+v, want one lane of 3 spans", r.Roles)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatalf("the record cannot be drawn: %v", err)
 	}
 }
 

@@ -43,7 +43,8 @@ type ChaosOptions struct {
 }
 
 // chaosSettle is how long after its faults end every role must have one
-// holder again, per profile. A heal that found the roles held needs no
+// holder again, per profile; a move up to that long after a fault ended is
+// still charged to it (the holder a heal brings back). A heal that found the roles held needs no
 // time; a heal that ends a lost quorum needs the agents' restart (about a
 // second), a Raft election and a lease: lan 3 s, fast 2 s.
 func chaosSettle(profile string) time.Duration {
@@ -53,9 +54,6 @@ func chaosSettle(profile string) time.Duration {
 	return 3 * time.Second
 }
 
-// chaosGrace is how long after a fault ends a move is still charged to
-// it: the lease that lapsed during a pause is noticed after the pause.
-const chaosGrace = 2 * time.Second
 
 func (o *ChaosOptions) defaults() {
 	if o.Runs <= 0 {
@@ -216,7 +214,7 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 		}
 		obs.Instances = insts
 	}
-	lim := chaosLimits{Settle: chaosSettle(o.Profile), Grace: chaosGrace, Period: samplePeriod, ServiceExtra: svcStopTimeout}
+	lim := chaosLimits{Settle: chaosSettle(o.Profile), Grace: chaosSettle(o.Profile), Period: samplePeriod, ServiceExtra: svcStopTimeout}
 	got := analyseChaos(obs, lim)
 	got.Seed, got.Nodes, got.Profile, got.Dir = seed, o.Nodes, o.Profile, run.Dir
 	for _, f := range applied {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ func chaosCmd() *cobra.Command {
 		kinds    string
 		asJSON   bool
 		dir      string
+		png      bool
+		from     string
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -48,6 +51,9 @@ Exit codes: 0 every run ok; 1 a violation or a flap (or a failure); 2 bad
 usage.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				return rereport(cmd, from, dir, png)
+			}
 			if err := needRoot(); err != nil {
 				return err
 			}
@@ -83,9 +89,10 @@ usage.`,
 				}
 			}
 			if dir != "" {
-				if err := writeChaosReport(cmd, dir, all); err != nil {
+				if err := writeChaosReport(cmd, dir, all, png); err != nil {
 					return err
 				}
+				fmt.Fprintf(os.Stderr, "harbormaster-lab chaos: report in %s\n", filepath.Join(dir, report.IndexFile))
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
@@ -118,7 +125,9 @@ usage.`,
 	cmd.Flags().DurationVar(&duration, "duration", 30*time.Second, "span of each run's schedule (a quiet tail follows)")
 	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated fault kinds to draw from (default every kind: "+strings.Join(kindNames(), ", ")+")")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().StringVar(&dir, "report", "", "write the HTML report (a page per run, index.html) into this directory")
+	cmd.Flags().StringVar(&dir, "report", "", "write the HTML report (a page per run, index.html, summary.json) into this directory")
+	cmd.Flags().StringVar(&from, "from", "", "run nothing: write --report from a summary saved before (--json output or a report's summary.json)")
+	cmd.Flags().BoolVar(&png, "png", false, "with --report: also PNGs of the summary, the first run and every run that is not OK (headless Chromium)")
 	return cmd
 }
 
@@ -165,15 +174,59 @@ func merge(all *report.Summary, s report.Summary) {
 	}
 }
 
-// writeChaosReport writes the JSON summary into dir (the HTML pages join
-// it when the report package renders them).
-func writeChaosReport(_ *cobra.Command, dir string, s report.Summary) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// rereport writes a report from a saved summary.
+func rereport(cmd *cobra.Command, from, dir string, png bool) error {
+	if dir == "" {
+		return exitError{2, fmt.Errorf("--from needs --report DIR")}
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return exitError{2, fmt.Errorf("--from: %w", err)}
+	}
+	var s report.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return exitError{2, fmt.Errorf("--from %s: not a chaos summary: %w", from, err)}
+	}
+	return writeChaosReport(cmd, dir, s, png)
+}
+
+// writeChaosReport writes the report into dir: the pages (report.Write),
+// summary.json (what --json prints) and, with png, a PNG of the summary
+// and of every run page that is not OK (and of the first run, so a clean
+// matrix has a picture too), taken in one headless Chromium.
+func writeChaosReport(cmd *cobra.Command, dir string, s report.Summary, png bool) error {
+	if err := report.Write(dir, s); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(dir+"/summary.json", b, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644); err != nil {
+		return err
+	}
+	if !png {
+		return nil
+	}
+	bctx, cancel, err := report.NewBrowser(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	pages := []string{report.IndexFile}
+	for i, r := range s.PerRun {
+		if !r.OK || i == 0 {
+			pages = append(pages, report.RunFile(r.Run))
+		}
+	}
+	for _, p := range pages {
+		img, err := report.CapturePage(bctx, filepath.Join(dir, p))
+		if err != nil {
+			return fmt.Errorf("png of %s: %w", p, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, strings.TrimSuffix(p, ".html")+".png"), img, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
