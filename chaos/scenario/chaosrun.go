@@ -173,6 +173,7 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	casDone := make(chan struct{})
 	go func() { defer close(casDone); cas.run(casCtx, 2, seed) }()
 
+	load0 := loadAvg1()
 	x := &chaosExec{c: c, log: o.Log, busy: map[string]bool{}, cuts: map[int][]lab.Cut{}, loss: map[int]map[string]int{}, leader: v.Leader}
 	start := time.Now()
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -238,6 +239,9 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 		got.Violations = append(got.Violations, report.Violation{AtMS: relMS(start, time.Now()), Time: time.Now(), Invariant: "liveness", Detail: "the cluster did not become stable after the run: " + err.Error()})
 	}
 	got.Figures = chaosFigures(got, applied)
+	// The machine's load (1-minute average, the lab's 2 cores shared with
+	// everything else), so a run on a busy machine reads as one.
+	got.Figures["load1_start"], got.Figures["load1_end"] = load0, loadAvg1()
 	ops, okOps, unknown := cas.history()
 	got.Figures["cas_ops"], got.Figures["cas_ok"], got.Figures["cas_unknown"] = float64(len(ops)), float64(okOps), float64(unknown)
 	switch r := checkCAS(spec0.Version, ops, 30*time.Second); r {
@@ -250,6 +254,19 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	}
 	got.OK = len(got.Violations) == 0
 	return got, nil
+}
+
+// loadAvg1 is the machine's 1-minute load average (-1 if unreadable).
+func loadAvg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	if _, err := fmt.Sscanf(string(b), "%f", &l); err != nil {
+		return -1
+	}
+	return l
 }
 
 // chaosFigures are a run's own measurements.
