@@ -172,7 +172,7 @@ func TestForgedAndWrongKeyRefused(t *testing.T) {
 // dropped or not; only the replies written are counted as sent.
 func TestDatagramsCounted(t *testing.T) {
 	r := newRig(t)
-	r.granted("honest", r.seal(r.req("n2", 1, 0, 500), key(1))) // two in (request, probe), two replies out
+	r.granted("honest", r.seal(r.req("n2", 1, 0, 500), key(1)))                       // two in (request, probe), two replies out
 	r.refused("forged MAC", r.seal(r.req("n2", 2, 0, 500), key(0)), "n2", DropBadMAC) // two in, one reply out
 	n := Node{net: r.ln}
 	if sent, received := n.Datagrams(); sent != 3 || received != 4 {
