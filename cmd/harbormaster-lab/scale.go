@@ -51,8 +51,8 @@ address. Prints a markdown table (default, or --table) or one JSON object
 between the scale markers of a markdown file; --from renders a saved --json
 instead of running.
 
-Exit codes: 0 every role moved and S1 held; 1 a violation (or the run failed);
-2 bad usage.`,
+Exit codes: 0 every role moved and S1 held (and always after --from); 1 a
+violation, a point that could not be measured, or a failed run; 2 bad usage.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var run scaleRun
@@ -99,6 +99,9 @@ Exit codes: 0 every role moved and S1 held; 1 a violation (or the run failed);
 				}
 			case table || (svg == "" && doc == "" && outJSON == ""):
 				io.WriteString(w, scaleTable(run))
+			}
+			if from != "" {
+				return nil // a rendering: the run's verdict was its own exit code
 			}
 			for _, p := range run.Points {
 				if len(p.Violations) > 0 || p.Error != "" {
@@ -192,6 +195,10 @@ func scaleTable(run scaleRun) string {
 		return fmt.Sprintf(f+" / "+f, s.P50, s.P99)
 	}
 	for _, p := range run.Points {
+		if len(p.Trials) == 0 {
+			fmt.Fprintf(&b, "| %d | %d | not measured: %s |||||||||||\n", p.Nodes, p.Roles, p.Error)
+			continue
+		}
 		moved, held, cmds := 0, 0, 0.0
 		for _, t := range p.Trials {
 			moved += t.Moved
