@@ -10,7 +10,7 @@ VERSION ?= $(shell (git describe --tags --dirty 2>/dev/null || echo 0.0.0-$$(git
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X github.com/harbormaster/harbormaster/internal/version.version=$(VERSION) -X github.com/harbormaster/harbormaster/internal/version.commit=$(COMMIT)
 
-.PHONY: chaos all build deb test demo demo-loopback loopback-certs bench proto deps vet fmt clean fuzz fuzz-smoke golden-datadir keepalived-golden
+.PHONY: chaos all build deb test demo demo-loopback loopback-certs bench scale-run scale-doc proto deps vet fmt clean fuzz fuzz-smoke golden-datadir keepalived-golden
 
 all: build
 
@@ -104,6 +104,18 @@ demo-loopback: build loopback-certs
 # operate and admin operator certificates; idempotent, ignored by git).
 loopback-certs: build
 	@HM_BIN=$(CURDIR)/$(BIN)/harbormaster scripts/loopback-certs.sh
+
+# scale-run measures the crash of the node holding most of 1, 20 and 200
+# vip roles on 3 and 5 nodes, 3 trials each, in the namespace lab (root;
+# about 10 minutes) into docs/chaos-scale.json; scale-doc renders
+# docs/chaos-scale.svg and the table of docs/chaos.md "## Scale" from that
+# file (no lab). docs/chaos.md says what the columns mean.
+SCALE_FLAGS ?= --nodes 3,5 --roles 1,20,200 --trials 3 --profile lan
+scale-run: build
+	$(BIN)/harbormaster-lab scale $(SCALE_FLAGS) --out-json docs/chaos-scale.json
+
+scale-doc: build
+	$(BIN)/harbormaster-lab scale --from docs/chaos-scale.json --svg docs/chaos-scale.svg --doc docs/chaos.md
 
 # bench: Raft leader failover on loopback, the VIP table against keepalived
 # and the Redis table against Redis Sentinel in the namespace lab, and mutual

@@ -295,7 +295,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopWork()
 	var work tasks
 	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
-		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log, Clock: a.clock}, raftNode{a}, a.fsm.State, a)
+		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log, Clock: a.clock,
+		OnReconcile: a.obs.reconciled}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })
 	work.Go("leader watch", func() error { a.watchLeader(workCtx.Done()); return nil })
 	work.Go("event recorder", func() error { a.events.run(workCtx); return nil })

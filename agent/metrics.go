@@ -40,6 +40,7 @@ type collector struct {
 	fenced     *prometheus.Desc
 	viewErrs   *prometheus.Desc
 	leaseDrops *prometheus.Desc
+	leaseDgram *prometheus.Desc
 	quorum     *prometheus.Desc
 	quorumLost *prometheus.Desc
 	// Redis (docs/redis.md).
@@ -77,6 +78,7 @@ func newCollector(a *Agent) *collector {
 		viewErrs:   d("lease_view_errors_total", "Leases answers of a voter that failed (the voter counted against every verdict of that round).", "voter"),
 		quorum:     d("quorum", "1 while this node has quorum (a known leader and its own quorum lease); 0 once it has lacked it longer than a leader failover takes."),
 		quorumLost: d("quorum_lost_seconds", "How long this node has been without quorum (0 while it has quorum); counted from the start of the lack."),
+		leaseDgram: d("lease_datagrams_total", "Lease datagrams this node sent and received (requests and replies; received ones counted before any drop), by direction (sent, received).", "direction"),
 		leaseDrops: d("lease_datagrams_dropped_total", "Lease datagrams this node dropped, by reason (bad-mac, unknown-key, replay, non-member, ttl, generation, ...).", "reason"),
 		replInSync: d("redis_replica_in_sync", "1 if this node's Redis, a master, counts the replica as in sync (online, acknowledged within min-replicas-max-lag), as last reported.", "replica"),
 		replLagB:   d("redis_replica_lag_bytes", "How far this node's master Redis is ahead of the replica's acknowledged offset, as last reported.", "replica"),
@@ -93,7 +95,7 @@ func newCollector(a *Agent) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.applied, c.commit, c.holder, c.epoch, c.alive,
 		c.leaseAge, c.leaseLeft, c.specVer, c.eventsSeen, c.conflicts, c.checkUp, c.checkFails, c.svcActive, c.fenced,
-		c.viewErrs, c.leaseDrops, c.quorum, c.quorumLost, c.replInSync, c.replLagB, c.replLagS, c.redisSynced, c.redisBehind,
+		c.viewErrs, c.leaseDrops, c.leaseDgram, c.quorum, c.quorumLost, c.replInSync, c.replLagB, c.replLagS, c.redisSynced, c.redisBehind,
 		c.redisVacant, c.redisWarns, c.buildInfo} {
 		ch <- d
 	}
@@ -175,6 +177,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range a.leases.Drops() {
 		ch <- prometheus.MustNewConstMetric(c.leaseDrops, prometheus.CounterValue, float64(n), reason)
 	}
+	sent, received := a.leases.Datagrams()
+	ch <- prometheus.MustNewConstMetric(c.leaseDgram, prometheus.CounterValue, float64(sent), "sent")
+	ch <- prometheus.MustNewConstMetric(c.leaseDgram, prometheus.CounterValue, float64(received), "received")
 	c.collectRedis(ch, st)
 	bi := version.Get()
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, g, 1, bi.Version, bi.Commit, bi.GoVersion)

@@ -87,6 +87,20 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 	if v := fams.Value("harbormaster_check_runs_total", map[string]string{"check": "disk", "result": "pass"}); v < 1 {
 		t.Errorf("check_runs_total{check=disk,result=pass}: %v, want runs", v)
 	}
+	for _, dir := range []string{"sent", "received"} {
+		if v := fams.Value("harbormaster_lease_datagrams_total", map[string]string{"direction": dir}); v < 1 {
+			t.Errorf("lease_datagrams_total{direction=%s}: %v, want the renewals counted", dir, v)
+		}
+	}
+	// The leader's reconcile passes: timed, and the move and the failover
+	// counted among their proposals.
+	lf := scrape(t, c.leader())
+	if v := lf.Value("harbormaster_reconcile_duration_seconds", nil); v < 1 {
+		t.Errorf("reconcile_duration_seconds on the leader %s: %v observations, want its passes", c.leader().id, v)
+	}
+	if v := lf.Value("harbormaster_reconcile_commands_total", nil); v < 1 {
+		t.Errorf("reconcile_commands_total on the leader %s: %v, want at least the failover", c.leader().id, v)
+	}
 	if v := fams.Value("harbormaster_raft_leader_changes_total", nil); v < 1 {
 		t.Errorf("raft_leader_changes_total: %v, want at least the first election", v)
 	}
@@ -105,6 +119,7 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 		{"harbormaster_check_duration_seconds", dto.MetricType_HISTOGRAM, []string{"check", "node"}},
 		{"harbormaster_raft_leader_changes_total", dto.MetricType_COUNTER, []string{"node"}},
 		{"harbormaster_store_errors_total", dto.MetricType_COUNTER, []string{"node"}},
+		{"harbormaster_lease_datagrams_total", dto.MetricType_COUNTER, []string{"direction", "node"}},
 		// Raft internals, through go-metrics' Prometheus sink.
 		{"raft_commitTime", dto.MetricType_SUMMARY, []string{"node"}},
 		{"raft_apply", dto.MetricType_COUNTER, []string{"node"}},

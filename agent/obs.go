@@ -26,6 +26,8 @@ type obsMetrics struct {
 	checkTime     *prometheus.HistogramVec
 	leaderChanges prometheus.Counter
 	storeErrors   prometheus.Counter
+	reconcile     prometheus.Histogram
+	proposed      prometheus.Counter
 
 	mu       sync.Mutex
 	reported map[string]uint64 // role -> last epoch whose failover was counted
@@ -59,6 +61,11 @@ func newObsMetrics(node string, leaseLen time.Duration) *obsMetrics {
 			Help: "Raft leadership changes this node observed."}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "harbormaster_store_errors_total", ConstLabels: cl,
 			Help: "Raft store (log, stable, snapshot) write errors."}),
+		reconcile: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "harbormaster_reconcile_duration_seconds", ConstLabels: cl,
+			Help:    "On the leader, one reconcile pass: the voters' lease answers, the placement plan and its proposals until committed.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+		proposed: prometheus.NewCounter(prometheus.CounterOpts{Name: "harbormaster_reconcile_commands_total", ConstLabels: cl,
+			Help: "Commands the leader's reconcile passes proposed (assignments, releases), rejected ones included."}),
 	}
 	m.leaseLen.Set(leaseLen.Seconds())
 	return m
@@ -66,7 +73,14 @@ func newObsMetrics(node string, leaseLen time.Duration) *obsMetrics {
 
 func (m *obsMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.failovers, m.failoverPhase, m.renewRTT, m.leaseLen, m.lapses, m.checkRuns,
-		m.checkTime, m.leaderChanges, m.storeErrors}
+		m.checkTime, m.leaderChanges, m.storeErrors, m.reconcile, m.proposed}
+}
+
+// reconciled is the coordinator's report of one reconcile pass
+// (coordinator.Config.OnReconcile).
+func (m *obsMetrics) reconciled(took time.Duration, proposed int) {
+	m.reconcile.Observe(took.Seconds())
+	m.proposed.Add(float64(proposed))
 }
 
 func (m *obsMetrics) probe(check string, passed bool, took time.Duration) {

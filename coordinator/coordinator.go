@@ -71,6 +71,12 @@ type Config struct {
 	// NewClusterID, when set, makes the cluster id the leader proposes
 	// when the state has none (fsm.SetClusterID).
 	NewClusterID func() (string, error)
+	// OnReconcile, when set, is called after every reconcile pass with how
+	// long it took by the monotonic clock (the voters' lease answers, the
+	// plan and the proposals until committed) and how many commands it
+	// proposed; the agent turns it into metrics. It runs on the term's
+	// goroutine and must return quickly.
+	OnReconcile func(took time.Duration, proposed int)
 }
 
 // Coordinator runs the leader-only reconcile loop. Construct it with New and
@@ -175,8 +181,13 @@ func (c *Coordinator) lead(ctx context.Context) {
 	tm := newTimers()
 	for {
 		_, changed := c.states()
-		if err := c.reconcile(ctx, established, detected, tm); err != nil && ctx.Err() == nil {
+		began := c.clock.Mono()
+		proposed, err := c.reconcile(ctx, established, detected, tm)
+		if err != nil && ctx.Err() == nil {
 			log.Warn("reconcile failed", "err", err)
+		}
+		if c.cfg.OnReconcile != nil {
+			c.cfg.OnReconcile(c.clock.Mono()-began, proposed)
 		}
 		select {
 		case <-ctx.Done():
@@ -256,14 +267,15 @@ func (c *Coordinator) ensureLeaseKey(ctx context.Context) {
 }
 
 // reconcile runs Plan on the current state and proposes its commands in
-// order. A rejected command is logged and skipped: the next pass plans again
-// from the state that rejected it.
+// order; it returns how many it proposed (rejected ones included). A
+// rejected command is logged and skipped: the next pass plans again from
+// the state that rejected it.
 //
 // detected remembers, for the term, when each holder's lease generation was
 // first seen ended; it dates the start of a failover (fsm.Assign.Detected).
 // tm measures the term's policy timers; established is the Mono reading
 // when the term began.
-func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, detected map[string]time.Time, tm *timers) error {
+func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, detected map[string]time.Time, tm *timers) (int, error) {
 	c.ensureClusterID(ctx)
 	c.ensureLeaseKey(ctx)
 	st, _ := c.states()
@@ -271,13 +283,13 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 	elapsed := tm.observe(st, now, mono)
 	maj, err := c.leases.Majority(ctx)
 	if err != nil {
-		return fmt.Errorf("ask the voters for leases: %w", err)
+		return 0, fmt.Errorf("ask the voters for leases: %w", err)
 	}
 	settling := false
 	if mono-established < c.cfg.Settle {
 		ids, err := c.raft.Members()
 		if err != nil {
-			return fmt.Errorf("read members: %w", err)
+			return 0, fmt.Errorf("read members: %w", err)
 		}
 		for _, id := range ids {
 			if _, ok := st.Nodes[id]; !ok {
@@ -307,6 +319,9 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 		}
 	}
 	var errs []error
+	if len(cmds) == 0 {
+		return 0, nil
+	}
 	if b, ok := c.raft.(BatchRaft); ok && len(cmds) > 1 {
 		errs = b.ProposeAll(ctx, cmds)
 	} else {
@@ -331,7 +346,7 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 			failed = fmt.Errorf("propose %s: %w", cmd.Type(), err)
 		}
 	}
-	return failed
+	return len(errs), failed
 }
 
 func (c *Coordinator) logCommand(cmd fsm.Command) {

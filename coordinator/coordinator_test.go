@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -737,7 +738,13 @@ func TestRunMovesARoleWhenTheHoldersGenerationEnds(t *testing.T) {
 	limbo := threeVoters(with("n2", grantOver(21)), with("n2", grantRunning(21)), restarted)
 	checkMajority(t, limbo, map[string]uint64{"n1": 11, "n3": 31}, nil, map[string]uint64{"n2": 21})
 	l := newFakeLeases(r, limbo)
-	c := newCoordinator(r, l, Config{Clock: clock})
+	var mu sync.Mutex
+	var reported []int // proposals per pass, by OnReconcile
+	c := newCoordinator(r, l, Config{Clock: clock, OnReconcile: func(_ time.Duration, n int) {
+		mu.Lock()
+		reported = append(reported, n)
+		mu.Unlock()
+	}})
 	rn := start(t, c)
 	rn.send(t, true)
 
@@ -763,6 +770,12 @@ func TestRunMovesARoleWhenTheHoldersGenerationEnds(t *testing.T) {
 	passes(t, r, 2)
 	if moves := r.assigns(); len(moves) != 1 || !reflect.DeepEqual(moves[0], want) {
 		t.Fatalf("assigns: got %+v, want exactly %+v", moves, want)
+	}
+	// OnReconcile saw every pass, and the one move as one proposal.
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Index(reported, 1) < 0 || len(reported) < 5 {
+		t.Fatalf("OnReconcile reports %v: want at least 5 passes, one of them proposing 1 command", reported)
 	}
 }
 

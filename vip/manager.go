@@ -279,6 +279,7 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 
 	now := m.cfg.Now()
 	next := now.Add(m.cfg.Tick)
+	probed := m.probeNew(ctx, managed, desired, now)
 	for _, a := range managed {
 		d, want := desired[a]
 		if !want || !now.Add(m.cfg.FenceGuard).Before(d.Until) {
@@ -286,7 +287,7 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 			continue
 		}
 		next = minTime(next, d.Until.Add(-m.cfg.FenceGuard))
-		m.hold(ctx, a, d, now)
+		m.hold(a, d, now, probed)
 	}
 	// Announcements.
 	for a, g := range m.garps {
@@ -345,7 +346,70 @@ func (m *Manager) remove(a Address, leaseEnded bool, d Desired) {
 	m.emit(Event{Kind: kind, Address: a, Epoch: epoch})
 }
 
-func (m *Manager) hold(ctx context.Context, a Address, d Desired, now time.Time) {
+// maxProbes bounds the probes in flight at once (each holds a socket).
+const maxProbes = 64
+
+// probeResult is the answer to one acquisition's probe.
+type probeResult struct {
+	peer net.HardwareAddr
+	err  error
+}
+
+// needsProbe reports whether holding a as d starts with a probe: a new
+// epoch of an address the kernel does not have, probing on, not a
+// planned move.
+func (m *Manager) needsProbe(a Address, d Desired, present bool) bool {
+	h, had := m.held[a]
+	newEpoch := !had || h.epoch != d.Epoch
+	return !present && newEpoch && m.cfg.ProbeWait > 0 && !d.NoProbe
+}
+
+// probeNew probes, all at once, every address of the pass that hold will
+// add for a new epoch, and returns the answers: one ProbeWait per pass
+// however many addresses arrive together (one after the other, a node
+// taking 80 roles spent 80 waits, 2.4 s, before the last was added, and
+// its first addresses' one-second kernel lifetimes ran out meanwhile).
+func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[Address]Desired, now time.Time) map[Address]probeResult {
+	type job struct {
+		a   Address
+		mac net.HardwareAddr
+	}
+	var jobs []job
+	for _, a := range managed {
+		d, want := desired[a]
+		if !want || !now.Add(m.cfg.FenceGuard).Before(d.Until) {
+			continue
+		}
+		present, err := m.kernel.Present(a)
+		if err == nil && m.needsProbe(a, d, present) {
+			jobs = append(jobs, job{a, m.mac(a.Iface)})
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	out := make([]probeResult, len(jobs))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxProbes)
+	for i, j := range jobs {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			out[i].peer, out[i].err = m.ann.Probe(ctx, j.a, j.mac, m.cfg.ProbeWait)
+		}()
+	}
+	wg.Wait()
+	res := make(map[Address]probeResult, len(jobs))
+	for i, j := range jobs {
+		res[j.a] = out[i]
+	}
+	return res
+}
+
+// hold adds or renews a, using the pass's probe answers (probeNew).
+func (m *Manager) hold(a Address, d Desired, now time.Time, probed map[Address]probeResult) {
 	h, had := m.held[a]
 	present, err := m.kernel.Present(a)
 	if err != nil {
@@ -356,8 +420,12 @@ func (m *Manager) hold(ctx context.Context, a Address, d Desired, now time.Time)
 	if present && !newEpoch && h.until.Equal(d.Until) {
 		return // nothing to renew
 	}
-	if !present && newEpoch && m.cfg.ProbeWait > 0 && !d.NoProbe {
-		peer, err := m.ann.Probe(ctx, a, m.mac(a.Iface), m.cfg.ProbeWait)
+	if m.needsProbe(a, d, present) {
+		pr, ok := probed[a]
+		if !ok { // not probed: it went from the kernel during the probes; next pass
+			return
+		}
+		peer, err := pr.peer, pr.err
 		if err != nil {
 			m.cfg.Log.Warn("probe failed; not adding", "vip", a.String(), "err", err)
 			m.emit(Event{Kind: EventError, Address: a, Epoch: d.Epoch, Err: err})

@@ -103,6 +103,32 @@ func TestAcquireProbesAddsWithLeaseLifetimeAndAnnounces(t *testing.T) {
 	}
 }
 
+// Addresses acquired in one pass are probed at once, so a node taking many
+// roles waits one ProbeWait, not one per address: the fake fails each probe
+// unless all of them are in flight together.
+func TestAcquisitionsProbeTogether(t *testing.T) {
+	r := newRig(t, vip.Config{})
+	const n = 8
+	r.ann.Together = n
+	var addrs []vip.Address
+	var want []vip.Desired
+	for i := range n {
+		a := vip.Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(120 + i)}), 24), Iface: "eth0"}
+		addrs = append(addrs, a)
+		want = append(want, vip.Desired{Address: a, Until: r.clk.Now().Add(time.Second), Epoch: 1})
+	}
+	r.m.Update(addrs, want)
+	r.m.Sync(context.Background())
+	for _, a := range addrs {
+		if _, ok := r.kernel.Expiry(a); !ok {
+			t.Fatalf("%s not added after one pass (probes %d): %v", a, r.ann.Probes, r.kinds())
+		}
+	}
+	if r.ann.Probes != n {
+		t.Fatalf("probes = %d, want %d", r.ann.Probes, n)
+	}
+}
+
 func TestRenewalExtendsLifetimeAndLeaseEndFences(t *testing.T) {
 	r := newRig(t, vip.Config{FenceGuard: 20 * time.Millisecond})
 	r.want(time.Second, 1)

@@ -109,6 +109,11 @@ func New(cfg Config, conn net.PacketConn) *Node {
 // (Drop*): forged, replayed, from non-members, out of bounds.
 func (n *Node) Drops() map[string]uint64 { return n.net.dropCounts() }
 
+// Datagrams returns how many lease datagrams this node sent and received
+// (requests and replies, including the ones it then dropped), since it
+// started: the cost of the lease protocol on the wire.
+func (n *Node) Datagrams() (sent, received uint64) { return n.net.sent.Load(), n.net.received.Load() }
+
 // ViewErrors returns, per voter, how many of its Leases answers failed
 // (the voter then counts against every verdict of that round).
 func (n *Node) ViewErrors() map[string]uint64 { return n.views.counts() }

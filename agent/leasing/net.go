@@ -79,6 +79,9 @@ type leaseNet struct {
 	members func() ([]Member, error)
 	boot    uint64
 	counter atomic.Uint64
+	// sent and received count the lease datagrams written and read
+	// (requests and replies alike, whatever became of them).
+	sent, received atomic.Uint64
 
 	mu      sync.Mutex
 	waiting map[uint64]waiter
@@ -115,6 +118,15 @@ func (ln *leaseNet) drop(reason string, from net.Addr, node string, err error) {
 	}
 }
 
+// send writes one datagram and counts it, before the write so that a
+// reader who saw the answer sees the count (uncounted if the write fails).
+func (ln *leaseNet) send(pkt []byte, to net.Addr) {
+	ln.sent.Add(1)
+	if _, err := ln.conn.WriteTo(pkt, to); err != nil {
+		ln.sent.Add(^uint64(0))
+	}
+}
+
 // dropCounts returns the drops by reason.
 func (ln *leaseNet) dropCounts() map[string]uint64 {
 	ln.mu.Lock()
@@ -145,6 +157,7 @@ func (ln *leaseNet) serve() error {
 			continue
 		}
 		backoff = 0
+		ln.received.Add(1)
 		msg, err := lease.Unmarshal(buf[:n], ln.keys)
 		switch {
 		case errors.Is(err, lease.ErrNotLease):
@@ -187,7 +200,7 @@ func (ln *leaseNet) answer(m *lease.Request, from net.Addr) {
 	key := ln.keys(m.KeyID)
 	out, err := lease.MarshalReply(lease.Reply{KeyID: m.KeyID, Nonce: m.Nonce, Granter: ln.self, Verdict: v, Gen: gen}, key)
 	if err == nil && !ln.dropped(ln.self, m.Node) {
-		_, _ = ln.conn.WriteTo(out, from)
+		ln.send(out, from)
 	}
 }
 
@@ -360,7 +373,7 @@ func (ln *leaseNet) renew(ctx context.Context, m Member, gen uint64, ttl, retry 
 			return nil, err
 		}
 		if !ln.dropped(ln.self, m.ID) {
-			_, _ = ln.conn.WriteTo(pkt, to)
+			ln.send(pkt, to)
 		}
 		select {
 		case r := <-ch:

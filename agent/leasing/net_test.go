@@ -168,6 +168,18 @@ func TestForgedAndWrongKeyRefused(t *testing.T) {
 	r.granted("honest", r.seal(r.req("n2", 3, 0, 500), key(1)))
 }
 
+// TestDatagramsCounted: every datagram read is counted as received,
+// dropped or not; only the replies written are counted as sent.
+func TestDatagramsCounted(t *testing.T) {
+	r := newRig(t)
+	r.granted("honest", r.seal(r.req("n2", 1, 0, 500), key(1)))                       // two in (request, probe), two replies out
+	r.refused("forged MAC", r.seal(r.req("n2", 2, 0, 500), key(0)), "n2", DropBadMAC) // two in, one reply out
+	n := Node{net: r.ln}
+	if sent, received := n.Datagrams(); sent != 3 || received != 4 {
+		t.Fatalf("datagrams sent %d, received %d; want 3 and 4", sent, received)
+	}
+}
+
 func TestOldKeyAcceptedWithinGraceOnly(t *testing.T) {
 	r := newRig(t)
 	r.rotate(2, 2)

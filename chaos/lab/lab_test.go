@@ -476,6 +476,44 @@ func TestSamplerAndARP(t *testing.T) {
 	}
 }
 
+// TestSamplerSet: one sampler watches several addresses, each pass one
+// dump per node, and tells their holders apart; Of turns one address's
+// column into samples DualHolder reads.
+func TestSamplerSet(t *testing.T) {
+	l := newLab(t, Options{})
+	a := netip.MustParsePrefix("198.18.0.201/24")
+	b := netip.MustParsePrefix("198.18.0.202/24")
+	if _, err := l.StartSamplerSet([]netip.Addr{a.Addr(), a.Addr()}, 0); err == nil {
+		t.Fatal("a set with a duplicate address accepted")
+	}
+	s, err := l.StartSamplerSet([]netip.Addr{vip.Addr(), a.Addr(), b.Addr()}, 2*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAddr(t, l, "n1", vip)
+	addAddr(t, l, "n2", a)
+	addAddr(t, l, "n3", a)
+	addAddr(t, l, "n3", b)
+	want := [][]string{{"n1"}, {"n2", "n3"}, {"n3"}}
+	eventually(t, time.Second, "every address seen", func() bool {
+		last, ok := s.Last()
+		return ok && slices.EqualFunc(last.Each, want, slices.Equal)
+	})
+	samples := s.Stop()
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	last := samples[len(samples)-1]
+	if !slices.Equal(last.Holders, []string{"n1"}) {
+		t.Fatalf("Holders %v, want the first address's [n1]", last.Holders)
+	}
+	for i, dual := range []bool{false, true, false} {
+		if _, ivs := DualHolder(Of(samples, i)); (len(ivs) > 0) != dual {
+			t.Errorf("address #%d: dual-holder intervals %+v, want dual %t", i, ivs, dual)
+		}
+	}
+}
+
 func TestDualHolderSynthetic(t *testing.T) {
 	t0 := time.Now()
 	at := func(ms int, h ...string) Sample {

@@ -22,15 +22,35 @@ type Sample struct {
 	// differences between samples are immune to wall-clock steps.
 	At time.Time
 	// Holders are the names of the nodes on which the address was
-	// configured during the pass, sorted.
+	// configured during the pass, sorted (for a sampler of several
+	// addresses: the first one's).
 	Holders []string
+	// Each holds, for a sampler of several addresses (StartSamplerSet),
+	// the holders of each address in the order given, sorted; nil for a
+	// sampler of one address. See Of.
+	Each [][]string
+}
+
+// Of returns the samples of the i-th address of a sampler of several
+// addresses as samples of that address alone (Holders set, Each nil), for
+// DualHolder and Holders.
+func Of(samples []Sample, i int) []Sample {
+	out := make([]Sample, len(samples))
+	for k, s := range samples {
+		out[k] = Sample{At: s.At}
+		if i < len(s.Each) {
+			out[k].Holders = s.Each[i]
+		}
+	}
+	return out
 }
 
 // Sampler reads, periodically and straight from each node's kernel, which
 // nodes have an address configured. Create it with StartSampler; Stop it
 // exactly once.
 type Sampler struct {
-	addr    netip.Addr
+	addrs   map[netip.Addr]int // watched address -> its index in Sample.Each
+	multi   bool               // started by StartSamplerSet: fill Each
 	names   []string
 	handles []*netlink.Handle
 	stop    chan struct{}
@@ -47,13 +67,37 @@ type Sampler struct {
 // It opens one netlink handle per node namespace, once, and runs one
 // goroutine until Stop. The first pass happens before StartSampler returns.
 func (l *Lab) StartSampler(prefix netip.Prefix, every time.Duration) (*Sampler, error) {
-	if every <= 0 {
-		every = DefaultSampleEvery
-	}
 	if !prefix.IsValid() {
 		return nil, fmt.Errorf("lab sampler: invalid prefix %v", prefix)
 	}
-	s := &Sampler{addr: prefix.Addr().Unmap(), stop: make(chan struct{}), done: make(chan struct{})}
+	return l.startSampler([]netip.Addr{prefix.Addr()}, false, every)
+}
+
+// StartSamplerSet is StartSampler for several addresses at once: each pass
+// is still one address dump per node, matched against the whole set, and
+// fills Sample.Each (Holders is the first address's). Addresses must be
+// valid and distinct.
+func (l *Lab) StartSamplerSet(addrs []netip.Addr, every time.Duration) (*Sampler, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("lab sampler: no addresses")
+	}
+	return l.startSampler(addrs, true, every)
+}
+
+func (l *Lab) startSampler(addrs []netip.Addr, multi bool, every time.Duration) (*Sampler, error) {
+	if every <= 0 {
+		every = DefaultSampleEvery
+	}
+	s := &Sampler{addrs: map[netip.Addr]int{}, multi: multi, stop: make(chan struct{}), done: make(chan struct{})}
+	for i, a := range addrs {
+		if !a.IsValid() {
+			return nil, fmt.Errorf("lab sampler: invalid address %v (#%d)", a, i)
+		}
+		if _, dup := s.addrs[a.Unmap()]; dup {
+			return nil, fmt.Errorf("lab sampler: address %v given twice", a)
+		}
+		s.addrs[a.Unmap()] = i
+	}
 	for _, n := range l.nodes {
 		var h *netlink.Handle
 		err := l.use(func() error {
@@ -98,8 +142,11 @@ func (s *Sampler) run(every time.Duration) {
 // could not be read is dropped and its error kept for Err.
 func (s *Sampler) pass() {
 	smp := Sample{At: time.Now()}
+	if s.multi {
+		smp.Each = make([][]string, len(s.addrs))
+	}
 	for i, h := range s.handles {
-		held, err := holds(h, s.addr)
+		held, err := holds(h, s.addrs)
 		if err != nil {
 			s.mu.Lock()
 			if s.err == nil {
@@ -108,41 +155,56 @@ func (s *Sampler) pass() {
 			s.mu.Unlock()
 			return
 		}
-		if held {
-			smp.Holders = append(smp.Holders, s.names[i])
+		for _, k := range held {
+			if k == 0 {
+				smp.Holders = append(smp.Holders, s.names[i])
+			}
+			if s.multi {
+				smp.Each[k] = append(smp.Each[k], s.names[i])
+			}
 		}
 	}
+	// Nodes are read in a fixed order, but Sample promises sorted lists.
 	slices.Sort(smp.Holders)
+	for _, e := range smp.Each {
+		slices.Sort(e)
+	}
 	s.mu.Lock()
 	s.samples = append(s.samples, smp)
 	s.mu.Unlock()
 }
 
-// holds reports whether addr is configured in the handle's namespace,
+// holds returns the indexes (values of addrs) of the watched addresses
+// configured in the handle's namespace, each once, from one address dump,
 // retrying a dump the kernel interrupted because addresses changed under it.
-func holds(h *netlink.Handle, addr netip.Addr) (bool, error) {
+func holds(h *netlink.Handle, addrs map[netip.Addr]int) ([]int, error) {
 	var (
-		addrs []netlink.Addr
-		err   error
+		list []netlink.Addr
+		err  error
 	)
 	for try := 0; try < 5; try++ {
-		addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
+		list, err = h.AddrList(nil, netlink.FAMILY_ALL)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
 	}
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	for _, a := range addrs {
+	var held []int
+	for _, a := range list {
 		if a.IPNet == nil {
 			continue
 		}
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == addr {
-			return true, nil
+		got, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		if k, watched := addrs[got.Unmap()]; watched && !slices.Contains(held, k) {
+			held = append(held, k)
 		}
 	}
-	return false, nil
+	return held, nil
 }
 
 // Stop stops sampling, closes the sampler's handles and returns every

@@ -4,6 +4,7 @@ package viptest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -166,6 +167,12 @@ type Announcer struct {
 	// Answer, when set, is returned by Probe as the MAC of another host.
 	Answer net.HardwareAddr
 	Probes int
+	// Together, when above 1, makes each Probe wait until that many
+	// probes are in flight at once, or fail after 5 s: a test that the
+	// caller probes concurrently.
+	Together int
+	inFlight int
+	cond     *sync.Cond
 }
 
 // Announcement is one recorded Announce call.
@@ -190,10 +197,27 @@ func (a *Announcer) Announce(addr vip.Address) error {
 }
 
 // Probe implements vip.Announcer.
-func (a *Announcer) Probe(_ context.Context, _ vip.Address, _ net.HardwareAddr, _ time.Duration) (net.HardwareAddr, error) {
+func (a *Announcer) Probe(_ context.Context, addr vip.Address, _ net.HardwareAddr, _ time.Duration) (net.HardwareAddr, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.Probes++
+	if a.Together > 1 {
+		if a.cond == nil {
+			a.cond = sync.NewCond(&a.mu)
+		}
+		a.inFlight++
+		a.cond.Broadcast()
+		deadline := time.AfterFunc(5*time.Second, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
+		defer deadline.Stop()
+		start := time.Now()
+		for a.inFlight < a.Together && time.Since(start) < 5*time.Second {
+			a.cond.Wait()
+		}
+		if a.inFlight < a.Together {
+			a.inFlight--
+			return nil, fmt.Errorf("probe of %s: %d probes in flight, want %d at once", addr, a.inFlight+1, a.Together)
+		}
+	}
 	return a.Answer, nil
 }
 
