@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -49,20 +50,48 @@ func (n *Netlink) nlAddr(a Address, lifetime time.Duration) (netlink.Link, *netl
 	return l, addr, nil
 }
 
-// Ensure implements Kernel.
+// Ensure implements Kernel: an exclusive add, and a replace (the renewal
+// of the lifetime) when the address is there already; no address dump.
 func (n *Netlink) Ensure(a Address, lifetime time.Duration) (bool, error) {
-	present, err := n.Present(a)
-	if err != nil {
-		return false, err
-	}
 	l, addr, err := n.nlAddr(a, lifetime)
 	if err != nil {
 		return false, err
 	}
-	if err := n.h.AddrReplace(l, addr); err != nil {
+	err = n.h.AddrAdd(l, addr)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, unix.EEXIST) {
 		return false, fmt.Errorf("add %s: %w", a, err)
 	}
-	return !present, nil
+	if err := n.h.AddrReplace(l, addr); err != nil {
+		return false, fmt.Errorf("renew %s: %w", a, err)
+	}
+	return false, nil
+}
+
+// List implements Kernel.
+func (n *Netlink) List(ifaces []string) (map[Address]bool, error) {
+	out := map[Address]bool{}
+	for _, iface := range ifaces {
+		l, err := n.h.LinkByName(iface)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", iface, err)
+		}
+		addrs, err := n.h.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("list addresses of %s: %w", iface, err)
+		}
+		for _, x := range addrs {
+			ip, ok := netip.AddrFromSlice(x.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := x.Mask.Size()
+			out[Address{Prefix: netip.PrefixFrom(ip.Unmap(), ones), Iface: iface}] = true
+		}
+	}
+	return out, nil
 }
 
 // Remove implements Kernel.

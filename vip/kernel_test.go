@@ -65,6 +65,13 @@ func TestNetlinkLifetimesAndKernelBackstop(t *testing.T) {
 	if valid, _, _ := nl.Lifetime(labVIP); valid != 3 {
 		t.Fatalf("valid_lft after renewal = %d, want 3", valid)
 	}
+	listed, err := nl.List([]string{labVIP.Iface})
+	if err != nil || !listed[labVIP] {
+		t.Fatalf("List(%s) = %v, %v: want %s in it", labVIP.Iface, listed, err, labVIP)
+	}
+	if _, err := nl.List([]string{"nope0"}); err == nil {
+		t.Fatal("List of a missing interface: no error")
+	}
 	if removed, err := nl.Remove(labVIP); err != nil || !removed {
 		t.Fatalf("Remove: removed=%v err=%v", removed, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -29,7 +30,15 @@ type Config struct {
 	// Tick is the polling backstop for drift repair when netlink events
 	// are lost (default 1s).
 	Tick time.Duration
-	Log  *slog.Logger
+	// RenewAhead is how long before the kernel would remove an address by
+	// its lifetime the lifetime is written again (default 300ms). A
+	// renewal that finds the kernel's lifetime still covering the lease
+	// plus RenewAhead writes nothing: lifetimes are whole seconds, so a
+	// 500 ms lease renewed every 100 ms needs one write in 2-3 renewals,
+	// not one per renewal. The kernel still removes the address at most a
+	// second (the rounding) after the lease end last written.
+	RenewAhead time.Duration
+	Log        *slog.Logger
 	// Now is the clock; it must carry a monotonic reading (time.Now).
 	Now func() time.Time
 	// OnEvent, when set, receives every change the manager makes or sees.
@@ -51,6 +60,9 @@ func (c *Config) defaults() {
 	}
 	if c.Tick == 0 {
 		c.Tick = time.Second
+	}
+	if c.RenewAhead == 0 {
+		c.RenewAhead = 300 * time.Millisecond
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -98,6 +110,9 @@ type Event struct {
 type held struct {
 	epoch uint64
 	until time.Time
+	// kernelUntil is when the kernel removes the address by the lifetime
+	// last written.
+	kernelUntil time.Time
 }
 
 type garp struct {
@@ -279,7 +294,13 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 
 	now := m.cfg.Now()
 	next := now.Add(m.cfg.Tick)
-	probed := m.probeNew(ctx, managed, desired, now)
+	present, err := m.kernel.List(ifacesOf(managed))
+	if err != nil {
+		m.cfg.Log.Error("list addresses failed", "err", err)
+		m.emit(Event{Kind: EventError, Err: err})
+		present = nil // hold and remove find out address by address
+	}
+	probed := m.probeNew(ctx, managed, desired, now, present)
 	for _, a := range managed {
 		d, want := desired[a]
 		if !want || !now.Add(m.cfg.FenceGuard).Before(d.Until) {
@@ -287,7 +308,7 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 			continue
 		}
 		next = minTime(next, d.Until.Add(-m.cfg.FenceGuard))
-		m.hold(a, d, now, probed)
+		m.hold(a, d, now, probed, present)
 	}
 	// Announcements.
 	for a, g := range m.garps {
@@ -369,7 +390,7 @@ func (m *Manager) needsProbe(a Address, d Desired, present bool) bool {
 // however many addresses arrive together (one after the other, a node
 // taking 80 roles spent 80 waits, 2.4 s, before the last was added, and
 // its first addresses' one-second kernel lifetimes ran out meanwhile).
-func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[Address]Desired, now time.Time) map[Address]probeResult {
+func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[Address]Desired, now time.Time, listed map[Address]bool) map[Address]probeResult {
 	type job struct {
 		a   Address
 		mac net.HardwareAddr
@@ -380,7 +401,7 @@ func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[A
 		if !want || !now.Add(m.cfg.FenceGuard).Before(d.Until) {
 			continue
 		}
-		present, err := m.kernel.Present(a)
+		present, err := m.present(a, listed)
 		if err == nil && m.needsProbe(a, d, present) {
 			jobs = append(jobs, job{a, m.mac(a.Iface)})
 		}
@@ -408,17 +429,41 @@ func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[A
 	return res
 }
 
-// hold adds or renews a, using the pass's probe answers (probeNew).
-func (m *Manager) hold(a Address, d Desired, now time.Time, probed map[Address]probeResult) {
+// ifacesOf returns the interfaces of the addresses, each once.
+func ifacesOf(as []Address) []string {
+	var out []string
+	for _, a := range as {
+		if !slices.Contains(out, a.Iface) {
+			out = append(out, a.Iface)
+		}
+	}
+	return out
+}
+
+// present answers from the pass's listing, or asks the kernel when the
+// listing failed.
+func (m *Manager) present(a Address, listed map[Address]bool) (bool, error) {
+	if listed != nil {
+		return listed[a], nil
+	}
+	return m.kernel.Present(a)
+}
+
+// hold adds or renews a, using the pass's listing and probe answers
+// (probeNew).
+func (m *Manager) hold(a Address, d Desired, now time.Time, probed map[Address]probeResult, listed map[Address]bool) {
 	h, had := m.held[a]
-	present, err := m.kernel.Present(a)
+	present, err := m.present(a, listed)
 	if err != nil {
 		m.emit(Event{Kind: EventError, Address: a, Err: err})
 		return
 	}
 	newEpoch := !had || h.epoch != d.Epoch
-	if present && !newEpoch && h.until.Equal(d.Until) {
-		return // nothing to renew
+	if present && !newEpoch && !h.kernelUntil.Before(d.Until.Add(m.cfg.RenewAhead)) {
+		// The kernel's lifetime still covers the lease: nothing to write.
+		h.until = d.Until
+		m.held[a] = h
+		return
 	}
 	if m.needsProbe(a, d, present) {
 		pr, ok := probed[a]
@@ -448,7 +493,7 @@ func (m *Manager) hold(a Address, d Desired, now time.Time, probed map[Address]p
 		m.emit(Event{Kind: EventError, Address: a, Epoch: d.Epoch, Err: err})
 		return
 	}
-	m.held[a] = held{epoch: d.Epoch, until: d.Until}
+	m.held[a] = held{epoch: d.Epoch, until: d.Until, kernelUntil: now.Add(time.Duration(lifetimeSeconds(d.Until.Sub(now))) * time.Second)}
 	if !added {
 		return
 	}

@@ -156,6 +156,58 @@ func TestRenewalExtendsLifetimeAndLeaseEndFences(t *testing.T) {
 	}
 }
 
+// TestRenewalsWriteOnlyWhenTheKernelNeedsIt: a 500 ms lease renewed every
+// 100 ms keeps the address present throughout, with a lifetime write only
+// when the kernel's (whole-second) lifetime would no longer cover the lease
+// plus RenewAhead, and one kernel listing per pass instead of a read per
+// address: 200 held addresses cost 200 reads a pass before.
+func TestRenewalsWriteOnlyWhenTheKernelNeedsIt(t *testing.T) {
+	r := newRig(t, vip.Config{ProbeWait: -1})
+	var addrs []vip.Address
+	for i := range 20 {
+		addrs = append(addrs, vip.Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i)}), 24), Iface: "eth0"})
+	}
+	want := func() {
+		var ds []vip.Desired
+		for _, a := range addrs {
+			ds = append(ds, vip.Desired{Address: a, Until: r.clk.Now().Add(500 * time.Millisecond), Epoch: 1})
+		}
+		r.m.Update(addrs, ds)
+	}
+	const passes = 50 // 5 s of renewals
+	for range passes {
+		want()
+		r.m.Sync(context.Background())
+		for _, a := range addrs {
+			exp, ok := r.kernel.Expiry(a)
+			if !ok {
+				t.Fatalf("%s gone from the kernel while its lease is renewed", a)
+			}
+			if until := r.clk.Now().Add(500 * time.Millisecond); exp.Before(until) {
+				t.Fatalf("%s: kernel removes it at %s, before the lease end %s", a, exp, until)
+			}
+		}
+		r.clk.Add(100 * time.Millisecond)
+	}
+	// A 1 s lifetime written when it covers less than 500 ms + 300 ms:
+	// every 3rd renewal (0.2 s after a write the next pass finds 0.8 s
+	// left). Each pass reads the kernel once.
+	if w := r.kernel.Writes; w > len(addrs)*passes/3+len(addrs) {
+		t.Fatalf("%d lifetime writes for %d addresses over %d renewals: want at most one in three renewals", w, len(addrs), passes)
+	}
+	if r.kernel.Lists != passes || r.kernel.Presents != 0 {
+		t.Fatalf("%d listings and %d single reads over %d passes, want one listing a pass", r.kernel.Lists, r.kernel.Presents, passes)
+	}
+	// The backstop: no renewal, the kernel drops the addresses by itself
+	// within a second of the last lease end.
+	r.clk.Add(1500 * time.Millisecond)
+	for _, a := range addrs {
+		if _, ok := r.kernel.Expiry(a); ok {
+			t.Fatalf("%s still in the kernel 1.5 s after its last renewal", a)
+		}
+	}
+}
+
 func TestReleaseRemoves(t *testing.T) {
 	r := newRig(t, vip.Config{})
 	r.want(time.Second, 1)

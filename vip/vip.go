@@ -36,6 +36,9 @@ type Kernel interface {
 	Remove(a Address) (removed bool, err error)
 	// Present reports whether the address is configured on its interface.
 	Present(a Address) (bool, error)
+	// List returns the addresses configured on the interfaces (one read
+	// per interface: a pass over many addresses reads the kernel once).
+	List(ifaces []string) (map[Address]bool, error)
 	// HardwareAddr returns the interface's MAC address.
 	HardwareAddr(iface string) (net.HardwareAddr, error)
 	// Watch returns a channel that receives a value (coalesced) whenever

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ type Kernel struct {
 	MAC     net.HardwareAddr
 	Adds    int
 	Removes int
+	// Writes counts Ensure calls (adds and lifetime renewals); Presents
+	// and Lists the reads.
+	Writes, Presents, Lists int
 	changes []Change
 	// Fail, when set, is returned by every operation.
 	Fail error
@@ -58,6 +62,7 @@ func (k *Kernel) Ensure(a vip.Address, lifetime time.Duration) (bool, error) {
 		return false, k.Fail
 	}
 	k.expire()
+	k.Writes++
 	_, present := k.addrs[a]
 	secs := (lifetime + time.Second - 1) / time.Second
 	if secs < 1 {
@@ -69,6 +74,24 @@ func (k *Kernel) Ensure(a vip.Address, lifetime time.Duration) (bool, error) {
 		k.changes = append(k.changes, Change{a, true, k.Now()})
 	}
 	return !present, nil
+}
+
+// List implements vip.Kernel.
+func (k *Kernel) List(ifaces []string) (map[vip.Address]bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.Fail != nil {
+		return nil, k.Fail
+	}
+	k.expire()
+	k.Lists++
+	out := map[vip.Address]bool{}
+	for a := range k.addrs {
+		if slices.Contains(ifaces, a.Iface) {
+			out[a] = true
+		}
+	}
+	return out, nil
 }
 
 // Remove implements vip.Kernel.
@@ -95,6 +118,7 @@ func (k *Kernel) Present(a vip.Address) (bool, error) {
 	if k.Fail != nil {
 		return false, k.Fail
 	}
+	k.Presents++
 	k.expire()
 	_, ok := k.addrs[a]
 	return ok, nil
