@@ -183,14 +183,7 @@ func (n *Node) RenewLoop(ctx context.Context) {
 			n.cfg.Log.Info("lease key committed; renewing")
 			keyless = false
 		}
-		gen := n.holder.Begin(now, uint64(now.UnixNano()))
-		granted, voters, refusals, grantTimes := n.renewOnce(ctx, ms, gen, now)
-		q := lease.Quorum(voters)
-		n.holder.Result(gen, now, granted, q, refusals)
-		if granted >= q && q > 0 && n.cfg.OnRTT != nil {
-			slices.SortFunc(grantTimes, time.Time.Compare)
-			n.cfg.OnRTT(grantTimes[q-1].Sub(now))
-		}
+		gen, granted, voters := n.round(ctx, ms, now)
 		_, ok := n.holder.Valid(time.Now())
 		if !ok && held && ctx.Err() == nil && n.cfg.OnLapse != nil {
 			n.cfg.OnLapse()
@@ -208,8 +201,46 @@ func (n *Node) RenewLoop(ctx context.Context) {
 	}
 }
 
-// grantTimes are when each voter's grant arrived (the node's own: sent).
-func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time) {
+// round renews this node's lease with the members ms once, at the
+// generation Holder.Begin gives for now, and records the result. A
+// majority's grants extend the lease as soon as they have arrived, before
+// the members that do not answer have timed out: a member cut off (the
+// partition this lease exists for) would otherwise hold every round for
+// the whole renew interval, a quarter of the fast profile's lease, and a
+// holder delayed by busy cores for that much less would lapse.
+func (n *Node) round(ctx context.Context, ms []Member, now time.Time) (gen uint64, granted, voters int) {
+	gen = n.holder.Begin(now, uint64(now.UnixNano()))
+	q := lease.Quorum(countVoters(ms))
+	early := func(granted int) {
+		n.holder.Result(gen, now, granted, q, nil)
+		n.cfg.OnRenew()
+	}
+	granted, voters, refusals, grantTimes := n.renewOnce(ctx, ms, gen, now, early)
+	n.holder.Result(gen, now, granted, q, refusals)
+	if granted >= q && q > 0 && n.cfg.OnRTT != nil {
+		slices.SortFunc(grantTimes, time.Time.Compare)
+		n.cfg.OnRTT(grantTimes[q-1].Sub(now))
+	}
+	return gen, granted, voters
+}
+
+// countVoters is how many of ms are voters.
+func countVoters(ms []Member) int {
+	v := 0
+	for _, m := range ms {
+		if m.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+// renewOnce sends the renewal of gen to every member and collects the
+// answers until all have come or the round's time (one renew interval) is
+// up. grantTimes are when each voter's grant arrived (the node's own:
+// sent). onMajority is called once, from this goroutine, with the grants
+// so far when they first reach a majority of the voters.
+func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time, onMajority func(granted int)) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
 	defer cancel()
 	answered := map[string]bool{n.cfg.Self: true}
@@ -224,7 +255,9 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 	answers := make(chan answer, len(ms))
 	defer func() { n.notePeers(ms, answered) }()
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	ttl := n.cfg.Lease
+	asked := 0
 	for _, m := range ms {
 		if m.Voter {
 			voters++
@@ -232,11 +265,13 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		if m.ID == n.cfg.Self {
 			v, g, err := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
 			answers <- answer{voter: m.Voter, v: v, gen: g, err: err, at: sent}
+			asked++
 			continue
 		}
 		if m.APIAddr == "" {
 			continue
 		}
+		asked++
 		wg.Add(1)
 		go func(m Member) {
 			defer wg.Done()
@@ -251,9 +286,9 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 			answers <- answer{voter: m.Voter, v: r.Verdict, gen: r.Gen, at: time.Now()}
 		}(m)
 	}
-	wg.Wait()
-	close(answers)
-	for ans := range answers {
+	q, reported := lease.Quorum(voters), false
+	for range asked {
+		ans := <-answers // every asked member answers once, by ctx's end at the latest
 		if ans.err != nil || !ans.voter {
 			continue
 		}
@@ -262,6 +297,10 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 			grantTimes = append(grantTimes, ans.at)
 		} else {
 			refusals = append(refusals, lease.Refusal{Verdict: ans.v, Gen: ans.gen})
+		}
+		if !reported && q > 0 && granted >= q && onMajority != nil {
+			reported = true
+			onMajority(granted)
 		}
 	}
 	return granted, voters, refusals, grantTimes

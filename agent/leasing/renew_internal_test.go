@@ -1,8 +1,14 @@
 package leasing
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/fsm"
 
 	"github.com/harbormaster/harbormaster/internal/clock/clocktest"
 )
@@ -23,5 +29,68 @@ func TestSinceRenewIgnoresWallSteps(t *testing.T) {
 	clk.StepWall(-2 * time.Hour)
 	if got := n.SinceRenew(); got != 3*time.Second {
 		t.Fatalf("3s on, after a wall step of -2h: SinceRenew() = %v, want 3s", got)
+	}
+}
+
+// A majority's grants extend the lease at once: a round does not hold the
+// lease back until a member that does not answer (cut off) times out.
+// Here the round's time is an hour, n2 grants and n3 never answers; the
+// lease must be valid, and the actuators woken, while the round still
+// waits for n3.
+func TestRoundExtendsOnMajorityBeforeStragglers(t *testing.T) {
+	st := fsm.NewState()
+	st.Nodes = map[string]*fsm.Node{}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		st.Nodes[id] = &fsm.Node{ID: id, LeaseTTLMillis: 500}
+	}
+	st.LeaseKey = &fsm.LeaseKey{ID: 1, Secret: fsm.Secret(bytes.Repeat([]byte{1}, fsm.LeaseKeySize))}
+	listen := func() net.PacketConn {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c1, c2, c3 := listen(), listen(), listen() // nobody reads c3: n3 never answers
+	ms := []Member{{ID: "n1", Voter: true, APIAddr: c1.LocalAddr().String()}, {ID: "n2", Voter: true, APIAddr: c2.LocalAddr().String()},
+		{ID: "n3", Voter: true, APIAddr: c3.LocalAddr().String()}}
+	log := slog.New(slog.DiscardHandler)
+	members := func() ([]Member, error) { return ms, nil }
+	n2 := New(Config{Self: "n2", Lease: 500 * time.Millisecond, Renew: 100 * time.Millisecond, State: func() *fsm.State { return st },
+		Members: members, Boot: 1, Log: log}, c2)
+	go func() { _ = n2.Serve() }()
+	t.Cleanup(n2.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	validEarly := make(chan bool, 1)
+	var n1 *Node
+	n1 = New(Config{Self: "n1", Lease: 500 * time.Millisecond, Renew: time.Hour, State: func() *fsm.State { return st },
+		Members: members, Boot: 1, Log: log,
+		OnRenew: func() {
+			_, valid, _ := n1.Lease(time.Now())
+			select {
+			case validEarly <- valid:
+			default:
+			}
+			cancel() // end the round: n3 would keep it waiting for an hour
+		}}, c1)
+	go func() { _ = n1.Serve() }()
+	t.Cleanup(n1.Close)
+
+	guard := time.AfterFunc(30*time.Second, cancel)
+	defer guard.Stop()
+	_, granted, voters := n1.round(ctx, ms, time.Now())
+	select {
+	case v := <-validEarly:
+		if !v {
+			t.Fatal("woken during the round, but the lease is not valid")
+		}
+	default:
+		t.Fatal("the round ended (30 s guard) without extending the lease on the majority of n1 and n2")
+	}
+	if granted != 2 || voters != 3 {
+		t.Fatalf("granted %d of %d voters, want 2 of 3", granted, voters)
 	}
 }
