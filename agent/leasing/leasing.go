@@ -61,6 +61,13 @@ type Config struct {
 	// voters granted, with the round trip from sending the renewal to the
 	// grant that made the majority.
 	OnRTT func(time.Duration)
+	// OnAge, when set, is called after a renewal round a majority of
+	// voters granted, with the renewal's age: from the send of the
+	// previous round a majority granted to the grant that made this
+	// round's majority (the lease lapses when it passes the lease; see
+	// SlowWatch). Not after a round in which no other member answered
+	// (this node was cut off): the next age would measure the outage.
+	OnAge func(time.Duration)
 	// OnLapse, when set, is called when this node's lease, valid after an
 	// earlier round, is found ended after a round (not renewed in time);
 	// not while fenced (the node lets it lapse on purpose).
@@ -90,6 +97,7 @@ type Node struct {
 	views     viewErrors
 	clock     clock.Clock
 	lastRenew atomic.Int64 // clock.Mono (ns) of the renew loop's last pass
+	lastOK    time.Time    // send time of the last round a majority granted (renew loop only)
 }
 
 // New returns a node answering renewals on conn from now on. A restarted
@@ -215,11 +223,20 @@ func (n *Node) round(ctx context.Context, ms []Member, now time.Time) (gen uint6
 		n.holder.Result(gen, now, granted, q, nil)
 		n.cfg.OnRenew()
 	}
-	granted, voters, refusals, grantTimes := n.renewOnce(ctx, ms, gen, now, early)
+	granted, voters, refusals, grantTimes, others := n.renewOnce(ctx, ms, gen, now, early)
 	n.holder.Result(gen, now, granted, q, refusals)
-	if granted >= q && q > 0 && n.cfg.OnRTT != nil {
+	switch {
+	case granted >= q && q > 0:
 		slices.SortFunc(grantTimes, time.Time.Compare)
-		n.cfg.OnRTT(grantTimes[q-1].Sub(now))
+		if n.cfg.OnRTT != nil {
+			n.cfg.OnRTT(grantTimes[q-1].Sub(now))
+		}
+		if !n.lastOK.IsZero() && n.cfg.OnAge != nil {
+			n.cfg.OnAge(grantTimes[q-1].Sub(n.lastOK))
+		}
+		n.lastOK = now
+	case others == 0:
+		n.lastOK = time.Time{}
 	}
 	return gen, granted, voters
 }
@@ -238,9 +255,9 @@ func countVoters(ms []Member) int {
 // renewOnce sends the renewal of gen to every member and collects the
 // answers until all have come or the round's time (one renew interval) is
 // up. grantTimes are when each voter's grant arrived (the node's own:
-// sent). onMajority is called once, from this goroutine, with the grants
+// sent); others is how many other members answered. onMajority is called once, from this goroutine, with the grants
 // so far when they first reach a majority of the voters.
-func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time, onMajority func(granted int)) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time) {
+func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time, onMajority func(granted int)) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time, others int) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
 	defer cancel()
 	answered := map[string]bool{n.cfg.Self: true}
@@ -251,6 +268,7 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		gen   uint64
 		err   error
 		at    time.Time
+		self  bool
 	}
 	answers := make(chan answer, len(ms))
 	defer func() { n.notePeers(ms, answered) }()
@@ -264,7 +282,7 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		}
 		if m.ID == n.cfg.Self {
 			v, g, err := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
-			answers <- answer{voter: m.Voter, v: v, gen: g, err: err, at: sent}
+			answers <- answer{voter: m.Voter, v: v, gen: g, err: err, at: sent, self: true}
 			asked++
 			continue
 		}
@@ -289,6 +307,9 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 	q, reported := lease.Quorum(voters), false
 	for range asked {
 		ans := <-answers // every asked member answers once, by ctx's end at the latest
+		if ans.err == nil && !ans.self {
+			others++
+		}
 		if ans.err != nil || !ans.voter {
 			continue
 		}
@@ -303,7 +324,7 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 			onMajority(granted)
 		}
 	}
-	return granted, voters, refusals, grantTimes
+	return granted, voters, refusals, grantTimes, others
 }
 
 // notePeers tells OnPeerBack when a member that did not answer the previous
