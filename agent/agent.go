@@ -378,7 +378,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
 		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
 		OnRTT: func(d time.Duration) { a.obs.renewRTT.Observe(d.Seconds()) }, OnLapse: a.obs.lapses.Inc,
-		OnAge: func(d time.Duration) { a.obs.renewAge.Observe(d.Seconds()); a.timingWarn.observe(time.Now(), d) },
+		OnAge:      func(d time.Duration) { a.obs.renewAge.Observe(d.Seconds()); a.timingWarn.observe(time.Now(), d) },
 		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {
