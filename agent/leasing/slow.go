@@ -17,12 +17,15 @@ import (
 // such delay in a row is a lapse, so the profile is too fast for this
 // machine or network and the node says so instead of flapping. The
 // warning clears when the p99 is back under SlowClear (below the raise
-// point, so the warning does not flap itself).
+// point, so the warning does not flap itself). No verdict before
+// slowMinSamples renewals are in the window (2.5 s of the fast profile,
+// 25 s of wan): the p99 of fewer is their maximum, and the elections of a
+// starting cluster would raise it.
 const (
 	SlowRaise      = 0.5
 	SlowClear      = 0.4
 	SlowWindow     = 30 * time.Second
-	slowMinSamples = 20
+	slowMinSamples = 50
 	slowEvalEvery  = time.Second
 )
 
