@@ -144,6 +144,7 @@ type Agent struct {
 	clock       clock.Clock    // Options.Clock or the machine's
 	fenceUntil  atomic.Int64   // clock.Mono (ns) until which the lease is left to lapse; never a wall time
 	quorum      *quorumTracker // whether the node has quorum, fed by quorumLoop
+	timingWarn  *timingWarn    // the timing warning, fed by the lease renewals
 	store       *storeHealth   // whether the data dir is writable (/healthz)
 
 	stopping  atomic.Bool   // set when a graceful stop begins
@@ -205,6 +206,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a.checks = r
 	a.obs = newObsMetrics(cfg.NodeID, t.Lease)
+	a.timingWarn = &timingWarn{profile: cfg.Profile, lease: t.Lease, log: a.log, record: a.events.Record, node: cfg.NodeID,
+		gauge: a.obs.timingWarning.Set, watch: leasing.NewSlowWatch(t.Lease)}
 	if _, err := raftMetricsSink(); err != nil { // before Raft starts emitting
 		a.log.Warn("Raft internals not exported", "err", err)
 	}
@@ -376,6 +379,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
 		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
 		OnRTT: func(d time.Duration) { a.obs.renewRTT.Observe(d.Seconds()) }, OnLapse: a.obs.lapses.Inc,
+		OnAge:      func(d time.Duration) { a.obs.renewAge.Observe(d.Seconds()); a.timingWarn.observe(time.Now(), d) },
 		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {

@@ -201,7 +201,7 @@ func (s *server) Status(ctx context.Context, _ *hmv1.StatusRequest) (*hmv1.Statu
 		CommitIndex: a.raft.CommitIndex(), AppliedIndex: a.raft.AppliedIndex(), LastContactMs: lc,
 		SpecVersion: st.SpecVersion, Members: members, RaftAddress: a.raftAddr, ApiAddress: a.apiAddr,
 		Voter: a.cfg.IsVoter(), Profile: a.cfg.Profile, Version: version.Get().Version, Ready: a.isReady(),
-		NoQuorum: lost, NoQuorumSinceMs: lostSince,
+		NoQuorum: lost, NoQuorumSinceMs: lostSince, TimingWarning: a.timingWarn.current(),
 	}, nil
 }
 

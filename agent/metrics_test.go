@@ -113,6 +113,8 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 		{"harbormaster_failovers_total", dto.MetricType_COUNTER, []string{"cause", "node", "role", "type"}},
 		{"harbormaster_failover_duration_seconds", dto.MetricType_HISTOGRAM, []string{"node", "phase", "role", "type"}},
 		{"harbormaster_lease_renewal_rtt_seconds", dto.MetricType_HISTOGRAM, []string{"node"}},
+		{"harbormaster_lease_renewal_age_seconds", dto.MetricType_HISTOGRAM, []string{"node"}},
+		{"harbormaster_lease_timing_warning", dto.MetricType_GAUGE, []string{"node"}},
 		{"harbormaster_lease_seconds", dto.MetricType_GAUGE, []string{"node"}},
 		{"harbormaster_lease_lapses_total", dto.MetricType_COUNTER, []string{"node"}},
 		{"harbormaster_check_runs_total", dto.MetricType_COUNTER, []string{"check", "node", "result"}},

@@ -20,6 +20,8 @@ type obsMetrics struct {
 	failovers     *prometheus.CounterVec
 	failoverPhase *prometheus.HistogramVec
 	renewRTT      prometheus.Histogram
+	renewAge      prometheus.Histogram
+	timingWarning prometheus.Gauge
 	leaseLen      prometheus.Gauge
 	lapses        prometheus.Counter
 	checkRuns     *prometheus.CounterVec
@@ -48,6 +50,11 @@ func newObsMetrics(node string, leaseLen time.Duration) *obsMetrics {
 		renewRTT: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "harbormaster_lease_renewal_rtt_seconds", ConstLabels: cl,
 			Help:    "Round trip of one quorum-lease renewal: from sending it to the grant that made the majority.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
+		renewAge: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "harbormaster_lease_renewal_age_seconds", ConstLabels: cl,
+			Help:    "How much of the lease had run when a majority renewed it: from the send of the previous renewal a majority granted to the grant that made this one's majority. The lease lapses when it reaches harbormaster_lease_seconds.",
+			Buckets: []float64{.01, .025, .05, .075, .1, .15, .2, .25, .35, .5, .75, 1, 2.5, 5}}),
+		timingWarning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "harbormaster_lease_timing_warning", ConstLabels: cl,
+			Help: "1 while the lease renewals are too slow for the timing profile (p99 of the renewal age over 30 s above half the lease; cleared under 40 %); see docs/troubleshooting.md."}),
 		leaseLen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "harbormaster_lease_seconds", ConstLabels: cl,
 			Help: "The timing profile's lease length."}),
 		lapses: prometheus.NewCounter(prometheus.CounterOpts{Name: "harbormaster_lease_lapses_total", ConstLabels: cl,
@@ -72,7 +79,7 @@ func newObsMetrics(node string, leaseLen time.Duration) *obsMetrics {
 }
 
 func (m *obsMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.failovers, m.failoverPhase, m.renewRTT, m.leaseLen, m.lapses, m.checkRuns,
+	return []prometheus.Collector{m.failovers, m.failoverPhase, m.renewRTT, m.renewAge, m.timingWarning, m.leaseLen, m.lapses, m.checkRuns,
 		m.checkTime, m.leaderChanges, m.storeErrors, m.reconcile, m.proposed}
 }
 

@@ -57,6 +57,8 @@ var contractFamilies = map[string]string{
 	"harbormaster_failovers_total":           "counter",
 	"harbormaster_failover_duration_seconds": "histogram",
 	"harbormaster_lease_renewal_rtt_seconds": "histogram",
+	"harbormaster_lease_renewal_age_seconds": "histogram",
+	"harbormaster_lease_timing_warning":      "gauge",
 	"harbormaster_lease_seconds":             "gauge",
 	"harbormaster_lease_lapses_total":        "counter",
 	"harbormaster_check_runs_total":          "counter",

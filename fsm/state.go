@@ -276,6 +276,10 @@ const (
 	// node that lived through it once it has quorum again.
 	EventQuorum         EventKind = "quorum"
 	EventConfigReloaded EventKind = "config-reloaded"
+	// EventTiming records a node's timing warning raised ("ok" -> "slow":
+	// its lease renewals use too much of its lease for its profile) or
+	// cleared.
+	EventTiming EventKind = "timing"
 )
 
 // NewState returns the empty state every node starts from.

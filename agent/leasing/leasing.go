@@ -61,6 +61,13 @@ type Config struct {
 	// voters granted, with the round trip from sending the renewal to the
 	// grant that made the majority.
 	OnRTT func(time.Duration)
+	// OnAge, when set, is called after a renewal round a majority of
+	// voters granted, with the renewal's age: from the send of the
+	// previous round a majority granted to the grant that made this
+	// round's majority (the lease lapses when it passes the lease; see
+	// SlowWatch). Not after a round in which no other member answered
+	// (this node was cut off): the next age would measure the outage.
+	OnAge func(time.Duration)
 	// OnLapse, when set, is called when this node's lease, valid after an
 	// earlier round, is found ended after a round (not renewed in time);
 	// not while fenced (the node lets it lapse on purpose).
@@ -90,6 +97,7 @@ type Node struct {
 	views     viewErrors
 	clock     clock.Clock
 	lastRenew atomic.Int64 // clock.Mono (ns) of the renew loop's last pass
+	lastOK    time.Time    // send time of the last round a majority granted (renew loop only)
 }
 
 // New returns a node answering renewals on conn from now on. A restarted
@@ -188,14 +196,7 @@ func (n *Node) RenewLoop(ctx context.Context) {
 			n.cfg.Log.Info("lease key committed; renewing")
 			keyless = false
 		}
-		gen := n.holder.Begin(now, uint64(now.UnixNano()))
-		granted, voters, refusals, grantTimes := n.renewOnce(ctx, ms, gen, now)
-		q := lease.Quorum(voters)
-		n.holder.Result(gen, now, granted, q, refusals)
-		if granted >= q && q > 0 && n.cfg.OnRTT != nil {
-			slices.SortFunc(grantTimes, time.Time.Compare)
-			n.cfg.OnRTT(grantTimes[q-1].Sub(now))
-		}
+		gen, granted, voters := n.round(ctx, ms, now)
 		_, ok := n.holder.Valid(time.Now())
 		if !ok && held && ctx.Err() == nil && n.cfg.OnLapse != nil {
 			n.cfg.OnLapse()
@@ -213,8 +214,55 @@ func (n *Node) RenewLoop(ctx context.Context) {
 	}
 }
 
-// grantTimes are when each voter's grant arrived (the node's own: sent).
-func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time) {
+// round renews this node's lease with the members ms once, at the
+// generation Holder.Begin gives for now, and records the result. A
+// majority's grants extend the lease as soon as they have arrived, before
+// the members that do not answer have timed out: a member cut off (the
+// partition this lease exists for) would otherwise hold every round for
+// the whole renew interval, a quarter of the fast profile's lease, and a
+// holder delayed by busy cores for that much less would lapse.
+func (n *Node) round(ctx context.Context, ms []Member, now time.Time) (gen uint64, granted, voters int) {
+	gen = n.holder.Begin(now, uint64(now.UnixNano()))
+	q := lease.Quorum(countVoters(ms))
+	early := func(granted int) {
+		n.holder.Result(gen, now, granted, q, nil)
+		n.cfg.OnRenew()
+	}
+	granted, voters, refusals, grantTimes, others := n.renewOnce(ctx, ms, gen, now, early)
+	n.holder.Result(gen, now, granted, q, refusals)
+	switch {
+	case granted >= q && q > 0:
+		slices.SortFunc(grantTimes, time.Time.Compare)
+		if n.cfg.OnRTT != nil {
+			n.cfg.OnRTT(grantTimes[q-1].Sub(now))
+		}
+		if !n.lastOK.IsZero() && n.cfg.OnAge != nil {
+			n.cfg.OnAge(grantTimes[q-1].Sub(n.lastOK))
+		}
+		n.lastOK = now
+	case others == 0:
+		n.lastOK = time.Time{}
+	}
+	return gen, granted, voters
+}
+
+// countVoters is how many of ms are voters.
+func countVoters(ms []Member) int {
+	v := 0
+	for _, m := range ms {
+		if m.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+// renewOnce sends the renewal of gen to every member and collects the
+// answers until all have come or the round's time (one renew interval) is
+// up. grantTimes are when each voter's grant arrived (the node's own:
+// sent); others is how many other members answered. onMajority is called once, from this goroutine, with the grants
+// so far when they first reach a majority of the voters.
+func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time.Time, onMajority func(granted int)) (granted, voters int, refusals []lease.Refusal, grantTimes []time.Time, others int) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
 	defer cancel()
 	answered := map[string]bool{n.cfg.Self: true}
@@ -225,23 +273,28 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		gen   uint64
 		err   error
 		at    time.Time
+		self  bool
 	}
 	answers := make(chan answer, len(ms))
 	defer func() { n.notePeers(ms, answered) }()
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	ttl := n.cfg.Lease
+	asked := 0
 	for _, m := range ms {
 		if m.Voter {
 			voters++
 		}
 		if m.ID == n.cfg.Self {
 			v, g, err := n.grants.Renew(n.cfg.Self, gen, ttl, sent)
-			answers <- answer{voter: m.Voter, v: v, gen: g, err: err, at: sent}
+			answers <- answer{voter: m.Voter, v: v, gen: g, err: err, at: sent, self: true}
+			asked++
 			continue
 		}
 		if m.APIAddr == "" {
 			continue
 		}
+		asked++
 		wg.Add(1)
 		go func(m Member) {
 			defer wg.Done()
@@ -256,9 +309,12 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 			answers <- answer{voter: m.Voter, v: r.Verdict, gen: r.Gen, at: time.Now()}
 		}(m)
 	}
-	wg.Wait()
-	close(answers)
-	for ans := range answers {
+	q, reported := lease.Quorum(voters), false
+	for range asked {
+		ans := <-answers // every asked member answers once, by ctx's end at the latest
+		if ans.err == nil && !ans.self {
+			others++
+		}
 		if ans.err != nil || !ans.voter {
 			continue
 		}
@@ -268,8 +324,12 @@ func (n *Node) renewOnce(ctx context.Context, ms []Member, gen uint64, sent time
 		} else {
 			refusals = append(refusals, lease.Refusal{Verdict: ans.v, Gen: ans.gen})
 		}
+		if !reported && q > 0 && granted >= q && onMajority != nil {
+			reported = true
+			onMajority(granted)
+		}
 	}
-	return granted, voters, refusals, grantTimes
+	return granted, voters, refusals, grantTimes, others
 }
 
 // notePeers tells OnPeerBack when a member that did not answer the previous

@@ -131,6 +131,7 @@ type Cluster struct {
 	bins    map[string]string // by node: the binary its next start runs (UseBin)
 	agents  map[string]*agentProc
 	daemons map[string]*Proc // by daemonKey
+	busy    []*busyGroup
 	off     []offWindow
 	exits   []string
 }
@@ -728,6 +729,9 @@ func (c *Cluster) WaitStable(ctx context.Context, settle, timeout time.Duration)
 // temporary work dir. Idempotent enough for deferred and signal paths.
 func (c *Cluster) Close() error {
 	var errs []error
+	if err := c.stopBusy(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Prober != nil {
 		c.Prober.Stop()
 		c.Prober = nil

@@ -67,6 +67,10 @@ type Options struct {
 	// these addresses). docs/redis.md, "Listener addresses that survive
 	// their node".
 	ListenerVIPs bool
+	// Busy, when positive, keeps that many CPU-burning workers
+	// (Cluster.Busy) on every node from the start of the cluster to the
+	// end of the trials: the scenario on a machine whose cores are busy.
+	Busy int
 	// OldBin is rolling-upgrade's previous build (N-1), which every agent
 	// starts on before it is replaced by ClusterOptions.Bin (see
 	// BuildUpgradeFrom).
@@ -435,6 +439,13 @@ func runTrials(ctx context.Context, sc scenario, o Options, res Result) (Result,
 	}()
 	if o.Dir != "" {
 		res.Dir = o.Dir
+	}
+	if o.Busy > 0 {
+		for _, n := range c.Nodes() {
+			if _, err := c.Busy(ctx, n.Name, o.Busy); err != nil {
+				return res, fmt.Errorf("%s: %w", name, err)
+			}
+		}
 	}
 	o.Log.Info("cluster starting", "scenario", name, "profile", o.Profile, "lab", c.Lab.Prefix())
 	v, err := c.WaitStable(ctx, o.Settle, o.StableTimeout)

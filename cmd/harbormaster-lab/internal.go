@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -146,8 +147,48 @@ func internalCmd() *cobra.Command {
 		Use:   "internal",
 		Short: "Internal: helpers the scenarios run inside the lab's namespaces (push, service)",
 	}
-	cmd.AddCommand(pushCmd(), standInCmd())
+	cmd.AddCommand(pushCmd(), standInCmd(), busyCmd())
 	return cmd
+}
+
+// busyCmd burns CPU until killed: the lab's CPU contention
+// (scenario.Cluster.Busy runs it inside a node's namespace). It sends
+// nothing, but like every lab helper it refuses to run outside a lab
+// namespace, so it never loads a real machine by mistake.
+func busyCmd() *cobra.Command {
+	var workers int
+	cmd := &cobra.Command{
+		Use:   "busy [--workers 1]",
+		Short: "Internal: keep N threads spinning until killed (run inside a node namespace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if workers < 1 || workers > 256 {
+				return exitError{2, fmt.Errorf("--workers %d: want 1 to 256", workers)}
+			}
+			if err := lab.GuardHere(); err != nil {
+				return err
+			}
+			runtime.GOMAXPROCS(workers)
+			for range workers {
+				go spin()
+			}
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&workers, "workers", 1, "spinning threads")
+	return cmd
+}
+
+// spin burns CPU for ever.
+func spin() {
+	x := uint64(1)
+	for {
+		x = x*6364136223846793005 + 1442695040888963407
+		if x == 0 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // pushCmd pushes the tiny hello-world index to a lab registry. It

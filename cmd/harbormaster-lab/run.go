@@ -88,6 +88,7 @@ func runCmd() *cobra.Command {
 		role   string
 		lvips  bool
 		oldBin string
+		busy   int
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -107,6 +108,9 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 			if err != nil {
 				return err
 			}
+			if busy < 0 {
+				return exitError{2, fmt.Errorf("--busy %d: want 0 (none) or more workers per node", busy)}
+			}
 			if _, err := lab.Sweep(); err != nil {
 				fmt.Fprintln(os.Stderr, "harbormaster-lab: sweeping stale labs:", err)
 			}
@@ -122,7 +126,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 				}
 			}
 			res, err := scenario.Run(cmd.Context(), args[0], scenario.Options{ClusterOptions: co, Trials: trials, LossDuration: loss, LossPercent: lossPc, FlapDuration: flap,
-				RedisFault: fault, RedisRole: role, ListenerVIPs: lvips, OldBin: oldBin})
+				RedisFault: fault, RedisRole: role, ListenerVIPs: lvips, OldBin: oldBin, Busy: busy})
 			if err != nil {
 				return err
 			}
@@ -148,6 +152,7 @@ DESIGN.md §5 was missed. "harbormaster-lab list" names the scenarios.`,
 	cf.register(cmd)
 	cmd.Flags().IntVar(&trials, "trials", 1, "number of trials (faults), run one after the other in the same cluster")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().IntVar(&busy, "busy", 0, "keep N CPU-burning workers in every node's namespace during the run (CPU contention)")
 	cmd.Flags().DurationVar(&loss, "loss-duration", 20*time.Second, "how long loss-30 keeps the loss on")
 	cmd.Flags().DurationVar(&flap, "flap-duration", 60*time.Second, "how long flap toggles the holder's check (every 3 s)")
 	cmd.Flags().BoolVar(&lvips, "listener-vips", false, "the Redis scenarios: a vip role per node for its Sentinel-compatible listener (preferring the node, moving while it is down), and redis-clients' clients use those addresses")

@@ -312,6 +312,9 @@ func statusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(t, "Last contact\t%s\n", ms(r.LastContactMs))
 				fmt.Fprintf(t, "Spec version\t%d\n", r.SpecVersion)
 				fmt.Fprintf(t, "Profile\t%s\n", r.Profile)
+				if r.TimingWarning != "" {
+					fmt.Fprintf(t, "Timing\tWARNING: %s\n", r.TimingWarning)
+				}
 				fmt.Fprintf(t, "Version\t%s\n", orDash(r.Version))
 				if r.Redis != nil {
 					fmt.Fprintf(t, "Redis\t%s\n", redisLine(r.Redis))

@@ -106,7 +106,12 @@ type StatusResponse struct {
 	NoQuorumSinceMs int64 `protobuf:"varint,21,opt,name=no_quorum_since_ms,json=noQuorumSinceMs,proto3" json:"no_quorum_since_ms,omitempty"`
 	// redis is the answering node's own Redis (when it has one), with its
 	// redis-config warnings.
-	Redis         *RedisNode `protobuf:"bytes,22,opt,name=redis,proto3" json:"redis,omitempty"`
+	Redis *RedisNode `protobuf:"bytes,22,opt,name=redis,proto3" json:"redis,omitempty"`
+	// timing_warning, when not empty, says that the answering node's lease
+	// renewals take too much of its lease for its timing profile (the p99
+	// of their age over the last 30 s passed half the lease) and what to do
+	// (docs/troubleshooting.md, "Lease renewals are slow").
+	TimingWarning string `protobuf:"bytes,23,opt,name=timing_warning,json=timingWarning,proto3" json:"timing_warning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +298,13 @@ func (x *StatusResponse) GetRedis() *RedisNode {
 		return x.Redis
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetTimingWarning() string {
+	if x != nil {
+		return x.TimingWarning
+	}
+	return ""
 }
 
 type Member struct {
@@ -3279,7 +3291,7 @@ var File_harbormaster_v1_admin_proto protoreflect.FileDescriptor
 const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x1bharbormaster/v1/admin.proto\x12\x0fharbormaster.v1\"\x0f\n" +
-	"\rStatusRequest\"\xe4\x05\n" +
+	"\rStatusRequest\"\x8b\x06\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12%\n" +
@@ -3305,7 +3317,8 @@ const file_harbormaster_v1_admin_proto_rawDesc = "" +
 	"\x12lease_remaining_ms\x18\x13 \x01(\x03R\x10leaseRemainingMs\x12\x1b\n" +
 	"\tno_quorum\x18\x14 \x01(\bR\bnoQuorum\x12+\n" +
 	"\x12no_quorum_since_ms\x18\x15 \x01(\x03R\x0fnoQuorumSinceMs\x120\n" +
-	"\x05redis\x18\x16 \x01(\v2\x1a.harbormaster.v1.RedisNodeR\x05redis\"\x91\x03\n" +
+	"\x05redis\x18\x16 \x01(\v2\x1a.harbormaster.v1.RedisNodeR\x05redis\x12%\n" +
+	"\x0etiming_warning\x18\x17 \x01(\tR\rtimingWarning\"\x91\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
