@@ -2,6 +2,7 @@
 // (DESIGN.md §7): the chaos scenarios, and a lab to play with.
 //
 //	harbormaster-lab run SCENARIO [--trials N] [--profile lan|fast] [--json]
+//	harbormaster-lab soak [--duration 1h] [--every 20s] [--sample 30s] [--json]
 //	harbormaster-lab list
 //	harbormaster-lab up        # a running cluster until Ctrl-C
 //	harbormaster-lab status    # labs on this machine
@@ -63,6 +64,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
+	root.AddCommand(runCmd(), soakCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
 	return root
 }
