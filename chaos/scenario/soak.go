@@ -194,7 +194,7 @@ func Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.sampleLoop(lctx)
+		s.sampleLoop(lctx, ctx)
 	}()
 	s.loadLoop(lctx)
 	<-done
@@ -239,16 +239,20 @@ type soak struct {
 func (s *soak) since() float64 { return time.Since(s.start).Seconds() }
 
 // sampleLoop samples every agent at once and then every o.Sample until
-// ctx ends.
-func (s *soak) sampleLoop(ctx context.Context) {
+// run ends; the samples' calls are bounded by ctx (the end of the run must
+// not cut a sample short).
+func (s *soak) sampleLoop(run, ctx context.Context) {
 	t := time.NewTicker(s.o.Sample)
 	defer t.Stop()
 	for {
 		s.sampleAll(ctx)
 		select {
-		case <-ctx.Done():
+		case <-run.Done():
 			return
 		case <-t.C:
+			if run.Err() != nil {
+				return
+			}
 		}
 	}
 }
@@ -262,7 +266,7 @@ func (s *soak) sampleAll(ctx context.Context) {
 }
 
 // sampleNode samples the node's agent; false when it is not running (an
-// event is restarting it).
+// event is restarting it) or not serving /metrics yet (just started).
 func (s *soak) sampleNode(ctx context.Context, node string) (SoakSample, bool) {
 	pid, ok := s.c.AgentPID(node)
 	if !ok {
@@ -290,6 +294,9 @@ func (s *soak) sampleNode(ctx context.Context, node string) (SoakSample, bool) {
 		smp.CPUPct = (smp.CPUSeconds - p.CPUSeconds) / (smp.T - p.T) * 100
 	}
 	if body, err := s.c.Scrape(ctx, node); err != nil {
+		if _, served := s.prev[pid]; !served {
+			return SoakSample{}, false // starting: sampled once it serves
+		}
 		smp.Err = joinErr(smp.Err, err.Error())
 	} else if fams, err := promtext.Parse(body); err != nil {
 		smp.Err = joinErr(smp.Err, err.Error())

@@ -128,3 +128,72 @@ func TestJudgeExactFDs(t *testing.T) {
 		t.Fatalf("constant fds: %+v", j)
 	}
 }
+
+// raftSamples is a node's samples every 30 s for 25 minutes: raft.db grows
+// 4 KiB and the log 40 entries a sample; snap is the newest snapshot's
+// index from 900 s on.
+func raftSamples(snap uint64) []SoakSample {
+	var ss []SoakSample
+	for i := range 51 {
+		s := SoakSample{T: float64(30 * i), Node: "n1", PID: 100, RaftDBKiB: int64(64 + 4*i), AppliedIndex: float64(100 + 40*i)}
+		if s.T >= 900 {
+			s.SnapshotIndex = snap
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
+func TestJudgeRaftLog(t *testing.T) {
+	// No snapshot yet and the log (2100 entries) shorter than a snapshot
+	// keeps: the growth cannot be told from the bound.
+	v := judgeRaftLog("n1", raftSamples(0))
+	if v.Verdict != VerdictPreSnapshot || v.Series != SeriesRaftDB || v.PID != 0 {
+		t.Fatalf("before a snapshot: %+v", v)
+	}
+	// A snapshot was taken and the file still grows: growing.
+	if v := judgeRaftLog("n1", raftSamples(1200)); v.Verdict != VerdictGrowing {
+		t.Fatalf("after a snapshot: %+v", v)
+	}
+	// No snapshot, but the log is past what a snapshot would keep: the
+	// snapshots are not working.
+	long := raftSamples(0)
+	for i := range long {
+		long[i].AppliedIndex += 30000
+	}
+	if v := judgeRaftLog("n1", long); v.Verdict != VerdictGrowing {
+		t.Fatalf("30000 entries without a snapshot: %+v", v)
+	}
+}
+
+func TestJudgeSoakPerProcess(t *testing.T) {
+	// n1's agent restarted at 300 s: the new process is judged. Its open
+	// files are flat; across the restart they would step.
+	var ss []SoakSample
+	for i := range 51 {
+		s := SoakSample{T: float64(30 * i), Node: "n1", PID: 100, FDs: 40, RSSKiB: 30000, Goroutines: 60, CPUPct: 5, RaftDBKiB: 64, AppliedIndex: 10}
+		if s.T >= 300 {
+			s.PID, s.FDs = 200, 25
+		}
+		ss = append(ss, s)
+	}
+	ss = append(ss, SoakSample{T: 1600, Node: "n1", PID: 200, Err: "scrape failed", FDs: 9999})
+	vs := JudgeSoak(ss)
+	if len(vs) != len(SoakSeries) {
+		t.Fatalf("%d verdicts: %+v", len(vs), vs)
+	}
+	for _, v := range vs {
+		if v.Series == SeriesRaftDB {
+			if v.PID != 0 {
+				t.Errorf("raft.db judged on pid %d, want all of the node's samples", v.PID)
+			}
+			continue
+		}
+		if v.PID != 200 || v.Verdict != VerdictFlat {
+			t.Errorf("%s: pid %d %s (%s), want the longest-lived process 200, flat", v.Series, v.PID, v.Verdict, v.Why)
+		}
+		if v.Series == SeriesFDs && (v.Start != 25 || v.End != 25) {
+			t.Errorf("open files %v..%v, want 25..25 (the sample with an error left out)", v.Start, v.End)
+		}
+	}
+}
