@@ -45,8 +45,14 @@ Exit codes: 0 no series growing and every event succeeded; 1 an event
 failed or the run failed; 2 bad usage; 3 a series growing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if so.Every < time.Second || so.Sample < time.Second || so.Duration < so.Sample {
-				return exitError{2, fmt.Errorf("--every %s and --sample %s must be at least 1s, and --duration %s at least --sample", so.Every, so.Sample, so.Duration)}
+			switch {
+			case so.Every < time.Second:
+				return exitError{2, fmt.Errorf("--every %s: use 1s or more", so.Every)}
+			case so.Sample < time.Second:
+				return exitError{2, fmt.Errorf("--sample %s: use 1s or more", so.Sample)}
+			case so.Duration < 2*so.Sample:
+				return exitError{2, fmt.Errorf("--duration %s: use at least two --sample periods (%s); a verdict needs %d samples after the warm-up (the first half)",
+					so.Duration, 2*so.Sample, scenario.MinJudgePoints)}
 			}
 			if err := needRoot(); err != nil {
 				return err
