@@ -139,13 +139,15 @@ type SoakResult struct {
 	Sample   string `json:"sample"`
 	// OK is true when every event succeeded (the cluster settled after
 	// each) and no agent exited unexpectedly.
-	OK         bool           `json:"ok"`
-	Problems   []string       `json:"problems,omitempty"`
-	Samples    []SoakSample   `json:"samples"`
-	Events     []SoakEvent    `json:"events"`
-	Verdicts   []SoakVerdict  `json:"verdicts"`
-	Dir        string         `json:"dir,omitempty"`
-	Generation map[string]int `json:"agent_processes"` // per node: how many agent processes it ran
+	OK       bool          `json:"ok"`
+	Problems []string      `json:"problems,omitempty"`
+	Samples  []SoakSample  `json:"samples"`
+	Events   []SoakEvent   `json:"events"`
+	Verdicts []SoakVerdict `json:"verdicts"`
+	// Summary is each series' verdict over the nodes (SummarizeSoak).
+	Summary    []SeriesVerdict `json:"summary"`
+	Dir        string          `json:"dir,omitempty"`
+	Generation map[string]int  `json:"agent_processes"` // per node: how many agent processes it ran
 }
 
 // Growing reports whether a series was judged growing.
@@ -205,6 +207,7 @@ func Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 
 	res.Samples, res.Events = s.samples, s.events
 	res.Verdicts = JudgeSoak(s.samples)
+	res.Summary = SummarizeSoak(res.Verdicts)
 	res.Generation = map[string]int{}
 	for n, ps := range s.pids {
 		res.Generation[n] = len(ps)

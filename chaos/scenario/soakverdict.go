@@ -179,3 +179,39 @@ func Longest(ps []Process) (Process, bool) {
 	}
 	return best, ok
 }
+
+// SeriesVerdict is the verdict on one series over the nodes.
+type SeriesVerdict struct {
+	Series  string `json:"series"`
+	Verdict string `json:"verdict"`
+	// TooShort are the nodes whose agents lived too short a time to judge.
+	TooShort []string `json:"too_short,omitempty"`
+}
+
+// verdictRank orders verdicts from the least to the most alarming.
+var verdictRank = map[string]int{VerdictTooShort: 1, VerdictFlat: 2, VerdictPreSnapshot: 3, VerdictInconclusive: 4, VerdictGrowing: 5}
+
+// SummarizeSoak gives each series, in SoakSeries order, the worst verdict
+// of its nodes that could be judged (too-short only when none could): a
+// node too short to judge is no evidence either way.
+func SummarizeSoak(vs []SoakVerdict) []SeriesVerdict {
+	var out []SeriesVerdict
+	for _, series := range SoakSeries {
+		sv := SeriesVerdict{Series: series}
+		for _, v := range vs {
+			if v.Series != series {
+				continue
+			}
+			if v.Verdict == VerdictTooShort {
+				sv.TooShort = append(sv.TooShort, v.Node)
+			}
+			if verdictRank[v.Verdict] > verdictRank[sv.Verdict] {
+				sv.Verdict = v.Verdict
+			}
+		}
+		if sv.Verdict != "" {
+			out = append(out, sv)
+		}
+	}
+	return out
+}

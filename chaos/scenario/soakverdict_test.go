@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"testing"
 )
 
@@ -195,5 +196,25 @@ func TestJudgeSoakPerProcess(t *testing.T) {
 		if v.Series == SeriesFDs && (v.Start != 25 || v.End != 25) {
 			t.Errorf("open files %v..%v, want 25..25 (the sample with an error left out)", v.Start, v.End)
 		}
+	}
+}
+
+func TestSummarizeSoak(t *testing.T) {
+	vs := []SoakVerdict{
+		{Series: SeriesRSS, Node: "n1", Judgement: Judgement{Verdict: VerdictTooShort}},
+		{Series: SeriesRSS, Node: "n2", Judgement: Judgement{Verdict: VerdictFlat}},
+		{Series: SeriesFDs, Node: "n1", Judgement: Judgement{Verdict: VerdictFlat}},
+		{Series: SeriesFDs, Node: "n2", Judgement: Judgement{Verdict: VerdictGrowing}},
+		{Series: SeriesFDs, Node: "n3", Judgement: Judgement{Verdict: VerdictInconclusive}},
+		{Series: SeriesCPU, Node: "n1", Judgement: Judgement{Verdict: VerdictTooShort}},
+	}
+	got := SummarizeSoak(vs)
+	want := []SeriesVerdict{
+		{Series: SeriesRSS, Verdict: VerdictFlat, TooShort: []string{"n1"}},
+		{Series: SeriesFDs, Verdict: VerdictGrowing},
+		{Series: SeriesCPU, Verdict: VerdictTooShort, TooShort: []string{"n1"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }

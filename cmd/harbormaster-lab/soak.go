@@ -157,17 +157,11 @@ func printSoakVerdicts(w io.Writer, vs []scenario.SoakVerdict) {
 			fmt.Fprintf(w, "%s %s: %s\n", v.Series, v.Node, v.Note)
 		}
 	}
-	// A series' verdict is its worst node's.
-	rank := map[string]int{scenario.VerdictFlat: 1, scenario.VerdictPreSnapshot: 2, scenario.VerdictTooShort: 3, scenario.VerdictInconclusive: 4, scenario.VerdictGrowing: 5}
-	worst := map[string]string{}
-	for _, v := range vs {
-		if rank[v.Verdict] > rank[worst[v.Series]] {
-			worst[v.Series] = v.Verdict
+	for _, sv := range scenario.SummarizeSoak(vs) {
+		fmt.Fprintf(w, "verdict %s: %s", sv.Series, sv.Verdict)
+		if len(sv.TooShort) > 0 && sv.Verdict != scenario.VerdictTooShort {
+			fmt.Fprintf(w, " (too short to judge on %v: their agents restarted too often)", sv.TooShort)
 		}
-	}
-	for _, s := range scenario.SoakSeries {
-		if worst[s] != "" {
-			fmt.Fprintf(w, "verdict %s: %s\n", s, worst[s])
-		}
+		fmt.Fprintln(w)
 	}
 }
