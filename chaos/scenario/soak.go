@@ -203,7 +203,9 @@ func Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
-	s.sampleAll(ctx) // the last sample, at the end of the run
+	if time.Since(s.lastAll) >= o.Sample/2 {
+		s.sampleAll(ctx) // the last sample, at the end of the run
+	}
 
 	res.Samples, res.Events = s.samples, s.events
 	res.Verdicts = JudgeSoak(s.samples)
@@ -235,6 +237,7 @@ type soak struct {
 	samples []SoakSample
 	prev    map[int]SoakSample // by pid: its previous sample
 	pids    map[string][]int   // by node: its agent processes, in order
+	lastAll time.Time          // the last round of samples
 	// Written by the load loop, read after it ended.
 	events []SoakEvent
 }
@@ -261,6 +264,7 @@ func (s *soak) sampleLoop(run, ctx context.Context) {
 }
 
 func (s *soak) sampleAll(ctx context.Context) {
+	s.lastAll = time.Now()
 	for _, n := range s.c.Nodes() {
 		if smp, ok := s.sampleNode(ctx, n.Name); ok {
 			s.samples = append(s.samples, smp)
