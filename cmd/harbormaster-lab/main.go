@@ -2,7 +2,9 @@
 // (DESIGN.md §7): the chaos scenarios, and a lab to play with.
 //
 //	harbormaster-lab run SCENARIO [--trials N] [--profile lan|fast] [--json]
+//	harbormaster-lab chaos [--nodes 3,5,7] [--runs N] [--seed S] [--report DIR]
 //	harbormaster-lab scale [--nodes 3,5] [--roles 1,20,200] [--trials N] [--json]
+//	harbormaster-lab soak [--duration 1h] [--every 20s] [--sample 30s] [--json]
 //	harbormaster-lab list
 //	harbormaster-lab up        # a running cluster until Ctrl-C
 //	harbormaster-lab status    # labs on this machine
@@ -64,6 +66,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), chaosCmd(), scaleCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
+	root.AddCommand(runCmd(), chaosCmd(), scaleCmd(), soakCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
 	return root
 }

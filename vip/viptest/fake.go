@@ -26,7 +26,7 @@ type Kernel struct {
 	// Writes counts Ensure calls (adds and lifetime renewals); Presents
 	// and Lists the reads.
 	Writes, Presents, Lists int
-	changes []Change
+	changes                 []Change
 	// Fail, when set, is returned by every operation.
 	Fail error
 }
