@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -524,8 +525,33 @@ func (s *server) ApplySpec(ctx context.Context, req *hmv1.ApplySpecRequest) (*hm
 	// The command is applied on the leader; wait until this node has it too
 	// so that a read right after the write sees it.
 	s.a.waitApplied(ctx, idx)
-	return &hmv1.ApplySpecResponse{Version: s.a.State().SpecVersion, Index: idx, Node: s.a.cfg.NodeID,
+	return &hmv1.ApplySpecResponse{Version: specVersionAt(s.a.State(), idx, req.ExpectedVersion), Index: idx, Node: s.a.cfg.NodeID,
 		Problems: problems, Stopping: preview.Stopping}, nil
+}
+
+// specVersionAt is the spec version the ApplySpec committed at index idx
+// made, not the state's version now: a later apply by another writer may
+// already be in the state (found by the chaos matrix's compare-and-set
+// clients: a writer told the version of the next write). A compare-and-set
+// made expected+1; otherwise the spec-applied event at idx says, and if
+// that event was trimmed from the state, the state's version is the best
+// left.
+func specVersionAt(st *fsm.State, idx, expected uint64) uint64 {
+	if expected != 0 {
+		return expected + 1
+	}
+	for i := len(st.Events) - 1; i >= 0; i-- {
+		e := st.Events[i]
+		if e.Index == idx && e.Kind == fsm.EventSpecApplied {
+			if v, err := strconv.ParseUint(e.New, 10, 64); err == nil {
+				return v
+			}
+		}
+		if e.Index < idx {
+			break
+		}
+	}
+	return st.SpecVersion
 }
 
 // specPreview renders a spec preview: its roles and those that stop.

@@ -71,11 +71,17 @@ var casModel = porcupine.NondeterministicModel{
 	},
 }
 
-// checkCAS checks a history that started at version init.
-func checkCAS(init uint64, ops []porcupine.Operation, timeout time.Duration) porcupine.CheckResult {
+// checkCAS checks a history that started at version init. With a
+// non-empty path, an illegal history is drawn there (porcupine's HTML
+// visualization: the longest linearizable prefix and where it fails).
+func checkCAS(init uint64, ops []porcupine.Operation, timeout time.Duration, path string) porcupine.CheckResult {
 	m := casModel
 	m.Init = func() []any { return []any{init} }
-	return porcupine.CheckOperationsTimeout(m.ToModel(), ops, timeout)
+	res, info := porcupine.CheckOperationsVerbose(m.ToModel(), ops, timeout)
+	if res == porcupine.Illegal && path != "" {
+		_ = porcupine.VisualizePath(m.ToModel(), info, path)
+	}
+	return res
 }
 
 var refusedAt = regexp.MustCompile(`spec is at version (\d+), not the expected (\d+)`)

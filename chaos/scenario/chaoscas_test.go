@@ -50,7 +50,7 @@ func TestCheckCAS(t *testing.T) {
 		}, porcupine.Illegal},
 	}
 	for _, c := range cases {
-		if got := checkCAS(5, c.ops, 10*time.Second); got != c.want {
+		if got := checkCAS(5, c.ops, 10*time.Second, ""); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}

@@ -244,10 +244,18 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	got.Figures["load1_start"], got.Figures["load1_end"] = load0, loadAvg1()
 	ops, okOps, unknown := cas.history()
 	got.Figures["cas_ops"], got.Figures["cas_ok"], got.Figures["cas_unknown"] = float64(len(ops)), float64(okOps), float64(unknown)
-	switch r := checkCAS(spec0.Version, ops, 30*time.Second); r {
+	vis := ""
+	if o.Dir != "" {
+		vis = filepath.Join(o.Dir, "cas-history.html")
+	}
+	switch r := checkCAS(spec0.Version, ops, 30*time.Second, vis); r {
 	case porcupine.Illegal:
+		where := ""
+		if vis != "" {
+			where = "; drawn in " + vis
+		}
 		got.Violations = append(got.Violations, report.Violation{AtMS: got.DurationMS, Time: end, Invariant: "linearizability",
-			Detail: fmt.Sprintf("the spec's compare-and-set history (%d operations, %d won, %d unknown) is not linearizable (porcupine)", len(ops), okOps, unknown)})
+			Detail: fmt.Sprintf("the spec's compare-and-set history (%d operations, %d won, %d unknown) is not linearizable (porcupine)%s", len(ops), okOps, unknown, where)})
 	case porcupine.Unknown:
 		o.Log.Warn("porcupine timed out on the compare-and-set history", "ops", len(ops))
 		got.Figures["cas_unchecked"] = 1
