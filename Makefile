@@ -54,7 +54,7 @@ deps:
 # unit and in-process tests (which would otherwise compete for the 2 cores).
 test: deps build vet loopback-certs
 	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /chaos/scenario)
-	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 10m ./chaos/scenario/
+	HM_BIN=$(CURDIR)/$(BIN)/harbormaster $(GO) test -race -count=1 -timeout 14m ./chaos/scenario/
 	FUZZTIME=300x GO=$(GO) scripts/fuzz.sh
 # (make test fuzzes every target for 300 executions: a count, not a time,
 # because a -fuzztime of seconds on a busy machine can end in the fuzz

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,7 +289,7 @@ func chaosFigures(r report.Run, applied []appliedFault) map[string]float64 {
 		}
 	}
 	for _, o := range r.Outages {
-		fig["outage_max_ms"] = max(fig["outage_max_ms"], o.ToMS-o.FromMS)
+		fig["outage_max_ms"] = max(fig["outage_max_ms"], math.Round(o.ToMS-o.FromMS))
 	}
 	terms := map[uint64]bool{}
 	for _, l := range r.Leaders {
