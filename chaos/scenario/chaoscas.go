@@ -22,7 +22,10 @@ import (
 // linearizability with porcupine: a history in which two writers both won
 // one version, or a write reported failed that took effect, is illegal.
 
-// casIn is a compare-and-set: apply the spec if it is at Expected.
+// casIn is a compare-and-set: apply the spec if it is at Expected. Expected
+// 0 is an unconditional apply (expected_version unset): what a client does
+// after reading version 0 from a node that has no spec yet (its data dir was
+// wiped and it has not caught up).
 type casIn struct{ Expected uint64 }
 
 // casOut is what the client was told: OK with the new version, a refusal
@@ -41,19 +44,20 @@ var casModel = porcupine.NondeterministicModel{
 	Init: func() []any { return []any{uint64(0)} },
 	Step: func(state, input, output any) []any {
 		s, in, out := state.(uint64), input.(casIn), output.(casOut)
+		applies := in.Expected == 0 || s == in.Expected
 		switch {
 		case out.Unknown:
-			if s == in.Expected {
+			if applies {
 				return []any{s, s + 1}
 			}
 			return []any{s}
 		case out.OK:
-			if s == in.Expected && out.Version == s+1 {
+			if applies && out.Version == s+1 {
 				return []any{s + 1}
 			}
 			return nil
 		default:
-			if s != in.Expected && out.Current == s {
+			if !applies && out.Current == s {
 				return []any{s}
 			}
 			return nil

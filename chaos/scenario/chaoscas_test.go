@@ -36,6 +36,18 @@ func TestCheckCAS(t *testing.T) {
 			op(0, 5, casOut{Unknown: true}, 0, math.MaxInt64),
 			op(1, 6, casOut{OK: true, Version: 7}, 20, 30),
 		}, porcupine.Ok},
+		{"an unconditional apply between two compare-and-sets", []porcupine.Operation{
+			op(0, 5, casOut{OK: true, Version: 6}, 0, 10),
+			op(1, 0, casOut{OK: true, Version: 7}, 20, 30),
+			op(0, 7, casOut{OK: true, Version: 8}, 40, 50),
+		}, porcupine.Ok},
+		{"an unconditional apply refused for its version", []porcupine.Operation{
+			op(1, 0, casOut{Current: 5}, 20, 30),
+		}, porcupine.Illegal},
+		{"a reply naming a later writer's version", []porcupine.Operation{
+			op(0, 5, casOut{OK: true, Version: 7}, 0, 10),
+			op(1, 6, casOut{OK: true, Version: 7}, 5, 12),
+		}, porcupine.Illegal},
 		{"two writers won the same version", []porcupine.Operation{
 			op(0, 5, casOut{OK: true, Version: 6}, 0, 10),
 			op(1, 5, casOut{OK: true, Version: 6}, 5, 12),
