@@ -49,6 +49,7 @@ var existingFamilies = map[string]string{
 	"harbormaster_redis_role_vacant":             "gauge",
 	"harbormaster_build_info":                    "gauge",
 	"harbormaster_redis_config_warnings":         "gauge",
+	"harbormaster_lease_datagrams_total":         "counter",
 }
 
 // contractFamilies are the families of the metrics contract for failovers,
@@ -71,11 +72,11 @@ var contractFamilies = map[string]string{
 var prometheusFamilies = map[string]string{"up": "gauge"}
 
 // dashboardMustShow are the families the dashboard exists to show: who holds
-// what, failovers and their phases, lease RTT against the lease, lapses,
+// what, failovers and their phases, lease renewal age against the lease, lapses,
 // checks, Redis, Raft health and the builds.
 var dashboardMustShow = []string{
 	"harbormaster_role_holder", "harbormaster_role_epoch", "harbormaster_failovers_total",
-	"harbormaster_failover_duration_seconds", "harbormaster_lease_renewal_rtt_seconds", "harbormaster_lease_seconds",
+	"harbormaster_failover_duration_seconds", "harbormaster_lease_renewal_age_seconds", "harbormaster_lease_seconds",
 	"harbormaster_lease_lapses_total", "harbormaster_check_passing", "harbormaster_check_runs_total",
 	"harbormaster_check_duration_seconds", "harbormaster_redis_replica_in_sync", "harbormaster_redis_replica_lag_seconds",
 	"harbormaster_redis_replica_lag_bytes", "harbormaster_redis_role_vacant", "harbormaster_redis_config_warnings",
@@ -133,7 +134,7 @@ func seriesNames(expr string) []string {
 
 func TestSeriesNames(t *testing.T) {
 	for expr, want := range map[string][]string{
-		`histogram_quantile(0.99, sum by (node, le) (rate(harbormaster_lease_renewal_rtt_seconds_bucket{node=~"$node"}[$__rate_interval])))`: {"harbormaster_lease_renewal_rtt_seconds_bucket"},
+		`histogram_quantile(0.99, sum by (node, le) (rate(harbormaster_lease_renewal_age_seconds_bucket{node=~"$node"}[$__rate_interval])))`: {"harbormaster_lease_renewal_age_seconds_bucket"},
 		`max by (role) (harbormaster_role_epoch and on (node) (harbormaster_quorum == 1)) unless on (role) max by (role) (x)`:                {"harbormaster_role_epoch", "harbormaster_quorum", "x"},
 		`up{job="harbormaster"} == 0`:                            {"up"},
 		`0.5 * max by (node) (harbormaster_lease_seconds) > 1e3`: {"harbormaster_lease_seconds"},
