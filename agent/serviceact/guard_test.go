@@ -102,7 +102,7 @@ func TestGuardLifecycle(t *testing.T) {
 	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
 		StartGuard: gs.start, Mono: func() time.Duration { monoMu.Lock(); defer monoMu.Unlock(); return mono }})
 	until := x.wallBase.Add(time.Hour)
-		node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: until})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: until})
 	node.SetState(serviceState(heldAs(1)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
