@@ -477,7 +477,14 @@ func (x *Actuator) ensureGuard(w *worker, back service.Actuator, env service.Env
 	}
 	w.mu.Lock()
 	w.guard, w.guardEpoch, w.guardBack = g, env.Epoch, back
+	latest := w.deadline
 	w.mu.Unlock()
+	// A renewal while the guard started went to the old guard (or none).
+	if latest != deadline {
+		if err := g.Renew(latest); err != nil {
+			x.cfg.Log.Warn("service guard not renewed", "role", w.role, "err", err)
+		}
+	}
 	if old != nil {
 		x.releaseGuard(w.role, old)
 	}
