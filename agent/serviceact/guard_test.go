@@ -158,3 +158,35 @@ func TestGuardLifecycle(t *testing.T) {
 func heldAs(epoch uint64) fsm.Assignment {
 	return fsm.Assignment{Role: "notary", Holder: "n1", HolderGen: 1, Epoch: epoch}
 }
+
+// TestGuardGetsRenewalFromItsStart: a lease renewal that comes while the
+// guard process starts (it went to no guard) reaches the new guard.
+func TestGuardGetsRenewalFromItsStart(t *testing.T) {
+	node := acttest.New("n1")
+	b := newBackend()
+	gs := &guards{b: b}
+	var x *Actuator
+	renewed := false
+	start := func(role string, back service.Actuator, env service.Env, timeout, deadline time.Duration) (Guard, error) {
+		if !renewed { // the renewal lands while the guard starts
+			renewed = true
+			st, _ := node.State()
+			x.update(st, act.Authority{Node: "n1", LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(2 * time.Hour), Now: time.Now()})
+		}
+		return gs.start(role, back, env, timeout, deadline)
+	}
+	x = New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
+		StartGuard: start, Mono: func() time.Duration { return 0 }})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(time.Hour)})
+	node.SetState(serviceState(heldAs(1)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	b.waitRunning(t, true, "holder")
+	g := gs.all()[0]
+	r, _, _ := g.state()
+	if len(r) == 0 || r[0] != 2*time.Hour {
+		t.Fatalf("the guard's renewals %v; want the 2h lease end that came while it started", r)
+	}
+}
