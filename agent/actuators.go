@@ -86,7 +86,7 @@ func (o Options) serviceBackend(role string, c service.Config) (service.Actuator
 // running service (agent/serviceguard): the agent's own binary (or
 // Options.ServiceGuardBin) with the hidden command, sharing the agent's
 // stderr. Backends without a config of agent/service (fakes) get no guard.
-func (o Options) guardStarter() (func(string, service.Actuator, service.Env, time.Duration, time.Duration) (serviceact.Guard, error), error) {
+func (o Options) guardStarter() (func(string, service.Actuator, service.Env, time.Duration, func() time.Duration) (serviceact.Guard, error), error) {
 	exe := o.ServiceGuardBin
 	if exe == "" {
 		if o.ServiceActuator != nil {
@@ -97,12 +97,12 @@ func (o Options) guardStarter() (func(string, service.Actuator, service.Env, tim
 			return nil, fmt.Errorf("service guard: the agent's own binary: %w", err)
 		}
 	}
-	return func(role string, back service.Actuator, env service.Env, stopTimeout, deadline time.Duration) (serviceact.Guard, error) {
+	return func(role string, back service.Actuator, env service.Env, stopTimeout time.Duration, deadline func() time.Duration) (serviceact.Guard, error) {
 		c, ok := service.ConfigOf(back)
 		if !ok {
 			return nil, nil
 		}
-		g, err := serviceguard.Start(exe, serviceguard.Spec{Role: role, Service: c, Env: env, StopTimeout: stopTimeout, Deadline: deadline}, os.Stderr)
+		g, err := serviceguard.Start(exe, serviceguard.Spec{Role: role, Service: c, Env: env, StopTimeout: stopTimeout}, os.Stderr, deadline)
 		if err != nil {
 			return nil, err
 		}

@@ -59,7 +59,8 @@ type guards struct {
 	runningAtStart []bool
 }
 
-func (gs *guards) start(_ string, _ service.Actuator, env service.Env, _, deadline time.Duration) (Guard, error) {
+func (gs *guards) start(_ string, _ service.Actuator, env service.Env, _ time.Duration, latest func() time.Duration) (Guard, error) {
+	deadline := latest()
 	g := &fakeGuard{epoch: env.Epoch, done: make(chan struct{})}
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
@@ -159,21 +160,23 @@ func heldAs(epoch uint64) fsm.Assignment {
 	return fsm.Assignment{Role: "notary", Holder: "n1", HolderGen: 1, Epoch: epoch}
 }
 
-// TestGuardGetsRenewalFromItsStart: a lease renewal that comes while the
-// guard process starts (it went to no guard) reaches the new guard.
+// TestGuardGetsRenewalFromItsStart: a lease renewal that comes after the
+// starting guard got its first deadline, before the worker holds it (so it
+// went to no guard), reaches the new guard.
 func TestGuardGetsRenewalFromItsStart(t *testing.T) {
 	node := acttest.New("n1")
 	b := newBackend()
 	gs := &guards{b: b}
 	var x *Actuator
 	renewed := false
-	start := func(role string, back service.Actuator, env service.Env, timeout, deadline time.Duration) (Guard, error) {
-		if !renewed { // the renewal lands while the guard starts
+	start := func(role string, back service.Actuator, env service.Env, timeout time.Duration, deadline func() time.Duration) (Guard, error) {
+		g, err := gs.start(role, back, env, timeout, deadline)
+		if !renewed { // the renewal lands after the guard got its first deadline
 			renewed = true
 			st, _ := node.State()
 			x.update(st, act.Authority{Node: "n1", LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(2 * time.Hour), Now: time.Now()})
 		}
-		return gs.start(role, back, env, timeout, deadline)
+		return g, err
 	}
 	x = New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
 		StartGuard: start, Mono: func() time.Duration { return 0 }})
@@ -186,7 +189,44 @@ func TestGuardGetsRenewalFromItsStart(t *testing.T) {
 	b.waitRunning(t, true, "holder")
 	g := gs.all()[0]
 	r, _, _ := g.state()
-	if len(r) == 0 || r[0] != 2*time.Hour {
-		t.Fatalf("the guard's renewals %v; want the 2h lease end that came while it started", r)
+	gs.mu.Lock()
+	first := gs.deadlines[0]
+	gs.mu.Unlock()
+	if first != time.Hour || len(r) == 0 || r[0] != 2*time.Hour {
+		t.Fatalf("the guard's first deadline %s, renewals %v; want 1h, then the 2h lease end that came while it started", first, r)
+	}
+}
+
+// TestGuardExitDuringItsStartPass: a guard that exits while the worker is
+// still in the pass that started it (it stopped the service at once) is
+// noticed at once: the worker does not wait for its next status check.
+func TestGuardExitDuringItsStartPass(t *testing.T) {
+	node := acttest.New("n1")
+	b := newBackend()
+	gs := &guards{b: b}
+	first := true
+	start := func(role string, back service.Actuator, env service.Env, timeout time.Duration, deadline func() time.Duration) (Guard, error) {
+		g, err := gs.start(role, back, env, timeout, deadline)
+		if first {
+			first = false
+			gs.all()[0].exit()
+		}
+		return g, err
+	}
+	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
+		StartGuard: start, Mono: func() time.Duration { return 0 }})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(time.Hour)})
+	node.SetState(serviceState(heldAs(1)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// statusEvery (10 s) is what a missed exit would wait for.
+	hang := time.Now().Add(statusEvery / 2)
+	for len(gs.all()) < 2 {
+		if time.Now().After(hang) {
+			t.Fatalf("a guard that exited in its first pass was not replaced within %s", statusEvery/2)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -57,10 +57,11 @@ type Config struct {
 	OnActed func(role string, epoch uint64, acted, announced time.Time)
 	// StartGuard, when set, starts the guard of a service instance the
 	// worker is about to start with back at env: it stops the service
-	// with back's config, bounded by stopTimeout, once deadline (the
-	// lease's end, CLOCK_MONOTONIC) passes with no renewal or release. It
-	// returns nil, nil for a backend that has no guard (a fake).
-	StartGuard func(role string, back service.Actuator, env service.Env, stopTimeout, deadline time.Duration) (Guard, error)
+	// with back's config, bounded by stopTimeout, once the lease's end
+	// (CLOCK_MONOTONIC; deadline returns the latest, read once the guard
+	// process is up) passes with no renewal or release. It returns nil,
+	// nil for a backend that has no guard (a fake).
+	StartGuard func(role string, back service.Actuator, env service.Env, stopTimeout time.Duration, deadline func() time.Duration) (Guard, error)
 	// Mono is the guards' clock (CLOCK_MONOTONIC); default
 	// serviceguard.Mono.
 	Mono func() time.Duration
@@ -405,10 +406,6 @@ func (x *Actuator) work(ctx context.Context, w *worker) {
 	for {
 		w.mu.Lock()
 		want, running, unsure, epoch, timeout := w.want, w.running, w.unsure, w.epoch, w.timeout
-		var guardDone <-chan struct{}
-		if w.guard != nil {
-			guardDone = w.guard.Done()
-		}
 		w.mu.Unlock()
 		env := service.Env{Role: w.role, Node: x.node.ID(), Epoch: epoch}
 		wait := statusEvery
@@ -438,6 +435,13 @@ func (x *Actuator) work(ctx context.Context, w *worker) {
 				wait = min(wait, time.Second)
 			}
 		}
+		// The guard of this pass (one may have started or gone above).
+		var guardDone <-chan struct{}
+		w.mu.Lock()
+		if w.guard != nil {
+			guardDone = w.guard.Done()
+		}
+		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			x.stopOnExit(w)
@@ -466,7 +470,14 @@ func (x *Actuator) ensureGuard(w *worker, back service.Actuator, env service.Env
 	if same || deadline == 0 {
 		return nil
 	}
-	g, err := x.cfg.StartGuard(w.role, back, env, timeout, deadline)
+	sent := deadline
+	latestDeadline := func() time.Duration {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		sent = w.deadline
+		return sent
+	}
+	g, err := x.cfg.StartGuard(w.role, back, env, timeout, latestDeadline)
 	if err != nil {
 		x.cfg.Log.Error("service guard not started; the service is not started without it", "role", w.role, "epoch", env.Epoch, "err", err)
 		x.event(w.role, env.Epoch, fmt.Sprintf("guard not started: %v", err))
@@ -480,7 +491,7 @@ func (x *Actuator) ensureGuard(w *worker, back service.Actuator, env service.Env
 	latest := w.deadline
 	w.mu.Unlock()
 	// A renewal while the guard started went to the old guard (or none).
-	if latest != deadline {
+	if latest != sent {
 		if err := g.Renew(latest); err != nil {
 			x.cfg.Log.Warn("service guard not renewed", "role", w.role, "err", err)
 		}

@@ -13,11 +13,14 @@
 // reach it), with the agent's stderr and environment, and writes to its
 // stdin, one line each (the guard answers "ready" on its stdout once it
 // read the spec and ignores the signals below):
-//   - first, the Spec as JSON: the service's config entry, its Env, the stop
-//     timeout and the lease deadline;
-//   - "deadline N" whenever the lease was renewed: its new end, N
+//   - first, the Spec as JSON: the service's config entry, its Env and the
+//     stop timeout;
+//   - once the guard answered "ready", "deadline N": the lease's end, N
 //     nanoseconds of CLOCK_MONOTONIC (the same clock in every process of the
-//     machine);
+//     machine), and again whenever the lease was renewed. The first deadline
+//     is sent after the guard started (which may take a while on a busy
+//     machine), never in the spec: a deadline that passed while the guard
+//     started would make it stop a service the agent holds;
 //   - "release" when the agent stops the service itself (or hands the
 //     instance to a new guard): the guard exits without acting.
 //
@@ -62,8 +65,6 @@ type Spec struct {
 	Env service.Env `json:"env"`
 	// StopTimeout bounds the stop (the role's stop_timeout).
 	StopTimeout time.Duration `json:"stop_timeout_ns"`
-	// Deadline is the end of the agent's lease, CLOCK_MONOTONIC.
-	Deadline time.Duration `json:"deadline_ns"`
 }
 
 // validate checks what the guard cannot do without.
@@ -73,9 +74,6 @@ func (s Spec) validate() error {
 	}
 	if s.StopTimeout <= 0 {
 		return fmt.Errorf("spec: stop_timeout_ns %d is not positive", s.StopTimeout)
-	}
-	if s.Deadline <= 0 {
-		return fmt.Errorf("spec: deadline_ns %d is not positive", s.Deadline)
 	}
 	return s.Service.Validate("service")
 }
@@ -124,34 +122,49 @@ type msg struct {
 	err      error
 }
 
-// Watch runs the guard's loop on in (after the spec line): it follows the
-// renewals until release (then returns Released and calls nothing), or
-// until the deadline passes; then it calls back.Stop bounded by
-// spec.StopTimeout and returns why, with Stop's error. now is the
-// deadlines' clock (Mono). A malformed line counts as the end of stdin:
-// the guard acts at the last deadline it had. The goroutine reading in
-// ends when in does.
+// Watch runs the guard's loop on in (after the spec line): it waits for
+// the first deadline, follows the renewals until release (then returns
+// Released and calls nothing), or until the deadline passes; then it calls
+// back.Stop bounded by spec.StopTimeout and returns why, with Stop's
+// error. now is the deadlines' clock (Mono). A malformed line counts as
+// the end of stdin: the guard acts at the last deadline it had, at once
+// when it had none. The goroutine reading in ends when in does.
 func Watch(in *bufio.Reader, spec Spec, back service.Actuator, now func() time.Duration, log *slog.Logger) (Outcome, error) {
 	msgs := make(chan msg, 1)
 	go read(in, msgs)
-	deadline, gone := spec.Deadline, false
-	var why string
+	var deadline time.Duration // 0 until the first deadline line
+	gone := false
+	why := "no renewal before the lease's end (the agent is frozen or lost its lease)"
+	// take applies one line; it reports a release.
+	take := func(m msg) bool {
+		switch {
+		case m.release:
+			return true
+		case m.eof || m.err != nil:
+			gone, msgs = true, nil // act at the deadline
+			why = "stdin closed without release (the agent died)"
+			if m.err != nil {
+				why = fmt.Sprintf("bad line from the agent (%v)", m.err)
+			}
+		default:
+			deadline = m.deadline
+		}
+		return false
+	}
 	for {
-		timer := time.NewTimer(max(deadline-now(), 0))
+		wait := time.Duration(1<<63 - 1)
+		switch {
+		case deadline > 0:
+			wait = max(deadline-now(), 0)
+		case gone:
+			wait = 0 // the agent went before it sent a deadline
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case m := <-msgs:
 			timer.Stop()
-			switch {
-			case m.release:
+			if take(m) {
 				return Released, nil
-			case m.eof || m.err != nil:
-				gone, msgs = true, nil // act at the deadline
-				why = "stdin closed without release (the agent died)"
-				if m.err != nil {
-					why = fmt.Sprintf("bad line from the agent (%v)", m.err)
-				}
-			default:
-				deadline = m.deadline
 			}
 			continue
 		case <-timer.C:
@@ -159,13 +172,25 @@ func Watch(in *bufio.Reader, spec Spec, back service.Actuator, now func() time.D
 		if now() < deadline {
 			continue // woke early
 		}
+		// A line that came along with the deadline wins.
+		select {
+		case m := <-msgs:
+			if take(m) {
+				return Released, nil
+			}
+			if now() < deadline {
+				continue
+			}
+		default:
+		}
 		out := NoRenewal
 		if gone {
 			out = AgentGone
-		} else {
-			why = "no renewal before the lease's end (the agent is frozen or lost its lease)"
 		}
-		late := now() - deadline
+		late := time.Duration(0)
+		if deadline > 0 {
+			late = now() - deadline
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 		begin := time.Now()
 		err := back.Stop(ctx, spec.Env)

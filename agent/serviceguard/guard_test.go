@@ -44,8 +44,8 @@ func (f *fakeBack) calls() ([]time.Duration, []service.Env) {
 	return append([]time.Duration(nil), f.stops...), append([]service.Env(nil), f.envs...)
 }
 
-func testSpec(deadline time.Duration) Spec {
-	return Spec{Role: "notary", Env: service.Env{Role: "notary", Node: "n1", Epoch: 7}, StopTimeout: time.Second, Deadline: deadline,
+func testSpec() Spec {
+	return Spec{Role: "notary", Env: service.Env{Role: "notary", Node: "n1", Epoch: 7}, StopTimeout: time.Second,
 		Service: service.Config{Start: []string{"/bin/true"}, Stop: []string{"/bin/true"}}}
 }
 
@@ -54,8 +54,9 @@ type watched struct {
 	err error
 }
 
-// watch runs Watch on a pipe the test writes to.
-func watch(t *testing.T, spec Spec, back service.Actuator) (*io.PipeWriter, <-chan watched) {
+// watch runs Watch on a pipe the test writes to, with a first deadline
+// (none when 0).
+func watch(t *testing.T, spec Spec, back service.Actuator, deadline time.Duration) (*io.PipeWriter, <-chan watched) {
 	t.Helper()
 	r, w := io.Pipe()
 	t.Cleanup(func() { w.Close() })
@@ -64,6 +65,11 @@ func watch(t *testing.T, spec Spec, back service.Actuator) (*io.PipeWriter, <-ch
 		out, err := Watch(bufio.NewReader(r), spec, back, Mono, quiet)
 		done <- watched{out, err}
 	}()
+	if deadline > 0 {
+		if _, err := fmt.Fprintf(w, "deadline %d\n", int64(deadline)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return w, done
 }
 
@@ -96,20 +102,34 @@ func checkStoppedOnceAfter(t *testing.T, b *fakeBack, deadline time.Duration, sp
 
 func TestStopAtDeadlineAfterEOF(t *testing.T) {
 	b := &fakeBack{}
-	spec := testSpec(Mono() + 300*time.Millisecond)
-	w, done := watch(t, spec, b)
+	spec, deadline := testSpec(), Mono()+300*time.Millisecond
+	w, done := watch(t, spec, b, deadline)
 	w.Close() // the agent died
 	got := wait(t, done)
 	if got.out != AgentGone || got.err != nil {
 		t.Fatalf("Watch = %v, %v; want agent gone, nil", got.out, got.err)
 	}
-	checkStoppedOnceAfter(t, b, spec.Deadline, spec)
+	checkStoppedOnceAfter(t, b, deadline, spec)
+}
+
+// TestEOFBeforeFirstDeadline: the agent died before it sent a deadline:
+// the guard stops the service at once.
+func TestEOFBeforeFirstDeadline(t *testing.T) {
+	b := &fakeBack{}
+	spec := testSpec()
+	w, done := watch(t, spec, b, 0)
+	w.Close()
+	got := wait(t, done)
+	if got.out != AgentGone || got.err != nil {
+		t.Fatalf("Watch = %v, %v; want agent gone, nil", got.out, got.err)
+	}
+	checkStoppedOnceAfter(t, b, 0, spec)
 }
 
 func TestNoStopAfterRelease(t *testing.T) {
 	b := &fakeBack{}
-	spec := testSpec(Mono() + 300*time.Millisecond)
-	w, done := watch(t, spec, b)
+	spec := testSpec()
+	w, done := watch(t, spec, b, Mono()+300*time.Millisecond)
 	if _, err := io.WriteString(w, "release\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +147,13 @@ func TestNoStopAfterRelease(t *testing.T) {
 // stop comes at the deadline all the same.
 func TestStopAtDeadlineWithoutRenewal(t *testing.T) {
 	b := &fakeBack{}
-	spec := testSpec(Mono() + 300*time.Millisecond)
-	_, done := watch(t, spec, b)
+	spec, deadline := testSpec(), Mono()+300*time.Millisecond
+	_, done := watch(t, spec, b, deadline)
 	got := wait(t, done)
 	if got.out != NoRenewal || got.err != nil {
 		t.Fatalf("Watch = %v, %v; want no renewal, nil", got.out, got.err)
 	}
-	checkStoppedOnceAfter(t, b, spec.Deadline, spec)
+	checkStoppedOnceAfter(t, b, deadline, spec)
 }
 
 // TestRenewalMovesDeadline: a renewal written before the first deadline
@@ -143,8 +163,8 @@ func TestRenewalMovesDeadline(t *testing.T) {
 	for _, end := range []string{"", "garbage\n"} {
 		t.Run(fmt.Sprintf("then %q", end), func(t *testing.T) {
 			b := &fakeBack{}
-			spec := testSpec(Mono() + time.Second)
-			w, done := watch(t, spec, b)
+			spec := testSpec()
+			w, done := watch(t, spec, b, Mono()+time.Second)
 			later := Mono() + 1500*time.Millisecond
 			if _, err := fmt.Fprintf(w, "deadline %d\n%s", int64(later), end); err != nil {
 				t.Fatal(err)
@@ -165,14 +185,14 @@ func TestHungStopHookKilledAtTimeout(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	hook := writeScript(t, dir, "stop", fmt.Sprintf("echo $$ > %s.tmp && mv %s.tmp %s\nexec sleep 60\n", pidFile, pidFile, pidFile))
-	spec := testSpec(Mono())
+	spec := testSpec()
 	spec.StopTimeout = 300 * time.Millisecond
 	spec.Service.Stop = []string{hook}
 	back, err := service.New(spec.Role, spec.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, done := watch(t, spec, back)
+	w, done := watch(t, spec, back, Mono())
 	w.Close()
 	got := wait(t, done)
 	if !errors.Is(got.err, service.ErrTimeout) {
@@ -201,7 +221,7 @@ func writeScript(t *testing.T, dir, name, body string) string {
 }
 
 func TestSpecValidate(t *testing.T) {
-	ok := testSpec(time.Second)
+	ok := testSpec()
 	for _, tc := range []struct {
 		name string
 		f    func(*Spec)
@@ -209,7 +229,6 @@ func TestSpecValidate(t *testing.T) {
 	}{
 		{"no role", func(s *Spec) { s.Role = "" }, "role"},
 		{"no timeout", func(s *Spec) { s.StopTimeout = 0 }, "stop_timeout_ns"},
-		{"no deadline", func(s *Spec) { s.Deadline = 0 }, "deadline_ns"},
 		{"no stop hook", func(s *Spec) { s.Service.Stop = nil }, "service.stop"},
 	} {
 		s := ok

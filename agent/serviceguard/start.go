@@ -37,9 +37,11 @@ type Guard struct {
 // Start starts the guard of one service instance: exe (the agent's own
 // binary) with Args, in a session of its own, stderr as its stderr, the
 // agent's environment (the hooks' env list may pass the agent's values
-// through), and spec as its first line. The guard runs until Release, or
-// until it stopped the service (see the package doc).
-func Start(exe string, spec Spec, stderr *os.File) (*Guard, error) {
+// through), and spec as its first line; once the guard is ready it sends
+// deadline(), the lease's end at that moment (CLOCK_MONOTONIC). The guard
+// runs until Release, or until it stopped the service (see the package
+// doc).
+func Start(exe string, spec Spec, stderr *os.File, deadline func() time.Duration) (*Guard, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
@@ -68,7 +70,7 @@ func Start(exe string, spec Spec, stderr *os.File) (*Guard, error) {
 		w.Close()
 		return nil, fmt.Errorf("service guard: start %s: %w", exe, err)
 	}
-	g := &Guard{cmd: cmd, done: make(chan struct{}), w: w, deadline: spec.Deadline}
+	g := &Guard{cmd: cmd, done: make(chan struct{}), w: w}
 	go func() { _ = cmd.Wait(); close(g.done) }()
 	if err := g.write(string(line) + "\n"); err != nil {
 		g.kill()
@@ -81,6 +83,10 @@ func Start(exe string, spec Spec, stderr *os.File) (*Guard, error) {
 	if _, err := io.ReadFull(rr, buf); err != nil || string(buf) != "ready\n" {
 		g.kill()
 		return nil, fmt.Errorf("service guard %s %v did not answer ready within %s (%v); its stderr is in the agent's log", exe, Args, readyTimeout, err)
+	}
+	if err := g.Renew(deadline()); err != nil {
+		g.kill()
+		return nil, err
 	}
 	return g, nil
 }
