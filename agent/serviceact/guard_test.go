@@ -230,3 +230,31 @@ func TestGuardExitDuringItsStartPass(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestGuardExitAfterThaw: the agent was frozen past its lease; its guard
+// stopped the service and exited. Thawed, the worker must take the lease's
+// end into account before acting on the guard's exit: it stops (an
+// idempotent stop), and does not start the service again on the want of
+// before the freeze.
+func TestGuardExitAfterThaw(t *testing.T) {
+	node := acttest.New("n1")
+	b := newBackend()
+	gs := &guards{b: b}
+	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
+		StartGuard: gs.start, Mono: func() time.Duration { return 0 }})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(time.Hour)})
+	node.SetState(serviceState(heldAs(1)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	b.waitRunning(t, true, "holder")
+	// The lease is gone; nothing wakes the target loop (Tick is an hour):
+	// only the guard's exit tells the worker.
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: false})
+	gs.all()[0].exit()
+	b.waitRunning(t, false, "after the guard's exit with the lease gone")
+	if starts, _, _ := b.calls(); starts != 1 || len(gs.all()) != 1 {
+		t.Fatalf("%d starts and %d guards; want 1 and 1 (no start on the want of before the freeze)", starts, len(gs.all()))
+	}
+}

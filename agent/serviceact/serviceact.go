@@ -543,6 +543,10 @@ func (x *Actuator) guardExited(w *worker) {
 	}
 	x.cfg.Log.Warn("service guard exited without a release (it stopped the service at the lease's end, or died); the service is checked again", "role", w.role, "epoch", epoch)
 	x.event(w.role, epoch, "guard exited without a release; the service is started or stopped again")
+	// The target first: an agent thawed after SIGSTOP still has the want
+	// of before the freeze, and must not start the service on it.
+	st, _ := x.node.State()
+	x.update(st, x.node.Authority())
 }
 
 // start runs the backend's Start. running is set before it runs: from then
