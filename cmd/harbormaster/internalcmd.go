@@ -17,9 +17,10 @@ func internalCmd() *cobra.Command {
 		Hidden: true,
 	}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "service-guard",
-		Short: "The dead-man of one running service: stops it at the lease's end when the agent did not (agent/serviceguard)",
-		Args:  cobra.NoArgs,
+		Use:    "service-guard",
+		Hidden: true,
+		Short:  "The dead-man of one running service: stops it at the lease's end when the agent did not (agent/serviceguard)",
+		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return serviceguard.Main(os.Stdin, os.Stdout, os.Stderr)
 		},
