@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/harbormaster/harbormaster/agent/act"
@@ -10,6 +12,7 @@ import (
 	"github.com/harbormaster/harbormaster/agent/redisact"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/agent/serviceact"
+	"github.com/harbormaster/harbormaster/agent/serviceguard"
 	"github.com/harbormaster/harbormaster/agent/vipact"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/vip"
@@ -52,8 +55,12 @@ func (a *Agent) buildActuators() error {
 			}
 			backends[name] = b
 		}
+		startGuard, err := a.opts.guardStarter()
+		if err != nil {
+			return err
+		}
 		a.services = serviceact.New(view, serviceact.Config{Backends: backends, Tick: a.timing.Renew,
-			Log: a.log.With("component", "service"), OnActed: a.failoverActed})
+			Log: a.log.With("component", "service"), OnActed: a.failoverActed, StartGuard: startGuard})
 		a.actuators = append(a.actuators, a.services)
 	}
 	if a.cfg.Redis != nil {
@@ -73,6 +80,34 @@ func (o Options) serviceBackend(role string, c service.Config) (service.Actuator
 		return o.ServiceActuator(role, c)
 	}
 	return service.New(role, c)
+}
+
+// guardStarter returns how the service actuator starts the guard of a
+// running service (agent/serviceguard): the agent's own binary (or
+// Options.ServiceGuardBin) with the hidden command, sharing the agent's
+// stderr. Backends without a config of agent/service (fakes) get no guard.
+func (o Options) guardStarter() (func(string, service.Actuator, service.Env, time.Duration, func() time.Duration) (serviceact.Guard, error), error) {
+	exe := o.ServiceGuardBin
+	if exe == "" {
+		if o.ServiceActuator != nil {
+			return nil, nil // tests with fake backends: nothing to guard
+		}
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("service guard: the agent's own binary: %w", err)
+		}
+	}
+	return func(role string, back service.Actuator, env service.Env, stopTimeout time.Duration, deadline func() time.Duration) (serviceact.Guard, error) {
+		c, ok := service.ConfigOf(back)
+		if !ok {
+			return nil, nil
+		}
+		g, err := serviceguard.Start(exe, serviceguard.Spec{Role: role, Service: c, Env: env, StopTimeout: stopTimeout}, os.Stderr, deadline)
+		if err != nil {
+			return nil, err
+		}
+		return g, nil
+	}, nil
 }
 
 // openVIPs builds the VIP actuator when the node has a vip_interface:

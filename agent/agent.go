@@ -73,6 +73,10 @@ type Options struct {
 	VIPAnnouncer vip.Announcer
 	// ServiceActuator replaces agent/service's actuators (tests).
 	ServiceActuator func(role string, c service.Config) (service.Actuator, error)
+	// ServiceGuardBin is the binary that runs the guards of running
+	// services (`internal service-guard`, agent/serviceguard); default:
+	// the agent's own (os.Executable), or none with ServiceActuator.
+	ServiceGuardBin string
 	// StoreWriteErr, when set, is asked before every write to the Raft
 	// log and stable stores; an error fails the write (tests: a full disk).
 	StoreWriteErr func() error

@@ -216,3 +216,17 @@ func New(role string, c Config) (Actuator, error) {
 	}
 	return NewHooks(c), nil
 }
+
+// ConfigOf returns the config a backend built by New (or NewHooks,
+// NewSystemd) runs: what another process needs to build the same backend
+// and stop the service exactly as this one would (the service guard,
+// agent/serviceguard). ok is false for other implementations (fakes).
+func ConfigOf(a Actuator) (c Config, ok bool) {
+	switch b := a.(type) {
+	case *Hooks:
+		return Config{Mode: ModeHooks, Start: b.start, Stop: b.stop, Status: b.status, Env: b.env}, true
+	case *Systemd:
+		return Config{Mode: ModeSystemd, Unit: b.unit}, true
+	}
+	return Config{}, false
+}

@@ -9,6 +9,13 @@
 // lets its lease lapse, which drops every role it holds), and the
 // coordinator moves the role only after the lease surely ended plus the
 // role's stop_timeout.
+//
+// A dead agent stops nothing, so each running service instance has a guard
+// (Config.StartGuard, agent/serviceguard): a process of its own that the
+// worker starts before the service, renews with every lease renewal, and
+// releases before it stops the service itself. When the agent is killed or
+// frozen, the guard stops the service at the lease's end, before the
+// coordinator may give the role to another node.
 package serviceact
 
 import (
@@ -25,6 +32,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/agent/act"
 	"github.com/harbormaster/harbormaster/agent/service"
+	"github.com/harbormaster/harbormaster/agent/serviceguard"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -47,14 +55,39 @@ type Config struct {
 	// OnActed, when set, is called after each successful start of a role
 	// at an epoch (the failover's acted and announced phases).
 	OnActed func(role string, epoch uint64, acted, announced time.Time)
+	// StartGuard, when set, starts the guard of a service instance the
+	// worker is about to start with back at env: it stops the service
+	// with back's config, bounded by stopTimeout, once the lease's end
+	// (CLOCK_MONOTONIC; deadline returns the latest, read once the guard
+	// process is up) passes with no renewal or release. It returns nil,
+	// nil for a backend that has no guard (a fake).
+	StartGuard func(role string, back service.Actuator, env service.Env, stopTimeout time.Duration, deadline func() time.Duration) (Guard, error)
+	// Mono is the guards' clock (CLOCK_MONOTONIC); default
+	// serviceguard.Mono.
+	Mono func() time.Duration
+}
+
+// Guard is the handle of one running guard (*serviceguard.Guard).
+type Guard interface {
+	// Renew moves the deadline (writes only when it moved).
+	Renew(deadline time.Duration) error
+	// Release makes the guard exit without acting.
+	Release() error
+	// Done is closed when the guard process exited.
+	Done() <-chan struct{}
 }
 
 // Actuator runs the node's service roles. Build it with New; Run runs it.
 type Actuator struct {
-	node    act.Node
-	cfg     Config
-	wake    chan struct{}
-	workers map[string]*worker // by role name; fixed after New (Replace swaps backends, not workers)
+	node act.Node
+	cfg  Config
+	wake chan struct{}
+	// monoBase and wallBase are one instant on the guards' clock and on
+	// Go's (monotonic) clock: a lease end converts to the same guard
+	// deadline at every pass, so a guard is written to only on renewals.
+	monoBase time.Duration
+	wallBase time.Time
+	workers  map[string]*worker // by role name; fixed after New (Replace swaps backends, not workers)
 }
 
 var _ act.Actuator = (*Actuator)(nil)
@@ -87,11 +120,26 @@ type worker struct {
 	// cancelHook cancels a running start or status call when the target
 	// turns to "not running" (a stop is never cancelled).
 	cancelHook context.CancelFunc
+
+	// guard is the dead-man of the running instance (nil: none), started
+	// for guardEpoch with guardBack's config. deadline is the guard
+	// deadline of the lease that last allowed the service (0: none).
+	guard      Guard
+	guardEpoch uint64
+	guardBack  service.Actuator
+	deadline   time.Duration
 }
 
 // New returns the actuator. It starts nothing.
 func New(node act.Node, cfg Config) *Actuator {
+	if cfg.Mono == nil {
+		cfg.Mono = serviceguard.Mono
+	}
 	x := &Actuator{node: node, cfg: cfg, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
+	// The guard clock first: the conversion errs early by the time
+	// between the two readings.
+	x.monoBase = cfg.Mono()
+	x.wallBase = time.Now()
 	for name, b := range cfg.Backends {
 		// unsure: a previous agent (crashed, restarted, or the node
 		// rebooted with the service enabled) may have left it running.
@@ -307,6 +355,16 @@ func (x *Actuator) targetLoop(ctx context.Context) {
 // update computes the targets: a worker's service runs while MayAct allows
 // (with the StopAhead margin) and the role is a service role of the spec.
 func (x *Actuator) update(st *fsm.State, auth act.Authority) {
+	type renewal struct {
+		g        Guard
+		deadline time.Duration
+		role     string
+	}
+	var renew []renewal
+	deadline := time.Duration(0)
+	if auth.LeaseValid {
+		deadline = x.monoBase + auth.LeaseUntil.Sub(x.wallBase)
+	}
 	for name, w := range x.workers {
 		r, inSpec := st.Spec.Role(name)
 		as := st.Assignment(name)
@@ -316,6 +374,10 @@ func (x *Actuator) update(st *fsm.State, auth act.Authority) {
 		w.want = want
 		if want {
 			w.epoch = as.Epoch
+			w.deadline = deadline
+			if w.guard != nil {
+				renew = append(renew, renewal{w.guard, deadline, name})
+			}
 		}
 		if inSpec {
 			w.timeout = r.StopGrace()
@@ -326,6 +388,11 @@ func (x *Actuator) update(st *fsm.State, auth act.Authority) {
 		w.mu.Unlock()
 		if changed {
 			act.Poke(w.wake)
+		}
+	}
+	for _, r := range renew {
+		if err := r.g.Renew(r.deadline); err != nil {
+			x.cfg.Log.Warn("service guard not renewed", "role", r.role, "err", err)
 		}
 	}
 }
@@ -361,14 +428,125 @@ func (x *Actuator) work(ctx context.Context, w *worker) {
 				continue
 			}
 		}
+		if want && running && !unsure {
+			// A new epoch, or a reloaded entry, while the service runs:
+			// the guard must stop it as the agent now would.
+			if err := x.ensureGuard(w, x.backend(w), env, timeout); err != nil {
+				wait = min(wait, time.Second)
+			}
+		}
+		// The guard of this pass (one may have started or gone above).
+		var guardDone <-chan struct{}
+		w.mu.Lock()
+		if w.guard != nil {
+			guardDone = w.guard.Done()
+		}
+		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			x.stopOnExit(w)
 			return
 		case <-w.wake:
+		case <-guardDone:
+			x.guardExited(w)
 		case <-time.After(wait):
 		}
 	}
+}
+
+// ensureGuard makes sure the running instance has a guard for env's epoch
+// and back's config: it starts a new one, then releases the old one (so
+// that the service never runs unguarded). A guard is kept for the instance
+// while both stay the same; a new epoch or entry gets a new guard rather
+// than a message to the old one, so a guard's spec never changes.
+func (x *Actuator) ensureGuard(w *worker, back service.Actuator, env service.Env, timeout time.Duration) error {
+	if x.cfg.StartGuard == nil {
+		return nil
+	}
+	w.mu.Lock()
+	old, same := w.guard, w.guard != nil && w.guardEpoch == env.Epoch && w.guardBack == back
+	deadline := w.deadline
+	w.mu.Unlock()
+	if same || deadline == 0 {
+		return nil
+	}
+	sent := deadline
+	latestDeadline := func() time.Duration {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		sent = w.deadline
+		return sent
+	}
+	g, err := x.cfg.StartGuard(w.role, back, env, timeout, latestDeadline)
+	if err != nil {
+		x.cfg.Log.Error("service guard not started; the service is not started without it", "role", w.role, "epoch", env.Epoch, "err", err)
+		x.event(w.role, env.Epoch, fmt.Sprintf("guard not started: %v", err))
+		return fmt.Errorf("service guard: %w", err)
+	}
+	if g == nil {
+		return nil
+	}
+	w.mu.Lock()
+	w.guard, w.guardEpoch, w.guardBack = g, env.Epoch, back
+	latest := w.deadline
+	w.mu.Unlock()
+	// A renewal while the guard started went to the old guard (or none).
+	if latest != sent {
+		if err := g.Renew(latest); err != nil {
+			x.cfg.Log.Warn("service guard not renewed", "role", w.role, "err", err)
+		}
+	}
+	if old != nil {
+		x.releaseGuard(w.role, old)
+	}
+	return nil
+}
+
+// dropGuard releases the worker's guard: the agent is about to stop the
+// service itself (or found it stopped).
+func (x *Actuator) dropGuard(w *worker) {
+	w.mu.Lock()
+	g := w.guard
+	w.guard, w.guardBack = nil, nil
+	w.mu.Unlock()
+	if g != nil {
+		x.releaseGuard(w.role, g)
+	}
+}
+
+func (x *Actuator) releaseGuard(role string, g Guard) {
+	if err := g.Release(); err != nil {
+		x.cfg.Log.Warn("service guard release failed", "role", role, "err", err)
+	}
+}
+
+// guardExited handles a guard that exited on its own: it stopped the
+// service at the lease's end (the agent was frozen, or did not pass a
+// renewal on in time), or it died. Either way the service's state is
+// unknown: the next pass starts it again if the node still may run it
+// (with a new guard), or stops it.
+func (x *Actuator) guardExited(w *worker) {
+	w.mu.Lock()
+	g, epoch := w.guard, w.epoch
+	if g != nil {
+		select {
+		case <-g.Done():
+			w.guard, w.guardBack = nil, nil
+			w.unsure = w.unsure || w.running
+		default:
+			g = nil
+		}
+	}
+	w.mu.Unlock()
+	if g == nil {
+		return
+	}
+	x.cfg.Log.Warn("service guard exited without a release (it stopped the service at the lease's end, or died); the service is checked again", "role", w.role, "epoch", epoch)
+	x.event(w.role, epoch, "guard exited without a release; the service is started or stopped again")
+	// The target first: an agent thawed after SIGSTOP still has the want
+	// of before the freeze, and must not start the service on it.
+	st, _ := x.node.State()
+	x.update(st, x.node.Authority())
 }
 
 // start runs the backend's Start. running is set before it runs: from then
@@ -376,6 +554,11 @@ func (x *Actuator) work(ctx context.Context, w *worker) {
 // the service).
 func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) error {
 	back := x.backend(w)
+	// The guard first: an agent killed during the start hook leaves a
+	// half-started service behind.
+	if err := x.ensureGuard(w, back, env, timeout); err != nil {
+		return err
+	}
 	hctx, cancel := w.callContext(timeout)
 	w.mu.Lock()
 	w.running = true
@@ -392,6 +575,7 @@ func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) erro
 // epoch), and either way the node is nudged (its release waits for this).
 func (x *Actuator) stop(w *worker, env service.Env, timeout time.Duration) error {
 	back := x.backend(w)
+	x.dropGuard(w)
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	err := x.call(sctx, w, opStop, func(c context.Context) error { return back.Stop(c, env) })
 	cancel()
@@ -429,6 +613,7 @@ func (x *Actuator) foundStopped(w *worker, env service.Env, timeout time.Duratio
 	w.mu.Lock()
 	w.running = false
 	w.mu.Unlock()
+	x.dropGuard(w)
 	return true
 }
 
@@ -457,9 +642,11 @@ func (x *Actuator) stopOnExit(w *worker) {
 	running, unsure, epoch, timeout := w.running, w.unsure, w.epoch, w.timeout
 	w.mu.Unlock()
 	if !running && !unsure {
+		x.dropGuard(w)
 		return
 	}
 	back := x.backend(w)
+	x.dropGuard(w)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := back.Stop(ctx, service.Env{Role: w.role, Node: x.node.ID(), Epoch: epoch}); err != nil {

@@ -350,6 +350,22 @@ func TestServicePartitionActive(t *testing.T) {
 	atMost(t, r, "old_stopped_ms", float64((500*time.Millisecond+svcStopTimeout)/time.Millisecond))
 }
 
+// TestServiceKillAgent: kill -9 of the active's agent; the guard stops
+// notary within the lease (plus guardMargin), before the next instance.
+func TestServiceKillAgent(t *testing.T) {
+	r := runScenario(t, "service-kill-agent", nil)
+	hasFigures(t, r, "old_stopped_ms", "service_failover_ms", "stop_to_next_ms")
+	atMost(t, r, "old_stopped_ms", float64((500*time.Millisecond+guardMargin)/time.Millisecond))
+}
+
+// TestServicePauseAgent: SIGSTOP of the active's agent; the guard stops
+// notary at the lease's end though the agent is frozen.
+func TestServicePauseAgent(t *testing.T) {
+	r := runScenario(t, "service-pause-agent", nil)
+	hasFigures(t, r, "old_stopped_ms", "service_failover_ms", "stop_to_next_ms")
+	atMost(t, r, "old_stopped_ms", float64((500*time.Millisecond+guardMargin)/time.Millisecond))
+}
+
 func TestStopHookHangs(t *testing.T) {
 	r := runScenario(t, "stop-hook-hangs", nil)
 	hasFigures(t, r, "move_ms", "hook_killed_ms", "fenced_ms", "old_stopped_ms")

@@ -109,7 +109,7 @@ func newRoot() *cobra.Command {
 	g.register(root)
 	root.AddCommand(agentCmd(), versionCmd(g),
 		statusCmd(g), membersCmd(g), rolesCmd(g), specCmd(g), joinCmd(g), removeCmd(g),
-		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g), validateCmd(g), snapshotCmd(g), recoverCmd(g), importCmd(), genDocsCmd())
+		transferLeaderCmd(g), eventsCmd(g), moveCmd(g), drainCmd(g, true), drainCmd(g, false), explainCmd(g), tlsCmd(g), validateCmd(g), snapshotCmd(g), recoverCmd(g), importCmd(), genDocsCmd(), internalCmd())
 	addTLSCommands(root, rotateLeaseKeyCmd(g))
 	addExamples(root)
 	return root
