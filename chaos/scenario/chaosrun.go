@@ -55,7 +55,6 @@ func chaosSettle(profile string) time.Duration {
 	return 3 * time.Second
 }
 
-
 func (o *ChaosOptions) defaults() {
 	if o.Runs <= 0 {
 		o.Runs = 1
