@@ -174,6 +174,10 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	go func() { defer close(casDone); cas.run(casCtx, 2, seed) }()
 
 	load0 := loadAvg1()
+	stall := &stallProbe{}
+	stallCtx, stopStall := context.WithCancel(ctx)
+	stallDone := make(chan struct{})
+	go func() { defer close(stallDone); stall.run(stallCtx) }()
 	x := &chaosExec{c: c, log: o.Log, busy: map[string]bool{}, cuts: map[int][]lab.Cut{}, loss: map[int]map[string]int{}, leader: v.Leader}
 	start := time.Now()
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -200,8 +204,10 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	end := time.Now()
 	stopPoll()
 	stopCAS()
+	stopStall()
 	<-pollDone
 	<-casDone
+	<-stallDone
 	if err != nil {
 		return run, err
 	}
@@ -242,6 +248,10 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	// The machine's load (1-minute average, the lab's 2 cores shared with
 	// everything else), so a run on a busy machine reads as one.
 	got.Figures["load1_start"], got.Figures["load1_end"] = load0, loadAvg1()
+	// How late this process's own 5 ms sleeps woke (the machine's
+	// scheduling stalls): a stall longer than the lease lapses every lease
+	// on the machine at once, whatever the schedule did.
+	got.Figures["stall_max_ms"] = msf(stall.max())
 	ops, okOps, unknown := cas.history()
 	got.Figures["cas_ops"], got.Figures["cas_ok"], got.Figures["cas_unknown"] = float64(len(ops)), float64(okOps), float64(unknown)
 	vis := ""
@@ -262,6 +272,31 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	}
 	got.OK = len(got.Violations) == 0
 	return got, nil
+}
+
+// stallProbe measures how late 5 ms sleeps wake up, the longest so far.
+type stallProbe struct {
+	mu      sync.Mutex
+	longest time.Duration
+}
+
+func (p *stallProbe) run(ctx context.Context) {
+	const tick = 5 * time.Millisecond
+	for ctx.Err() == nil {
+		t := time.Now()
+		time.Sleep(tick)
+		if late := time.Since(t) - tick; late > 0 {
+			p.mu.Lock()
+			p.longest = max(p.longest, late)
+			p.mu.Unlock()
+		}
+	}
+}
+
+func (p *stallProbe) max() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.longest
 }
 
 // loadAvg1 is the machine's 1-minute load average (-1 if unreadable).
