@@ -218,10 +218,14 @@ const standInScript = `#!/bin/sh
 #   stop:  SIGTERM it and wait until it has exited. Then, if the flag file
 #          hang-stop-$ROLE exists, hang (the stop-hook-hangs scenario: the
 #          agent kills the hook's process group at stop_timeout).
+# Start and stop hold one lock (docs/configuration.md): the service guard may
+# run stop while a start is still launching the stand-in.
 set -u
 role=$HARBORMASTER_ROLE
 dir=%[1]s
 pid_file="$dir/$role.pid"
+exec 9>"$dir/$role.lock"
+flock 9
 # alive PID: PID is a stand-in that has not exited (a zombie's cmdline is
 # empty, and the lab's init may not reap it soon).
 alive() {
@@ -234,7 +238,7 @@ start)
 	fi
 	rm -f "$pid_file"
 	%[2]s internal service --role "$role" --node "$HARBORMASTER_NODE" --epoch "$HARBORMASTER_EPOCH" \
-		--log %[3]s --pid-file "$pid_file" </dev/null >>"$dir/$role.out" 2>&1 &
+		--log %[3]s --pid-file "$pid_file" </dev/null >>"$dir/$role.out" 2>&1 9>&- &
 	i=0
 	while [ ! -s "$pid_file" ]; do
 		i=$((i + 1))

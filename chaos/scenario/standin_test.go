@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,5 +155,60 @@ func TestServiceLogIncremental(t *testing.T) {
 	}
 	if bad := l.TakeMalformed(); len(bad) != 0 {
 		t.Errorf("malformed lines reported twice: %q", bad)
+	}
+}
+
+// TestStandInHooksSerializeStartAndStop: a stop hook run while a start hook
+// is still launching the stand-in (the service guard does this when the
+// agent froze mid-start) waits for the start and stops what it launched; a
+// stop that ran first would find no pid file, and the stand-in would start
+// after it, unwatched (two instances on one node, found by the chaos
+// matrix).
+func TestStandInHooksSerializeStartAndStop(t *testing.T) {
+	dir := t.TempDir()
+	// A fake harbormaster-lab whose `internal service` takes 300 ms to
+	// write its pid file, then runs until killed.
+	fake := filepath.Join(dir, "fake-lab")
+	body := `#!/bin/sh
+pid_file=""
+while [ $# -gt 0 ]; do
+	if [ "$1" = "--pid-file" ]; then pid_file=$2; fi
+	shift
+done
+sleep 0.3
+echo $$ >"$pid_file"
+while :; do sleep 0.05; done
+`
+	if err := os.WriteFile(fake, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hooks := filepath.Join(dir, "hooks.sh")
+	if err := os.WriteFile(hooks, []byte(fmt.Sprintf(standInScript, shellQuote(dir), shellQuote(fake), shellQuote(filepath.Join(dir, "services.log")))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "HARBORMASTER_ROLE=notary", "HARBORMASTER_NODE=n1", "HARBORMASTER_EPOCH=3")
+	hook := func(arg string) *exec.Cmd {
+		c := exec.Command("/bin/sh", hooks, arg)
+		c.Env = env
+		return c
+	}
+	start := hook("start")
+	if err := start.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the start is launching the stand-in
+	if out, err := hook("stop").CombinedOutput(); err != nil {
+		t.Fatalf("stop hook: %v: %s", err, out)
+	}
+	if err := start.Wait(); err != nil {
+		t.Fatalf("start hook: %v", err)
+	}
+	// Whatever the start launched, the stop must have stopped it.
+	out, _ := exec.Command("pgrep", "-f", fake+" internal service").Output()
+	if pids := strings.Fields(string(out)); len(pids) > 0 {
+		for _, p := range pids {
+			_ = exec.Command("kill", p).Run()
+		}
+		t.Fatalf("the stand-in %v runs after start and a concurrent stop: the hooks race", pids)
 	}
 }
