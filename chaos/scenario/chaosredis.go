@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -98,15 +99,31 @@ func (r *chaosRedis) waitMaster(ctx context.Context, since time.Time, timeout ti
 	return rig.waitMaster(ctx, "", since, timeout)
 }
 
-// lane is the redis-master lane of [start, end]: the spans of the nodes
-// that took writes.
+// lane is the redis-master lane of [start, end] (redisLane).
 func (r *chaosRedis) lane(start, end time.Time) report.Lane {
-	return redisLane(r.s.SamplesSince(start), start, end)
+	ss, un := r.s.SamplesUnansweredSince(start)
+	return redisLane(ss, un, start, end)
 }
 
-// redisLane turns master samples into the redis-master lane.
-func redisLane(samples []lab.Sample, start, end time.Time) report.Lane {
-	return report.Lane{Role: RedisRole, Kind: "redis-master", Spans: sampleSpans(samples, start, end, samplePeriod)}
+// redisLane turns master samples into the redis-master lane: the spans of
+// the nodes that took writes, except that a sample in which no node took
+// one keeps the sole master of the sample before when that master's
+// answer timed out. A timeout says nothing: a frozen Redis times out, and
+// so does every node when the observers' own process stalls on a loaded
+// machine (seen: 88 ms without any answer, no agent or Redis logging
+// anything, at a load of 14 on 2 cores); a drop is a refusal (NOREPLICAS,
+// READONLY) or a refused connection. S1 is checked on the raw samples.
+func redisLane(samples []lab.Sample, unanswered [][]string, start, end time.Time) report.Lane {
+	eff := make([]lab.Sample, len(samples))
+	prev := ""
+	for i, s := range samples {
+		eff[i] = s
+		if len(s.Holders) == 0 && prev != "" && i < len(unanswered) && slices.Contains(unanswered[i], prev) {
+			eff[i].Holders = []string{prev}
+		}
+		prev = soleHolder(eff[i])
+	}
+	return report.Lane{Role: RedisRole, Kind: "redis-master", Spans: sampleSpans(eff, start, end, samplePeriod)}
 }
 
 // applyRedis applies a kill-redis or pause-redis fault to node's
@@ -180,6 +197,10 @@ func (r *chaosRedis) check(ctx context.Context, run *report.Run, start, end time
 	fence := lease + samplePeriod
 	lost := lostRedisWrites(rep.Lost, samples, faults, fence)
 	fig["redis_lost"], fig["redis_lost_in_flight"], fig["redis_lost_partition"] = float64(len(rep.Lost)), float64(len(lost.InFlight)), float64(len(lost.Partition))
+	// The writer's longest time without an acknowledgement: the Redis
+	// outage as a client saw it (the lane keeps a master whose answers
+	// time out, a frozen one for instance).
+	fig["redis_outage_max_ms"] = math.Round(msf(rep.Outage))
 	if n := len(lost.Other); n > 0 {
 		a, b := lost.Other[0], lost.Other[n-1]
 		violate(a.End, "S7", "%d acknowledged writes are not on the final Redis master %s: values %d..%d, acknowledged from %s to %s, outside a crash's %s in-flight window and a cut-off master's %s before its fence (%d such lost writes counted apart)",

@@ -34,7 +34,7 @@ func masterSamples(t0 time.Time, holders ...string) []lab.Sample {
 func TestRedisLane(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	ss := masterSamples(t0, "n1", "n1", "", "", "n2", "n1+n2", "n2")
-	lane := redisLane(ss, t0, t0.Add(70*time.Millisecond))
+	lane := redisLane(ss, nil, t0, t0.Add(70*time.Millisecond))
 	if lane.Kind != "redis-master" || lane.Role != RedisRole {
 		t.Fatalf("lane %s of kind %s", lane.Role, lane.Kind)
 	}
@@ -45,6 +45,17 @@ func TestRedisLane(t *testing.T) {
 	}
 	if ms := laneMoves(lane); len(ms) != 1 || ms[0].From != "n1" || ms[0].To != "n2" {
 		t.Fatalf("moves %v, want one n1 -> n2", ms)
+	}
+	// No answer in time from the master (n2) keeps it; a refusal does not.
+	un := make([][]string, len(ss))
+	un[2], un[3] = []string{"n1"}, []string{"n2"}
+	ss = masterSamples(t0, "n2", "n2", "", "", "n2")
+	if sp := redisLane(ss, un, t0, t0.Add(50*time.Millisecond)).Spans; !slices.Equal(sp, []report.Span{{Holder: "n2", FromMS: 0, ToMS: 20}, {Holder: "", FromMS: 20, ToMS: 40}, {Holder: "n2", FromMS: 40, ToMS: 50}}) {
+		t.Errorf("a timeout of a node that is not the master: spans %v", sp)
+	}
+	un[2] = []string{"n2", "n3"}
+	if sp := redisLane(ss, un, t0, t0.Add(50*time.Millisecond)).Spans; !slices.Equal(sp, []report.Span{{Holder: "n2", FromMS: 0, ToMS: 50}}) {
+		t.Errorf("timeouts of the master: spans %v, want n2 throughout", sp)
 	}
 	settle, grace := chaosLimits{Settle: 3 * time.Second, Grace: 3 * time.Second, ServiceExtra: 5 * time.Second}.forLane(lane)
 	if settle != 3*time.Second || grace != 3*time.Second {
@@ -109,7 +120,9 @@ func TestLostRedisWrites(t *testing.T) {
 		{Fault: schedule.Fault{ID: 2, Kind: schedule.KillRedis}, Targets: []string{"n3"}, From: t0.Add(2500 * time.Millisecond), To: t0.Add(3 * time.Second)},
 		{Fault: schedule.Fault{ID: 3, Kind: schedule.Crash}, Targets: []string{"n1"}, From: t0.Add(2800 * time.Millisecond), Skipped: "busy"},
 	}
-	ack := func(val int64, sent time.Time) Ack { return Ack{Val: val, Start: sent, End: sent.Add(200 * time.Microsecond)} }
+	ack := func(val int64, sent time.Time) Ack {
+		return Ack{Val: val, Start: sent, End: sent.Add(200 * time.Microsecond)}
+	}
 	lost := []Ack{
 		ack(1, crash.Add(-inFlightWindow)),                  // in flight
 		ack(2, crash.Add(-time.Millisecond)),                // in flight
