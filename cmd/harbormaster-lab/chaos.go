@@ -62,14 +62,9 @@ usage.`,
 			if err := needRoot(); err != nil {
 				return err
 			}
-			ks, err := schedule.ParseKinds(kinds)
+			ks, err := chaosKinds(kinds, redis)
 			if err != nil {
-				return exitError{2, fmt.Errorf("--kinds: %w", err)}
-			}
-			for _, k := range ks {
-				if !redis && (k == schedule.KillRedis || k == schedule.PauseRedis) {
-					return exitError{2, fmt.Errorf("--kinds %s: a Redis fault needs --redis", k)}
-				}
+				return exitError{2, err}
 			}
 			if runs < 1 {
 				return exitError{2, fmt.Errorf("--runs %d: at least 1", runs)}
@@ -133,7 +128,7 @@ usage.`,
 	cmd.Flags().IntVar(&runs, "runs", 1, "runs per node count, each a fresh cluster and a schedule of its own")
 	cmd.Flags().Int64Var(&seed, "seed", 0, "seed of the first run (default: drawn from the clock and printed)")
 	cmd.Flags().DurationVar(&duration, "duration", 30*time.Second, "span of each run's schedule (a quiet tail follows)")
-	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated fault kinds to draw from (default every kind: "+strings.Join(kindNames(), ", ")+")")
+	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated fault kinds to draw from (default every kind: "+strings.Join(kindNames(), ", ")+"; the last two need --redis)")
 	cmd.Flags().BoolVar(&redis, "redis", false, "add a redis-server per node, the redis-master role, the Redis faults (kill-redis, pause-redis) and the Redis checks")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().StringVar(&dir, "report", "", "write the HTML report (a page per run, index.html, summary.json) into this directory")
@@ -240,4 +235,18 @@ func writeChaosReport(cmd *cobra.Command, dir string, s report.Summary, png bool
 		}
 	}
 	return nil
+}
+
+// chaosKinds parses --kinds; a Redis kind needs --redis.
+func chaosKinds(kinds string, redis bool) ([]schedule.Kind, error) {
+	ks, err := schedule.ParseKinds(kinds)
+	if err != nil {
+		return nil, fmt.Errorf("--kinds: %w", err)
+	}
+	for _, k := range ks {
+		if !redis && (k == schedule.KillRedis || k == schedule.PauseRedis) {
+			return nil, fmt.Errorf("--kinds %s: a Redis fault needs --redis", k)
+		}
+	}
+	return ks, nil
 }
