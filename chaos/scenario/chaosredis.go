@@ -173,6 +173,9 @@ func (r *chaosRedis) check(ctx context.Context, run *report.Run, start, end time
 	for _, iv := range ivs {
 		violate(iv.Start, "S1", "two Redis servers took writes: %s until %s (%d samples)", strings.Join(iv.Holders, "+"), stamp(iv.End), iv.Samples)
 	}
+	for _, v := range unfencedMasters(samples, faults, lease+samplePeriod) {
+		violate(v.Time, "S3", "%s", v.Detail)
+	}
 	fig := run.Figures
 	fig["redis_acked"], fig["redis_errors"] = float64(len(acks)), float64(nerr)
 	if !ok {
@@ -292,4 +295,34 @@ func (c *Cluster) startNamedDaemon(node, name string) error {
 		}
 	}
 	return errors.New("no daemon " + name + " in the options")
+}
+
+// unfencedMasters returns, for each partition (but a bridge: through the
+// bridge the cut side may keep a majority) or one-way fault that cut the
+// node of the Redis master (the master at its start) from the others, the
+// first sample in which that node's Redis still took a write later than
+// fence after the cut while the fault lasted: its agent must fence it
+// before its lease ends (docs/redis.md, Fences; the bound of
+// redis-partition-master). Only a write taken counts: a timeout (a frozen
+// Redis) is not one.
+func unfencedMasters(samples []lab.Sample, faults []appliedFault, fence time.Duration) []report.Violation {
+	var out []report.Violation
+	for _, f := range faults {
+		if f.Skipped != "" || !(f.Kind == schedule.OneWay || f.Kind == schedule.Partition && f.Shape != schedule.ShapeBridge) {
+			continue
+		}
+		m := masterAt(samples, f.From)
+		if m == "" || !slices.Contains(f.Targets, m) {
+			continue
+		}
+		for _, s := range between(samples, f.From.Add(fence), f.To) {
+			if holds(s, m) {
+				out = append(out, report.Violation{Time: s.At, Invariant: "S3",
+					Detail: fmt.Sprintf("the Redis master %s, cut off by fault #%d (%s) at %s, still took a write %s after the cut, beyond its lease (%s with a sample)",
+						m, f.ID, f.Kind, stamp(f.From), ms(s.At.Sub(f.From)), fence)})
+				break
+			}
+		}
+	}
+	return out
 }

@@ -155,3 +155,50 @@ func TestLostRedisWrites(t *testing.T) {
 		t.Errorf("master before the first sample: %q", m)
 	}
 }
+
+// A Redis master cut off by a partition (not a bridge) or a one-way fault
+// must take no write later than the fence bound after the cut; a timeout
+// is not a write.
+func TestUnfencedMasters(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var hs []string
+	for i := 0; i < 200; i++ {
+		h := "n1"
+		switch {
+		case i >= 150:
+			h = "n2"
+		case i >= 60 && i < 100:
+			h = "" // n1 fenced 500 ms after the cut at 100 ms...
+		case i >= 100:
+			h = "n1" // ...and writable again at 1 s
+		}
+		hs = append(hs, h)
+	}
+	ss := masterSamples(t0, hs...)
+	cut := func(id int, kind schedule.Kind, shape string, from, to time.Duration) appliedFault {
+		return appliedFault{Fault: schedule.Fault{ID: id, Kind: kind, Shape: shape}, Targets: []string{"n1"}, From: t0.Add(from), To: t0.Add(to)}
+	}
+	fence := 510 * time.Millisecond
+	vs := unfencedMasters(ss, []appliedFault{cut(0, schedule.Partition, schedule.ShapeHolder, 100*time.Millisecond, 1200*time.Millisecond)}, fence)
+	if len(vs) != 1 || vs[0].Invariant != "S3" || !vs[0].Time.Equal(t0.Add(time.Second)) {
+		t.Fatalf("a cut-off master writable 900 ms after the cut: %v, want one S3 at 1 s", vs)
+	}
+	for _, f := range []appliedFault{
+		cut(1, schedule.Partition, schedule.ShapeHolder, 100*time.Millisecond, 900*time.Millisecond),  // healed before it wrote again
+		cut(2, schedule.Partition, schedule.ShapeBridge, 100*time.Millisecond, 1200*time.Millisecond), // a bridge may keep a majority
+		cut(3, schedule.Loss, "", 100*time.Millisecond, 1200*time.Millisecond),
+	} {
+		if vs := unfencedMasters(ss, []appliedFault{f}, fence); len(vs) != 0 {
+			t.Errorf("%v: %v, want none", f.Fault, vs)
+		}
+	}
+	if vs := unfencedMasters(ss, []appliedFault{cut(4, schedule.OneWay, "", 100*time.Millisecond, 1200*time.Millisecond)}, fence); len(vs) != 1 {
+		t.Errorf("one-way: %v, want one S3", vs)
+	}
+	// n2 is not the master at the cut: nothing to fence.
+	f := cut(5, schedule.Partition, schedule.ShapeHolder, 100*time.Millisecond, 1900*time.Millisecond)
+	f.Targets = []string{"n2"}
+	if vs := unfencedMasters(ss, []appliedFault{f}, fence); len(vs) != 0 {
+		t.Errorf("a replica cut off: %v, want none", vs)
+	}
+}
