@@ -82,16 +82,18 @@ keepalived-golden:
 # demo: a VIP failover live in network namespaces (root). demo-loopback: the
 # Raft-only demo on 127.0.0.1 (no root needed).
 # chaos runs the bounded chaos matrix (docs/chaos.md): 3 and 5 voters, both
-# profiles, CHAOS_RUNS seeds each from CHAOS_SEED, 20 s schedules; the report
+# profiles, CHAOS_RUNS seeds each from CHAOS_SEED, 20 s schedules, with Redis
+# (CHAOS_REDIS= runs without); the report
 # (HTML, PNGs of the summary and of every failed run) lands in CHAOS_REPORT.
 # About 8 minutes; more runs: harbormaster-lab chaos --runs N (README).
 CHAOS_RUNS ?= 3
 CHAOS_SEED ?= 1
 CHAOS_REPORT ?= build/chaos
+CHAOS_REDIS ?= --redis
 chaos: deps build
 	@status=0; for p in lan fast; do \
 		$(BIN)/harbormaster-lab chaos --bin $(CURDIR)/$(BIN)/harbormaster --nodes 3,5 --profile $$p --runs $(CHAOS_RUNS) \
-			--seed $(CHAOS_SEED) --duration 20s --report $(CHAOS_REPORT)/$$p --png || status=1; \
+			--seed $(CHAOS_SEED) --duration 20s $(CHAOS_REDIS) --report $(CHAOS_REPORT)/$$p --png || status=1; \
 	done; exit $$status
 
 demo: deps build

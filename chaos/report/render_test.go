@@ -149,6 +149,18 @@ func TestRunPageShowsViolationsAndTwoHolders(t *testing.T) {
 	}
 }
 
+// A run with a redis-master lane replays with --redis.
+func TestReplayCommandRedis(t *testing.T) {
+	r := Run{Nodes: 5, Profile: "lan", Seed: 301, Roles: []Lane{{Role: "registry-vip", Kind: "vip"}}}
+	if got, want := ReplayCommand(r), "harbormaster-lab chaos --nodes 5 --profile lan --seed 301 --runs 1"; got != want {
+		t.Errorf("without Redis: %q, want %q", got, want)
+	}
+	r.Roles = append(r.Roles, Lane{Role: "redis", Kind: "redis-master"})
+	if got, want := ReplayCommand(r), "harbormaster-lab chaos --nodes 5 --profile lan --seed 301 --runs 1 --redis"; got != want {
+		t.Errorf("with Redis: %q, want %q", got, want)
+	}
+}
+
 func TestRunPageHeader(t *testing.T) {
 	page := string(renderRun(t, fixture(t)))
 	for _, want := range []string{

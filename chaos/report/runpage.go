@@ -113,9 +113,16 @@ func (r Run) Validate() error {
 	return nil
 }
 
-// ReplayCommand is the command that replays run r alone.
+// ReplayCommand is the command that replays run r alone (with --redis
+// when the run had a redis-master lane: the Redis faults change the draw).
 func ReplayCommand(r Run) string {
-	return fmt.Sprintf("harbormaster-lab chaos --nodes %d --profile %s --seed %d --runs 1", r.Nodes, r.Profile, r.Seed)
+	cmd := fmt.Sprintf("harbormaster-lab chaos --nodes %d --profile %s --seed %d --runs 1", r.Nodes, r.Profile, r.Seed)
+	for _, l := range r.Roles {
+		if l.Kind == "redis-master" {
+			return cmd + " --redis"
+		}
+	}
+	return cmd
 }
 
 func newRunView(r Run) runView {

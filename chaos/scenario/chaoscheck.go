@@ -50,6 +50,9 @@ type chaosObs struct {
 	Leaders   []leaderObs
 	Attempts  []Attempt
 	Faults    []appliedFault
+	// Lanes are the lanes other observers built (the redis-master lane
+	// of chaosredis.go), checked like the others for moves and liveness.
+	Lanes []report.Lane
 }
 
 // chaosLimits are what the checks hold a run to.
@@ -67,7 +70,9 @@ type chaosLimits struct {
 	ServiceExtra time.Duration
 }
 
-// forLane returns the settle time and the grace of a lane.
+// forLane returns the settle time and the grace of a lane. A
+// redis-master lane has the VIP's: its failover target (1.2 s lan) is
+// well within Settle.
 func (l chaosLimits) forLane(lane report.Lane) (settle, grace time.Duration) {
 	if lane.Kind == "service" {
 		return l.Settle + l.ServiceExtra, l.Grace + l.ServiceExtra
@@ -124,6 +129,8 @@ func analyseChaos(obs chaosObs, lim chaosLimits) report.Run {
 			}
 		}
 	}
+
+	run.Roles = append(run.Roles, obs.Lanes...)
 
 	run.Leaders = leaderSpans(obs.Leaders, obs.Start, obs.End)
 	run.Outages = outages(obs.Attempts, obs.Start, obs.End)

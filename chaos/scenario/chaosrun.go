@@ -36,6 +36,9 @@ type ChaosOptions struct {
 	Tail     time.Duration
 	// Kinds restricts the faults drawn (default: every kind).
 	Kinds []schedule.Kind
+	// Redis adds a redis-server per node, the redis-master role and its
+	// VIP, the Redis faults and the Redis checks (chaosredis.go).
+	Redis bool
 	// StableTimeout bounds the wait for a stable cluster before a run
 	// (default 60s).
 	StableTimeout time.Duration
@@ -132,12 +135,18 @@ func Chaos(ctx context.Context, o ChaosOptions) (report.Summary, error) {
 // to end and the tail, then analyse what the observers saw.
 func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, error) {
 	run := report.Run{Seed: seed, Nodes: o.Nodes, Profile: o.Profile}
-	sched, err := schedule.Draw(seed, schedule.Params{Nodes: o.Nodes, Duration: o.Duration, Roles: chaosRoles, Kinds: o.Kinds})
+	sp := schedule.Params{Nodes: o.Nodes, Duration: o.Duration, Roles: chaosRoles, Kinds: o.Kinds}
+	co := o.ClusterOptions
+	prepare := func() error { return serviceCluster(&co, Options{}) }
+	if o.Redis {
+		sp.Roles, sp.RedisRole = append(slices.Clone(chaosRoles), RedisRole), RedisRole
+		prepare = func() error { return chaosRedisCluster(&co) }
+	}
+	sched, err := schedule.Draw(seed, sp)
 	if err != nil {
 		return run, err
 	}
-	co := o.ClusterOptions
-	if err := serviceCluster(&co, Options{}); err != nil {
+	if err := prepare(); err != nil {
 		return run, err
 	}
 	c, err := StartCluster(ctx, co)
@@ -164,6 +173,19 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	}
 	o.Log.Info("chaos run", "seed", seed, "nodes", o.Nodes, "profile", o.Profile, "faults", len(sched), "holder", v.Holder, "leader", v.Leader)
 
+	var rd *chaosRedis
+	if o.Redis {
+		if rd, err = startChaosRedis(ctx, c, seed); err != nil {
+			if ctx.Err() != nil {
+				return run, ctx.Err()
+			}
+			run.Start = time.Now()
+			run.Violations = append(run.Violations, report.Violation{Time: run.Start, Invariant: "liveness", Detail: err.Error()})
+			return run, nil
+		}
+		defer rd.stop()
+	}
+
 	spec0, err := hmv1.NewAdminClient(c.conns[v.Leader]).GetSpec(ctx, &hmv1.GetSpecRequest{})
 	if err != nil {
 		return run, fmt.Errorf("spec version before the run: %w", err)
@@ -178,7 +200,7 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	stallCtx, stopStall := context.WithCancel(ctx)
 	stallDone := make(chan struct{})
 	go func() { defer close(stallDone); stall.run(stallCtx) }()
-	x := &chaosExec{c: c, log: o.Log, busy: map[string]bool{}, cuts: map[int][]lab.Cut{}, loss: map[int]map[string]int{}, leader: v.Leader}
+	x := &chaosExec{c: c, log: o.Log, busy: map[string]bool{}, cuts: map[int][]lab.Cut{}, loss: map[int]map[string]int{}, leader: v.Leader, redis: rd}
 	start := time.Now()
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	pollDone := make(chan struct{})
@@ -214,6 +236,9 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 
 	obs := chaosObs{Start: start, End: end, VIP: VIPRole, Samples: c.SamplesSince(start), Services: []string{svcNotary, svcClair},
 		Leaders: x.leaders, Attempts: c.Prober.Since(start), Faults: applied}
+	if rd != nil {
+		obs.Lanes = append(obs.Lanes, rd.lane(start, end))
+	}
 	if c.svcLog != nil {
 		insts, err := c.svcLog.Instances()
 		if err != nil {
@@ -252,6 +277,9 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 	// scheduling stalls): a stall longer than the lease lapses every lease
 	// on the machine at once, whatever the schedule did.
 	got.Figures["stall_max_ms"] = msf(stall.max())
+	if rd != nil {
+		rd.check(ctx, &got, start, end, applied, c.Timing.Lease)
+	}
 	ops, okOps, unknown := cas.history()
 	got.Figures["cas_ops"], got.Figures["cas_ok"], got.Figures["cas_unknown"] = float64(len(ops)), float64(okOps), float64(unknown)
 	vis := ""
@@ -349,6 +377,7 @@ type chaosExec struct {
 	loss    map[int]map[string]int // by fault ID: its loss per host
 	leader  string                 // the last leader seen
 	leaders []leaderObs            // every reading (pollLeaders)
+	redis   *chaosRedis            // nil without Redis
 	netMu   sync.Mutex             // serialises SetLinks
 }
 
@@ -404,6 +433,9 @@ func (x *chaosExec) world() schedule.World {
 		w.Busy[n] = true
 	}
 	w.Holders[VIPRole] = strings.Join(x.c.Holders(), "+")
+	if x.redis != nil {
+		w.Holders[RedisRole] = x.redis.holder()
+	}
 	if x.c.svcLog != nil {
 		if insts, err := x.c.svcLog.Instances(); err == nil {
 			for _, in := range insts {
@@ -578,6 +610,8 @@ func (x *chaosExec) apply(ctx context.Context, f schedule.Fault, res schedule.Re
 			x.mu.Unlock()
 			return x.syncLinks()
 		}, detail, nil
+	case schedule.KillRedis, schedule.PauseRedis:
+		return x.applyRedis(f, node)
 	}
 	return nil, "", fmt.Errorf("unknown fault kind %q", f.Kind)
 }

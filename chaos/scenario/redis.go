@@ -76,9 +76,7 @@ func redisCluster(co *ClusterOptions, o Options) error {
 	}
 	co.Spec = fmt.Sprintf(`roles:
   - {name: %s, type: vip, address: %s}
-  - {name: %s, type: redis-master, master_name: %s%s}
-  - {name: %s, type: vip, address: %s, follow: %s}
-`, VIPRole, VIP, RedisRole, redisMasterName, extra, redisVIPRole, RedisVIP, RedisRole)
+`, VIPRole, VIP) + redisRoleLines(extra)
 	nodes := max(co.Nodes, 3)
 	if o.ListenerVIPs {
 		for i := 1; i <= nodes; i++ {
@@ -106,6 +104,14 @@ func redisCluster(co *ClusterOptions, o Options) error {
 			netip.AddrPortFrom(n.IP, redisPort), netip.AddrPortFrom(n.IP, sentinelPort))
 	}
 	return nil
+}
+
+// redisRoleLines are the spec's lines of the redis-master role (extra
+// appended to its fields) and of the VIP that follows it.
+func redisRoleLines(extra string) string {
+	return fmt.Sprintf(`  - {name: %s, type: redis-master, master_name: %s%s}
+  - {name: %s, type: vip, address: %s, follow: %s}
+`, RedisRole, redisMasterName, extra, redisVIPRole, RedisVIP, RedisRole)
 }
 
 // ListenerVIP is node ni's listener address with ListenerVIPs:
@@ -680,16 +686,7 @@ func (c *Cluster) restartDaemon(ctx context.Context, node, name string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	for _, d := range c.opts.Daemons {
-		if d.Name == name {
-			argv, err := d.Argv(c, c.Node(node))
-			if err != nil {
-				return err
-			}
-			return c.startDaemon(node, name, argv)
-		}
-	}
-	return fmt.Errorf("no daemon %s in the options", name)
+	return c.startNamedDaemon(node, name)
 }
 
 // redisTargets are the §5 targets of a Redis scenario: failover_ms p99

@@ -254,6 +254,9 @@ type MasterSampler struct {
 
 	mu      sync.Mutex
 	samples []lab.Sample
+	// unanswered[i] are the nodes whose Redis did not answer in time in
+	// samples[i] (a timeout: frozen, or the observer itself stalled).
+	unanswered [][]string
 }
 
 // StartMasterSampler starts sampling; addrs maps node names to their
@@ -281,6 +284,7 @@ func (s *MasterSampler) run(every time.Duration) {
 		}
 		at := time.Now()
 		ok := make([]bool, len(s.nodes))
+		late := make([]bool, len(s.nodes))
 		var wg sync.WaitGroup
 		for i, n := range s.nodes {
 			wg.Add(1)
@@ -288,17 +292,23 @@ func (s *MasterSampler) run(every time.Duration) {
 				defer wg.Done()
 				_, err := s.clis[n].Do(context.Background(), "SET", "harbormaster:probe:"+n, strconv.FormatInt(at.UnixNano(), 10))
 				ok[i] = err == nil
+				late[i] = err != nil && errClass(err) == "timeout"
 			}()
 		}
 		wg.Wait()
 		smp := lab.Sample{At: at}
+		var un []string
 		for i, n := range s.nodes {
 			if ok[i] {
 				smp.Holders = append(smp.Holders, n)
 			}
+			if late[i] {
+				un = append(un, n)
+			}
 		}
 		s.mu.Lock()
 		s.samples = append(s.samples, smp)
+		s.unanswered = append(s.unanswered, un)
 		s.mu.Unlock()
 	}
 }
@@ -318,6 +328,15 @@ func (s *MasterSampler) SamplesSince(t time.Time) []lab.Sample {
 	defer s.mu.Unlock()
 	i, _ := slices.BinarySearchFunc(s.samples, t, func(a lab.Sample, t time.Time) int { return a.At.Compare(t) })
 	return slices.Clone(s.samples[i:])
+}
+
+// SamplesUnansweredSince returns the samples taken at or after t and, for
+// each, the nodes whose Redis did not answer in time.
+func (s *MasterSampler) SamplesUnansweredSince(t time.Time) ([]lab.Sample, [][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(s.samples, t, func(a lab.Sample, t time.Time) int { return a.At.Compare(t) })
+	return slices.Clone(s.samples[i:]), slices.Clone(s.unanswered[i:])
 }
 
 // Last returns the latest sample.

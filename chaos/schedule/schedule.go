@@ -23,7 +23,7 @@ import (
 type Kind string
 
 // The kinds of faults. Process faults (crash .. rolling-restart, wipe-data,
-// leader-crash-move) hold their nodes exclusively: no two of them overlap on
+// leader-crash-move, kill-redis, pause-redis) hold their nodes exclusively: no two of them overlap on
 // one node. Network faults (partition, one-way, loss) compose: the lab
 // installs the union of those active. At most one partition is active at a
 // time.
@@ -56,6 +56,13 @@ const (
 	Loss Kind = "loss"
 	// CPU runs Workers busy processes in some nodes' namespaces.
 	CPU Kind = "cpu"
+	// KillRedis SIGKILLs a node's redis-server; its end starts it again
+	// (empty and fenced, as after a crash). Drawn only with a Redis role
+	// (Params.RedisRole), whose holder it picks.
+	KillRedis Kind = "kill-redis"
+	// PauseRedis SIGSTOPs a node's redis-server; its end SIGCONTs it.
+	// Drawn only with a Redis role, like KillRedis.
+	PauseRedis Kind = "pause-redis"
 )
 
 // Partition shapes.
@@ -155,6 +162,11 @@ type Params struct {
 	Roles []string
 	// Kinds, when set, restricts the draw to these kinds.
 	Kinds []Kind
+	// RedisRole, when set, is the redis-master role (one of Roles): the
+	// Redis faults (kill-redis, pause-redis) are drawn, and they target
+	// its holder or other nodes. Without it they are never drawn, and a
+	// schedule is the one drawn before they existed.
+	RedisRole string
 }
 
 // Kinds lists every kind with its weight in a draw.
@@ -164,7 +176,12 @@ var weights = []struct {
 }{
 	{Crash, 4}, {KillAgent, 3}, {PauseAgent, 3}, {Restart, 2}, {RollingRestart, 1},
 	{WipeData, 1}, {LeaderCrashMove, 2}, {Partition, 6}, {OneWay, 2}, {Loss, 2}, {CPU, 3},
+	// Last, so that a draw without them consumes the same numbers.
+	{KillRedis, 3}, {PauseRedis, 2},
 }
+
+// redisKind reports whether k needs a Redis role.
+func redisKind(k Kind) bool { return k == KillRedis || k == PauseRedis }
 
 // AllKinds returns every kind, in a fixed order.
 func AllKinds() []Kind {
@@ -210,6 +227,16 @@ func (p Params) Validate() error {
 	if len(p.Roles) == 0 {
 		return fmt.Errorf("roles: none to target")
 	}
+	if p.RedisRole != "" && !slices.Contains(p.Roles, p.RedisRole) {
+		return fmt.Errorf("redis role: %q is not one of the roles %v", p.RedisRole, p.Roles)
+	}
+	if p.RedisRole == "" {
+		for _, k := range p.Kinds {
+			if redisKind(k) {
+				return fmt.Errorf("kinds: %s needs a Redis role (harbormaster-lab chaos --redis)", k)
+			}
+		}
+	}
 	return nil
 }
 
@@ -232,13 +259,13 @@ func Draw(seed int64, p Params) ([]Fault, error) {
 		return nil, err
 	}
 	r := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
-	kinds := weights
-	if len(p.Kinds) > 0 {
-		kinds = nil
-		for _, w := range weights {
-			if slices.Contains(p.Kinds, w.kind) {
-				kinds = append(kinds, w)
-			}
+	var kinds []struct {
+		kind Kind
+		w    int
+	}
+	for _, w := range weights {
+		if (len(p.Kinds) == 0 || slices.Contains(p.Kinds, w.kind)) && (p.RedisRole != "" || !redisKind(w.kind)) {
+			kinds = append(kinds, w)
 		}
 	}
 	if len(kinds) == 0 {
@@ -285,6 +312,9 @@ func fill(f *Fault, r *rand.Rand, p Params) {
 	switch f.Kind {
 	case Crash, KillAgent, PauseAgent, Restart, WipeData:
 		f.Pick = picks[r.IntN(len(picks))]
+	case KillRedis, PauseRedis:
+		f.Pick = picks[r.IntN(len(picks))]
+		f.Role = p.RedisRole
 	case LeaderCrashMove:
 		f.Pick = PickLeader
 	case RollingRestart:
@@ -393,7 +423,7 @@ func Resolve(f Fault, w World) (Resolved, error) {
 	}
 	var res Resolved
 	switch f.Kind {
-	case Crash, KillAgent, PauseAgent, Restart, WipeData, LeaderCrashMove:
+	case Crash, KillAgent, PauseAgent, Restart, WipeData, LeaderCrashMove, KillRedis, PauseRedis:
 		n, err := one(f.Pick)
 		if err != nil {
 			return res, err

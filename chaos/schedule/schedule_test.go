@@ -1,6 +1,8 @@
 package schedule
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -38,6 +40,9 @@ func TestDrawKeepsItsBounds(t *testing.T) {
 	for _, nodes := range []int{3, 5, 7} {
 		for seed := int64(0); seed < 300; seed++ {
 			p := params(nodes)
+			if seed%2 == 1 {
+				p = redisParams(nodes)
+			}
 			s, err := Draw(seed, p)
 			if err != nil {
 				t.Fatal(err)
@@ -224,5 +229,89 @@ func TestRollingRestartRestartsTheLeaderLast(t *testing.T) {
 	}
 	if len(r.Targets) != 5 || r.Targets[4] != "n2" {
 		t.Fatalf("rolling restart order %v, want every node with the leader n2 last", r.Targets)
+	}
+}
+
+func redisParams(nodes int) Params {
+	p := params(nodes)
+	p.Roles = append(p.Roles, "redis")
+	p.RedisRole = "redis"
+	return p
+}
+
+// TestRedisKindsOnlyWithRedis checks that kill-redis and pause-redis are
+// drawn only with a Redis role, then target that role, and that asking for
+// them without one is an error naming the flag.
+func TestRedisKindsOnlyWithRedis(t *testing.T) {
+	with := map[Kind]int{}
+	for seed := int64(0); seed < 200; seed++ {
+		s, err := Draw(seed, params(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range s {
+			if redisKind(f.Kind) {
+				t.Fatalf("seed %d: drew %v without a Redis role", seed, f)
+			}
+		}
+		s, err = Draw(seed, redisParams(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range s {
+			with[f.Kind]++
+			if redisKind(f.Kind) && (f.Role != "redis" || f.Pick == "") {
+				t.Fatalf("seed %d: %v does not pick by the Redis role", seed, f)
+			}
+		}
+	}
+	if with[KillRedis] == 0 || with[PauseRedis] == 0 {
+		t.Fatalf("with a Redis role, kill-redis drawn %d times, pause-redis %d", with[KillRedis], with[PauseRedis])
+	}
+	p := params(3)
+	p.Kinds = []Kind{KillRedis}
+	if _, err := Draw(1, p); err == nil {
+		t.Fatalf("kill-redis without a Redis role: no error")
+	}
+	p = redisParams(3)
+	p.RedisRole = "bogus"
+	if _, err := Draw(1, p); err == nil {
+		t.Fatalf("a Redis role outside the roles: no error")
+	}
+	p = redisParams(3)
+	p.Kinds = []Kind{KillRedis, PauseRedis}
+	s, err := Draw(7, p)
+	if err != nil || len(s) == 0 {
+		t.Fatalf("only Redis kinds: %v, %v", s, err)
+	}
+	a, _ := Draw(7, p)
+	if !slices.Equal(a, s) {
+		t.Fatalf("two draws with Redis differ:\n%v\n%v", a, s)
+	}
+	w := world()
+	w.Holders["redis"] = "n3"
+	r, err := Resolve(Fault{Kind: KillRedis, Pick: PickHolder, Role: "redis"}, w)
+	if err != nil || !slices.Equal(r.Targets, []string{"n3"}) {
+		t.Fatalf("kill-redis of the Redis master: %v, %v; want n3", r.Targets, err)
+	}
+}
+
+// TestDrawWithoutRedisIsUnchanged pins the schedules drawn without a Redis
+// role (seeds 0..99 on 3, 5 and 7 nodes) to those drawn before the Redis
+// kinds existed: a seed of an older run still replays the same faults.
+func TestDrawWithoutRedisIsUnchanged(t *testing.T) {
+	h := sha256.New()
+	for _, n := range []int{3, 5, 7} {
+		for seed := int64(0); seed < 100; seed++ {
+			s, err := Draw(seed, params(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(h, "%v\n", s)
+		}
+	}
+	const want = "e693c4b462e89cce0a87c88a4e40a9fb26e15dbb538f12b02a1243a7ea432b57"
+	if got := fmt.Sprintf("%x", h.Sum(nil)); got != want {
+		t.Fatalf("the schedules without Redis changed: fingerprint %s, want %s", got, want)
 	}
 }

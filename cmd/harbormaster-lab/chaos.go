@@ -28,6 +28,7 @@ func chaosCmd() *cobra.Command {
 		dir      string
 		png      bool
 		from     string
+		redis    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -40,7 +41,11 @@ one-way cuts, loss, busy cores), applies it, and checks what the kernels,
 the services' own log and a client saw: S1 (never two holders), S2 (epochs
 grow), liveness (every role held again within the settle time after its
 faults end), one move per fault at most (flaps), and no move without a
-fault. docs/chaos.md describes the faults and the checks.
+fault. With --redis every node also runs a redis-server and the spec a
+redis-master role and its VIP: kill -9 and SIGSTOP of redis-server join
+the faults, and the checks add one writable Redis at a time (S1) and a
+read-back of every acknowledged write from the final master (S7).
+docs/chaos.md describes the faults and the checks.
 
 Run i uses seed --seed + i; "--seed S --runs 1" replays the run of seed S.
 With --nodes 3,5,7 every node count gets --runs runs. --json prints one
@@ -57,9 +62,9 @@ usage.`,
 			if err := needRoot(); err != nil {
 				return err
 			}
-			ks, err := schedule.ParseKinds(kinds)
+			ks, err := chaosKinds(kinds, redis)
 			if err != nil {
-				return exitError{2, fmt.Errorf("--kinds: %w", err)}
+				return exitError{2, err}
 			}
 			if runs < 1 {
 				return exitError{2, fmt.Errorf("--runs %d: at least 1", runs)}
@@ -81,7 +86,7 @@ usage.`,
 					return err
 				}
 				fmt.Fprintf(os.Stderr, "harbormaster-lab chaos: %d run(s) on %d nodes, profile %s, seeds %d..%d, %s each\n", runs, n, cf.profile, seed, seed+int64(runs)-1, duration)
-				sum, err := scenario.Chaos(cmd.Context(), scenario.ChaosOptions{ClusterOptions: co, Runs: runs, Seed: seed, Duration: duration, Kinds: ks,
+				sum, err := scenario.Chaos(cmd.Context(), scenario.ChaosOptions{ClusterOptions: co, Runs: runs, Seed: seed, Duration: duration, Kinds: ks, Redis: redis,
 					Each: func(r report.Run) { fmt.Fprintln(os.Stderr, runLine(r)) }})
 				merge(&all, sum)
 				if err != nil {
@@ -123,7 +128,8 @@ usage.`,
 	cmd.Flags().IntVar(&runs, "runs", 1, "runs per node count, each a fresh cluster and a schedule of its own")
 	cmd.Flags().Int64Var(&seed, "seed", 0, "seed of the first run (default: drawn from the clock and printed)")
 	cmd.Flags().DurationVar(&duration, "duration", 30*time.Second, "span of each run's schedule (a quiet tail follows)")
-	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated fault kinds to draw from (default every kind: "+strings.Join(kindNames(), ", ")+")")
+	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated fault kinds to draw from (default every kind: "+strings.Join(kindNames(), ", ")+"; the last two need --redis)")
+	cmd.Flags().BoolVar(&redis, "redis", false, "add a redis-server per node, the redis-master role, the Redis faults (kill-redis, pause-redis) and the Redis checks")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().StringVar(&dir, "report", "", "write the HTML report (a page per run, index.html, summary.json) into this directory")
 	cmd.Flags().StringVar(&from, "from", "", "run nothing: write --report from a summary saved before (--json output or a report's summary.json)")
@@ -229,4 +235,18 @@ func writeChaosReport(cmd *cobra.Command, dir string, s report.Summary, png bool
 		}
 	}
 	return nil
+}
+
+// chaosKinds parses --kinds; a Redis kind needs --redis.
+func chaosKinds(kinds string, redis bool) ([]schedule.Kind, error) {
+	ks, err := schedule.ParseKinds(kinds)
+	if err != nil {
+		return nil, fmt.Errorf("--kinds: %w", err)
+	}
+	for _, k := range ks {
+		if !redis && (k == schedule.KillRedis || k == schedule.PauseRedis) {
+			return nil, fmt.Errorf("--kinds %s: a Redis fault needs --redis", k)
+		}
+	}
+	return ks, nil
 }
