@@ -29,6 +29,11 @@ type appliedFault struct {
 	From, To time.Time
 	Skipped  string
 	Err      string
+	// InEffect is when applying it returned: the fault took effect
+	// between From and InEffect (a partition's nftables rules go in host
+	// by host, tens of ms on a busy machine), so a bound that starts at the
+	// fault (a lease that must end after a cut) starts at InEffect.
+	InEffect time.Time
 }
 
 // leaderObs is one reading of who leads.

@@ -251,11 +251,17 @@ func lostRedisWrites(lost []Ack, samples []lab.Sample, faults []appliedFault, fe
 					// Its crash comes 20 ms after the move's request.
 					at = at.Add(20 * time.Millisecond)
 				}
-				if !a.Start.Before(at.Add(-inFlightWindow)) && !a.Start.After(at.Add(inFlightWindow)) {
+				// The crash took effect between the fault's start and
+				// InEffect (after its 20 ms wait, for a leader crash).
+				end := at
+				if f.InEffect.After(end) {
+					end = f.InEffect
+				}
+				if !a.Start.Before(at.Add(-inFlightWindow)) && !a.Start.After(end.Add(inFlightWindow)) {
 					class = &out.InFlight
 				}
 			case schedule.Partition, schedule.OneWay:
-				if !a.End.Before(f.From.Add(-replSlack)) && !a.End.After(f.From.Add(fence)) {
+				if !a.End.Before(f.From.Add(-replSlack)) && !a.End.After(cutAt(f).Add(fence)) {
 					class = &out.Partition
 				}
 			}
@@ -266,6 +272,15 @@ func lostRedisWrites(lost []Ack, samples []lab.Sample, faults []appliedFault, fe
 		*class = append(*class, a)
 	}
 	return out
+}
+
+// cutAt is when a network fault had surely taken effect: when installing
+// its rules returned (InEffect), or its start for a record without it.
+func cutAt(f appliedFault) time.Time {
+	if f.InEffect.IsZero() {
+		return f.From
+	}
+	return f.InEffect
 }
 
 // masterAt is the node that alone took writes in the last sample at or
@@ -315,11 +330,12 @@ func unfencedMasters(samples []lab.Sample, faults []appliedFault, fence time.Dur
 		if m == "" || !slices.Contains(f.Targets, m) {
 			continue
 		}
-		for _, s := range between(samples, f.From.Add(fence), f.To) {
+		cut := cutAt(f)
+		for _, s := range between(samples, cut.Add(fence), f.To) {
 			if holds(s, m) {
 				out = append(out, report.Violation{Time: s.At, Invariant: "S3",
-					Detail: fmt.Sprintf("the Redis master %s, cut off by fault #%d (%s) at %s, still took a write %s after the cut, beyond its lease (%s with a sample)",
-						m, f.ID, f.Kind, stamp(f.From), ms(s.At.Sub(f.From)), fence)})
+					Detail: fmt.Sprintf("the Redis master %s, cut off by fault #%d (%s) by %s, still took a write %s after the cut, beyond its lease (%s with a sample)",
+						m, f.ID, f.Kind, stamp(cut), ms(s.At.Sub(cut)), fence)})
 				break
 			}
 		}

@@ -202,3 +202,30 @@ func TestUnfencedMasters(t *testing.T) {
 		t.Errorf("a replica cut off: %v, want none", vs)
 	}
 }
+
+// TestUnfencedMastersCountFromTheCutInEffect: the fence bound runs from when
+// the cut had surely taken effect (InEffect: its rules installed), not from
+// when the runner began installing them; a write the master took 30 ms past
+// the bound counted from the start, but before the bound counted from
+// InEffect (40 ms later), is no violation.
+func TestUnfencedMastersCountFromTheCutInEffect(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var hs []string
+	for i := 0; i < 100; i++ {
+		if i < 54 {
+			hs = append(hs, "n1") // writable until 540 ms
+		} else {
+			hs = append(hs, "")
+		}
+	}
+	ss := masterSamples(t0, hs...)
+	f := appliedFault{Fault: schedule.Fault{ID: 0, Kind: schedule.Partition, Shape: schedule.ShapeHolder}, Targets: []string{"n1"},
+		From: t0.Add(time.Millisecond), To: t0.Add(900 * time.Millisecond)}
+	if vs := unfencedMasters(ss, []appliedFault{f}, 510*time.Millisecond); len(vs) != 1 {
+		t.Fatalf("without InEffect, a write 30 ms past the bound: %v, want one S3", vs)
+	}
+	f.InEffect = t0.Add(40 * time.Millisecond)
+	if vs := unfencedMasters(ss, []appliedFault{f}, 510*time.Millisecond); len(vs) != 0 {
+		t.Fatalf("the cut in effect at 40 ms, writable until 540 ms: %v, want none", vs)
+	}
+}

@@ -240,6 +240,12 @@ func chaosRun(ctx context.Context, o ChaosOptions, seed int64) (report.Run, erro
 		obs.Lanes = append(obs.Lanes, rd.lane(start, end))
 	}
 	if c.svcLog != nil {
+		// The stand-ins' beats up to the end are in the log a little
+		// later on a busy machine: read it once they had time to land,
+		// or a running instance would seem to stop before the end.
+		if err := Sleep(ctx, standInFresh); err != nil {
+			return run, err
+		}
 		insts, err := c.svcLog.Instances()
 		if err != nil {
 			return run, fmt.Errorf("service log: %w", err)
@@ -342,12 +348,17 @@ func loadAvg1() float64 {
 
 // chaosFigures are a run's own measurements.
 func chaosFigures(r report.Run, applied []appliedFault) map[string]float64 {
-	fig := map[string]float64{"faults": 0, "skipped": 0, "moves": float64(len(r.Moves)), "outage_max_ms": 0, "leader_changes": 0}
+	fig := map[string]float64{"faults": 0, "skipped": 0, "moves": float64(len(r.Moves)), "outage_max_ms": 0, "leader_changes": 0, "apply_max_ms": 0}
 	for _, f := range applied {
 		if f.Skipped != "" {
 			fig["skipped"]++
-		} else {
-			fig["faults"]++
+			continue
+		}
+		fig["faults"]++
+		if f.Network() {
+			// How long installing a network fault took: the uncertainty
+			// of its time.
+			fig["apply_max_ms"] = max(fig["apply_max_ms"], math.Round(msf(f.InEffect.Sub(f.From))))
 		}
 	}
 	for _, o := range r.Outages {
@@ -488,6 +499,7 @@ func (x *chaosExec) inject(ctx context.Context, start time.Time, f schedule.Faul
 	x.log.Info("fault", "fault", f.String(), "targets", res.Targets)
 	af.From = time.Now()
 	undo, detail, err := x.apply(ctx, f, res)
+	af.InEffect = time.Now()
 	af.Detail = detail
 	if err != nil {
 		af.Err = err.Error()
