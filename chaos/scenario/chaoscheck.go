@@ -232,6 +232,12 @@ func instanceSpans(insts []Instance, start, end time.Time, fresh time.Duration) 
 		if e.After(end) {
 			e = end
 		}
+		if !e.After(s) {
+			// No time active in the run (a start line and no beat: killed
+			// at once). Its edges would sort out before in and leave it
+			// active for ever.
+			continue
+		}
 		edges = append(edges, edge{s, true, i}, edge{e, false, i})
 	}
 	sort.SliceStable(edges, func(i, j int) bool {

@@ -163,6 +163,26 @@ func TestAnalyseChaosChecksTheServicesLog(t *testing.T) {
 	}
 }
 
+// TestInstanceSpansSkipsAnInstanceKilledAtOnce: an instance with a start
+// line and nothing after it (killed at once) is no holder: it neither
+// joins the next instance as "a+b" nor stays for ever.
+func TestInstanceSpansSkipsAnInstanceKilledAtOnce(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	insts := []Instance{
+		{Role: "notary", Node: "n1", Epoch: 2, Start: at(3000), End: at(3000)},
+		{Role: "notary", Node: "n5", Epoch: 3, Start: at(6000), End: at(20000)},
+	}
+	spans := instanceSpans(insts, t0, at(20000), 250*time.Millisecond)
+	var holders []string
+	for _, s := range spans {
+		holders = append(holders, s.Holder)
+	}
+	if !slices.Equal(holders, []string{"", "n5"}) {
+		t.Fatalf("spans %+v, want vacant then n5", spans)
+	}
+}
+
 func TestChargeMovesAllowances(t *testing.T) {
 	s := synth{t0: time.Now()}
 	rolling := fault(s, 0, schedule.RollingRestart, 0, 10000)
