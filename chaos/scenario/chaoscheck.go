@@ -89,7 +89,9 @@ func relMS(start, t time.Time) float64 { return msf(t.Sub(start)) }
 
 // analyseChaos builds the run's record from obs and checks it.
 func analyseChaos(obs chaosObs, lim chaosLimits) report.Run {
-	run := report.Run{Start: obs.Start, DurationMS: relMS(obs.Start, obs.End)}
+	// Empty lists, not nil: --json prints [] for a run without any.
+	run := report.Run{Start: obs.Start, DurationMS: relMS(obs.Start, obs.End), Faults: []report.Fault{}, Outages: []report.Interval{},
+		Moves: []report.Move{}, Violations: []report.Violation{}}
 	rel := func(t time.Time) float64 { return relMS(obs.Start, t) }
 	violate := func(at time.Time, inv, format string, args ...any) {
 		run.Violations = append(run.Violations, report.Violation{AtMS: rel(at), Time: at, Invariant: inv, Detail: fmt.Sprintf(format, args...)})
