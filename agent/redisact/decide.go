@@ -98,8 +98,7 @@ type Input struct {
 //   - A Redis that is master while another node holds the role is fenced and
 //     made its replica.
 //   - A master that may not act (lease ending, releasing, stopping, no
-//     holder) is fenced; one being released readies the hand-over, and so
-//     does a holder being released whose Redis is still a replica.
+//     holder) is fenced; one being released readies the hand-over.
 //   - A replica follows the holder's Redis.
 //
 // While the role is being released nobody is followed: the next holder is
@@ -133,15 +132,6 @@ func Decide(in Input) []Action {
 			out = append(out, Action{Kind: PrepareRelease})
 		}
 		return out
-	case as.Releasing && as.Holder == in.Self:
-		// The role is being released from this node while its Redis is a
-		// replica: its promotion never took (the Redis was frozen or slow).
-		// Nothing was acknowledged here, but a promotion still queued in a
-		// frozen Redis could make it a master after the release, so it is
-		// fenced first; then the hand-over is readied, without which the
-		// release never commits and the role stays with a replica (found by
-		// the chaos matrix: seed 101 with --redis, a SIGSTOPped Redis).
-		return []Action{{Kind: Fence, Why: "releasing the master role while its Redis is a replica"}, {Kind: PrepareRelease}}
 	case otherHolder && masterOf(repl) != in.Holder.Redis:
 		return []Action{{Kind: Follow, Addr: in.Holder.Redis}}
 	}
