@@ -10,7 +10,7 @@ VERSION ?= $(shell (git describe --tags --dirty 2>/dev/null || echo 0.0.0-$$(git
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X github.com/harbormaster/harbormaster/internal/version.version=$(VERSION) -X github.com/harbormaster/harbormaster/internal/version.commit=$(COMMIT)
 
-.PHONY: chaos all build deb test demo demo-loopback loopback-certs bench scale-run scale-doc proto deps vet fmt clean fuzz fuzz-smoke golden-datadir keepalived-golden
+.PHONY: chaos chaos-doc all build deb test demo demo-loopback loopback-certs bench scale-run scale-doc proto deps vet fmt clean fuzz fuzz-smoke golden-datadir keepalived-golden
 
 all: build
 
@@ -95,6 +95,15 @@ chaos: deps build
 		$(BIN)/harbormaster-lab chaos --bin $(CURDIR)/$(BIN)/harbormaster --nodes 3,5 --profile $$p --runs $(CHAOS_RUNS) \
 			--seed $(CHAOS_SEED) --duration 20s $(CHAOS_REDIS) --report $(CHAOS_REPORT)/$$p --png || status=1; \
 	done; exit $$status
+
+# chaos-doc renders docs/chaos/example/ (the pages and PNGs docs/chaos.md
+# shows) from the saved record docs/chaos/example.json: two runs of the
+# matrix, a clean 5-voter fast run (run-001) and the open S1 finding (run-002). Needs
+# chromium.
+chaos-doc: build
+	rm -rf docs/chaos/example
+	$(BIN)/harbormaster-lab chaos --from docs/chaos/example.json --report docs/chaos/example --png
+	rm -f docs/chaos/example/summary.json
 
 demo: deps build
 	@$(BIN)/harbormaster-lab demo --bin $(CURDIR)/$(BIN)/harbormaster

@@ -210,14 +210,25 @@ func (c *Cluster) lastEventSeq(ctx context.Context, node string) (uint64, error)
 // redisEvent returns the first event of kind for the redis role after
 // seq, as node's state has it.
 func (c *Cluster) redisEvent(ctx context.Context, node string, seq uint64, kind string) (*hmv1.Event, bool) {
-	es, _ := c.Events(ctx, node, seq)
-	for _, e := range es {
-		if e.Kind == kind && e.Role == RedisRole {
-			return e, true
+	// The event commits with the assignment, but node may apply it a
+	// moment after a client saw the new master, and a call may fail on a
+	// busy machine: look again for up to redisEventWait.
+	var found *hmv1.Event
+	pollEvery(ctx, 100*time.Millisecond, redisEventWait, func() bool {
+		es, _ := c.Events(ctx, node, seq)
+		for _, e := range es {
+			if e.Kind == kind && e.Role == RedisRole {
+				found = e
+				return true
+			}
 		}
-	}
-	return nil, false
+		return false
+	})
+	return found, found != nil
 }
+
+// redisEventWait bounds redisEvent's look for an event already committed.
+const redisEventWait = 2 * time.Second
 
 // applyUnsyncedPolicy applies the cluster's spec with the redis role's
 // unsynced_promotion set to policy, through node via.

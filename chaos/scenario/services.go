@@ -6,6 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -49,6 +52,14 @@ func serviceCluster(co *ClusterOptions, _ Options) error {
 // role returns a role as node via's state has it.
 func (c *Cluster) role(ctx context.Context, via, name string) (*hmv1.Role, error) {
 	rs, err := c.Roles(ctx, via)
+	// A node whose agent just restarted can reset the first call on the
+	// client's connection (Unavailable): ask again, for up to 2 s.
+	for deadline := time.Now().Add(2 * time.Second); status.Code(err) == codes.Unavailable && time.Now().Before(deadline); {
+		if Sleep(ctx, 100*time.Millisecond) != nil {
+			break
+		}
+		rs, err = c.Roles(ctx, via)
+	}
 	if err != nil {
 		return nil, err
 	}

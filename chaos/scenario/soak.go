@@ -273,7 +273,8 @@ func (s *soak) sampleAll(ctx context.Context) {
 }
 
 // sampleNode samples the node's agent; false when it is not running (an
-// event is restarting it) or not serving /metrics yet (just started).
+// event is restarting it), or not serving /metrics yet or serving them
+// before its Raft state is back (just started: applied index 0).
 func (s *soak) sampleNode(ctx context.Context, node string) (SoakSample, bool) {
 	pid, ok := s.c.AgentPID(node)
 	if !ok {
@@ -310,6 +311,11 @@ func (s *soak) sampleNode(ctx context.Context, node string) (SoakSample, bool) {
 	} else {
 		smp.Goroutines = fams.Value("go_goroutines", nil)
 		smp.AppliedIndex = fams.Value("harbormaster_raft_applied_index", map[string]string{"node": node})
+		if _, served := s.prev[pid]; !served && smp.AppliedIndex == 0 {
+			// Serving /metrics before Raft replayed its log (a
+			// restarted agent): sampled once it has its state.
+			return SoakSample{}, false
+		}
 		if smp.Goroutines < 0 || smp.AppliedIndex < 0 {
 			smp.Err = joinErr(smp.Err, "no go_goroutines or harbormaster_raft_applied_index in /metrics")
 		}
