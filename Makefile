@@ -96,14 +96,14 @@ chaos: deps build
 			--seed $(CHAOS_SEED) --duration 20s $(CHAOS_REDIS) --report $(CHAOS_REPORT)/$$p --png || status=1; \
 	done; exit $$status
 
-# chaos-doc renders docs/chaos/example/ (the pages and PNGs docs/chaos.md
+# chaos-doc renders docs/chaos/example/*.png (the report pictures docs/chaos.md
 # shows) from the saved record docs/chaos/example.json: two runs of the
 # matrix, a clean 5-voter fast run (run-001) and the open S1 finding (run-002). Needs
 # chromium.
 chaos-doc: build
 	rm -rf docs/chaos/example
 	$(BIN)/harbormaster-lab chaos --from docs/chaos/example.json --report docs/chaos/example --png
-	rm -f docs/chaos/example/summary.json
+	rm -f docs/chaos/example/*.html docs/chaos/example/summary.json
 
 demo: deps build
 	@$(BIN)/harbormaster-lab demo --bin $(CURDIR)/$(BIN)/harbormaster
