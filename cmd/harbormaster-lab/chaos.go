@@ -101,9 +101,7 @@ usage.`,
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(all); err != nil {
+				if err := writeJSON(w, all); err != nil {
 					return err
 				}
 			} else {

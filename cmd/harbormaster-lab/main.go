@@ -18,8 +18,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -68,4 +70,11 @@ func rootCmd() *cobra.Command {
 	}
 	root.AddCommand(runCmd(), chaosCmd(), scaleCmd(), soakCmd(), listCmd(), upCmd(), downCmd(), statusCmd(), serveCmd(), probeCmd(), demoCmd(), internalCmd())
 	return root
+}
+
+// writeJSON prints v as one indented JSON object (the commands' --json).
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -92,9 +92,7 @@ violation, a point that could not be measured, or a failed run; 2 bad usage.`,
 			w := cmd.OutOrStdout()
 			switch {
 			case asJSON:
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(run); err != nil {
+				if err := writeJSON(w, run); err != nil {
 					return err
 				}
 			case table || (svg == "" && doc == "" && outJSON == ""):
