@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,13 +54,7 @@ type chaosRedis struct {
 // Redis alone takes writes and the writer is acknowledged.
 func startChaosRedis(ctx context.Context, c *Cluster, seed int64) (*chaosRedis, error) {
 	r := &chaosRedis{c: c, key: fmt.Sprintf("harbormaster:chaos:writes:%d", seed)}
-	addrs := map[string]string{}
-	for _, n := range c.Nodes() {
-		addrs[n.Name] = c.redisAddr(n.Name)
-	}
-	r.s = StartMasterSampler(addrs, c.spawner, samplePeriod)
-	vip := netip.AddrPortFrom(RedisVIP.Addr(), redisPort).String()
-	r.w = StartRedisWriter(DirectTarget{NewRedisConn(vip, c.spawner(client), redisTimeout)}, r.key, chaosRedisEvery)
+	r.s, r.w = c.startRedisObservers(r.key, chaosRedisEvery)
 	if _, ok := r.waitMaster(ctx, time.Now(), redisWait); !ok {
 		last, _ := r.s.Last()
 		n, kinds := r.w.Errors()

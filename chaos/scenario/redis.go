@@ -174,18 +174,25 @@ type redisRig struct {
 	epoch  uint64
 }
 
+// startRedisObservers starts the Redis observers of the client namespace:
+// a sampler of which node's Redis takes writes, and a writer through the
+// Redis VIP on key, a write every `every`.
+func (c *Cluster) startRedisObservers(key string, every time.Duration) (*MasterSampler, *RedisWriter) {
+	addrs := map[string]string{}
+	for _, n := range c.nodes {
+		addrs[n.Name] = c.redisAddr(n.Name)
+	}
+	s := StartMasterSampler(addrs, c.spawner, samplePeriod)
+	vip := netip.AddrPortFrom(RedisVIP.Addr(), redisPort).String()
+	return s, StartRedisWriter(DirectTarget{NewRedisConn(vip, c.spawner(client), redisTimeout)}, key, every)
+}
+
 // startRedisRig starts the writer (through the Redis VIP, from the client
 // namespace) and the sampler, and waits until the role's holder alone
 // takes writes and the writer is acknowledged.
 func startRedisRig(ctx context.Context, c *Cluster, v View, tr *Trial) (*redisRig, error) {
 	r := &redisRig{c: c, key: fmt.Sprintf("harbormaster:lab:writes:%d:%d", tr.N, time.Now().UnixNano()), start: time.Now()}
-	addrs := map[string]string{}
-	for _, n := range c.nodes {
-		addrs[n.Name] = c.redisAddr(n.Name)
-	}
-	r.s = StartMasterSampler(addrs, c.spawner, samplePeriod)
-	vip := netip.AddrPortFrom(RedisVIP.Addr(), redisPort).String()
-	r.w = StartRedisWriter(DirectTarget{NewRedisConn(vip, c.spawner(client), redisTimeout)}, r.key, time.Millisecond)
+	r.s, r.w = c.startRedisObservers(r.key, time.Millisecond)
 	role, err := c.role(ctx, v.Leader, RedisRole)
 	if err != nil {
 		r.close()
