@@ -131,12 +131,23 @@ func (a *Agent) openVIPs() (cleanup func(), err error) {
 		prev := cleanup
 		ann, cleanup = w, func() { w.Close(); prev() }
 	}
+	fence := a.opts.VIPFence
+	if fence == nil && a.opts.VIPKernel == nil {
+		// Production: the kernel-side dead-man (vip.NFTFence). The
+		// manager closes it when it stops.
+		f, err := vip.NewNFTFence()
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("%w (the VIP fence needs nf_tables; vip_interface %q is set)", err, a.cfg.VIPInterface)
+		}
+		fence = f
+	}
 	if hw, err := k.HardwareAddr(a.cfg.VIPInterface); err == nil {
 		a.vipMAC = hw.String()
 	}
 	g := a.cfg.GARP
 	a.vips = vipact.New(nodeView{a}, vipact.Config{Iface: a.cfg.VIPInterface, MAC: a.vipMAC, Kernel: k, Announcer: ann,
-		Manager: vip.Config{GARPRepeat: g.Repeat, GARPInterval: time.Duration(g.Interval), GARPRefresh: time.Duration(g.Refresh)},
+		Manager: vip.Config{GARPRepeat: g.Repeat, GARPInterval: time.Duration(g.Interval), GARPRefresh: time.Duration(g.Refresh), Fence: fence},
 		Tick:    a.timing.Renew, Term: a.raft.CurrentTerm, Log: a.log.With("component", "vip"), OnActed: a.failoverActed})
 	a.actuators = append([]act.Actuator{a.vips}, a.actuators...)
 	return cleanup, nil

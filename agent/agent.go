@@ -71,6 +71,9 @@ type Options struct {
 	// VIP manager (tests use vip/viptest fakes).
 	VIPKernel    vip.Kernel
 	VIPAnnouncer vip.Announcer
+	// VIPFence replaces the nftables fence (tests); with VIPKernel set and
+	// no VIPFence, the agent runs without one.
+	VIPFence vip.Fence
 	// ServiceActuator replaces agent/service's actuators (tests).
 	ServiceActuator func(role string, c service.Config) (service.Actuator, error)
 	// ServiceGuardBin is the binary that runs the guards of running

@@ -3,7 +3,9 @@ package vip
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -38,7 +40,11 @@ type Config struct {
 	// not one per renewal. The kernel still removes the address at most a
 	// second (the rounding) after the lease end last written.
 	RenewAhead time.Duration
-	Log        *slog.Logger
+	// Fence, when set, is the kernel-side dead-man of the held addresses
+	// (nftables in production): each pass that moves a lease end writes it,
+	// a removal darkens the address first, and Run closes it on return.
+	Fence Fence
+	Log   *slog.Logger
 	// Now is the clock; it must carry a monotonic reading (time.Now).
 	Now func() time.Time
 	// OnEvent, when set, receives every change the manager makes or sees.
@@ -144,6 +150,10 @@ type Manager struct {
 	held   map[Address]held
 	garps  map[Address]*garp
 	macs   map[string]net.HardwareAddr
+	// armed is, per address, the lease end the fence was last given;
+	// gated the managed addresses it was last given.
+	armed map[netip.Addr]time.Time
+	gated map[netip.Addr]bool
 }
 
 // NewManager returns a manager. It starts nothing.
@@ -152,7 +162,8 @@ func NewManager(cfg Config, k Kernel, a Announcer) *Manager {
 	cfg.Log = cfg.Log.With("component", "vip")
 	return &Manager{cfg: cfg, kernel: k, ann: a,
 		managed: map[Address]bool{}, desired: map[Address]Desired{}, trigger: make(chan struct{}, 1),
-		held: map[Address]held{}, garps: map[Address]*garp{}, macs: map[string]net.HardwareAddr{}}
+		held: map[Address]held{}, garps: map[Address]*garp{}, macs: map[string]net.HardwareAddr{},
+		armed: map[netip.Addr]time.Time{}, gated: map[netip.Addr]bool{}}
 }
 
 // Update replaces the set of addresses the manager looks after (it removes
@@ -224,6 +235,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.dropAll()
+			m.closeFence()
 			return nil
 		case <-m.trigger:
 		case <-events:
@@ -310,6 +322,7 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 		next = minTime(next, d.Until.Add(-m.cfg.FenceGuard))
 		m.hold(a, d, now, probed, present)
 	}
+	m.syncFence(managed, present)
 	// Announcements.
 	for a, g := range m.garps {
 		if _, ok := m.held[a]; !ok {
@@ -344,6 +357,15 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 
 func (m *Manager) remove(a Address, leaseEnded bool, d Desired) {
 	h, had := m.held[a]
+	if m.cfg.Fence != nil && had {
+		// Dark first: the address carries nothing from here on, even if
+		// the removal below fails.
+		if err := m.cfg.Fence.Dark(a.IP()); err != nil {
+			m.cfg.Log.Error("fence: darken failed", "vip", a.String(), "err", err)
+			m.emit(Event{Kind: EventError, Address: a, Err: err})
+		}
+		delete(m.armed, a.IP())
+	}
 	removed, err := m.kernel.Remove(a)
 	if err != nil {
 		m.cfg.Log.Error("remove failed", "vip", a.String(), "err", err)
@@ -504,6 +526,85 @@ func (m *Manager) hold(a Address, d Desired, now time.Time, probed map[Address]p
 	m.cfg.Log.Info("vip "+string(kind), "vip", a.String(), "epoch", d.Epoch, "lifetime_s", lifetimeSeconds(d.Until.Sub(now)))
 	m.emit(Event{Kind: kind, Address: a, Epoch: d.Epoch})
 	m.garps[a] = &garp{left: m.cfg.GARPRepeat, next: now, first: true}
+}
+
+// syncFence gives the fence the pass's managed addresses and the lease end
+// of every held one, when either changed since it was last written (a
+// renewal moves the lease end: one write per renewal, whatever the number
+// of addresses).
+func (m *Manager) syncFence(managed []Address, listed map[Address]bool) {
+	if m.cfg.Fence == nil {
+		return
+	}
+	now := m.cfg.Now()
+	gated := make(map[netip.Addr]bool, len(managed))
+	for _, a := range managed {
+		gated[a.IP()] = true
+	}
+	live := make(map[netip.Addr]time.Duration, len(m.held))
+	changed := !maps.Equal(gated, m.gated) || len(m.armed) != len(m.held)
+	for a, h := range m.held {
+		if !h.until.After(now) {
+			continue // the kernel timer ran out with the lease; the next pass removes it
+		}
+		live[a.IP()] = h.until.Sub(now)
+		changed = changed || !m.armed[a.IP()].Equal(h.until)
+	}
+	if !changed {
+		return
+	}
+	present := make(map[netip.Addr]bool, len(listed))
+	for a, ok := range listed {
+		if ok {
+			present[a.IP()] = true
+		}
+	}
+	if err := m.cfg.Fence.Sync(slices.Collect(maps.Keys(gated)), present, live); err != nil {
+		m.cfg.Log.Error("fence: write failed", "err", err)
+		m.emit(Event{Kind: EventError, Err: err})
+		return
+	}
+	m.gated = gated
+	clear(m.armed)
+	for a, h := range m.held {
+		if _, ok := live[a.IP()]; ok {
+			m.armed[a.IP()] = h.until
+		}
+	}
+}
+
+// closeFence closes the fence once every address is removed: its rules go
+// with it unless an address it gates is still configured.
+func (m *Manager) closeFence() {
+	if m.cfg.Fence == nil {
+		return
+	}
+	m.passMu.Lock()
+	defer m.passMu.Unlock()
+	var ifaces []string
+	m.mu.Lock()
+	for a := range m.managed {
+		if !slices.Contains(ifaces, a.Iface) {
+			ifaces = append(ifaces, a.Iface)
+		}
+	}
+	m.mu.Unlock()
+	present := map[netip.Addr]bool{}
+	listed, err := m.kernel.List(ifaces)
+	if err != nil {
+		// Unknown: keep the rules (they gate, they do not serve).
+		for a := range m.gated {
+			present[a] = true
+		}
+	}
+	for a, ok := range listed {
+		if ok {
+			present[a.IP()] = true
+		}
+	}
+	if err := m.cfg.Fence.Close(present); err != nil {
+		m.cfg.Log.Warn("fence: close", "err", err)
+	}
 }
 
 func containsAddr(s []Address, a Address) bool {

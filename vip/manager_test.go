@@ -298,3 +298,65 @@ func TestRunDropsEverythingOnStop(t *testing.T) {
 		t.Fatal("address left configured after Run returned")
 	}
 }
+
+// The fence follows the lease: armed to the lease's end when the address
+// goes in, dark at that end by its own clock though no pass ran and the
+// kernel still has the address (its lifetime is whole seconds), rewritten
+// only when a renewal moves the end, darkened before a release removes the
+// address, and its rules removed when the manager stops with nothing held.
+func TestFenceFollowsTheLease(t *testing.T) {
+	fence := viptest.NewFence(nil)
+	r := newRig(t, vip.Config{Fence: fence})
+	fence.Now = r.clk.Now
+	ip := addr.IP()
+
+	r.want(500*time.Millisecond, 1)
+	r.m.Sync(context.Background())
+	if present, _ := r.kernel.Present(addr); !present || !fence.Live(ip) || !fence.Gated(ip) {
+		t.Fatalf("after acquisition: present %v, live %v, gated %v; want all true", present, fence.Live(ip), fence.Gated(ip))
+	}
+	writes := fence.Writes
+	r.clk.Add(300 * time.Millisecond)
+	r.m.Sync(context.Background())
+	if fence.Writes != writes {
+		t.Fatalf("a pass without a renewal wrote the fence (%d writes, want %d)", fence.Writes, writes)
+	}
+	// The agent froze: no pass runs past the lease's end.
+	r.clk.Add(250 * time.Millisecond)
+	if fence.Live(ip) {
+		t.Fatal("the address is live past its lease end")
+	}
+	if present, _ := r.kernel.Present(addr); !present {
+		t.Fatal("the fake kernel dropped the address before its 1 s lifetime: the test no longer shows the gap the fence closes")
+	}
+
+	// A renewal at a new epoch's lease brings it back, with one write.
+	r.want(500*time.Millisecond, 1)
+	r.m.Sync(context.Background())
+	if !fence.Live(ip) || fence.Writes != writes+1 {
+		t.Fatalf("after a renewal: live %v, writes %d (want true, %d)", fence.Live(ip), fence.Writes, writes+1)
+	}
+
+	// A release darkens before it removes.
+	fence.OnDark = func(netip.Addr) {
+		if present, _ := r.kernel.Present(addr); !present {
+			t.Error("the address was removed before the fence darkened it")
+		}
+	}
+	r.m.Update([]vip.Address{addr}, nil)
+	r.m.Sync(context.Background())
+	if present, _ := r.kernel.Present(addr); present || fence.Live(ip) || len(fence.Darks) != 1 {
+		t.Fatalf("after release: present %v, live %v, darks %v", present, fence.Live(ip), fence.Darks)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.m.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !fence.Closed || !fence.Removed {
+		t.Fatalf("after Run: closed %v, rules removed %v; want both", fence.Closed, fence.Removed)
+	}
+}

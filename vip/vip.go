@@ -77,3 +77,22 @@ func ParseAddress(prefix, iface string) (Address, error) {
 	}
 	return Address{Prefix: p, Iface: iface}, nil
 }
+
+// Fence is the kernel-side dead-man of the held addresses (S5 in
+// milliseconds): traffic to and from a managed address passes only while
+// the kernel's timer for it, set to the lease's end at each renewal, has not
+// run out. If the agent dies or freezes, the address goes dark at the lease
+// end by the kernel's clock, where the address lifetime (whole seconds)
+// would leave it answering for up to a second more. The lifetime stays as
+// the second backstop.
+type Fence interface {
+	// Sync gates every managed address and makes each of live usable for
+	// its duration from now; a managed address not in live is dark. An
+	// address no longer managed is ungated once present no longer has it.
+	Sync(managed []netip.Addr, present map[netip.Addr]bool, live map[netip.Addr]time.Duration) error
+	// Dark makes a dark now (before its removal).
+	Dark(a netip.Addr) error
+	// Close releases the fence's handle. With none of its addresses in
+	// present (a graceful stop removed them), it also removes its rules.
+	Close(present map[netip.Addr]bool) error
+}

@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+
+	vipfence "github.com/harbormaster/harbormaster/vip"
 )
 
 // DefaultSampleEvery is the Sampler's period when none is given: the S1
@@ -46,13 +49,16 @@ func Of(samples []Sample, i int) []Sample {
 }
 
 // Sampler reads, periodically and straight from each node's kernel, which
-// nodes have an address configured. Create it with StartSampler; Stop it
+// nodes have an address configured and usable: an address the agent's
+// fence (vip.NFTFence) gates counts only while its live element has not
+// run out, since the kernel drops its traffic and ARP otherwise. Create it with StartSampler; Stop it
 // exactly once.
 type Sampler struct {
 	addrs   map[netip.Addr]int // watched address -> its index in Sample.Each
 	multi   bool               // started by StartSamplerSet: fill Each
 	names   []string
 	handles []*netlink.Handle
+	fences  []*nftables.Conn // one per node, in its namespace
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -99,10 +105,18 @@ func (l *Lab) startSampler(addrs []netip.Addr, multi bool, every time.Duration) 
 		s.addrs[a.Unmap()] = i
 	}
 	for _, n := range l.nodes {
-		var h *netlink.Handle
+		var (
+			h *netlink.Handle
+			f *nftables.Conn
+		)
 		err := l.use(func() error {
 			return inNS(n.NS, func() (err error) {
-				h, err = newRouteHandle()
+				if h, err = newRouteHandle(); err != nil {
+					return err
+				}
+				if f, err = nftables.New(nftables.AsLasting()); err != nil {
+					h.Close()
+				}
 				return err
 			})
 		})
@@ -112,6 +126,7 @@ func (l *Lab) startSampler(addrs []netip.Addr, multi bool, every time.Duration) 
 		}
 		s.names = append(s.names, n.Name)
 		s.handles = append(s.handles, h)
+		s.fences = append(s.fences, f)
 	}
 	s.pass()
 	go s.run(every)
@@ -121,6 +136,9 @@ func (l *Lab) startSampler(addrs []netip.Addr, multi bool, every time.Duration) 
 func (s *Sampler) closeHandles() {
 	for _, h := range s.handles {
 		h.Close()
+	}
+	for _, f := range s.fences {
+		f.CloseLasting()
 	}
 }
 
@@ -147,6 +165,9 @@ func (s *Sampler) pass() {
 	}
 	for i, h := range s.handles {
 		held, err := holds(h, s.addrs)
+		if err == nil && len(held) > 0 {
+			held, err = unfenced(s.fences[i], held, s.addrs)
+		}
 		if err != nil {
 			s.mu.Lock()
 			if s.err == nil {
@@ -205,6 +226,56 @@ func holds(h *netlink.Handle, addrs map[netip.Addr]int) ([]int, error) {
 		}
 	}
 	return held, nil
+}
+
+// unfenced keeps, of the held addresses (indexes into addrs), those the
+// node's fence lets through: not in its managed set, or in its live set with
+// time left. A node without the fence's tables (keepalived, or before the
+// agent's first start) keeps them all.
+func unfenced(c *nftables.Conn, held []int, addrs map[netip.Addr]int) ([]int, error) {
+	table := &nftables.Table{Name: vipfence.FenceTable, Family: nftables.TableFamilyIPv4}
+	read := func(name string) (map[netip.Addr]bool, error) {
+		set := &nftables.Set{Table: table, Name: name}
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			return nil, err
+		}
+		out := map[netip.Addr]bool{}
+		for _, e := range els {
+			if e.Timeout > 0 && e.Expires <= 0 {
+				continue // ran out; not yet collected
+			}
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				out[a] = true
+			}
+		}
+		return out, nil
+	}
+	managed, err := read(vipfence.FenceManagedSet)
+	if err != nil {
+		// nftables reports a missing table as text only: look for it.
+		tables, lerr := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+		if lerr != nil {
+			return nil, fmt.Errorf("fence sets: %w (listing tables: %v)", err, lerr)
+		}
+		if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == vipfence.FenceTable }) {
+			return held, nil
+		}
+		return nil, fmt.Errorf("fence sets: %w", err)
+	}
+	live, err := read(vipfence.FenceLiveSet)
+	if err != nil {
+		return nil, fmt.Errorf("fence sets: %w", err)
+	}
+	var out []int
+	for a, k := range addrs {
+		if !slices.Contains(held, k) || (a.Is4() && managed[a] && !live[a]) {
+			continue
+		}
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // Stop stops sampling, closes the sampler's handles and returns every

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -257,3 +258,95 @@ func (a *Announcer) Count(addr vip.Address) int {
 	}
 	return n
 }
+
+// Fence is an in-memory vip.Fence on a clock: an address is live while its
+// element's deadline is after Now, like the kernel's timer.
+type Fence struct {
+	mu      sync.Mutex
+	Now     func() time.Time
+	gated   map[netip.Addr]bool
+	live    map[netip.Addr]time.Time
+	Writes  int
+	Darks   []netip.Addr
+	Closed  bool
+	Removed bool // Close removed the rules
+	// OnDark, when set, is called by Dark (tests check it comes before the
+	// kernel's removal).
+	OnDark func(netip.Addr)
+}
+
+// NewFence returns an empty fake fence on clock now.
+func NewFence(now func() time.Time) *Fence {
+	return &Fence{Now: now, gated: map[netip.Addr]bool{}, live: map[netip.Addr]time.Time{}}
+}
+
+// Sync implements vip.Fence.
+func (f *Fence) Sync(managed []netip.Addr, present map[netip.Addr]bool, live map[netip.Addr]time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Writes++
+	want := map[netip.Addr]bool{}
+	for _, a := range managed {
+		want[a] = true
+	}
+	now := f.Now()
+	for a, d := range live {
+		want[a] = true
+		f.live[a] = now.Add(d)
+	}
+	for a := range f.gated {
+		if !want[a] && !present[a] {
+			delete(f.gated, a)
+		}
+	}
+	for a := range want {
+		f.gated[a] = true
+	}
+	return nil
+}
+
+// Dark implements vip.Fence.
+func (f *Fence) Dark(a netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.live, a)
+	f.Darks = append(f.Darks, a)
+	if f.OnDark != nil {
+		f.OnDark(a)
+	}
+	return nil
+}
+
+// Close implements vip.Fence.
+func (f *Fence) Close(present map[netip.Addr]bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Closed = true
+	f.Removed = true
+	for a := range f.gated {
+		if present[a] {
+			f.Removed = false
+		}
+	}
+	return nil
+}
+
+// Live reports whether a passes traffic now: not gated, or gated with a
+// deadline after Now.
+func (f *Fence) Live(a netip.Addr) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.gated[a] {
+		return true
+	}
+	return f.Now().Before(f.live[a])
+}
+
+// Gated reports whether the fence gates a.
+func (f *Fence) Gated(a netip.Addr) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gated[a]
+}
+
+var _ vip.Fence = (*Fence)(nil)
