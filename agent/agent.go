@@ -126,8 +126,10 @@ type Agent struct {
 	// obs are the event metrics (obs.go).
 	obs *obsMetrics
 
-	// leaseBoot is this run's lease boot counter (nextLeaseBoot).
+	// leaseBoot is this run's lease boot counter (nextLeaseBoot), and
+	// nextBoot takes the next one (when a boot's sequence numbers run out).
 	leaseBoot uint64
+	nextBoot  func() (uint64, error)
 
 	// The actuators, in the order a graceful stop quiesces them (VIP,
 	// services, Redis); vips and services are also kept typed for the
@@ -387,7 +389,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
 		OnRTT: func(d time.Duration) { a.obs.renewRTT.Observe(d.Seconds()) }, OnLapse: a.obs.lapses.Inc,
 		OnAge:      func(d time.Duration) { a.obs.renewAge.Observe(d.Seconds()); a.timingWarn.observe(time.Now(), d) },
-		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, Log: a.log.With("component", "lease")}, pc)
+		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, NextBoot: a.nextBoot, Log: a.log.With("component", "lease")}, pc)
 	vipCleanup, err := a.openVIPs()
 	if err != nil {
 		return nil, fmt.Errorf("vip_interface %s: %w", a.cfg.VIPInterface, err)

@@ -40,7 +40,7 @@ func TestProposeRefusesLeaseKey(t *testing.T) {
 
 func TestNextLeaseBoot(t *testing.T) {
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	floor := uint64(now.Sub(leaseBootEpoch) / time.Hour)
+	floor := uint64(now.Sub(leaseBootEpoch) / time.Second)
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(t.TempDir(), "raft.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -49,11 +49,11 @@ func TestNextLeaseBoot(t *testing.T) {
 	for name, store := range map[string]raft.StableStore{"inmem": raft.NewInmemStore(), "bolt": bolt} {
 		first, err := nextLeaseBoot(store, now)
 		if err != nil || first != floor {
-			t.Fatalf("%s: first boot %d, %v; want the hours since 2020 (%d)", name, first, err, floor)
+			t.Fatalf("%s: first boot %d, %v; want the seconds since 2020 (%d)", name, first, err, floor)
 		}
-		// Restarts within the hour still increase it.
+		// Restarts within the second still increase it.
 		second, _ := nextLeaseBoot(store, now)
-		third, _ := nextLeaseBoot(store, now.Add(time.Minute))
+		third, _ := nextLeaseBoot(store, now.Add(time.Millisecond))
 		if second != first+1 || third != first+2 {
 			t.Fatalf("%s: boots %d %d %d, want consecutive", name, first, second, third)
 		}
@@ -61,6 +61,24 @@ func TestNextLeaseBoot(t *testing.T) {
 		if back, _ := nextLeaseBoot(store, now.AddDate(-3, 0, 0)); back != first+3 {
 			t.Fatalf("%s: boot after the clock went back: %d, want %d", name, back, first+3)
 		}
+	}
+	// A wiped data dir (the counter lost) starts above every boot of the
+	// runs before it that restarted at most once a second: three restarts
+	// within a minute, then a wipe a minute later.
+	wiped := raft.NewInmemStore()
+	old := raft.NewInmemStore()
+	var last uint64
+	for i := range 3 {
+		last, _ = nextLeaseBoot(old, now.Add(time.Duration(i)*10*time.Second))
+	}
+	if b, _ := nextLeaseBoot(wiped, now.Add(time.Minute)); b <= last {
+		t.Fatalf("boot after a wipe %d, not above the last boot before it %d", b, last)
+	}
+	// Sequence numbers of this build start above those of the builds
+	// before it (a 40-bit shift, boots in hours): a rolling upgrade keeps
+	// the replay windows accepting.
+	if hours := uint64(now.Sub(leaseBootEpoch) / time.Hour); (last << 32) <= (hours+1000)<<40|(1<<40-1) {
+		t.Fatalf("first sequence number %d of this build is not above an older build's %d", last<<32, (hours+1000)<<40|(1<<40-1))
 	}
 	full := raft.NewInmemStore()
 	_ = full.SetUint64(leaseBootKey, leasing.MaxBoot)

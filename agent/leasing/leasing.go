@@ -83,7 +83,10 @@ type Config struct {
 	// sequence numbers, so that they keep increasing across restarts and
 	// the other nodes' replay windows accept them.
 	Boot uint64
-	Log  *slog.Logger
+	// NextBoot, when set, persists and returns the next boot counter; it
+	// is called when a boot's sequence numbers run out.
+	NextBoot func() (uint64, error)
+	Log      *slog.Logger
 }
 
 // Node is this node's quorum lease and its grant table. Build it with New;

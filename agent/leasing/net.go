@@ -21,9 +21,13 @@ import (
 const readBackoffMax = 100 * time.Millisecond
 
 // Sequence numbers are boot<<seqBootShift | counter: the counter restarts
-// with the process, the boot counter (persisted by the agent) does not.
+// with the process (and with a new boot when it runs out: Config.NextBoot),
+// the boot counter (persisted by the agent, and at least the seconds since
+// 2020) does not. Receivers only need them to increase: builds before
+// this one used a 40-bit shift and boots in hours, whose numbers are all
+// below this one's.
 const (
-	seqBootShift  = 40
+	seqBootShift  = 32
 	seqCounterMax = 1<<seqBootShift - 1
 	// MaxBoot is the largest boot counter a sequence number carries.
 	MaxBoot = 1<<(64-seqBootShift) - 1
@@ -77,8 +81,12 @@ type leaseNet struct {
 	conn    net.PacketConn
 	state   func() *fsm.State
 	members func() ([]Member, error)
-	boot    uint64
-	counter atomic.Uint64
+	// seqMu guards boot, counter and counterMax (nextSeq).
+	seqMu      sync.Mutex
+	boot       uint64
+	counter    uint64
+	counterMax uint64
+	nextBoot   func() (uint64, error)
 	// sent and received count the lease datagrams written and read
 	// (requests and replies alike, whatever became of them).
 	sent, received atomic.Uint64
@@ -92,7 +100,7 @@ type leaseNet struct {
 
 func newLeaseNet(conn net.PacketConn, cfg Config, grants *lease.Grants) *leaseNet {
 	return &leaseNet{self: cfg.Self, grants: grants, filter: cfg.Filter, log: cfg.Log, conn: conn, state: cfg.State,
-		members: cfg.Members, boot: cfg.Boot, waiting: map[uint64]waiter{}, addrs: map[string]*net.UDPAddr{},
+		members: cfg.Members, boot: cfg.Boot, counterMax: seqCounterMax, nextBoot: cfg.NextBoot, waiting: map[uint64]waiter{}, addrs: map[string]*net.UDPAddr{},
 		windows: map[windowKey]*lease.ReplayWindow{}, drops: map[string]uint64{}}
 }
 
@@ -306,13 +314,27 @@ func (ln *leaseNet) udpAddr(apiAddr string) (*net.UDPAddr, error) {
 	return u, nil
 }
 
-// nextSeq returns this node's next sequence number.
+// nextSeq returns this node's next sequence number. When this boot's
+// counter runs out (2^32 datagrams: over a year at 120 a second), it takes
+// a new boot from Config.NextBoot and starts the counter again.
 func (ln *leaseNet) nextSeq() (uint64, error) {
-	c := ln.counter.Add(1)
-	if c > seqCounterMax {
-		return 0, errors.New("lease sequence numbers of this run are used up; restart the agent")
+	ln.seqMu.Lock()
+	defer ln.seqMu.Unlock()
+	if ln.counter >= ln.counterMax {
+		if ln.nextBoot == nil {
+			return 0, errors.New("lease sequence numbers of this run are used up; restart the agent")
+		}
+		b, err := ln.nextBoot()
+		if err != nil {
+			return 0, fmt.Errorf("lease sequence numbers of this boot are used up and a new boot failed: %w", err)
+		}
+		if b <= ln.boot {
+			return 0, fmt.Errorf("lease boot counter went from %d to %d; it must increase", ln.boot, b)
+		}
+		ln.boot, ln.counter = b, 0
 	}
-	return ln.boot<<seqBootShift | c, nil
+	ln.counter++
+	return ln.boot<<seqBootShift | ln.counter, nil
 }
 
 // request encodes a renewal addressed to member to, with a fresh sequence
