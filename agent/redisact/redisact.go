@@ -597,7 +597,7 @@ func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
 // prepareRelease readies a planned switchover: writes are paused (fence),
 // and when the move has a target, the target's Redis must have processed
 // everything this master acknowledged (bounded wait) before the release is
-// committed.
+// committed. A Redis that is a replica has nothing to hand over.
 func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Assignment) {
 	key := handOverKey(as)
 	x.mu.Lock()
@@ -605,6 +605,23 @@ func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Ass
 	x.mu.Unlock()
 	if done || !fenced {
 		return // not fenced yet: the offset is not final; the next pass retries
+	}
+	// Read after the fence: a Redis that was a replica when the pass read
+	// it may have run a queued promotion since (it was frozen).
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	repl, err := x.cli.Replication(rctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	if repl.Role != fsm.RedisMaster {
+		// A holder whose promotion never took: its Redis acknowledged no
+		// write under the role, so there is nothing to hand over, and no
+		// target to wait for (its offset is not of the role's history).
+		// The release keeps the role's history, which names the last
+		// master: the next holder is chosen against it (S10).
+		x.handOver(key)
+		return
 	}
 	if as.MoveTo == "" {
 		// Drain, preempt: no target; let every replica take the writes
@@ -616,10 +633,7 @@ func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Ass
 		return
 	}
 	target := st.Nodes[as.MoveTo]
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
-	repl, err := x.cli.Replication(rctx)
-	cancel()
-	if err != nil || target == nil || target.Redis == "" {
+	if target == nil || target.Redis == "" {
 		return
 	}
 	cli, err := redisctl.Remote(x.cfg.Redis, target.Redis)
