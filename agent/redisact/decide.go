@@ -99,6 +99,11 @@ type Input struct {
 //     made its replica.
 //   - A master that may not act (lease ending, releasing, stopping, no
 //     holder) is fenced; one being released readies the hand-over.
+//   - A holder being released whose Redis is a replica (its promotion
+//     never took: the Redis was frozen or slow) is fenced and readies the
+//     hand-over too, which for a replica waits for nothing: it acknowledged
+//     no write under the role, and the role's replication history, which
+//     the release keeps, still names the last master (S10).
 //   - A replica follows the holder's Redis.
 //
 // While the role is being released nobody is followed: the next holder is
@@ -132,6 +137,13 @@ func Decide(in Input) []Action {
 			out = append(out, Action{Kind: PrepareRelease})
 		}
 		return out
+	case as.Releasing && as.Holder == in.Self:
+		// Without the hand-over the release never commits and the role
+		// stays with a replica (chaos seed 101 --redis, a SIGSTOPped
+		// Redis). The fence first: a promotion still queued in a frozen
+		// Redis may have run by the time it answers; prepareRelease reads
+		// the Redis again after the fence and hands a master over as one.
+		return []Action{{Kind: Fence, Why: "releasing the master role while its Redis is a replica"}, {Kind: PrepareRelease}}
 	case otherHolder && masterOf(repl) != in.Holder.Redis:
 		return []Action{{Kind: Follow, Addr: in.Holder.Redis}}
 	}

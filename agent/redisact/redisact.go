@@ -97,6 +97,16 @@ type Actuator struct {
 	proposing bool
 	// promotedEpoch is the epoch this node last promoted its Redis at.
 	promotedEpoch uint64
+	// unreported is the epoch of a promotion no committed report has
+	// followed yet (0: none). The role's replication history starts at
+	// the holder's first master report at its assignment
+	// (fsm.State.updateHistory); a Redis that was already master when it
+	// was promoted (a fresh one, fenced) changes nothing a report watches,
+	// and its offset stays 0 while no replica ever connected, so without
+	// this no report would come and the history would keep naming the
+	// previous Redis: when this node is lost, that one "restarted without
+	// its data" and an unsynced replica is promoted at once (S10).
+	unreported uint64
 	// handedOver names the switchover (handOverKey) whose hand-over is
 	// done: the fenced master's final offset reached the target, or every
 	// online replica when there is none. Only then may the release go.
@@ -324,6 +334,7 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 	x.mu.Lock()
 	due := time.Since(x.lastSent) >= offsetEvery
 	fresh := x.settingsFresh && x.settingsRunID == repl.RunID
+	unreported := x.unreported
 	maxLag := int64(0)
 	if x.settings != nil {
 		maxLag = x.settings.MaxLag
@@ -335,12 +346,12 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 	x.mu.Unlock()
 	if rerr != nil {
 		next = fsm.RedisReport{Node: self, Offset: -1, Error: fsm.Truncate(rerr.Error(), fsm.MaxCheckError), Time: next.Time}
-		fresh = false
+		fresh, unreported = false, 0 // the promotion is reported by a report that reads the Redis
 	}
 	cur, known := st.Redis[self]
 	structural := !known || cur.Role != next.Role || cur.Master != next.Master || cur.LinkUp != next.LinkUp ||
 		cur.RunID != next.RunID || (cur.Error == "") != (next.Error == "") || cur.ReplID != next.ReplID || cur.Loading != next.Loading ||
-		syncSet(cur.Replicas) != syncSet(next.Replicas) || fresh
+		syncSet(cur.Replicas) != syncSet(next.Replicas) || fresh || unreported != 0
 	if !structural && (cur.Offset == next.Offset || !due) {
 		return
 	}
@@ -348,6 +359,13 @@ func (x *Actuator) report(st *fsm.State, repl redisctl.Replication, rerr error) 
 		if err != nil {
 			x.cfg.Log.Debug("report Redis state", "err", err)
 			return
+		}
+		if unreported != 0 {
+			x.mu.Lock()
+			if x.unreported == unreported {
+				x.unreported = 0
+			}
+			x.mu.Unlock()
 		}
 		if fresh {
 			x.mu.Lock()
@@ -422,11 +440,12 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 		return false
 	}
 	x.mu.Lock()
-	x.promotedEpoch, x.fenced = as.Epoch, false
+	x.promotedEpoch, x.fenced, x.unreported = as.Epoch, false, as.Epoch
 	if x.runIDEpoch != as.Epoch {
 		x.promotedRunID, x.runIDEpoch = runID, as.Epoch
 	}
 	x.mu.Unlock()
+	x.Wake() // the report that starts the role's history at this epoch, at once
 	msg := "promoted to master (REPLICAOF NO ONE)"
 	if h := as.History; h != nil && h.Node != x.node.ID() && pre.ReplID == h.ReplID && pre.Offset < h.Offset {
 		// Exact on this side: the offset this Redis had processed when it
@@ -597,7 +616,7 @@ func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
 // prepareRelease readies a planned switchover: writes are paused (fence),
 // and when the move has a target, the target's Redis must have processed
 // everything this master acknowledged (bounded wait) before the release is
-// committed.
+// committed. A Redis that is a replica has nothing to hand over.
 func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Assignment) {
 	key := handOverKey(as)
 	x.mu.Lock()
@@ -605,6 +624,23 @@ func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Ass
 	x.mu.Unlock()
 	if done || !fenced {
 		return // not fenced yet: the offset is not final; the next pass retries
+	}
+	// Read after the fence: a Redis that was a replica when the pass read
+	// it may have run a queued promotion since (it was frozen).
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	repl, err := x.cli.Replication(rctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	if repl.Role != fsm.RedisMaster {
+		// A holder whose promotion never took: its Redis acknowledged no
+		// write under the role, so there is nothing to hand over, and no
+		// target to wait for (its offset is not of the role's history).
+		// The release keeps the role's history, which names the last
+		// master: the next holder is chosen against it (S10).
+		x.handOver(key)
+		return
 	}
 	if as.MoveTo == "" {
 		// Drain, preempt: no target; let every replica take the writes
@@ -616,10 +652,7 @@ func (x *Actuator) prepareRelease(ctx context.Context, st *fsm.State, as fsm.Ass
 		return
 	}
 	target := st.Nodes[as.MoveTo]
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
-	repl, err := x.cli.Replication(rctx)
-	cancel()
-	if err != nil || target == nil || target.Redis == "" {
+	if target == nil || target.Redis == "" {
 		return
 	}
 	cli, err := redisctl.Remote(x.cfg.Redis, target.Redis)
