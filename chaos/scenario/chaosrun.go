@@ -689,7 +689,13 @@ func (x *chaosExec) stopAgent(ctx context.Context, node string, sig syscall.Sign
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := x.c.WaitAgentExit(cctx, node); err != nil {
-		return fmt.Errorf("the agent on %s did not exit after %v: %w", node, sig, err)
+		// A hung stop: SIGQUIT makes the Go runtime write every goroutine's
+		// stack into the agent's log (kept with --dir), then exit.
+		_ = x.c.Signal(node, syscall.SIGQUIT)
+		qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = x.c.WaitAgentExit(qctx, node)
+		qcancel()
+		return fmt.Errorf("the agent on %s did not exit within 15 s of %v (sent SIGQUIT: its goroutines are in its log): %w", node, sig, err)
 	}
 	return nil
 }
