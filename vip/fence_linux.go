@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 )
 
 // FenceTable is the name of the nftables tables of the fence, one per
@@ -30,6 +32,9 @@ const (
 	nfARPOut = 1
 )
 
+// fenceOpTimeout bounds one netlink exchange of the fence.
+const fenceOpTimeout = 2 * time.Second
+
 // NFTFence is the Fence of production: nftables rules that drop traffic to
 // and from a managed address unless it is in the live set, whose elements
 // the kernel expires by its own clock (jiffies: 4 ms at HZ=250). The rules:
@@ -48,6 +53,7 @@ const (
 type NFTFence struct {
 	mu   sync.Mutex
 	c    *nftables.Conn
+	ns   *os.File        // the network namespace the fence lives in
 	fams [3]*fenceFamily // ip, arp, ip6
 }
 
@@ -66,11 +72,24 @@ var _ Fence = (*NFTFence)(nil)
 // elements: an address a previous run left behind stays gated and dark
 // once its live element runs out) and returns a handle.
 func NewNFTFence() (*NFTFence, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	// A socket per operation, each with a deadline: no state carries from
+	// one write to the next (a lasting socket that lost an
+	// acknowledgement would leave the next write waiting for it), and no
+	// write can hang the VIP manager, which holds its pass lock meanwhile.
+	// The sockets open in the network namespace NewNFTFence was called in,
+	// whichever thread a later write runs on.
+	ns, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
+		return nil, fmt.Errorf("vip fence: this thread's network namespace: %w", err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())), nftables.WithSockOptions(func(nc *netlink.Conn) error {
+		return nc.SetDeadline(time.Now().Add(fenceOpTimeout))
+	}))
+	if err != nil {
+		ns.Close()
 		return nil, fmt.Errorf("vip fence: nftables: %w", err)
 	}
-	f := &NFTFence{c: c}
+	f := &NFTFence{c: c, ns: ns}
 	for i, spec := range []struct {
 		fam nftables.TableFamily
 		v6  bool
@@ -85,7 +104,7 @@ func NewNFTFence() (*NFTFence, error) {
 		ff.live = &nftables.Set{Table: ff.table, Name: FenceLiveSet, KeyType: key, HasTimeout: true}
 		for _, s := range []*nftables.Set{ff.managed, ff.live} {
 			if err := c.AddSet(s, nil); err != nil {
-				c.CloseLasting()
+				ns.Close()
 				return nil, fmt.Errorf("vip fence: set %s: %w", s.Name, err)
 			}
 		}
@@ -93,13 +112,11 @@ func NewNFTFence() (*NFTFence, error) {
 		f.fams[i] = ff
 	}
 	if err := c.Flush(); err != nil {
-		c.CloseLasting()
 		return nil, fmt.Errorf("vip fence: install the nftables tables %q (needs CAP_NET_ADMIN and nf_tables with the arp family): %w", FenceTable, err)
 	}
 	for _, ff := range f.fams {
 		els, err := c.GetSetElements(ff.managed)
 		if err != nil {
-			c.CloseLasting()
 			return nil, fmt.Errorf("vip fence: read %s: %w", ff.managed.Name, err)
 		}
 		for _, e := range els {
@@ -268,8 +285,7 @@ func (f *NFTFence) Dark(a netip.Addr) error {
 
 // Close removes the fence's tables when none of the addresses it gates is
 // still configured (graceful stop: the manager removed them), so that
-// nothing of the agent stays in the ruleset; it keeps them otherwise. It
-// closes the netlink socket.
+// nothing of the agent stays in the ruleset; it keeps them otherwise.
 func (f *NFTFence) Close(present map[netip.Addr]bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -286,5 +302,5 @@ func (f *NFTFence) Close(present map[netip.Addr]bool) error {
 		}
 		errs = f.c.Flush()
 	}
-	return errors.Join(errs, f.c.CloseLasting())
+	return errors.Join(errs, f.ns.Close())
 }
