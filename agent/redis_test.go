@@ -26,13 +26,7 @@ import (
 func startRedis(t *testing.T) string {
 	t.Helper()
 	labtest.RequireBin(t, "redis-server")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return runRedisOn(t, port)
+	return runRedisOn(t, labtest.FreePort(t))
 }
 
 // runRedisOn starts a redis-server (stock replication settings, no

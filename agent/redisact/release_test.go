@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -24,12 +23,7 @@ import (
 func startRedis(t *testing.T) string {
 	t.Helper()
 	labtest.RequireBin(t, "redis-server")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := labtest.FreePort(t)
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", t.TempDir(), "--min-replicas-to-write", "1073741824")
 	if err := cmd.Start(); err != nil {

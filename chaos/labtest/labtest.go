@@ -1,7 +1,8 @@
-// Package labtest has the helper every lab test starts with.
+// Package labtest has the helpers every lab test starts with.
 package labtest
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -48,4 +49,16 @@ func RequireBin(t testing.TB, bins ...string) {
 		t.Fatalf("test needs %s on PATH (HM_REQUIRE_LAB=1); run scripts/deps.sh", strings.Join(missing, ", "))
 	}
 	t.Skipf("test needs %s on PATH; run scripts/deps.sh", strings.Join(missing, ", "))
+}
+
+// FreePort returns a TCP port on loopback that was free a moment ago (for a
+// server the test starts: redis-server takes its port on the command line).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
