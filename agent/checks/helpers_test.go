@@ -2,12 +2,13 @@ package checks
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/harbormaster/harbormaster/chaos/labtest"
 )
 
 // writeFile writes content to name in dir and returns its path.
@@ -32,15 +33,7 @@ func writeFileMode(t *testing.T, dir, name, content string, mode os.FileMode) st
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return labtest.FreePort(t) }
 
 // waitFor polls cond every 10ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

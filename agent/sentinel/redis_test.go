@@ -44,15 +44,7 @@ func startRedis(t *testing.T) Addr {
 	return a
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return labtest.FreePort(t) }
 
 // directClient is a plain client of one redis-server.
 func directClient(t *testing.T, a Addr) *redis.Client {
