@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/harbormaster/harbormaster/chaos/labtest"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/harbormaster/harbormaster/chaos/labtest"
 )
 
 // requireLab skips the test unless it can build a lab (root, ip and nft
@@ -787,5 +790,101 @@ func TestBlockTCP(t *testing.T) {
 	}
 	if !dialsTCP(t, l, "n2", "n1", 6379, okWait) {
 		t.Error("TCP n2 -> n1:6379 still blocked after Heal")
+	}
+}
+
+// TestDeleteNSUnderACoveringMount rebuilds, in a directory of its own, how
+// names under /run/netns became unremovable: a namespace bound onto the plain
+// directory, then the directory bound recursively onto itself (what `ip netns
+// add` does when it is not a mount point yet), which copies the namespace's
+// mount on top and hides the original. deleteNS must still remove the name
+// and leave no mount behind.
+func TestDeleteNSUnderACoveringMount(t *testing.T) {
+	requireLab(t)
+	dir := filepath.Join(t.TempDir(), "netns")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 8 && unix.Unmount(dir, unix.MNT_DETACH) == nil; i++ {
+		}
+	})
+	path := filepath.Join(dir, "x")
+	if err := os.WriteFile(path, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("/proc/self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 8 && unix.Unmount(path, unix.MNT_DETACH) == nil; i++ {
+		}
+	})
+	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	points, err := mountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if points[path] != 2 {
+		t.Fatalf("mounts at %s: %d, want the original and its copy", path, points[path])
+	}
+	if err := deleteNSIn(dir, "x"); err != nil {
+		t.Fatalf("deleteNS under a covering mount: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s after deleteNS: %v, want gone", path, err)
+	}
+	if points, err = mountPoints(); err != nil {
+		t.Fatal(err)
+	}
+	if points[path] != 0 {
+		t.Fatalf("mounts left at %s: %d", path, points[path])
+	}
+}
+
+// TestEnsureMountDir: the directory becomes one shared mount point, however
+// often it is called, so a later `ip netns add` has nothing to bind over.
+func TestEnsureMountDir(t *testing.T) {
+	requireLab(t)
+	dir := filepath.Join(t.TempDir(), "netns")
+	t.Cleanup(func() {
+		for i := 0; i < 8 && unix.Unmount(dir, unix.MNT_DETACH) == nil; i++ {
+		}
+	})
+	for i := 0; i < 2; i++ {
+		if err := ensureMountDir(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	points, err := mountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if points[dir] != 1 {
+		t.Fatalf("mounts at %s: %d, want 1", dir, points[dir])
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 6 && f[4] == dir && !strings.Contains(line, " shared:") {
+			t.Fatalf("%s is not shared: %s", dir, line)
+		}
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/run/netns`:     "/run/netns",
+		`/a\040b`:        "/a b",
+		`/tab\011x\134y`: "/tab\tx\\y",
+		`/short\04`:      `/short\04`,
+	} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

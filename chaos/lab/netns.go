@@ -95,8 +95,8 @@ func newRouteHandle() (*netlink.Handle, error) {
 // error wrapping fs.ErrExist if the name is taken; it never touches a
 // namespace it did not create.
 func createNS(name string) (*netlink.Handle, error) {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", netnsDir, err)
+	if err := ensureMountDir(netnsDir); err != nil {
+		return nil, err
 	}
 	path := nsPath(name)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
@@ -141,18 +141,136 @@ func createNS(name string) (*netlink.Handle, error) {
 	return h, nil
 }
 
+// ensureMountDir makes dir a mount point of its own with shared propagation,
+// as `ip netns add` does for /run/netns, before any namespace is bound under
+// it. Without this, a namespace we bind onto the plain directory is covered
+// the first time `ip netns add` (ours or anyone's) binds the directory onto
+// itself: iproute2's recursive bind copies our mount on top, deleteNS then
+// unmounts only the copy, and the original, out of reach beneath, makes the
+// name unremovable (EBUSY) until reboot. Held under a lock file so two lab
+// processes do not both bind the directory.
+func ensureMountDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(dir+".hmlab-lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", dir, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", dir, err)
+	}
+	mounted, err := isMountPoint(dir)
+	if err != nil {
+		return err
+	}
+	if !mounted {
+		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s onto itself: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", dir, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether some mount of this mount namespace sits at
+// dir (a clean absolute path), from /proc/self/mountinfo.
+func isMountPoint(dir string) (bool, error) {
+	points, err := mountPoints()
+	if err != nil {
+		return false, err
+	}
+	return points[dir] > 0, nil
+}
+
+// mountPoints counts the mounts at each mount point of this mount namespace.
+func mountPoints() (map[string]int, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	points := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		points[unescapeMountinfo(f[4])]++
+	}
+	return points, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // deleteNS unmounts and removes a named namespace. The kernel frees the
 // namespace once no process, socket or file holds it. Deleting a missing name
 // is not an error.
-func deleteNS(name string) error {
-	path := nsPath(name)
+func deleteNS(name string) error { return deleteNSIn(netnsDir, name) }
+
+func deleteNSIn(dir, name string) error {
+	path := filepath.Join(dir, name)
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount namespace %s: %w", name, err)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := os.Remove(path)
+	if errors.Is(err, unix.EBUSY) {
+		// Still a mount point, of a mount we cannot reach by path: see
+		// ensureMountDir for how that happens.
+		err = removeCovered(dir, path)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove namespace %s: %w", name, err)
 	}
 	return nil
+}
+
+// removeCovered removes path, a file under dir with a mount on it that a
+// later mount over dir hides. unlink refuses a file that is a mount point in
+// the caller's mount namespace, but once it succeeds the kernel detaches every
+// mount on the file in every namespace. So on a throwaway thread with a
+// private copy of the mount namespace, it peels the mounts off dir and path
+// in the copy (nothing propagates back), unlinks path, and the originals go
+// with it.
+func removeCovered(dir, path string) error {
+	return onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			return fmt.Errorf("unshare mount namespace: %w", err)
+		}
+		if err := unix.Mount("", "/", "none", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make the mount namespace private: %w", err)
+		}
+		for _, p := range []string{dir, path} {
+			for i := 0; i < 64; i++ {
+				if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+					break // EINVAL: no longer a mount point
+				}
+			}
+		}
+		if err := unix.Unlink(path); err != nil {
+			return &os.PathError{Op: "remove", Path: path, Err: err}
+		}
+		return nil
+	})
 }
 
 // nsID identifies a network namespace by the device and inode of its nsfs
