@@ -23,6 +23,10 @@ type fakeGuard struct {
 	runningAtRelease bool
 	done             chan struct{}
 	once             sync.Once
+	// back and env run the starts; starts counts them.
+	back   service.Actuator
+	env    service.Env
+	starts int
 }
 
 func (g *fakeGuard) Renew(d time.Duration) error {
@@ -41,7 +45,17 @@ func (g *fakeGuard) Release() error {
 }
 
 func (g *fakeGuard) Done() <-chan struct{} { return g.done }
-func (g *fakeGuard) exit()                 { g.once.Do(func() { close(g.done) }) }
+
+func (g *fakeGuard) startCount() int { g.mu.Lock(); defer g.mu.Unlock(); return g.starts }
+
+// Start runs the backend's start, as the guard process does.
+func (g *fakeGuard) Start(ctx context.Context) error {
+	g.mu.Lock()
+	g.starts++
+	g.mu.Unlock()
+	return g.back.Start(ctx, g.env)
+}
+func (g *fakeGuard) exit() { g.once.Do(func() { close(g.done) }) }
 
 func (g *fakeGuard) state() (renewals []time.Duration, released, runningAtRelease bool) {
 	g.mu.Lock()
@@ -59,9 +73,9 @@ type guards struct {
 	runningAtStart []bool
 }
 
-func (gs *guards) start(_ string, _ service.Actuator, env service.Env, _ time.Duration, latest func() time.Duration) (Guard, error) {
+func (gs *guards) start(_ string, back service.Actuator, env service.Env, _ time.Duration, latest func() time.Duration) (Guard, error) {
 	deadline := latest()
-	g := &fakeGuard{epoch: env.Epoch, done: make(chan struct{})}
+	g := &fakeGuard{epoch: env.Epoch, done: make(chan struct{}), back: back, env: env}
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	gs.started = append(gs.started, g)
@@ -118,6 +132,9 @@ func TestGuardLifecycle(t *testing.T) {
 	}
 	gs.mu.Unlock()
 	g1 := gs.all()[0]
+	if n := g1.startCount(); n != 1 {
+		t.Fatalf("%d starts through the guard, want the one start to go through it", n)
+	}
 
 	// A renewal: the deadline moves to the new lease end; passes without
 	// a renewal write the same deadline (the guard writes only changes).
@@ -146,6 +163,9 @@ func TestGuardLifecycle(t *testing.T) {
 
 	// The agent's own stop: the guard is released first.
 	g3 := gs.all()[2]
+	if s, _, _ := b.calls(); g1.startCount()+g2.startCount()+g3.startCount() != s {
+		t.Fatalf("%d starts, %d+%d+%d through the guards; want all through them", s, g1.startCount(), g2.startCount(), g3.startCount())
+	}
 	rel := serviceState(heldAs(2))
 	rel.Assignments["notary"].Releasing = true
 	node.SetState(rel)

@@ -12,9 +12,10 @@
 //
 // A dead agent stops nothing, so each running service instance has a guard
 // (Config.StartGuard, agent/serviceguard): a process of its own that the
-// worker starts before the service, renews with every lease renewal, and
-// releases before it stops the service itself. When the agent is killed or
-// frozen, the guard stops the service at the lease's end, before the
+// worker starts before the service, asks to run the service's start,
+// renews with every lease renewal, and releases before it stops the service
+// itself. When the agent is killed or frozen, the guard ends a start still
+// running, then stops the service at the lease's end, before the
 // coordinator may give the role to another node.
 package serviceact
 
@@ -75,6 +76,9 @@ type Guard interface {
 	Release() error
 	// Done is closed when the guard process exited.
 	Done() <-chan struct{}
+	// Start runs the service's start in the guard, so that the guard's
+	// stop, if it comes, waits for it (serviceguard.Guard.Start).
+	Start(ctx context.Context) error
 }
 
 // Actuator runs the node's service roles. Build it with New; Run runs it.
@@ -562,8 +566,15 @@ func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) erro
 	hctx, cancel := w.callContext(timeout)
 	w.mu.Lock()
 	w.running = true
+	g := w.guard
 	w.mu.Unlock()
-	err := x.call(hctx, w, opStart, func(c context.Context) error { return back.Start(c, env) })
+	start := func(c context.Context) error { return back.Start(c, env) }
+	if g != nil {
+		// Through the guard: an agent killed during the start leaves
+		// the start with the guard, which ends it before its own stop.
+		start = g.Start
+	}
+	err := x.call(hctx, w, opStart, start)
 	cancel()
 	w.mu.Lock()
 	w.unsure = err != nil // a failed start is retried (and undone by a stop if the role goes)

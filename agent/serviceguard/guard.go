@@ -12,7 +12,7 @@
 // in a session of its own (a SIGKILL of the agent's process group does not
 // reach it), with the agent's stderr and environment, and writes to its
 // stdin, one line each (the guard answers "ready" on its stdout once it
-// read the spec and ignores the signals below):
+// read the spec and catches the signals below):
 //   - first, the Spec as JSON: the service's config entry, its Env and the
 //     stop timeout;
 //   - once the guard answered "ready", "deadline N": the lease's end, N
@@ -21,17 +21,31 @@
 //     is sent after the guard started (which may take a while on a busy
 //     machine), never in the spec: a deadline that passed while the guard
 //     started would make it stop a service the agent holds;
+//   - "start ID N": run the service's Start (the start hook, or the unit's
+//     start) bounded by N nanoseconds; the guard answers "started ID" or
+//     "start-failed ID MSG" (MSG a JSON string) on its stdout. The agent
+//     starts the service through its guard, not itself, so that the guard
+//     orders its own stop after the start: a start hook left running by a
+//     killed agent would otherwise launch the service after the guard's
+//     stop found nothing to stop, and nobody would stop it (chaos seed
+//     147025). Starts run one at a time, in order;
+//   - "cancel ID": end that start (its hook is killed with its process
+//     group) and answer it;
 //   - "release" when the agent stops the service itself (or hands the
-//     instance to a new guard): the guard exits without acting.
+//     instance to a new guard): the guard ends any start still running and
+//     exits without acting.
 //
 // When the deadline passes with no newer one (the agent is frozen, or its
 // lease lapsed), or stdin ends without "release" (the agent died) and then
-// the deadline passes, the guard builds the service's backend as the agent
-// does (agent/service.New), runs its Stop bounded by the stop timeout (a
-// hook still running then is killed with its process group), logs one line
-// saying what it did and why, and exits. It ignores SIGTERM, SIGINT and
-// SIGHUP: only the protocol ends it (and SIGKILL, such as systemd's final
-// one).
+// the deadline passes, the guard ends any start still running (killing its
+// hook's process group) and waits for it, builds the service's backend as
+// the agent does (agent/service.New), runs its Stop bounded by the stop
+// timeout (a hook still running then is killed with its process group),
+// logs one line saying what it did and why, and exits. It catches SIGTERM,
+// SIGINT and SIGHUP and does nothing with them: only the protocol ends it
+// (and SIGKILL, such as systemd's final one). Caught, not ignored: an
+// ignored signal stays ignored across exec, and the service its start hook
+// launches must still stop on SIGTERM.
 package serviceguard
 
 import (
@@ -42,9 +56,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -117,21 +133,141 @@ func (o Outcome) String() string {
 // msg is one line read after the spec.
 type msg struct {
 	deadline time.Duration // > 0: a renewal
+	start    *startReq
+	cancel   uint64 // > 0: cancel that start
 	release  bool
 	eof      bool
 	err      error
 }
 
+// startReq is a "start ID N" line.
+type startReq struct {
+	id      uint64
+	timeout time.Duration
+}
+
+// starter runs the agent's start requests one at a time, in order, and
+// answers each on out.
+type starter struct {
+	back service.Actuator
+	env  service.Env
+	out  io.Writer
+	log  *slog.Logger
+
+	reqs chan startReq
+	done chan struct{} // closed when run returned
+
+	mu       sync.Mutex
+	closed   bool
+	canceled map[uint64]bool               // canceled before they ran
+	running  map[uint64]context.CancelFunc // the one running
+	outMu    sync.Mutex
+}
+
+func newStarter(back service.Actuator, env service.Env, out io.Writer, log *slog.Logger) *starter {
+	s := &starter{back: back, env: env, out: out, log: log, reqs: make(chan startReq, 64),
+		done: make(chan struct{}), canceled: map[uint64]bool{}, running: map[uint64]context.CancelFunc{}}
+	go s.run()
+	return s
+}
+
+func (s *starter) run() {
+	defer close(s.done)
+	for r := range s.reqs {
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		s.mu.Lock()
+		if s.canceled[r.id] || s.closed {
+			cancel()
+		}
+		delete(s.canceled, r.id)
+		s.running[r.id] = cancel
+		s.mu.Unlock()
+		var err error
+		if ctx.Err() != nil {
+			err = fmt.Errorf("start canceled before it ran: %w", service.ErrTimeout)
+		} else {
+			err = s.back.Start(ctx, s.env)
+		}
+		s.mu.Lock()
+		delete(s.running, r.id)
+		s.mu.Unlock()
+		cancel()
+		s.answer(r.id, err)
+	}
+}
+
+// answer writes the start's result; a write that fails (the agent is gone)
+// is only logged.
+func (s *starter) answer(id uint64, err error) {
+	line := fmt.Sprintf("started %d\n", id)
+	if err != nil {
+		m, _ := json.Marshal(err.Error())
+		line = fmt.Sprintf("start-failed %d %s\n", id, m)
+	}
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	if _, werr := io.WriteString(s.out, line); werr != nil {
+		s.log.Debug("service guard: answer to a start not delivered", "id", id, "err", werr)
+	}
+}
+
+// submit queues a start; after close it is answered as canceled.
+func (s *starter) submit(r startReq) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.answer(r.id, fmt.Errorf("start refused: the guard is stopping the service: %w", service.ErrTimeout))
+		return
+	}
+	select {
+	case s.reqs <- r:
+	default:
+		s.answer(r.id, errors.New("start refused: too many starts queued in the guard"))
+	}
+}
+
+// cancel ends start id: at once when it runs, before it runs when queued.
+func (s *starter) cancel(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.running[id]; ok {
+		c()
+		return
+	}
+	s.canceled[id] = true
+}
+
+// closeAndWait cancels every start, running or queued, and returns once
+// none runs: whatever a start hook would launch is launched, or never will
+// be.
+func (s *starter) closeAndWait() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		for _, c := range s.running {
+			c()
+		}
+		close(s.reqs)
+	}
+	s.mu.Unlock()
+	<-s.done
+}
+
 // Watch runs the guard's loop on in (after the spec line): it waits for
-// the first deadline, follows the renewals until release (then returns
-// Released and calls nothing), or until the deadline passes; then it calls
-// back.Stop bounded by spec.StopTimeout and returns why, with Stop's
-// error. now is the deadlines' clock (Mono). A malformed line counts as
-// the end of stdin: the guard acts at the last deadline it had, at once
-// when it had none. The goroutine reading in ends when in does.
-func Watch(in *bufio.Reader, spec Spec, back service.Actuator, now func() time.Duration, log *slog.Logger) (Outcome, error) {
+// the first deadline, runs the starts the agent asks for (answering each
+// on out), follows the renewals until release (then ends any start and
+// returns Released, calling no Stop), or until the deadline passes; then it
+// ends any start still running, waits for it, calls back.Stop bounded by
+// spec.StopTimeout and returns why, with Stop's error. now is the
+// deadlines' clock (Mono). A malformed line counts as the end of stdin: the
+// guard acts at the last deadline it had, at once when it had none. The
+// goroutine reading in ends when in does.
+func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, now func() time.Duration, log *slog.Logger) (Outcome, error) {
 	msgs := make(chan msg, 1)
 	go read(in, msgs)
+	starts := newStarter(back, spec.Env, out, log)
+	defer starts.closeAndWait()
 	var deadline time.Duration // 0 until the first deadline line
 	gone := false
 	why := "no renewal before the lease's end (the agent is frozen or lost its lease)"
@@ -140,6 +276,10 @@ func Watch(in *bufio.Reader, spec Spec, back service.Actuator, now func() time.D
 		switch {
 		case m.release:
 			return true
+		case m.start != nil:
+			starts.submit(*m.start)
+		case m.cancel > 0:
+			starts.cancel(m.cancel)
 		case m.eof || m.err != nil:
 			gone, msgs = true, nil // act at the deadline
 			why = "stdin closed without release (the agent died)"
@@ -191,6 +331,10 @@ func Watch(in *bufio.Reader, spec Spec, back service.Actuator, now func() time.D
 		if deadline > 0 {
 			late = now() - deadline
 		}
+		// A start still running (the agent died during its start hook)
+		// must end before the stop, or it would launch the service after
+		// the stop found nothing to stop.
+		starts.closeAndWait()
 		ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 		begin := time.Now()
 		err := back.Stop(ctx, spec.Env)
@@ -236,18 +380,38 @@ func parse(line string) msg {
 			return msg{deadline: time.Duration(n)}
 		}
 	}
-	return msg{err: fmt.Errorf("unknown line %q (want \"deadline N\" or \"release\")", line)}
+	if v, ok := strings.CutPrefix(line, "start "); ok {
+		id, n, ok := strings.Cut(v, " ")
+		i, err1 := strconv.ParseUint(id, 10, 64)
+		t, err2 := strconv.ParseInt(n, 10, 64)
+		if ok && err1 == nil && err2 == nil && i > 0 && t > 0 {
+			return msg{start: &startReq{id: i, timeout: time.Duration(t)}}
+		}
+	}
+	if v, ok := strings.CutPrefix(line, "cancel "); ok {
+		if i, err := strconv.ParseUint(v, 10, 64); err == nil && i > 0 {
+			return msg{cancel: i}
+		}
+	}
+	return msg{err: fmt.Errorf("unknown line %q (want \"deadline N\", \"start ID N\", \"cancel ID\" or \"release\")", line)}
 }
 
-// Main is the guard process's main: it ignores SIGTERM, SIGINT and SIGHUP
-// (only the protocol ends a guard: a signal meant for the agent, such as a
-// Ctrl-C in its terminal, must not take the dead-man with it) and SIGPIPE
-// (a closed stderr turns log writes into errors), reads the spec from in,
-// builds the service's backend (agent/service.New), says "ready" on ready
-// (Start waits for it), and runs Watch with the machine's monotonic clock,
-// logging to stderr.
-func Main(in io.Reader, ready, stderr io.Writer) error {
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+// Main is the guard process's main: it catches and drops SIGTERM, SIGINT
+// and SIGHUP (only the protocol ends a guard: a signal meant for the
+// agent, such as a Ctrl-C in its terminal, must not take the dead-man with
+// it) and SIGPIPE (a closed stdout or stderr turns writes into errors),
+// reads the spec from in, builds the service's backend
+// (agent/service.New), says "ready" on out (Start waits for it), and runs
+// Watch with the machine's monotonic clock, answering starts on out and
+// logging to stderr. The signals are caught rather than ignored, so the
+// hooks it runs, and the service they launch, get them at their defaults.
+func Main(in io.Reader, out, stderr io.Writer) error {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	go func() {
+		for range sigs {
+		}
+	}()
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "service-guard", "pid", unix.Getpid())
 	r := bufio.NewReader(in)
 	line, err := r.ReadBytes('\n')
@@ -268,9 +432,9 @@ func Main(in io.Reader, ready, stderr io.Writer) error {
 	if c, ok := back.(io.Closer); ok {
 		defer c.Close()
 	}
-	if _, err := io.WriteString(ready, "ready\n"); err != nil {
+	if _, err := io.WriteString(out, "ready\n"); err != nil {
 		return fmt.Errorf("service guard: %w", err)
 	}
-	_, err = Watch(r, spec, back, Mono, log)
+	_, err = Watch(r, out, spec, back, Mono, log)
 	return err
 }

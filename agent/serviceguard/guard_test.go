@@ -62,7 +62,7 @@ func watch(t *testing.T, spec Spec, back service.Actuator, deadline time.Duratio
 	t.Cleanup(func() { w.Close() })
 	done := make(chan watched, 1)
 	go func() {
-		out, err := Watch(bufio.NewReader(r), spec, back, Mono, quiet)
+		out, err := Watch(bufio.NewReader(r), io.Discard, spec, back, Mono, quiet)
 		done <- watched{out, err}
 	}()
 	if deadline > 0 {
@@ -239,5 +239,174 @@ func TestSpecValidate(t *testing.T) {
 	}
 	if err := ok.validate(); err != nil {
 		t.Errorf("valid spec: %v", err)
+	}
+}
+
+// slowStart is a backend whose Start blocks until its context ends (a start
+// hook still launching when the agent died) or release is closed, and
+// which records the order of events.
+type slowStart struct {
+	mu      sync.Mutex
+	events  []string
+	release chan struct{}
+	began   chan struct{}
+	fail    error
+}
+
+func (b *slowStart) note(e string) { b.mu.Lock(); b.events = append(b.events, e); b.mu.Unlock() }
+func (b *slowStart) Start(ctx context.Context, env service.Env) error {
+	b.note(fmt.Sprintf("start %d began", env.Epoch))
+	if b.began != nil {
+		close(b.began)
+	}
+	select {
+	case <-ctx.Done():
+		b.note("start ended: " + ctx.Err().Error())
+		return fmt.Errorf("start hook killed: %w", service.ErrTimeout)
+	case <-b.release:
+		b.note("start ended")
+		return b.fail
+	}
+}
+func (b *slowStart) Stop(_ context.Context, env service.Env) error {
+	b.note(fmt.Sprintf("stop %d", env.Epoch))
+	return nil
+}
+func (b *slowStart) Status(context.Context, service.Env) (bool, error) { return false, nil }
+func (b *slowStart) log() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.events...)
+}
+
+// lines collects what the guard answers.
+type lines struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lines) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lines) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func watchOut(t *testing.T, spec Spec, back service.Actuator, out io.Writer) (*io.PipeWriter, <-chan watched) {
+	t.Helper()
+	r, w := io.Pipe()
+	t.Cleanup(func() { w.Close() })
+	done := make(chan watched, 1)
+	go func() {
+		o, err := Watch(bufio.NewReader(r), out, spec, back, Mono, quiet)
+		done <- watched{o, err}
+	}()
+	return w, done
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	hang := time.Now().Add(20 * time.Second) // a hang guard, not a timing assertion
+	for !cond() {
+		if time.Now().After(hang) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStopWaitsForTheRunningStart is chaos seed 147025: the agent died
+// while the start was still launching the service. The guard must end the
+// start (its hook's process group) and only then stop, or the start would
+// launch an instance after the stop found nothing, and nobody would stop it.
+func TestStopWaitsForTheRunningStart(t *testing.T) {
+	for _, agentDies := range []bool{true, false} {
+		t.Run(fmt.Sprintf("agent dies %v", agentDies), func(t *testing.T) {
+			b := &slowStart{release: make(chan struct{}), began: make(chan struct{})}
+			spec := testSpec()
+			out := &lines{}
+			w, done := watchOut(t, spec, b, out)
+			deadline := Mono() + 300*time.Millisecond
+			if _, err := fmt.Fprintf(w, "deadline %d\nstart 1 %d\n", int64(deadline), int64(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			<-b.began
+			if agentDies {
+				w.Close()
+			}
+			got := wait(t, done)
+			want := NoRenewal
+			if agentDies {
+				want = AgentGone
+			}
+			if got.out != want || got.err != nil {
+				t.Fatalf("Watch = %v, %v; want %v, nil", got.out, got.err, want)
+			}
+			ev := b.log()
+			if len(ev) != 3 || ev[0] != "start 7 began" || !strings.HasPrefix(ev[1], "start ended: context canceled") || ev[2] != "stop 7" {
+				t.Fatalf("events %q; want the start, its end by cancellation, then the stop", ev)
+			}
+			if a := out.String(); !strings.HasPrefix(a, "start-failed 1 ") || !strings.Contains(a, "start hook killed") {
+				t.Fatalf("answer %q, want start-failed 1 with the start's error", a)
+			}
+		})
+	}
+}
+
+// TestStartAnswers: starts run in order and each gets its answer; cancel
+// ends a running one; release ends the guard without a stop.
+func TestStartAnswers(t *testing.T) {
+	b := &slowStart{release: make(chan struct{})}
+	spec := testSpec()
+	out := &lines{}
+	w, done := watchOut(t, spec, b, out)
+	if _, err := fmt.Fprintf(w, "deadline %d\nstart 1 %d\n", int64(Mono()+time.Minute), int64(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "start 1 to run", func() bool { return len(b.log()) == 1 })
+	if _, err := io.WriteString(w, "cancel 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the answer to start 1", func() bool { return strings.Contains(out.String(), "\n") })
+	if a := out.String(); !strings.HasPrefix(a, "start-failed 1 \"start hook killed") {
+		t.Fatalf("answer %q, want start 1 failed", a)
+	}
+	b.fail = errors.New("exit status 3\nwith a second line")
+	if _, err := fmt.Fprintf(w, "start 2 %d\nstart 3 %d\n", int64(time.Minute), int64(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "start 2 to run", func() bool { return len(b.log()) == 3 })
+	b.release <- struct{}{} // start 2 fails
+	waitFor(t, "start 3 to run", func() bool { return len(b.log()) == 5 })
+	b.fail = nil
+	b.release <- struct{}{} // start 3 succeeds
+	waitFor(t, "three answers", func() bool { return strings.Count(out.String(), "\n") == 3 })
+	got := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if got[1] != `start-failed 2 "exit status 3\nwith a second line"` || got[2] != "started 3" {
+		t.Fatalf("answers %q", got)
+	}
+	for i, a := range got {
+		id, err, ok := parseAnswer(a)
+		if !ok || id != uint64(i+1) || (err == nil) != (i == 2) {
+			t.Errorf("parseAnswer(%q) = %d, %v, %v", a, id, err, ok)
+		}
+	}
+	if _, err := io.WriteString(w, "release\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, done); got.out != Released || got.err != nil {
+		t.Fatalf("Watch = %v, %v; want released", got.out, got.err)
+	}
+	for _, e := range b.log() {
+		if strings.HasPrefix(e, "stop") {
+			t.Fatalf("a stop after release: %q", b.log())
+		}
+	}
+}
+
+func TestParseLines(t *testing.T) {
+	for line, ok := range map[string]bool{
+		"start 1 5000": true, "cancel 9": true, "start 0 5": false, "start 1": false,
+		"start 1 -5": false, "cancel 0": false, "cancel x": false, "started 1": false,
+	} {
+		if m := parse(line); (m.err == nil) != ok {
+			t.Errorf("parse(%q) error %v, want ok %v", line, m.err, ok)
+		}
 	}
 }

@@ -1,15 +1,21 @@
 package serviceguard
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/harbormaster/harbormaster/agent/service"
 )
 
 // Args are the arguments after the binary that run the guard (a hidden
@@ -26,12 +32,15 @@ const exitWait = 2 * time.Second
 // Guard is the agent's handle of one guard process. Safe for concurrent
 // use.
 type Guard struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd         *exec.Cmd
+	done        chan struct{}
+	stopTimeout time.Duration
 
 	mu       sync.Mutex
 	w        *os.File // the write end of the guard's stdin; nil once released
 	deadline time.Duration
+	nextID   uint64
+	waiting  map[uint64]chan error // starts waiting for their answer
 }
 
 // Start starts the guard of one service instance: exe (the agent's own
@@ -59,7 +68,6 @@ func Start(exe string, spec Spec, stderr *os.File, deadline func() time.Duration
 		w.Close()
 		return nil, fmt.Errorf("service guard: %w", err)
 	}
-	defer rr.Close()
 	cmd := exec.Command(exe, Args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.Dir = r, rw, stderr, "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -68,22 +76,28 @@ func Start(exe string, spec Spec, stderr *os.File, deadline func() time.Duration
 	rw.Close()
 	if err != nil {
 		w.Close()
+		rr.Close()
 		return nil, fmt.Errorf("service guard: start %s: %w", exe, err)
 	}
-	g := &Guard{cmd: cmd, done: make(chan struct{}), w: w}
+	g := &Guard{cmd: cmd, done: make(chan struct{}), w: w, stopTimeout: spec.StopTimeout, waiting: map[uint64]chan error{}}
 	go func() { _ = cmd.Wait(); close(g.done) }()
 	if err := g.write(string(line) + "\n"); err != nil {
+		rr.Close()
 		g.kill()
 		return nil, err
 	}
-	// Ready: the guard read the spec and ignores the signals, so a
+	// Ready: the guard read the spec and catches the signals, so a
 	// signal meant for the agent no longer reaches it unprepared.
 	_ = rr.SetReadDeadline(time.Now().Add(readyTimeout))
-	buf := make([]byte, len("ready\n"))
-	if _, err := io.ReadFull(rr, buf); err != nil || string(buf) != "ready\n" {
+	br := bufio.NewReader(rr)
+	ready, err := br.ReadString('\n')
+	if err != nil || ready != "ready\n" {
+		rr.Close()
 		g.kill()
 		return nil, fmt.Errorf("service guard %s %v did not answer ready within %s (%v); its stderr is in the agent's log", exe, Args, readyTimeout, err)
 	}
+	_ = rr.SetReadDeadline(time.Time{})
+	go g.answers(rr, br)
 	if err := g.Renew(deadline()); err != nil {
 		g.kill()
 		return nil, err
@@ -93,6 +107,107 @@ func Start(exe string, spec Spec, stderr *os.File, deadline func() time.Duration
 
 // readyTimeout bounds the guard's start (exec, Go's start-up, the spec).
 const readyTimeout = 5 * time.Second
+
+// answerGrace is how long Start waits for the guard's answer after its
+// context ended (and it sent "cancel"): the guard kills the start hook's
+// process group at once, so the answer says the start is over.
+const answerGrace = 2 * time.Second
+
+// Start runs the service's start in the guard (see the package doc: the
+// guard orders its own stop after it) and returns its result. It is bounded
+// by ctx's deadline (the role's stop_timeout when ctx has none); when ctx
+// ends first it tells the guard to cancel the start and waits for the
+// answer, so that a start that returns has ended in the guard too. An
+// error that says the guard went is a start whose outcome is unknown; the
+// agent treats it as any failed start.
+func (g *Guard) Start(ctx context.Context) error {
+	timeout := g.stopTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if timeout <= 0 || ctx.Err() != nil {
+		return fmt.Errorf("service start not run: %w (%w)", service.ErrTimeout, context.Cause(ctx))
+	}
+	g.mu.Lock()
+	g.nextID++
+	id := g.nextID
+	ch := make(chan error, 1)
+	g.waiting[id] = ch
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.waiting, id)
+		g.mu.Unlock()
+	}()
+	if err := g.write(fmt.Sprintf("start %d %d\n", id, int64(timeout))); err != nil {
+		return fmt.Errorf("service start not sent to its guard: %w", err)
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-g.done:
+		return g.goneErr()
+	case <-ctx.Done():
+	}
+	cancelErr := g.write(fmt.Sprintf("cancel %d\n", id))
+	select {
+	case err := <-ch:
+		if err == nil {
+			return nil // it finished as ctx ended
+		}
+		return fmt.Errorf("%w (%w)", err, service.ErrTimeout)
+	case <-g.done:
+		return g.goneErr()
+	case <-time.After(answerGrace):
+		return errors.Join(fmt.Errorf("service guard %d did not answer a canceled start within %s: %w", g.PID(), answerGrace, service.ErrTimeout), cancelErr)
+	}
+}
+
+func (g *Guard) goneErr() error {
+	return fmt.Errorf("service guard %d exited during the start; the start's outcome is unknown", g.PID())
+}
+
+// answers reads the guard's answers to starts until its stdout ends.
+func (g *Guard) answers(rr *os.File, br *bufio.Reader) {
+	defer rr.Close()
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		id, aerr, ok := parseAnswer(strings.TrimSpace(line))
+		if !ok {
+			continue // not ours to judge; the guard logs to stderr
+		}
+		g.mu.Lock()
+		ch := g.waiting[id]
+		g.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- aerr:
+			default:
+			}
+		}
+	}
+}
+
+// parseAnswer parses "started ID" or "start-failed ID MSG".
+func parseAnswer(line string) (id uint64, err error, ok bool) {
+	if v, found := strings.CutPrefix(line, "started "); found {
+		id, perr := strconv.ParseUint(v, 10, 64)
+		return id, nil, perr == nil
+	}
+	if v, found := strings.CutPrefix(line, "start-failed "); found {
+		n, m, _ := strings.Cut(v, " ")
+		id, perr := strconv.ParseUint(n, 10, 64)
+		var msg string
+		if json.Unmarshal([]byte(m), &msg) != nil {
+			msg = m
+		}
+		return id, errors.New(msg), perr == nil
+	}
+	return 0, nil, false
+}
 
 // PID is the guard's process id.
 func (g *Guard) PID() int { return g.cmd.Process.Pid }

@@ -218,8 +218,8 @@ const standInScript = `#!/bin/sh
 #   stop:  SIGTERM it and wait until it has exited. Then, if the flag file
 #          hang-stop-$ROLE exists, hang (the stop-hook-hangs scenario: the
 #          agent kills the hook's process group at stop_timeout).
-# Start and stop hold one lock (docs/configuration.md): the service guard may
-# run stop while a start is still launching the stand-in.
+# Start and stop hold one lock (docs/configuration.md): a restarted agent may
+# run stop while its old guard's start is still launching the stand-in.
 set -u
 role=$HARBORMASTER_ROLE
 dir=%[1]s

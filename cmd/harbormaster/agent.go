@@ -72,10 +72,17 @@ func agentCmd() *cobra.Command {
 	return cmd
 }
 
-// notifySignals ignores SIGPIPE and returns the channel of the signals
-// handleSignals handles.
+// notifySignals catches and drops SIGPIPE, and returns the channel of the
+// signals handleSignals handles. SIGPIPE is caught, not ignored: an ignored
+// signal stays ignored in every hook the agent runs (exec keeps SIG_IGN),
+// and a hook's pipeline must get SIGPIPE as usual.
 func notifySignals() chan os.Signal {
-	signal.Ignore(syscall.SIGPIPE)
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	go func() {
+		for range pipe {
+		}
+	}()
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	return ch
@@ -88,8 +95,8 @@ func notifySignals() chan os.Signal {
 //     may change at run time (Agent.Reload), or refuses the whole change;
 //   - SIGUSR1 and SIGUSR2 are logged and otherwise ignored (Go's default
 //     would kill the agent, and with it every role it holds);
-//   - SIGPIPE is ignored: a closed stdout or stderr (journald restarting)
-//     makes writes fail instead of killing the agent.
+//   - SIGPIPE is caught and dropped: a closed stdout or stderr (journald
+//     restarting) makes writes fail instead of killing the agent.
 //
 // SIGQUIT keeps Go's default: a goroutine dump on stderr, exit 2, no
 // release (for a hung agent).
