@@ -198,6 +198,13 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 		return nil, errNoLabBin
 	}
 	c.dir = opts.Dir
+	if c.dir != "" {
+		// The configs name their files by path, and an agent resolves a
+		// relative one against its config's folder, not the lab's cwd.
+		if c.dir, err = filepath.Abs(c.dir); err != nil {
+			return nil, fmt.Errorf("cluster: dir: %w", err)
+		}
+	}
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "harbormaster-lab-"); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
