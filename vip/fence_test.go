@@ -130,8 +130,14 @@ func TestNFTFenceDarkensAtLeaseEnd(t *testing.T) {
 	if !answers(t, l, n1.MAC) {
 		t.Fatal("a renewed address did not answer")
 	}
+	// After a failed operation the socket is closed; the next one opens
+	// a new one, in the fence's namespace though this thread is not in it.
+	vip.DropFenceSocket(fence)
 	if err := fence.Sync([]netip.Addr{ip}, present, map[netip.Addr]time.Duration{ip: 20 * time.Second}); err != nil {
-		t.Fatalf("re-arming an armed element: %v", err)
+		t.Fatalf("re-arming an armed element on a reopened socket: %v", err)
+	}
+	if !answers(t, l, n1.MAC) {
+		t.Fatal("a re-armed address did not answer after the socket was reopened")
 	}
 	if err := fence.Dark(ip); err != nil {
 		t.Fatal(err)
