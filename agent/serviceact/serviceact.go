@@ -572,7 +572,13 @@ func (x *Actuator) start(w *worker, env service.Env, timeout time.Duration) erro
 	if g != nil {
 		// Through the guard: an agent killed during the start leaves
 		// the start with the guard, which ends it before its own stop.
-		start = g.Start
+		start = func(c context.Context) error {
+			err := g.Start(c)
+			if errors.Is(err, serviceguard.ErrNoStart) {
+				return back.Start(c, env) // a guard of an older version
+			}
+			return err
+		}
 	}
 	err := x.call(hctx, w, opStart, start)
 	cancel()

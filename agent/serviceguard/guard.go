@@ -22,8 +22,9 @@
 //     machine), never in the spec: a deadline that passed while the guard
 //     started would make it stop a service the agent holds;
 //   - "start ID N": run the service's Start (the start hook, or the unit's
-//     start) bounded by N nanoseconds; the guard answers "started ID" or
-//     "start-failed ID MSG" (MSG a JSON string) on its stdout. The agent
+//     start) bounded by N nanoseconds; the guard answers "started ID",
+//     "start-failed ID MSG" or "start-timeout ID MSG" (MSG a JSON string;
+//     timeout: the start ran out of time or was canceled) on its stdout. The agent
 //     starts the service through its guard, not itself, so that the guard
 //     orders its own stop after the start: a start hook left running by a
 //     killed agent would otherwise launch the service after the guard's
@@ -130,6 +131,10 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
+// protoLine follows "ready": the guard understands start and cancel. A
+// guard of an older version sends none, and its agent runs starts itself.
+const protoLine = "proto 2\n"
+
 // msg is one line read after the spec.
 type msg struct {
 	deadline time.Duration // > 0: a renewal
@@ -160,6 +165,7 @@ type starter struct {
 	mu       sync.Mutex
 	closed   bool
 	canceled map[uint64]bool               // canceled before they ran
+	taken    uint64                        // the highest id run taken up
 	running  map[uint64]context.CancelFunc // the one running
 	outMu    sync.Mutex
 }
@@ -180,6 +186,7 @@ func (s *starter) run() {
 			cancel()
 		}
 		delete(s.canceled, r.id)
+		s.taken = max(s.taken, r.id)
 		s.running[r.id] = cancel
 		s.mu.Unlock()
 		var err error
@@ -202,7 +209,11 @@ func (s *starter) answer(id uint64, err error) {
 	line := fmt.Sprintf("started %d\n", id)
 	if err != nil {
 		m, _ := json.Marshal(err.Error())
-		line = fmt.Sprintf("start-failed %d %s\n", id, m)
+		verb := "start-failed"
+		if errors.Is(err, service.ErrTimeout) {
+			verb = "start-timeout"
+		}
+		line = fmt.Sprintf("%s %d %s\n", verb, id, m)
 	}
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
@@ -235,13 +246,18 @@ func (s *starter) cancel(id uint64) {
 		c()
 		return
 	}
-	s.canceled[id] = true
+	if id > s.taken {
+		s.canceled[id] = true // queued, or not read yet
+	} // else: it ended already (its answer crossed the cancel)
 }
 
 // closeAndWait cancels every start, running or queued, and returns once
 // none runs: whatever a start hook would launch is launched, or never will
 // be.
-func (s *starter) closeAndWait() {
+func (s *starter) closeAndWait() { s.closeAndWaitCtx(context.Background()) }
+
+// closeAndWaitCtx is closeAndWait that gives up waiting when ctx ends.
+func (s *starter) closeAndWaitCtx(ctx context.Context) {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -251,7 +267,11 @@ func (s *starter) closeAndWait() {
 		close(s.reqs)
 	}
 	s.mu.Unlock()
-	<-s.done
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.log.Error("service guard: a canceled start did not end within the stop's budget; stopping anyway")
+	}
 }
 
 // Watch runs the guard's loop on in (after the spec line): it waits for
@@ -267,7 +287,13 @@ func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, no
 	msgs := make(chan msg, 1)
 	go read(in, msgs)
 	starts := newStarter(back, spec.Env, out, log)
-	defer starts.closeAndWait()
+	defer func() {
+		// On release, or after the stop: a start that will not end
+		// does not keep the guard from exiting.
+		ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
+		starts.closeAndWaitCtx(ctx)
+		cancel()
+	}()
 	var deadline time.Duration // 0 until the first deadline line
 	gone := false
 	why := "no renewal before the lease's end (the agent is frozen or lost its lease)"
@@ -334,9 +360,14 @@ func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, no
 		// A start still running (the agent died during its start hook)
 		// must end before the stop, or it would launch the service after
 		// the stop found nothing to stop.
-		starts.closeAndWait()
+		// The wait counts against the stop's budget, for half of it at
+		// most: a hook that does not die (uninterruptible sleep) cannot
+		// put the stop off past the lease's end plus stop_timeout.
 		ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 		begin := time.Now()
+		wctx, wcancel := context.WithTimeout(ctx, spec.StopTimeout/2)
+		starts.closeAndWaitCtx(wctx)
+		wcancel()
 		err := back.Stop(ctx, spec.Env)
 		cancel()
 		took := time.Since(begin).Round(time.Millisecond)
@@ -432,7 +463,10 @@ func Main(in io.Reader, out, stderr io.Writer) error {
 	if c, ok := back.(io.Closer); ok {
 		defer c.Close()
 	}
-	if _, err := io.WriteString(out, "ready\n"); err != nil {
+	// "ready", exactly, first: an agent of an older version reads those six
+	// bytes and nothing more. "proto 2" then tells a current agent that
+	// this guard runs starts.
+	if _, err := io.WriteString(out, "ready\n"+protoLine); err != nil {
 		return fmt.Errorf("service guard: %w", err)
 	}
 	_, err = Watch(r, out, spec, back, Mono, log)

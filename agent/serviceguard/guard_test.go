@@ -342,8 +342,8 @@ func TestStopWaitsForTheRunningStart(t *testing.T) {
 			if len(ev) != 3 || ev[0] != "start 7 began" || !strings.HasPrefix(ev[1], "start ended: context canceled") || ev[2] != "stop 7" {
 				t.Fatalf("events %q; want the start, its end by cancellation, then the stop", ev)
 			}
-			if a := out.String(); !strings.HasPrefix(a, "start-failed 1 ") || !strings.Contains(a, "start hook killed") {
-				t.Fatalf("answer %q, want start-failed 1 with the start's error", a)
+			if a := out.String(); !strings.HasPrefix(a, "start-timeout 1 ") || !strings.Contains(a, "start hook killed") {
+				t.Fatalf("answer %q, want start-timeout 1 with the start's error", a)
 			}
 		})
 	}
@@ -364,8 +364,14 @@ func TestStartAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the answer to start 1", func() bool { return strings.Contains(out.String(), "\n") })
-	if a := out.String(); !strings.HasPrefix(a, "start-failed 1 \"start hook killed") {
-		t.Fatalf("answer %q, want start 1 failed", a)
+	if a := out.String(); !strings.HasPrefix(a, "start-timeout 1 \"start hook killed") {
+		t.Fatalf("answer %q, want start 1 timed out", a)
+	}
+	if _, err, _ := parseAnswer(strings.TrimSpace(out.String())); !errors.Is(err, service.ErrTimeout) {
+		t.Fatalf("the answer's error %v does not wrap service.ErrTimeout", err)
+	}
+	if _, err := io.WriteString(w, "cancel 1\n"); err != nil { // late: its answer crossed it
+		t.Fatal(err)
 	}
 	b.fail = errors.New("exit status 3\nwith a second line")
 	if _, err := fmt.Fprintf(w, "start 2 %d\nstart 3 %d\n", int64(time.Minute), int64(time.Minute)); err != nil {
@@ -408,5 +414,68 @@ func TestParseLines(t *testing.T) {
 		if m := parse(line); (m.err == nil) != ok {
 			t.Errorf("parse(%q) error %v, want ok %v", line, m.err, ok)
 		}
+	}
+}
+
+// TestLateCancelIsForgotten: a cancel that crosses its start's answer
+// leaves nothing behind; one for a start not read yet still cancels it.
+func TestLateCancelIsForgotten(t *testing.T) {
+	b := &slowStart{release: make(chan struct{})}
+	out := &lines{}
+	st := newStarter(b, service.Env{Role: "notary", Epoch: 7}, out, quiet)
+	defer st.closeAndWait()
+	st.submit(startReq{id: 1, timeout: time.Minute})
+	waitFor(t, "start 1 to run", func() bool { return len(b.log()) == 1 })
+	b.release <- struct{}{}
+	waitFor(t, "the answer to start 1", func() bool { return out.String() == "started 1\n" })
+	st.cancel(1)
+	st.cancel(2) // before start 2 arrives
+	st.mu.Lock()
+	kept := len(st.canceled)
+	st.mu.Unlock()
+	if kept != 1 {
+		t.Fatalf("%d canceled ids kept, want only the one not run yet", kept)
+	}
+	st.submit(startReq{id: 2, timeout: time.Minute})
+	waitFor(t, "the answer to start 2", func() bool { return strings.Count(out.String(), "\n") == 2 })
+	if a := out.String(); !strings.HasPrefix(a[len("started 1\n"):], "start-timeout 2 ") {
+		t.Fatalf("answers %q, want start 2 canceled before it ran", a)
+	}
+	if len(b.log()) != 2 {
+		t.Fatalf("events %q: start 2 ran though canceled", b.log())
+	}
+}
+
+// deafStart is a backend whose Start ignores its context (a hook stuck in
+// uninterruptible sleep) until release is closed.
+type deafStart struct{ slowStart }
+
+func (b *deafStart) Start(_ context.Context, env service.Env) error {
+	b.note(fmt.Sprintf("start %d began", env.Epoch))
+	<-b.release
+	b.note("start ended")
+	return nil
+}
+
+// TestStopIsNotHeldByAStartThatWillNotDie: the guard waits for a canceled
+// start for half the stop timeout at most, then stops all the same.
+func TestStopIsNotHeldByAStartThatWillNotDie(t *testing.T) {
+	b := &deafStart{slowStart{release: make(chan struct{})}}
+	defer close(b.release) // the stuck start ends with the test
+	spec := testSpec()
+	spec.StopTimeout = 400 * time.Millisecond
+	w, done := watchOut(t, spec, b, io.Discard)
+	deadline := Mono() + 100*time.Millisecond
+	if _, err := fmt.Fprintf(w, "deadline %d\nstart 1 %d\n", int64(deadline), int64(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the start to run", func() bool { return len(b.log()) == 1 })
+	w.Close()
+	watchDone := make(chan watched, 1)
+	go func() { watchDone <- <-done }()
+	waitFor(t, "the stop despite the start", func() bool { ev := b.log(); return len(ev) == 2 && ev[1] == "stop 7" })
+	// Nor does it keep the guard from exiting.
+	if got := wait(t, watchDone); got.out != AgentGone || got.err != nil {
+		t.Fatalf("Watch = %v, %v; want agent gone, nil", got.out, got.err)
 	}
 }

@@ -315,3 +315,20 @@ func TestServiceStartedByTheGuardStopsOnSIGTERM(t *testing.T) {
 	}
 	t.Fatal("no SigIgn in /proc/PID/status")
 }
+
+// TestGuardOfAnOlderVersion: a guard that answers "ready" without "proto 2"
+// (the binary downgraded under a running agent) cannot run starts: Start
+// says ErrNoStart at once, and the agent runs the start itself.
+func TestGuardOfAnOlderVersion(t *testing.T) {
+	old := writeScript(t, t.TempDir(), "old-guard", "read spec\necho ready\nexec cat >/dev/null\n")
+	g, err := Start(old, testSpec(), os.Stderr, func() time.Duration { return Mono() + time.Minute })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); !errors.Is(err, ErrNoStart) {
+		t.Fatalf("Start through an old guard = %v, want ErrNoStart", err)
+	}
+}

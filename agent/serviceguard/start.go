@@ -41,7 +41,13 @@ type Guard struct {
 	deadline time.Duration
 	nextID   uint64
 	waiting  map[uint64]chan error // starts waiting for their answer
+	// runsStarts: the guard said "proto 2" (it understands start).
+	runsStarts bool
 }
+
+// ErrNoStart is Start's error when the guard is of a version that cannot
+// run starts: the caller runs the start itself.
+var ErrNoStart = errors.New("service guard: this guard does not run starts (an older version)")
 
 // Start starts the guard of one service instance: exe (the agent's own
 // binary) with Args, in a session of its own, stderr as its stderr, the
@@ -96,6 +102,13 @@ func Start(exe string, spec Spec, stderr *os.File, deadline func() time.Duration
 		g.kill()
 		return nil, fmt.Errorf("service guard %s %v did not answer ready within %s (%v); its stderr is in the agent's log", exe, Args, readyTimeout, err)
 	}
+	// "proto 2" comes in the same write as "ready"; a guard of an older
+	// version (the binary downgraded under a running agent) sends none
+	// and cannot run starts.
+	_ = rr.SetReadDeadline(time.Now().Add(protoWait))
+	if proto, err := br.ReadString('\n'); err == nil && proto == protoLine {
+		g.runsStarts = true
+	}
 	_ = rr.SetReadDeadline(time.Time{})
 	go g.answers(rr, br)
 	if err := g.Renew(deadline()); err != nil {
@@ -108,6 +121,11 @@ func Start(exe string, spec Spec, stderr *os.File, deadline func() time.Duration
 // readyTimeout bounds the guard's start (exec, Go's start-up, the spec).
 const readyTimeout = 5 * time.Second
 
+// protoWait bounds the wait for "proto 2" after "ready". The guard writes
+// both lines in one write to a pipe (atomic below PIPE_BUF), so a current
+// guard's line is there at once; only an older guard's absence waits.
+const protoWait = 200 * time.Millisecond
+
 // answerGrace is how long Start waits for the guard's answer after its
 // context ended (and it sent "cancel"): the guard kills the start hook's
 // process group at once, so the answer says the start is over.
@@ -118,15 +136,25 @@ const answerGrace = 2 * time.Second
 // by ctx's deadline (the role's stop_timeout when ctx has none); when ctx
 // ends first it tells the guard to cancel the start and waits for the
 // answer, so that a start that returns has ended in the guard too. An
-// error that says the guard went is a start whose outcome is unknown; the
-// agent treats it as any failed start.
+// error that says the guard went is a start whose outcome is unknown: the
+// guard was killed (not by the protocol) or did not answer a cancel, and
+// its start hook, in a process group of its own, may still run; the agent
+// treats it as any failed start, and its stop, under the hooks' lock, stops
+// what that hook launched. ErrNoStart: the guard cannot run starts.
 func (g *Guard) Start(ctx context.Context) error {
+	if !g.runsStarts {
+		return ErrNoStart
+	}
 	timeout := g.stopTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
 	if timeout <= 0 || ctx.Err() != nil {
-		return fmt.Errorf("service start not run: %w (%w)", service.ErrTimeout, context.Cause(ctx))
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = context.DeadlineExceeded
+		}
+		return fmt.Errorf("service start not run: %w (%w)", service.ErrTimeout, cause)
 	}
 	g.mu.Lock()
 	g.nextID++
@@ -152,8 +180,8 @@ func (g *Guard) Start(ctx context.Context) error {
 	cancelErr := g.write(fmt.Sprintf("cancel %d\n", id))
 	select {
 	case err := <-ch:
-		if err == nil {
-			return nil // it finished as ctx ended
+		if err == nil || errors.Is(err, service.ErrTimeout) {
+			return err // nil: it finished as ctx ended
 		}
 		return fmt.Errorf("%w (%w)", err, service.ErrTimeout)
 	case <-g.done:
@@ -191,20 +219,29 @@ func (g *Guard) answers(rr *os.File, br *bufio.Reader) {
 	}
 }
 
-// parseAnswer parses "started ID" or "start-failed ID MSG".
+// parseAnswer parses "started ID", "start-failed ID MSG" or
+// "start-timeout ID MSG" (an error wrapping service.ErrTimeout).
 func parseAnswer(line string) (id uint64, err error, ok bool) {
 	if v, found := strings.CutPrefix(line, "started "); found {
 		id, perr := strconv.ParseUint(v, 10, 64)
 		return id, nil, perr == nil
 	}
-	if v, found := strings.CutPrefix(line, "start-failed "); found {
+	for _, verb := range []string{"start-failed ", "start-timeout "} {
+		v, found := strings.CutPrefix(line, verb)
+		if !found {
+			continue
+		}
 		n, m, _ := strings.Cut(v, " ")
 		id, perr := strconv.ParseUint(n, 10, 64)
 		var msg string
 		if json.Unmarshal([]byte(m), &msg) != nil {
 			msg = m
 		}
-		return id, errors.New(msg), perr == nil
+		err := errors.New(msg)
+		if verb == "start-timeout " {
+			err = fmt.Errorf("%s: %w", msg, service.ErrTimeout)
+		}
+		return id, err, perr == nil
 	}
 	return 0, nil, false
 }
