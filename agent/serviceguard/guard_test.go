@@ -58,13 +58,7 @@ type watched struct {
 // (none when 0).
 func watch(t *testing.T, spec Spec, back service.Actuator, deadline time.Duration) (*io.PipeWriter, <-chan watched) {
 	t.Helper()
-	r, w := io.Pipe()
-	t.Cleanup(func() { w.Close() })
-	done := make(chan watched, 1)
-	go func() {
-		out, err := Watch(bufio.NewReader(r), io.Discard, spec, back, Mono, quiet)
-		done <- watched{out, err}
-	}()
+	w, done := watchOut(t, spec, back, io.Discard)
 	if deadline > 0 {
 		if _, err := fmt.Fprintf(w, "deadline %d\n", int64(deadline)); err != nil {
 			t.Fatal(err)

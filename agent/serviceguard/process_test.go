@@ -75,7 +75,7 @@ func fakeAgent(specJSON string) int {
 const envStart = "HM_SERVICEGUARD_TEST_START"
 
 // TestGuardOutlivesKilledAgent: a real guard process survives the SIGKILL
-// of its agent's whole process group, ignores SIGTERM, and runs the
+// of its agent's whole process group, shrugs off SIGTERM, and runs the
 // service's real stop hook at the deadline, with the instance's env.
 func TestGuardOutlivesKilledAgent(t *testing.T) {
 	dir := t.TempDir()
@@ -83,36 +83,7 @@ func TestGuardOutlivesKilledAgent(t *testing.T) {
 	hook := writeScript(t, dir, "stop", fmt.Sprintf("echo \"$HARBORMASTER_ROLE $HARBORMASTER_NODE $HARBORMASTER_EPOCH\" > %s.tmp && mv %s.tmp %s\n", stopped, stopped, stopped))
 	spec, deadline := testSpec(), Mono()+1500*time.Millisecond
 	spec.Service.Stop = []string{hook}
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent := exec.Command(exe)
-	agent.Env = append(os.Environ(), envAgent+"="+string(b), fmt.Sprintf("%s=%d", envDeadline, int64(deadline)))
-	agent.Stderr = os.Stderr
-	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := agent.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		_ = agent.Process.Kill()
-		_ = agent.Wait()
-		t.Fatalf("the fake agent printed no guard pid: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "guard ")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	agent, pid, _ := runFakeAgent(t, spec, deadline, false)
 
 	// kill -9 of the agent's process group, then SIGTERM to the guard.
 	if err := syscall.Kill(-agent.Process.Pid, syscall.SIGKILL); err != nil {
@@ -124,6 +95,7 @@ func TestGuardOutlivesKilledAgent(t *testing.T) {
 	}
 
 	var got []byte
+	var err error
 	hang := time.Now().Add(20 * time.Second) // a hang guard, not a timing assertion
 	for {
 		got, err = os.ReadFile(stopped)

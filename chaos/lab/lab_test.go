@@ -793,6 +793,14 @@ func TestBlockTCP(t *testing.T) {
 	}
 }
 
+// unmountAtEnd peels every mount off path when the test ends.
+func unmountAtEnd(t *testing.T, path string) {
+	t.Cleanup(func() {
+		for i := 0; i < 8 && unix.Unmount(path, unix.MNT_DETACH) == nil; i++ {
+		}
+	})
+}
+
 // TestDeleteNSUnderACoveringMount rebuilds, in a directory of its own, how
 // names under /run/netns became unremovable: a namespace bound onto the plain
 // directory, then the directory bound recursively onto itself (what `ip netns
@@ -805,10 +813,7 @@ func TestDeleteNSUnderACoveringMount(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for i := 0; i < 8 && unix.Unmount(dir, unix.MNT_DETACH) == nil; i++ {
-		}
-	})
+	unmountAtEnd(t, dir)
 	path := filepath.Join(dir, "x")
 	if err := os.WriteFile(path, nil, 0o444); err != nil {
 		t.Fatal(err)
@@ -816,10 +821,7 @@ func TestDeleteNSUnderACoveringMount(t *testing.T) {
 	if err := unix.Mount("/proc/self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for i := 0; i < 8 && unix.Unmount(path, unix.MNT_DETACH) == nil; i++ {
-		}
-	})
+	unmountAtEnd(t, path)
 	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -849,10 +851,7 @@ func TestDeleteNSUnderACoveringMount(t *testing.T) {
 func TestEnsureMountDir(t *testing.T) {
 	requireLab(t)
 	dir := filepath.Join(t.TempDir(), "netns")
-	t.Cleanup(func() {
-		for i := 0; i < 8 && unix.Unmount(dir, unix.MNT_DETACH) == nil; i++ {
-		}
-	})
+	unmountAtEnd(t, dir)
 	for i := 0; i < 2; i++ {
 		if err := ensureMountDir(dir); err != nil {
 			t.Fatal(err)
