@@ -252,12 +252,9 @@ func (s *starter) cancel(id uint64) {
 }
 
 // closeAndWait cancels every start, running or queued, and returns once
-// none runs: whatever a start hook would launch is launched, or never will
-// be.
-func (s *starter) closeAndWait() { s.closeAndWaitCtx(context.Background()) }
-
-// closeAndWaitCtx is closeAndWait that gives up waiting when ctx ends.
-func (s *starter) closeAndWaitCtx(ctx context.Context) {
+// none runs (whatever a start hook would launch is launched, or never will
+// be), or once ctx ends.
+func (s *starter) closeAndWait(ctx context.Context) {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -291,7 +288,7 @@ func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, no
 		// On release, or after the stop: a start that will not end
 		// does not keep the guard from exiting.
 		ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
-		starts.closeAndWaitCtx(ctx)
+		starts.closeAndWait(ctx)
 		cancel()
 	}()
 	var deadline time.Duration // 0 until the first deadline line
@@ -366,7 +363,7 @@ func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, no
 		ctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout)
 		begin := time.Now()
 		wctx, wcancel := context.WithTimeout(ctx, spec.StopTimeout/2)
-		starts.closeAndWaitCtx(wctx)
+		starts.closeAndWait(wctx)
 		wcancel()
 		err := back.Stop(ctx, spec.Env)
 		cancel()

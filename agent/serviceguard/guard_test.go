@@ -417,7 +417,7 @@ func TestLateCancelIsForgotten(t *testing.T) {
 	b := &slowStart{release: make(chan struct{})}
 	out := &lines{}
 	st := newStarter(b, service.Env{Role: "notary", Epoch: 7}, out, quiet)
-	defer st.closeAndWait()
+	defer st.closeAndWait(context.Background())
 	st.submit(startReq{id: 1, timeout: time.Minute})
 	waitFor(t, "start 1 to run", func() bool { return len(b.log()) == 1 })
 	b.release <- struct{}{}

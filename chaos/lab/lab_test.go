@@ -793,6 +793,16 @@ func TestBlockTCP(t *testing.T) {
 	}
 }
 
+// mountsAt counts the mounts at path in this mount namespace.
+func mountsAt(t *testing.T, path string) int {
+	t.Helper()
+	points, err := mountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return points[path]
+}
+
 // unmountAtEnd peels every mount off path when the test ends.
 func unmountAtEnd(t *testing.T, path string) {
 	t.Cleanup(func() {
@@ -825,12 +835,8 @@ func TestDeleteNSUnderACoveringMount(t *testing.T) {
 	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		t.Fatal(err)
 	}
-	points, err := mountPoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if points[path] != 2 {
-		t.Fatalf("mounts at %s: %d, want the original and its copy", path, points[path])
+	if n := mountsAt(t, path); n != 2 {
+		t.Fatalf("mounts at %s: %d, want the original and its copy", path, n)
 	}
 	if err := deleteNSIn(dir, "x"); err != nil {
 		t.Fatalf("deleteNS under a covering mount: %v", err)
@@ -838,11 +844,8 @@ func TestDeleteNSUnderACoveringMount(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s after deleteNS: %v, want gone", path, err)
 	}
-	if points, err = mountPoints(); err != nil {
-		t.Fatal(err)
-	}
-	if points[path] != 0 {
-		t.Fatalf("mounts left at %s: %d", path, points[path])
+	if n := mountsAt(t, path); n != 0 {
+		t.Fatalf("mounts left at %s: %d", path, n)
 	}
 }
 
@@ -857,12 +860,8 @@ func TestEnsureMountDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	points, err := mountPoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if points[dir] != 1 {
-		t.Fatalf("mounts at %s: %d, want 1", dir, points[dir])
+	if n := mountsAt(t, dir); n != 1 {
+		t.Fatalf("mounts at %s: %d, want 1", dir, n)
 	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
