@@ -306,7 +306,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	workCtx, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
 	var work tasks
-	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Settle: a.timing.Lease,
+	coord := coordinator.New(coordinator.Config{NodeID: a.cfg.NodeID, Interval: a.timing.Renew, Quiet: a.timing.Lease, Settle: a.timing.Lease,
 		Seed: a.cfg.Spec, NewLeaseKey: newLeaseSecret, NewClusterID: newClusterID, Log: a.log, Clock: a.clock,
 		OnReconcile: a.obs.reconciled}, raftNode{a}, a.fsm.State, a)
 	work.Go("coordinator", func() error { return coord.Run(workCtx, a.leaderCh) })

@@ -38,6 +38,11 @@ func (a *Agent) raftMembers() ([]leasing.Member, error) {
 // Majority implements coordinator.Leases (leasing.Node.Majority).
 func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) { return a.leases.Majority(ctx) }
 
+// Recent implements coordinator.RecentLeases (leasing.Node.Recent).
+func (a *Agent) Recent(now time.Time) (lease.Majority, lease.View, time.Duration, bool) {
+	return a.leases.Recent(now)
+}
+
 // newLeaseSecret returns the secret of a new cluster lease key.
 func newLeaseSecret() (fsm.Secret, error) {
 	b := make([]byte, fsm.LeaseKeySize)

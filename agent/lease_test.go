@@ -2,8 +2,10 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 )
@@ -260,6 +263,46 @@ func TestLeaseKeyCommittedAndRotated(t *testing.T) {
 			if bytes.Contains(b, k) || strings.Contains(text, base64.StdEncoding.EncodeToString(k)) {
 				t.Fatalf("a %T reply carries lease key %d", r, i+1)
 			}
+		}
+	}
+}
+
+// Recent answers from the last Majority round aged by its age, with the
+// node's own view read at the time asked: what the leader's quiet ticks
+// decide on (coordinator.RecentLeases).
+func TestRecentAgesTheLastMajorityRound(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{})
+	waitAllAlive(c)
+	l := c.leader()
+	if _, _, _, ok := l.agent.Recent(time.Now()); !ok {
+		t.Fatalf("Recent after a Majority round: ok false")
+	}
+	fresh, err := l.agent.Majority(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m, own, age, ok := l.agent.Recent(now)
+	if !ok || age < 0 || age > time.Second {
+		t.Fatalf("Recent right after a round: ok %t, age %v; want ok and an age under a second", ok, age)
+	}
+	if !own.Own || len(m.Views) != len(fresh.Views) || m.Voters != 3 {
+		t.Fatalf("Recent: own view marked %t, %d views of %d voters; want the own view and %d views of 3",
+			own.Own, len(m.Views), m.Voters, len(fresh.Views))
+	}
+	if got, want := m.Live(), fresh.Live(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Recent's live leases %v, the round's %v", got, want)
+	}
+	// A lease later, with no round since, every grant in it has run out:
+	// an aged round shows no lease longer than it may run.
+	later := now.Add(3 * config.Profiles["lan"].Lease) // the cluster's profile
+	m, _, _, _ = l.agent.Recent(later)
+	if live := m.Live(); len(live) != 0 {
+		t.Fatalf("Recent three leases on: live %v, want none", live)
+	}
+	for _, n := range c.nodes {
+		if !m.Ended(n.id, fresh.Live()[n.id]) {
+			t.Fatalf("Recent three leases on: %s's lease not ended", n.id)
 		}
 	}
 }

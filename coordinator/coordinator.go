@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/harbormaster/harbormaster/fsm"
@@ -46,12 +47,30 @@ type Leases interface {
 	Majority(ctx context.Context) (lease.Majority, error)
 }
 
+// RecentLeases is Leases that can also answer from its last round, aged
+// (leasing.Node.Recent): m holds every voter's view with the round's age
+// less to run (this node's own read now), own is this node's own view, age
+// the round's age; ok is false with no round to answer from or when the
+// voters changed since. The coordinator only ever concludes from it that
+// nothing needs doing, and asks the voters again for anything else.
+type RecentLeases interface {
+	Recent(now time.Time) (m lease.Majority, own lease.View, age time.Duration, ok bool)
+}
+
 // Config configures a Coordinator.
 type Config struct {
 	// NodeID is this node's id, the actor of the coordinator's commands.
 	NodeID string
 	// Interval is the reconcile tick; the end of a lease is noticed within it.
 	Interval time.Duration
+	// Quiet, when positive and the Leases are RecentLeases, lets a tick
+	// skip asking the voters while nothing can need doing: the state is
+	// the one the last pass planned on and that pass proposed nothing, the
+	// last round is younger than Quiet, no lease in it has run out once
+	// aged, this node grants no lease the round did not show live, and
+	// the plan on the aged round is empty. An idle leader then asks the
+	// voters about once a lease instead of every tick (docs/bench-idle.md).
+	Quiet time.Duration
 	// Settle bounds how long a new leader waits for unregistered members
 	// before placing unassigned roles (one lease is the natural value).
 	Settle time.Duration
@@ -71,8 +90,9 @@ type Config struct {
 	// NewClusterID, when set, makes the cluster id the leader proposes
 	// when the state has none (fsm.SetClusterID).
 	NewClusterID func() (string, error)
-	// OnReconcile, when set, is called after every reconcile pass with how
-	// long it took by the monotonic clock (the voters' lease answers, the
+	// OnReconcile, when set, is called after every reconcile pass that
+	// asked the voters (not after a quiet tick, see Quiet) with how long
+	// it took by the monotonic clock (the voters' lease answers, the
 	// plan and the proposals until committed) and how many commands it
 	// proposed; the agent turns it into metrics. It runs on the term's
 	// goroutine and must return quickly.
@@ -179,14 +199,15 @@ func (c *Coordinator) lead(ctx context.Context) {
 	defer tick.Stop()
 	detected := map[string]time.Time{}
 	tm := newTimers()
+	var last lastPass
 	for {
 		_, changed := c.states()
 		began := c.clock.Mono()
-		proposed, err := c.reconcile(ctx, established, detected, tm)
+		proposed, asked, err := c.reconcile(ctx, established, detected, tm, &last)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("reconcile failed", "err", err)
 		}
-		if c.cfg.OnReconcile != nil {
+		if c.cfg.OnReconcile != nil && asked {
 			c.cfg.OnReconcile(c.clock.Mono()-began, proposed)
 		}
 		select {
@@ -275,21 +296,17 @@ func (c *Coordinator) ensureLeaseKey(ctx context.Context) {
 // first seen ended; it dates the start of a failover (fsm.Assign.Detected).
 // tm measures the term's policy timers; established is the Mono reading
 // when the term began.
-func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, detected map[string]time.Time, tm *timers) (int, error) {
+func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, detected map[string]time.Time, tm *timers, last *lastPass) (proposed int, asked bool, err error) {
 	c.ensureClusterID(ctx)
 	c.ensureLeaseKey(ctx)
-	st, _ := c.states()
+	st, changed := c.states()
 	now, mono := c.clock.Now(), c.clock.Mono()
 	elapsed := tm.observe(st, now, mono)
-	maj, err := c.leases.Majority(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("ask the voters for leases: %w", err)
-	}
 	settling := false
 	if mono-established < c.cfg.Settle {
 		ids, err := c.raft.Members()
 		if err != nil {
-			return 0, fmt.Errorf("read members: %w", err)
+			return 0, false, fmt.Errorf("read members: %w", err)
 		}
 		for _, id := range ids {
 			if _, ok := st.Nodes[id]; !ok {
@@ -297,8 +314,17 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 			}
 		}
 	}
-	cmds := Plan(Input{State: st, Live: maj.Live(), Ended: maj.EndedFor, Now: now.UnixMilli(),
-		Elapsed: elapsed, Actor: c.cfg.NodeID, Settling: settling})
+	in := Input{State: st, Now: now.UnixMilli(), Elapsed: elapsed, Actor: c.cfg.NodeID, Settling: settling}
+	if c.quiet(in, last, now) {
+		return 0, false, nil
+	}
+	*last = lastPass{}
+	maj, err := c.leases.Majority(ctx)
+	if err != nil {
+		return 0, true, fmt.Errorf("ask the voters for leases: %w", err)
+	}
+	in.Live, in.Ended = maj.Live(), maj.EndedFor
+	cmds := Plan(in)
 	for _, a := range st.Assignments {
 		key := fmt.Sprintf("%s/%d", a.Holder, a.HolderGen)
 		if _, seen := detected[key]; a.Holder != "" && !seen && maj.Ended(a.Holder, a.HolderGen) {
@@ -320,7 +346,8 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 	}
 	var errs []error
 	if len(cmds) == 0 {
-		return 0, nil
+		*last = lastPass{changed: changed, live: in.Live}
+		return 0, true, nil
 	}
 	if b, ok := c.raft.(BatchRaft); ok && len(cmds) > 1 {
 		errs = b.ProposeAll(ctx, cmds)
@@ -346,7 +373,53 @@ func (c *Coordinator) reconcile(ctx context.Context, established time.Duration, 
 			failed = fmt.Errorf("propose %s: %w", cmd.Type(), err)
 		}
 	}
-	return len(errs), failed
+	return len(errs), true, failed
+}
+
+// lastPass is what a quiet tick compares with: the last pass that asked
+// the voters and proposed nothing (changed nil: none, or it proposed).
+type lastPass struct {
+	changed <-chan struct{} // the state's change channel when it began
+	live    map[string]uint64
+}
+
+// quiet reports whether this tick may skip asking the voters (Config.Quiet):
+// in is the pass's input without leases. Every way a lease can end or
+// begin shows here: a lease that may have ended has run out in the aged
+// round (which never shows one longer to run than it has), and a node
+// that starts or resumes renewing renews with this voter too. Only a
+// no-op is concluded; any plan the aged round would make is made again
+// on fresh answers.
+func (c *Coordinator) quiet(in Input, last *lastPass, now time.Time) bool {
+	rl, ok := c.leases.(RecentLeases)
+	if c.cfg.Quiet <= 0 || !ok || last.changed == nil {
+		return false
+	}
+	select {
+	case <-last.changed:
+		return false // the state changed since
+	default:
+	}
+	m, own, age, ok := rl.Recent(now)
+	if !ok || age >= c.cfg.Quiet {
+		return false
+	}
+	live := m.Live()
+	if !maps.Equal(live, last.live) {
+		return false // a lease ran out in the aged round
+	}
+	for id := range own.Nodes {
+		if gen, ok := own.Live(id); ok && last.live[id] != gen {
+			return false // a lease this voter grants that was not live
+		}
+	}
+	for _, a := range in.State.Assignments {
+		if a.Holder != "" && a.HolderGen != 0 && m.Ended(a.Holder, a.HolderGen) {
+			return false
+		}
+	}
+	in.Live, in.Ended = live, m.EndedFor
+	return len(Plan(in)) == 0
 }
 
 func (c *Coordinator) logCommand(cmd fsm.Command) {

@@ -402,7 +402,7 @@ func TestRunEstablishesLeadershipAndSeeds(t *testing.T) {
 	waitFor(t, "web on n2/21 and db on n1/11", func() bool { return holds(r, "web", "n2", 21, 1)() && holds(r, "db", "n1", 11, 1)() })
 
 	calls := r.callList()
-	wantPrefix := []string{"barrier", "propose record-event ", "propose apply-spec ", "majority"}
+	wantPrefix := []string{"barrier", "propose record-event ", "propose apply-spec ", "members", "majority"}
 	if len(calls) < len(wantPrefix) || !reflect.DeepEqual(calls[:len(wantPrefix)], wantPrefix) {
 		t.Fatalf("calls: got %q, want them to start with %q", calls, wantPrefix)
 	}

@@ -251,6 +251,8 @@ type View struct {
 	// no grant for ended at least that long ago.
 	SinceGuard time.Duration
 	Nodes      map[string]GrantView
+	// Own marks the view a node read from its own table (never sent).
+	Own bool
 }
 
 // GrantView is one node's current grant.
@@ -278,6 +280,21 @@ func (g *Grants) view(now time.Time) View {
 		v.Nodes[id] = GrantView{Gen: gr.gen, Remaining: gr.end.Sub(now), SupersededRemaining: gr.supersededEnd.Sub(now)}
 	}
 	return v
+}
+
+// Aged returns the view as it would read d later had the table granted
+// nothing meanwhile: every grant has d less to run and the guard ended d
+// longer ago. Grants only ever get extended, so an aged view never shows
+// one running longer than it does; it may show one ended that a renewal
+// since extended. A coordinator may conclude from an aged view that
+// nothing needs doing, never that a lease ended (coordinator.RecentLeases).
+func (v View) Aged(d time.Duration) View {
+	out := View{Guarded: v.Guarded && v.SinceGuard+d < 0, SinceGuard: v.SinceGuard + d, Own: v.Own,
+		Nodes: make(map[string]GrantView, len(v.Nodes))}
+	for id, g := range v.Nodes {
+		out.Nodes[id] = GrantView{Gen: g.Gen, Remaining: g.Remaining - d, SupersededRemaining: g.SupersededRemaining - d}
+	}
+	return out
 }
 
 // EndedFor reports whether, in this view, every grant to node at gen ended

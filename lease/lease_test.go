@@ -384,3 +384,25 @@ func TestRetainPrunesNonMembersOnceEnded(t *testing.T) {
 		t.Fatal("a running superseded grant was dropped")
 	}
 }
+
+func TestViewAged(t *testing.T) {
+	v := View{Guarded: true, SinceGuard: -50 * time.Millisecond, Nodes: map[string]GrantView{
+		"n1": {Gen: 11, Remaining: 400 * time.Millisecond, SupersededRemaining: 100 * time.Millisecond}}}
+	got := v.Aged(200 * time.Millisecond)
+	want := View{SinceGuard: 150 * time.Millisecond, Nodes: map[string]GrantView{
+		"n1": {Gen: 11, Remaining: 200 * time.Millisecond, SupersededRemaining: -100 * time.Millisecond}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Aged(200ms): got %+v, want %+v", got, want)
+	}
+	if v.Nodes["n1"].Remaining != 400*time.Millisecond {
+		t.Fatalf("Aged changed the view it was called on")
+	}
+	if still := v.Aged(10 * time.Millisecond); !still.Guarded {
+		t.Fatalf("Aged(10ms) of a view 50ms before its guard's end: not guarded")
+	}
+	// Ended only once every grant ran out.
+	if got.Ended("n1", 11) || !v.Aged(time.Second).Ended("n1", 11) {
+		t.Fatalf("Ended on aged views: got %t after 200ms and %t after 1s, want false, true",
+			got.Ended("n1", 11), v.Aged(time.Second).Ended("n1", 11))
+	}
+}

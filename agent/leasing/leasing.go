@@ -101,6 +101,17 @@ type Node struct {
 	clock     clock.Clock
 	lastRenew atomic.Int64 // clock.Mono (ns) of the renew loop's last pass
 	lastOK    time.Time    // send time of the last round a majority granted (renew loop only)
+
+	recentMu sync.Mutex
+	recent   *recentRound // Majority's last first round (Recent)
+}
+
+// recentRound is the other voters' views from Majority's last first round
+// (no queries), the voters it asked, and when it began.
+type recentRound struct {
+	sent   time.Time
+	voters []string // sorted
+	views  []lease.View
 }
 
 // New returns a node answering renewals on conn from now on. A restarted
@@ -354,10 +365,12 @@ func (n *Node) notePeers(ms []Member, answered map[string]bool) {
 // rests on an answer a voter did not commit to, and a voter that merely
 // has not granted a live generation yet is not made to refuse it.
 func (n *Node) Majority(ctx context.Context) (lease.Majority, error) {
+	sent := time.Now()
 	m, answered, err := n.majorityRound(ctx, nil, nil)
 	if err != nil {
 		return m, err
 	}
+	n.keepRecent(sent, m)
 	live := m.Live()
 	asked := map[lease.Query]bool{}
 	var queries []lease.Query
@@ -394,6 +407,70 @@ func (n *Node) Majority(ctx context.Context) (lease.Majority, error) {
 	return m, err
 }
 
+// keepRecent remembers the other voters' views of a first round that began
+// at sent (Recent).
+func (n *Node) keepRecent(sent time.Time, m lease.Majority) {
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return
+	}
+	r := &recentRound{sent: sent, voters: voterIDs(ms)}
+	for _, v := range m.Views {
+		if !v.Own {
+			r.views = append(r.views, v)
+		}
+	}
+	n.recentMu.Lock()
+	n.recent = r
+	n.recentMu.Unlock()
+}
+
+// Recent returns what the voters answered Majority's last round, aged to
+// now as if none had granted anything since (lease.View.Aged, by the time
+// since the round began, so no grant shows longer to run than it has),
+// with this node's own view read now, and the round's age. ok is false
+// before any round and when the voters changed since. The coordinator uses
+// it to find that nothing needs doing without asking the voters again; it
+// never judges a lease ended from it (coordinator.RecentLeases).
+func (n *Node) Recent(now time.Time) (m lease.Majority, own lease.View, age time.Duration, ok bool) {
+	n.recentMu.Lock()
+	r := n.recent
+	n.recentMu.Unlock()
+	if r == nil {
+		return m, own, 0, false
+	}
+	ms, err := n.cfg.Members()
+	if err != nil || !slices.Equal(voterIDs(ms), r.voters) {
+		return m, own, 0, false
+	}
+	age = now.Sub(r.sent)
+	if age < 0 {
+		return m, own, 0, false
+	}
+	m.Voters = len(r.voters)
+	for _, v := range r.views {
+		m.Views = append(m.Views, v.Aged(age))
+	}
+	if slices.Contains(r.voters, n.cfg.Self) {
+		own = n.grants.Snapshot(now)
+		own.Own = true
+		m.Views = append(m.Views, own)
+	}
+	return m, own, age, true
+}
+
+// voterIDs returns the ids of the voters among ms, sorted.
+func voterIDs(ms []Member) []string {
+	var ids []string
+	for _, m := range ms {
+		if m.Voter {
+			ids = append(ids, m.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // majorityRound asks the voters (all, or only those in only when it is not
 // nil) for their grant tables, judging queries, and returns the views that
 // came back within one renew interval and who answered.
@@ -421,6 +498,7 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 		out.Voters++
 		if m.ID == n.cfg.Self {
 			v := n.grants.Verdicts(time.Now(), queries...)
+			v.Own = true
 			mu.Lock()
 			out.Views = append(out.Views, v)
 			answered[m.ID] = true
