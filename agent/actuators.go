@@ -224,9 +224,13 @@ func (a *Agent) reannounce() {
 func (a *Agent) releaseLoop(ctx context.Context) {
 	for {
 		st, changed := a.fsm.State()
+		var retry <-chan time.Time // a release to retry: nil (never) while none is asked
 		for _, as := range st.HeldBy(a.cfg.NodeID) {
 			if !as.Releasing {
 				continue
+			}
+			if retry == nil {
+				retry = time.After(a.timing.Renew)
 			}
 			if !a.releasable(ctx, st, as.Role) {
 				continue // the actuator is letting go; it nudges us
@@ -247,7 +251,7 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 			return
 		case <-changed:
 		case <-a.releaseWake:
-		case <-time.After(a.timing.Renew):
+		case <-retry:
 		}
 	}
 }
