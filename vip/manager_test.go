@@ -2,6 +2,7 @@ package vip_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -161,6 +162,36 @@ func TestRenewalExtendsLifetimeAndLeaseEndFences(t *testing.T) {
 // when the kernel's (whole-second) lifetime would no longer cover the lease
 // plus RenewAhead, and one kernel listing per pass instead of a read per
 // address: 200 held addresses cost 200 reads a pass before.
+// A node manages every VIP of the spec and holds few: a pass removes only
+// what it held or what the kernel has, not every address it does not hold.
+func TestPassesLeaveAddressesHeldElsewhereAlone(t *testing.T) {
+	r := newRig(t, vip.Config{ProbeWait: -1})
+	var addrs []vip.Address
+	for i := range 20 {
+		addrs = append(addrs, vip.Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i)}), 24), Iface: "eth0"})
+	}
+	for range 50 {
+		r.m.Update(addrs, nil) // managed here, held by other nodes
+		r.m.Sync(context.Background())
+		r.clk.Add(100 * time.Millisecond)
+	}
+	if r.kernel.RemoveCalls != 0 {
+		t.Fatalf("%d removals over 50 passes of 20 addresses held elsewhere, none in the kernel: want none", r.kernel.RemoveCalls)
+	}
+	// One the kernel has (a stale or manual address) is removed.
+	r.kernel.AddBehindBack(addrs[3])
+	r.m.Sync(context.Background())
+	if ok, _ := r.kernel.Present(addrs[3]); ok || r.kernel.Removes != 1 {
+		t.Fatalf("an address in the kernel that this node may not hold: present %t, %d removed; want it removed", ok, r.kernel.Removes)
+	}
+	// Without a listing (it failed), every one is removed, as before.
+	r.kernel.Fail = errors.New("netlink down")
+	r.m.Sync(context.Background())
+	if r.kernel.RemoveCalls < len(addrs) {
+		t.Fatalf("with the listing failing: %d removals, want one per address (%d)", r.kernel.RemoveCalls, len(addrs))
+	}
+}
+
 func TestRenewalsWriteOnlyWhenTheKernelNeedsIt(t *testing.T) {
 	r := newRig(t, vip.Config{ProbeWait: -1})
 	var addrs []vip.Address

@@ -25,8 +25,9 @@ type Kernel struct {
 	Adds    int
 	Removes int
 	// Writes counts Ensure calls (adds and lifetime renewals); Presents
-	// and Lists the reads.
-	Writes, Presents, Lists int
+	// and Lists the reads; RemoveCalls every Remove, of a present address
+	// or not.
+	Writes, Presents, Lists, RemoveCalls int
 	changes                 []Change
 	// Fail, when set, is returned by every operation.
 	Fail error
@@ -99,6 +100,7 @@ func (k *Kernel) List(ifaces []string) (map[vip.Address]bool, error) {
 func (k *Kernel) Remove(a vip.Address) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.RemoveCalls++
 	if k.Fail != nil {
 		return false, k.Fail
 	}
