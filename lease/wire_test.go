@@ -2,8 +2,12 @@ package lease
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 )
 
@@ -187,4 +191,48 @@ func FuzzLeaseWire(f *testing.F) {
 			t.Fatalf("re-encode of %+v: %x, %v; want %x", msg, again, err, b)
 		}
 	})
+}
+
+// The cached keyed states tag exactly as a fresh HMAC does, for more keys
+// than the cache keeps, interleaved, from many goroutines at once.
+func TestMACCacheMatchesAFreshHMAC(t *testing.T) {
+	keys := make([][]byte, maxMACKeys+3)
+	for i := range keys {
+		keys[i] = bytes.Repeat([]byte{byte(i + 1)}, KeySize)
+	}
+	fresh := func(key, msg []byte) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write(msg)
+		return h.Sum(nil)[:MACSize]
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				key := keys[(g+i)%len(keys)]
+				msg := []byte(fmt.Sprintf("datagram %d of %d", i, g))
+				if got, want := mac(key, msg), fresh(key, msg); !bytes.Equal(got, want) {
+					select {
+					case errs <- fmt.Sprintf("key %d, %q: tag %x, want %x", (g+i)%len(keys), msg, got, want):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	macs.mu.Lock()
+	n := len(macs.pools)
+	macs.mu.Unlock()
+	if n > maxMACKeys {
+		t.Fatalf("cache holds %d keys, want at most %d", n, maxMACKeys)
+	}
 }
