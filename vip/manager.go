@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 )
@@ -204,7 +203,7 @@ func (m *Manager) Held() []Address {
 	for a := range m.held {
 		out = append(out, a)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	slices.SortFunc(out, Address.Compare)
 	return out
 }
 
@@ -296,7 +295,7 @@ func (m *Manager) Sync(ctx context.Context) time.Time {
 		desired[a] = d
 	}
 	m.mu.Unlock()
-	sort.Slice(managed, func(i, j int) bool { return managed[i].String() < managed[j].String() })
+	slices.SortFunc(managed, Address.Compare)
 	// Addresses held but no longer managed are removed too.
 	for a := range m.held {
 		if _, ok := desired[a]; !ok && !containsAddr(managed, a) {

@@ -7,10 +7,12 @@
 package vip
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,18 @@ type Address struct {
 }
 
 func (a Address) String() string { return a.Prefix.String() + "@" + a.Iface }
+
+// Compare orders addresses by IP, prefix length, then interface, without
+// formatting them (a pass sorts every managed address).
+func (a Address) Compare(b Address) int {
+	if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Iface, b.Iface)
+}
 
 // IP returns the address without its prefix length.
 func (a Address) IP() netip.Addr { return a.Prefix.Addr() }

@@ -28,7 +28,7 @@ type Kernel struct {
 	// and Lists the reads; RemoveCalls every Remove, of a present address
 	// or not.
 	Writes, Presents, Lists, RemoveCalls int
-	changes                 []Change
+	changes                              []Change
 	// Fail, when set, is returned by every operation.
 	Fail error
 }
