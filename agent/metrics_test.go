@@ -44,7 +44,9 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 			map[string]string{"role": "web", "type": "service", "cause": "first"}) == 1
 	})
 
-	// A move: counted on the target with cause operator.
+	// A move: counted on the target with cause operator (a target whose
+	// lease is not live yet is passed over for placement).
+	waitAllAlive(c)
 	target := c.node(c.others(h.id)[0])
 	if _, err := c.admin(c.nodes[0]).Move(ctxT(t, 5*time.Second), &hmv1.MoveRequest{Role: "registry-vip", Node: target.id}); err != nil {
 		t.Fatalf("move: %v", err)

@@ -171,6 +171,7 @@ func TestVIPMoveAndDrain(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{vip: true, spec: vipSpec})
 	var h *tnode
 	c.waitFor("the VIP on one node", 10*time.Second, func() bool { h = vipHolder(c); return h != nil })
+	waitAllAlive(c) // a target whose lease is not live yet is passed over for placement
 	target := c.node(c.others(h.id)[0])
 	before := c.leader().agent.State().Assignment("registry-vip")
 	start := time.Now()
