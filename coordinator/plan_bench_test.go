@@ -45,3 +45,17 @@ func BenchmarkPlanIdle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyAssign is one assignment applied to the state of an idle
+// cluster of 200 roles: a failover of k roles applies k of them.
+func BenchmarkApplyAssign(b *testing.B) {
+	st := benchState(b, 200)
+	as := st.Assignment("vip-004")
+	cmd := assign("vip-004", "n1", as.Holder, as.Epoch+1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fsm.Apply(st, st.Index+1, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
