@@ -386,7 +386,7 @@ func (a *Agent) open(ctx context.Context, cleanup *cleanups) (*opened, error) {
 		return nil, err
 	}
 	a.leases = leasing.New(leasing.Config{Self: a.cfg.NodeID, Lease: a.timing.Lease, Renew: a.timing.Renew,
-		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
+		Members: a.raftMembers, State: a.State, Conn: a.conns.get, Redial: a.conns.redial, Fenced: a.fenced, Clock: a.clock, OnRenew: a.wakeActuators,
 		OnRTT: func(d time.Duration) { a.obs.renewRTT.Observe(d.Seconds()) }, OnLapse: a.obs.lapses.Inc,
 		OnAge:      func(d time.Duration) { a.obs.renewAge.Observe(d.Seconds()); a.timingWarn.observe(time.Now(), d) },
 		OnPeerBack: a.reannounce, Filter: a.opts.LeaseFilter, Boot: a.leaseBoot, NextBoot: a.nextBoot, Log: a.log.With("component", "lease")}, pc)
@@ -644,6 +644,17 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	}
 	p.conns[addr] = c
 	return c, nil
+}
+
+// redial closes c, the pooled connection to addr, and forgets it, so that
+// the next get dials a new one (not one another caller got meanwhile).
+func (p *connPool) redial(addr string, c *grpc.ClientConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns[addr] == c {
+		delete(p.conns, addr)
+		_ = c.Close()
+	}
 }
 
 func (p *connPool) close() {

@@ -48,6 +48,13 @@ type Config struct {
 	State func() *fsm.State
 	// Conn returns a client connection to a member's API (the Leases RPC).
 	Conn func(addr string) (*grpc.ClientConn, error)
+	// Redial, when set, drops the client connection c to addr, so that
+	// the next Conn dials a new one. It is called when a voter's Leases
+	// answers have failed for a lease: a TCP connection whose peer went
+	// away without a reset (a crash, a cut link) stays open to gRPC while
+	// the kernel retransmits into it with a doubling timeout, and a voter
+	// back up was not asked again on a working connection for seconds.
+	Redial func(addr string, c *grpc.ClientConn)
 	// Fenced reports whether the node has fenced itself: it then lets its
 	// lease lapse (no renewals).
 	Fenced func() bool
@@ -124,7 +131,8 @@ func New(cfg Config, conn net.PacketConn) *Node {
 		clk = clock.System()
 	}
 	return &Node{cfg: cfg, grants: grants, clock: clk, holder: lease.NewHolder(cfg.Lease), net: newLeaseNet(conn, cfg, grants),
-		views: viewErrors{log: cfg.Log, count: map[string]uint64{}, failing: map[string]bool{}}}
+		views: viewErrors{log: cfg.Log, count: map[string]uint64{}, failing: map[string]bool{}, since: map[string]time.Time{},
+			redialed: map[string]time.Time{}}}
 }
 
 // Drops returns how many lease datagrams this node dropped, by reason
@@ -523,6 +531,13 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 			r, err := hmv1.NewClusterClient(c).Leases(ctx, &hmv1.LeasesRequest{Queries: pb})
 			if err != nil {
 				n.views.failed(m.ID, err)
+				if due, first := n.views.redialDue(m.ID, time.Now(), n.cfg.Lease); due && n.cfg.Redial != nil {
+					if first {
+						n.cfg.Log.Info("a voter's lease view has failed for a lease; dialing it again (every lease until it answers)",
+							"voter", m.ID, "err", err)
+					}
+					n.cfg.Redial(m.APIAddr, c)
+				}
 				return
 			}
 			n.views.ok(m.ID)
@@ -546,10 +561,12 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 // voter starts and stops failing (not every failure: a voter down fails
 // every round).
 type viewErrors struct {
-	log     *slog.Logger
-	mu      sync.Mutex
-	count   map[string]uint64
-	failing map[string]bool
+	log      *slog.Logger
+	mu       sync.Mutex
+	count    map[string]uint64
+	failing  map[string]bool
+	since    map[string]time.Time // first failure of the current run of failures
+	redialed map[string]time.Time // last Redial
 }
 
 func (v *viewErrors) failed(voter string, err error) {
@@ -557,6 +574,9 @@ func (v *viewErrors) failed(voter string, err error) {
 	v.count[voter]++
 	first := !v.failing[voter]
 	v.failing[voter] = true
+	if first {
+		v.since[voter] = time.Now()
+	}
 	v.mu.Unlock()
 	if first {
 		v.log.Warn("a voter's lease view failed; it counts against every verdict until it answers",
@@ -564,10 +584,26 @@ func (v *viewErrors) failed(voter string, err error) {
 	}
 }
 
+// redialDue reports whether a voter's answers have failed for at least
+// every (one lease) and it was not redialed within every; if so it
+// records a redial at now. first: the first redial of this run of
+// failures.
+func (v *viewErrors) redialDue(voter string, now time.Time, every time.Duration) (due, first bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	since, last := v.since[voter], v.redialed[voter]
+	if !v.failing[voter] || now.Sub(since) < every || now.Sub(last) < every {
+		return false, false
+	}
+	v.redialed[voter] = now
+	return true, last.Before(since)
+}
+
 func (v *viewErrors) ok(voter string) {
 	v.mu.Lock()
 	back := v.failing[voter]
 	delete(v.failing, voter)
+	delete(v.since, voter)
 	v.mu.Unlock()
 	if back {
 		v.log.Info("a voter's lease view answers again", "voter", voter)

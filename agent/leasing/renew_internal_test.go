@@ -3,6 +3,7 @@ package leasing
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -158,5 +159,36 @@ func TestRoundReportsAge(t *testing.T) {
 	}
 	if len(ages) != 1 {
 		t.Fatalf("the round after a cut-off one reported an age: %v", ages)
+	}
+}
+
+// A voter is redialed once its answers have failed for a lease, and then at
+// most once a lease while they keep failing; an answer starts over.
+func TestRedialDueAfterALeaseOfFailures(t *testing.T) {
+	v := viewErrors{log: slog.New(slog.DiscardHandler), count: map[string]uint64{}, failing: map[string]bool{},
+		since: map[string]time.Time{}, redialed: map[string]time.Time{}}
+	const lease = 500 * time.Millisecond
+	now := time.Now()
+	if due, _ := v.redialDue("n2", now.Add(time.Hour), lease); due {
+		t.Fatal("redial due for a voter that never failed")
+	}
+	v.failed("n2", errors.New("deadline"))
+	first := v.since["n2"]
+	for _, c := range []struct {
+		after       time.Duration
+		due, isFrst bool
+	}{{100 * time.Millisecond, false, false}, {lease, true, true}, {lease + 100*time.Millisecond, false, false}, {2 * lease, true, false}} {
+		if due, isFirst := v.redialDue("n2", first.Add(c.after), lease); due != c.due || isFirst != c.isFrst {
+			t.Fatalf("%v after the first failure: redial due %t (first %t), want %t (%t)", c.after, due, isFirst, c.due, c.isFrst)
+		}
+	}
+	v.ok("n2")
+	v.failed("n2", errors.New("deadline"))
+	v.since["n2"] = first.Add(10 * lease) // the new run starts after the redials above
+	if due, _ := v.redialDue("n2", v.since["n2"].Add(lease/2), lease); due {
+		t.Fatal("redial due half a lease into a new run of failures")
+	}
+	if due, first := v.redialDue("n2", v.since["n2"].Add(lease), lease); !due || !first {
+		t.Fatalf("a lease into a new run of failures: redial due %t, first %t; want both", due, first)
 	}
 }
