@@ -62,8 +62,8 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 	// AppendEntries carries that commit index at once (proposeBytes,
 	// ProposeAll), so CommitTimeout, the empty AppendEntries hashicorp/raft
 	// sends while the log is idle, is only the backstop: at the heartbeat
-	// timeout rather than raft's 50 ms it costs an idle cluster four times
-	// fewer round trips per follower (docs/bench-idle.md).
+	// timeout rather than raft's 50 ms an idle cluster makes five times
+	// fewer of those round trips (docs/chaos.md, "Idle cost").
 	rc.CommitTimeout = t.Heartbeat
 	// Raft's legacy metrics repeat every per-peer timer under a name with
 	// the peer's id appended; the labelled ones (peer_id) carry the same.

@@ -69,7 +69,7 @@ type Config struct {
 	// last round is younger than Quiet, no lease in it has run out once
 	// aged, this node grants no lease the round did not show live, and
 	// the plan on the aged round is empty. An idle leader then asks the
-	// voters about once a lease instead of every tick (docs/bench-idle.md).
+	// voters about twice a lease instead of every tick (docs/architecture.md).
 	Quiet time.Duration
 	// Settle bounds how long a new leader waits for unregistered members
 	// before placing unassigned roles (one lease is the natural value).
