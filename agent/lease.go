@@ -38,9 +38,11 @@ func (a *Agent) raftMembers() ([]leasing.Member, error) {
 // Majority implements coordinator.Leases (leasing.Node.Majority).
 func (a *Agent) Majority(ctx context.Context) (lease.Majority, error) { return a.leases.Majority(ctx) }
 
-// Recent implements coordinator.RecentLeases (leasing.Node.Recent).
-func (a *Agent) Recent(now time.Time) (lease.Majority, lease.View, time.Duration, bool) {
-	return a.leases.Recent(now)
+// Recent implements coordinator.RecentLeases (leasing.Node.Recent). It
+// reads the lease tables' clock, time.Now, as Majority does, whatever
+// clock the coordinator was given.
+func (a *Agent) Recent(time.Time) (lease.Majority, lease.View, time.Duration, bool) {
+	return a.leases.Recent(time.Now())
 }
 
 // newLeaseSecret returns the secret of a new cluster lease key.

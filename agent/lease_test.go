@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/harbormaster/harbormaster/agent"
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/fsm"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
@@ -296,7 +297,7 @@ func TestRecentAgesTheLastMajorityRound(t *testing.T) {
 	// A lease later, with no round since, every grant in it has run out:
 	// an aged round shows no lease longer than it may run.
 	later := now.Add(3 * config.Profiles["lan"].Lease) // the cluster's profile
-	m, _, _, _ = l.agent.Recent(later)
+	m, _, _, _ = agent.RecentAt(l.agent, later)        // Agent.Recent reads time.Now
 	if live := m.Live(); len(live) != 0 {
 		t.Fatalf("Recent three leases on: live %v, want none", live)
 	}

@@ -66,7 +66,8 @@ type Config struct {
 	// Quiet, when positive and the Leases are RecentLeases, lets a tick
 	// skip asking the voters while nothing can need doing: the state is
 	// the one the last pass planned on and that pass proposed nothing, the
-	// last round is younger than Quiet, no lease in it has run out once
+	// last round is younger than Quiet, every role's holder was live in
+	// it, no lease in it has run out once
 	// aged, this node grants no lease the round did not show live, and
 	// the plan on the aged round is empty. An idle leader then asks the
 	// voters about twice a lease instead of every tick (docs/architecture.md).
@@ -414,7 +415,16 @@ func (c *Coordinator) quiet(in Input, last *lastPass, now time.Time) bool {
 		}
 	}
 	for _, a := range in.State.Assignments {
-		if a.Holder != "" && a.HolderGen != 0 && m.Ended(a.Holder, a.HolderGen) {
+		if a.Holder == "" || a.HolderGen == 0 {
+			continue
+		}
+		if last.live[a.Holder] != a.HolderGen {
+			// Neither shown live nor surely ended at the last poll (the
+			// wait before a move, S4): only voters that answered then
+			// are aged here, and one that answers again may end it.
+			return false
+		}
+		if m.Ended(a.Holder, a.HolderGen) {
 			return false
 		}
 	}

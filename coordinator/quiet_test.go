@@ -161,3 +161,33 @@ func TestNoQuietTicksWithoutQuiet(t *testing.T) {
 		t.Fatalf("Recent called %d times with Quiet 0, want 0", n)
 	}
 }
+
+// A holder neither live nor surely ended at the last poll (the wait before a
+// move) keeps every tick asking: a voter that did not answer then may answer
+// now and end it.
+func TestQuietTickNotWhileAHolderIsInDoubt(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), reg("n2"), reg("n3"), applySpec(role("web", "n2", "n3")), assign("web", "n2", "", 1))
+	r.members = []string{"n1", "n2", "n3"}
+	others := map[string]lease.GrantView{"n1": grantRunning(gen1("n1")), "n3": grantRunning(gen1("n3"))}
+	with := func(g lease.GrantView) lease.View {
+		v := voterView(others)
+		v.Nodes["n2"] = g
+		return v
+	}
+	// One voter ended n2's grant, one still runs it, the third did not
+	// answer: n2 is neither live nor ended.
+	doubt := lease.Majority{Voters: 3, Views: []lease.View{with(grantOver(gen1("n2"))), with(grantRunning(gen1("n2")))}}
+	l := &recentLeases{fakeLeases: newFakeLeases(r, doubt)}
+	l.setRecent(doubt, doubt.Views[0], 10*time.Millisecond)
+	c := newCoordinator(r, l.fakeLeases, Config{Quiet: time.Second})
+	c.leases = l
+	rn := start(t, c)
+	rn.send(t, true)
+	waitFor(t, "the first pass to ask the voters", func() bool { return r.count("majority") >= 1 })
+	l.ticks(t, 2)
+	m0, t0 := r.count("majority"), l.recentCalls()
+	l.ticks(t, 10)
+	if asked, ticks := r.count("majority")-m0, l.recentCalls()-t0; asked < ticks-1 {
+		t.Fatalf("the voters were asked %d times in %d ticks with the holder in doubt, want every tick", asked, ticks)
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/internal/clock"
@@ -467,6 +469,16 @@ func (n *Node) Recent(now time.Time) (m lease.Majority, own lease.View, age time
 	return m, own, age, true
 }
 
+// transportFailure reports whether a call failed for want of an answer
+// (no connection, or none within its time), not because the voter refused.
+func transportFailure(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
 // voterIDs returns the ids of the voters among ms, sorted.
 func voterIDs(ms []Member) []string {
 	var ids []string
@@ -531,6 +543,9 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 			r, err := hmv1.NewClusterClient(c).Leases(ctx, &hmv1.LeasesRequest{Queries: pb})
 			if err != nil {
 				n.views.failed(m.ID, err)
+				if !transportFailure(err) {
+					return // an answer (a refusal): a new connection would get the same
+				}
 				if due, first := n.views.redialDue(m.ID, time.Now(), n.cfg.Lease); due && n.cfg.Redial != nil {
 					if first {
 						n.cfg.Log.Info("a voter's lease view has failed for a lease; dialing it again (every lease until it answers)",

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/harbormaster/harbormaster/fsm"
 
 	"github.com/harbormaster/harbormaster/internal/clock/clocktest"
@@ -190,5 +193,23 @@ func TestRedialDueAfterALeaseOfFailures(t *testing.T) {
 	}
 	if due, first := v.redialDue("n2", v.since["n2"].Add(lease), lease); !due || !first {
 		t.Fatalf("a lease into a new run of failures: redial due %t, first %t; want both", due, first)
+	}
+}
+
+// Only a call that got no answer is a reason to dial again; a refusal is
+// an answer.
+func TestTransportFailure(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.Unavailable, "connection refused"), true},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), true},
+		{status.Error(codes.PermissionDenied, "only the leader asks"), false},
+		{errors.New("the voter has not registered its API address"), false},
+	} {
+		if got := transportFailure(c.err); got != c.want {
+			t.Errorf("transportFailure(%v) = %t, want %t", c.err, got, c.want)
+		}
 	}
 }
