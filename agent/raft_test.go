@@ -165,8 +165,13 @@ func TestInmemFollowerCatchesUpFromSnapshot(t *testing.T) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
-	c.waitFor("a leader snapshot", 10*time.Second, func() bool {
-		return l.agent.Raft().Stats()["last_snapshot_index"] != "0"
+	// A snapshot the follower cannot do without: the leader compacts its
+	// log up to the snapshot, less trailingLogs (8) behind its last entry,
+	// so one taken at the start of the burst could leave the follower's
+	// next entry in the log, and it would catch up without the snapshot.
+	c.waitFor("a leader snapshot past the follower's log", 10*time.Second, func() bool {
+		idx, _ := strconv.ParseUint(l.agent.Raft().Stats()["last_snapshot_index"], 10, 64)
+		return idx > lagLast+8
 	})
 	c.heal()
 	c.waitFor("the lagging follower to catch up", catchUpBound, func() bool {
