@@ -408,7 +408,14 @@ func healAfter(ctx context.Context, c *Cluster, tr *Trial, cut func(h string, ot
 			tr.violate("blackhole: the client reached the holder %s only %s after the heal at %s", cur, ms(d), stamp(th))
 		}
 	}
-	out := measureOutage(attempts, th, th.Add(watch))
+	from := attempts
+	if clientCut {
+		// The client was cut off with the old holder: it could reach no
+		// holder before the heal, and that gap is the partition, not a
+		// blackhole. Count from the heal.
+		from = c.Prober.Since(th)
+	}
+	out := measureOutage(from, th, th.Add(watch))
 	tr.OutageMS = msf(out.Longest)
 	if out.Longest > reachBound {
 		tr.violate("blackhole: no successful connect from %s to %s (%s), after the heal at %s",
