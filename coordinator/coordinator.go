@@ -211,13 +211,64 @@ func (c *Coordinator) lead(ctx context.Context) {
 		if c.cfg.OnReconcile != nil && asked {
 			c.cfg.OnReconcile(c.clock.Mono()-began, proposed)
 		}
+		var wake <-chan time.Time
+		var wakeT *time.Timer
+		if d, ok := c.nextEnd(); ok && d < c.cfg.Interval {
+			wakeT = time.NewTimer(d)
+			wake = wakeT.C
+		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-tick.C:
 		case <-changed:
+		case <-wake:
+		}
+		if wakeT != nil {
+			wakeT.Stop()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
+}
+
+// endSlack is added to a lease end seen in the last round before the
+// coordinator wakes for it: the round's age counts from when it began, and
+// a voter's answer was read up to the round's duration later, so its grant
+// ends that much later than the aged view shows.
+const endSlack = time.Millisecond
+
+// nextEnd returns how long until a role holder's lease runs out in the
+// last round's answers, aged, if not renewed (lease.Majority.EndsIn): the
+// leader wakes then to ask the voters, instead of at the next tick up to
+// an interval later. A renewed lease moves the end on; the wake then finds
+// it live and the next one is a lease later. ok is false when no holder's
+// lease can end in the answers, or the Leases keep no round.
+func (c *Coordinator) nextEnd() (time.Duration, bool) {
+	rl, ok := c.leases.(RecentLeases)
+	if !ok {
+		return 0, false
+	}
+	m, _, _, ok := rl.Recent(c.clock.Now())
+	if !ok {
+		return 0, false
+	}
+	st, _ := c.states()
+	var best time.Duration
+	found := false
+	seen := map[string]uint64{}
+	for _, a := range st.Assignments {
+		if a.Holder == "" || a.HolderGen == 0 || seen[a.Holder] == a.HolderGen {
+			continue
+		}
+		seen[a.Holder] = a.HolderGen
+		// Ended already (d <= 0): a later pass acts, or waits on a timer of
+		// its own (a service's stop timeout); the tick covers it.
+		if d, ok := m.EndsIn(a.Holder, a.HolderGen); ok && d > 0 && (!found || d < best) {
+			best, found = d, true
+		}
+	}
+	return best + endSlack, found
 }
 
 func (c *Coordinator) establish(ctx context.Context, term uint64) {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -157,8 +158,9 @@ func TestNoQuietTicksWithoutQuiet(t *testing.T) {
 	rn := start(t, c)
 	rn.send(t, true)
 	passes(t, r, 10)
-	if n := l.recentCalls(); n != 0 {
-		t.Fatalf("Recent called %d times with Quiet 0, want 0", n)
+	// Recent is read once a pass, for the wake (nextEnd); every pass asks.
+	if asked, recent := r.count("majority"), l.recentCalls(); asked < recent-1 {
+		t.Fatalf("with Quiet 0: %d passes read Recent, only %d asked the voters; want every pass to ask", recent, asked)
 	}
 }
 
@@ -187,7 +189,91 @@ func TestQuietTickNotWhileAHolderIsInDoubt(t *testing.T) {
 	l.ticks(t, 2)
 	m0, t0 := r.count("majority"), l.recentCalls()
 	l.ticks(t, 10)
-	if asked, ticks := r.count("majority")-m0, l.recentCalls()-t0; asked < ticks-1 {
+	// A pass reads Recent twice: the quiet check and the wake (nextEnd).
+	if asked, ticks := r.count("majority")-m0, (l.recentCalls()-t0)/2; asked < ticks-1 {
 		t.Fatalf("the voters were asked %d times in %d ticks with the holder in doubt, want every tick", asked, ticks)
+	}
+}
+
+// endingLeases are three voters that each grant every node its first
+// generation until the node's end time, read at the real clock; Recent
+// ages the last Majority's answers by the time since (leasing.Node).
+type endingLeases struct {
+	r      *fakeRaft
+	mu     sync.Mutex
+	end    map[string]time.Time
+	last   []lease.View
+	lastAt time.Time
+}
+
+func (l *endingLeases) views(now time.Time) []lease.View {
+	var out []lease.View
+	for range 3 {
+		v := lease.View{SinceGuard: time.Hour, Nodes: map[string]lease.GrantView{}}
+		for id, end := range l.end {
+			v.Nodes[id] = lease.GrantView{Gen: gen1(id), Remaining: end.Sub(now)}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (l *endingLeases) Majority(context.Context) (lease.Majority, error) {
+	l.r.record("majority")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	l.last, l.lastAt = l.views(now), now
+	return lease.Majority{Voters: 3, Views: l.last}, nil
+}
+
+func (l *endingLeases) Recent(now time.Time) (lease.Majority, lease.View, time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		return lease.Majority{}, lease.View{}, 0, false
+	}
+	age := now.Sub(l.lastAt)
+	m := lease.Majority{Voters: 3}
+	for _, v := range l.last {
+		m.Views = append(m.Views, v.Aged(age))
+	}
+	return m, m.Views[0], age, true
+}
+
+// The leader asks the voters when a holder's lease runs out in their last
+// answers, not at its next tick: with ticks an hour apart, a lease that
+// is not renewed is found ended, and its role moved, within moments of its
+// end, and not before it.
+func TestLeaderWakesAtAHoldersLeaseEnd(t *testing.T) {
+	r := newFakeRaft(t, reg("n1"), reg("n2"), reg("n3"), applySpec(role("web", "n2", "n3")), assign("web", "n2", "", 1))
+	r.members = []string{"n1", "n2", "n3"}
+	far := time.Now().Add(time.Hour)
+	n2End := time.Now().Add(300 * time.Millisecond)
+	l := &endingLeases{r: r, end: map[string]time.Time{"n1": far, "n2": n2End, "n3": far}}
+	c := newCoordinator(r, nil, Config{Interval: time.Hour, Quiet: time.Hour})
+	c.leases = l
+	rn := start(t, c)
+	rn.send(t, true)
+	var moved time.Time
+	waitFor(t, "web to move to n3", func() bool {
+		if a := r.state().Assignment("web"); a.Holder == "n3" {
+			moved = time.Now()
+			return true
+		}
+		return false
+	})
+	if moved.Before(n2End) {
+		t.Fatalf("web moved %v before n2's lease ended", n2End.Sub(moved))
+	}
+	if late := moved.Sub(n2End); late > time.Second {
+		t.Fatalf("web moved %v after n2's lease ended; the next tick was an hour away, so only the wake moves it", late)
+	}
+	// Idle again: the voters were asked at the start, at the wake (maybe a
+	// second time, a millisecond on), and for the move; nothing more.
+	m0 := r.count("majority")
+	time.Sleep(200 * time.Millisecond)
+	if got := r.count("majority") - m0; got != 0 {
+		t.Fatalf("the voters were asked %d times in 200 ms after the move with every lease an hour from its end", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -392,6 +393,47 @@ func (m Majority) Ended(node string, gen uint64) bool {
 		}
 	}
 	return n >= Quorum(m.Voters)
+}
+
+// EndsIn returns how long after the views were read a majority of them
+// say every grant to node at gen has ended (Ended) if none is renewed
+// meanwhile: the quorum-th earliest end among the views, counting a
+// guarded view's end no sooner than its guard's. d <= 0: they say so
+// already. ok is false when no majority can say so (fewer views than a
+// quorum, or a pair the views were not asked to judge). A coordinator
+// wakes then to ask again, rather than at its next tick.
+func (m Majority) EndsIn(node string, gen uint64) (d time.Duration, ok bool) {
+	if m.Asked != nil && !m.Asked[Query{node, gen}] {
+		return 0, false
+	}
+	q := Quorum(m.Voters)
+	if len(m.Views) < q {
+		return 0, false
+	}
+	ends := make([]time.Duration, 0, len(m.Views))
+	for _, v := range m.Views {
+		ends = append(ends, v.endsIn(node, gen))
+	}
+	slices.Sort(ends)
+	return ends[q-1], true
+}
+
+// endsIn is how long until the view, aged, says node's grants at gen have
+// all ended (View.Aged, View.Ended).
+func (v View) endsIn(node string, gen uint64) time.Duration {
+	var d time.Duration
+	if gv, ok := v.Nodes[node]; ok {
+		switch {
+		case gen == gv.Gen:
+			d = gv.Remaining
+		case gen < gv.Gen:
+			d = gv.SupersededRemaining
+		}
+	}
+	if v.Guarded {
+		d = max(d, -v.SinceGuard)
+	}
+	return d
 }
 
 // Live returns, for every node that a majority of voters see with a running

@@ -2,6 +2,7 @@ package lease
 
 import (
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -404,5 +405,67 @@ func TestViewAged(t *testing.T) {
 	if got.Ended("n1", 11) || !v.Aged(time.Second).Ended("n1", 11) {
 		t.Fatalf("Ended on aged views: got %t after 200ms and %t after 1s, want false, true",
 			got.Ended("n1", 11), v.Aged(time.Second).Ended("n1", 11))
+	}
+}
+
+// EndsIn is exactly when the aged views first say the pair ended: a
+// majority of the views, aged by d, say Ended, and aged by a nanosecond
+// less they do not. Random views: grants current, superseded and missing,
+// guarded tables, and fewer views than a quorum.
+func TestMajorityEndsInIsWhenAgedViewsSayEnded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	ms := func(n int) time.Duration { return time.Duration(rng.IntN(2*n)-n/2) * time.Millisecond }
+	aged := func(m Majority, d time.Duration) Majority {
+		out := Majority{Voters: m.Voters}
+		for _, v := range m.Views {
+			out.Views = append(out.Views, v.Aged(d))
+		}
+		return out
+	}
+	checked := 0
+	for i := range 5000 {
+		voters := []int{1, 3, 5, 7}[rng.IntN(4)]
+		m := Majority{Voters: voters}
+		for range rng.IntN(voters + 1) {
+			v := View{SinceGuard: ms(600), Nodes: map[string]GrantView{}}
+			v.Guarded = v.SinceGuard < 0
+			switch rng.IntN(4) {
+			case 0: // no grant to n1
+			case 1:
+				v.Nodes["n1"] = GrantView{Gen: 5, Remaining: ms(500), SupersededRemaining: ms(500)}
+			case 2:
+				v.Nodes["n1"] = GrantView{Gen: 6, Remaining: ms(500), SupersededRemaining: ms(500)} // 5 superseded
+			case 3:
+				v.Nodes["n1"] = GrantView{Gen: 4, Remaining: ms(500)} // 5 never granted here
+			}
+			m.Views = append(m.Views, v)
+		}
+		d, ok := m.EndsIn("n1", 5)
+		if len(m.Views) < Quorum(voters) {
+			if ok {
+				t.Fatalf("case %d: %d views of %d voters: EndsIn ok", i, len(m.Views), voters)
+			}
+			continue
+		}
+		if !ok {
+			t.Fatalf("case %d: %d views of %d voters: EndsIn not ok", i, len(m.Views), voters)
+		}
+		at := max(d, 0)
+		if !aged(m, at).Ended("n1", 5) {
+			t.Fatalf("case %d: EndsIn %v, but aged by %v a majority does not say ended: %+v", i, d, at, m)
+		}
+		if d > 0 && aged(m, d-1).Ended("n1", 5) {
+			t.Fatalf("case %d: EndsIn %v, but a majority says ended a nanosecond sooner: %+v", i, d, m)
+		}
+		if d <= 0 != m.Ended("n1", 5) {
+			t.Fatalf("case %d: EndsIn %v, Ended now %t", i, d, m.Ended("n1", 5))
+		}
+		checked++
+	}
+	if checked < 2000 {
+		t.Fatalf("only %d cases had a quorum of views", checked)
+	}
+	if _, ok := (Majority{Voters: 3, Views: []View{{}, {}}, Asked: map[Query]bool{}}).EndsIn("n1", 5); ok {
+		t.Fatal("EndsIn ok for a pair the views were not asked to judge")
 	}
 }

@@ -493,24 +493,46 @@ func voterIDs(ms []Member) []string {
 
 // majorityRound asks the voters (all, or only those in only when it is not
 // nil) for their grant tables, judging queries, and returns the views that
-// came back within one renew interval and who answered.
+// came back and who answered. It waits up to one renew interval for every
+// voter whose last answer did not fail, and not for those whose last one
+// did: a dead voter's timeout set the pace of every round (each took the
+// whole renew interval, so a holder's lease end was judged on answers up
+// to an interval old and noticed up to two intervals late). A failing
+// voter is still asked, until the interval's end, in the background; an
+// answer that comes back after the round returned only marks it answering
+// again, so the next round waits for it. A missing view counts against
+// every verdict (lease.Majority), so returning without it decides nothing
+// it would not.
 func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only map[string]bool) (lease.Majority, map[string]bool, error) {
 	ms, err := n.cfg.Members()
 	if err != nil {
 		return lease.Majority{}, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Renew)
-	defer cancel()
-	answered := map[string]bool{}
 	var pb []*hmv1.LeaseQuery
 	for _, q := range queries {
 		pb = append(pb, &hmv1.LeaseQuery{Node: q.Node, Gen: q.Gen})
 	}
 	var (
-		mu  sync.Mutex
-		wg  sync.WaitGroup
-		out lease.Majority
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		out      lease.Majority
+		answered = map[string]bool{}
+		returned bool // the round returned: later answers are not added
+		awaited  = 1  // calls the round waits for, still out, and the loop starting them
+		allIn    = make(chan struct{})
 	)
+	done := func(waitedFor bool) {
+		if !waitedFor {
+			return
+		}
+		mu.Lock()
+		awaited--
+		if awaited == 0 {
+			close(allIn)
+		}
+		mu.Unlock()
+	}
 	for _, m := range ms {
 		if !m.Voter {
 			continue
@@ -532,9 +554,16 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 			n.views.failed(m.ID, errors.New("the voter has not registered its API address"))
 			continue
 		}
+		waitFor := !n.views.isFailing(m.ID)
+		if waitFor {
+			mu.Lock()
+			awaited++
+			mu.Unlock()
+		}
 		wg.Add(1)
 		go func(m Member) {
 			defer wg.Done()
+			defer done(waitFor)
 			c, err := n.cfg.Conn(m.APIAddr)
 			if err != nil {
 				n.views.failed(m.ID, err)
@@ -563,13 +592,21 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 					SupersededRemaining: time.Duration(g.SupersededRemainingUs) * time.Microsecond}
 			}
 			mu.Lock()
-			out.Views = append(out.Views, v)
-			answered[m.ID] = true
+			if !returned {
+				out.Views = append(out.Views, v)
+				answered[m.ID] = true
+			}
 			mu.Unlock()
 		}(m)
 	}
-	wg.Wait()
-	return out, answered, nil
+	go func() { wg.Wait(); cancel() }() // the calls not waited for keep their interval
+	done(true)                          // every call is started
+	<-allIn                             // each call ends by the interval's end, its failure recorded
+	mu.Lock()
+	defer mu.Unlock()
+	returned = true
+	out.Views = slices.Clone(out.Views)
+	return out, maps.Clone(answered), nil
 }
 
 // viewErrors counts the voters' failed Leases answers and logs when a
@@ -612,6 +649,13 @@ func (v *viewErrors) redialDue(voter string, now time.Time, every time.Duration)
 	}
 	v.redialed[voter] = now
 	return true, last.Before(since)
+}
+
+// isFailing reports whether the voter's last answer failed.
+func (v *viewErrors) isFailing(voter string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.failing[voter]
 }
 
 func (v *viewErrors) ok(voter string) {
