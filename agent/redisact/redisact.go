@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +69,8 @@ type Actuator struct {
 	cli  *redisctl.Client
 	self string // the Redis address this node announces
 	wake chan struct{}
+	// reach is demoteRemote's connect (nil: tcpReach).
+	reach func(ctx context.Context, addr string) error
 	// jobs carries the one report or release in flight to the proposer
 	// goroutine: a pass never waits for Raft (a cut-off master must fence
 	// on time).
@@ -594,13 +597,28 @@ func (x *Actuator) follow(ctx context.Context, master string, epoch uint64) {
 // node before this node promotes its own, so that clients still connected
 // to it cannot write to a second master. Best effort and bounded: a crashed
 // node does not answer, and a cut-off one fenced itself within its lease.
+//
+// A TCP connect, bounded by demoteReach, first tells whether anything is
+// there at all: a crashed node never answers, and waiting the whole
+// demote bound for it held every crash failover back by that much.
 func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
 	cli, err := redisctl.Remote(x.cfg.Redis, addr)
 	if err != nil {
 		return
 	}
 	defer cli.Close()
-	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	reach := x.reach
+	if reach == nil {
+		reach = tcpReach
+	}
+	rctx, rcancel := context.WithTimeout(ctx, demoteReach)
+	err = reach(rctx, addr)
+	rcancel()
+	if err != nil {
+		x.cfg.Log.Info("lost master's node does not answer (crashed or cut off: it fenced itself)", "redis", addr, "err", err)
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, demoteBound)
 	defer cancel()
 	if err := cli.PauseWrites(dctx); err != nil {
 		x.cfg.Log.Info("lost master's Redis not reachable (crashed or cut off: it fenced itself)", "redis", addr, "err", err)
@@ -611,6 +629,24 @@ func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
 		return
 	}
 	x.cfg.Log.Info("demoted the lost master's Redis before promoting", "redis", addr)
+}
+
+// demoteReach bounds the connect that tells whether a lost master's node
+// answers at all (its kernel answers a SYN within a round trip, whatever
+// its Redis's load); demoteBound bounds the demotion of one that does.
+const (
+	demoteReach = 50 * time.Millisecond
+	demoteBound = 200 * time.Millisecond
+)
+
+// tcpReach connects to addr and closes the connection at once.
+func tcpReach(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // prepareRelease readies a planned switchover: writes are paused (fence),
