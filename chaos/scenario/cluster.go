@@ -24,6 +24,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/chaos/lab"
+	"github.com/harbormaster/harbormaster/internal/conf"
 	"github.com/harbormaster/harbormaster/internal/tlsid"
 	hmv1 "github.com/harbormaster/harbormaster/proto/harbormaster/v1"
 	"github.com/harbormaster/harbormaster/spec"
@@ -59,6 +60,10 @@ type ClusterOptions struct {
 	StartBin string
 	// Profile is the agents' timing profile: "lan" (default) or "fast".
 	Profile string
+	// Timing overrides single values of the profile in every agent's
+	// config (its timing section), for trying a timing the profiles do
+	// not have (harbormaster-lab --timing).
+	Timing config.TimingOverrides
 	// Dir holds the configs, data dirs and agent logs. Empty: a temporary
 	// directory that Close removes.
 	Dir string
@@ -173,9 +178,12 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if opts.Profile == "" {
 		opts.Profile = "lan"
 	}
-	timing, ok := config.Profiles[opts.Profile]
-	if !ok {
+	if _, ok := config.Profiles[opts.Profile]; !ok {
 		return nil, fmt.Errorf("cluster: unknown profile %q", opts.Profile)
+	}
+	timing, err := (&config.Config{Profile: opts.Profile, Timing: opts.Timing}).TimingProfile()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
@@ -362,6 +370,9 @@ bootstrap:
 %sspec_file: %s
 `, c.Lab.Prefix(), n.Name, raftAddr(n), apiAddr(n), metricsAddr(n), filepath.Join(c.dir, n.Name), c.opts.Profile,
 			c.opts.LogLevel, n.Iface, boot.String(), filepath.Join(c.dir, "spec.yaml"))
+		if t := TimingYAML(c.opts.Timing); t != "" {
+			cfg += "timing: " + t + "\n"
+		}
 		if c.opts.Insecure {
 			cfg += "insecure: true\n"
 		} else {
@@ -787,4 +798,57 @@ func (c *Cluster) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// TimingYAML renders the overrides as a YAML flow mapping ("" when there
+// are none), in the config's field names.
+func TimingYAML(o config.TimingOverrides) string {
+	var parts []string
+	for _, f := range []struct {
+		name string
+		v    conf.Duration
+	}{{"heartbeat", o.Heartbeat}, {"election", o.Election}, {"leader_lease", o.LeaderLease}, {"lease", o.Lease}, {"renew", o.Renew}} {
+		if f.v != 0 {
+			parts = append(parts, f.name+": "+f.v.String())
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// ParseTiming reads "lease=150ms,renew=40ms" (the timing section's field
+// names) into overrides, and checks them against the profile the way the
+// agent's config does.
+func ParseTiming(profile, s string) (config.TimingOverrides, error) {
+	var o config.TimingOverrides
+	if strings.TrimSpace(s) == "" {
+		return o, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		d, err := time.ParseDuration(v)
+		if !ok || err != nil {
+			return o, fmt.Errorf("%q: write name=duration, such as lease=150ms", kv)
+		}
+		switch k {
+		case "heartbeat":
+			o.Heartbeat = conf.Duration(d)
+		case "election":
+			o.Election = conf.Duration(d)
+		case "leader_lease":
+			o.LeaderLease = conf.Duration(d)
+		case "lease":
+			o.Lease = conf.Duration(d)
+		case "renew":
+			o.Renew = conf.Duration(d)
+		default:
+			return o, fmt.Errorf("%q: no timing field %q; use heartbeat, election, leader_lease, lease or renew", kv, k)
+		}
+	}
+	if _, err := (&config.Config{Profile: profile, Timing: o}).TimingProfile(); err != nil {
+		return o, err
+	}
+	return o, nil
 }

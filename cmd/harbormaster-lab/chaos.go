@@ -85,7 +85,7 @@ usage.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(os.Stderr, "harbormaster-lab chaos: %d run(s) on %d nodes, profile %s, seeds %d..%d, %s each\n", runs, n, cf.profile, seed, seed+int64(runs)-1, duration)
+				fmt.Fprintf(os.Stderr, "harbormaster-lab chaos: %d run(s) on %d nodes, profile %s%s, seeds %d..%d, %s each\n", runs, n, cf.profile, timingNote(cf.timing), seed, seed+int64(runs)-1, duration)
 				sum, err := scenario.Chaos(cmd.Context(), scenario.ChaosOptions{ClusterOptions: co, Runs: runs, Seed: seed, Duration: duration, Kinds: ks, Redis: redis,
 					Each: func(r report.Run) { fmt.Fprintln(os.Stderr, runLine(r)) }})
 				merge(&all, sum)
@@ -118,6 +118,7 @@ usage.`,
 	}
 	cmd.Flags().StringVar(&cf.bin, "bin", defaultBin(), "harbormaster binary")
 	cmd.Flags().StringVar(&cf.profile, "profile", "lan", "agents' timing profile: lan or fast")
+	cmd.Flags().StringVar(&cf.timing, "timing", "", timingUsage)
 	cmd.Flags().StringVar(&cf.dir, "dir", "", "work dir (a subdir per run: configs, data dirs, agent logs), kept afterwards (default: temporary, removed)")
 	cmd.Flags().StringVar(&cf.logLevel, "log-level", "info", "agents' log level")
 	cmd.Flags().BoolVarP(&cf.verbose, "verbose", "v", false, "print progress (every fault) to stderr")

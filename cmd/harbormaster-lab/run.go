@@ -35,7 +35,11 @@ type clusterFlags struct {
 	verbose  bool
 	insecure bool
 	nodes    int
+	timing   string
 }
+
+// timingUsage is the help of --timing.
+const timingUsage = `override single values of the profile, e.g. "lease=150ms,renew=40ms" (heartbeat, election, leader_lease, lease, renew: the config's timing section)`
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.bin, "bin", defaultBin(), "harbormaster binary")
@@ -45,11 +49,16 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print progress to stderr")
 	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "run the agents with insecure: true (default: mutual TLS with a lab CA)")
 	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "number of agent nodes, all voters: 3, 5 or 7")
+	cmd.Flags().StringVar(&f.timing, "timing", "", timingUsage)
 }
 
 func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
 	if f.profile != "lan" && f.profile != "fast" {
 		return scenario.ClusterOptions{}, exitError{2, fmt.Errorf("--profile %q: use lan or fast", f.profile)}
+	}
+	timing, err := scenario.ParseTiming(f.profile, f.timing)
+	if err != nil {
+		return scenario.ClusterOptions{}, exitError{2, fmt.Errorf("--timing: %w", err)}
 	}
 	if f.nodes != 3 && f.nodes != 5 && f.nodes != 7 {
 		return scenario.ClusterOptions{}, exitError{2, fmt.Errorf("--nodes %d: use 3, 5 or 7", f.nodes)}
@@ -71,7 +80,7 @@ func (f *clusterFlags) options(name string) (scenario.ClusterOptions, error) {
 	if err != nil {
 		return scenario.ClusterOptions{}, err
 	}
-	return scenario.ClusterOptions{Bin: bin, LabBin: self, Profile: f.profile, Dir: f.dir, LogLevel: f.logLevel, LabName: name,
+	return scenario.ClusterOptions{Bin: bin, LabBin: self, Profile: f.profile, Timing: timing, Dir: f.dir, LogLevel: f.logLevel, LabName: name,
 		Insecure: f.insecure, Nodes: f.nodes, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, nil
 }
 
@@ -275,4 +284,12 @@ func printResult(w io.Writer, r *scenario.Result) {
 			fmt.Fprintf(w, "trial %d: %s\n", tr.N, n)
 		}
 	}
+}
+
+// timingNote is " (timing ...)" for a --timing, "" without one.
+func timingNote(t string) string {
+	if t == "" {
+		return ""
+	}
+	return " (timing " + t + ")"
 }

@@ -114,6 +114,7 @@ violation, a point that could not be measured, or a failed run; 2 bad usage.`,
 	}
 	cmd.Flags().StringVar(&cf.bin, "bin", defaultBin(), "harbormaster binary")
 	cmd.Flags().StringVar(&cf.profile, "profile", "lan", "agents' timing profile: lan or fast")
+	cmd.Flags().StringVar(&cf.timing, "timing", "", timingUsage)
 	cmd.Flags().StringVar(&cf.dir, "dir", "", "work dir for configs, data dirs and agent logs, kept afterwards, one sub-dir per trial (default: temporary, removed)")
 	cmd.Flags().StringVar(&cf.logLevel, "log-level", "info", "agents' log level")
 	cmd.Flags().BoolVarP(&cf.verbose, "verbose", "v", false, "print progress to stderr")

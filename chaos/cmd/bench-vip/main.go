@@ -54,6 +54,7 @@ type system struct {
 	Label  string        `json:"label"`
 	Advert time.Duration `json:"advert_ns,omitempty"` // keepalived only
 	Prof   string        `json:"profile,omitempty"`   // harbormaster only
+	Timing string        `json:"timing,omitempty"`    // harbormaster only: overrides of the profile (--fast-timing)
 }
 
 var systems = []system{
@@ -106,8 +107,21 @@ func main() {
 		timeout    = flag.Duration("timeout", 2*time.Hour, "bound on the whole run")
 		killWindow = flag.Duration("kill-window", 5*time.Second, "keepalived kill-agent: how long to watch the killed node's VIP before restarting keepalived")
 		verbose    = flag.Bool("v", false, "progress per trial on stderr")
+		fastTiming = flag.String("fast-timing", "", `the fast system with single values of its profile overridden, e.g. "lease=150ms,renew=37ms" (harbormaster-lab --timing)`)
 	)
 	flag.Parse()
+	if *fastTiming != "" {
+		if _, err := scenario.ParseTiming("fast", *fastTiming); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-vip: --fast-timing:", err)
+			os.Exit(2)
+		}
+		for i := range systems {
+			if systems[i].ID == "fast" {
+				systems[i].Timing = *fastTiming
+				systems[i].Label += " (" + *fastTiming + ")"
+			}
+		}
+	}
 	if err := run(*bin, *kaBin, *trials, *asJSON, *only, *onlyFaults, *timeout, *killWindow, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-vip:", err)
 		os.Exit(1)
@@ -191,8 +205,9 @@ func run(bin, kaBin string, trials int, asJSON bool, only, onlyFaults string, ti
 			var res scenario.Result
 			var err error
 			if s.Prof != "" {
+				timing, _ := scenario.ParseTiming(s.Prof, s.Timing) // checked in main
 				res, err = scenario.Run(ctx, f.name, scenario.Options{
-					ClusterOptions: scenario.ClusterOptions{Bin: absBin, Profile: s.Prof, LabName: "bench", Log: log},
+					ClusterOptions: scenario.ClusterOptions{Bin: absBin, Profile: s.Prof, Timing: timing, LabName: "bench", Log: log},
 					Trials:         trials,
 				})
 			} else {
