@@ -494,8 +494,8 @@ func voterIDs(ms []Member) []string {
 // majorityRound asks the voters (all, or only those in only when it is not
 // nil) for their grant tables, judging queries, and returns the views that
 // came back and who answered. It waits up to one renew interval for every
-// voter whose last answer did not fail, and not for those whose last one
-// did: a dead voter's timeout set the pace of every round (each took the
+// voter whose last answer did not fail and that answered this node's last
+// renewal, and not for the others: a dead voter's timeout set the pace of every round (each took the
 // whole renew interval, so a holder's lease end was judged on answers up
 // to an interval old and noticed up to two intervals late). A failing
 // voter is still asked, until the interval's end, in the background; an
@@ -554,7 +554,10 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 			n.views.failed(m.ID, errors.New("the voter has not registered its API address"))
 			continue
 		}
-		waitFor := !n.views.isFailing(m.ID)
+		// Not waited for: a voter whose last answer here failed, or that did
+		// not answer this node's last renewal (a leader elected after its
+		// predecessor crashed has asked that node nothing yet).
+		waitFor := !n.views.isFailing(m.ID) && !n.peers.isDown(m.ID)
 		if waitFor {
 			mu.Lock()
 			awaited++
@@ -698,4 +701,11 @@ func (p *peerWatch) note(ms []Member, answered map[string]bool) (back bool) {
 		}
 	}
 	return back
+}
+
+// isDown reports whether the member did not answer the last renewal.
+func (p *peerWatch) isDown(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down[id]
 }

@@ -53,7 +53,8 @@ func serveVoter(t *testing.T) (*voterServer, string) {
 // the rounds after that return once the voters still answering have (a
 // crashed voter's timeout made every round take the whole interval, so a
 // crashed holder's lease end was noticed up to two intervals late). It is
-// still asked, and once it answers again a round waits for it again.
+// still asked, and once it answers again a round waits for it again. Nor
+// do they wait for a voter that missed this node's last renewal.
 func TestRoundsDoNotWaitForAFailingVoter(t *testing.T) {
 	const renew = 400 * time.Millisecond
 	n2, a2 := serveVoter(t)
@@ -116,6 +117,13 @@ func TestRoundsDoNotWaitForAFailingVoter(t *testing.T) {
 	for i := range 3 {
 		round("n2 failing, round "+string(rune('1'+i)), 2, 0, renew/2)
 	}
+	// The three calls to n2 run in the background: wait for them to land.
+	for deadline := time.Now().Add(5 * time.Second); n2.calls.Load() < calls+3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 asked %d times in the three rounds, want 3", n2.calls.Load()-calls)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if got := n2.calls.Load(); got != calls+3 {
 		t.Fatalf("n2 asked %d times in the three rounds, want 3", got-calls)
 	}
@@ -129,4 +137,12 @@ func TestRoundsDoNotWaitForAFailingVoter(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	round("n2 answers again", 3, 0, renew/2)
+
+	// A voter that did not answer this node's last lease renewal is not
+	// waited for either, though no poll of this node's has failed yet (a
+	// leader elected after its predecessor crashed).
+	ms, _ := n.cfg.Members()
+	n.peers.note(ms, map[string]bool{"n1": true, "n3": true})
+	n2.hang.Store(true)
+	round("n2 missed the last renewal", 2, 0, renew/2)
 }
