@@ -495,14 +495,14 @@ func voterIDs(ms []Member) []string {
 // nil) for their grant tables, judging queries, and returns the views that
 // came back and who answered. It waits up to one renew interval for every
 // voter whose last answer did not fail and that answered this node's last
-// renewal, and not for the others: a dead voter's timeout set the pace of every round (each took the
-// whole renew interval, so a holder's lease end was judged on answers up
-// to an interval old and noticed up to two intervals late). A failing
-// voter is still asked, until the interval's end, in the background; an
-// answer that comes back after the round returned only marks it answering
-// again, so the next round waits for it. A missing view counts against
-// every verdict (lease.Majority), so returning without it decides nothing
-// it would not.
+// renewal, and not for the others: a dead voter's timeout set the pace of
+// every round (each took the whole renew interval, so a holder's lease end
+// was judged on answers up to an interval old and noticed up to two
+// intervals late). A voter not waited for is still asked, until the
+// interval's end, in the background; an answer that comes back after the
+// round returned only marks it answering again, so the next round waits
+// for it. A missing view counts against every verdict (lease.Majority), so
+// returning without it decides nothing it would not.
 func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only map[string]bool) (lease.Majority, map[string]bool, error) {
 	ms, err := n.cfg.Members()
 	if err != nil {
@@ -515,24 +515,12 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 	}
 	var (
 		mu       sync.Mutex
-		wg       sync.WaitGroup
+		all      sync.WaitGroup // every call
+		waited   sync.WaitGroup // the calls the round waits for
 		out      lease.Majority
 		answered = map[string]bool{}
 		returned bool // the round returned: later answers are not added
-		awaited  = 1  // calls the round waits for, still out, and the loop starting them
-		allIn    = make(chan struct{})
 	)
-	done := func(waitedFor bool) {
-		if !waitedFor {
-			return
-		}
-		mu.Lock()
-		awaited--
-		if awaited == 0 {
-			close(allIn)
-		}
-		mu.Unlock()
-	}
 	for _, m := range ms {
 		if !m.Voter {
 			continue
@@ -559,14 +547,14 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 		// predecessor crashed has asked that node nothing yet).
 		waitFor := !n.views.isFailing(m.ID) && !n.peers.isDown(m.ID)
 		if waitFor {
-			mu.Lock()
-			awaited++
-			mu.Unlock()
+			waited.Add(1)
 		}
-		wg.Add(1)
+		all.Add(1)
 		go func(m Member) {
-			defer wg.Done()
-			defer done(waitFor)
+			defer all.Done()
+			if waitFor {
+				defer waited.Done()
+			}
 			c, err := n.cfg.Conn(m.APIAddr)
 			if err != nil {
 				n.views.failed(m.ID, err)
@@ -602,9 +590,8 @@ func (n *Node) majorityRound(ctx context.Context, queries []lease.Query, only ma
 			mu.Unlock()
 		}(m)
 	}
-	go func() { wg.Wait(); cancel() }() // the calls not waited for keep their interval
-	done(true)                          // every call is started
-	<-allIn                             // each call ends by the interval's end, its failure recorded
+	go func() { all.Wait(); cancel() }() // the calls not waited for keep their interval
+	waited.Wait()                        // each ends by the interval's end, its failure recorded
 	mu.Lock()
 	defer mu.Unlock()
 	returned = true
