@@ -39,14 +39,14 @@ func (e *NotLeaderError) Error() string {
 	return fmt.Sprintf("not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
 }
 
-// openRaft builds the Raft node: stores under the data dir (or in memory),
-// the transport, and bootstrap from the static peer list when this node has
-// no state yet.
 // maxAppendEntries bounds the entries of one disk write and one
 // AppendEntries: a plan that moves every role of a spec (at most a few
 // hundred) fits in one.
 const maxAppendEntries = 512
 
+// openRaft builds the Raft node: stores under the data dir (or in memory),
+// the transport, and bootstrap from the static peer list when this node has
+// no state yet.
 func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 	cfg := a.cfg
 	t := a.timing
