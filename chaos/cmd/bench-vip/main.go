@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/chaos/keepalived"
 	"github.com/harbormaster/harbormaster/chaos/lab"
 	"github.com/harbormaster/harbormaster/chaos/scenario"
@@ -55,6 +56,8 @@ type system struct {
 	Advert time.Duration `json:"advert_ns,omitempty"` // keepalived only
 	Prof   string        `json:"profile,omitempty"`   // harbormaster only
 	Timing string        `json:"timing,omitempty"`    // harbormaster only: overrides of the profile (--fast-timing)
+
+	over config.TimingOverrides // Timing, parsed
 }
 
 var systems = []system{
@@ -111,13 +114,14 @@ func main() {
 	)
 	flag.Parse()
 	if *fastTiming != "" {
-		if _, err := scenario.ParseTiming("fast", *fastTiming); err != nil {
+		over, err := scenario.ParseTiming("fast", *fastTiming)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-vip: --fast-timing:", err)
 			os.Exit(2)
 		}
 		for i := range systems {
 			if systems[i].ID == "fast" {
-				systems[i].Timing = *fastTiming
+				systems[i].Timing, systems[i].over = *fastTiming, over
 				systems[i].Label += " (" + *fastTiming + ")"
 			}
 		}
@@ -205,9 +209,8 @@ func run(bin, kaBin string, trials int, asJSON bool, only, onlyFaults string, ti
 			var res scenario.Result
 			var err error
 			if s.Prof != "" {
-				timing, _ := scenario.ParseTiming(s.Prof, s.Timing) // checked in main
 				res, err = scenario.Run(ctx, f.name, scenario.Options{
-					ClusterOptions: scenario.ClusterOptions{Bin: absBin, Profile: s.Prof, Timing: timing, LabName: "bench", Log: log},
+					ClusterOptions: scenario.ClusterOptions{Bin: absBin, Profile: s.Prof, Timing: s.over, LabName: "bench", Log: log},
 					Trials:         trials,
 				})
 			} else {
