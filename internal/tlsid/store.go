@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,6 +26,72 @@ type material struct {
 	roots   *x509.CertPool
 	self    Identity
 	cluster string
+
+	// verified remembers the chains this material verified, so a peer's
+	// every request (the leader polls each voter twice a second) is not
+	// parsed and signature-checked again. It belongs to the material: a
+	// Reload starts with none.
+	verified verifiedCache
+}
+
+// verifiedCache maps a presented chain and key usage to the identity it
+// verified as and the time window in which that verification holds: the
+// latest NotBefore and earliest NotAfter of the chain it verified through,
+// root included. Verify's outcome for the same chain and roots depends only
+// on the time, and it holds throughout that window. Failures are not kept.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[string]verifiedChain
+}
+
+type verifiedChain struct {
+	id          Identity
+	from, until time.Time
+}
+
+// maxVerified bounds the cache; a full cache is emptied (the holders that
+// reach one agent are its peers and a few operators).
+const maxVerified = 256
+
+func chainKey(raw [][]byte, usage x509.ExtKeyUsage) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", usage)
+	for _, r := range raw {
+		fmt.Fprintf(&b, "/%d:", len(r))
+		b.Write(r)
+	}
+	return b.String()
+}
+
+// verifyCached is verify with the cache, at now.
+func (m *material) verifyCached(raw [][]byte, usage x509.ExtKeyUsage, now time.Time) (Identity, error) {
+	key := chainKey(raw, usage)
+	m.verified.mu.Lock()
+	v, ok := m.verified.m[key]
+	m.verified.mu.Unlock()
+	if ok && !now.Before(v.from) && !now.After(v.until) {
+		return v.id, nil
+	}
+	id, chain, err := m.verifyAt(raw, usage, now)
+	if err != nil {
+		return Identity{}, err
+	}
+	v = verifiedChain{id: id, from: chain[0].NotBefore, until: chain[0].NotAfter}
+	for _, c := range chain[1:] {
+		if c.NotBefore.After(v.from) {
+			v.from = c.NotBefore
+		}
+		if c.NotAfter.Before(v.until) {
+			v.until = c.NotAfter
+		}
+	}
+	m.verified.mu.Lock()
+	if m.verified.m == nil || len(m.verified.m) >= maxVerified {
+		m.verified.m = make(map[string]verifiedChain)
+	}
+	m.verified.m[key] = v
+	m.verified.mu.Unlock()
+	return id, nil
 }
 
 // Store holds a holder's loaded certificate and CA, and hands out TLS
@@ -33,6 +101,7 @@ type Store struct {
 	files Files
 	want  func(Identity) error
 	cur   atomic.Pointer[material]
+	now   func() time.Time // tests; nil is time.Now
 }
 
 // Load reads files. want, if not nil, checks the identity the certificate
@@ -115,14 +184,21 @@ var ErrOtherCluster = errors.New("the certificate belongs to another cluster")
 // verify checks a peer's chain against the CA and returns its identity,
 // which must be of this cluster.
 func (m *material) verify(raw [][]byte, usage x509.ExtKeyUsage) (Identity, error) {
+	id, _, err := m.verifyAt(raw, usage, time.Now())
+	return id, err
+}
+
+// verifyAt is verify at now; it also returns the chain the leaf verified
+// through (leaf first, root last).
+func (m *material) verifyAt(raw [][]byte, usage x509.ExtKeyUsage, now time.Time) (Identity, []*x509.Certificate, error) {
 	if len(raw) == 0 {
-		return Identity{}, errors.New("no certificate presented")
+		return Identity{}, nil, errors.New("no certificate presented")
 	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, b := range raw {
 		c, err := x509.ParseCertificate(b)
 		if err != nil {
-			return Identity{}, err
+			return Identity{}, nil, err
 		}
 		certs[i] = c
 	}
@@ -130,27 +206,35 @@ func (m *material) verify(raw [][]byte, usage x509.ExtKeyUsage) (Identity, error
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: m.roots, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
-		return Identity{}, fmt.Errorf("certificate not signed by this cluster's CA or not valid now: %w", err)
+	chains, err := certs[0].Verify(x509.VerifyOptions{Roots: m.roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{usage}, CurrentTime: now})
+	if err != nil {
+		return Identity{}, nil, fmt.Errorf("certificate not signed by this cluster's CA or not valid now: %w", err)
 	}
 	id, err := Parse(certs[0])
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, nil, err
 	}
 	if id.Cluster != m.cluster {
-		return Identity{}, fmt.Errorf("%w: %s is of cluster %s, this is %s", ErrOtherCluster, id, id.Cluster, m.cluster)
+		return Identity{}, nil, fmt.Errorf("%w: %s is of cluster %s, this is %s", ErrOtherCluster, id, id.Cluster, m.cluster)
 	}
-	return id, nil
+	return id, chains[0], nil
 }
 
-// PeerIdentity verifies the peer of an established connection.
+// PeerIdentity verifies the peer of an established connection, against
+// the loaded CA at the time of the call (a connection outlives a
+// certificate's expiry and a CA's reload). A chain verified before with
+// this CA is not checked again while every certificate of it is valid.
 func (s *Store) PeerIdentity(cs tls.ConnectionState, usage x509.ExtKeyUsage) (Identity, error) {
 	raw := make([][]byte, len(cs.PeerCertificates))
 	for i, c := range cs.PeerCertificates {
 		raw[i] = c.Raw
 	}
-	return s.cur.Load().verify(raw, usage)
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	return s.cur.Load().verifyCached(raw, usage, now)
 }
 
 // AnyNode accepts any node of the cluster.

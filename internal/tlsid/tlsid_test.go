@@ -264,3 +264,89 @@ func TestIssueRefusesOtherCluster(t *testing.T) {
 		t.Error("issued an operator certificate with an unknown role")
 	}
 }
+
+// peerState is the connection state of a peer that presented the
+// certificate in f.
+func peerState(t *testing.T, f Files) tls.ConnectionState {
+	t.Helper()
+	b, _ := pem.Decode(mustRead(t, f.Cert))
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}
+}
+
+// A peer's chain is verified once and then served from the cache, only
+// while each certificate of it is valid and only with the CA it was
+// verified with.
+func TestPeerIdentityIsCachedOnlyWhileValid(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, "prod")
+	s, err := Load(writeHolder(t, dir, ca, Identity{Kind: Node, Name: "n1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := peerState(t, writeHolder(t, t.TempDir(), ca, Identity{Kind: Node, Name: "n2"}))
+	leaf := peer.PeerCertificates[0]
+	now := time.Now()
+	s.now = func() time.Time { return now }
+
+	id, err := s.PeerIdentity(peer, x509.ExtKeyUsageClientAuth)
+	if err != nil || id.Name != "n2" {
+		t.Fatalf("PeerIdentity = %v, %v; want node n2", id, err)
+	}
+	// The second call is the cache's: mark the entry to see it served.
+	m := s.cur.Load()
+	key := chainKey([][]byte{leaf.Raw}, x509.ExtKeyUsageClientAuth)
+	m.verified.mu.Lock()
+	v, ok := m.verified.m[key]
+	if !ok {
+		m.verified.mu.Unlock()
+		t.Fatal("a verified chain was not kept")
+	}
+	if !v.until.Equal(leaf.NotAfter) || !v.from.Equal(leaf.NotBefore) {
+		t.Errorf("kept window %v..%v; want the leaf's %v..%v (the CA's is wider)", v.from, v.until, leaf.NotBefore, leaf.NotAfter)
+	}
+	v.id.Name = "cached"
+	m.verified.m[key] = v
+	m.verified.mu.Unlock()
+	if id, _ := s.PeerIdentity(peer, x509.ExtKeyUsageClientAuth); id.Name != "cached" {
+		t.Errorf("second call verified again (got %v)", id)
+	}
+	// Another key usage is another entry.
+	if id, err := s.PeerIdentity(peer, x509.ExtKeyUsageServerAuth); err != nil || id.Name != "n2" {
+		t.Errorf("server-auth PeerIdentity = %v, %v; want n2 verified afresh", id, err)
+	}
+
+	// Past the leaf's NotAfter, or before its NotBefore, the chain is
+	// verified again, and fails.
+	for _, at := range []time.Time{leaf.NotAfter.Add(time.Second), leaf.NotBefore.Add(-time.Second)} {
+		now = at
+		if id, err := s.PeerIdentity(peer, x509.ExtKeyUsageClientAuth); err == nil {
+			t.Errorf("at %v (leaf valid %v..%v): PeerIdentity = %v, want an error", at, leaf.NotBefore, leaf.NotAfter, id)
+		}
+	}
+	now = time.Now()
+
+	// After a reload to another cluster's CA the cached chain is refused.
+	other := newCA(t, "other")
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), other.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeHolder(t, dir, other, Identity{Kind: Node, Name: "n1"})
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.PeerIdentity(peer, x509.ExtKeyUsageClientAuth); err == nil {
+		t.Errorf("after the CA changed: PeerIdentity = %v, want an error", id)
+	}
+	// Failures are not kept: the refused chain left no entry.
+	m = s.cur.Load()
+	m.verified.mu.Lock()
+	n := len(m.verified.m)
+	m.verified.mu.Unlock()
+	if n != 0 {
+		t.Errorf("the new CA's cache holds %d entries after a refusal, want 0", n)
+	}
+}
