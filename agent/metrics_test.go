@@ -150,6 +150,20 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 			}
 		}
 	}
+	// raft's per-heartbeat keys are blocked (idle cost), the log-carrying
+	// parts of appendEntries kept (the agents of this test share one
+	// process and one sink: some follower stored the failovers' entries).
+	for _, name := range []string{"raft_net_rpcDecode", "raft_net_rpcRespond", "raft_net_getRPCType",
+		"raft_rpc_processHeartbeat", "raft_replication_heartbeat", "raft_rpc_appendEntries"} {
+		if fams[name] != nil {
+			t.Errorf("family %s present; it is raft's per-heartbeat timing, blocked", name)
+		}
+	}
+	for _, name := range []string{"raft_rpc_appendEntries_storeLogs", "raft_rpc_appendEntries_processLogs"} {
+		if fams[name] == nil {
+			t.Errorf("family %s missing; only appendEntries itself is blocked", name)
+		}
+	}
 	var raftFams []string
 	for name, f := range fams {
 		if strings.HasPrefix(name, "raft_") {

@@ -185,6 +185,18 @@ var raftSink struct {
 	err  error
 }
 
+// raftMetricsBlocked are the go-metrics keys raft emits on every
+// heartbeat (25-50 a second per follower at lan): six summaries on each
+// follower, one per peer on the leader, a tenth of an idle agent's CPU.
+// A heartbeat's round trip is in raft_leader_lastContact; the transport's
+// plumbing (raft_net_*) tells an operator nothing the others do not. The
+// longest prefix decides: raftMetricsKept keeps the log-carrying parts of
+// raft.rpc.appendEntries.
+var (
+	raftMetricsBlocked = []string{"raft.net.", "raft.rpc.processHeartbeat", "raft.replication.heartbeat", "raft.rpc.appendEntries"}
+	raftMetricsKept    = []string{"raft.rpc.appendEntries.storeLogs", "raft.rpc.appendEntries.processLogs"}
+)
+
 func raftMetricsSink() (prometheus.Collector, error) {
 	raftSink.once.Do(func() {
 		// Its own registry, not Prometheus's global one: the agents'
@@ -197,6 +209,7 @@ func raftMetricsSink() (prometheus.Collector, error) {
 		}
 		conf := gometrics.DefaultConfig("")
 		conf.EnableHostname, conf.EnableHostnameLabel, conf.EnableRuntimeMetrics = false, false, false
+		conf.BlockedPrefixes, conf.AllowedPrefixes = raftMetricsBlocked, raftMetricsKept
 		if _, err := gometrics.NewGlobal(conf, sink); err != nil {
 			raftSink.err = fmt.Errorf("go-metrics global: %w", err)
 			return
