@@ -22,6 +22,8 @@ type FSM struct {
 	mu      sync.Mutex
 	st      *State
 	changed chan struct{} // closed and replaced on every change
+
+	publishes int // states published (tests)
 }
 
 // New returns an FSM holding the empty state.
@@ -40,6 +42,7 @@ func (f *FSM) State() (*State, <-chan struct{}) {
 func (f *FSM) publish(st *State) {
 	f.mu.Lock()
 	f.st = st
+	f.publishes++
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
@@ -58,23 +61,55 @@ func (f *FSM) publish(st *State) {
 // the remedy is to upgrade this one.
 func (f *FSM) Apply(l *raft.Log) any {
 	st, _ := f.State()
+	next, resp := apply(st, l)
+	if next != st {
+		f.publish(next)
+	}
+	return resp
+}
+
+// ApplyBatch implements raft.BatchingFSM: it applies a batch of committed
+// entries in order, exactly as Apply would one by one, and publishes the
+// state once, after the last. A plan's commands are proposed as one batch
+// (a node's crash moves all its roles at once); published entry by entry,
+// every watcher (the actuators, the coordinator, the API's watches) woke
+// and read the state once per entry, and a new holder of 40 VIPs took them
+// in waves. A watcher never saw every intermediate state anyway: it reads
+// the latest when it gets to it.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	st, _ := f.State()
+	next := st
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		next, out[i] = apply(next, l)
+	}
+	if next != st {
+		f.publish(next)
+	}
+	return out
+}
+
+// apply is Apply on st, without publishing: the next state (st itself for
+// an entry that is not a command) and the entry's result.
+func apply(st *State, l *raft.Log) (*State, any) {
 	if l.Type != raft.LogCommand {
-		return nil
+		return st, nil
 	}
 	cmd, err := Decode(l.Data)
 	if err != nil {
 		if errors.Is(err, ErrUnknownIgnorable) {
 			next := st.shallow()
 			next.Index = l.Index
-			f.publish(next)
-			return nil
+			return next, nil
 		}
 		panic(fmt.Sprintf("harbormaster: committed log entry %d cannot be read by this agent (%v); "+
 			"upgrade the agent to the version of the cluster's leader and start it again", l.Index, err))
 	}
 	next, err := Apply(st, l.Index, cmd)
-	f.publish(next)
-	return err
+	if err != nil {
+		return next, err
+	}
+	return next, nil
 }
 
 type snapshotDoc struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -478,6 +479,51 @@ func TestPropertyReplaySnapshotEpochs(t *testing.T) {
 		}
 		if got := mustState(f4); !reflect.DeepEqual(got, final) {
 			t.Fatalf("restore at entry %d then replay differs:\n got %+v\nwant %+v", cut, got, final)
+		}
+
+		// (e) The same log in batches (raft.BatchingFSM), with entries that
+		// are not commands among them, gives the same results entry by
+		// entry, the same state, and one published state per batch.
+		f5 := New()
+		var mixed []*raft.Log
+		var want []any
+		for _, l := range log {
+			if rapid.Bool().Draw(t, "other_entry") {
+				mixed = append(mixed, &raft.Log{Type: raft.LogNoop, Index: l.Index})
+				want = append(want, nil)
+			}
+			mixed = append(mixed, l)
+			want = append(want, nil)
+		}
+		f6 := New()
+		for i, l := range mixed {
+			want[i] = f6.Apply(l)
+		}
+		for len(mixed) > 0 {
+			k := rapid.IntRange(1, len(mixed)).Draw(t, "batch")
+			before, _ := f5.State()
+			published := f5.publishes
+			res := f5.ApplyBatch(mixed[:k])
+			if len(res) != k {
+				t.Fatalf("ApplyBatch of %d entries returned %d results", k, len(res))
+			}
+			for i := range res {
+				if fmt.Sprint(res[i]) != fmt.Sprint(want[i]) {
+					t.Fatalf("ApplyBatch: entry %d (index %d) answered %v, Apply %v", i, mixed[i].Index, res[i], want[i])
+				}
+			}
+			after, _ := f5.State()
+			wantPub := 0
+			if slices.ContainsFunc(mixed[:k], func(l *raft.Log) bool { return l.Type == raft.LogCommand }) {
+				wantPub = 1
+			}
+			if got := f5.publishes - published; got != wantPub || (wantPub == 0) != (after == before) {
+				t.Fatalf("a batch of %d entries (commands: %v) published %d states, want %d", k, wantPub == 1, got, wantPub)
+			}
+			mixed, want = mixed[k:], want[k:]
+		}
+		if got := mustState(f5); !reflect.DeepEqual(got, final) {
+			t.Fatalf("the log in batches differs:\n got %+v\nwant %+v", got, final)
 		}
 	})
 }
