@@ -223,28 +223,22 @@ func (a *Agent) reannounce() {
 // and only then is the release committed.
 func (a *Agent) releaseLoop(ctx context.Context) {
 	for {
-		st, changed := a.fsm.State()
-		var retry <-chan time.Time // a release to retry: nil (never) while none is asked
-		for _, as := range st.HeldBy(a.cfg.NodeID) {
-			if !as.Releasing {
-				continue
-			}
-			if retry == nil {
-				retry = time.After(a.timing.Renew)
-			}
-			if !a.releasable(ctx, st, as.Role) {
-				continue // the actuator is letting go; it nudges us
-			}
+		_, changed := a.fsm.State()
+		asked := releasePass(ctx, a.cfg.NodeID, a.State, a.releasable, func(ctx context.Context, c *fsm.Release) error {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := a.Propose(pctx, &fsm.Release{Role: as.Role, Node: a.cfg.NodeID, Epoch: as.Epoch,
-				Reason: "release requested", Cause: as.ReleaseCause, Time: time.Now().UnixMilli()})
-			cancel()
+			defer cancel()
+			_, err := a.Propose(pctx, c)
 			var rej *fsm.RejectedError
 			if err != nil && !errors.As(err, &rej) && ctx.Err() == nil {
-				a.log.Warn("release failed; retrying", "role", as.Role, "epoch", as.Epoch, "err", err)
+				a.log.Warn("release failed; retrying", "role", c.Role, "epoch", c.Epoch, "err", err)
 			} else if err == nil {
-				a.log.Info("released role", "role", as.Role, "epoch", as.Epoch)
+				a.log.Info("released role", "role", c.Role, "epoch", c.Epoch)
 			}
+			return err
+		})
+		var retry <-chan time.Time // a release to retry: nil (never) while none is asked
+		if asked {
+			retry = time.After(a.timing.Renew)
 		}
 		select {
 		case <-ctx.Done():
@@ -254,4 +248,34 @@ func (a *Agent) releaseLoop(ctx context.Context) {
 		case <-retry:
 		}
 	}
+}
+
+// releasePass proposes the release of each role node holds and is asked to
+// release, once its actuators have let go, and reports whether any was
+// asked. Each role is judged on the state as it is then, not as the pass
+// began: every proposal takes a Raft round, and a node asked to let 160
+// roles go spent seconds on them while other roles came to it. Handed the
+// pass's first state, the VIP actuator's Releasable set the addresses to
+// that old view and removed the new roles' addresses; the target loop put
+// them back from the current state: every address flapped until the pass
+// ended (5-node, 200-role lab, `harbormaster-lab scale`).
+func releasePass(ctx context.Context, node string, state func() *fsm.State,
+	releasable func(context.Context, *fsm.State, string) bool, propose func(context.Context, *fsm.Release) error) (asked bool) {
+	for _, as := range state().HeldBy(node) {
+		if !as.Releasing {
+			continue
+		}
+		st := state()
+		now := st.Assignment(as.Role)
+		if now.Holder != node || !now.Releasing || now.Epoch != as.Epoch {
+			continue // released, moved or renewed meanwhile
+		}
+		asked = true
+		if !releasable(ctx, st, as.Role) {
+			continue // the actuator is letting go; it nudges us
+		}
+		_ = propose(ctx, &fsm.Release{Role: as.Role, Node: node, Epoch: as.Epoch,
+			Reason: "release requested", Cause: as.ReleaseCause, Time: time.Now().UnixMilli()})
+	}
+	return asked
 }
