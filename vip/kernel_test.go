@@ -175,6 +175,34 @@ func TestWireAnnounceAndProbe(t *testing.T) {
 	if !bytes.Equal(peer, n2.MAC) {
 		t.Fatalf("probe answered by %v, want n2's %s", peer, n2.MAC)
 	}
+	// Many addresses in one ProbeAll, on one socket: each gets its own
+	// answer; a free one none, after the wait.
+	free := vip.Address{Prefix: netip.MustParsePrefix("198.18.0.201/24"), Iface: "eth0"}
+	var res []vip.ProbeResult
+	start := time.Now()
+	in(t, l, "n1", func() error {
+		res = w1.ProbeAll(context.Background(), []vip.Address{free, labVIP, labVIP},
+			func(vip.Address) net.HardwareAddr { return n1.MAC }, 200*time.Millisecond)
+		return nil
+	})
+	if took := time.Since(start); len(res) != 3 || res[0].Peer != nil || !bytes.Equal(res[1].Peer, n2.MAC) ||
+		!bytes.Equal(res[2].Peer, n2.MAC) || took < 200*time.Millisecond {
+		t.Fatalf("ProbeAll(free, held by n2, again) = %+v after %v; want nil, n2's %s twice, after the 200 ms wait", res, took, n2.MAC)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatalf("ProbeAll: %v", r.Err)
+		}
+	}
+	// Excluding n2's own MAC, its answer does not count.
+	in(t, l, "n1", func() error {
+		res = w1.ProbeAll(context.Background(), []vip.Address{labVIP},
+			func(vip.Address) net.HardwareAddr { return n2.MAC }, 100*time.Millisecond)
+		return nil
+	})
+	if res[0].Peer != nil || res[0].Err != nil {
+		t.Fatalf("ProbeAll excluding n2 = %+v, want no answer", res[0])
+	}
 	if _, err := nl2.Remove(labVIP); err != nil {
 		t.Fatal(err)
 	}

@@ -395,9 +395,6 @@ func (m *Manager) remove(a Address, leaseEnded bool, d Desired) {
 	m.emit(Event{Kind: kind, Address: a, Epoch: epoch})
 }
 
-// maxProbes bounds the probes in flight at once (each holds a socket).
-const maxProbes = 64
-
 // probeResult is the answer to one acquisition's probe.
 type probeResult struct {
 	peer net.HardwareAddr
@@ -419,11 +416,7 @@ func (m *Manager) needsProbe(a Address, d Desired, present bool) bool {
 // taking 80 roles spent 80 waits, 2.4 s, before the last was added, and
 // its first addresses' one-second kernel lifetimes ran out meanwhile).
 func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[Address]Desired, now time.Time, listed map[Address]bool) map[Address]probeResult {
-	type job struct {
-		a   Address
-		mac net.HardwareAddr
-	}
-	var jobs []job
+	var as []Address
 	for _, a := range managed {
 		d, want := desired[a]
 		if !want || !now.Add(m.cfg.FenceGuard).Before(d.Until) {
@@ -431,28 +424,16 @@ func (m *Manager) probeNew(ctx context.Context, managed []Address, desired map[A
 		}
 		present, err := m.present(a, listed)
 		if err == nil && m.needsProbe(a, d, present) {
-			jobs = append(jobs, job{a, m.mac(a.Iface)})
+			as = append(as, a)
 		}
 	}
-	if len(jobs) == 0 {
+	if len(as) == 0 {
 		return nil
 	}
-	out := make([]probeResult, len(jobs))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, maxProbes)
-	for i, j := range jobs {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			out[i].peer, out[i].err = m.ann.Probe(ctx, j.a, j.mac, m.cfg.ProbeWait)
-		}()
-	}
-	wg.Wait()
-	res := make(map[Address]probeResult, len(jobs))
-	for i, j := range jobs {
-		res[j.a] = out[i]
+	answers := m.ann.ProbeAll(ctx, as, func(a Address) net.HardwareAddr { return m.mac(a.Iface) }, m.cfg.ProbeWait)
+	res := make(map[Address]probeResult, len(as))
+	for i, a := range as {
+		res[a] = probeResult{peer: answers[i].Peer, err: answers[i].Err}
 	}
 	return res
 }

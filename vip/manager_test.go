@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -104,13 +105,12 @@ func TestAcquireProbesAddsWithLeaseLifetimeAndAnnounces(t *testing.T) {
 	}
 }
 
-// Addresses acquired in one pass are probed at once, so a node taking many
-// roles waits one ProbeWait, not one per address: the fake fails each probe
-// unless all of them are in flight together.
+// Addresses acquired in one pass are probed in one ProbeAll, so a node
+// taking many roles waits one ProbeWait, not one per address, and the wire
+// reads every answer on one socket.
 func TestAcquisitionsProbeTogether(t *testing.T) {
 	r := newRig(t, vip.Config{})
 	const n = 8
-	r.ann.Together = n
 	var addrs []vip.Address
 	var want []vip.Desired
 	for i := range n {
@@ -125,8 +125,8 @@ func TestAcquisitionsProbeTogether(t *testing.T) {
 			t.Fatalf("%s not added after one pass (probes %d): %v", a, r.ann.Probes, r.kinds())
 		}
 	}
-	if r.ann.Probes != n {
-		t.Fatalf("probes = %d, want %d", r.ann.Probes, n)
+	if r.ann.Probes != n || !slices.Equal(r.ann.Batches, []int{n}) {
+		t.Fatalf("probes = %d in batches %v, want %d in one", r.ann.Probes, r.ann.Batches, n)
 	}
 }
 

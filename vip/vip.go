@@ -71,6 +71,19 @@ type Announcer interface {
 	// exclude. It returns the hardware address of the first other answer,
 	// or nil if nobody else answered.
 	Probe(ctx context.Context, a Address, exclude net.HardwareAddr, wait time.Duration) (net.HardwareAddr, error)
+	// ProbeAll is Probe for many addresses at once, with one wait for
+	// all: the answer for each address in the order of as, answers from
+	// exclude(address) not counting. It returns when every address has an
+	// answer or the wait is over.
+	ProbeAll(ctx context.Context, as []Address, exclude func(Address) net.HardwareAddr, wait time.Duration) []ProbeResult
+}
+
+// ProbeResult is ProbeAll's answer for one address: the hardware address
+// of the first other host that answered (nil: none), or the error that
+// kept it from being probed.
+type ProbeResult struct {
+	Peer net.HardwareAddr
+	Err  error
 }
 
 // lifetimeSeconds rounds a lease remainder up to the kernel's whole seconds

@@ -4,7 +4,6 @@ package viptest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -193,13 +192,10 @@ type Announcer struct {
 	Announced []Announcement
 	// Answer, when set, is returned by Probe as the MAC of another host.
 	Answer net.HardwareAddr
-	Probes int
-	// Together, when above 1, makes each Probe wait until that many
-	// probes are in flight at once, or fail after 5 s: a test that the
-	// caller probes concurrently.
-	Together int
-	inFlight int
-	cond     *sync.Cond
+	// Probes counts the addresses probed; Batches records how many each
+	// ProbeAll call carried (a Probe is a batch of one).
+	Probes  int
+	Batches []int
 }
 
 // Announcement is one recorded Announce call.
@@ -228,24 +224,21 @@ func (a *Announcer) Probe(_ context.Context, addr vip.Address, _ net.HardwareAdd
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.Probes++
-	if a.Together > 1 {
-		if a.cond == nil {
-			a.cond = sync.NewCond(&a.mu)
-		}
-		a.inFlight++
-		a.cond.Broadcast()
-		deadline := time.AfterFunc(5*time.Second, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
-		defer deadline.Stop()
-		start := time.Now()
-		for a.inFlight < a.Together && time.Since(start) < 5*time.Second {
-			a.cond.Wait()
-		}
-		if a.inFlight < a.Together {
-			a.inFlight--
-			return nil, fmt.Errorf("probe of %s: %d probes in flight, want %d at once", addr, a.inFlight+1, a.Together)
-		}
-	}
+	a.Batches = append(a.Batches, 1)
 	return a.Answer, nil
+}
+
+// ProbeAll implements vip.Announcer.
+func (a *Announcer) ProbeAll(_ context.Context, as []vip.Address, _ func(vip.Address) net.HardwareAddr, _ time.Duration) []vip.ProbeResult {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Probes += len(as)
+	a.Batches = append(a.Batches, len(as))
+	out := make([]vip.ProbeResult, len(as))
+	for i := range out {
+		out[i].Peer = a.Answer
+	}
+	return out
 }
 
 // Count returns how many announcements were sent for addr.
