@@ -222,7 +222,9 @@ func TestVIPConflictSeenByNonHolder(t *testing.T) {
 	other := c.node(c.others(h.id)[0])
 	rogue := net.HardwareAddr{0x02, 0xee, 0, 0, 0, 0x99}
 	other.ann.SetAnswer(rogue)
-	c.waitFor("a vip-conflict event", 15*time.Second, func() bool {
+	// The two non-holders take turns probing it, a tick (5 s) each: the
+	// one that hears the rogue gets its turn within two ticks.
+	c.waitFor("a vip-conflict event", 25*time.Second, func() bool {
 		for _, e := range c.leader().agent.State().Events {
 			if e.Kind == "vip-conflict" && e.Node == other.id && e.New == rogue.String() && strings.HasPrefix(e.Old, h.id+" ") {
 				return true
