@@ -615,13 +615,13 @@ func (x *Actuator) demoteRemote(ctx context.Context, addr string) {
 	err = reach(rctx, addr)
 	rcancel()
 	if err != nil {
-		x.cfg.Log.Info("lost master's node does not answer (crashed or cut off: it fenced itself)", "redis", addr, "err", err)
+		x.cfg.Log.Warn("lost master's node does not answer a connect; promoting without demoting its Redis (crashed or cut off, or its agent stopped and the connect lost: docs/redis.md, Limits)", "redis", addr, "err", err)
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, demoteBound)
 	defer cancel()
 	if err := cli.PauseWrites(dctx); err != nil {
-		x.cfg.Log.Info("lost master's Redis not reachable (crashed or cut off: it fenced itself)", "redis", addr, "err", err)
+		x.cfg.Log.Warn("lost master's Redis did not pause its writes; promoting without demoting it (docs/redis.md, Limits)", "redis", addr, "err", err)
 		return
 	}
 	if err := cli.Follow(dctx, x.self); err != nil {
