@@ -164,15 +164,23 @@ func (w *Wire) ProbeAll(ctx context.Context, as []Address, exclude func(Address)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	// Sockets belong to the network namespace of the thread that opens
+	// exclude is the caller's: asked here, on the caller's goroutine, never
+	// from the probes' (the manager's caches its MACs in a map).
+	ex := make([]net.HardwareAddr, len(as))
+	for i, a := range as {
+		ex[i] = exclude(a)
+	}
+	// ARP sockets belong to the network namespace of the thread that opens
 	// them: they are opened here, on the caller's (tests run a goroutine
-	// locked into a lab namespace), and only then read in goroutines.
+	// locked into a lab namespace), and only then read in goroutines. An
+	// IPv6 probe opens its own socket: with more than one probe it runs in
+	// a goroutine, in the process's namespace.
 	var probes []func()
 	v4 := map[string][]int{}
 	var ifaces []string
 	for i, a := range as {
 		if a.IP().Is6() {
-			probes = append(probes, func() { out[i].Peer, out[i].Err = w.probe6(ctx, a, exclude(a), wait) })
+			probes = append(probes, func() { out[i].Peer, out[i].Err = w.probe6(ctx, a, ex[i], wait) })
 			continue
 		}
 		if _, ok := v4[a.Iface]; !ok {
@@ -191,7 +199,7 @@ func (w *Wire) ProbeAll(ctx context.Context, as []Address, exclude func(Address)
 		}
 		probes = append(probes, func() {
 			defer c.Close()
-			probe4(c, iface, as, idx, exclude, deadline, out)
+			probe4(c, iface, as, idx, ex, deadline, out)
 		})
 	}
 	if len(probes) == 1 {
@@ -215,7 +223,7 @@ func (w *Wire) ProbeAll(ctx context.Context, as []Address, exclude func(Address)
 
 // probe4 sends an RFC 5227 probe for each as[i], i in idx (all on iface),
 // on the ARP socket c and reads answers until each has one or the deadline.
-func probe4(c *arp.Client, iface string, as []Address, idx []int, exclude func(Address) net.HardwareAddr, deadline time.Time, out []ProbeResult) {
+func probe4(c *arp.Client, iface string, as []Address, idx []int, exclude []net.HardwareAddr, deadline time.Time, out []ProbeResult) {
 	fail := func(err error) {
 		for _, i := range idx {
 			if out[i].Err == nil && out[i].Peer == nil {
@@ -266,7 +274,7 @@ func probe4(c *arp.Client, iface string, as []Address, idx []int, exclude func(A
 		is := pending[r.SenderIP]
 		left := is[:0]
 		for _, i := range is {
-			if bytes.Equal(r.SenderHardwareAddr, exclude(as[i])) {
+			if bytes.Equal(r.SenderHardwareAddr, exclude[i]) {
 				left = append(left, i)
 			} else {
 				out[i].Peer = r.SenderHardwareAddr

@@ -73,8 +73,8 @@ type Announcer interface {
 	Probe(ctx context.Context, a Address, exclude net.HardwareAddr, wait time.Duration) (net.HardwareAddr, error)
 	// ProbeAll is Probe for many addresses at once, with one wait for
 	// all: the answer for each address in the order of as, answers from
-	// exclude(address) not counting. It returns when every address has an
-	// answer or the wait is over.
+	// exclude(address) not counting (asked on the caller's goroutine). It
+	// returns when every address has an answer or the wait is over.
 	ProbeAll(ctx context.Context, as []Address, exclude func(Address) net.HardwareAddr, wait time.Duration) []ProbeResult
 }
 
