@@ -274,8 +274,8 @@ func releasePass(ctx context.Context, node string, state func() *fsm.State,
 		if !releasable(ctx, st, as.Role) {
 			continue // the actuator is letting go; it nudges us
 		}
-		_ = propose(ctx, &fsm.Release{Role: as.Role, Node: node, Epoch: as.Epoch,
-			Reason: "release requested", Cause: as.ReleaseCause, Time: time.Now().UnixMilli()})
+		_ = propose(ctx, &fsm.Release{Role: as.Role, Node: node, Epoch: now.Epoch,
+			Reason: "release requested", Cause: now.ReleaseCause, Time: time.Now().UnixMilli()})
 	}
 	return asked
 }

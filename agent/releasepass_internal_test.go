@@ -40,11 +40,17 @@ func TestReleasePassUsesTheCurrentState(t *testing.T) {
 	}
 	propose := func(_ context.Context, c *fsm.Release) error {
 		proposed = append(proposed, c.Role)
+		if c.Role == "r2" && c.Cause != "operator" {
+			t.Errorf("r2 released with cause %q, want the current request's (operator)", c.Cause)
+		}
 		if c.Epoch != 1 || c.Node != "n1" {
 			t.Errorf("release %+v, want n1's at epoch 1", c)
 		}
 		// The release commits; meanwhile r3 moved to n2 and r5 came to n1.
-		next := mk(releasing("r2"), fsm.Assignment{Role: "r3", Holder: "n2", Epoch: 2},
+		// r2's release was asked again meanwhile, for another cause.
+		r2 := releasing("r2")
+		r2.ReleaseCause = "operator"
+		next := mk(r2, fsm.Assignment{Role: "r3", Holder: "n2", Epoch: 2},
 			fsm.Assignment{Role: "r4", Holder: "n1", Epoch: 1}, fsm.Assignment{Role: "r5", Holder: "n1", Epoch: 1})
 		if c.Role == "r2" {
 			next = mk(fsm.Assignment{Role: "r3", Holder: "n2", Epoch: 2},
