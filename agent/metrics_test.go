@@ -164,6 +164,12 @@ func TestMetricsFamiliesAfterFailovers(t *testing.T) {
 			t.Errorf("family %s missing; only appendEntries itself is blocked", name)
 		}
 	}
+	// The FSM applies raft's batches whole (raft.BatchingFSM): raft times
+	// the batches, not single applies (docs/operations.md).
+	if fams["raft_fsm_applyBatch"] == nil || fams["raft_fsm_apply"] != nil {
+		t.Errorf("raft_fsm_applyBatch present %v, raft_fsm_apply present %v; want the batch timing only",
+			fams["raft_fsm_applyBatch"] != nil, fams["raft_fsm_apply"] != nil)
+	}
 	var raftFams []string
 	for name, f := range fams {
 		if strings.HasPrefix(name, "raft_") {
