@@ -106,10 +106,7 @@ func apply(st *State, l *raft.Log) (*State, any) {
 			"upgrade the agent to the version of the cluster's leader and start it again", l.Index, err))
 	}
 	next, err := Apply(st, l.Index, cmd)
-	if err != nil {
-		return next, err
-	}
-	return next, nil
+	return next, err
 }
 
 type snapshotDoc struct {
