@@ -6,6 +6,10 @@
 // old lease surely ended plus the role's stop_timeout, would run a second
 // active instance (DESIGN.md S1, S3).
 //
+// The same process, given a spec with Redis set, is the dead-man of the
+// node's Redis (agent/redisact): its "stop" is the Redis's write fence,
+// armed at the deadline when the agent did not arm it. See redis.go.
+//
 // # Protocol
 //
 // The agent runs its own binary as `harbormaster internal service-guard`
@@ -67,6 +71,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
 )
 
@@ -82,6 +87,12 @@ type Spec struct {
 	Env service.Env `json:"env"`
 	// StopTimeout bounds the stop (the role's stop_timeout).
 	StopTimeout time.Duration `json:"stop_timeout_ns"`
+	// Redis, when set, makes this the guard of the node's Redis (the
+	// redis-master role, agent/redisact) instead of a service's: its
+	// "stop" arms the Redis's write fence (redisctl.Client.PauseWrites),
+	// retried until it holds or StopTimeout ends; Service and Env are
+	// unused. See redis.go.
+	Redis *redisctl.Config `json:"redis,omitempty"`
 }
 
 // validate checks what the guard cannot do without.
@@ -92,7 +103,18 @@ func (s Spec) validate() error {
 	if s.StopTimeout <= 0 {
 		return fmt.Errorf("spec: stop_timeout_ns %d is not positive", s.StopTimeout)
 	}
+	if s.Redis != nil {
+		return s.Redis.Validate("redis")
+	}
 	return s.Service.Validate("service")
+}
+
+// what names what the guard acts on, in its log lines.
+func (s Spec) what() (thing, action string) {
+	if s.Redis != nil {
+		return "fence its Redis", "paused its Redis's writes"
+	}
+	return "stop the service", "stopped it"
 }
 
 // Mono is CLOCK_MONOTONIC now, the clock of deadlines.
@@ -369,10 +391,11 @@ func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, no
 		cancel()
 		took := time.Since(begin).Round(time.Millisecond)
 		l := log.With("role", spec.Role, "epoch", spec.Env.Epoch, "reason", why, "late", late.Round(time.Millisecond), "took", took)
+		thing, action := spec.what()
 		if err != nil {
-			l.Error("service guard: the lease ended and the agent did not stop the service; the guard's stop failed", "err", err)
+			l.Error("guard: the lease ended and the agent did not "+thing+"; the guard's attempt failed", "err", err)
 		} else {
-			l.Warn("service guard: the lease ended and the agent did not stop the service; the guard stopped it")
+			l.Warn("guard: the lease ended and the agent did not " + thing + "; the guard " + action)
 		}
 		return out, err
 	}
@@ -440,7 +463,7 @@ func Main(in io.Reader, out, stderr io.Writer) error {
 		for range sigs {
 		}
 	}()
-	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "service-guard", "pid", unix.Getpid())
+	component := "service-guard"
 	r := bufio.NewReader(in)
 	line, err := r.ReadBytes('\n')
 	if err != nil {
@@ -453,10 +476,17 @@ func Main(in io.Reader, out, stderr io.Writer) error {
 	if err := spec.validate(); err != nil {
 		return fmt.Errorf("service guard: %w", err)
 	}
-	back, err := service.New(spec.Role, spec.Service)
+	var back service.Actuator
+	if spec.Redis != nil {
+		back, err = newRedisFence(*spec.Redis)
+		component = "redis-guard"
+	} else {
+		back, err = service.New(spec.Role, spec.Service)
+	}
 	if err != nil {
 		return fmt.Errorf("service guard: %w", err)
 	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", component, "pid", unix.Getpid())
 	if c, ok := back.(io.Closer); ok {
 		defer c.Close()
 	}
