@@ -10,11 +10,13 @@ import (
 	"github.com/harbormaster/harbormaster/agent/act"
 	"github.com/harbormaster/harbormaster/agent/config"
 	"github.com/harbormaster/harbormaster/agent/redisact"
+	"github.com/harbormaster/harbormaster/agent/redisctl"
 	"github.com/harbormaster/harbormaster/agent/service"
 	"github.com/harbormaster/harbormaster/agent/serviceact"
 	"github.com/harbormaster/harbormaster/agent/serviceguard"
 	"github.com/harbormaster/harbormaster/agent/vipact"
 	"github.com/harbormaster/harbormaster/fsm"
+	"github.com/harbormaster/harbormaster/spec"
 	"github.com/harbormaster/harbormaster/vip"
 )
 
@@ -64,7 +66,12 @@ func (a *Agent) buildActuators() error {
 		a.actuators = append(a.actuators, a.services)
 	}
 	if a.cfg.Redis != nil {
-		r, err := redisact.New(view, redisact.Config{Redis: *a.cfg.Redis, Log: a.log.With("component", "redis"), OnActed: a.failoverActed})
+		startGuard, err := a.opts.redisGuardStarter(*a.cfg.Redis)
+		if err != nil {
+			return err
+		}
+		r, err := redisact.New(view, redisact.Config{Redis: *a.cfg.Redis, Log: a.log.With("component", "redis"), OnActed: a.failoverActed,
+			StartGuard: startGuard})
 		if err != nil {
 			return &config.Error{Path: a.cfg.Path, Field: "redis", Msg: err.Error()}
 		}
@@ -109,6 +116,34 @@ func (o Options) guardStarter() (func(string, service.Actuator, service.Env, tim
 		return g, nil
 	}, nil
 }
+
+// redisGuardStarter returns how the Redis actuator starts the guard of
+// this node's Redis (agent/serviceguard with a Redis spec): the agent's own
+// binary (or Options.ServiceGuardBin), sharing the agent's stderr; none
+// with Options.NoRedisGuard.
+func (o Options) redisGuardStarter(c redisctl.Config) (func(func() time.Duration) (redisact.Guard, error), error) {
+	if o.NoRedisGuard {
+		return nil, nil
+	}
+	exe := o.ServiceGuardBin
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("redis guard: the agent's own binary: %w", err)
+		}
+	}
+	return func(deadline func() time.Duration) (redisact.Guard, error) {
+		g, err := serviceguard.Start(exe, serviceguard.Spec{Role: string(spec.TypeRedisMaster), Redis: &c, StopTimeout: redisGuardFence},
+			os.Stderr, deadline)
+		if err != nil {
+			return nil, err
+		}
+		return g, nil
+	}, nil
+}
+
+// redisGuardFence bounds the Redis guard's attempts at the fence.
+const redisGuardFence = 5 * time.Second
 
 // openVIPs builds the VIP actuator when the node has a vip_interface:
 // netlink and raw sockets in production, the fakes from Options in tests.

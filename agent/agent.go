@@ -77,9 +77,13 @@ type Options struct {
 	// ServiceActuator replaces agent/service's actuators (tests).
 	ServiceActuator func(role string, c service.Config) (service.Actuator, error)
 	// ServiceGuardBin is the binary that runs the guards of running
-	// services (`internal service-guard`, agent/serviceguard); default:
-	// the agent's own (os.Executable), or none with ServiceActuator.
+	// services and of the Redis (`internal service-guard`,
+	// agent/serviceguard); default: the agent's own (os.Executable), or
+	// none for services with ServiceActuator.
 	ServiceGuardBin string
+	// NoRedisGuard runs the Redis actuator without its guard process
+	// (tests with in-process agents, whose binary has no guard command).
+	NoRedisGuard bool
 	// StoreWriteErr, when set, is asked before every write to the Raft
 	// log and stable stores; an error fails the write (tests: a full disk).
 	StoreWriteErr func() error

@@ -312,7 +312,11 @@ func (c *cluster) build(cfg *config.Config, o clusterOpts) *tnode {
 		handler, logger = h, slog.New(h)
 	}
 	a, err := agent.New(cfg, agent.Options{LogHandler: handler, StoreWriteErr: storeErr, ServiceActuator: actuator, VIPKernel: vk, VIPAnnouncer: va, LeaseFilter: c.cut.leaseDropped, Transport: trans, InmemStore: !o.disk, APIListener: lis, Dialer: c.cut.dialer(cfg.NodeID),
-		Logger:            logger.With("test", c.t.Name()),
+		Logger: logger.With("test", c.t.Name()),
+		// The test binary has no guard command; the Redis guard is
+		// tested in agent/redisact, agent/serviceguard and the lab
+		// (redis-pause-agent).
+		NoRedisGuard:      true,
 		SnapshotThreshold: o.snapshotThreshold, TrailingLogs: o.trailingLogs})
 	if err != nil {
 		c.t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/harbormaster/harbormaster/agent/act"
 	"github.com/harbormaster/harbormaster/agent/redisctl"
+	"github.com/harbormaster/harbormaster/agent/serviceguard"
 	"github.com/harbormaster/harbormaster/fsm"
 	"github.com/harbormaster/harbormaster/spec"
 )
@@ -59,7 +60,33 @@ type Config struct {
 	// Redis for a role at an epoch (the failover's acted and announced
 	// phases).
 	OnActed func(role string, epoch uint64, acted, announced time.Time)
+	// StartGuard, when set, starts the dead-man of this node's Redis
+	// (agent/serviceguard with a Redis spec): a process of its own that
+	// arms the Redis's write fence at the last deadline it was given when
+	// the agent did not (killed, or frozen by SIGSTOP), and at once when
+	// the agent dies before giving one. deadline is read once the guard is
+	// ready (0: none yet). nil: no guard (tests with in-process agents).
+	// With it, a promotion waits for a guard: none, none promoted.
+	StartGuard func(deadline func() time.Duration) (Guard, error)
+	// Mono is the guard's clock (CLOCK_MONOTONIC); default
+	// serviceguard.Mono.
+	Mono func() time.Duration
 }
+
+// Guard is the handle of the Redis's guard process (*serviceguard.Guard).
+type Guard interface {
+	// Renew gives the guard its deadline (writes only when it moved).
+	Renew(deadline time.Duration) error
+	// Release makes the guard exit without acting.
+	Release() error
+	// Done is closed once the guard process exited.
+	Done() <-chan struct{}
+}
+
+// GuardAhead is how long before its lease's end by this node's clock the
+// guard fences a Redis master whose agent did not: after the agent's own
+// fence (FenceAhead), still ahead of the end.
+const GuardAhead = FenceAhead / 2
 
 // Actuator is this node's side of the redis-master role. Build it with
 // New; Run runs it.
@@ -71,6 +98,19 @@ type Actuator struct {
 	wake chan struct{}
 	// reach is demoteRemote's connect (nil: tcpReach).
 	reach func(ctx context.Context, addr string) error
+	// renewWake wakes the fencer, which renews the guard's deadline, on
+	// every lease renewal (Wake); guardWake wakes the guard keeper.
+	renewWake chan struct{}
+	guardWake chan struct{}
+	// monoBase and wallBase are one instant on the guard's clock and on
+	// Go's: a lease end converts to the same deadline at every renewal.
+	monoBase time.Duration
+	wallBase time.Time
+	// guardStart serializes the starts of guards (the keeper's and a
+	// promotion's).
+	guardStart sync.Mutex
+	// releases counts the guard releases in flight (Run waits for them).
+	releases sync.WaitGroup
 	// jobs carries the one report or release in flight to the proposer
 	// goroutine: a pass never waits for Raft (a cut-off master must fence
 	// on time).
@@ -122,6 +162,11 @@ type Actuator struct {
 	warnings      []string
 	settingsRunID string
 	settingsFresh bool
+	// guard is the Redis's guard process (nil: none running or none
+	// configured); guardArmed is set from the moment a promotion gave it
+	// a deadline until this agent fenced its Redis itself.
+	guard      Guard
+	guardArmed bool
 }
 
 // job is one command for the proposer goroutine and what to log after.
@@ -138,15 +183,27 @@ func New(node act.Node, cfg Config) (*Actuator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Actuator{node: node, cfg: cfg, cli: cli, self: cfg.Redis.AnnounceAddr(),
-		wake: make(chan struct{}, 1), jobs: make(chan job, 1)}, nil
+	if cfg.Mono == nil {
+		cfg.Mono = serviceguard.Mono
+	}
+	x := &Actuator{node: node, cfg: cfg, cli: cli, self: cfg.Redis.AnnounceAddr(),
+		wake: make(chan struct{}, 1), jobs: make(chan job, 1),
+		renewWake: make(chan struct{}, 1), guardWake: make(chan struct{}, 1)}
+	// The guard clock first: the conversion errs early by the time
+	// between the two reads, never late.
+	x.monoBase = cfg.Mono()
+	x.wallBase = time.Now()
+	return x, nil
 }
 
 // Type implements act.Actuator.
 func (x *Actuator) Type() spec.RoleType { return spec.TypeRedisMaster }
 
 // Wake implements act.Actuator.
-func (x *Actuator) Wake() { act.Poke(x.wake) }
+func (x *Actuator) Wake() {
+	act.Poke(x.wake)
+	act.Poke(x.renewWake)
+}
 
 // handOverKey names a switchover of the role: its epoch and move target.
 func handOverKey(as fsm.Assignment) string { return fmt.Sprintf("%d/%s", as.Epoch, as.MoveTo) }
@@ -169,6 +226,7 @@ func (x *Actuator) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { x.fencer(gctx); return nil })
 	g.Go(func() error { x.proposer(gctx); return nil })
+	g.Go(func() error { x.guardKeeper(gctx); return nil })
 	g.Go(func() error {
 		for {
 			st, changed := x.node.State()
@@ -188,6 +246,7 @@ func (x *Actuator) Run(ctx context.Context) error {
 	})
 	err := g.Wait()
 	x.fenceOnExit()
+	x.dropGuardOnExit()
 	return err
 }
 
@@ -435,6 +494,11 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 			return false
 		}
 	}
+	if err := x.armGuard(auth); err != nil {
+		x.cfg.Log.Error("Redis not promoted: its guard is not running (it fences the Redis if this agent dies or freezes)", "epoch", as.Epoch, "err", err)
+		x.event(r.Name, as.Epoch, fmt.Sprintf("not promoted: the Redis guard is not running: %v", err))
+		return false
+	}
 	pctx, cancel := context.WithDeadline(ctx, auth.LeaseUntil.Add(-FenceAhead))
 	err := x.cli.PromoteWith(pctx, r.Name, as.Epoch, redisctl.PromoteOptions{MinSyncedReplicas: r.MinSyncedReplicas})
 	cancel()
@@ -521,8 +585,10 @@ func (x *Actuator) fencer(ctx context.Context) {
 		x.mu.Lock()
 		promoted := x.promotedEpoch != 0
 		x.mu.Unlock()
+		auth := x.node.Authority()
+		x.renewGuard(auth)
 		if promoted {
-			if left := x.node.Authority().Left(FenceAhead); left <= 0 {
+			if left := auth.Left(FenceAhead); left <= 0 {
 				fctx, cancel := context.WithTimeout(ctx, time.Second)
 				x.fence(fctx, "lease about to end")
 				cancel()
@@ -533,6 +599,7 @@ func (x *Actuator) fencer(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-x.renewWake:
 		case <-time.After(wait):
 		}
 	}
@@ -544,6 +611,7 @@ func (x *Actuator) fence(ctx context.Context, why string) {
 	done := x.fenced
 	x.mu.Unlock()
 	if done {
+		x.disarmGuard()
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -556,6 +624,7 @@ func (x *Actuator) fence(ctx context.Context, why string) {
 	x.mu.Lock()
 	x.fenced, x.promotedEpoch = true, 0
 	x.mu.Unlock()
+	x.disarmGuard()
 	x.cfg.Log.Info("Redis writes paused", "why", why)
 }
 
@@ -589,6 +658,7 @@ func (x *Actuator) follow(ctx context.Context, master string, epoch uint64) {
 		x.cfg.Log.Warn("make Redis a replica", "master", master, "err", err)
 		return
 	}
+	x.disarmGuard() // Follow armed the fence first
 	x.cfg.Log.Info("Redis follows the master", "master", master, "epoch", epoch)
 }
 
