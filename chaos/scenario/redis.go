@@ -539,6 +539,78 @@ func redisKillAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Option
 	return nil
 }
 
+// redisPauseAgent freezes the master's agent (SIGSTOP) while the other
+// nodes cannot reach its Redis (TCP to its Redis port from them dropped;
+// the writer still reaches it through the VIP until the VIP goes dark):
+// the new master's agent cannot demote it remotely (its connect is lost,
+// as under packet loss: chaos seed 550006), and the frozen agent cannot
+// fence it. Only the Redis's guard, a process of its own, can: the old
+// master must stop taking writes by its lease's end (old_master_fenced_ms,
+// from the freeze), before another Redis takes writes (no dual master).
+// Resumed and reachable again, it becomes a replica of the new master.
+func redisPauseAgent(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) error {
+	const pause = 3 * time.Second
+	r, err := startRedisRig(ctx, c, v, tr)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	m := r.master
+	if err := c.Lab.BlockTCP(m, redisPort, c.others(m)...); err != nil {
+		return err
+	}
+	healed := false
+	defer func() {
+		if !healed {
+			_ = c.Lab.Heal()
+		}
+	}()
+	t0 := time.Now()
+	tr.Fault = t0
+	if err := c.Signal(m, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = c.Signal(m, syscall.SIGCONT)
+		}
+	}()
+	nm, ok := r.redisFailover(ctx, tr, m, t0)
+	if err := Sleep(ctx, time.Until(t0.Add(pause))); err != nil {
+		return err
+	}
+	tc := time.Now()
+	bound := c.Timing.Lease + samplePeriod
+	if at, stopped := r.stoppedAt(m, t0, tc); !stopped {
+		tr.violate("S1/S3: the master %s, its agent frozen since %s, still took writes %s later", m, stamp(t0), ms(tc.Sub(t0)))
+	} else {
+		d := at.Sub(t0)
+		tr.figure("old_master_fenced_ms", msf(d))
+		if d > bound {
+			tr.violate("S3: the master %s, its agent frozen, took writes until %s, %s after the freeze at %s, beyond its lease (%s + %s sampling)",
+				m, stamp(at), ms(d), stamp(t0), c.Timing.Lease, samplePeriod)
+		}
+	}
+	if err := c.Signal(m, syscall.SIGCONT); err != nil {
+		return err
+	}
+	resumed = true
+	if err := c.Lab.Heal(); err != nil {
+		return err
+	}
+	healed = true
+	if !ok {
+		return nil
+	}
+	r.checkRejoin(ctx, tr, m, nm, tc, "rejoin_after_resume_ms")
+	if err := Sleep(ctx, after); err != nil {
+		return err
+	}
+	r.finishSettled(ctx, tr, t0, nm)
+	return nil
+}
+
 // redisMove moves the role with `harbormaster move` under the write load:
 // no acknowledged write may be lost.
 func redisMove(ctx context.Context, c *Cluster, v View, tr *Trial, _ Options) error {

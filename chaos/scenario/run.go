@@ -302,6 +302,8 @@ func catalogue() []scenario {
 			targets: redisTargets(nil, sentinelLossFigure/10, "10x fewer than Sentinel's 14,789")},
 		{name: "redis-kill-agent", about: "SIGKILL of the Redis master's agent only (its Redis keeps running and reachable): the new master's agent fences and demotes it remotely before promoting; no two masters",
 			run: redisKillAgent, cluster: redisCluster},
+		{name: "redis-pause-agent", about: "SIGSTOP of the Redis master's agent for 3 s while the other nodes cannot reach its Redis (TCP to its port from them dropped): no remote demotion is possible, its guard process fences it by the lease's end, before a new master takes writes; resumed, it becomes a replica",
+			run: redisPauseAgent, cluster: redisCluster},
 		{name: "redis-move", about: "`harbormaster move redis` under a write load: no acknowledged write lost",
 			run: redisMove, cluster: redisCluster},
 		{name: "redis-restart-all", about: "SIGTERM of all three agents and a restart (Redis keeps running), then a rolling restart of every Redis server, master last: re-elected by offset, no two masters, no acknowledged write lost",

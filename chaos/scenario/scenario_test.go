@@ -441,6 +441,13 @@ func TestRedisKillAgent(t *testing.T) {
 	runRedis(t, "redis-kill-agent", "old_master_demoted_ms")
 }
 
+// The fence of a frozen agent's Redis is its guard's: the new master's
+// agent cannot reach that Redis to demote it.
+func TestRedisPauseAgent(t *testing.T) {
+	r := runRedis(t, "redis-pause-agent", "old_master_fenced_ms", "rejoin_after_resume_ms")
+	atMost(t, r, "old_master_fenced_ms", float64((500*time.Millisecond+samplePeriod)/time.Millisecond))
+}
+
 func TestRedisMove(t *testing.T) {
 	r := runRedis(t, "redis-move", "old_master_replica_ms")
 	atMost(t, r, "lost_acked_writes", 0)
