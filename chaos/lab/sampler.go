@@ -32,6 +32,10 @@ type Sample struct {
 	// the holders of each address in the order given, sorted; nil for a
 	// sampler of one address. See Of.
 	Each [][]string
+	// Took is how long the pass took: a node read late in it may show an
+	// address that came after At, so an interval of samples can start up
+	// to Took early (on the safe side for S1: an overlap reads longer).
+	Took time.Duration
 }
 
 // Of returns the samples of the i-th address of a sampler of several
@@ -190,6 +194,7 @@ func (s *Sampler) pass() {
 	for _, e := range smp.Each {
 		slices.Sort(e)
 	}
+	smp.Took = time.Since(smp.At)
 	s.mu.Lock()
 	s.samples = append(s.samples, smp)
 	s.mu.Unlock()
