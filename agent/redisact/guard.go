@@ -13,16 +13,24 @@ import (
 // a redis-master role, with no deadline. A promotion gives it the lease's
 // end less GuardAhead first (a promotion without a running guard does not
 // happen), the fencer moves that deadline on with every renewal while the
-// node may act as master, and the agent's own fence releases it (a fresh
-// one is started for the next promotion). A killed or frozen agent gives
-// no more deadlines: the guard arms the Redis's write fence at the last
-// one, by its own clock, whatever the network (chaos seed 550006: a new
-// master's remote demotion lost to packet loss while the old master's
+// node may act as master, and once the Redis is seen fenced (or down) the
+// guard is released and the next one kept ready. A killed or frozen agent
+// gives no more deadlines: the guard arms the Redis's write fence at the
+// last one, by its own clock, whatever the network (chaos seed 550006: a
+// new master's remote demotion lost to packet loss while the old master's
 // agent was stopped).
+//
+// Arms are numbered (armGen): the end of an episode seen on one goroutine
+// (the fencer's fence) must not disarm the guard of a promotion the pass
+// goroutine made meanwhile.
 
-// guardCheck is how often the keeper checks that the spec still has a
-// redis-master role (it is woken for everything else).
+// guardCheck is how often the keeper looks at the spec when nothing woke
+// it (Wake does on every renewal and state change).
 const guardCheck = 5 * time.Second
+
+// guardQuick is how long a guard must run for its exit not to make the
+// keeper back off (a guard that dies right after "ready").
+const guardQuick = time.Second
 
 // guardDeadline converts the lease's end less GuardAhead to the guard's
 // clock.
@@ -39,24 +47,24 @@ func (x *Actuator) mayMaster(auth act.Authority) bool {
 }
 
 // startDeadline is the first deadline of a guard that starts (read once it
-// is ready): the current one while a promotion is guarded and the node may
-// act as master, else none.
+// is ready): none while no promotion is guarded; the current one while the
+// node may act as master; else the last one given, passed or not (the
+// guard then fences at once: the Redis has not been seen fenced since).
 func (x *Actuator) startDeadline() time.Duration {
 	x.mu.Lock()
-	armed := x.guardArmed
+	armed, last := x.guardArmed, x.lastDeadline
 	x.mu.Unlock()
-	auth := x.node.Authority()
-	if !armed || !x.mayMaster(auth) {
+	if !armed {
 		return 0
 	}
-	return x.guardDeadline(auth)
+	if auth := x.node.Authority(); x.mayMaster(auth) {
+		return x.guardDeadline(auth)
+	}
+	return last
 }
 
-// liveGuard returns the running guard, starting one when there is none or
-// it exited.
-func (x *Actuator) liveGuard() (Guard, error) {
-	x.guardStart.Lock()
-	defer x.guardStart.Unlock()
+// startGuard starts a guard unless one runs, for the keeper.
+func (x *Actuator) startGuard() (Guard, error) {
 	x.mu.Lock()
 	g := x.guard
 	x.mu.Unlock()
@@ -71,9 +79,9 @@ func (x *Actuator) liveGuard() (Guard, error) {
 		return nil, errors.New("redis guard: none started")
 	}
 	x.mu.Lock()
-	x.guard = g
+	x.guard, x.guardStarted = g, time.Now()
 	x.mu.Unlock()
-	act.Poke(x.guardWake) // the keeper watches the new one
+	act.Poke(x.wake) // a promotion waiting for a guard goes on
 	return g, nil
 }
 
@@ -86,21 +94,27 @@ func exited(g Guard) bool {
 	}
 }
 
-// armGuard gives the guard the deadline of auth before a promotion; an
-// error means no guard runs and the promotion must not happen. Without
+// armGuard gives the running guard the deadline of auth before a
+// promotion; an error means no guard runs and the promotion must not
+// happen (the keeper starts one and wakes the pass). Without
 // Config.StartGuard there is nothing to arm.
 func (x *Actuator) armGuard(auth act.Authority) error {
 	if x.cfg.StartGuard == nil {
 		return nil
 	}
-	g, err := x.liveGuard()
-	if err != nil {
-		return err
-	}
+	d := x.guardDeadline(auth)
 	x.mu.Lock()
-	x.guardArmed = true
+	g := x.guard
+	if g != nil && !exited(g) {
+		x.guardArmed, x.lastDeadline = true, d
+		x.armGen++
+	}
 	x.mu.Unlock()
-	if err := g.Renew(x.guardDeadline(auth)); err != nil {
+	if g == nil || exited(g) {
+		act.Poke(x.guardWake)
+		return errors.New("redis guard: none running (the keeper starts one)")
+	}
+	if err := g.Renew(d); err != nil {
 		return err
 	}
 	if exited(g) {
@@ -118,16 +132,22 @@ func (x *Actuator) renewGuard(auth act.Authority) {
 	if g == nil || !armed || !x.mayMaster(auth) {
 		return
 	}
-	if err := g.Renew(x.guardDeadline(auth)); err != nil {
+	d := x.guardDeadline(auth)
+	x.mu.Lock()
+	if x.guard == g && x.guardArmed {
+		x.lastDeadline = max(x.lastDeadline, d)
+	}
+	x.mu.Unlock()
+	if err := g.Renew(d); err != nil {
 		x.cfg.Log.Warn("Redis guard not renewed", "err", err)
 	}
 }
 
-// disarmGuard releases the armed guard once this agent fenced its Redis
-// itself; the keeper starts the next one.
-func (x *Actuator) disarmGuard() {
+// disarmGuard releases the guard armed at gen (no newer arm since) once
+// this node's Redis was seen fenced or down; the keeper starts the next.
+func (x *Actuator) disarmGuard(gen uint64) {
 	x.mu.Lock()
-	g, armed := x.guard, x.guardArmed
+	g, armed := x.guard, x.guardArmed && x.armGen == gen
 	if armed {
 		x.guard, x.guardArmed = nil, false
 	}
@@ -154,90 +174,96 @@ func (x *Actuator) releaseGuard(g Guard, restart bool) {
 }
 
 // guardKeeper keeps a guard running while the spec has a redis-master
-// role (and releases it when the role goes), starting a new one when the
-// last exited: it fenced the Redis, or died.
+// role, starting a new one when the last exited (it fenced the Redis, or
+// died), backing off when starts fail or guards die young. Without the
+// role it releases the guard, armed or not: an unmanaged Redis (a
+// migration's rollback: docs/migrate.md) is never fenced by the agent.
 func (x *Actuator) guardKeeper(ctx context.Context) {
 	if x.cfg.StartGuard == nil {
 		return
 	}
 	backoff := time.Duration(0)
+	var retry time.Time // no start before
 	for {
 		wait := guardCheck
 		var done <-chan struct{}
-		if x.manages() {
-			g, err := x.liveGuard()
-			if err != nil {
-				if backoff == 0 {
-					x.cfg.Log.Error("Redis guard not started; this node's Redis is not promoted without one", "err", err)
-				}
-				backoff = min(max(2*backoff, time.Second), 30*time.Second)
-				wait = backoff
-			} else {
-				if backoff > 0 {
-					x.cfg.Log.Info("Redis guard started")
-				}
-				backoff = 0
-				done = g.Done()
+		if !x.manages() {
+			x.dropGuard()
+		} else if until := time.Until(retry); until > 0 {
+			wait = until
+		} else if g, err := x.startGuard(); err != nil {
+			if backoff == 0 {
+				x.cfg.Log.Error("Redis guard not started; this node's Redis is not promoted without one", "err", err)
 			}
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			retry, wait = time.Now().Add(backoff), backoff
 		} else {
-			x.mu.Lock()
-			g, armed := x.guard, x.guardArmed
-			if !armed {
-				x.guard = nil
-			}
-			x.mu.Unlock()
-			if g != nil && !armed {
-				x.releaseGuard(g, false)
-			}
+			done = g.Done()
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-done:
-			x.guardExited(done)
+			if x.guardExited(done) {
+				backoff = min(max(2*backoff, time.Second), 30*time.Second)
+				retry = time.Now().Add(backoff)
+			} else {
+				backoff = 0
+			}
 		case <-x.guardWake:
 		case <-time.After(wait):
 		}
 	}
 }
 
-// guardExited forgets a guard that exited by itself and says so.
-func (x *Actuator) guardExited(done <-chan struct{}) {
+// dropGuard releases the guard, armed or not (the spec has no
+// redis-master role).
+func (x *Actuator) dropGuard() {
+	x.mu.Lock()
+	g := x.guard
+	x.guard, x.guardArmed = nil, false
+	x.mu.Unlock()
+	if g != nil {
+		x.releaseGuard(g, false)
+	}
+}
+
+// guardExited forgets a guard that exited by itself (releasing its handle),
+// says so, and reports whether it died young. An armed guard's successor
+// gets its deadline (startDeadline).
+func (x *Actuator) guardExited(done <-chan struct{}) (young bool) {
 	x.mu.Lock()
 	g, armed := x.guard, x.guardArmed
 	mine := g != nil && g.Done() == done
 	if mine {
 		x.guard = nil
+		young = time.Since(x.guardStarted) < guardQuick
 	}
 	x.mu.Unlock()
 	if !mine {
-		return
+		return false
 	}
+	x.releaseGuard(g, false) // closes the agent's end of its pipe
 	if armed {
 		x.cfg.Log.Warn("Redis guard exited while it guarded a promotion (it fenced the Redis at its deadline, or died); starting another")
-		if !x.mayMaster(x.node.Authority()) {
-			// Its deadline passed: the promotion it guarded is over
-			// (the next one arms the next guard).
-			x.mu.Lock()
-			x.guardArmed = false
-			x.mu.Unlock()
-		}
-		return
+	} else {
+		x.cfg.Log.Warn("Redis guard exited by itself; starting another")
 	}
-	x.cfg.Log.Warn("Redis guard exited by itself; starting another")
+	return young
 }
 
 // dropGuardOnExit ends the guard as the actuator stops: released when this
-// node's Redis is fenced or no promotion is guarded; left running when a
-// master could not be fenced, so that it fences at the lease's end (the
-// agent's exit closes its stdin).
+// node's Redis is fenced, no promotion is guarded, or the spec has no
+// redis-master role; left running when a master could not be fenced, so
+// that it fences at the lease's end (the agent's exit closes its stdin).
 func (x *Actuator) dropGuardOnExit() {
+	manages := x.manages()
 	x.mu.Lock()
 	g, armed, fenced := x.guard, x.guardArmed, x.fenced
 	x.guard, x.guardArmed = nil, false
 	x.mu.Unlock()
 	if g != nil {
-		if armed && !fenced {
+		if manages && armed && !fenced {
 			x.cfg.Log.Warn("stopping with this node's Redis master not fenced; its guard fences it at the lease's end")
 		} else {
 			x.releaseGuard(g, false)

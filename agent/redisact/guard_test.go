@@ -47,12 +47,27 @@ func (g *fakeGuard) Release() error {
 	defer g.mu.Unlock()
 	if !g.released {
 		g.released = true
-		close(g.done)
+		select {
+		case <-g.done:
+		default:
+			close(g.done)
+		}
 	}
 	return nil
 }
 
 func (g *fakeGuard) Done() <-chan struct{} { return g.done }
+
+// die ends the guard as if its process died (no release).
+func (g *fakeGuard) die() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.done:
+	default:
+		close(g.done)
+	}
+}
 
 func (g *fakeGuard) seen() ([]time.Duration, []bool, bool) {
 	g.mu.Lock()
@@ -236,8 +251,18 @@ func TestNoPromotionWithoutAGuard(t *testing.T) {
 		}
 		return false
 	})
+	time.Sleep(time.Second) // passes go on refusing to promote
 	if r := redisState(t, cli); r.Role == fsm.RedisMaster && !r.Paused {
 		t.Fatal("the Redis was promoted without a guard")
+	}
+	n := 0
+	for _, e := range node.Events() {
+		if e.Role == "redis" && len(e.Message) > 14 && e.Message[:14] == "not promoted: " {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d events for one epoch's refused promotions; want 1 (every event is a Raft entry)", n)
 	}
 	gs.setFail(false)
 	waitFor(t, "promotion once a guard runs", func() bool { r := redisState(t, cli); return r.Role == fsm.RedisMaster && !r.Paused })
@@ -247,5 +272,70 @@ func TestNoPromotionWithoutAGuard(t *testing.T) {
 	}
 	if dls, writable, _ := starts[len(starts)-1].seen(); len(dls) == 0 || writable[0] {
 		t.Errorf("the guard's deadlines %v (Redis writable at each: %v); want one before the promotion", dls, writable)
+	}
+}
+
+// promoted runs the actuator on a guarded node and waits for its Redis to
+// be promoted; it returns the guard the promotion armed.
+func promoted(t *testing.T, cli *redisctl.Client, gs *guards, node *acttest.Node) (*Actuator, *fakeGuard) {
+	t.Helper()
+	x := runGuarded(t, node, cli.Addr(), gs, nil)
+	waitFor(t, "promotion", func() bool { r := redisState(t, cli); return r.Role == fsm.RedisMaster && !r.Paused })
+	starts, _ := gs.all()
+	g := starts[len(starts)-1]
+	if dls, _, _ := g.seen(); len(dls) == 0 {
+		t.Fatal("promoted without arming the guard")
+	}
+	return x, g
+}
+
+// The role leaves the spec (a migration's rollback, docs/migrate.md): the
+// agent leaves its Redis alone from then on, so the armed guard is
+// released within a pass, not left to fence the master at its deadline,
+// and no other is started.
+func TestRemovingTheRoleReleasesTheArmedGuard(t *testing.T) {
+	addr := startRedis(t)
+	cli, err := redisctl.New(redisctl.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	gs := &guards{cli: cli}
+	node := guardedNode(addr, time.Now().Add(time.Hour))
+	x, g := promoted(t, cli, gs, node)
+	cur, _ := node.State()
+	st := *cur
+	st.Spec = &spec.Spec{}
+	node.SetState(&st)
+	x.Wake()
+	waitFor(t, "release of the armed guard", func() bool { _, _, rel := g.seen(); return rel })
+	time.Sleep(300 * time.Millisecond)
+	if r := redisState(t, cli); r.Role != fsm.RedisMaster || r.Paused {
+		t.Errorf("the unmanaged master: role %s, fenced %v; want it left a writable master", r.Role, r.Paused)
+	}
+	if starts, _ := gs.all(); len(starts) != 1 {
+		t.Errorf("%d guards started; want none after the role left the spec", len(starts)-1)
+	}
+}
+
+// An armed guard that dies (killed, not released) is replaced at once,
+// and the new one gets the current deadline: the master is never left
+// unguarded.
+func TestAnArmedGuardThatDiesIsReplacedWithTheDeadline(t *testing.T) {
+	addr := startRedis(t)
+	cli, err := redisctl.New(redisctl.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	gs := &guards{cli: cli}
+	node := guardedNode(addr, time.Now().Add(time.Hour))
+	_, g := promoted(t, cli, gs, node)
+	dls, _, _ := g.seen()
+	g.die()
+	waitFor(t, "a replacement", func() bool { s, _ := gs.all(); return len(s) == 2 })
+	_, first := gs.all()
+	if first[1] != dls[len(dls)-1] {
+		t.Errorf("the replacement started with deadline %v; want the armed one's %v", first[1], dls[len(dls)-1])
 	}
 }

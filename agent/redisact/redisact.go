@@ -163,10 +163,22 @@ type Actuator struct {
 	settingsRunID string
 	settingsFresh bool
 	// guard is the Redis's guard process (nil: none running or none
-	// configured); guardArmed is set from the moment a promotion gave it
-	// a deadline until this agent fenced its Redis itself.
-	guard      Guard
-	guardArmed bool
+	// configured). guardArmed is set from the moment a promotion gave it
+	// a deadline until this node's Redis was seen fenced (or down) after
+	// that arm; armGen counts the arms, so that the end of an older
+	// episode (a fence on the fencer goroutine) cannot disarm a newer
+	// promotion's guard. lastDeadline is the last deadline given, for a
+	// guard that replaces one that exited while armed.
+	guard        Guard
+	guardArmed   bool
+	armGen       uint64
+	lastDeadline time.Duration
+	// guardStarted is when the keeper started the current guard (a
+	// guard that exits soon after makes it back off); noGuardEpoch is the
+	// epoch whose promotion was last refused for want of a guard (one
+	// event per epoch).
+	guardStarted time.Time
+	noGuardEpoch uint64
 }
 
 // job is one command for the proposer goroutine and what to log after.
@@ -203,6 +215,7 @@ func (x *Actuator) Type() spec.RoleType { return spec.TypeRedisMaster }
 func (x *Actuator) Wake() {
 	act.Poke(x.wake)
 	act.Poke(x.renewWake)
+	act.Poke(x.guardWake)
 }
 
 // handOverKey names a switchover of the role: its epoch and move target.
@@ -287,6 +300,9 @@ func (x *Actuator) submit(j job) bool {
 
 // pass is one round: observe, report, decide, act.
 func (x *Actuator) pass(ctx context.Context, st *fsm.State) {
+	x.mu.Lock()
+	gen := x.armGen
+	x.mu.Unlock()
 	octx, cancel := context.WithTimeout(ctx, poll)
 	repl, err := x.cli.Replication(octx)
 	cancel()
@@ -300,6 +316,14 @@ func (x *Actuator) pass(ctx context.Context, st *fsm.State) {
 	}
 	if quiet := x.observe(err, repl); !quiet {
 		x.report(st, repl, err)
+	}
+	x.mu.Lock()
+	safe := (err == nil && repl.Paused) || x.down
+	x.mu.Unlock()
+	if safe {
+		// Seen fenced (by this agent, by Follow, or by the guard) or
+		// gone after the arm: the promotion's guard has done its part.
+		x.disarmGuard(gen)
 	}
 	r, ok := Role(st)
 	if !ok || err != nil {
@@ -495,8 +519,14 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 		}
 	}
 	if err := x.armGuard(auth); err != nil {
-		x.cfg.Log.Error("Redis not promoted: its guard is not running (it fences the Redis if this agent dies or freezes)", "epoch", as.Epoch, "err", err)
-		x.event(r.Name, as.Epoch, fmt.Sprintf("not promoted: the Redis guard is not running: %v", err))
+		x.mu.Lock()
+		first := x.noGuardEpoch != as.Epoch
+		x.noGuardEpoch = as.Epoch
+		x.mu.Unlock()
+		if first {
+			x.cfg.Log.Error("Redis not promoted: its guard is not running (it fences the Redis if this agent dies or freezes)", "epoch", as.Epoch, "err", err)
+			x.event(r.Name, as.Epoch, fmt.Sprintf("not promoted: the Redis guard is not running: %v", err))
+		}
 		return false
 	}
 	pctx, cancel := context.WithDeadline(ctx, auth.LeaseUntil.Add(-FenceAhead))
@@ -585,10 +615,8 @@ func (x *Actuator) fencer(ctx context.Context) {
 		x.mu.Lock()
 		promoted := x.promotedEpoch != 0
 		x.mu.Unlock()
-		auth := x.node.Authority()
-		x.renewGuard(auth)
 		if promoted {
-			if left := auth.Left(FenceAhead); left <= 0 {
+			if left := x.node.Authority().Left(FenceAhead); left <= 0 {
 				fctx, cancel := context.WithTimeout(ctx, time.Second)
 				x.fence(fctx, "lease about to end")
 				cancel()
@@ -596,6 +624,7 @@ func (x *Actuator) fencer(ctx context.Context) {
 				wait = min(left, 100*time.Millisecond)
 			}
 		}
+		x.renewGuard(x.node.Authority())
 		select {
 		case <-ctx.Done():
 			return
@@ -608,10 +637,10 @@ func (x *Actuator) fencer(ctx context.Context) {
 // fence stops this node's Redis taking writes (once per episode).
 func (x *Actuator) fence(ctx context.Context, why string) {
 	x.mu.Lock()
-	done := x.fenced
+	done, gen := x.fenced, x.armGen
 	x.mu.Unlock()
 	if done {
-		x.disarmGuard()
+		x.disarmGuard(gen)
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -624,7 +653,7 @@ func (x *Actuator) fence(ctx context.Context, why string) {
 	x.mu.Lock()
 	x.fenced, x.promotedEpoch = true, 0
 	x.mu.Unlock()
-	x.disarmGuard()
+	x.disarmGuard(gen)
 	x.cfg.Log.Info("Redis writes paused", "why", why)
 }
 
@@ -658,7 +687,6 @@ func (x *Actuator) follow(ctx context.Context, master string, epoch uint64) {
 		x.cfg.Log.Warn("make Redis a replica", "master", master, "err", err)
 		return
 	}
-	x.disarmGuard() // Follow armed the fence first
 	x.cfg.Log.Info("Redis follows the master", "master", master, "epoch", epoch)
 }
 

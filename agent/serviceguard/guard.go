@@ -109,12 +109,23 @@ func (s Spec) validate() error {
 	return s.Service.Validate("service")
 }
 
-// what names what the guard acts on, in its log lines.
-func (s Spec) what() (thing, action string) {
+// acted is the guard's log line once it acted (ok) or failed to; gone is
+// set when the agent went before it gave any deadline.
+func (s Spec) acted(ok, gone bool) string {
 	if s.Redis != nil {
-		return "fence its Redis", "paused its Redis's writes"
+		why := "redis guard: the lease ended and the agent did not fence its Redis"
+		if gone {
+			why = "redis guard: the agent went while it guarded no promotion"
+		}
+		if ok {
+			return why + "; the guard paused its Redis's writes"
+		}
+		return why + "; the guard's fence failed"
 	}
-	return "stop the service", "stopped it"
+	if ok {
+		return "service guard: the lease ended and the agent did not stop the service; the guard stopped it"
+	}
+	return "service guard: the lease ended and the agent did not stop the service; the guard's stop failed"
 }
 
 // Mono is CLOCK_MONOTONIC now, the clock of deadlines.
@@ -391,11 +402,13 @@ func Watch(in *bufio.Reader, out io.Writer, spec Spec, back service.Actuator, no
 		cancel()
 		took := time.Since(begin).Round(time.Millisecond)
 		l := log.With("role", spec.Role, "epoch", spec.Env.Epoch, "reason", why, "late", late.Round(time.Millisecond), "took", took)
-		thing, action := spec.what()
+		if spec.Redis != nil {
+			l = log.With("redis", spec.Redis.Address, "reason", why, "late", late.Round(time.Millisecond), "took", took)
+		}
 		if err != nil {
-			l.Error("guard: the lease ended and the agent did not "+thing+"; the guard's attempt failed", "err", err)
+			l.Error(spec.acted(false, deadline == 0), "err", err)
 		} else {
-			l.Warn("guard: the lease ended and the agent did not " + thing + "; the guard " + action)
+			l.Warn(spec.acted(true, deadline == 0))
 		}
 		return out, err
 	}

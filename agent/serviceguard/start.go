@@ -261,11 +261,21 @@ func (g *Guard) Renew(deadline time.Duration) error {
 		g.mu.Unlock()
 		return nil
 	}
+	prev := g.deadline
 	g.deadline = deadline
 	g.mu.Unlock()
 	err := g.write(fmt.Sprintf("deadline %d\n", int64(deadline)))
 	if errors.Is(err, errReleased) {
 		return nil // released meanwhile: nothing to renew
+	}
+	if err != nil {
+		// Not delivered: the next Renew with this deadline must write
+		// it again, not take it for sent.
+		g.mu.Lock()
+		if g.deadline == deadline {
+			g.deadline = prev
+		}
+		g.mu.Unlock()
 	}
 	return err
 }

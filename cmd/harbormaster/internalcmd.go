@@ -19,7 +19,7 @@ func internalCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:    "service-guard",
 		Hidden: true,
-		Short:  "The dead-man of one running service: stops it at the lease's end when the agent did not (agent/serviceguard)",
+		Short:  "The dead-man of one running service, or of the node's Redis: stops it (fences it) at the lease's end when the agent did not (agent/serviceguard)",
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return serviceguard.Main(os.Stdin, os.Stdout, os.Stderr)
