@@ -45,6 +45,9 @@ const (
 	// catchUpBound bounds a promotion's catch-up with a more advanced
 	// replica (the resync from its backlog takes milliseconds).
 	catchUpBound = 300 * time.Millisecond
+	// noGuardQuiet is how long promotions may wait for a guard before
+	// the refusal is logged and recorded.
+	noGuardQuiet = time.Second
 	// freshRedis is the uptime (s) below which the agent's first read of a
 	// Redis sees it as redis.conf started it.
 	freshRedis = 30
@@ -175,10 +178,12 @@ type Actuator struct {
 	lastDeadline time.Duration
 	// guardStarted is when the keeper started the current guard (a
 	// guard that exits soon after makes it back off); noGuardEpoch is the
-	// epoch whose promotion was last refused for want of a guard (one
-	// event per epoch).
+	// epoch whose promotion was last reported refused for want of a guard
+	// (one event per epoch), noGuardSince when the refusals began (zero:
+	// a guard runs).
 	guardStarted time.Time
 	noGuardEpoch uint64
+	noGuardSince time.Time
 }
 
 // job is one command for the proposer goroutine and what to log after.
@@ -519,9 +524,16 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 		}
 	}
 	if err := x.armGuard(auth); err != nil {
+		// The keeper starts guards in 30-80 ms: a promotion that comes
+		// while it does (an agent's first seconds) waits quietly.
 		x.mu.Lock()
-		first := x.noGuardEpoch != as.Epoch
-		x.noGuardEpoch = as.Epoch
+		if x.noGuardSince.IsZero() {
+			x.noGuardSince = time.Now()
+		}
+		first := x.noGuardEpoch != as.Epoch && time.Since(x.noGuardSince) >= noGuardQuiet
+		if first {
+			x.noGuardEpoch = as.Epoch
+		}
 		x.mu.Unlock()
 		if first {
 			x.cfg.Log.Error("Redis not promoted: its guard is not running (it fences the Redis if this agent dies or freezes)", "epoch", as.Epoch, "err", err)
@@ -529,6 +541,9 @@ func (x *Actuator) promote(ctx context.Context, r spec.Role, as fsm.Assignment, 
 		}
 		return false
 	}
+	x.mu.Lock()
+	x.noGuardSince = time.Time{}
+	x.mu.Unlock()
 	pctx, cancel := context.WithDeadline(ctx, auth.LeaseUntil.Add(-FenceAhead))
 	err := x.cli.PromoteWith(pctx, r.Name, as.Epoch, redisctl.PromoteOptions{MinSyncedReplicas: r.MinSyncedReplicas})
 	cancel()
