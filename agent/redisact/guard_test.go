@@ -152,16 +152,22 @@ func guardedNode(addr string, until time.Time) *acttest.Node {
 
 func runGuarded(t *testing.T, node *acttest.Node, addr string, gs *guards, mono func() time.Duration) *Actuator {
 	t.Helper()
-	x, err := New(node, Config{Redis: redisctl.Config{Address: addr}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	return runActuatorWith(t, node, Config{Redis: redisctl.Config{Address: addr}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		StartGuard: gs.start, Mono: mono})
+}
+
+// guardedRedis starts a Redis (fenced, as the lab starts it) and returns
+// its address, a client of it (closed with the test) and the fake guards'
+// starter.
+func guardedRedis(t *testing.T) (string, *redisctl.Client, *guards) {
+	t.Helper()
+	addr := startRedis(t)
+	cli, err := redisctl.New(redisctl.Config{Address: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- x.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return x
+	t.Cleanup(func() { cli.Close() })
+	return addr, cli, &guards{cli: cli}
 }
 
 // The guard of a promotion: a guard is ready before it is needed (started
@@ -171,13 +177,7 @@ func runGuarded(t *testing.T, node *acttest.Node, addr string, gs *guards, mono 
 // Redis itself and releases the guard, and a new one is kept ready with
 // no deadline.
 func TestGuardIsArmedBeforeThePromotionAndReleasedAfterTheFence(t *testing.T) {
-	addr := startRedis(t)
-	cli, err := redisctl.New(redisctl.Config{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	gs := &guards{cli: cli}
+	addr, cli, gs := guardedRedis(t)
 	// The guard's clock runs a day ahead of Go's: the deadline is
 	// converted, not copied.
 	mono := func() time.Duration { return time.Duration(time.Now().UnixNano()) + 24*time.Hour }
@@ -294,13 +294,7 @@ func promoted(t *testing.T, cli *redisctl.Client, gs *guards, node *acttest.Node
 // released within a pass, not left to fence the master at its deadline,
 // and no other is started.
 func TestRemovingTheRoleReleasesTheArmedGuard(t *testing.T) {
-	addr := startRedis(t)
-	cli, err := redisctl.New(redisctl.Config{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	gs := &guards{cli: cli}
+	addr, cli, gs := guardedRedis(t)
 	node := guardedNode(addr, time.Now().Add(time.Hour))
 	x, g := promoted(t, cli, gs, node)
 	cur, _ := node.State()
@@ -322,13 +316,7 @@ func TestRemovingTheRoleReleasesTheArmedGuard(t *testing.T) {
 // and the new one gets the current deadline: the master is never left
 // unguarded.
 func TestAnArmedGuardThatDiesIsReplacedWithTheDeadline(t *testing.T) {
-	addr := startRedis(t)
-	cli, err := redisctl.New(redisctl.Config{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	gs := &guards{cli: cli}
+	addr, cli, gs := guardedRedis(t)
 	node := guardedNode(addr, time.Now().Add(time.Hour))
 	_, g := promoted(t, cli, gs, node)
 	dls, _, _ := g.seen()

@@ -52,7 +52,13 @@ func startRedis(t *testing.T) string {
 // test ends.
 func runActuator(t *testing.T, node *acttest.Node, addr string) *Actuator {
 	t.Helper()
-	x, err := New(node, Config{Redis: redisctl.Config{Address: addr}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return runActuatorWith(t, node, Config{Redis: redisctl.Config{Address: addr}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// runActuatorWith runs an actuator with cfg until the test ends.
+func runActuatorWith(t *testing.T, node *acttest.Node, cfg Config) *Actuator {
+	t.Helper()
+	x, err := New(node, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
