@@ -94,7 +94,7 @@ func (a *Agent) openRaft(ctx context.Context, cleanup *cleanups) error {
 	)
 	if a.opts.InmemStore {
 		s := raft.NewInmemStore()
-		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
+		logs, stable, snaps = s, s, &memSnaps{}
 	} else {
 		if err := prepareDataDir(cfg.DataDir); err != nil {
 			return err

@@ -178,8 +178,16 @@ func TestInmemFollowerCatchesUpFromSnapshot(t *testing.T) {
 		return lag.agent.State().Index >= l.agent.State().Index
 	})
 	// It must have installed the leader's snapshot: its own snapshots can
-	// only cover what it had before it was cut off.
-	snapIdx, _ := strconv.ParseUint(lag.agent.Raft().Stats()["last_snapshot_index"], 10, 64)
+	// only cover what it had before it was cut off. Raft records the
+	// installed snapshot a moment after the FSM restored it (which is
+	// what the catch-up above saw), so the index is polled briefly.
+	var snapIdx uint64
+	for hang := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		snapIdx, _ = strconv.ParseUint(lag.agent.Raft().Stats()["last_snapshot_index"], 10, 64)
+		if snapIdx > lagLast || time.Now().After(hang) {
+			break
+		}
+	}
 	if snapIdx <= lagLast {
 		t.Fatalf("lagging follower's last snapshot is at %d, not beyond its last entry before the cut (%d): it did not install the leader's snapshot",
 			snapIdx, lagLast)

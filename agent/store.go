@@ -187,3 +187,63 @@ func (a *Agent) StoreFault() error {
 	}
 	return err
 }
+
+// memSnaps is the snapshot store of Options.InmemStore (tests). raft's
+// InmemSnapshotStore makes a snapshot the latest as soon as it is
+// created, so a leader that sends the latest snapshot to a follower reads
+// its buffer while it is still being written: a torn snapshot, and a data
+// race the race detector reports (a CI run of
+// TestInmemFollowerCatchesUpFromSnapshot). Here each snapshot is written to
+// a store of its own, which becomes the latest once its sink is closed.
+type memSnaps struct {
+	mu     sync.Mutex
+	latest *raft.InmemSnapshotStore // nil: no snapshot yet
+}
+
+func (m *memSnaps) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	s := raft.NewInmemSnapshotStore()
+	sink, err := s.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &memSink{SnapshotSink: sink, done: func() {
+		m.mu.Lock()
+		m.latest = s
+		m.mu.Unlock()
+	}}, nil
+}
+
+func (m *memSnaps) List() ([]*raft.SnapshotMeta, error) {
+	m.mu.Lock()
+	s := m.latest
+	m.mu.Unlock()
+	if s == nil {
+		return []*raft.SnapshotMeta{}, nil
+	}
+	return s.List()
+}
+
+func (m *memSnaps) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	m.mu.Lock()
+	s := m.latest
+	m.mu.Unlock()
+	if s == nil {
+		return nil, nil, fmt.Errorf("snapshot %s: no snapshot taken yet", id)
+	}
+	return s.Open(id)
+}
+
+// memSink publishes its store once closed (not when canceled).
+type memSink struct {
+	raft.SnapshotSink
+	done func()
+}
+
+func (s *memSink) Close() error {
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	s.done()
+	return nil
+}
