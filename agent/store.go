@@ -209,8 +209,16 @@ func (m *memSnaps) Create(version raft.SnapshotVersion, index, term uint64, conf
 	}
 	return &memSink{SnapshotSink: sink, done: func() {
 		m.mu.Lock()
+		defer m.mu.Unlock()
+		// An install and a snapshot of its own may finish in either
+		// order on a follower: the latest is the one of the highest
+		// index.
+		if m.latest != nil {
+			if cur, _ := m.latest.List(); len(cur) > 0 && (cur[0].Term > term || cur[0].Term == term && cur[0].Index > index) {
+				return
+			}
+		}
 		m.latest = s
-		m.mu.Unlock()
 	}}, nil
 }
 
