@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"fmt"
-	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -160,20 +159,85 @@ func Plan(in Input) []fsm.Command {
 	inSpec := map[string]bool{}
 	roles := append([]spec.Role(nil), st.Spec.Roles...)
 	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
-	planned := map[string]*fsm.Assign{}
-	has := map[string]bool{} // roles with a command
 	for _, r := range roles {
 		inSpec[r.Name] = true
-		cmds := planRole(in, st, r, load)
-		has[r.Name] = len(cmds) > 0
-		for _, c := range cmds {
-			if as, ok := c.(*fsm.Assign); ok {
-				planned[r.Name] = as
+		a := st.Assignment(r.Name)
+		if a.Holder != "" {
+			if gen, ok := in.Live[a.Holder]; ok && gen == a.HolderGen {
+				if eligible(st, r, a.Holder) {
+					if cmd := preempt(in, r, a, load); cmd != nil {
+						out = append(out, cmd)
+					}
+					continue
+				}
+				n := st.Nodes[a.Holder]
+				if !a.Releasing && (n == nil || !n.Leaving || in.leavingFor(a.Holder) >= leaveGrace) {
+					out = append(out, &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
+						Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder), Cause: ineligibleCause(st, r, a.Holder)})
+				}
+				continue
+			}
+			if !ended(a.Holder, a.HolderGen, stopGrace(r, a)) {
+				continue // the holder may still act: wait (S4)
 			}
 		}
-		out = append(out, cmds...)
+		if a.Holder == "" && in.Settling {
+			continue
+		}
+		if a.Holder != "" {
+			load[a.Holder]--
+		}
+		best := pick(in, r, a, load)
+		if to := a.MoveTo; to != "" {
+			// An operator's move, also when the holder could not release
+			// and its lease ran out (a service whose stop failed). A
+			// redis-master move to a Redis outside the role's history
+			// needs the operator's acceptance of the loss.
+			if _, live := in.Live[to]; live && eligible(st, r, to) && (a.AcceptDataLoss || redisSynced(st, r, a, to)) {
+				best = to
+			}
+		}
+		var dataLoss string
+		if best != "" && !redisSynced(st, r, a, best) {
+			// S10: no replica synced with the role's last master.
+			if dataLoss = unsyncedPromotion(st, r, a, best, in.unsyncedFor(a) >= r.UnsyncedAfter()); dataLoss == "" {
+				if why := holdReason(r, st.RedisHistoryOf(a)); a.Unsynced != why {
+					out = append(out, &fsm.RedisHold{Role: r.Name, Epoch: a.Epoch, Reason: why, Actor: in.Actor, Time: in.Now})
+				}
+				best = ""
+			}
+		}
+		if best == "" {
+			if a.Holder != "" {
+				load[a.Holder]++
+			}
+			continue
+		}
+		reason, cause := "role unassigned", fsm.CauseFirst
+		switch {
+		case a.Holder != "":
+			reason, cause = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen), fsm.CauseLease
+			if a.Releasing && a.ReleaseCause != "" {
+				// Asked to let go, it did not in time: the request says why.
+				reason += " while releasing (" + a.ReleaseCause + ")"
+				cause = a.ReleaseCause
+			}
+		case a.MoveTo == best && (a.ReleaseCause == "" || a.ReleaseCause == fsm.CauseOperator):
+			// (no cause: a release committed by a build without causes)
+			reason, cause = "moved by an operator", fsm.CauseOperator
+		case a.MoveTo == best:
+			reason, cause = "moved to "+best+" ("+a.ReleaseCause+")", a.ReleaseCause
+		case a.ReleaseCause != "":
+			reason, cause = "released ("+a.ReleaseCause+")", a.ReleaseCause
+		}
+		load[best]++
+		if dataLoss != "" {
+			reason += "; promoted outside the lost master's replication history: " + dataLoss
+			cause = fsm.CauseDataLoss
+		}
+		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],
+			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now, DataLoss: dataLoss, Cause: cause})
 	}
-	out = append(out, followers(in, roles, planned, has, load)...)
 	// Roles that left the spec: their holders let go.
 	var gone []string
 	for name, a := range st.Assignments {
@@ -197,139 +261,6 @@ func Plan(in Input) []fsm.Command {
 		}
 	}
 	return out
-}
-
-// planRole is Plan's step for one role r of the spec, given the state st
-// (in.State, or Plan's overlay of its own assignments), the nodes' load
-// so far (updated), and returns its command (none or one).
-func planRole(in Input, st *fsm.State, r spec.Role, load map[string]int) []fsm.Command {
-	ended := in.Ended
-	var out []fsm.Command
-	a := st.Assignment(r.Name)
-	if a.Holder != "" {
-		if gen, ok := in.Live[a.Holder]; ok && gen == a.HolderGen {
-			if eligible(st, r, a.Holder) {
-				if cmd := preempt(in, r, a, load); cmd != nil {
-					out = append(out, cmd)
-				}
-				return out
-			}
-			n := st.Nodes[a.Holder]
-			if !a.Releasing && (n == nil || !n.Leaving || in.leavingFor(a.Holder) >= leaveGrace) {
-				out = append(out, &fsm.RequestRelease{Role: r.Name, Epoch: a.Epoch, Actor: in.Actor, Time: in.Now,
-					Reason: fmt.Sprintf("node %s is no longer eligible", a.Holder), Cause: ineligibleCause(st, r, a.Holder)})
-			}
-			return out
-		}
-		if !ended(a.Holder, a.HolderGen, stopGrace(r, a)) {
-			return out // the holder may still act: wait (S4)
-		}
-	}
-	if a.Holder == "" && in.Settling {
-		return out
-	}
-	if a.Holder != "" {
-		load[a.Holder]--
-	}
-	best := pick(in, r, a, load)
-	if to := a.MoveTo; to != "" {
-		// An operator's move, also when the holder could not release
-		// and its lease ran out (a service whose stop failed). A
-		// redis-master move to a Redis outside the role's history
-		// needs the operator's acceptance of the loss.
-		if _, live := in.Live[to]; live && eligible(st, r, to) && (a.AcceptDataLoss || redisSynced(st, r, a, to)) {
-			best = to
-		}
-	}
-	var dataLoss string
-	if best != "" && !redisSynced(st, r, a, best) {
-		// S10: no replica synced with the role's last master.
-		if dataLoss = unsyncedPromotion(st, r, a, best, in.unsyncedFor(a) >= r.UnsyncedAfter()); dataLoss == "" {
-			if why := holdReason(r, st.RedisHistoryOf(a)); a.Unsynced != why {
-				out = append(out, &fsm.RedisHold{Role: r.Name, Epoch: a.Epoch, Reason: why, Actor: in.Actor, Time: in.Now})
-			}
-			best = ""
-		}
-	}
-	if best == "" {
-		if a.Holder != "" {
-			load[a.Holder]++
-		}
-		return out
-	}
-	reason, cause := "role unassigned", fsm.CauseFirst
-	switch {
-	case a.Holder != "":
-		reason, cause = fmt.Sprintf("lease of %s (generation %d) ended", a.Holder, a.HolderGen), fsm.CauseLease
-		if a.Releasing && a.ReleaseCause != "" {
-			// Asked to let go, it did not in time: the request says why.
-			reason += " while releasing (" + a.ReleaseCause + ")"
-			cause = a.ReleaseCause
-		}
-	case a.MoveTo == best && (a.ReleaseCause == "" || a.ReleaseCause == fsm.CauseOperator):
-		// (no cause: a release committed by a build without causes)
-		reason, cause = "moved by an operator", fsm.CauseOperator
-	case a.MoveTo == best:
-		reason, cause = "moved to "+best+" ("+a.ReleaseCause+")", a.ReleaseCause
-	case a.ReleaseCause != "":
-		reason, cause = "released ("+a.ReleaseCause+")", a.ReleaseCause
-	}
-	load[best]++
-	if dataLoss != "" {
-		reason += "; promoted outside the lost master's replication history: " + dataLoss
-		cause = fsm.CauseDataLoss
-	}
-	out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],
-		Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now, DataLoss: dataLoss, Cause: cause})
-	return out
-}
-
-// followers gives the roles that follow a role this plan assigns, and got
-// no command themselves (no eligible node: the followed role's holder was
-// gone) nor have a live holder, a second step on the state as it will be
-// once the plan applies; only an assignment is taken from it,
-// so that they move with the followed role in the same plan: one Raft
-// round and one wake-up earlier (the Redis VIP after the Redis master:
-// 16 ms in the lab's kill-agent trials). Chains are followed in order.
-func followers(in Input, roles []spec.Role, planned map[string]*fsm.Assign, has map[string]bool, load map[string]int) []fsm.Command {
-	if len(planned) == 0 {
-		return nil
-	}
-	over := *in.State
-	over.Assignments = maps.Clone(in.State.Assignments)
-	place := func(as *fsm.Assign) {
-		over.Assignments[as.Role] = &fsm.Assignment{Role: as.Role, Holder: as.Node, HolderGen: as.HolderGen, Epoch: as.Epoch}
-	}
-	for _, as := range planned {
-		place(as)
-	}
-	var more []fsm.Command
-	for changed := true; changed; {
-		changed = false
-		for _, r := range roles {
-			if r.Follow == "" || has[r.Name] || planned[r.Follow] == nil {
-				continue
-			}
-			has[r.Name] = true
-			if a := in.State.Assignment(r.Name); a.Holder != "" {
-				if gen, live := in.Live[a.Holder]; live && gen == a.HolderGen {
-					continue // a live holder is asked to release, never replaced
-				}
-			}
-			in2 := in
-			in2.State = &over
-			for _, c := range planRole(in2, &over, r, load) {
-				// Only the move; anything else waits for the next plan,
-				// on the applied state.
-				if as, ok := c.(*fsm.Assign); ok {
-					planned[r.Name], changed = as, true
-					place(as)
-					more = append(more, as)
-				}
-			}
-		}
-	}
-	return more
 }
 
 // preempt returns a planned move of r to a live, eligible candidate of

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"testing"
 	"time"
@@ -291,27 +290,6 @@ func TestPlanProperties(t *testing.T) {
 			t.Fatalf("Plan on copies of its input: got %q, want %q", describeAll(again), describeAll(cmds))
 		}
 
-		// The state as the plan's assignments leave it: a role that
-		// follows one the plan assigns moves with it in the same plan.
-		over := *st
-		over.Assignments = maps.Clone(st.Assignments)
-		for _, c := range cmds {
-			if as, ok := c.(*fsm.Assign); ok {
-				over.Assignments[as.Role] = &fsm.Assignment{Role: as.Role, Holder: as.Node, HolderGen: as.HolderGen, Epoch: as.Epoch}
-			}
-		}
-		// stFor is the state a role is judged on: over for a follower
-		// without a live holder whose followed role the plan assigns.
-		stFor := func(rs spec.Role, a fsm.Assignment) *fsm.State {
-			if rs.Follow == "" || over.Assignments[rs.Follow] == st.Assignments[rs.Follow] {
-				return st
-			}
-			if gen, ok := live[a.Holder]; a.Holder != "" && ok && gen == a.HolderGen {
-				return st
-			}
-			return &over
-		}
-
 		perRole := map[string]fsm.Command{}
 		for _, c := range cmds {
 			r := commandRole(c)
@@ -359,8 +337,8 @@ func TestPlanProperties(t *testing.T) {
 				if !rs.Marker && !n.RunsService(r) {
 					t.Fatalf("%s: node has no actuator for the service (%v)", describe(c), n.Services)
 				}
-				if f, fst := rs.Follow, stFor(rs, a); f != "" && (fst.Assignment(f).Holder != x.Node || fst.Assignment(f).Releasing) {
-					t.Fatalf("%s: role follows %s, held by %q", describe(c), f, fst.Assignment(f).Holder)
+				if f := rs.Follow; f != "" && (st.Assignment(f).Holder != x.Node || st.Assignment(f).Releasing) {
+					t.Fatalf("%s: role follows %s, held by %q", describe(c), f, st.Assignment(f).Holder)
 				}
 				// The rank: no live eligible node beats the chosen one on
 				// hold-down, then avoided roles, then priority.
@@ -408,7 +386,7 @@ func TestPlanProperties(t *testing.T) {
 		for _, name := range sortedKeys(names) {
 			rs, inSpec := st.Spec.Role(name)
 			a := st.Assignment(name)
-			want := expectedKind(stFor(rs, a), rs, inSpec, a, live, endedFn, settling)
+			want := expectedKind(st, rs, inSpec, a, live, endedFn, settling)
 			got := ""
 			if c, ok := perRole[name]; ok {
 				got = c.Type().String()
