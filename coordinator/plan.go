@@ -158,9 +158,25 @@ func Plan(in Input) []fsm.Command {
 	}
 	inSpec := map[string]bool{}
 	roles := append([]spec.Role(nil), st.Spec.Roles...)
-	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
+	depth := followDepths(roles)
+	sort.Slice(roles, func(i, j int) bool {
+		if di, dj := depth[roles[i].Name], depth[roles[j].Name]; di != dj {
+			return di < dj // a followed role before its followers
+		}
+		return roles[i].Name < roles[j].Name
+	})
+	// moved: roles this plan assigns. A role that follows one of them
+	// waits for the next plan: judged on this state it would go to the
+	// followed role's old holder (when that node is back on a new
+	// generation), and the plan's commands are applied one by one, so a
+	// follower assigned to the new holder could apply while the followed
+	// role's assignment was refused.
+	moved := map[string]bool{}
 	for _, r := range roles {
 		inSpec[r.Name] = true
+		if r.Follow != "" && moved[r.Follow] {
+			continue
+		}
 		a := st.Assignment(r.Name)
 		if a.Holder != "" {
 			if gen, ok := in.Live[a.Holder]; ok && gen == a.HolderGen {
@@ -237,6 +253,7 @@ func Plan(in Input) []fsm.Command {
 		}
 		out = append(out, &fsm.Assign{Role: r.Name, Node: best, PrevHolder: a.Holder, HolderGen: in.Live[best],
 			Epoch: a.Epoch + 1, Reason: reason, Actor: in.Actor, Time: in.Now, DataLoss: dataLoss, Cause: cause})
+		moved[r.Name] = true
 	}
 	// Roles that left the spec: their holders let go.
 	var gone []string
@@ -261,6 +278,25 @@ func Plan(in Input) []fsm.Command {
 		}
 	}
 	return out
+}
+
+// followDepths gives each role the length of its chain of follows (0: it
+// follows none; the spec forbids cycles and unknown names, and the bound
+// keeps a state that slipped past it from looping).
+func followDepths(roles []spec.Role) map[string]int {
+	follows := map[string]string{}
+	for _, r := range roles {
+		follows[r.Name] = r.Follow
+	}
+	depth := map[string]int{}
+	for _, r := range roles {
+		d := 0
+		for cur := r.Follow; cur != "" && d <= len(roles); cur = follows[cur] {
+			d++
+		}
+		depth[r.Name] = d
+	}
+	return depth
 }
 
 // preempt returns a planned move of r to a live, eligible candidate of
