@@ -107,9 +107,11 @@ func (in Input) lostFor(a fsm.Assignment) time.Duration {
 }
 
 // Plan is the placement policy: a pure function from the state to the
-// commands that move it towards the spec. It is deterministic (roles in name
-// order, ties broken by node id) and returns nothing when nothing needs to
-// change. At most one command is returned per role.
+// commands that move it towards the spec. It is deterministic (a followed
+// role before the roles that follow it, otherwise roles in name order, ties
+// broken by node id) and returns nothing when nothing needs to change. At
+// most one command is returned per role; a role that follows one this plan
+// assigns gets none (the next plan places it).
 //
 // Rules:
 //   - a role whose holder is live on the lease generation the role is bound
