@@ -35,7 +35,7 @@ const guardQuick = time.Second
 // guardDeadline converts the lease's end less GuardAhead to the guard's
 // clock.
 func (x *Actuator) guardDeadline(auth act.Authority) time.Duration {
-	return x.monoBase + auth.LeaseUntil.Add(-GuardAhead).Sub(x.wallBase)
+	return x.clock.Deadline(auth.LeaseUntil.Add(-GuardAhead))
 }
 
 // mayMaster reports whether this node may act as the Redis master now,

@@ -105,13 +105,8 @@ type Actuator struct {
 	// every lease renewal (Wake); guardWake wakes the guard keeper.
 	renewWake chan struct{}
 	guardWake chan struct{}
-	// monoBase and wallBase are one instant on the guard's clock and on
-	// Go's: a lease end converts to the same deadline at every renewal.
-	monoBase time.Duration
-	wallBase time.Time
-	// guardStart serializes the starts of guards (the keeper's and a
-	// promotion's).
-	guardStart sync.Mutex
+	// clock converts lease ends to the guard's deadlines.
+	clock serviceguard.Clock
 	// releases counts the guard releases in flight (Run waits for them).
 	releases sync.WaitGroup
 	// jobs carries the one report or release in flight to the proposer
@@ -200,17 +195,10 @@ func New(node act.Node, cfg Config) (*Actuator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Mono == nil {
-		cfg.Mono = serviceguard.Mono
-	}
-	x := &Actuator{node: node, cfg: cfg, cli: cli, self: cfg.Redis.AnnounceAddr(),
+	return &Actuator{node: node, cfg: cfg, cli: cli, self: cfg.Redis.AnnounceAddr(),
 		wake: make(chan struct{}, 1), jobs: make(chan job, 1),
-		renewWake: make(chan struct{}, 1), guardWake: make(chan struct{}, 1)}
-	// The guard clock first: the conversion errs early by the time
-	// between the two reads, never late.
-	x.monoBase = cfg.Mono()
-	x.wallBase = time.Now()
-	return x, nil
+		renewWake: make(chan struct{}, 1), guardWake: make(chan struct{}, 1),
+		clock: serviceguard.NewClock(cfg.Mono)}, nil
 }
 
 // Type implements act.Actuator.

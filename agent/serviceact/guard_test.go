@@ -116,7 +116,7 @@ func TestGuardLifecycle(t *testing.T) {
 	var monoMu sync.Mutex
 	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
 		StartGuard: gs.start, Mono: func() time.Duration { monoMu.Lock(); defer monoMu.Unlock(); return mono }})
-	until := x.wallBase.Add(time.Hour)
+	until := x.clock.Base().Add(time.Hour)
 	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: until})
 	node.SetState(serviceState(heldAs(1)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -194,13 +194,13 @@ func TestGuardGetsRenewalFromItsStart(t *testing.T) {
 		if !renewed { // the renewal lands after the guard got its first deadline
 			renewed = true
 			st, _ := node.State()
-			x.update(st, act.Authority{Node: "n1", LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(2 * time.Hour), Now: time.Now()})
+			x.update(st, act.Authority{Node: "n1", LeaseGen: 1, LeaseValid: true, LeaseUntil: x.clock.Base().Add(2 * time.Hour), Now: time.Now()})
 		}
 		return g, err
 	}
 	x = New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
 		StartGuard: start, Mono: func() time.Duration { return 0 }})
-	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(time.Hour)})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.clock.Base().Add(time.Hour)})
 	node.SetState(serviceState(heldAs(1)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -235,7 +235,7 @@ func TestGuardExitDuringItsStartPass(t *testing.T) {
 	}
 	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
 		StartGuard: start, Mono: func() time.Duration { return 0 }})
-	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(time.Hour)})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.clock.Base().Add(time.Hour)})
 	node.SetState(serviceState(heldAs(1)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -262,7 +262,7 @@ func TestGuardExitAfterThaw(t *testing.T) {
 	gs := &guards{b: b}
 	x := New(node, Config{Backends: map[string]service.Actuator{"notary": b}, Tick: time.Hour, Log: quiet,
 		StartGuard: gs.start, Mono: func() time.Duration { return 0 }})
-	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.wallBase.Add(time.Hour)})
+	node.SetAuthority(act.Authority{LeaseGen: 1, LeaseValid: true, LeaseUntil: x.clock.Base().Add(time.Hour)})
 	node.SetState(serviceState(heldAs(1)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

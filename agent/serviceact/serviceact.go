@@ -86,12 +86,9 @@ type Actuator struct {
 	node act.Node
 	cfg  Config
 	wake chan struct{}
-	// monoBase and wallBase are one instant on the guards' clock and on
-	// Go's (monotonic) clock: a lease end converts to the same guard
-	// deadline at every pass, so a guard is written to only on renewals.
-	monoBase time.Duration
-	wallBase time.Time
-	workers  map[string]*worker // by role name; fixed after New (Replace swaps backends, not workers)
+	// clock converts lease ends to the guards' deadlines.
+	clock   serviceguard.Clock
+	workers map[string]*worker // by role name; fixed after New (Replace swaps backends, not workers)
 }
 
 var _ act.Actuator = (*Actuator)(nil)
@@ -136,14 +133,8 @@ type worker struct {
 
 // New returns the actuator. It starts nothing.
 func New(node act.Node, cfg Config) *Actuator {
-	if cfg.Mono == nil {
-		cfg.Mono = serviceguard.Mono
-	}
-	x := &Actuator{node: node, cfg: cfg, wake: make(chan struct{}, 1), workers: map[string]*worker{}}
-	// The guard clock first: the conversion errs early by the time
-	// between the two readings.
-	x.monoBase = cfg.Mono()
-	x.wallBase = time.Now()
+	x := &Actuator{node: node, cfg: cfg, wake: make(chan struct{}, 1), workers: map[string]*worker{},
+		clock: serviceguard.NewClock(cfg.Mono)}
 	for name, b := range cfg.Backends {
 		// unsure: a previous agent (crashed, restarted, or the node
 		// rebooted with the service enabled) may have left it running.
@@ -367,7 +358,7 @@ func (x *Actuator) update(st *fsm.State, auth act.Authority) {
 	var renew []renewal
 	deadline := time.Duration(0)
 	if auth.LeaseValid {
-		deadline = x.monoBase + auth.LeaseUntil.Sub(x.wallBase)
+		deadline = x.clock.Deadline(auth.LeaseUntil)
 	}
 	for name, w := range x.workers {
 		r, inSpec := st.Spec.Role(name)

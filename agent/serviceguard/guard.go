@@ -137,6 +137,32 @@ func Mono() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// Clock converts instants of Go's monotonic clock to deadlines on the
+// guards' clock (Mono): one instant read on both, the guards' first, so a
+// conversion errs early by the time between the two readings, never late,
+// and the same instant converts to the same deadline every time (a guard
+// is written to only when the lease's end moved).
+type Clock struct {
+	monoBase time.Duration
+	wallBase time.Time
+}
+
+// NewClock reads mono (Mono when nil), then Go's clock.
+func NewClock(mono func() time.Duration) Clock {
+	if mono == nil {
+		mono = Mono
+	}
+	c := Clock{monoBase: mono()}
+	c.wallBase = time.Now()
+	return c
+}
+
+// Deadline is t on the guards' clock.
+func (c Clock) Deadline(t time.Time) time.Duration { return c.monoBase + t.Sub(c.wallBase) }
+
+// Base is the instant of Go's clock the conversion was anchored at.
+func (c Clock) Base() time.Time { return c.wallBase }
+
 // Outcome is how a guard ended.
 type Outcome int
 
